@@ -1,0 +1,1 @@
+"""PMRS clients: not built yet; see the serving issue (docs/ARCHITECTURE.md, 'Status')."""

@@ -1,0 +1,1 @@
+"""PMRS indexer: not built yet; see the serving issue (docs/ARCHITECTURE.md, 'Status')."""

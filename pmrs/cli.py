@@ -1,0 +1,178 @@
+"""``pmrs`` command line: parses arguments, calls library functions, prints results.
+
+Every command takes ``--workdir`` (default ``$PMRS_HOME``, else ``./pmrs-data``) and ``--config``
+(a TOML file; flags override it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from . import config as cfgmod
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workdir", help="work directory (default: $PMRS_HOME, else ./pmrs-data)")
+    p.add_argument("--config", help="TOML config file; flags override it")
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+
+
+def _wmf_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("WMF")
+    g.add_argument("--factors", type=int)
+    g.add_argument("--alpha", type=float, help="confidence scale in 1 + alpha*log(1 + r/eps)")
+    g.add_argument("--eps", type=float, help="count scale in 1 + alpha*log(1 + r/eps)")
+    g.add_argument("--regularization", type=float)
+    g.add_argument("--iterations", type=int)
+    g.add_argument("--seed", type=int)
+    g.add_argument("--threads", type=int, help="ALS threads (default: every core)")
+    g.add_argument("--exact", dest="use_cg", action="store_false", default=None,
+                   help="exact Cholesky solver instead of conjugate gradient")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pmrs", description="PMRS: hybrid music recommendation")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("synth", help="write a synthetic world in the Million Song Dataset formats")
+    _common(p)
+    p.add_argument("dir", help="output data folder")
+    p.add_argument("--users", type=int)
+    p.add_argument("--songs", type=int)
+    p.add_argument("--genres", type=int)
+    p.add_argument("--scenes", type=int, help="hidden (inaudible) taste communities")
+    p.add_argument("--clip-seconds", type=float)
+    p.add_argument("--cold-share", type=float, help="share of songs nobody has played")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--no-audio", action="store_true", default=None)
+    p.add_argument("--audio-workers", type=int)
+
+    p = sub.add_parser("ingest", help="triplets + metadata into the work directory")
+    _common(p)
+    p.add_argument("dir", nargs="?", help="data folder holding the standard MSD file names")
+    p.add_argument("--triplets", help="train_triplets.txt path (overrides DIR)")
+    p.add_argument("--unique-tracks", help="unique_tracks.txt path")
+    p.add_argument("--track-metadata", help="track_metadata.db path")
+    p.add_argument("--genres", help="genre labels (track_id<TAB>genre)")
+    p.add_argument("--min-songs-per-user", type=int)
+    p.add_argument("--min-users-per-song", type=int)
+    p.add_argument("--max-bad-fraction", type=float,
+                   help="fail when more than this share of lines is malformed (default 0.5)")
+
+    p = sub.add_parser("train-wmf", help="weighted matrix factorization of the play counts")
+    _common(p)
+    _wmf_flags(p)
+    p.add_argument("--run", help="run name (default: a timestamp)")
+
+    p = sub.add_parser("evaluate", help="offline evaluation; writes reports/<run>/")
+    _common(p)
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--holdout", action="store_true", help="hold-out recall/mAP vs popularity")
+    _wmf_flags(p)
+    p.add_argument("--test-users", type=float, help="count (>= 1) or share (< 1) of eligible users")
+    p.add_argument("--holdout-fraction", type=float, help="share of each test user's songs removed")
+    p.add_argument("--run", help="report name (default: a timestamp)")
+
+    p = sub.add_parser("tune", help="hyperparameter search on a validation split")
+    _common(p)
+    p.add_argument("--trials", type=int, help="random-search trials beyond the default config")
+    p.add_argument("--iterations", type=int, help="ALS iterations per trial")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--metric", help="metric to maximise, e.g. map@500 or recall@50")
+    p.add_argument("--run", help="tuning run name")
+    return parser
+
+
+def _setup_logging(quiet: bool) -> None:
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
+                        format="%(levelname).1s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.quiet)
+    try:
+        return COMMANDS[args.command](args)
+    except (FileNotFoundError, ValueError, FileExistsError) as exc:
+        print(f"pmrs {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"pmrs {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _toml(args) -> dict:
+    return cfgmod.load_toml(args.config)
+
+
+def cmd_synth(args) -> int:
+    from .synth.generate import synthesize
+    from .synth.world import SynthConfig
+
+    cfg = cfgmod.build(SynthConfig, "synth", _toml(args), vars(args))
+    summary = synthesize(args.dir, cfg)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_ingest(args) -> int:
+    from .ingest import IngestConfig, ingest
+    from .report import format_ingest
+
+    cfg = cfgmod.build(IngestConfig, "ingest", _toml(args), vars(args))
+    report = ingest(args.dir, cfgmod.resolve_workdir(args.workdir), cfg, triplets=args.triplets,
+                    unique_tracks=args.unique_tracks, track_metadata=args.track_metadata,
+                    genres=args.genres)
+    print(format_ingest(report))
+    return 0
+
+
+def _wmf_config(args, toml: dict):
+    from .wmf import WMFConfig
+
+    return cfgmod.build(WMFConfig, "wmf", toml, vars(args))
+
+
+def cmd_train_wmf(args) -> int:
+    from .training import train_wmf_run
+
+    workdir = cfgmod.resolve_workdir(args.workdir)
+    run_dir = train_wmf_run(workdir, _wmf_config(args, _toml(args)), run=args.run,
+                            show_progress=not args.quiet)
+    print(f"WMF run written to {run_dir}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluation.holdout import HoldoutConfig, evaluate_holdout
+
+    toml = _toml(args)
+    workdir = cfgmod.resolve_workdir(args.workdir)
+    ecfg = cfgmod.build(HoldoutConfig, "evaluate", toml, vars(args))
+    out = evaluate_holdout(workdir, _wmf_config(args, toml), ecfg, run=args.run)
+    print((out / "report.md").read_text())
+    print(f"report written to {out}")
+    return 0
+
+
+def cmd_tune(args) -> int:
+    from .tuning import TuneConfig, tune
+
+    toml = _toml(args)
+    workdir = cfgmod.resolve_workdir(args.workdir)
+    tcfg = cfgmod.build(TuneConfig, "tune", toml, vars(args))
+    out = tune(workdir, tcfg, base=_wmf_config(argparse.Namespace(), toml), run=args.run)
+    print((out / "tune.md").read_text())
+    print(f"best config written to {out / 'best.toml'}")
+    return 0
+
+
+COMMANDS = {"synth": cmd_synth, "ingest": cmd_ingest, "train-wmf": cmd_train_wmf,
+            "evaluate": cmd_evaluate, "tune": cmd_tune}
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

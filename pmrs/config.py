@@ -1,0 +1,65 @@
+"""Settings: dataclasses with their defaults in one place, overridden by a TOML file, then flags.
+
+A TOML file has one table per stage, named like the dataclass's ``section``::
+
+    [wmf]
+    factors = 64
+    alpha = 2.0
+
+The effective settings are written next to every artefact they produced (``asdict``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+DEFAULT_WORKDIR = "pmrs-data"
+
+
+def resolve_workdir(workdir: str | os.PathLike | None) -> Path:
+    """The work directory: the flag, else ``$PMRS_HOME``, else ``./pmrs-data``."""
+    if workdir:
+        return Path(workdir)
+    return Path(os.environ.get("PMRS_HOME") or DEFAULT_WORKDIR)
+
+
+def load_toml(path: str | os.PathLike | None) -> dict[str, Any]:
+    """Read a TOML config file; ``None`` gives an empty config."""
+    if path is None:
+        return {}
+    p = Path(path)
+    try:
+        with p.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"config file not found: {p}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"config file {p} is not valid TOML: {exc}") from None
+
+
+def build(cls: type[T], section: str, toml: dict[str, Any] | None = None,
+          overrides: dict[str, Any] | None = None) -> T:
+    """Instantiate settings ``cls`` from defaults, then ``toml[section]``, then non-None overrides.
+
+    Unknown keys are an error (a typo in a config file must not be silently ignored).
+    """
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    values: dict[str, Any] = {}
+    table = (toml or {}).get(section, {})
+    if not isinstance(table, dict):
+        raise ValueError(f"config section [{section}] must be a table")
+    unknown = set(table) - names
+    if unknown:
+        raise ValueError(f"unknown setting(s) in [{section}]: {', '.join(sorted(unknown))}; "
+                         f"known: {', '.join(sorted(names))}")
+    values.update(table)
+    for key, value in (overrides or {}).items():
+        if value is not None and key in names:
+            values[key] = value
+    return cls(**values)  # type: ignore[call-arg]

@@ -1,0 +1,1 @@
+"""Offline evaluation: holdout splits of the play-count matrix and ranking metrics."""

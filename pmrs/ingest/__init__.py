@@ -1,0 +1,84 @@
+"""``pmrs ingest``: raw Million Song Dataset files into the work directory.
+
+Finds the standard file names in a data folder (``train_triplets.txt``, ``unique_tracks.txt``,
+``track_metadata.db``, ``genres.tsv``); explicit paths override each.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+from ..artifacts import replace_dir, write_json
+from ..catalog import CATALOG_FILE
+from ..interactions import INTERACTIONS_DIR
+from .metadata import build_catalog
+from .triplets import IngestConfig, IngestError, read_triplets
+
+log = logging.getLogger(__name__)
+
+__all__ = ["IngestConfig", "IngestError", "ingest", "STANDARD_FILES"]
+
+STANDARD_FILES = {
+    "triplets": "train_triplets.txt",
+    "unique_tracks": "unique_tracks.txt",
+    "track_metadata": "track_metadata.db",
+    "genres": "genres.tsv",
+}
+
+
+def ingest(data_dir: str | Path | None, workdir: str | Path, cfg: IngestConfig | None = None,
+           **paths: str | Path | None) -> dict:
+    """Ingest triplets and metadata; returns the report also written to ``ingest_report.json``.
+
+    ``paths`` may name ``triplets``, ``unique_tracks``, ``track_metadata``, ``genres`` explicitly;
+    the rest are looked up by their standard names in ``data_dir``. The triplets file is required.
+    Outputs replace the previous ones only once each is complete.
+    """
+    cfg = cfg or IngestConfig()
+    workdir = Path(workdir)
+    files: dict[str, Path | None] = {}
+    for key, name in STANDARD_FILES.items():
+        given = paths.get(key)
+        if given:
+            files[key] = Path(given)
+            if not files[key].exists():
+                raise IngestError(f"{key} file not found: {given}")
+        elif data_dir is not None and (Path(data_dir) / name).exists():
+            files[key] = Path(data_dir) / name
+        else:
+            files[key] = None
+    if files["triplets"] is None:
+        where = f"in {data_dir}" if data_dir else "(no data folder given)"
+        raise IngestError(f"no triplets file {where}: expected {STANDARD_FILES['triplets']} "
+                          "or --triplets PATH")
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    inter, trip_report = read_triplets(files["triplets"], cfg)
+    log.info("triplets: %d users x %d songs, %d plays", inter.n_users, inter.n_songs, inter.matrix.nnz)
+
+    meta_report = None
+    if any(files[k] for k in ("unique_tracks", "track_metadata", "genres")):
+        meta_report = build_catalog(workdir / CATALOG_FILE, unique_tracks=files["unique_tracks"],
+                                    track_metadata=files["track_metadata"], genres=files["genres"])
+    else:
+        log.warning("no metadata files found; catalog.lmdb not written")
+
+    report = {
+        "config": asdict(cfg),
+        "files": {k: (str(v) if v else None) for k, v in files.items()},
+        "triplets": trip_report.as_dict(),
+        "catalog": None if meta_report is None else asdict(meta_report),
+    }
+    staging = Path(tempfile.mkdtemp(prefix=f".{INTERACTIONS_DIR}.", dir=workdir))
+    try:
+        inter.save(staging)
+        write_json(staging / "ingest_report.json", report)
+        replace_dir(staging, workdir / INTERACTIONS_DIR)
+    except BaseException:
+        import shutil
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return report

@@ -1,0 +1,99 @@
+"""The users x songs play-count matrix and its id lists, as stored in the work directory.
+
+On disk (``<workdir>/interactions/``): ``indptr.npy``, ``indices.npy``, ``counts.npy`` (the CSR
+arrays), ``user_ids.npy`` and ``song_ids.npy`` (fixed-width ASCII bytes, sorted, so an id maps to
+its row by binary search on a memory-mapped array with no dictionary to build), and
+``ingest_report.json``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from .artifacts import load_npy, save_npy
+
+INTERACTIONS_DIR = "interactions"
+
+
+@dataclass
+class Interactions:
+    """Play counts and the ids of their rows and columns.
+
+    matrix: ``(n_users, n_songs)`` CSR, int32 play counts, sorted indices, no duplicates.
+    user_ids, song_ids: sorted ``S`` (bytes) arrays naming the rows and columns.
+    """
+
+    matrix: sp.csr_matrix
+    user_ids: np.ndarray
+    song_ids: np.ndarray
+
+    @property
+    def n_users(self) -> int:
+        return self.matrix.shape[0]
+
+    @property
+    def n_songs(self) -> int:
+        return self.matrix.shape[1]
+
+    def user_index(self, user_id: str) -> int:
+        """Row of ``user_id``; ``KeyError`` when unknown."""
+        return lookup(self.user_ids, user_id)
+
+    def song_index(self, song_id: str) -> int:
+        """Column of ``song_id``; ``KeyError`` when unknown."""
+        return lookup(self.song_ids, song_id)
+
+    def save(self, directory: str | os.PathLike) -> None:
+        d = Path(directory)
+        m = self.matrix
+        save_npy(d / "indptr.npy", m.indptr.astype(np.int64, copy=False))
+        save_npy(d / "indices.npy", m.indices.astype(np.int32, copy=False))
+        save_npy(d / "counts.npy", m.data.astype(np.int32, copy=False))
+        save_npy(d / "user_ids.npy", self.user_ids)
+        save_npy(d / "song_ids.npy", self.song_ids)
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> "Interactions":
+        d = Path(directory)
+        if not (d / "indptr.npy").exists():
+            raise FileNotFoundError(f"no interactions in {d}; run `pmrs ingest DATA_DIR` first")
+        user_ids = load_npy(d / "user_ids.npy")
+        song_ids = load_npy(d / "song_ids.npy")
+        matrix = sp.csr_matrix(
+            (load_npy(d / "counts.npy"), load_npy(d / "indices.npy"), load_npy(d / "indptr.npy")),
+            shape=(len(user_ids), len(song_ids)),
+        )
+        return cls(matrix=matrix, user_ids=user_ids, song_ids=song_ids)
+
+
+def lookup(sorted_ids: np.ndarray, key: str | bytes) -> int:
+    """Index of ``key`` in a sorted bytes id array; ``KeyError`` when absent."""
+    k = key.encode() if isinstance(key, str) else key
+    i = int(np.searchsorted(sorted_ids, k))
+    if i < len(sorted_ids) and sorted_ids[i] == k:
+        return i
+    raise KeyError(key if isinstance(key, str) else key.decode(errors="replace"))
+
+
+def lookup_many(sorted_ids: np.ndarray, keys) -> np.ndarray:
+    """Indices of many ids at once, -1 where absent."""
+    raw = [x.encode() if isinstance(x, str) else bytes(x) for x in keys]
+    out = np.full(len(raw), -1, dtype=np.int64)
+    if not len(sorted_ids) or not raw:
+        return out
+    width = sorted_ids.dtype.itemsize
+    fits = np.array([len(x) <= width for x in raw])  # longer keys cannot be present
+    k = np.asarray(raw, dtype=sorted_ids.dtype)
+    i = np.minimum(np.searchsorted(sorted_ids, k), len(sorted_ids) - 1)
+    found = fits & (sorted_ids[i] == k)
+    out[found] = i[found]
+    return out
+
+
+def decode_ids(ids: np.ndarray) -> list[str]:
+    return [x.decode() for x in ids]

@@ -1,0 +1,43 @@
+"""Plain-text and Markdown renderings of reports (the command line prints these)."""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+
+def markdown_table(headers: Sequence[str], rows: Iterable[Sequence]) -> str:
+    def cell(v) -> str:
+        if isinstance(v, float):
+            return f"{v:.4f}"
+        return str(v)
+
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def format_ingest(report: dict) -> str:
+    t = report["triplets"]
+    out = [f"triplets: {t['path']}",
+           f"  lines {t['lines']:,}  good {t['good_lines']:,}  blank {t['blank_lines']:,}  "
+           f"malformed {t['malformed_lines']:,}  ({t['seconds']} s)",
+           f"  {t['users']:,} users x {t['songs']:,} songs, {t['nonzeros']:,} pairs, "
+           f"{t['total_plays']:,} plays; {t['duplicate_pairs_merged']:,} duplicate pairs summed"]
+    if t["filtered_users"] or t["filtered_songs"]:
+        out.append(f"  filters removed {t['filtered_users']:,} users, {t['filtered_songs']:,} songs, "
+                   f"{t['filtered_pairs']:,} pairs")
+    for reason, n in t["malformed"].items():
+        out.append(f"  skipped {n:,} line(s): {reason}")
+    for ex in t["examples"]:
+        out.append(f"    line {ex['line']}: {ex['reason']}: {ex['text']!r}")
+    c = report.get("catalog")
+    if c:
+        out.append(f"catalog: {c['songs']:,} songs, {c['tracks']:,} tracks, "
+                   f"{c['songs_with_genre']:,} with a genre ({len(c['genres'])} genres)")
+        for source, n in c["malformed"].items():
+            out.append(f"  skipped {n:,} malformed line(s) in {source}")
+        for ex in c["examples"]:
+            out.append(f"    {ex['file']} line {ex['line']}: {ex['text']!r}")
+    else:
+        out.append("catalog: no metadata files found (titles and genres will be missing)")
+    return "\n".join(out)

@@ -1,0 +1,1 @@
+"""Synthetic Million-Song-Dataset-like world (``pmrs synth``): play counts, metadata and audio clips."""

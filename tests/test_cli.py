@@ -1,0 +1,85 @@
+"""The command line end to end on a tiny world: synth -> ingest -> train-wmf -> evaluate -> tune."""
+
+import json
+
+import numpy as np
+import pytest
+
+from pmrs.cli import main
+from pmrs.wmf import load_run
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    data, work = root / "data", root / "work"
+    assert main(["synth", str(data), "--users", "400", "--songs", "300", "--no-audio", "-q"]) == 0
+    assert main(["ingest", str(data), "--workdir", str(work), "-q"]) == 0
+    return data, work
+
+
+def test_ingest_report_and_outputs(world, capsys):
+    data, work = world
+    report = json.loads((work / "interactions" / "ingest_report.json").read_text())
+    n_lines = sum(1 for _ in open(data / "train_triplets.txt"))
+    assert report["triplets"]["good_lines"] == n_lines and report["triplets"]["malformed_lines"] == 0
+    assert report["catalog"]["songs"] == 300 and (work / "catalog.lmdb").is_file()
+
+
+def test_train_wmf_with_config_file_and_flag_override(world, tmp_path):
+    _, work = world
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[wmf]\nfactors = 8\niterations = 3\nalpha = 5.0\n")
+    assert main(["train-wmf", "--workdir", str(work), "--config", str(cfg), "--alpha", "3",
+                 "--run", "r1", "-q"]) == 0
+    model, users, songs = load_run(work / "models" / "wmf" / "r1")
+    assert model.user_factors.shape == (len(users), 8) and model.song_factors.shape == (len(songs), 8)
+    assert model.config.alpha == 3.0 and model.config.iterations == 3  # flag beats file beats default
+    assert len(model.log) == 3
+    assert np.isfinite(model.user_factors).all()
+
+
+def test_unknown_config_key_is_a_clear_error(world, tmp_path, capsys):
+    _, work = world
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[wmf]\nfactor = 8\n")
+    assert main(["train-wmf", "--workdir", str(work), "--config", str(cfg), "-q"]) == 2
+    assert "unknown setting(s) in [wmf]: factor" in capsys.readouterr().err
+
+
+def test_evaluate_holdout_writes_report(world):
+    _, work = world
+    assert main(["evaluate", "--holdout", "--workdir", str(work), "--factors", "16",
+                 "--iterations", "8", "--run", "ev1", "-q"]) == 0
+    out = work / "reports" / "ev1"
+    metrics = json.loads((out / "metrics.json").read_text())
+    wmf, pop = metrics["models"]["wmf"], metrics["models"]["popularity"]
+    for key in ("precision@10", "recall@50", "map@500", "ndcg@50", "auc", "coverage@50"):
+        assert 0.0 <= wmf[key] <= 1.0 and 0.0 <= pop[key] <= 1.0
+    assert wmf["recall@50"] > pop["recall@50"] and wmf["auc"] > pop["auc"]
+    assert "| wmf |" in (out / "report.md").read_text() and (out / "recall_at_k.png").stat().st_size > 0
+
+
+def test_tune_writes_best_config_usable_by_train(world):
+    _, work = world
+    assert main(["tune", "--workdir", str(work), "--trials", "3", "--iterations", "3",
+                 "--run", "t1", "-q"]) == 0
+    out = work / "models" / "tune" / "t1"
+    trials = json.loads((out / "trials.json").read_text())["trials"]
+    assert len(trials) == 4
+    scores = [t["metrics"]["map@500"] for t in trials]
+    assert scores == sorted(scores, reverse=True)
+    assert main(["train-wmf", "--workdir", str(work), "--config", str(out / "best.toml"),
+                 "--iterations", "2", "--run", "from-best", "-q"]) == 0
+    model, _, _ = load_run(work / "models" / "wmf" / "from-best")
+    assert model.config.factors == trials[0]["config"]["factors"]
+
+
+def test_ingest_without_triplets_fails_clearly(tmp_path, capsys):
+    assert main(["ingest", str(tmp_path), "--workdir", str(tmp_path / "w"), "-q"]) == 2
+    assert "train_triplets.txt" in capsys.readouterr().err
+
+
+def test_train_before_ingest_fails_clearly(tmp_path, capsys):
+    assert main(["train-wmf", "--workdir", str(tmp_path), "-q"]) == 2
+    assert "pmrs ingest" in capsys.readouterr().err
