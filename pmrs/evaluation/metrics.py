@@ -25,7 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm import tqdm
 
-from .split import HoldoutSplit, _canonical, _row_ranges as _row_entries
+from .split import HoldoutSplit, _canonical, _row_ranges
 
 logger = logging.getLogger(__name__)
 
@@ -338,7 +338,7 @@ def _auc_masked(scores: np.ndarray, relevant: sp.csr_matrix, n_excluded: np.ndar
     heavy = np.flatnonzero(n_pos > _SORT_ABOVE)
     for lo in range(0, heavy.size, max(1, _CHUNK_ELEMENTS // n_songs)):
         rows = heavy[lo:lo + max(1, _CHUNK_ELEMENTS // n_songs)]
-        entries = _row_entries(relevant.indptr, rows)
+        entries = _row_ranges(relevant.indptr, rows)
         credit[entries] = _credit_by_sort(scores, rows, entry_rows[entries], entry_scores[entries])
 
     credit -= n_excluded[entry_rows]
@@ -433,7 +433,9 @@ def evaluate_scores(
     sums = {f"{name}@{k}": 0.0 for k in ks for name in PER_USER}
     auc_sum, auc_count = 0.0, 0
     seen = {k: np.zeros(n_songs, dtype=bool) for k in ks}
-    bar = tqdm(total=users.size, unit="user", desc="evaluate", leave=False, disable=not show_progress)
+    bar = tqdm(
+        total=users.size, unit="user", desc="evaluate", leave=False, disable=not show_progress
+    )
     for start in range(0, users.size, batch_size):
         batch = users[start:start + batch_size]
         scores = _writable_scores(scores_fn(batch), batch.size, n_songs)

@@ -68,6 +68,7 @@ class TripletReport:
     filtered_songs: int = 0
     filtered_pairs: int = 0
     seconds: float = 0.0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def malformed_lines(self) -> int:
@@ -103,6 +104,13 @@ def read_triplets(path: str | os.PathLike, cfg: IngestConfig | None = None) -> t
         raise IngestError(f"triplets file not found: {path}")
     t0 = time.perf_counter()
     report = TripletReport(path=str(path))
+    stages: dict[str, float] = {}
+    last = [t0]
+
+    def timer(stage: str) -> None:
+        now = time.perf_counter()
+        stages[stage] = round(now - last[0], 2)
+        last[0] = now
 
     # 1. Parse. Serial reading keeps the physical line number of every field-count error.
     field_errors: list[tuple[int, str]] = []
@@ -139,6 +147,7 @@ def read_triplets(path: str | os.PathLike, cfg: IngestConfig | None = None) -> t
     n_rows = table.num_rows
     report.lines = n_rows + len(field_errors)
     report.add_bad("wrong field count", len(field_errors), field_errors[:_EXAMPLES])
+    timer("parse")
     log.info("parsed %d lines in %.1fs", report.lines, time.perf_counter() - t0)
 
     # Physical line number of table row i: the (i+1)-th line that was not a field-count error.
@@ -153,20 +162,16 @@ def read_triplets(path: str | os.PathLike, cfg: IngestConfig | None = None) -> t
     s_idx, s_dict = _codes(table.column("song"))
     counts_str = table.column("count")
     del table
+    timer("unify id dictionaries")
 
     # 2. Validate column-wise. Ids: surrounding whitespace trimmed on the (small) dictionaries.
     u_keys, u_empty = _clean_dictionary(u_dict)
     s_keys, s_empty = _clean_dictionary(s_dict)
-    c_trim = pc.ascii_trim_whitespace(counts_str)
-    c_len = pc.binary_length(c_trim).to_numpy(zero_copy_only=False)
-    is_digits = pc.ascii_is_decimal(c_trim).to_numpy(zero_copy_only=False) & (c_len <= 10)
-    counts = np.zeros(n_rows, dtype=np.int64)
-    if is_digits.any():
-        digits = pc.filter(c_trim, pa.array(is_digits))
-        counts[is_digits] = pc.cast(digits, pa.int64()).to_numpy(zero_copy_only=False)
+    counts, is_digits, c_empty = _parse_counts(counts_str)
+    timer("validate counts")
     user_empty = u_empty[u_idx]
     song_empty = s_empty[s_idx]
-    blank = user_empty & song_empty & (c_len == 0)
+    blank = user_empty & song_empty & c_empty
     bad_id = (user_empty | song_empty) & ~blank
     bad_count = ~bad_id & ~blank & ~(is_digits & (counts > 0) & (counts <= MAX_COUNT))
     report.blank_lines = int(blank.sum())
@@ -191,12 +196,14 @@ def read_triplets(path: str | os.PathLike, cfg: IngestConfig | None = None) -> t
                           f"rejected ({_summary(report)}); expected user_id<TAB>song_id<TAB>play_count")
 
     # 3. Ids in sorted order; rows and columns renumbered by rank among the ids actually used.
-    u_rank, user_ids = _rank(u_keys, u_idx[good])
-    s_rank, song_ids = _rank(s_keys, s_idx[good])
-    rows = u_rank[u_idx[good]]
-    cols = s_rank[s_idx[good]]
-    vals = counts[good]
+    all_good = bool(good.all())
+    u_rank, user_ids = _rank(u_keys, u_idx if all_good else u_idx[good])
+    s_rank, song_ids = _rank(s_keys, s_idx if all_good else s_idx[good])
+    rows = u_rank[u_idx] if all_good else u_rank[u_idx[good]]
+    cols = s_rank[s_idx] if all_good else s_rank[s_idx[good]]
+    vals = counts if all_good else counts[good]
     del u_idx, s_idx, counts, good
+    timer("validate and rank ids")
     coo = sp.coo_matrix((vals, (rows, cols)), shape=(len(user_ids), len(song_ids)))
     del rows, cols, vals
     matrix = coo.tocsr()
@@ -205,6 +212,7 @@ def read_triplets(path: str | os.PathLike, cfg: IngestConfig | None = None) -> t
     report.duplicate_pairs_merged = report.good_lines - matrix.nnz
     matrix.data = np.minimum(matrix.data, MAX_COUNT).astype(np.int32)
     matrix.indices = matrix.indices.astype(np.int32, copy=False)
+    timer("build CSR")
 
     inter = Interactions(matrix=matrix, user_ids=user_ids, song_ids=song_ids)
     inter = _apply_filters(inter, cfg, report)
@@ -212,9 +220,33 @@ def read_triplets(path: str | os.PathLike, cfg: IngestConfig | None = None) -> t
     report.nonzeros = int(inter.matrix.nnz)
     report.total_plays = int(inter.matrix.data.sum(dtype=np.int64))
     report.seconds = round(time.perf_counter() - t0, 2)
+    report.stage_seconds = stages
     if report.malformed_lines:
         log.warning("%s: skipped %d malformed line(s): %s", path, report.malformed_lines, _summary(report))
     return inter, report
+
+
+def _parse_counts(counts_str: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(counts int64, is_integer_text, is_empty)`` for the count column.
+
+    Fast path: a clean column casts to integers in one kernel. Otherwise each value is trimmed and
+    checked for digits (at most 10, so the cast cannot overflow) and only those are cast.
+    """
+    n = len(counts_str)
+    try:
+        counts = pc.cast(counts_str, pa.int64()).to_numpy(zero_copy_only=False)
+        if counts.dtype == np.int64:  # no nulls
+            return counts, np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    trimmed = pc.ascii_trim_whitespace(counts_str)
+    length = pc.binary_length(trimmed).to_numpy(zero_copy_only=False)
+    is_digits = pc.ascii_is_decimal(trimmed).to_numpy(zero_copy_only=False) & (length <= 10)
+    counts = np.zeros(n, dtype=np.int64)
+    if is_digits.any():
+        digits = pc.filter(trimmed, pa.array(is_digits))
+        counts[is_digits] = pc.cast(digits, pa.int64()).to_numpy(zero_copy_only=False)
+    return counts, is_digits, length == 0
 
 
 def _summary(report: TripletReport) -> str:
@@ -243,8 +275,7 @@ def _rank(keys: np.ndarray, used_codes: np.ndarray) -> tuple[np.ndarray, np.ndar
 
     Codes whose trimmed ids coincide (``"a"`` and ``"a "``) get the same rank.
     """
-    used = np.zeros(len(keys), dtype=bool)
-    used[np.unique(used_codes)] = True
+    used = np.bincount(used_codes, minlength=len(keys)) > 0
     ids, inverse = np.unique(keys[used], return_inverse=True)
     code_to_rank = np.full(len(keys), -1, dtype=np.int32)
     code_to_rank[used] = inverse.astype(np.int32)

@@ -148,9 +148,9 @@ def make_users(cfg: SynthConfig, rng: np.random.Generator) -> Users:
     # Sparse tastes: most users love one to three genres.
     taste = rng.dirichlet(np.full(cfg.genres, 0.3), size=n).astype(np.float32)
     scene_pref = rng.dirichlet(np.full(cfg.scenes, 0.4), size=n).astype(np.float32)
-    # Draws repeat popular songs; 15% more draws than distinct songs wanted gives the Taste
+    # Draws repeat popular songs; 4% more draws than distinct songs wanted gives the Taste
     # Profile's 47.5 distinct songs per user at full shape.
-    extra_mean = max(cfg.songs_per_user - MIN_SONGS_PER_USER, 1.0) * 1.15
+    extra_mean = max(cfg.songs_per_user - MIN_SONGS_PER_USER, 1.0) * 1.04
     # Lognormal activity above the Taste Profile's floor of 10 songs; sigma 1 gives a long tail.
     sigma = 1.0
     extra = rng.lognormal(np.log(extra_mean) - sigma**2 / 2, sigma, size=n)

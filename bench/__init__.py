@@ -1,0 +1,1 @@
+"""PMRS benchmarks (``make bench``); results go to bench/results/*.json."""

@@ -1,0 +1,60 @@
+"""Shared benchmark plumbing: the full-shape data file, child-process jobs, result files."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+DATA = ROOT / "data"
+RESULTS = ROOT / "results"
+
+#: The Taste Profile's shape.
+FULL_USERS, FULL_SONGS = 1_019_318, 384_546
+
+
+def full_shape_world(users: int = FULL_USERS, songs: int = FULL_SONGS) -> Path:
+    """A synthetic data folder of the given shape (cached; written by ``pmrs synth``)."""
+    folder = DATA / f"world-{users}x{songs}"
+    if not (folder / "truth.json").exists():
+        subprocess.run([sys.executable, "-m", "pmrs.cli", "synth", str(folder), "--users", str(users),
+                        "--songs", str(songs), "--no-audio", "--cold-share", "0", "--seed", "7"],
+                       check=True)
+    return folder
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def run_job(module: str, *args: str) -> dict:
+    """Run ``python -m module args`` in a fresh process (so its peak memory is its own); the job
+    prints one JSON object as its last stdout line."""
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", module, *args], check=True, stdout=subprocess.PIPE,
+                          text=True)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result.setdefault("wall_seconds", round(time.perf_counter() - t0, 2))
+    return result
+
+
+def machine() -> dict:
+    return {"cores": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+            "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)}
+
+
+def write_result(name: str, payload: dict, command: str) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"{name}.json"
+    doc = {"benchmark": name, "command": command,
+           "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(), **payload}
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    tmp.replace(out)
+    return out

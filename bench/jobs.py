@@ -1,0 +1,75 @@
+"""Benchmark jobs, each run in its own process by bench.run: ``python -m bench.jobs JOB ARGS``.
+
+Each prints one JSON line with its timings and its own peak resident memory.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from bench.common import peak_rss_mb
+
+
+def job_ingest(triplets: str, workdir: str) -> dict:
+    from pmrs.ingest import ingest
+
+    t0 = time.perf_counter()
+    report = ingest(None, workdir, triplets=triplets)
+    t = report["triplets"]
+    return {"seconds": round(time.perf_counter() - t0, 2), "parse_and_build_seconds": t["seconds"],
+            "lines": t["lines"], "users": t["users"], "songs": t["songs"], "nonzeros": t["nonzeros"],
+            "peak_rss_mb": round(peak_rss_mb())}
+
+
+def job_pandas(triplets: str) -> dict:
+    import pandas as pd
+
+    t0 = time.perf_counter()
+    df = pd.read_csv(triplets, sep="\t", header=None, names=["user", "song", "count"])
+    return {"seconds": round(time.perf_counter() - t0, 2), "rows": len(df), "peak_rss_mb": round(peak_rss_mb())}
+
+
+def job_wmf(workdir: str, factors: str, iterations: str) -> dict:
+    from pmrs.training import train_wmf_run
+    from pmrs.wmf import WMFConfig, load_run
+
+    t0 = time.perf_counter()
+    run = train_wmf_run(workdir, WMFConfig(factors=int(factors), iterations=int(iterations)),
+                        show_progress=True)
+    total = time.perf_counter() - t0
+    model, _, _ = load_run(run)
+    per_iter = [r["seconds"] for r in model.log]
+    return {"total_seconds": round(total, 2), "seconds_per_iteration": per_iter,
+            "mean_seconds_per_iteration": round(sum(per_iter) / len(per_iter), 3),
+            "peak_rss_mb": round(peak_rss_mb()), "run": str(run)}
+
+
+def job_bare_implicit(workdir: str, factors: str, iterations: str) -> dict:
+    """implicit's ALS called directly on the same confidence matrix, as a user of implicit would."""
+    import numpy as np
+    from implicit.cpu.als import AlternatingLeastSquares
+    from threadpoolctl import threadpool_limits
+
+    from pmrs.interactions import Interactions
+    from pmrs.wmf import WMFConfig, confidence
+
+    cfg = WMFConfig()
+    inter = Interactions.load(f"{workdir}/interactions")
+    conf = confidence(inter.matrix, cfg.alpha, cfg.eps)
+    times: list[float] = []
+    with threadpool_limits(1, "blas"):
+        model = AlternatingLeastSquares(factors=int(factors), regularization=cfg.regularization,
+                                        alpha=1.0, iterations=int(iterations), random_state=0)
+        model.fit(conf, show_progress=True, callback=lambda i, elapsed, loss: times.append(elapsed))
+    assert np.isfinite(model.user_factors).all()
+    return {"seconds_per_iteration": [round(t, 4) for t in times],
+            "mean_seconds_per_iteration": round(sum(times) / len(times), 3),
+            "peak_rss_mb": round(peak_rss_mb())}
+
+
+if __name__ == "__main__":
+    name, *args = sys.argv[1:]
+    result = globals()[f"job_{name}"](*args)
+    print(json.dumps(result), flush=True)

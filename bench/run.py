@@ -1,0 +1,68 @@
+"""``make bench``: ingest and WMF on a Taste-Profile-shaped synthetic file; JSON in bench/results/.
+
+    python -m bench.run [--only ingest,wmf] [--users N --songs N] [--iterations N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+
+from bench.common import DATA, FULL_SONGS, FULL_USERS, full_shape_world, run_job, write_result
+
+INGEST_LIMITS = {"seconds": 90, "peak_rss_mb": 6 * 1024}
+WMF_LIMITS = {"total_seconds": 8 * 60, "peak_rss_mb": 6 * 1024, "per_iteration_vs_bare": 1.10}
+
+
+def bench_ingest(world, workdir, command: str) -> dict:
+    triplets = str(world / "train_triplets.txt")
+    ours = run_job("bench.jobs", "ingest", triplets, str(workdir))
+    print(f"ingest: {ours['seconds']} s, peak {ours['peak_rss_mb']} MB", flush=True)
+    pandas = run_job("bench.jobs", "pandas", triplets)
+    print(f"pandas.read_csv: {pandas['seconds']} s, peak {pandas['peak_rss_mb']} MB", flush=True)
+    payload = {"file": triplets, "size_bytes": (world / "train_triplets.txt").stat().st_size,
+               "pmrs_ingest": ours, "pandas_read_csv": pandas, "limits": INGEST_LIMITS,
+               "within_limits": ours["seconds"] <= INGEST_LIMITS["seconds"]
+               and ours["peak_rss_mb"] <= INGEST_LIMITS["peak_rss_mb"]}
+    write_result("ingest", payload, command)
+    return payload
+
+
+def bench_wmf(workdir, iterations: int, command: str) -> dict:
+    ours = run_job("bench.jobs", "wmf", str(workdir), "64", str(iterations))
+    print(f"train-wmf: {ours['total_seconds']} s total, {ours['mean_seconds_per_iteration']} s/iteration, "
+          f"peak {ours['peak_rss_mb']} MB", flush=True)
+    bare = run_job("bench.jobs", "bare_implicit", str(workdir), "64", "3")
+    print(f"bare implicit: {bare['mean_seconds_per_iteration']} s/iteration", flush=True)
+    ratio = ours["mean_seconds_per_iteration"] / bare["mean_seconds_per_iteration"]
+    payload = {"factors": 64, "iterations": iterations, "pmrs_train_wmf": ours, "bare_implicit": bare,
+               "per_iteration_ratio": round(ratio, 3), "limits": WMF_LIMITS,
+               "within_limits": ratio <= WMF_LIMITS["per_iteration_vs_bare"]
+               and ours["total_seconds"] <= WMF_LIMITS["total_seconds"]
+               and ours["peak_rss_mb"] <= WMF_LIMITS["peak_rss_mb"]}
+    write_result("wmf", payload, command)
+    return payload
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.run")
+    p.add_argument("--only", default="ingest,wmf")
+    p.add_argument("--users", type=int, default=FULL_USERS)
+    p.add_argument("--songs", type=int, default=FULL_SONGS)
+    p.add_argument("--iterations", type=int, default=15)
+    args = p.parse_args(argv)
+    command = "python -m bench.run " + " ".join(argv if argv is not None else sys.argv[1:])
+    only = set(args.only.split(","))
+    world = full_shape_world(args.users, args.songs)
+    workdir = DATA / f"work-{args.users}x{args.songs}"
+    if "ingest" in only or not (workdir / "interactions").exists():
+        shutil.rmtree(workdir, ignore_errors=True)
+        bench_ingest(world, workdir, command)
+    if "wmf" in only:
+        bench_wmf(workdir, args.iterations, command)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
