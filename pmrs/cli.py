@@ -142,7 +142,7 @@ def cmd_train_wmf(args) -> int:
 
     workdir = cfgmod.resolve_workdir(args.workdir)
     run_dir = train_wmf_run(workdir, _wmf_config(args, _toml(args)), run=args.run,
-                            show_progress=not args.quiet)
+                            show_progress=False if args.quiet else None)
     print(f"WMF run written to {run_dir}")
     return 0
 
@@ -153,7 +153,8 @@ def cmd_evaluate(args) -> int:
     toml = _toml(args)
     workdir = cfgmod.resolve_workdir(args.workdir)
     ecfg = cfgmod.build(HoldoutConfig, "evaluate", toml, vars(args))
-    out = evaluate_holdout(workdir, _wmf_config(args, toml), ecfg, run=args.run)
+    out = evaluate_holdout(workdir, _wmf_config(args, toml), ecfg, run=args.run,
+                           show_progress=False if args.quiet else None)
     print((out / "report.md").read_text())
     print(f"report written to {out}")
     return 0

@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 
 
 def train_wmf_run(workdir: str | Path, cfg: WMFConfig, run: str | None = None,
-                  show_progress: bool = True) -> Path:
+                  show_progress: bool | None = None) -> Path:
     """Train WMF on ``<workdir>/interactions`` and write ``models/wmf/<run>/``."""
     workdir = Path(workdir)
     t0 = time.perf_counter()

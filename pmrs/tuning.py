@@ -78,10 +78,11 @@ def tune(workdir: str | Path, cfg: TuneConfig, base: WMFConfig | None = None,
                            min_songs=holdout.min_songs, seed=holdout.seed + 1)
     ks = sorted({10, 50, 500} | ({int(cfg.metric.split("@")[1])} if "@" in cfg.metric else set()))
     trials = []
-    for wcfg in tqdm(_candidates(cfg, base), desc="tune", unit="trial"):
+    for wcfg in tqdm(_candidates(cfg, base), desc="tune", unit="trial", disable=None):
         t0 = time.perf_counter()
         model = train_wmf(val.train, wcfg, show_progress=False)
-        metrics = evaluate_scores(model.scores, val, ks=ks, batch_size=holdout.batch_size)
+        metrics = evaluate_scores(model.scores, val, ks=ks, batch_size=holdout.batch_size,
+                                  show_progress=False)
         trials.append({"config": asdict(wcfg), "metrics": metrics,
                        "seconds": round(time.perf_counter() - t0, 2)})
         log.info("alpha %g eps %g reg %g factors %d: %s %.4f", wcfg.alpha, wcfg.eps,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -97,8 +98,10 @@ def fold_in(counts: sp.csr_matrix, song_factors: np.ndarray, cfg: WMFConfig) -> 
         return model.recalculate_user(np.arange(counts.shape[0]), conf)
 
 
-def train_wmf(counts: sp.csr_matrix, cfg: WMFConfig, show_progress: bool = True) -> WMFModel:
-    """Fit WMF to a users x songs play-count matrix."""
+def train_wmf(counts: sp.csr_matrix, cfg: WMFConfig, show_progress: bool | None = None) -> WMFModel:
+    """Fit WMF to a users x songs play-count matrix (progress bar: on a terminal by default)."""
+    if show_progress is None:
+        show_progress = sys.stderr.isatty()
     conf = confidence(counts, cfg.alpha, cfg.eps)
     history: list[dict] = []
 

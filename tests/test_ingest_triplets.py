@@ -97,6 +97,8 @@ def test_comma_separated_file_fails_fast(tmp_path):
 def test_empty_and_missing_files(tmp_path):
     with pytest.raises(IngestError, match="no valid triplet"):
         read_triplets(write(tmp_path, b"\n\n"))
+    with pytest.raises(IngestError, match="empty"):
+        read_triplets(write(tmp_path, b"", name="zero.txt"))
     with pytest.raises(IngestError, match="not found"):
         read_triplets(tmp_path / "nope.txt")
 
@@ -124,3 +126,14 @@ def test_matches_pandas_on_a_generated_file(tmp_path):
     df = pd.read_csv(p, sep="\t", header=None, names=["u", "s", "c"]).groupby(["u", "s"])["c"].sum()
     assert dense(inter) == {k: int(v) for k, v in df.items()}
     assert rep.duplicate_pairs_merged == n - len(df)
+
+
+def test_non_utf8_ids_and_gzip_input(tmp_path):
+    import gzip
+
+    p = tmp_path / "t.txt.gz"
+    with gzip.open(p, "wb") as fh:
+        fh.write(b"u\xff1\tSO1\t2\nu2\tSO2\t3\n")
+    inter, rep = read_triplets(p)  # compression follows the file name, bytes pass through
+    assert rep.good_lines == 2 and inter.n_users == 2
+    assert list(inter.user_ids) == [b"u2", b"u\xff1"]

@@ -63,23 +63,24 @@ def make_split(counts, cfg: HoldoutConfig) -> HoldoutSplit:
 
 
 def compare_on_split(split: HoldoutSplit, wmf_cfg: WMFConfig, ks, batch_size: int = 512,
-                     show_progress: bool = False) -> dict:
+                     show_progress: bool | None = None) -> dict:
     """Train WMF on ``split.train``; metrics of WMF and of popularity on ``split``."""
     t0 = time.perf_counter()
     model = train_wmf(split.train, wmf_cfg, show_progress=show_progress)
     train_s = time.perf_counter() - t0
     t1 = time.perf_counter()
-    wmf = evaluate_scores(model.scores, split, ks=ks, batch_size=batch_size)
+    wmf = evaluate_scores(model.scores, split, ks=ks, batch_size=batch_size,
+                          show_progress=show_progress)
     eval_s = time.perf_counter() - t1
     pop = popularity_scores(split.train)
     popularity = evaluate_scores(lambda rows: np.broadcast_to(pop, (len(rows), pop.size)),
-                                 split, ks=ks, batch_size=batch_size)
+                                 split, ks=ks, batch_size=batch_size, show_progress=show_progress)
     return {"wmf": wmf, "popularity": popularity,
             "seconds": {"train": round(train_s, 2), "evaluate": round(eval_s, 2)}}
 
 
 def evaluate_holdout(workdir: str | Path, wmf_cfg: WMFConfig, cfg: HoldoutConfig | None = None,
-                     run: str | None = None, show_progress: bool = True) -> Path:
+                     run: str | None = None, show_progress: bool | None = None) -> Path:
     """Run the protocol on ``<workdir>/interactions``; write ``reports/<run>/``; return its path."""
     cfg = cfg or HoldoutConfig()
     workdir = Path(workdir)

@@ -386,7 +386,7 @@ def evaluate_scores(
     split: HoldoutSplit,
     ks: Sequence[int] = (10, 50, 500),
     batch_size: int = 1024,
-    show_progress: bool = True,
+    show_progress: bool | None = None,
 ) -> dict[str, float]:
     """All ranking metrics of a scoring function on a holdout split, in one pass.
 
@@ -434,7 +434,7 @@ def evaluate_scores(
     auc_sum, auc_count = 0.0, 0
     seen = {k: np.zeros(n_songs, dtype=bool) for k in ks}
     bar = tqdm(
-        total=users.size, unit="user", desc="evaluate", leave=False, disable=not show_progress
+        total=users.size, unit="user", desc="evaluate", leave=False, disable=None if show_progress is None else not show_progress
     )
     for start in range(0, users.size, batch_size):
         batch = users[start:start + batch_size]

@@ -102,6 +102,8 @@ def read_triplets(path: str | os.PathLike, cfg: IngestConfig | None = None) -> t
     path = Path(path)
     if not path.is_file():
         raise IngestError(f"triplets file not found: {path}")
+    if path.stat().st_size == 0:
+        raise IngestError(f"{path}: the file is empty (expected user_id<TAB>song_id<TAB>play_count lines)")
     t0 = time.perf_counter()
     report = TripletReport(path=str(path))
     stages: dict[str, float] = {}
@@ -112,38 +114,13 @@ def read_triplets(path: str | os.PathLike, cfg: IngestConfig | None = None) -> t
         stages[stage] = round(now - last[0], 2)
         last[0] = now
 
-    # 1. Parse. Serial reading keeps the physical line number of every field-count error.
-    field_errors: list[tuple[int, str]] = []
-    aborted = []
-
-    def on_invalid(row) -> str:
-        field_errors.append((row.number, row.text))
-        n = len(field_errors)
-        if n >= _ABORT_AFTER and row.number and n > cfg.max_bad_fraction * row.number:
-            aborted.append(row.number)
-            return "error"
-        return "skip"
-
-    dict_str = pa.dictionary(pa.int32(), pa.string())
-    try:
-        table = pacsv.read_csv(
-            path,
-            read_options=pacsv.ReadOptions(column_names=["user", "song", "count"], use_threads=False,
-                                           block_size=cfg.block_size_mb << 20),
-            parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False, double_quote=False,
-                                             ignore_empty_lines=False, invalid_row_handler=on_invalid),
-            convert_options=pacsv.ConvertOptions(column_types={"user": dict_str, "song": dict_str,
-                                                               "count": pa.string()},
-                                                 check_utf8=False, strings_can_be_null=False),
-        )
-    except (pa.ArrowInvalid, pa.ArrowException) as exc:
-        if aborted:
-            first = field_errors[0]
-            raise IngestError(
-                f"{path}: mostly malformed: {len(field_errors)} of the first {aborted[0]} lines do "
-                f"not have 3 tab-separated fields (user_id<TAB>song_id<TAB>play_count); line "
-                f"{first[0]} reads {first[1][:120]!r}") from None
-        raise IngestError(f"{path}: cannot parse: {exc}") from None
+    # 1. Parse: multithreaded first; a file with field-count errors is read again serially,
+    # because only the serial reader knows each rejected row's physical line number.
+    table, field_errors = _parse(path, cfg, threaded=True)
+    if field_errors:
+        log.info("%s: %s lines with a wrong field count; re-reading serially for line numbers",
+                 path, "many" if len(field_errors) >= _ABORT_AFTER else len(field_errors))
+        table, field_errors = _parse(path, cfg, threaded=False)
     n_rows = table.num_rows
     report.lines = n_rows + len(field_errors)
     report.add_bad("wrong field count", len(field_errors), field_errors[:_EXAMPLES])
@@ -224,6 +201,49 @@ def read_triplets(path: str | os.PathLike, cfg: IngestConfig | None = None) -> t
     if report.malformed_lines:
         log.warning("%s: skipped %d malformed line(s): %s", path, report.malformed_lines, _summary(report))
     return inter, report
+
+
+def _parse(path: Path, cfg: IngestConfig, threaded: bool) -> tuple[pa.Table, list[tuple[int, str]]]:
+    """Read the three columns, ids dictionary-encoded; return the table and the rows with a
+    wrong field count as ``(line_number, text)`` (line numbers are ``None`` when threaded)."""
+    field_errors: list[tuple[int, str]] = []
+    aborted: list[int] = []
+
+    def on_invalid(row) -> str:
+        field_errors.append((row.number, row.text))
+        n = len(field_errors)
+        if n >= _ABORT_AFTER:
+            if threaded:  # no line numbers here: stop, the serial pass decides
+                aborted.append(-1)
+                return "error"
+            if row.number and n > cfg.max_bad_fraction * row.number:
+                aborted.append(row.number)
+                return "error"
+        return "skip"
+
+    dict_str = pa.dictionary(pa.int32(), pa.string())
+    try:
+        table = pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(column_names=["user", "song", "count"], use_threads=threaded,
+                                           block_size=cfg.block_size_mb << 20),
+            parse_options=pacsv.ParseOptions(delimiter="\t", quote_char=False, double_quote=False,
+                                             ignore_empty_lines=False, invalid_row_handler=on_invalid),
+            convert_options=pacsv.ConvertOptions(column_types={"user": dict_str, "song": dict_str,
+                                                               "count": pa.string()},
+                                                 check_utf8=False, strings_can_be_null=False),
+        )
+    except (pa.ArrowInvalid, pa.ArrowException) as exc:
+        if aborted and aborted[0] == -1:
+            return pa.table({"user": pa.array([], dict_str)}), field_errors
+        if aborted:
+            first = field_errors[0]
+            raise IngestError(
+                f"{path}: mostly malformed: {len(field_errors)} of the first {aborted[0]} lines do "
+                f"not have 3 tab-separated fields (user_id<TAB>song_id<TAB>play_count); line "
+                f"{first[0]} reads {first[1][:120]!r}") from None
+        raise IngestError(f"{path}: cannot parse: {exc}") from None
+    return table, field_errors
 
 
 def _parse_counts(counts_str: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -37,7 +37,7 @@ def write_triplets(path: Path, blocks: Iterable[tuple[np.ndarray, np.ndarray, np
     schema = pa.schema([("user", pa.string()), ("song", pa.string()), ("count", pa.int32())])
     try:
         with pacsv.CSVWriter(str(tmp), schema, write_options=opts) as writer, \
-                tqdm(total=total_users, unit="user", desc="triplets", leave=False) as bar:
+                tqdm(total=total_users, unit="user", desc="triplets", leave=False, disable=None) as bar:
             for uu, ss, cc in blocks:
                 table = pa.table([users_pa.take(pa.array(uu)), songs_pa.take(pa.array(ss)),
                                   pa.array(cc)], schema=schema)
@@ -117,7 +117,7 @@ def write_audio(directory: Path, cat: Catalog, styles: list, seconds: float, see
             jobs.append((path, styles[cat.genre[i]], seed * 1_000_003 + i, seconds))
     if not jobs:
         return 0
-    bar = tqdm(total=len(jobs), unit="clip", desc="audio", leave=False)
+    bar = tqdm(total=len(jobs), unit="clip", desc="audio", leave=False, disable=None)
     if workers > 1 and len(jobs) > 8:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             for _ in pool.map(_render_one, jobs, chunksize=8):
