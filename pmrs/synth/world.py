@@ -39,7 +39,9 @@ class SynthConfig:
     clip_seconds: float = 30.0
     cold_share: float = 0.1
     songs_per_user: float = TASTE_PROFILE_SONGS_PER_USER
-    popularity_exponent: float = 0.7
+    popularity_exponent: float = 0.5
+    taste_concentration: float = 0.15  # Dirichlet over genres: lower = fewer favourite genres
+    scene_concentration: float = 0.7  # Dirichlet over scenes: higher = scenes matter less
     seed: int = 0
     no_audio: bool = False
     audio_workers: int = 2
@@ -146,11 +148,11 @@ def make_catalog(cfg: SynthConfig, genre_names: list[str], rng: np.random.Genera
 def make_users(cfg: SynthConfig, rng: np.random.Generator) -> Users:
     n = cfg.users
     # Sparse tastes: most users love one to three genres.
-    taste = rng.dirichlet(np.full(cfg.genres, 0.3), size=n).astype(np.float32)
-    scene_pref = rng.dirichlet(np.full(cfg.scenes, 0.4), size=n).astype(np.float32)
-    # Draws repeat popular songs; 4% more draws than distinct songs wanted gives the Taste
-    # Profile's 47.5 distinct songs per user at full shape.
-    extra_mean = max(cfg.songs_per_user - MIN_SONGS_PER_USER, 1.0) * 1.04
+    taste = rng.dirichlet(np.full(cfg.genres, cfg.taste_concentration), size=n).astype(np.float32)
+    scene_pref = rng.dirichlet(np.full(cfg.scenes, cfg.scene_concentration), size=n).astype(np.float32)
+    # At full shape repeated draws of a song are rare (0.3%), so the mean number of draws is the
+    # Taste Profile's 47.5 songs per user; small catalogs merge more repeats.
+    extra_mean = max(cfg.songs_per_user - MIN_SONGS_PER_USER, 1.0)
     # Lognormal activity above the Taste Profile's floor of 10 songs; sigma 1 gives a long tail.
     sigma = 1.0
     extra = rng.lognormal(np.log(extra_mean) - sigma**2 / 2, sigma, size=n)
