@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -72,9 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     mode = p.add_mutually_exclusive_group(required=True)
     mode.add_argument("--holdout", action="store_true", help="hold-out recall/mAP vs popularity")
+    mode.add_argument("--cold-start", action="store_true",
+                      help="songs held out of WMF: CNN vs MFCC ridge vs random vs upper bound")
     _wmf_flags(p)
     p.add_argument("--test-users", type=float, help="count (>= 1) or share (< 1) of eligible users")
     p.add_argument("--holdout-fraction", type=float, help="share of each test user's songs removed")
+    p.add_argument("--held-out-share", type=float, help="cold start: share of songs held out")
     p.add_argument("--run", help="report name (default: a timestamp)")
 
     p = sub.add_parser("tune", help="hyperparameter search on a validation split")
@@ -84,6 +88,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--metric", help="metric to maximise, e.g. map@500 or recall@50")
     p.add_argument("--run", help="tuning run name")
+
+    p = sub.add_parser("train-cnn", help="CNN from log-mel windows to WMF song factors")
+    _common(p)
+    p.add_argument("--wmf-run", help="WMF run whose song factors are the targets (default: latest)")
+    p.add_argument("--max-epochs", type=int)
+    p.add_argument("--window-frames", type=int, help="window length in frames (130 = about 3 s)")
+    p.add_argument("--device", help="auto (CUDA when present), cpu or cuda")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--run", help="run name (default: a timestamp)")
+
+    p = sub.add_parser("predict", help="predicted factors + embeddings for every song with audio")
+    _common(p)
+    p.add_argument("--cnn-run", help="CNN run (default: latest)")
+
+    p = sub.add_parser("extract", help="audio clips -> features.lmdb (log-mel, MFCC summary)")
+    _common(p)
+    p.add_argument("dir", help="audio folder, or a data folder holding audio/")
+    p.add_argument("--workers", type=int, help="decoding processes (1: in this process)")
     return parser
 
 
@@ -93,6 +115,9 @@ def _setup_logging(quiet: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # torch's OpenMP threads spin while waiting by default, which starves the other process on a
+    # small shared machine (2 cores); passive waiting costs nothing measurable here.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
     _setup_logging(args.quiet)
     try:
@@ -147,11 +172,49 @@ def cmd_train_wmf(args) -> int:
     return 0
 
 
+def _cnn_config(args, toml: dict):
+    from .acoustic.model import CNNConfig
+
+    return cfgmod.build(CNNConfig, "cnn", toml, vars(args))
+
+
+def cmd_train_cnn(args) -> int:
+    from .acoustic.stages import train_cnn_run
+
+    out = train_cnn_run(cfgmod.resolve_workdir(args.workdir), _cnn_config(args, _toml(args)),
+                        wmf_run=args.wmf_run, run=args.run, show_progress=False if args.quiet else None)
+    from .artifacts import read_json
+    h = read_json(out / "history.json")
+    print(f"CNN trained on {h['n_train_songs']} songs ({h['n_val_songs']} for validation): best "
+          f"validation loss {h['best_val_loss']:.4f} at epoch {h['best_epoch']} (mean predictor "
+          f"{h['val_loss_mean_predictor']:.4f}); {h['seconds']:.0f} s on {h['device']}")
+    print(f"CNN run written to {out}")
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .acoustic.stages import predict_run
+
+    out = predict_run(cfgmod.resolve_workdir(args.workdir), args.cnn_run,
+                      show_progress=False if args.quiet else None)
+    print(f"predictions written to {out}")
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     from .evaluation.holdout import HoldoutConfig, evaluate_holdout
 
     toml = _toml(args)
     workdir = cfgmod.resolve_workdir(args.workdir)
+    if args.cold_start:
+        from .evaluation.cold_start import ColdStartConfig, evaluate_cold_start
+
+        ccfg = cfgmod.build(ColdStartConfig, "cold_start", toml, vars(args))
+        out = evaluate_cold_start(workdir, _wmf_config(args, toml), _cnn_config(argparse.Namespace(), toml),
+                                  ccfg, run=args.run, show_progress=False if args.quiet else None)
+        print((out / "report.md").read_text())
+        print(f"report written to {out}")
+        return 0
     ecfg = cfgmod.build(HoldoutConfig, "evaluate", toml, vars(args))
     out = evaluate_holdout(workdir, _wmf_config(args, toml), ecfg, run=args.run,
                            show_progress=False if args.quiet else None)
@@ -172,8 +235,31 @@ def cmd_tune(args) -> int:
     return 0
 
 
+def cmd_extract(args) -> int:
+    from .audio.extract import ExtractConfig, extract
+    from .audio.features import FeatureConfig
+
+    toml = _toml(args)
+    cfg = cfgmod.build(ExtractConfig, "extract", toml, vars(args))
+    fcfg = cfgmod.build(FeatureConfig, "features", toml)
+    workdir = cfgmod.resolve_workdir(args.workdir)
+    report = extract(args.dir, workdir, cfg, fcfg, show_progress=False if args.quiet else None)
+    c, t = report["counts"], report["timing"]
+    print(f"found {c['found']} clips: {c['extracted']} extracted, {c['already_stored']} already "
+          f"stored, {c['skipped']} skipped; {c['stored_total']} songs in {report['store']}")
+    for reason, n in c["skipped_by_reason"].items():
+        print(f"  skipped {reason}: {n}")
+    if c["partial"]:
+        print(f"  truncated files extracted from what decodes: {c['partial']}")
+    print(f"{t['clips_per_second']} clips/s, {t['realtime_factor']}x real time "
+          f"({t['total_seconds']} s, {t['workers']} workers)")
+    print(f"report written to {workdir / 'features_report.json'}")
+    return 0
+
+
 COMMANDS = {"synth": cmd_synth, "ingest": cmd_ingest, "train-wmf": cmd_train_wmf,
-            "evaluate": cmd_evaluate, "tune": cmd_tune}
+            "evaluate": cmd_evaluate, "tune": cmd_tune, "extract": cmd_extract,
+            "train-cnn": cmd_train_cnn, "predict": cmd_predict}
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -1,1 +1,1 @@
-"""The acoustic half: a CNN (and a ridge baseline) that predicts a song's WMF factors from its audio."""
+"""The acoustic half: a CNN and a ridge baseline that predict a song's WMF factors from audio."""

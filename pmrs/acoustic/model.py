@@ -1,14 +1,17 @@
-"""The latent-factor CNN of van den Oord, Dieleman & Schrauwen (2013): log-mel windows -> WMF factors.
+"""The latent-factor CNN of van den Oord, Dieleman & Schrauwen (2013): log-mel -> WMF factors.
 
 Input is a window of a log-mel spectrogram, ``(batch, n_mels, window_frames)`` float32 (about 3 s:
 130 frames at 22,050 Hz, hop 512). The mel bands are the input channels of 1-D convolutions over
 time, as in the paper: each filter spans every band and a few frames, so the network learns
-spectro-temporal patterns that may sit anywhere in time but are tied to their frequency. Each block
-is convolution -> (batch norm) -> ReLU -> max-pool over time. Global pooling over the remaining
-time steps (mean and max, concatenated) makes the output independent of where in the window a
-pattern occurs. Then FC1 -> ReLU -> dropout -> FC2 -> ReLU: the output of FC2 is the song's
-acoustic *embedding*. Linear heads on the embedding give the predicted WMF factors and, when genre
-labels exist, genre logits (softmax at inference).
+spectro-temporal patterns that may sit anywhere in time but are tied to their frequency. (The
+convolutions are written as ``(1, k)`` ``Conv2d`` on ``(batch, bands, 1, frames)`` in channels_last
+layout, the same operation, because torch's CPU ``Conv1d`` is about 1.5x slower.) Each block is
+convolution -> (batch norm, off by default: it made CPU training about 2.5x slower) -> ReLU ->
+max-pool over time. Global pooling over the remaining time steps (mean and max, concatenated)
+makes the output independent of where in the window a pattern occurs. Then FC1 -> ReLU -> dropout
+-> FC2 -> ReLU: the output of FC2 is the song's acoustic *embedding*. Linear heads on the
+embedding (after dropout while training) give the predicted WMF factors and, when genre labels
+exist, genre logits (softmax at inference).
 
 The model carries its own input and target normalisation as buffers, so a saved ``state_dict`` is
 all that is needed to predict: per-band ``input_mean``/``input_std`` (from the training set) are
@@ -52,7 +55,7 @@ class CNNConfig:
     channels: tuple[int, ...] = (32, 64, 128, 128)
     kernel_frames: tuple[int, ...] = (5, 5, 3, 3)
     pool_frames: tuple[int, ...] = (2, 2, 2, 2)
-    batch_norm: bool = True
+    batch_norm: bool = False
     hidden: int = 256  # FC1 width
     embedding_dim: int = 128  # FC2 width: the acoustic embedding
     embedding_activation: str = "relu"  # after FC2: "relu" or "none"
@@ -146,12 +149,15 @@ class LatentFactorCNN(nn.Module):
         blocks: list[nn.Module] = []
         in_ch = cfg.n_mels
         for out_ch, k, p in zip(cfg.channels, cfg.kernel_frames, cfg.pool_frames):
-            blocks.append(nn.Conv1d(in_ch, out_ch, kernel_size=k, padding="same",
+            # A (1, k) Conv2d over (batch, bands, 1, frames) is exactly a 1-D convolution over
+            # time with the bands as channels; in channels_last layout it trained about 1.5x
+            # faster than nn.Conv1d on this project's 2-core CPU (torch 2.13, oneDNN).
+            blocks.append(nn.Conv2d(in_ch, out_ch, kernel_size=(1, k), padding="same",
                                     bias=not cfg.batch_norm))
             if cfg.batch_norm:
-                blocks.append(nn.BatchNorm1d(out_ch))
+                blocks.append(nn.BatchNorm2d(out_ch))
             blocks.append(nn.ReLU())
-            blocks.append(nn.MaxPool1d(p))
+            blocks.append(nn.MaxPool2d((1, p)))
             in_ch = out_ch
         self.conv = nn.Sequential(*blocks)
         self.fc1 = nn.Linear(2 * in_ch, cfg.hidden)  # mean and max pooled features
@@ -163,6 +169,7 @@ class LatentFactorCNN(nn.Module):
         self.register_buffer("input_std", torch.ones(cfg.n_mels))
         self.register_buffer("factor_mean", torch.zeros(cfg.n_factors))
         self.register_buffer("factor_scale", torch.ones(cfg.n_factors))
+        self.conv.to(memory_format=torch.channels_last)
 
     @property
     def device(self) -> torch.device:
@@ -185,7 +192,8 @@ class LatentFactorCNN(nn.Module):
         if x.dim() != 3 or x.shape[1] != cfg.n_mels:
             raise ValueError(f"expected input (batch, {cfg.n_mels}, frames), got {tuple(x.shape)}")
         x = (x - self.input_mean[:, None]) / self.input_std[:, None]
-        h = self.conv(x)
+        x = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)  # (batch, bands, 1, T)
+        h = self.conv(x).squeeze(2)  # (batch, channels, pooled_frames)
         h = torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1)
         h = self.dropout(torch.relu(self.fc1(h)))
         e = self.fc2(h)

@@ -1,0 +1,106 @@
+"""Acoustic stages over a work directory: ``pmrs train-cnn`` and ``pmrs predict``.
+
+``train-cnn`` trains the CNN on the songs that have both features (``features.lmdb``) and WMF
+factors (the latest or a named ``models/wmf/<run>``), with catalog genres as labels where they
+exist, and writes ``models/cnn/<run>/``. ``predict`` writes ``models/cnn/<run>/predictions/``:
+predicted factors and embeddings for every song with audio, cold-start songs included.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from ..artifacts import new_run_name, replace_dir, resolve_run
+from ..audio.store import FEATURES_FILE, FeatureStore
+from ..catalog import CATALOG_FILE, Catalog
+from ..wmf import WMF_DIR, load_run
+from .model import CNNConfig
+from .runs import CNN_DIR, load_cnn_run, save_cnn_run, save_predictions
+
+log = logging.getLogger(__name__)
+
+PREDICTIONS_DIR = "predictions"
+
+
+class StoreLogMels(Mapping):
+    """A read-only mapping song id -> log-mel array backed by the feature store (read on access)."""
+
+    def __init__(self, store: FeatureStore, song_ids: list[str]):
+        self._store, self._ids = store, list(song_ids)
+
+    def __getitem__(self, song_id: str) -> np.ndarray:
+        return self._store.get_log_mel(song_id)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ids)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+
+def genre_labels(catalog_path: Path, song_ids: list[str]) -> tuple[dict[str, int], list[str]]:
+    """Integer genre labels for the songs the catalog labels, and the sorted genre names."""
+    if not catalog_path.is_file():
+        return {}, []
+    with Catalog(catalog_path) as cat:
+        names = {sid: (meta or {}).get("genre", "") for sid, meta in zip(song_ids, cat.get_many(song_ids))}
+    genres = sorted({g for g in names.values() if g})
+    index = {g: i for i, g in enumerate(genres)}
+    return {sid: index[g] for sid, g in names.items() if g}, genres
+
+
+def train_cnn_run(workdir: str | Path, cfg: CNNConfig, wmf_run: str | None = None,
+                  run: str | None = None, show_progress: bool | None = None) -> Path:
+    """Train the CNN to regress the WMF song factors from audio; write ``models/cnn/<run>/``."""
+    from .train import train_cnn
+
+    workdir = Path(workdir)
+    wmf_dir = resolve_run(workdir / WMF_DIR, wmf_run)
+    model_wmf, _, song_ids_b = load_run(wmf_dir)
+    wmf_ids = [s.decode() for s in song_ids_b]
+    with FeatureStore(workdir / FEATURES_FILE, readonly=True) as store:
+        have = set(store.song_ids())
+        warm = [i for i, sid in enumerate(wmf_ids) if sid in have]
+        if not warm:
+            raise ValueError(f"no song has both WMF factors ({wmf_dir}) and audio features; "
+                             "run `pmrs extract` on the clips of played songs")
+        ids = [wmf_ids[i] for i in warm]
+        labels, genres = genre_labels(workdir / CATALOG_FILE, ids)
+        log.info("training the CNN on %d warm songs (%d with a genre label, %d genres)",
+                 len(ids), len(labels), len(genres))
+        t0 = time.perf_counter()
+        model, history = train_cnn(StoreLogMels(store, ids),
+                                   (ids, np.asarray(model_wmf.song_factors)[warm]),
+                                   labels or None, cfg, show_progress=show_progress)
+    out = workdir / CNN_DIR / (run or new_run_name())
+    save_cnn_run(model, None, history, out,
+                 extra={"wmf_run": str(wmf_dir), "genres": genres, "feature_store": str(workdir / FEATURES_FILE),
+                        "train_seconds": round(time.perf_counter() - t0, 2)})
+    log.info("CNN run written to %s", out)
+    return out
+
+
+def predict_run(workdir: str | Path, cnn_run: str | None = None, batch_size: int = 256,
+                show_progress: bool | None = None) -> Path:
+    """Predict factors and embeddings for every song in the feature store; returns the folder."""
+    from .predict import predict_clips
+
+    workdir = Path(workdir)
+    run_dir = resolve_run(workdir / CNN_DIR, cnn_run)
+    model, _, _ = load_cnn_run(run_dir)
+    with FeatureStore(workdir / FEATURES_FILE, readonly=True) as store:
+        ids = store.song_ids()
+        pred = predict_clips(model, StoreLogMels(store, ids), batch_size=batch_size,
+                             show_progress=show_progress)
+    out = run_dir / PREDICTIONS_DIR
+    staging = run_dir / f".{PREDICTIONS_DIR}.{new_run_name()}"
+    save_predictions(pred, staging)
+    replace_dir(staging, out)  # a new prediction replaces the old one whole
+    log.info("predicted %d songs -> %s", len(ids), out)
+    return out
