@@ -1,0 +1,66 @@
+"""The acoustic stages end to end through the command line on a tiny world with audio:
+synth -> ingest -> train-wmf -> extract -> train-cnn -> predict -> evaluate --cold-start."""
+
+import json
+
+import numpy as np
+import pytest
+
+from pmrs.acoustic.runs import load_cnn_run, load_predictions
+from pmrs.cli import main
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    root = tmp_path_factory.mktemp("acoustic")
+    data, work = root / "data", root / "work"
+    cfg = root / "c.toml"
+    cfg.write_text("[wmf]\nfactors = 8\niterations = 5\n"
+                   "[cnn]\nmax_epochs = 3\nwindows_per_song_per_epoch = 2\nchannels = [8, 16, 16, 16]\n"
+                   "hidden = 32\nembedding_dim = 16\nthreads = 1\n"
+                   "[extract]\nworkers = 1\n")
+    assert main(["synth", str(data), "--users", "200", "--songs", "80", "--genres", "4",
+                 "--clip-seconds", "4", "--cold-share", "0.2", "--audio-workers", "1", "-q"]) == 0
+    (data / "audio" / "SOBROKEN0000000000.wav").write_bytes(b"RIFF not really a wave file")
+    for args in (["ingest", str(data)], ["train-wmf", "--run", "w1"], ["extract", str(data)],
+                 ["train-cnn", "--run", "c1"], ["predict"]):
+        assert main(args + ["--workdir", str(work), "--config", str(cfg), "-q"]) == 0, args
+    return work, cfg, data
+
+
+def test_every_song_with_audio_gets_predictions_cold_songs_included(work):
+    work, _, data = work
+    truth = json.loads((data / "truth.json").read_text())
+    pred = load_predictions(work / "models" / "cnn" / "c1" / "predictions")
+    ids = {s.decode() for s in pred["song_ids"]}
+    assert ids == set(truth["songs"])                      # the broken clip is not a song
+    cold = {s for s, v in truth["songs"].items() if v["cold"]}
+    assert cold and cold <= ids
+    assert pred["factors"].shape == (80, 8) and np.isfinite(pred["factors"]).all()
+    assert pred["embeddings"].shape == (80, 16)
+    assert np.allclose(pred["genre_probs"].sum(axis=1), 1.0, atol=1e-4)
+    report = json.loads((work / "features_report.json").read_text())
+    assert [s["file"].endswith("SOBROKEN0000000000.wav") for s in report["skipped"]] == [True]
+
+
+def test_cnn_run_records_its_sources_and_reloads(work):
+    work, _, _ = work
+    model, cfg, history = load_cnn_run(work / "models" / "cnn" / "c1")
+    assert cfg.n_factors == 8 and cfg.n_genres == 4 and cfg.max_epochs == 3
+    assert history["wmf_run"].endswith("w1") and len(history["genres"]) == 4
+    assert history["n_train_songs"] + history["n_val_songs"] == 64  # warm songs with audio
+
+
+def test_cold_start_report(work):
+    work, cfg, _ = work
+    assert main(["evaluate", "--cold-start", "--workdir", str(work), "--config", str(cfg),
+                 "--run", "cs1", "-q"]) == 0
+    out = work / "reports" / "cs1"
+    m = json.loads((out / "metrics.json").read_text())
+    assert set(m["models"]) == {"random", "mfcc_ridge", "cnn", "genre_mean", "upper_bound"}
+    for name, metrics in m["models"].items():
+        assert 0.0 <= metrics["auc"] <= 1.0, name
+    assert m["models"]["upper_bound"]["auc"] > m["models"]["random"]["auc"]
+    assert m["data"]["held_out_songs"] == round(0.2 * 64)
+    assert m["genre_head"]["songs"] == m["data"]["held_out_songs"]
+    assert (out / "genre_confusion.png").stat().st_size > 0 and "AUC gap closed" in (out / "report.md").read_text()
