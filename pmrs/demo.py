@@ -1,7 +1,9 @@
 """``make demo``: the whole pipeline on the synthetic default, with real recommendations shown.
 
-synth (small) -> ingest -> train-wmf -> evaluate --holdout, then for two users their most played
-songs and their top recommendations with title, artist and genre.
+synth (small) -> ingest -> evaluate --holdout -> train-wmf, then for two users their most played
+songs and their top recommendations with title, artist and genre; then the acoustic half:
+extract -> train-cnn -> predict -> evaluate --cold-start, and what the CNN recommends to those
+users among songs nobody has played yet.
 """
 
 from __future__ import annotations
@@ -26,6 +28,12 @@ from .synth.generate import synthesize
 from .synth.world import SynthConfig
 from .training import train_wmf_run
 from .wmf import WMFConfig, load_run
+from .acoustic.model import CNNConfig
+from .acoustic.runs import load_predictions
+from .acoustic.stages import predict_run, train_cnn_run
+from .audio.extract import ExtractConfig, extract
+from .audio.features import FeatureConfig
+from .evaluation.cold_start import ColdStartConfig, evaluate_cold_start
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.toml"
 
@@ -78,7 +86,8 @@ def run_demo(directory: Path, config_path: Path = DEMO_CONFIG) -> None:
     with Catalog(work / CATALOG_FILE) as catalog:
         rng = np.random.default_rng(1)
         active = np.flatnonzero(np.diff(inter.matrix.indptr) >= 20)
-        for row in rng.choice(active, size=2, replace=False):
+        shown_users = rng.choice(active, size=2, replace=False)
+        for row in shown_users:
             uid = user_ids[row].decode()
             played, plays = most_played(inter.matrix, row, 8)
             print(f"\nuser {uid}: {inter.matrix.indptr[row + 1] - inter.matrix.indptr[row]} songs played; most played:")
@@ -87,6 +96,47 @@ def run_demo(directory: Path, config_path: Path = DEMO_CONFIG) -> None:
             top, scores = recommend(model.user_factors[row], model.song_factors, 10, exclude=exclude)
             print("top 10 recommendations (not yet played):")
             print(song_rows(catalog, [song_ids[i].decode() for i in top], scores, "score"))
+    print(f"({time.perf_counter() - t:.1f} s)")
+
+    t = _step("5. pmrs extract: log-mel spectrograms and MFCCs of every clip")
+    report = extract(data, work, cfgmod.build(ExtractConfig, "extract", toml),
+                     cfgmod.build(FeatureConfig, "features", toml), show_progress=False)
+    c, tm = report["counts"], report["timing"]
+    print(f"{c['extracted']} clips extracted, {c['already_stored']} already stored, {c['skipped']} "
+          f"skipped; {tm['clips_per_second']} clips/s")
+    print(f"({time.perf_counter() - t:.1f} s)")
+
+    t = _step("6. pmrs train-cnn (audio -> WMF factors) and pmrs predict")
+    cnn_cfg = cfgmod.build(CNNConfig, "cnn", toml)
+    cnn_run = train_cnn_run(work, cnn_cfg, wmf_run=run.name, show_progress=False)
+    h = read_json(cnn_run / "history.json")
+    print(f"trained on {h['n_train_songs']} songs, best validation loss {h['best_val_loss']:.3f} "
+          f"(mean predictor {h['val_loss_mean_predictor']:.3f}) at epoch {h['best_epoch']}")
+    pred = load_predictions(predict_run(work, cnn_run.name, show_progress=False))
+    print(f"predicted factors for {len(pred['song_ids'])} songs with audio")
+    print(f"({time.perf_counter() - t:.1f} s)")
+
+    t = _step("7. cold start: songs nobody has played, recommended from their audio")
+    pred_ids = [s.decode() for s in pred["song_ids"]]
+    warm = {s.decode() for s in song_ids}
+    cold = np.array([sid not in warm for sid in pred_ids])
+    print(f"{int(cold.sum())} songs have audio but no plays")
+    with Catalog(work / CATALOG_FILE) as catalog:
+        for row in shown_users:
+            top, scores = recommend(model.user_factors[row], pred["factors"][cold], 5)
+            ids = [pred_ids[i] for i in np.flatnonzero(cold)[top]]
+            print(f"\nuser {user_ids[row].decode()}: top cold songs by x_u . l'_j")
+            print(song_rows(catalog, ids, scores, "score"))
+    print(f"({time.perf_counter() - t:.1f} s)")
+
+    t = _step("8. pmrs evaluate --cold-start (songs held out of WMF training)")
+    out = evaluate_cold_start(work, wmf_cfg, cnn_cfg, cfgmod.build(ColdStartConfig, "cold_start", toml),
+                              show_progress=False)
+    print((out / "report.md").read_text().split("## Genre head")[0].split("\n", 2)[2].strip())
+    g = read_json(out / "metrics.json")["genre_head"]
+    if g:
+        print(f"genre head accuracy on held-out songs: {g['accuracy']:.3f} (confusion matrix: "
+              f"{out / 'genre_confusion.png'})")
     print(f"({time.perf_counter() - t:.1f} s)")
     print(f"\ndemo finished in {time.perf_counter() - t_start:.0f} s; work directory: {work}")
 
