@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_DIR ?= demo-data
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo bench proto clean
 
 install: $(STAMP)
 
@@ -26,6 +26,11 @@ demo: install
 
 bench: install
 	$(BIN)/python -m bench.run
+
+# Regenerate the gRPC code from the .proto (committed; a test fails when it is stale).
+proto: install
+	$(BIN)/python -m grpc_tools.protoc -Iproto --python_out=. --grpc_python_out=. --pyi_out=. \
+		proto/pmrs/v1/recommender.proto
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache

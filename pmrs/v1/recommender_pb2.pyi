@@ -1,0 +1,216 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Source(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SOURCE_UNSPECIFIED: _ClassVar[Source]
+    SOURCE_COLLABORATIVE: _ClassVar[Source]
+    SOURCE_ACOUSTIC: _ClassVar[Source]
+    SOURCE_BOTH: _ClassVar[Source]
+
+class SimilarityMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    SIMILARITY_MODE_UNSPECIFIED: _ClassVar[SimilarityMode]
+    SIMILARITY_MODE_COLLABORATIVE: _ClassVar[SimilarityMode]
+    SIMILARITY_MODE_ACOUSTIC: _ClassVar[SimilarityMode]
+    SIMILARITY_MODE_MIXED: _ClassVar[SimilarityMode]
+SOURCE_UNSPECIFIED: Source
+SOURCE_COLLABORATIVE: Source
+SOURCE_ACOUSTIC: Source
+SOURCE_BOTH: Source
+SIMILARITY_MODE_UNSPECIFIED: SimilarityMode
+SIMILARITY_MODE_COLLABORATIVE: SimilarityMode
+SIMILARITY_MODE_ACOUSTIC: SimilarityMode
+SIMILARITY_MODE_MIXED: SimilarityMode
+
+class Filters(_message.Message):
+    __slots__ = ("genres", "min_year", "max_year", "exclude_artists")
+    GENRES_FIELD_NUMBER: _ClassVar[int]
+    MIN_YEAR_FIELD_NUMBER: _ClassVar[int]
+    MAX_YEAR_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDE_ARTISTS_FIELD_NUMBER: _ClassVar[int]
+    genres: _containers.RepeatedScalarFieldContainer[str]
+    min_year: int
+    max_year: int
+    exclude_artists: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, genres: _Optional[_Iterable[str]] = ..., min_year: _Optional[int] = ..., max_year: _Optional[int] = ..., exclude_artists: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RecommendRequest(_message.Message):
+    __slots__ = ("user_id", "seed_song_ids", "k", "acoustic_share", "diversity", "include_played", "filters")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    SEED_SONG_IDS_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    ACOUSTIC_SHARE_FIELD_NUMBER: _ClassVar[int]
+    DIVERSITY_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_PLAYED_FIELD_NUMBER: _ClassVar[int]
+    FILTERS_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    seed_song_ids: _containers.RepeatedScalarFieldContainer[str]
+    k: int
+    acoustic_share: float
+    diversity: float
+    include_played: bool
+    filters: Filters
+    def __init__(self, user_id: _Optional[str] = ..., seed_song_ids: _Optional[_Iterable[str]] = ..., k: _Optional[int] = ..., acoustic_share: _Optional[float] = ..., diversity: _Optional[float] = ..., include_played: _Optional[bool] = ..., filters: _Optional[_Union[Filters, _Mapping]] = ...) -> None: ...
+
+class ScoredSong(_message.Message):
+    __slots__ = ("song_id", "title", "artist", "genre", "year", "score", "source")
+    SONG_ID_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    ARTIST_FIELD_NUMBER: _ClassVar[int]
+    GENRE_FIELD_NUMBER: _ClassVar[int]
+    YEAR_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    song_id: str
+    title: str
+    artist: str
+    genre: str
+    year: int
+    score: float
+    source: Source
+    def __init__(self, song_id: _Optional[str] = ..., title: _Optional[str] = ..., artist: _Optional[str] = ..., genre: _Optional[str] = ..., year: _Optional[int] = ..., score: _Optional[float] = ..., source: _Optional[_Union[Source, str]] = ...) -> None: ...
+
+class RecommendResponse(_message.Message):
+    __slots__ = ("songs", "bundle_version", "folded_in")
+    SONGS_FIELD_NUMBER: _ClassVar[int]
+    BUNDLE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    FOLDED_IN_FIELD_NUMBER: _ClassVar[int]
+    songs: _containers.RepeatedCompositeFieldContainer[ScoredSong]
+    bundle_version: str
+    folded_in: bool
+    def __init__(self, songs: _Optional[_Iterable[_Union[ScoredSong, _Mapping]]] = ..., bundle_version: _Optional[str] = ..., folded_in: _Optional[bool] = ...) -> None: ...
+
+class SimilarSongsRequest(_message.Message):
+    __slots__ = ("song_id", "k", "mode", "acoustic_share", "diversity", "filters")
+    SONG_ID_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    ACOUSTIC_SHARE_FIELD_NUMBER: _ClassVar[int]
+    DIVERSITY_FIELD_NUMBER: _ClassVar[int]
+    FILTERS_FIELD_NUMBER: _ClassVar[int]
+    song_id: str
+    k: int
+    mode: SimilarityMode
+    acoustic_share: float
+    diversity: float
+    filters: Filters
+    def __init__(self, song_id: _Optional[str] = ..., k: _Optional[int] = ..., mode: _Optional[_Union[SimilarityMode, str]] = ..., acoustic_share: _Optional[float] = ..., diversity: _Optional[float] = ..., filters: _Optional[_Union[Filters, _Mapping]] = ...) -> None: ...
+
+class SimilarSongsResponse(_message.Message):
+    __slots__ = ("songs", "bundle_version")
+    SONGS_FIELD_NUMBER: _ClassVar[int]
+    BUNDLE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    songs: _containers.RepeatedCompositeFieldContainer[ScoredSong]
+    bundle_version: str
+    def __init__(self, songs: _Optional[_Iterable[_Union[ScoredSong, _Mapping]]] = ..., bundle_version: _Optional[str] = ...) -> None: ...
+
+class GetSongRequest(_message.Message):
+    __slots__ = ("song_id",)
+    SONG_ID_FIELD_NUMBER: _ClassVar[int]
+    song_id: str
+    def __init__(self, song_id: _Optional[str] = ...) -> None: ...
+
+class GenreScore(_message.Message):
+    __slots__ = ("genre", "confidence")
+    GENRE_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    genre: str
+    confidence: float
+    def __init__(self, genre: _Optional[str] = ..., confidence: _Optional[float] = ...) -> None: ...
+
+class Song(_message.Message):
+    __slots__ = ("song_id", "title", "artist", "release", "year", "genre", "has_plays", "has_audio", "genre_scores")
+    SONG_ID_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    ARTIST_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
+    YEAR_FIELD_NUMBER: _ClassVar[int]
+    GENRE_FIELD_NUMBER: _ClassVar[int]
+    HAS_PLAYS_FIELD_NUMBER: _ClassVar[int]
+    HAS_AUDIO_FIELD_NUMBER: _ClassVar[int]
+    GENRE_SCORES_FIELD_NUMBER: _ClassVar[int]
+    song_id: str
+    title: str
+    artist: str
+    release: str
+    year: int
+    genre: str
+    has_plays: bool
+    has_audio: bool
+    genre_scores: _containers.RepeatedCompositeFieldContainer[GenreScore]
+    def __init__(self, song_id: _Optional[str] = ..., title: _Optional[str] = ..., artist: _Optional[str] = ..., release: _Optional[str] = ..., year: _Optional[int] = ..., genre: _Optional[str] = ..., has_plays: _Optional[bool] = ..., has_audio: _Optional[bool] = ..., genre_scores: _Optional[_Iterable[_Union[GenreScore, _Mapping]]] = ...) -> None: ...
+
+class GetSongResponse(_message.Message):
+    __slots__ = ("song",)
+    SONG_FIELD_NUMBER: _ClassVar[int]
+    song: Song
+    def __init__(self, song: _Optional[_Union[Song, _Mapping]] = ...) -> None: ...
+
+class GetBundleInfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class IndexInfo(_message.Message):
+    __slots__ = ("name", "spec", "vectors", "dimension", "search_params", "recall_at_10")
+    class SearchParamsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    VECTORS_FIELD_NUMBER: _ClassVar[int]
+    DIMENSION_FIELD_NUMBER: _ClassVar[int]
+    SEARCH_PARAMS_FIELD_NUMBER: _ClassVar[int]
+    RECALL_AT_10_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    spec: str
+    vectors: int
+    dimension: int
+    search_params: _containers.ScalarMap[str, str]
+    recall_at_10: float
+    def __init__(self, name: _Optional[str] = ..., spec: _Optional[str] = ..., vectors: _Optional[int] = ..., dimension: _Optional[int] = ..., search_params: _Optional[_Mapping[str, str]] = ..., recall_at_10: _Optional[float] = ...) -> None: ...
+
+class GetBundleInfoResponse(_message.Message):
+    __slots__ = ("version", "created_at", "users", "songs", "songs_with_plays", "songs_with_audio", "indexes", "source_runs")
+    class SourceRunsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    USERS_FIELD_NUMBER: _ClassVar[int]
+    SONGS_FIELD_NUMBER: _ClassVar[int]
+    SONGS_WITH_PLAYS_FIELD_NUMBER: _ClassVar[int]
+    SONGS_WITH_AUDIO_FIELD_NUMBER: _ClassVar[int]
+    INDEXES_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_RUNS_FIELD_NUMBER: _ClassVar[int]
+    version: str
+    created_at: str
+    users: int
+    songs: int
+    songs_with_plays: int
+    songs_with_audio: int
+    indexes: _containers.RepeatedCompositeFieldContainer[IndexInfo]
+    source_runs: _containers.ScalarMap[str, str]
+    def __init__(self, version: _Optional[str] = ..., created_at: _Optional[str] = ..., users: _Optional[int] = ..., songs: _Optional[int] = ..., songs_with_plays: _Optional[int] = ..., songs_with_audio: _Optional[int] = ..., indexes: _Optional[_Iterable[_Union[IndexInfo, _Mapping]]] = ..., source_runs: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class PingRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PingResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
