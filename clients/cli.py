@@ -1,0 +1,191 @@
+"""``pmrs-client``: query a PMRS server from the command line.
+
+A thin layer over :class:`clients.stub.PMRSClient`: it parses arguments, makes one call, and
+prints the answer as an aligned table (or JSON with ``--json``). A failed call prints one line,
+``pmrs-client: CODE: message``, to stderr and exits 1; a usage error exits 2.
+
+Examples
+--------
+``pmrs-client recommend b80344d063b5ccb3212f76538f3d9e43d87dca9e -k 20 --diversity 0.3``
+``pmrs-client recommend --seed SOAKIMP12A8C130995 SOBBMDR12A8C13253B``
+``pmrs-client similar SOAKIMP12A8C130995 --mode acoustic``
+``pmrs-client --json info``
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from .stub import SIMILARITY_MODES, BundleInfo, PMRSClient, PMRSError, SongInfo, SongResult
+
+__all__ = ["build_parser", "format_info", "format_song", "format_songs", "main"]
+
+_MAX_TEXT = 40  # characters shown of a title or artist in a table
+
+
+def _clip(text: str, width: int = _MAX_TEXT) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    out = []
+    for r in [header, *rows]:
+        cells = [c.rjust(w) if i in right else c.ljust(w)
+                 for i, (c, w) in enumerate(zip(r, widths))]
+        out.append("  ".join(cells).rstrip())
+    return "\n".join(out)
+
+
+def format_songs(songs: Sequence[SongResult]) -> str:
+    """Songs as an aligned table: rank, title, artist, genre, year, score, source, song id."""
+    if not songs:
+        return "(no songs)"
+    header = ["rank", "title", "artist", "genre", "year", "score", "source", "song id"]
+    rows = [[str(i), _clip(s.title) or "-", _clip(s.artist) or "-", s.genre or "-",
+             str(s.year) if s.year else "-", f"{s.score:.4f}", s.source, s.song_id]
+            for i, s in enumerate(songs, 1)]
+    return _table(header, rows, right={0, 4, 5})
+
+
+def format_song(song: SongInfo) -> str:
+    """One song's catalog entry as aligned ``field  value`` lines."""
+    fields = [("song id", song.song_id), ("title", song.title or "-"),
+              ("artist", song.artist or "-"), ("release", song.release or "-"),
+              ("year", str(song.year) if song.year else "-"), ("genre", song.genre or "-"),
+              ("has plays", "yes" if song.has_plays else "no"),
+              ("has audio", "yes" if song.has_audio else "no")]
+    if song.genre_scores:
+        fields.append(("genre scores", ", ".join(f"{g.genre} {g.confidence:.2f}"
+                                                 for g in song.genre_scores)))
+    w = max(len(k) for k, _ in fields)
+    return "\n".join(f"{k.ljust(w)}  {v}" for k, v in fields)
+
+
+def format_info(info: BundleInfo) -> str:
+    """The served bundle: counts, source runs, then a table of its indexes."""
+    fields = [("bundle", info.version), ("created", info.created_at or "-"),
+              ("users", f"{info.users:,}"), ("songs", f"{info.songs:,}"),
+              ("with plays", f"{info.songs_with_plays:,}"),
+              ("with audio", f"{info.songs_with_audio:,}")]
+    fields += [(f"{name} run", run) for name, run in sorted(info.source_runs.items())]
+    w = max(len(k) for k, _ in fields)
+    lines = [f"{k.ljust(w)}  {v}" for k, v in fields]
+    if info.indexes:
+        rows = [[i.name, i.spec, f"{i.vectors:,}", str(i.dimension),
+                 ", ".join(f"{k}={v}" for k, v in sorted(i.search_params.items())) or "-",
+                 f"{i.recall_at_10:.3f}"] for i in info.indexes]
+        lines += ["", _table(["index", "spec", "vectors", "dim", "search", "recall@10"], rows,
+                             right={2, 3, 5})]
+    return "\n".join(lines)
+
+
+def _common(p: argparse.ArgumentParser, top: bool) -> None:
+    # On subcommands the defaults are SUPPRESSed so that a flag given before the command
+    # (pmrs-client --json info) is not overwritten by the subcommand's default.
+    d = (lambda v: v) if top else (lambda v: argparse.SUPPRESS)
+    p.add_argument("--target", default=d("127.0.0.1:50051"),
+                   help="server HOST:PORT (default: 127.0.0.1:50051)")
+    p.add_argument("--timeout", type=float, default=d(5.0),
+                   help="deadline per call in seconds (default: 5)")
+    p.add_argument("--retries", type=int, default=d(3),
+                   help="retries on UNAVAILABLE, 0 to 4 (default: 3)")
+    p.add_argument("--json", action="store_true", default=d(False), help="print JSON")
+
+
+def _filters(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--acoustic-share", type=float, metavar="F",
+                   help="share of the list from the acoustic index, 0 to 1")
+    p.add_argument("--diversity", type=float, metavar="F",
+                   help="diversity weight of the re-ranking, 0 to 1")
+    p.add_argument("--genre", nargs="+", action="extend", default=[], metavar="G",
+                   help="keep only these genres")
+    p.add_argument("--min-year", type=int, default=0, help="keep songs from this year on")
+    p.add_argument("--max-year", type=int, default=0, help="keep songs up to this year")
+    p.add_argument("--exclude-artist", nargs="+", action="extend", default=[], metavar="A",
+                   help="drop songs by these artists")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``pmrs-client`` argument parser."""
+    parser = argparse.ArgumentParser(prog="pmrs-client",
+                                     description="Query a PMRS recommendation server.")
+    _common(parser, top=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("recommend", help="songs for a user (or for seed songs)")
+    _common(p, top=False)
+    p.add_argument("user_id", nargs="?", default="", metavar="USER_ID",
+                   help="a known user; omit for an unknown user described by --seed")
+    p.add_argument("-k", type=int, default=10, help="number of songs (default: 10)")
+    p.add_argument("--seed", nargs="+", action="extend", default=[], metavar="SONG_ID",
+                   help="songs an unknown user likes (folded in)")
+    p.add_argument("--include-played", action="store_true", help="also return played songs")
+    _filters(p)
+
+    p = sub.add_parser("similar", help="songs similar to a song")
+    _common(p, top=False)
+    p.add_argument("song_id", metavar="SONG_ID")
+    p.add_argument("-k", type=int, default=10, help="number of songs (default: 10)")
+    p.add_argument("--mode", choices=list(SIMILARITY_MODES), default="mixed",
+                   help="similarity by WMF factors, acoustic vectors, or both (default: mixed)")
+    _filters(p)
+
+    p = sub.add_parser("song", help="one song's catalog entry")
+    _common(p, top=False)
+    p.add_argument("song_id", metavar="SONG_ID")
+
+    p = sub.add_parser("info", help="the bundle the server is serving")
+    _common(p, top=False)
+    return parser
+
+
+def _run(client: PMRSClient, args: argparse.Namespace) -> tuple[str, Any]:
+    """Make the call; returns (text, JSON-able object)."""
+    if args.command in ("recommend", "similar"):
+        filters = dict(acoustic_share=args.acoustic_share, diversity=args.diversity,
+                       genres=args.genre, min_year=args.min_year, max_year=args.max_year,
+                       exclude_artists=args.exclude_artist)
+        if args.command == "recommend":
+            recs = client.recommend(args.user_id or None, seed_song_ids=args.seed, k=args.k,
+                                    include_played=args.include_played, **filters)
+            head = f"bundle {recs.bundle_version or '-'}"
+            if recs.folded_in:
+                head += f"  (unknown user folded in from {len(args.seed)} seed songs)"
+            return f"{head}\n{format_songs(recs.songs)}", dataclasses.asdict(recs)
+        songs = client.similar(args.song_id, k=args.k, mode=args.mode, **filters)
+        return format_songs(songs), {"songs": [dataclasses.asdict(s) for s in songs]}
+    if args.command == "song":
+        song = client.song(args.song_id)
+        return format_song(song), dataclasses.asdict(song)
+    info = client.bundle_info()
+    return format_info(info), dataclasses.asdict(info)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``pmrs-client``; returns the exit code (0 ok, 1 failed call, 2 usage)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    try:
+        with PMRSClient(args.target, timeout_s=args.timeout, retries=args.retries) as client:
+            text, obj = _run(client, args)
+    except PMRSError as err:
+        print(f"pmrs-client: {err.code}: {' '.join(err.message.split())}", file=sys.stderr)
+        return 1
+    except ValueError as err:  # bad --timeout / --retries
+        print(f"pmrs-client: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(obj, indent=2, ensure_ascii=False) if args.json else text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
