@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--holdout", action="store_true", help="hold-out recall/mAP vs popularity")
     mode.add_argument("--cold-start", action="store_true",
                       help="songs held out of WMF: CNN vs MFCC ridge vs random vs upper bound")
+    mode.add_argument("--diversity", action="store_true",
+                      help="accuracy against diversity as acoustic_share goes from 0 to 1")
     _wmf_flags(p)
     p.add_argument("--test-users", type=float, help="count (>= 1) or share (< 1) of eligible users")
     p.add_argument("--holdout-fraction", type=float, help="share of each test user's songs removed")
@@ -206,6 +208,16 @@ def cmd_evaluate(args) -> int:
 
     toml = _toml(args)
     workdir = cfgmod.resolve_workdir(args.workdir)
+    if args.diversity:
+        from .evaluation.diversity import DiversityConfig, evaluate_diversity
+
+        out = evaluate_diversity(workdir, _wmf_config(args, toml), _cnn_config(argparse.Namespace(), toml),
+                                 cfgmod.build(DiversityConfig, "diversity", toml),
+                                 cfgmod.build(HoldoutConfig, "evaluate", toml, vars(args)), run=args.run,
+                                 show_progress=False if args.quiet else None)
+        print((out / "report.md").read_text())
+        print(f"report written to {out}")
+        return 0
     if args.cold_start:
         from .evaluation.cold_start import ColdStartConfig, evaluate_cold_start
 

@@ -138,7 +138,64 @@ def run_demo(directory: Path, config_path: Path = DEMO_CONFIG) -> None:
         print(f"genre head accuracy on held-out songs: {g['accuracy']:.3f} (confusion matrix: "
               f"{out / 'genre_confusion.png'})")
     print(f"({time.perf_counter() - t:.1f} s)")
+
+    t = _step("9. indexer build: FAISS indexes in a versioned bundle")
+    from indexer.build import IndexerConfig, build_bundle
+
+    bundle_dir = build_bundle(work, cfgmod.build(IndexerConfig, "indexer", toml), show_progress=False)
+    manifest = read_json(bundle_dir / "manifest.json")
+    for name, ix in manifest["indexes"].items():
+        print(f"{name}: {ix['vectors']:,} vectors, spec {ix['spec']}, recall@10 {ix['recall_at_10']:.3f}")
+    print(f"bundle {manifest['version']} is CURRENT ({time.perf_counter() - t:.1f} s)")
+
+    t = _step("10. pmrs-server, then client calls and a 10-second load test")
+    serve_and_query(work, bundle_dir, played_example=(user_ids[shown_users[0]].decode()),
+                    cold_song=pred_ids[int(np.flatnonzero(cold)[0])] if cold.any() else pred_ids[0])
+    print(f"({time.perf_counter() - t:.1f} s)")
     print(f"\ndemo finished in {time.perf_counter() - t_start:.0f} s; work directory: {work}")
+
+
+def serve_and_query(work: Path, bundle_dir: Path, played_example: str, cold_song: str) -> None:
+    """Start pmrs-server on a free port, call it like a user would, load-test it, stop it."""
+    import signal
+    import subprocess
+
+    from clients import PMRSClient
+    from clients.loadtest import format_report, load_ids, run_loadtest
+
+    proc = subprocess.Popen([sys.executable, "-m", "server.main", "--workdir", str(work),
+                             "--bind", "127.0.0.1:0", "-q"], stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        if "listening on" not in line:
+            raise RuntimeError(f"pmrs-server did not start: {line!r}")
+        target = line.strip().rsplit(" ", 1)[-1]
+        print(f"pmrs-server listening on {target}")
+        with PMRSClient(target) as client:
+            recs = client.recommend(played_example, k=10, acoustic_share=0.3)
+            print(f"\nRecommend({played_example}, k=10, acoustic_share=0.3) from bundle {recs.bundle_version}:")
+            print(markdown_table(["title", "artist", "genre", "score", "source", "song id"],
+                                 [[r.title, r.artist, r.genre, round(r.score, 3), r.source, r.song_id]
+                                  for r in recs.songs]))
+            info = client.song(cold_song)
+            similar = client.similar(cold_song, k=8, mode="acoustic")
+            print(f"\nSimilarSongs({cold_song}, mode=acoustic): a song nobody has played yet, "
+                  f"'{info.title}' by {info.artist} ({info.genre}):")
+            print(markdown_table(["title", "artist", "genre", "score", "source", "song id"],
+                                 [[r.title, r.artist, r.genre, round(r.score, 3), r.source, r.song_id]
+                                  for r in similar]))
+        users, songs = load_ids(bundle_dir)
+        report = run_loadtest(target, concurrency=4, duration_s=10.0, mix="recommend=0.7,similar=0.3",
+                              user_ids=users, song_ids=songs, warmup_s=1.0)
+        print()
+        print(format_report(report))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=30)
+            print(f"pmrs-server stopped (exit code {code})")
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,71 @@
+"""``indexer`` command line: parses arguments, calls :func:`indexer.build.build_bundle`, prints a
+summary. Settings: ``[indexer]`` in the ``--config`` TOML file, overridden by flags."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from pmrs import config as cfgmod
+from pmrs.artifacts import read_json
+
+from .build import MANIFEST_FILE, IndexerConfig, build_bundle
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="indexer", description="PMRS serving bundles")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("build", help="latest WMF + CNN runs -> bundles/<version>, then CURRENT")
+    p.add_argument("--workdir", help="work directory (default: $PMRS_HOME, else ./pmrs-data)")
+    p.add_argument("--config", help="TOML config file ([indexer]); flags override it")
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    p.add_argument("--wmf-run", help="WMF run (default: latest)")
+    p.add_argument("--cnn-run", help="CNN run with predictions (default: latest; none: collaborative only)")
+    p.add_argument("--collaborative-spec", help="FAISS index_factory string, e.g. IVF2048,Flat or HNSW32")
+    p.add_argument("--acoustic-spec", help="FAISS index_factory string for the acoustic index")
+    p.add_argument("--exact-threshold", type=int, help="exact (Flat) index up to this many vectors")
+    p.add_argument("--target-recall", type=float, help="recall@10 the search parameter is raised to")
+    p.add_argument("--keep", type=int, help="bundles kept after the build (default 3)")
+    return parser
+
+
+def summary(bundle_dir) -> str:
+    m = read_json(bundle_dir / MANIFEST_FILE)
+    c = m["counts"]
+    lines = [f"bundle {m['version']} written to {bundle_dir} (now CURRENT)",
+             f"  {c['users']} users, {c['songs']} songs ({c['songs_with_plays']} with plays, "
+             f"{c['songs_with_audio']} with audio), {m['dimensions']['factors']} factors"]
+    for name, ix in m["indexes"].items():
+        params = ", ".join(f"{k}={v}" for k, v in ix["search_params"].items()) or "no search parameter"
+        transform = "" if ix["transform"] == "none" else f", {ix['transform']}"
+        lines.append(f"  {name}: {ix['spec']} over {ix['vectors']} vectors{transform}; {params}; "
+                     f"recall@10 {ix['recall_at_10']:.3f}; {ix['build_seconds']:.1f} s")
+    if "acoustic" not in m["indexes"]:
+        lines.append("  acoustic: none (no CNN run): collaborative-only bundle")
+    lines.append(f"  built in {m['build_seconds']:.1f} s")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(levelname).1s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        cfg = cfgmod.build(IndexerConfig, "indexer", cfgmod.load_toml(args.config), vars(args))
+        out = build_bundle(cfgmod.resolve_workdir(args.workdir), cfg, wmf_run=args.wmf_run,
+                           cnn_run=args.cnn_run, show_progress=False if args.quiet else None)
+    except (FileNotFoundError, ValueError, FileExistsError, RuntimeError) as exc:
+        print(f"indexer {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"indexer {args.command}: interrupted (CURRENT unchanged)", file=sys.stderr)
+        return 130
+    print(summary(out))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,387 @@
+"""The bundle reader: ``Bundle.open(path)`` over what ``indexer build`` wrote (docs/SERVING.md).
+
+Opening is cheap on a million users: every array is memory-mapped (``np.load(mmap_mode="r",
+allow_pickle=False)``), the FAISS indexes are read with ``IO_FLAG_MMAP_IFC`` (their vectors stay
+in the page cache, shared between server processes), and id lookups are binary searches on the
+sorted id arrays, so nothing is built per user or per song. Checksums are verified only when
+asked (``verify=True``: it reads every byte).
+
+Thread safety: every method may be called from many threads at once. FAISS searches on a shared
+index are read-only; the search parameters (``nprobe``, ``efSearch``) are set once at open. Each
+``search`` call sets FAISS's OpenMP thread count *in the calling thread* to ``threads`` (default 1:
+a server gets its parallelism from concurrent requests, and nested OpenMP teams on a few cores
+only contend); ``threads=None`` leaves OpenMP as the process configured it. The Gram matrix
+``Y^T Y`` that ``fold_in`` needs is computed once, on first use, under a lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import faiss
+import numpy as np
+
+from ..catalog import CATALOG_FILE, Catalog
+from ..interactions import lookup_many
+from ..wmf import WMFConfig
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+INDEX_NAMES = ("collaborative", "acoustic")
+#: Catalog fields ``songs`` returns, with their value when unknown (the proto's conventions).
+SONG_FIELDS = {"title": "", "artist": "", "release": "", "year": 0, "genre": ""}
+
+
+def _load(path: Path) -> np.ndarray:
+    return np.load(path, mmap_mode="r", allow_pickle=False)
+
+
+def _read_index(path: Path) -> faiss.Index:
+    try:
+        return faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
+    except RuntimeError:  # an index type the memory-mapped reader does not cover
+        return faiss.read_index(str(path))
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class _VectorIndex:
+    """One FAISS index, the vectors it indexes and the song rows of its ids (positions)."""
+
+    def __init__(self, name: str, entry: dict, index: faiss.Index, rows: np.ndarray, vectors: np.ndarray):
+        self.name, self.entry, self.index = name, entry, index
+        self.rows, self.vectors = rows, vectors
+        self.augmented = entry.get("transform", "none") == "l2_augmented"
+        # FAISS's scores are exact inner products only from an uncompressed IP index (Flat,
+        # IVF-Flat, no pre-transform); otherwise candidates are re-scored from the stored vectors
+        plain = isinstance(faiss.downcast_index(index), (faiss.IndexFlat, faiss.IndexIVFFlat))
+        self.rescore = self.augmented or not plain or index.metric_type != faiss.METRIC_INNER_PRODUCT
+        if entry.get("transform", "none") not in ("none", "l2_augmented"):
+            raise ValueError(f"{name} index: unknown transform {entry.get('transform')!r}")
+        d = vectors.shape[1] if vectors.ndim == 2 else 0
+        if index.ntotal != len(rows) or len(vectors) != len(rows):
+            raise ValueError(f"{name} index: {index.ntotal} vectors in the index, {len(rows)} rows, "
+                             f"{len(vectors)} stored vectors")
+        if index.d != d + (1 if self.augmented else 0):
+            raise ValueError(f"{name} index has dimension {index.d} for {d}-d vectors")
+        params = entry.get("search_params") or {}
+        if params:
+            ps = faiss.ParameterSpace()
+            for key, value in params.items():
+                ps.set_index_parameter(index, key, value)
+
+    def position(self, song_rows: np.ndarray) -> np.ndarray:
+        """Position (FAISS id) of each song row, -1 where the row has no vector here."""
+        song_rows = np.asarray(song_rows, dtype=np.int64).reshape(-1)
+        if not len(self.rows):
+            return np.full(len(song_rows), -1, np.int64)
+        pos = np.minimum(np.searchsorted(self.rows, song_rows), len(self.rows) - 1)
+        return np.where(self.rows[pos] == song_rows, pos, -1).astype(np.int64)
+
+    def search(self, queries: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
+        n = len(queries)
+        scores = np.full((n, top), -np.inf, dtype=np.float32)
+        rows = np.full((n, top), -1, dtype=np.int64)
+        k = min(top, int(self.index.ntotal))
+        if k <= 0 or n == 0:
+            return scores, rows
+        q = queries
+        if self.augmented:
+            q = np.ascontiguousarray(np.hstack([q, np.zeros((n, 1), dtype=np.float32)]))
+        dist, ids = self.index.search(q, k)
+        valid = ids >= 0
+        if self.rescore:
+            safe = np.where(valid, ids, 0)
+            exact = np.einsum("nkd,nd->nk", np.asarray(self.vectors[safe.reshape(-1)]).reshape(n, k, -1),
+                              queries, dtype=np.float64).astype(np.float32)
+            dist = np.where(valid, exact, -np.inf).astype(np.float32)
+            order = np.argsort(-dist, axis=1, kind="stable")
+            dist, ids = np.take_along_axis(dist, order, 1), np.take_along_axis(ids, order, 1)
+            valid = ids >= 0
+        scores[:, :k] = np.where(valid, dist, -np.inf)
+        rows[:, :k] = np.where(valid, self.rows[np.where(valid, ids, 0)], -1)
+        return scores, rows
+
+
+class Bundle:
+    """A read-only, memory-mapped bundle. Open with :meth:`open`; close with :meth:`close` (or a
+    ``with`` block). Song rows index ``song_ids``; user rows index ``user_ids``."""
+
+    def __init__(self, path: Path, manifest: dict, threads: int | None):
+        self.path = path
+        self.manifest = manifest
+        self.threads = threads
+        self.version: str = manifest["version"]
+        self.song_ids: np.ndarray = _load(path / "song_ids.npy")
+        self.user_ids: np.ndarray = _load(path / "user_ids.npy")
+        self.user_factors: np.ndarray = _load(path / "user_factors.npy")
+        self.played_indptr: np.ndarray = _load(path / "played_indptr.npy")
+        self.played_indices: np.ndarray = _load(path / "played_indices.npy")
+        self.genres: list[str] = list(manifest.get("genres") or [])
+        self._indexes: dict[str, _VectorIndex] = {}
+        self._embeddings = self._genre_probs = None
+        self._catalog: Catalog | None = None
+        self._gram: np.ndarray | None = None
+        self._gram_lock = threading.Lock()
+        self._wmf = WMFConfig(**{k: v for k, v in manifest["wmf_config"].items()
+                                 if k in WMFConfig.__dataclass_fields__})
+
+    # -- opening ----------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, verify: bool = False, threads: int | None = 1) -> "Bundle":
+        """Open the bundle at ``path``: memory maps, the FAISS indexes, the catalog.
+
+        verify: check every file's sha256 against the manifest first (reads every byte).
+        threads: FAISS OpenMP threads per ``search`` call, set in the calling thread; ``None``
+            leaves the process's setting alone.
+        Raises ``FileNotFoundError`` (no bundle there) or ``ValueError`` (wrong format version,
+        checksum mismatch, inconsistent shapes).
+        """
+        path = Path(path)
+        mf = path / MANIFEST_FILE
+        if not mf.is_file():
+            raise FileNotFoundError(f"{path} is not a bundle (no {MANIFEST_FILE}); run `indexer build`")
+        manifest = json.loads(mf.read_text(encoding="utf-8"))
+        fv = manifest.get("format_version")
+        if fv != FORMAT_VERSION:
+            raise ValueError(f"bundle {path} has format version {fv}; this reader reads {FORMAT_VERSION}")
+        if verify:
+            cls.verify_checksums(path, manifest)
+        bundle = cls(path, manifest, threads)
+        try:
+            bundle._open_rest()
+        except BaseException:
+            bundle.close()
+            raise
+        return bundle
+
+    def _open_rest(self) -> None:
+        path, m = self.path, self.manifest
+        n_songs, n_users = len(self.song_ids), len(self.user_ids)
+        counts = m.get("counts", {})
+        if counts.get("songs", n_songs) != n_songs or counts.get("users", n_users) != n_users:
+            raise ValueError(f"bundle {path}: manifest counts disagree with the id arrays")
+        if len(self.user_factors) != n_users or len(self.played_indptr) != n_users + 1:
+            raise ValueError(f"bundle {path}: user arrays disagree on the number of users")
+        for name in INDEX_NAMES:
+            entry = (m.get("indexes") or {}).get(name)
+            if entry is None:
+                continue
+            prefix = "collab" if name == "collaborative" else "acoustic"
+            self._indexes[name] = _VectorIndex(name, entry, _read_index(path / entry["file"]),
+                                               _load(path / f"{prefix}_rows.npy"),
+                                               _load(path / f"{prefix}_vectors.npy"))
+        if "collaborative" not in self._indexes:
+            raise ValueError(f"bundle {path} has no collaborative index")
+        if "acoustic" in self._indexes:
+            self._embeddings = _load(path / "acoustic_embeddings.npy")
+            if (path / "genre_probs.npy").is_file():
+                self._genre_probs = _load(path / "genre_probs.npy")
+        if (path / CATALOG_FILE).is_file():
+            self._catalog = Catalog(path / CATALOG_FILE)
+
+    @staticmethod
+    def verify_checksums(path: str | os.PathLike, manifest: dict | None = None) -> None:
+        """``ValueError`` unless every file the manifest lists has its recorded sha256."""
+        path = Path(path)
+        manifest = manifest or json.loads((path / MANIFEST_FILE).read_text(encoding="utf-8"))
+        sums = manifest.get("checksums") or {}
+        if not sums:
+            raise ValueError(f"bundle {path} records no checksums")
+        bad = [name for name, digest in sums.items()
+               if not (path / name).is_file() or _sha256(path / name) != digest]
+        if bad:
+            raise ValueError(f"bundle {path}: missing or corrupt file(s): {', '.join(sorted(bad))}")
+
+    def close(self) -> None:
+        """Release the catalog and the indexes (arrays are unmapped when no longer referenced)."""
+        if self._catalog is not None:
+            self._catalog.close()
+            self._catalog = None
+        self._indexes = {}
+
+    def __enter__(self) -> "Bundle":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- sizes --------------------------------------------------------------------------------
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_songs(self) -> int:
+        return len(self.song_ids)
+
+    @property
+    def factors(self) -> int:
+        return int(self.user_factors.shape[1])
+
+    @property
+    def embedding_dim(self) -> int:
+        return 0 if self._embeddings is None else int(self._embeddings.shape[1])
+
+    @property
+    def index_names(self) -> list[str]:
+        """The indexes this bundle has: ``collaborative`` and, with a CNN run, ``acoustic``."""
+        return list(self._indexes)
+
+    def has_index(self, name: str) -> bool:
+        return name in self._indexes
+
+    def index_size(self, name: str) -> int:
+        """Vectors in index ``name`` (0 when the bundle has no such index)."""
+        ix = self._indexes.get(name)
+        return 0 if ix is None else len(ix.rows)
+
+    # -- ids ----------------------------------------------------------------------------------
+
+    def user_row(self, user_id: str | bytes) -> int | None:
+        r = int(lookup_many(self.user_ids, [user_id])[0])
+        return None if r < 0 else r
+
+    def song_row(self, song_id: str | bytes) -> int | None:
+        r = int(lookup_many(self.song_ids, [song_id])[0])
+        return None if r < 0 else r
+
+    def song_rows(self, song_ids: Iterable[str | bytes]) -> np.ndarray:
+        """``(n,)`` int64 song rows, -1 where the id is unknown."""
+        return lookup_many(self.song_ids, list(song_ids))
+
+    def song_id(self, row: int) -> str:
+        return self.song_ids[int(row)].decode()
+
+    # -- vectors ------------------------------------------------------------------------------
+
+    def user_vector(self, row: int) -> np.ndarray:
+        """``(k,)`` float32 WMF factors of user ``row``."""
+        return np.asarray(self.user_factors[int(row)], dtype=np.float32)
+
+    def played(self, user_row: int) -> np.ndarray:
+        """Song rows user ``user_row`` played, ascending (int32)."""
+        r = int(user_row)
+        return np.asarray(self.played_indices[self.played_indptr[r]:self.played_indptr[r + 1]])
+
+    def _vector(self, name: str, song_row: int) -> np.ndarray | None:
+        ix = self._indexes.get(name)
+        if ix is None:
+            return None
+        pos = int(ix.position(np.asarray([song_row]))[0])
+        return None if pos < 0 else np.asarray(ix.vectors[pos], dtype=np.float32)
+
+    def collab_vector(self, song_row: int) -> np.ndarray | None:
+        """``(k,)`` WMF song factors, or ``None`` for a song nobody played in training."""
+        return self._vector("collaborative", song_row)
+
+    def acoustic_vector(self, song_row: int) -> np.ndarray | None:
+        """``(k,)`` CNN-predicted factors, or ``None`` for a song without audio."""
+        return self._vector("acoustic", song_row)
+
+    def embedding(self, song_rows: Sequence[int] | np.ndarray) -> np.ndarray:
+        """``(n, e)`` float32 L2-normalised acoustic embeddings; zeros for songs without audio
+        (``e`` is 0 in a collaborative-only bundle)."""
+        rows = np.asarray(song_rows, dtype=np.int64).reshape(-1)
+        out = np.zeros((len(rows), self.embedding_dim), dtype=np.float32)
+        if self._embeddings is not None and len(rows):
+            pos = self._indexes["acoustic"].position(rows)
+            have = pos >= 0
+            out[have] = self._embeddings[pos[have]]
+        return out
+
+    def genre_probs(self, song_row: int) -> np.ndarray | None:
+        """``(g,)`` genre-head probabilities (order: ``genres``), ``None`` without audio or head."""
+        if self._genre_probs is None:
+            return None
+        pos = int(self._indexes["acoustic"].position(np.asarray([song_row]))[0])
+        return None if pos < 0 else np.asarray(self._genre_probs[pos], dtype=np.float32)
+
+    # -- search -------------------------------------------------------------------------------
+
+    def search(self, name: str, queries: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``top`` largest inner products in index ``name`` for each query.
+
+        queries: ``(n, k)`` (or ``(k,)``) float32. Returns ``(scores (n, top) float32, song_rows
+        (n, top) int64)``, best first, padded with ``-inf`` / ``-1`` where the index has fewer
+        vectors. ``KeyError`` for an index the bundle lacks (see ``has_index``).
+        """
+        ix = self._indexes.get(name)
+        if ix is None:
+            raise KeyError(f"bundle {self.version} has no {name!r} index (has: {', '.join(self._indexes)})")
+        q = np.ascontiguousarray(np.atleast_2d(np.asarray(queries, dtype=np.float32)))
+        if q.ndim != 2 or q.shape[1] != ix.vectors.shape[1]:
+            raise ValueError(f"queries must be (n, {ix.vectors.shape[1]}), got {np.shape(queries)}")
+        top = int(top)
+        if top < 0:
+            raise ValueError("top must be >= 0")
+        if self.threads is not None:
+            faiss.omp_set_num_threads(self.threads)
+        return ix.search(q, top)
+
+    # -- fold-in ------------------------------------------------------------------------------
+
+    def _yty(self) -> np.ndarray:
+        with self._gram_lock:
+            if self._gram is None:
+                y = np.asarray(self._indexes["collaborative"].vectors, dtype=np.float32)
+                self._gram = (y.T @ y).astype(np.float64)  # float32 BLAS, as implicit computes it
+            return self._gram
+
+    def fold_in(self, song_rows: Sequence[int] | np.ndarray) -> np.ndarray:
+        """``(k,)`` float32 factors of a new user who played each of ``song_rows`` once: one exact
+        ALS half-step against the fixed WMF song factors, with the manifest's alpha, eps and
+        regularization. Equal (to float tolerance) to ``pmrs.wmf.fold_in`` on a one-row count
+        matrix; here ``Y^T Y`` is computed once per bundle instead of per call. Rows without WMF
+        factors, and repeats, are ignored; no usable row gives zeros."""
+        ix = self._indexes["collaborative"]
+        pos = ix.position(np.unique(np.asarray(song_rows, dtype=np.int64)))
+        pos = pos[pos >= 0]
+        k = ix.vectors.shape[1]
+        if not len(pos):
+            return np.zeros(k, dtype=np.float32)
+        c = 1.0 + self._wmf.alpha * np.log1p(1.0 / self._wmf.eps)  # confidence of one play
+        y = np.asarray(ix.vectors[np.sort(pos)], dtype=np.float64)
+        a = self._yty() + self._wmf.regularization * np.eye(k) + (c - 1.0) * (y.T @ y)
+        b = c * y.sum(axis=0)
+        return np.linalg.solve(a, b).astype(np.float32)
+
+    # -- catalog ------------------------------------------------------------------------------
+
+    def songs(self, rows: Sequence[int] | np.ndarray) -> list[dict]:
+        """Catalog fields per song row: ``{"song_id", "title", "artist", "release", "year",
+        "genre"}``, with ``""`` / ``0`` where unknown (also when the bundle has no catalog)."""
+        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if len(rows) and (rows.min() < 0 or rows.max() >= self.n_songs):
+            raise IndexError(f"song rows must be in [0, {self.n_songs}), got {rows.min()}..{rows.max()}")
+        ids = [self.song_ids[r].decode() for r in rows]
+        metas = self._catalog.get_many(ids) if self._catalog is not None else [None] * len(ids)
+        out = []
+        for sid, meta in zip(ids, metas):
+            meta = meta or {}
+            d = {"song_id": sid}
+            for key, default in SONG_FIELDS.items():
+                value = meta.get(key)
+                d[key] = default if value is None else value
+            out.append(d)
+        return out
+
+    def __repr__(self) -> str:
+        return (f"Bundle({self.version!r}, users={self.n_users}, songs={self.n_songs}, "
+                f"indexes={self.index_names})")

@@ -1,0 +1,397 @@
+"""Recommendation over a bundle: candidates from both indexes, filters, blending, MMR re-ranking.
+
+Pure functions of (bundle, query, settings), testable without gRPC; the servicer in
+``server/servicer.py`` only translates messages and errors. The semantics are docs/SERVING.md's
+("Server semantics"):
+
+1. Candidates: the top ``c = max(4k, 100)`` songs of each index for the query. Excluded songs
+   (played, seeds, the song itself) and songs the filters reject are dropped; when fewer than
+   ``k`` survive in an index that the blend draws from, that index is searched again for 4x as
+   many, up to the whole index.
+2. Blend: ``round(acoustic_share * k)`` (half up) songs come from the acoustic ranking, the rest
+   from the collaborative one. A song that both candidate lists hold is marked
+   ``Source.BOTH``, scored with the higher of its two scores, and counted once. When one index runs
+   out of candidates, the other fills its share.
+3. Re-rank by maximal marginal relevance: pick, one at a time,
+   ``argmax (1 - diversity) * rel_norm - diversity * max cosine(embedding, picked)``, with
+   ``rel_norm`` the min-max normalised score within its index's candidate list and the cosine
+   taken between L2-normalised CNN embeddings (a song without audio has a zero embedding, so its
+   similarity to everything is 0). The list is in the order of the picks: with
+   ``diversity == 0`` that is each index's own score order, the two interleaved by normalised
+   score (raw scores of the two indexes are not on one scale: predicted factors are shrunk).
+
+Errors are :class:`InvalidArgument` (a setting out of range) and :class:`NotFound` (an unknown
+user or song, or a song without the vector a mode needs); the server maps them to gRPC codes.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+COLLABORATIVE = "collaborative"
+ACOUSTIC = "acoustic"
+MIXED = "mixed"
+MODES = (COLLABORATIVE, ACOUSTIC, MIXED)
+
+DEFAULT_K = 10
+MAX_K = 1000
+MAX_SEEDS = 500
+MIN_CANDIDATES = 100
+CANDIDATES_PER_ITEM = 4
+WIDEN_FACTOR = 4
+
+
+class Source(enum.IntEnum):
+    """Which index produced a song; the values are the proto's ``pmrs.v1.Source``."""
+
+    COLLABORATIVE = 1
+    ACOUSTIC = 2
+    BOTH = 3
+
+
+_SOURCE_OF = {COLLABORATIVE: Source.COLLABORATIVE, ACOUSTIC: Source.ACOUSTIC}
+
+
+class ServingError(Exception):
+    """A request the bundle cannot answer; the message is meant for the caller."""
+
+
+class InvalidArgument(ServingError, ValueError):
+    """A setting or filter out of range, or a request that names neither a user nor seeds."""
+
+
+class NotFound(ServingError, LookupError):
+    """An unknown user or song, or a song without the vector the request needs."""
+
+
+@dataclass(frozen=True)
+class Item:
+    """One recommended song: its bundle row, its score (an inner product) and its source."""
+
+    song_row: int
+    score: float
+    source: Source
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Restrictions on returned songs; empty fields restrict nothing.
+
+    ``genres``: keep only these catalog genres (case-insensitive). ``min_year`` / ``max_year``:
+    inclusive release-year bounds, 0 for none; a song of unknown year is dropped when a bound is
+    set. ``exclude_artists``: drop songs by these artists (case-insensitive).
+    """
+
+    genres: tuple[str, ...] = ()
+    min_year: int = 0
+    max_year: int = 0
+    exclude_artists: tuple[str, ...] = ()
+    _genres: frozenset = field(init=False, repr=False, compare=False)
+    _artists: frozenset = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "genres", tuple(self.genres))
+        object.__setattr__(self, "exclude_artists", tuple(self.exclude_artists))
+        object.__setattr__(self, "_genres", frozenset(g.strip().casefold() for g in self.genres if g.strip()))
+        object.__setattr__(self, "_artists",
+                           frozenset(a.strip().casefold() for a in self.exclude_artists if a.strip()))
+        if self.min_year < 0 or self.max_year < 0:
+            raise InvalidArgument(f"years must be >= 0 (0: no bound), got min_year={self.min_year}, "
+                                  f"max_year={self.max_year}")
+        if self.min_year and self.max_year and self.min_year > self.max_year:
+            raise InvalidArgument(f"min_year {self.min_year} is after max_year {self.max_year}")
+
+    @property
+    def active(self) -> bool:
+        return bool(self._genres or self._artists or self.min_year or self.max_year)
+
+    def keep(self, songs: Sequence[dict | None]) -> np.ndarray:
+        """``(len(songs),)`` bool: which catalog entries (``Bundle.songs`` dicts) pass."""
+        n = len(songs)
+        keep = np.ones(n, bool)
+        if not n or not self.active:
+            return keep
+        if self._genres:
+            keep &= np.fromiter((((s or {}).get("genre") or "").casefold() in self._genres for s in songs),
+                                bool, n)
+        if self._artists:
+            keep &= ~np.fromiter((((s or {}).get("artist") or "").casefold() in self._artists
+                                  for s in songs), bool, n)
+        if self.min_year or self.max_year:
+            years = np.fromiter((int((s or {}).get("year") or 0) for s in songs), np.int64, n)
+            keep &= years > 0
+            if self.min_year:
+                keep &= years >= self.min_year
+            if self.max_year:
+                keep &= years <= self.max_year
+        return keep
+
+
+NO_FILTERS = Filters()
+
+
+def resolve_k(k: int) -> int:
+    """The number of songs to return: ``k`` in 1..1000, 0 means 10."""
+    k = int(k)
+    if k == 0:
+        return DEFAULT_K
+    if not 1 <= k <= MAX_K:
+        raise InvalidArgument(f"k must be between 1 and {MAX_K} (0 means {DEFAULT_K}), got {k}")
+    return k
+
+
+def check_unit(name: str, value: float) -> float:
+    """``value`` as a float in [0, 1], else :class:`InvalidArgument` naming ``name``."""
+    value = float(value)
+    if not (0.0 <= value <= 1.0):  # also rejects NaN
+        raise InvalidArgument(f"{name} must be between 0 and 1, got {value}")
+    return value
+
+
+def acoustic_quota(k: int, acoustic_share: float) -> int:
+    """Songs the acoustic ranking contributes to a list of ``k``: ``acoustic_share * k`` rounded
+    half up (so a share of 0.5 of 5 songs is 3)."""
+    return min(k, int(math.floor(acoustic_share * k + 0.5)))
+
+
+@dataclass(frozen=True)
+class Query:
+    """A Recommend query: the vector ``(k,)`` float32, the song rows to leave out, and whether the
+    vector was folded in from seed songs."""
+
+    vector: np.ndarray
+    exclude_rows: np.ndarray
+    folded_in: bool
+
+
+def user_query(bundle, user_id: str, seed_song_ids: Sequence[str] = (),
+               include_played: bool = False) -> Query:
+    """The query vector for a Recommend request.
+
+    A known ``user_id`` gives its WMF factors (seeds are ignored) and excludes the user's played
+    songs unless ``include_played``. An unknown or empty ``user_id`` with seed songs gives the
+    fold-in of the known seeds (one ALS half-step) and excludes the seeds unless
+    ``include_played``. Raises :class:`InvalidArgument` for neither user nor seeds or more than
+    500 seeds, :class:`NotFound` for an unknown user without seeds or seeds none of which is
+    usable.
+    """
+    seeds = list(seed_song_ids)
+    if len(seeds) > MAX_SEEDS:
+        raise InvalidArgument(f"at most {MAX_SEEDS} seed songs, got {len(seeds)}")
+    if user_id:
+        row = bundle.user_row(user_id)
+        if row is not None:
+            exclude = np.zeros(0, np.int64) if include_played else np.asarray(bundle.played(row), np.int64)
+            return Query(np.asarray(bundle.user_vector(row), np.float32), exclude, False)
+        if not seeds:
+            raise NotFound(f"unknown user {user_id!r} (send seed_song_ids to get recommendations "
+                           f"for a user the model does not know)")
+    elif not seeds:
+        raise InvalidArgument("the request names neither a user_id nor seed_song_ids")
+    rows = np.asarray(bundle.song_rows(seeds), np.int64)
+    known = np.unique(rows[rows >= 0])
+    if not known.size:
+        who = f"unknown user {user_id!r} and " if user_id else ""
+        raise NotFound(f"{who}none of the {len(seeds)} seed songs is known to the bundle")
+    usable = np.asarray([r for r in known if bundle.collab_vector(int(r)) is not None], np.int64)
+    if not usable.size:
+        raise NotFound(f"none of the {known.size} known seed songs has plays (fold-in needs WMF "
+                       f"song factors; a song nobody has played has none)")
+    vector = np.asarray(bundle.fold_in(usable), np.float32).reshape(-1)
+    exclude = np.zeros(0, np.int64) if include_played else known
+    return Query(vector, exclude, True)
+
+
+def recommend_for_vector(bundle, query: np.ndarray, k: int, acoustic_share: float = 0.2,
+                         diversity: float = 0.0, exclude_rows: Iterable[int] | np.ndarray = (),
+                         filters: Filters = NO_FILTERS, *,
+                         before_widening: Callable[[], None] | None = None) -> list[Item]:
+    """At most ``k`` songs for a query vector ``(n_factors,)``, best first.
+
+    Both indexes are searched with ``query``; ``acoustic_share`` of the list comes from the
+    acoustic one; ``diversity`` weighs the MMR re-ranking. ``exclude_rows`` are song rows never
+    returned. ``before_widening`` is called before each repeated, wider search (the server checks
+    the call's deadline there: a rare filter can widen to the whole index).
+    """
+    k = _check_k(k)
+    q = np.asarray(query, np.float32).reshape(-1)
+    return _blend(bundle, {COLLABORATIVE: q, ACOUSTIC: q}, k, check_unit("acoustic_share", acoustic_share),
+                  check_unit("diversity", diversity), exclude_rows, filters, before_widening)
+
+
+def similar_songs(bundle, song_row: int, k: int, mode: str = MIXED, acoustic_share: float = 0.2,
+                  diversity: float = 0.0, filters: Filters = NO_FILTERS, *,
+                  before_widening: Callable[[], None] | None = None) -> list[Item]:
+    """At most ``k`` songs similar to the song at ``song_row`` (never the song itself), best first.
+
+    ``mode``: ``"collaborative"`` queries the collaborative index with the song's WMF factors,
+    ``"acoustic"`` the acoustic index with its CNN-predicted factors, ``"mixed"`` both, blended
+    under ``acoustic_share`` (a song with only one kind of vector gets that kind's neighbours).
+    Raises :class:`NotFound` when the song lacks the vector the mode needs. ``before_widening``:
+    as in :func:`recommend_for_vector`.
+    """
+    k = _check_k(k)
+    if mode not in MODES:
+        raise InvalidArgument(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    share = check_unit("acoustic_share", acoustic_share)
+    queries: dict[str, np.ndarray] = {}
+    if mode in (COLLABORATIVE, MIXED):
+        v = bundle.collab_vector(int(song_row))
+        if v is not None:
+            queries[COLLABORATIVE] = np.asarray(v, np.float32).reshape(-1)
+        elif mode == COLLABORATIVE:
+            raise NotFound("the song has no plays, hence no collaborative factors; ask for "
+                           "acoustic (or mixed) similarity")
+    if mode in (ACOUSTIC, MIXED):
+        v = bundle.acoustic_vector(int(song_row))
+        if v is not None:
+            queries[ACOUSTIC] = np.asarray(v, np.float32).reshape(-1)
+        elif mode == ACOUSTIC:
+            raise NotFound("the song has no audio, hence no acoustic vector; ask for "
+                           "collaborative (or mixed) similarity")
+    if not queries:
+        raise NotFound("the song has neither plays nor audio, so it has no neighbours")
+    if mode == COLLABORATIVE:
+        share = 0.0
+    elif mode == ACOUSTIC:
+        share = 1.0
+    return _blend(bundle, queries, k, share, check_unit("diversity", diversity), [int(song_row)], filters,
+                  before_widening)
+
+
+def _check_k(k: int) -> int:
+    k = int(k)
+    if not 1 <= k <= MAX_K:
+        raise InvalidArgument(f"k must be between 1 and {MAX_K}, got {k}")
+    return k
+
+
+def _index_size(bundle, name: str) -> int:
+    """Vectors in the bundle's index ``name`` (0 when the bundle has no such index)."""
+    return int(bundle.index_size(name))
+
+
+class _Candidates:
+    """Searches one index for a query, dropping excluded and filtered rows, and widens on demand."""
+
+    def __init__(self, bundle, name: str, query: np.ndarray, exclude: np.ndarray, filters: Filters,
+                 catalog: dict[int, dict | None], top: int):
+        self.bundle, self.name, self.query = bundle, name, query[None, :]
+        self.exclude, self.filters, self.catalog = exclude, filters, catalog
+        self.size = _index_size(bundle, name)
+        self.top = min(top, self.size)
+        self.rows = np.zeros(0, np.int64)
+        self.scores = np.zeros(0, np.float32)
+        if self.top > 0:
+            self._fetch()
+
+    @property
+    def exhausted(self) -> bool:
+        return self.top >= self.size
+
+    def widen(self) -> None:
+        self.top = min(self.top * WIDEN_FACTOR, self.size)
+        self._fetch()
+
+    def _fetch(self) -> None:
+        scores, rows = self.bundle.search(self.name, self.query, self.top)
+        scores, rows = np.asarray(scores[0], np.float32), np.asarray(rows[0], np.int64)
+        keep = rows >= 0
+        if self.exclude.size:
+            keep &= ~np.isin(rows, self.exclude)
+        rows, scores = rows[keep], scores[keep]
+        if self.filters.active and rows.size:
+            missing = [int(r) for r in rows if int(r) not in self.catalog]
+            if missing:
+                self.catalog.update(zip(missing, self.bundle.songs(missing)))
+            keep = self.filters.keep([self.catalog[int(r)] for r in rows])
+            rows, scores = rows[keep], scores[keep]
+        order = np.argsort(-scores, kind="stable")  # indexes return sorted lists; make sure
+        self.rows, self.scores = rows[order], scores[order]
+
+
+def _blend(bundle, queries: dict[str, np.ndarray], k: int, acoustic_share: float, diversity: float,
+           exclude_rows, filters: Filters, before_widening: Callable[[], None] | None = None
+           ) -> list[Item]:
+    exclude = np.unique(np.asarray(list(exclude_rows) if not isinstance(exclude_rows, np.ndarray)
+                                   else exclude_rows, np.int64))
+    quota = {ACOUSTIC: acoustic_quota(k, acoustic_share)}
+    quota[COLLABORATIVE] = k - quota[ACOUSTIC]
+    catalog: dict[int, dict | None] = {}
+    top = max(CANDIDATES_PER_ITEM * k, MIN_CANDIDATES)
+    cands = [_Candidates(bundle, name, q, exclude, filters, catalog, top)
+             for name, q in queries.items() if _index_size(bundle, name) > 0]
+    while True:
+        # An index the blend draws from needs k survivors (then its share survives whatever the
+        # other index takes); all together need k distinct songs.
+        short = np.unique(np.concatenate([c.rows for c in cands] or [np.zeros(0, np.int64)])).size < k
+        widen = [c for c in cands if not c.exhausted
+                 and (short or (quota[c.name] > 0 and c.rows.size < k))]
+        if not widen:
+            break
+        if before_widening is not None:
+            before_widening()
+        for c in widen:
+            c.widen()
+    return _select(bundle, cands, quota, k, diversity)
+
+
+def _select(bundle, cands: list["_Candidates"], quota: dict[str, int], k: int,
+            diversity: float) -> list[Item]:
+    """Greedy MMR over the candidate entries of both indexes, under each index's quota."""
+    cands = [c for c in cands if c.rows.size]
+    if not cands:
+        return []
+    rows = np.concatenate([c.rows for c in cands])
+    scores = np.concatenate([c.scores for c in cands]).astype(np.float64)
+    src = np.concatenate([np.full(c.rows.size, i) for i, c in enumerate(cands)])
+    rel = np.concatenate([_min_max(c.scores) for c in cands])
+    left = np.array([quota[c.name] for c in cands], np.int64)
+
+    uniq, inv = np.unique(rows, return_inverse=True)
+    best = np.full(uniq.size, -np.inf)
+    np.maximum.at(best, inv, scores)
+    n_sources = np.zeros(uniq.size, np.int64)
+    np.add.at(n_sources, inv, 1)  # rows are unique within one index, so 2 means both
+
+    n = min(k, uniq.size)
+    taken = np.zeros(uniq.size, bool)
+    picks: list[tuple[int, int]] = []   # (unique index, candidate list index)
+    emb = max_sim = None
+    if diversity > 0:
+        emb = np.asarray(bundle.embedding(uniq), np.float32)
+    base = (1.0 - diversity) * rel
+    for _ in range(n):
+        avail = ~taken[inv]
+        eligible = avail & (left[src] > 0)
+        if not eligible.any():
+            # An index ran out of candidates: the others fill its share.
+            left[:] = n - len(picks)
+            eligible = avail
+        obj = base if max_sim is None else base - diversity * max_sim[inv]
+        j = int(np.argmax(np.where(eligible, obj, -np.inf)))
+        u = int(inv[j])
+        taken[u] = True
+        left[src[j]] -= 1
+        picks.append((u, int(src[j])))
+        if emb is not None:
+            sim = emb @ emb[u]
+            max_sim = sim if max_sim is None else np.maximum(max_sim, sim)
+    return [Item(int(uniq[u]), float(best[u]),
+                 Source.BOTH if n_sources[u] > 1 else _SOURCE_OF[cands[s].name]) for u, s in picks]
+
+
+def _min_max(scores: np.ndarray) -> np.ndarray:
+    """Scores rescaled to [0, 1] within one candidate list (all 1 when they are all equal)."""
+    s = np.asarray(scores, np.float64)
+    if not s.size:
+        return s
+    lo, hi = s.min(), s.max()
+    if hi - lo <= 0:
+        return np.ones_like(s)
+    return (s - lo) / (hi - lo)

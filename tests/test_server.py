@@ -1,0 +1,533 @@
+"""pmrs-server end to end over real ports: a server process on a tiny bundle, every RPC and every
+status code, health, reflection, a bundle switch under traffic, SIGHUP, SIGTERM; and in-process
+(``server.main.serve``) draining and deadlines with a deliberately slow bundle."""
+
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
+
+from indexer.build import IndexerConfig, build_bundle, current_bundle
+from pmrs.cli import main as pmrs_main
+from pmrs.serving.bundle import Bundle
+from pmrs.serving.recommend import Filters, recommend_for_vector, similar_songs
+from pmrs.v1 import recommender_pb2 as pb
+from pmrs.v1 import recommender_pb2_grpc as pb_grpc
+from server.main import serve
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVICE = "pmrs.v1.Recommender"
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """A tiny work directory with WMF and CNN runs (no bundle yet)."""
+    root = tmp_path_factory.mktemp("serving")
+    data, work = root / "data", root / "work"
+    cfg = root / "c.toml"
+    cfg.write_text("[wmf]\nfactors = 8\niterations = 5\n"
+                   "[cnn]\nmax_epochs = 1\nwindows_per_song_per_epoch = 1\nchannels = [8, 16, 16, 16]\n"
+                   "hidden = 32\nembedding_dim = 16\nthreads = 1\n"
+                   "[extract]\nworkers = 1\n")
+    assert pmrs_main(["synth", str(data), "--users", "200", "--songs", "80", "--genres", "4",
+                      "--clip-seconds", "4", "--cold-share", "0.2", "--audio-workers", "1", "-q"]) == 0
+    for args in (["ingest", str(data)], ["train-wmf", "--run", "w1"], ["extract", str(data)],
+                 ["train-cnn", "--run", "c1"], ["predict"]):
+        assert pmrs_main(args + ["--workdir", str(work), "--config", str(cfg), "-q"]) == 0, args
+    return work
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(work):
+    return build_bundle(work, IndexerConfig(recall_queries=50), show_progress=False)
+
+
+@pytest.fixture(scope="module")
+def bundle(bundle_dir):
+    b = Bundle.open(bundle_dir)
+    yield b
+    b.close()
+
+
+class ServerProcess:
+    """``python -m server.main`` on a free port; ``address`` once it printed its ready line."""
+
+    def __init__(self, workdir, log_path, *flags):
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_WAIT_POLICY": "PASSIVE"}
+        self.log_path = log_path
+        self.log = open(log_path, "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "server.main", "--workdir", str(workdir), "--bind", "127.0.0.1:0",
+             *flags], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=self.log, text=True)
+        lines: queue.Queue = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(line) for line in self.proc.stdout], daemon=True).start()
+        try:
+            line = lines.get(timeout=60)
+        except queue.Empty:
+            self.kill()
+            raise AssertionError(f"server did not start: {self.stderr()}") from None
+        assert line.startswith("pmrs-server listening on 127.0.0.1:"), (line, self.stderr())
+        self.address = line.split()[-1]
+        self.channel = grpc.insecure_channel(self.address)
+        self.stub = pb_grpc.RecommenderStub(self.channel)
+        self.health = health_pb2_grpc.HealthStub(self.channel)
+
+    def stderr(self) -> str:
+        self.log.flush()
+        return Path(self.log_path).read_text()
+
+    def stop(self, timeout=30) -> int:
+        self.channel.close()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self.log.close()
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def server(work, bundle_dir, tmp_path_factory):
+    s = ServerProcess(work, tmp_path_factory.mktemp("log") / "server.log", "--poll-seconds", "0.2",
+                      "--workers", "8")
+    yield s
+    if s.proc.poll() is None:
+        s.kill()
+
+
+def wait_for(predicate, timeout=30.0, step=0.05):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(step)
+    return False
+
+
+def code_of(call, *args, **kwargs):
+    with pytest.raises(grpc.RpcError) as err:
+        call(*args, **kwargs)
+    return err.value.code(), err.value.details()
+
+
+def some_user(bundle):
+    return bundle.user_ids[3].decode()
+
+
+def rows_by_kind(bundle):
+    """(a song with plays and audio, a cold song: audio only) as rows."""
+    warm = cold = None
+    for row in range(bundle.n_songs):
+        has_c, has_a = bundle.collab_vector(row) is not None, bundle.acoustic_vector(row) is not None
+        if has_c and has_a and warm is None:
+            warm = row
+        if has_a and not has_c and cold is None:
+            cold = row
+    assert warm is not None and cold is not None
+    return warm, cold
+
+
+# --- the RPCs ------------------------------------------------------------------------------------
+
+
+def test_bundle_info(server, bundle):
+    info = server.stub.GetBundleInfo(pb.GetBundleInfoRequest())
+    m = bundle.manifest
+    assert info.version == bundle.version and info.created_at == m["created_at"]
+    assert (info.users, info.songs) == (200, bundle.n_songs)
+    assert info.songs_with_audio == m["counts"]["songs_with_audio"] == 80
+    assert info.songs_with_plays == m["counts"]["songs_with_plays"]
+    assert {ix.name for ix in info.indexes} == {"collaborative", "acoustic"}
+    for ix in info.indexes:
+        assert ix.spec == "Flat" and ix.dimension == 8 and 0.95 <= ix.recall_at_10 <= 1.0
+    assert info.source_runs["wmf"].endswith("w1") and info.source_runs["cnn"].endswith("c1")
+
+
+def test_recommend_known_user_matches_the_library(server, bundle):
+    user = some_user(bundle)
+    resp = server.stub.Recommend(pb.RecommendRequest(user_id=user, k=15, acoustic_share=0.4, diversity=0.3))
+    assert resp.bundle_version == bundle.version and not resp.folded_in
+    row = bundle.user_row(user)
+    expected = recommend_for_vector(bundle, bundle.user_vector(row), 15, 0.4, 0.3, bundle.played(row))
+    assert [s.song_id for s in resp.songs] == [bundle.song_id(it.song_row) for it in expected]
+    assert [s.source for s in resp.songs] == [int(it.source) for it in expected]
+    assert np.allclose([s.score for s in resp.songs], [it.score for it in expected], atol=1e-5)
+    played = {bundle.song_id(r) for r in bundle.played(row)}
+    assert not played & {s.song_id for s in resp.songs}
+    meta = bundle.songs([bundle.song_row(resp.songs[0].song_id)])[0]
+    first = resp.songs[0]
+    assert (first.title, first.artist, first.genre, first.year) == \
+        (meta["title"], meta["artist"], meta["genre"], meta["year"])
+    assert first.title                                      # the synthetic catalog names every song
+
+
+def test_recommend_defaults_and_include_played(server, bundle):
+    user = some_user(bundle)
+    resp = server.stub.Recommend(pb.RecommendRequest(user_id=user))
+    assert len(resp.songs) == 10                            # k 0 means 10
+    row = bundle.user_row(user)
+    expected = recommend_for_vector(bundle, bundle.user_vector(row), 10, 0.2, 0.0, bundle.played(row))
+    assert [s.song_id for s in resp.songs] == [bundle.song_id(it.song_row) for it in expected]
+    resp = server.stub.Recommend(pb.RecommendRequest(user_id=user, k=80, include_played=True,
+                                                     acoustic_share=0.0))
+    assert {bundle.song_id(r) for r in bundle.played(row)} <= {s.song_id for s in resp.songs}
+
+
+def test_recommend_filters(server, bundle):
+    user = some_user(bundle)
+    genre = bundle.songs([0])[0]["genre"]
+    resp = server.stub.Recommend(pb.RecommendRequest(
+        user_id=user, k=50, filters=pb.Filters(genres=[genre.upper()])))
+    assert resp.songs and {s.genre for s in resp.songs} == {genre}
+    row = bundle.user_row(user)
+    expected = recommend_for_vector(bundle, bundle.user_vector(row), 50, 0.2, 0.0, bundle.played(row),
+                                    Filters(genres=(genre,)))
+    assert [s.song_id for s in resp.songs] == [bundle.song_id(it.song_row) for it in expected]
+    artist = resp.songs[0].artist
+    resp = server.stub.Recommend(pb.RecommendRequest(
+        user_id=user, k=50, filters=pb.Filters(exclude_artists=[artist.lower()], min_year=1900, max_year=3000)))
+    assert resp.songs and artist not in {s.artist for s in resp.songs}
+    assert all(s.year > 0 for s in resp.songs)
+
+
+def test_recommend_folds_in_seed_songs(server, bundle):
+    seeds = [bundle.song_id(r) for r in bundle.played(bundle.user_row(some_user(bundle)))[:5]]
+    for user_id in ("", "a-user-the-model-never-saw"):
+        resp = server.stub.Recommend(pb.RecommendRequest(user_id=user_id, seed_song_ids=seeds + ["SONOSUCHSONG"],
+                                                         k=10))
+        assert resp.folded_in and len(resp.songs) == 10
+        assert not set(seeds) & {s.song_id for s in resp.songs}
+    rows = bundle.song_rows(seeds)
+    expected = recommend_for_vector(bundle, bundle.fold_in(rows), 10, 0.2, 0.0, rows)
+    assert [s.song_id for s in resp.songs] == [bundle.song_id(it.song_row) for it in expected]
+    # a known user ignores the seeds
+    resp = server.stub.Recommend(pb.RecommendRequest(user_id=some_user(bundle), seed_song_ids=seeds))
+    assert not resp.folded_in
+
+
+def test_similar_songs(server, bundle):
+    warm, cold = rows_by_kind(bundle)
+    for mode, name in ((pb.SIMILARITY_MODE_COLLABORATIVE, "collaborative"),
+                       (pb.SIMILARITY_MODE_ACOUSTIC, "acoustic"), (pb.SIMILARITY_MODE_MIXED, "mixed"),
+                       (pb.SIMILARITY_MODE_UNSPECIFIED, "mixed")):
+        resp = server.stub.SimilarSongs(pb.SimilarSongsRequest(song_id=bundle.song_id(warm), k=12, mode=mode))
+        expected = similar_songs(bundle, warm, 12, name, 0.2, 0.0)
+        assert [s.song_id for s in resp.songs] == [bundle.song_id(it.song_row) for it in expected]
+        assert len(resp.songs) == 12 and bundle.song_id(warm) not in {s.song_id for s in resp.songs}
+        assert resp.bundle_version == bundle.version
+    # a song nobody played still has acoustic neighbours (mixed falls back to them)
+    for mode in (pb.SIMILARITY_MODE_ACOUSTIC, pb.SIMILARITY_MODE_MIXED):
+        resp = server.stub.SimilarSongs(pb.SimilarSongsRequest(song_id=bundle.song_id(cold), k=5, mode=mode))
+        assert len(resp.songs) == 5 and all(s.source in (2, 3) for s in resp.songs)
+    code, details = code_of(server.stub.SimilarSongs, pb.SimilarSongsRequest(
+        song_id=bundle.song_id(cold), mode=pb.SIMILARITY_MODE_COLLABORATIVE))
+    assert code == grpc.StatusCode.NOT_FOUND and "no plays" in details
+
+
+def test_get_song(server, bundle):
+    warm, cold = rows_by_kind(bundle)
+    song = server.stub.GetSong(pb.GetSongRequest(song_id=bundle.song_id(warm))).song
+    meta = bundle.songs([warm])[0]
+    assert (song.song_id, song.title, song.artist, song.release, song.year, song.genre) == \
+        (bundle.song_id(warm), meta["title"], meta["artist"], meta["release"], meta["year"], meta["genre"])
+    assert song.has_plays and song.has_audio
+    conf = [g.confidence for g in song.genre_scores]
+    assert len(conf) == 4 and conf == sorted(conf, reverse=True) and sum(conf) == pytest.approx(1, abs=1e-3)
+    assert {g.genre for g in song.genre_scores} == set(bundle.genres)
+    song = server.stub.GetSong(pb.GetSongRequest(song_id=bundle.song_id(cold))).song
+    assert not song.has_plays and song.has_audio
+
+
+def test_ping(server):
+    assert server.stub.Ping(pb.PingRequest()) == pb.PingResponse()
+
+
+@pytest.mark.parametrize("method,request_,code", [
+    ("Recommend", pb.RecommendRequest(user_id="nobody"), "NOT_FOUND"),
+    ("Recommend", pb.RecommendRequest(seed_song_ids=["SONOSUCHSONG"]), "NOT_FOUND"),
+    ("SimilarSongs", pb.SimilarSongsRequest(song_id="SONOSUCHSONG"), "NOT_FOUND"),
+    ("GetSong", pb.GetSongRequest(song_id="SONOSUCHSONG"), "NOT_FOUND"),
+    ("Recommend", pb.RecommendRequest(), "INVALID_ARGUMENT"),
+    ("Recommend", pb.RecommendRequest(user_id="U", k=1001), "INVALID_ARGUMENT"),
+    ("Recommend", pb.RecommendRequest(user_id="U", k=-1), "INVALID_ARGUMENT"),
+    ("Recommend", pb.RecommendRequest(user_id="U", acoustic_share=1.5), "INVALID_ARGUMENT"),
+    ("Recommend", pb.RecommendRequest(user_id="U", acoustic_share=float("nan")), "INVALID_ARGUMENT"),
+    ("Recommend", pb.RecommendRequest(user_id="U", diversity=-0.5), "INVALID_ARGUMENT"),
+    ("Recommend", pb.RecommendRequest(user_id="U", filters=pb.Filters(min_year=2001, max_year=2000)),
+     "INVALID_ARGUMENT"),
+    ("Recommend", pb.RecommendRequest(user_id="U", filters=pb.Filters(min_year=-3)), "INVALID_ARGUMENT"),
+    ("Recommend", pb.RecommendRequest(seed_song_ids=["SOX"] * 501), "INVALID_ARGUMENT"),
+    ("SimilarSongs", pb.SimilarSongsRequest(song_id="S", k=5000), "INVALID_ARGUMENT"),
+    ("SimilarSongs", pb.SimilarSongsRequest(song_id="S", mode=7), "INVALID_ARGUMENT"),
+    ("SimilarSongs", pb.SimilarSongsRequest(song_id=""), "INVALID_ARGUMENT"),
+    ("GetSong", pb.GetSongRequest(song_id=""), "INVALID_ARGUMENT"),
+])
+def test_status_codes(server, bundle, method, request_, code):
+    if getattr(request_, "user_id", "") == "U":
+        request_.user_id = some_user(bundle)
+    if getattr(request_, "song_id", "") == "S":
+        request_.song_id = bundle.song_id(0)
+    got, details = code_of(getattr(server.stub, method), request_)
+    assert got == getattr(grpc.StatusCode, code), details
+    assert details and "internal" not in details.lower()
+
+
+def test_health_and_reflection(server):
+    for name in ("", SERVICE):
+        assert server.health.Check(health_pb2.HealthCheckRequest(service=name)).status == \
+            health_pb2.HealthCheckResponse.SERVING
+    code, _ = code_of(server.health.Check, health_pb2.HealthCheckRequest(service="no.such.Service"))
+    assert code == grpc.StatusCode.NOT_FOUND
+    db = ProtoReflectionDescriptorDatabase(server.channel)
+    services = db.get_services()
+    assert SERVICE in services and "grpc.health.v1.Health" in services
+    desc = db.FindFileContainingSymbol(SERVICE)
+    assert "Recommend" in [m.name for m in desc.service[0].method]
+
+
+def test_tiny_deadline_is_deadline_exceeded_not_a_crash(server, bundle):
+    code, _ = code_of(server.stub.Recommend, pb.RecommendRequest(user_id=some_user(bundle), k=1000),
+                      timeout=1e-6)
+    assert code == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert len(server.stub.Recommend(pb.RecommendRequest(user_id=some_user(bundle))).songs) == 10
+
+
+def test_reload_under_traffic(server, work, bundle):
+    """A new bundle is built and CURRENT switches while threads call Recommend: no call fails."""
+    stop = threading.Event()
+    failures: list = []
+    versions: list[set] = []
+    calls = [0]
+    user = some_user(bundle)
+
+    def hammer():
+        seen = set()
+        versions.append(seen)
+        stub = pb_grpc.RecommenderStub(server.channel)
+        while not stop.is_set():
+            try:
+                seen.add(stub.Recommend(pb.RecommendRequest(user_id=user, k=20, diversity=0.2),
+                                        timeout=10).bundle_version)
+                calls[0] += 1
+            except grpc.RpcError as exc:
+                failures.append((exc.code(), exc.details()))
+
+    threads = [threading.Thread(target=hammer) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.3)
+        new = build_bundle(work, IndexerConfig(recall_queries=50, seed=1), show_progress=False)
+        assert new.name != bundle.version and current_bundle(work) == new
+        assert wait_for(lambda: server.stub.GetBundleInfo(pb.GetBundleInfoRequest()).version == new.name)
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not failures, failures[:3]
+    seen = set().union(*versions)
+    assert {bundle.version, new.name} <= seen and calls[0] > 20
+    assert f"serving bundle {new.name} (was {bundle.version})" in server.stderr()
+
+
+def test_sigterm_drains_and_exits_zero(server):
+    """Last test of the module server: calls under way while SIGTERM arrives end cleanly."""
+    results: list = []
+
+    def caller():
+        stub = pb_grpc.RecommenderStub(server.channel)
+        end = time.monotonic() + 20
+        while time.monotonic() < end and results.count(grpc.StatusCode.UNAVAILABLE) < 3:
+            try:
+                stub.Ping(pb.PingRequest(), timeout=5)
+                results.append("ok")
+            except grpc.RpcError as exc:
+                results.append(exc.code())
+                details.append(exc.details())
+
+    details: list = []
+    t = threading.Thread(target=caller)
+    t.start()
+    time.sleep(0.05)
+    server.proc.send_signal(signal.SIGTERM)
+    assert server.proc.wait(30) == 0
+    t.join()
+    # calls after the stop are refused; one racing the shutdown itself (arrived, never dispatched
+    # to a handler) is cancelled by gRPC core; nothing fails any other way
+    assert {"ok", grpc.StatusCode.UNAVAILABLE} <= set(results), (set(results), details)
+    assert set(results) <= {"ok", grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED}, details
+    assert results.count(grpc.StatusCode.CANCELLED) <= 2, details
+    err = server.stderr()
+    assert "received SIGTERM" in err and "stopped" in err and "Traceback" not in err
+    server.channel.close()
+
+
+# --- no bundle yet, SIGHUP --------------------------------------------------------------------
+
+
+def test_unavailable_until_a_bundle_appears_then_sighup_loads_it(bundle_dir, tmp_path):
+    empty = tmp_path / "empty-work"
+    empty.mkdir()
+    s = ServerProcess(empty, tmp_path / "server.log", "--poll-seconds", "3600")
+    try:
+        for call, req in ((s.stub.Recommend, pb.RecommendRequest(user_id="u")),
+                          (s.stub.SimilarSongs, pb.SimilarSongsRequest(song_id="s")),
+                          (s.stub.GetSong, pb.GetSongRequest(song_id="s")),
+                          (s.stub.GetBundleInfo, pb.GetBundleInfoRequest())):
+            code, details = code_of(call, req)
+            assert code == grpc.StatusCode.UNAVAILABLE and "no bundle" in details
+        assert s.stub.Ping(pb.PingRequest()) == pb.PingResponse()
+        for name in ("", SERVICE):
+            assert s.health.Check(health_pb2.HealthCheckRequest(service=name)).status == \
+                health_pb2.HealthCheckResponse.NOT_SERVING
+        # a bundle appears (as `indexer build` would leave it); the hour-long poll never sees it,
+        # SIGHUP makes the server look now
+        (empty / "bundles").mkdir()
+        shutil.copytree(bundle_dir, empty / "bundles" / bundle_dir.name)
+        (empty / "bundles" / "CURRENT").write_text(bundle_dir.name + "\n")
+        s.proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: s.health.Check(health_pb2.HealthCheckRequest(service=SERVICE)).status ==
+                        health_pb2.HealthCheckResponse.SERVING, timeout=20), s.stderr()
+        assert s.stub.GetBundleInfo(pb.GetBundleInfoRequest()).version == bundle_dir.name
+    finally:
+        assert s.stop() == 0, s.stderr()
+
+
+# --- in process: draining and deadlines with a slow bundle ------------------------------------
+
+
+class _Context:
+    """Just enough of grpc.ServicerContext for calling a servicer method directly."""
+
+    def __init__(self, remaining):
+        self.remaining = remaining
+
+    def time_remaining(self):
+        return self.remaining
+
+    def abort(self, code, details):
+        raise grpc.RpcError(code, details)
+
+
+def _slow(bundle, seconds) -> threading.Event:
+    """Make ``bundle.search`` take ``seconds`` longer; the event is set whenever a search starts."""
+    search, entered = bundle.search, threading.Event()
+
+    def slow_search(*args, **kwargs):
+        entered.set()
+        time.sleep(seconds)
+        return search(*args, **kwargs)
+
+    bundle.search = slow_search
+    return entered
+
+
+def test_in_process_drain_and_deadline(work, bundle_dir):
+    # a bundle of its own: one process can open a bundle's catalog (LMDB) only once at a time
+    fresh = build_bundle(work, IndexerConfig(recall_queries=50, seed=2), show_progress=False)
+    running = serve(work, bind="127.0.0.1:0", workers=4, poll_seconds=3600)
+    try:
+        assert running.holder.version == fresh.name
+        with running.holder.use() as served:
+            entered = _slow(served, 0.4)
+            user = some_user(served)
+        channel = grpc.insecure_channel(running.address)
+        stub = pb_grpc.RecommenderStub(channel)
+        req = pb.RecommendRequest(user_id=user, k=5)
+        # the deadline passes during the (slow) search: DEADLINE_EXCEEDED, and the server lives on
+        code, _ = code_of(stub.Recommend, req, timeout=0.3)
+        assert code == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert len(stub.Recommend(req, timeout=10).songs) == 5
+        # a call in flight when the server stops finishes; a call after that is refused
+        result: list = []
+        t = threading.Thread(target=lambda: result.append(stub.Recommend(req, timeout=10)))
+        entered.clear()
+        t.start()
+        assert entered.wait(10)                            # the call is inside its first search
+        running.stop(grace=10)
+        t.join()
+        assert len(result) == 1 and len(result[0].songs) == 5
+        code, _ = code_of(stub.Ping, pb.PingRequest(), timeout=2)
+        assert code == grpc.StatusCode.UNAVAILABLE
+        channel.close()
+    finally:
+        running.stop(grace=0)
+
+
+def test_servicer_checks_the_deadline_and_maps_errors(bundle):
+    from server.servicer import BundleHolder, RecommenderServicer
+
+    servicer = RecommenderServicer(BundleHolder(bundle))   # (not closed: the fixture owns it)
+    req = pb.RecommendRequest(user_id=some_user(bundle))
+    with pytest.raises(grpc.RpcError) as err:
+        servicer.Recommend(req, _Context(0.0))
+    assert err.value.args[0] == grpc.StatusCode.DEADLINE_EXCEEDED
+    assert len(servicer.Recommend(req, _Context(None)).songs) == 10
+    assert len(servicer.Recommend(req, _Context(5.0)).songs) == 10
+    with pytest.raises(grpc.RpcError) as err:
+        servicer.Recommend(pb.RecommendRequest(user_id="nobody"), _Context(None))
+    assert err.value.args[0] == grpc.StatusCode.NOT_FOUND
+
+
+def test_holder_closes_a_replaced_bundle_only_when_its_last_call_ends():
+    from server.servicer import BundleHolder
+
+    class B:
+        def __init__(self, version):
+            self.version, self.closed = version, False
+
+        def close(self):
+            self.closed = True
+
+    a, b = B("a"), B("b")
+    holder = BundleHolder(a)
+    with holder.use() as got:
+        assert got is a
+        holder.swap(b)
+        assert holder.version == "b" and not a.closed     # still in use by this call
+        with holder.use() as got2:
+            assert got2 is b
+    assert a.closed and not b.closed
+    holder.close()
+    assert b.closed and holder.bundle is None
+    with holder.use() as got:
+        assert got is None
+
+
+def test_command_line_refuses_bad_settings(work, tmp_path, capsys):
+    import socket
+
+    from server.main import main
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[server]\nbindd = \"127.0.0.1:0\"\n")
+    assert main(["--workdir", str(work), "--config", str(bad), "-q"]) == 2
+    assert "unknown setting(s) in [server]: bindd" in capsys.readouterr().err
+    assert main(["--workdir", str(work), "--bind", "localhost", "-q"]) == 2
+    assert "HOST:PORT" in capsys.readouterr().err
+    assert main(["--workdir", str(work), "--bind", "127.0.0.1:0", "--default-diversity", "2", "-q"]) == 2
+    assert "between 0 and 1" in capsys.readouterr().err
+    with socket.socket() as busy:                         # a port someone else holds
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        assert main(["--workdir", str(work), "--bind", f"127.0.0.1:{port}", "-q"]) == 2
+        assert f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err
