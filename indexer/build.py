@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import fcntl
-import hashlib
 import logging
 import math
 import os
@@ -38,7 +37,8 @@ from tqdm.auto import tqdm
 
 from pmrs.acoustic.runs import CNN_DIR, load_predictions
 from pmrs.acoustic.stages import PREDICTIONS_DIR
-from pmrs.artifacts import list_runs, new_run_name, read_json, resolve_run, save_npy, write_json
+from pmrs.artifacts import (list_runs, new_run_name, read_json, resolve_run, save_npy, sha256_file,
+                            write_json)
 from pmrs.catalog import CATALOG_FILE
 from pmrs.interactions import INTERACTIONS_DIR, Interactions
 from pmrs.wmf import WMF_DIR, load_run
@@ -399,14 +399,6 @@ def _check_acoustic(pred: dict) -> dict:
 # Files, the switch-over, pruning
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _fsync_path(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -543,7 +535,7 @@ def build_bundle(workdir: str | os.PathLike, cfg: IndexerConfig | None = None,
                 manifest = _assemble(tmp, workdir, cfg, version, wmf_run, cnn_run, acoustic_override, bar)
                 manifest["build_seconds"] = round(time.perf_counter() - t_start, 3)
                 bar.set_postfix_str("checksums")
-                manifest["checksums"] = {p.name: _sha256(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+                manifest["checksums"] = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
                 write_json(tmp / MANIFEST_FILE, manifest)
                 for p in tmp.iterdir():
                     if p.is_file():

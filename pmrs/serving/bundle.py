@@ -16,7 +16,6 @@ only contend); ``threads=None`` leaves OpenMP as the process configured it. The 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -27,6 +26,7 @@ from typing import Iterable, Sequence
 import faiss
 import numpy as np
 
+from ..artifacts import sha256_file
 from ..catalog import CATALOG_FILE, Catalog
 from ..interactions import lookup_many
 from ..wmf import WMFConfig
@@ -49,14 +49,6 @@ def _read_index(path: Path) -> faiss.Index:
         return faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
     except RuntimeError:  # an index type the memory-mapped reader does not cover
         return faiss.read_index(str(path))
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class _VectorIndex:
@@ -204,7 +196,7 @@ class Bundle:
         if not sums:
             raise ValueError(f"bundle {path} records no checksums")
         bad = [name for name, digest in sums.items()
-               if not (path / name).is_file() or _sha256(path / name) != digest]
+               if not (path / name).is_file() or sha256_file(path / name) != digest]
         if bad:
             raise ValueError(f"bundle {path}: missing or corrupt file(s): {', '.join(sorted(bad))}")
 
