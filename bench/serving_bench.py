@@ -1,0 +1,87 @@
+"""Serving throughput on the full-shape bundle (``make bench``): pmrs-server start-up, QPS and
+p50/p99 latency at concurrency 1, 8 and 32 for Recommend, SimilarSongs and the no-op Ping of
+the same server, and the server's resident memory. Writes ``bench/results/serving.json``.
+
+Needs the full-shape work directory with a bundle (``python -m bench.run --only ingest,wmf,index``).
+Client and server share this machine's 2 cores, so the figures include the load generator's cost.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench.common import DATA, FULL_SONGS, FULL_USERS, write_result
+
+CONCURRENCY = (1, 8, 32)
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
+def bench_serving(command: str, workdir: Path | None = None, duration_s: float = 8.0) -> dict:
+    from clients import PMRSClient
+    from clients.loadtest import load_ids, run_loadtest
+    from indexer.build import current_bundle
+
+    workdir = workdir or DATA / f"work-{FULL_USERS}x{FULL_SONGS}"
+    bundle = current_bundle(workdir)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "server.main", "--workdir", str(workdir),
+                             "--bind", "127.0.0.1:0", "-q"], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    try:
+        line = proc.stdout.readline()
+        if "listening on" not in line:
+            raise RuntimeError(f"pmrs-server did not start: {line!r}")
+        target = line.strip().rsplit(" ", 1)[-1]
+        with PMRSClient(target, timeout_s=30) as client:
+            info = client.bundle_info()
+            users, songs = load_ids(bundle)
+            client.recommend(users[0].decode(), k=10)
+        ready_s = time.perf_counter() - t0
+        rss_start = _rss_mb(proc.pid)
+        results: dict = {}
+        for rpc in ("ping", "recommend", "similar"):
+            for conc in CONCURRENCY:
+                report = run_loadtest(target, concurrency=conc, duration_s=duration_s, mix={rpc: 1.0},
+                                      user_ids=users, song_ids=songs, k=10, warmup_s=1.0, timeout_s=10.0)
+                o = report["overall"]
+                results.setdefault(rpc, {})[str(conc)] = {
+                    "qps": o["ok_qps"], "p50_ms": o["latency_ms"]["p50"], "p95_ms": o["latency_ms"]["p95"],
+                    "p99_ms": o["latency_ms"]["p99"], "errors": o["errors"], "calls": o["calls"],
+                    "client_cpu_percent": report.get("client_cpu_percent")}
+                print(f"{rpc:9s} c={conc:2d}: {o['ok_qps']:8.1f} qps  p50 {o['latency_ms']['p50']:.2f} ms  "
+                      f"p99 {o['latency_ms']['p99']:.2f} ms  errors {o['errors']}", flush=True)
+        rss_end = _rss_mb(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    ratio = {c: round(results["recommend"][str(c)]["qps"] / results["ping"][str(c)]["qps"], 3)
+             for c in CONCURRENCY}
+    payload = {"bundle": str(bundle), "bundle_version": info.version, "users": info.users, "songs": info.songs,
+               "indexes": [{"name": ix.name, "spec": ix.spec, "recall_at_10": ix.recall_at_10,
+                            "search_params": dict(ix.search_params)} for ix in info.indexes],
+               "acoustic_vectors": "generated (no audio at full shape; see index.json)",
+               "startup_to_first_answer_seconds": round(ready_s, 2),
+               "server_rss_mb": {"after_start": rss_start, "after_load": rss_end},
+               "duration_s_per_point": duration_s, "results": results,
+               "recommend_qps_over_ping_qps": ratio,
+               "note": "client (pmrs-loadtest, grpc.aio) and server share the 2 cores"}
+    write_result("serving", payload, command)
+    return payload
+
+
+if __name__ == "__main__":
+    bench_serving("python -m bench.serving_bench")
