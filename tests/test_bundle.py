@@ -123,7 +123,7 @@ def test_fold_in_equals_the_wmf_fold_in(built):
     cfg = WMFConfig(**{k: b.manifest["wmf_config"][k] for k in ("factors", "alpha", "eps", "regularization")})
     cold = next(r for r in range(b.n_songs) if b.collab_vector(r) is None)
     warm = [r for r in range(b.n_songs) if b.collab_vector(r) is not None][:5]
-    seeds = warm + [cold, warm[0]]                                    # a cold song and a repeat: ignored
+    seeds = warm + [warm[0]]                                          # a repeat: ignored
     collab_rows = np.load(b.path / "collab_rows.npy")
     counts = sp.csr_matrix((np.ones(len(warm)), (np.zeros(len(warm), int), np.searchsorted(collab_rows, warm))),
                            shape=(1, len(collab_rows)))
@@ -134,7 +134,13 @@ def test_fold_in_equals_the_wmf_fold_in(built):
     one = sp.csr_matrix(([1.0], ([0], [np.searchsorted(collab_rows, warm[0])])), shape=(1, len(collab_rows)))
     np.testing.assert_allclose(b.fold_in(np.asarray(warm[:1])), fold_in(one, wmf.song_factors, cfg)[0],
                                rtol=1e-4, atol=1e-6)
-    assert not b.fold_in([cold]).any() and not b.fold_in([]).any()
+    assert not b.fold_in([]).any()
+    # A cold seed enters with its CNN-predicted factors: the closed form over Y plus that column.
+    lp = b.acoustic_vector(cold).astype(np.float64)
+    Y = wmf.song_factors.astype(np.float64)
+    c = 1.0 + cfg.alpha * np.log1p(1.0 / cfg.eps)
+    A = Y.T @ Y + cfg.regularization * np.eye(Y.shape[1]) + c * np.outer(lp, lp)
+    np.testing.assert_allclose(b.fold_in([cold]), np.linalg.solve(A, c * lp), rtol=1e-4, atol=1e-6)
 
 
 def test_songs_return_catalog_fields(built):

@@ -89,7 +89,8 @@ class FakeBundle:
         return np.array([lookup.get(s, -1) for s in ids], np.int64)
 
     def fold_in(self, rows):
-        return np.mean([self.collab_vector(r) for r in rows], axis=0)
+        return np.mean([v if (v := self.collab_vector(r)) is not None else self.acoustic_vector(r)
+                        for r in rows], axis=0)
 
 
 def brute(bundle, name, query, exclude=(), keep=None):
@@ -316,8 +317,8 @@ def test_user_query(bundle):
         user_query(bundle, "stranger")
     with pytest.raises(NotFound, match="seed"):
         user_query(bundle, "", ["SOUNKNOWN"])
-    with pytest.raises(NotFound, match="has plays"):
-        user_query(bundle, "", ["SO0000000000000290"])     # audio only: nothing to fold in
+    q = user_query(bundle, "", ["SO0000000000000290"])     # audio only: its predicted factors
+    assert q.folded_in and np.allclose(q.vector, bundle.acoustic_vector(290))
     with pytest.raises(InvalidArgument, match="neither"):
         user_query(bundle, "")
     with pytest.raises(InvalidArgument, match="at most 500"):

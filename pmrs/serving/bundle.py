@@ -338,20 +338,30 @@ class Bundle:
 
     def fold_in(self, song_rows: Sequence[int] | np.ndarray) -> np.ndarray:
         """``(k,)`` float32 factors of a new user who played each of ``song_rows`` once: one exact
-        ALS half-step against the fixed WMF song factors, with the manifest's alpha, eps and
-        regularization. Equal (to float tolerance) to ``pmrs.wmf.fold_in`` on a one-row count
-        matrix; here ``Y^T Y`` is computed once per bundle instead of per call. Rows without WMF
-        factors, and repeats, are ignored; no usable row gives zeros."""
+        ALS half-step against the fixed song factors, with the manifest's alpha, eps and
+        regularization. For seeds with WMF factors this equals (to float tolerance)
+        ``pmrs.wmf.fold_in`` on a one-row count matrix; ``Y^T Y`` is computed once per bundle.
+
+        A seed nobody has played has no WMF factors; when it has audio, its CNN-predicted factors
+        l'_j (trained to live in the same space) stand in for y_j, as one more column of the
+        solve: it adds c * l' l'^T (it is not in ``Y^T Y``) where a played seed adds (c - 1) y y^T.
+        Rows with neither vector, and repeats, are ignored; no usable row gives zeros."""
+        rows = np.unique(np.asarray(song_rows, dtype=np.int64))
         ix = self._indexes["collaborative"]
-        pos = ix.position(np.unique(np.asarray(song_rows, dtype=np.int64)))
-        pos = pos[pos >= 0]
         k = ix.vectors.shape[1]
-        if not len(pos):
+        pos = ix.position(rows)
+        y = np.asarray(ix.vectors[np.sort(pos[pos >= 0])], dtype=np.float64).reshape(-1, k)
+        cold = np.zeros((0, k))
+        if "acoustic" in self._indexes:
+            ax = self._indexes["acoustic"]
+            apos = ax.position(rows[pos < 0])
+            cold = np.asarray(ax.vectors[np.sort(apos[apos >= 0])], dtype=np.float64).reshape(-1, k)
+        if not len(y) and not len(cold):
             return np.zeros(k, dtype=np.float32)
         c = 1.0 + self._wmf.alpha * np.log1p(1.0 / self._wmf.eps)  # confidence of one play
-        y = np.asarray(ix.vectors[np.sort(pos)], dtype=np.float64)
-        a = self._yty() + self._wmf.regularization * np.eye(k) + (c - 1.0) * (y.T @ y)
-        b = c * y.sum(axis=0)
+        a = (self._yty() + self._wmf.regularization * np.eye(k) + (c - 1.0) * (y.T @ y)
+             + c * (cold.T @ cold))
+        b = c * (y.sum(axis=0) + cold.sum(axis=0))
         return np.linalg.solve(a, b).astype(np.float32)
 
     # -- catalog ------------------------------------------------------------------------------

@@ -175,7 +175,8 @@ def user_query(bundle, user_id: str, seed_song_ids: Sequence[str] = (),
 
     A known ``user_id`` gives its WMF factors (seeds are ignored) and excludes the user's played
     songs unless ``include_played``. An unknown or empty ``user_id`` with seed songs gives the
-    fold-in of the known seeds (one ALS half-step) and excludes the seeds unless
+    fold-in of the known seeds (one ALS half-step; a seed nobody has played enters with its
+    CNN-predicted factors) and excludes the seeds unless
     ``include_played``. Raises :class:`InvalidArgument` for neither user nor seeds or more than
     500 seeds, :class:`NotFound` for an unknown user without seeds or seeds none of which is
     usable.
@@ -198,10 +199,12 @@ def user_query(bundle, user_id: str, seed_song_ids: Sequence[str] = (),
     if not known.size:
         who = f"unknown user {user_id!r} and " if user_id else ""
         raise NotFound(f"{who}none of the {len(seeds)} seed songs is known to the bundle")
-    usable = np.asarray([r for r in known if bundle.collab_vector(int(r)) is not None], np.int64)
+    # Played seeds fold in by their WMF factors, unplayed ones by their CNN-predicted factors.
+    usable = np.asarray([r for r in known if bundle.collab_vector(int(r)) is not None
+                         or bundle.acoustic_vector(int(r)) is not None], np.int64)
     if not usable.size:
-        raise NotFound(f"none of the {known.size} known seed songs has plays (fold-in needs WMF "
-                       f"song factors; a song nobody has played has none)")
+        raise NotFound(f"none of the {known.size} known seed songs has plays or audio (fold-in "
+                       "needs WMF or CNN-predicted song factors)")
     vector = np.asarray(bundle.fold_in(usable), np.float32).reshape(-1)
     exclude = np.zeros(0, np.int64) if include_played else known
     return Query(vector, exclude, True)
