@@ -5,7 +5,29 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
+import contextlib  # noqa: E402
+
 import pytest  # noqa: E402
+
+
+@contextlib.contextmanager
+def running_fake(servicer):
+    """Serve a Recommender servicer on a free local port; sets ``servicer.target``."""
+    from concurrent import futures
+
+    import grpc
+
+    from pmrs.v1 import recommender_pb2_grpc as pb_grpc
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    pb_grpc.add_RecommenderServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    servicer.target = f"127.0.0.1:{port}"
+    try:
+        yield servicer
+    finally:
+        server.stop(None)
 
 
 @pytest.fixture(scope="session")

@@ -9,11 +9,11 @@ import sys
 import threading
 import time
 from collections import Counter
-from concurrent import futures
 from pathlib import Path
 
 import grpc
 import pytest
+from conftest import running_fake
 
 from clients import cli
 from clients.stub import (BundleInfo, GenreScore, IndexInfo, PMRSClient, PMRSError,
@@ -92,15 +92,9 @@ class FakeRecommender(pb_grpc.RecommenderServicer):
 
 @pytest.fixture
 def fake():
-    servicer = FakeRecommender()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    pb_grpc.add_RecommenderServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    servicer.target = f"127.0.0.1:{port}"
-    yield servicer
-    servicer.release.set()
-    server.stop(None)
+    with running_fake(FakeRecommender()) as servicer:
+        yield servicer
+        servicer.release.set()
 
 
 @pytest.fixture

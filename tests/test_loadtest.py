@@ -6,11 +6,11 @@ import json
 import socket
 import threading
 from collections import Counter
-from concurrent import futures
 
 import grpc
 import numpy as np
 import pytest
+from conftest import running_fake
 
 from clients import loadtest
 from clients.loadtest import format_report, load_ids, parse_mix, run_loadtest
@@ -61,14 +61,8 @@ class CountingRecommender(pb_grpc.RecommenderServicer):
 
 @pytest.fixture
 def fake():
-    servicer = CountingRecommender()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    pb_grpc.add_RecommenderServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    servicer.target = f"127.0.0.1:{port}"
-    yield servicer
-    server.stop(None)
+    with running_fake(CountingRecommender()) as servicer:
+        yield servicer
 
 
 def check_stats(s: dict) -> None:

@@ -45,18 +45,12 @@ class HoldoutConfig:
         if self.test_users <= 0:
             raise ValueError("test_users must be positive")
 
-    def n_test_users(self, n_users: int) -> int | float:
-        if self.test_users >= 1:
-            return int(min(self.test_users, self.max_test_users))
-        return self.test_users
-
 
 def make_split(counts, cfg: HoldoutConfig) -> HoldoutSplit:
     """The test split of ``counts`` under ``cfg`` (capped at ``max_test_users``)."""
     n_eligible = int((np.diff(counts.indptr) >= max(cfg.min_songs, 2)).sum())
-    n_test = cfg.n_test_users(counts.shape[0])
-    if isinstance(n_test, float):
-        n_test = int(round(n_test * n_eligible))
+    share = cfg.test_users < 1
+    n_test = int(round(cfg.test_users * n_eligible)) if share else int(cfg.test_users)
     n_test = max(1, min(n_test, cfg.max_test_users, n_eligible))
     return holdout_split(counts, test_users=n_test, holdout_fraction=cfg.holdout_fraction,
                          min_songs=cfg.min_songs, seed=cfg.seed)
