@@ -51,6 +51,7 @@ class ServerConfig:
     poll_seconds: float = 2.0             # how often bundles/CURRENT is checked
     grace_seconds: float = 10.0           # on SIGTERM: time calls in flight get to finish
     blas_threads: int = 1                 # numpy's BLAS threads; calls run in parallel already
+    compute_slots: int = 1                # Recommend/SimilarSongs computing at once (0: no limit)
 
 
 def read_current(workdir: str | os.PathLike) -> str | None:
@@ -173,7 +174,7 @@ def _split_bind(bind: str) -> str:
 def serve(workdir: str | os.PathLike, bind: str = "127.0.0.1:50051", workers: int = 8,
           default_acoustic_share: float = 0.2, default_diversity: float = 0.0,
           poll_seconds: float = 2.0, max_message_mb: int = 16,
-          blas_threads: int | None = None) -> RunningServer:
+          blas_threads: int | None = None, compute_slots: int = 1) -> RunningServer:
     """Start the recommender on ``bind`` over ``<workdir>/bundles/CURRENT`` and return at once.
 
     The bundle CURRENT names (if any) is loaded before the port opens; without one the service
@@ -194,7 +195,7 @@ def serve(workdir: str | os.PathLike, bind: str = "127.0.0.1:50051", workers: in
 
         threadpool_limits(int(blas_threads), user_api="blas")
     holder = BundleHolder()
-    servicer = RecommenderServicer(holder, default_acoustic_share, default_diversity)
+    servicer = RecommenderServicer(holder, default_acoustic_share, default_diversity, compute_slots)
     health_servicer = health.HealthServicer(
         experimental_non_blocking=True,
         experimental_thread_pool=futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="pmrs-health"))
@@ -248,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="TOML config file ([server] table); flags override it")
     p.add_argument("--bind", help="HOST:PORT to listen on (default 127.0.0.1:50051; port 0: any free port)")
     p.add_argument("--workers", type=int, help="threads answering calls (default 8)")
+    p.add_argument("--compute-slots", type=int,
+                   help="Recommend/SimilarSongs calls computing at once (default 1; 0: no limit)")
     p.add_argument("--max-message-mb", type=int, help="largest request or response in MiB (default 16)")
     p.add_argument("--default-acoustic-share", type=float, help="acoustic share when a request leaves it unset")
     p.add_argument("--default-diversity", type=float, help="MMR diversity when a Recommend request leaves it unset")
@@ -269,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
         running = serve(workdir, bind=cfg.bind, workers=cfg.workers,
                         default_acoustic_share=cfg.default_acoustic_share,
                         default_diversity=cfg.default_diversity, poll_seconds=cfg.poll_seconds,
-                        max_message_mb=cfg.max_message_mb, blas_threads=cfg.blas_threads)
+                        max_message_mb=cfg.max_message_mb, blas_threads=cfg.blas_threads,
+                        compute_slots=cfg.compute_slots)
     except (FileNotFoundError, ValueError, OSError) as exc:
         print(f"pmrs-server: error: {exc}", file=sys.stderr)
         return 2

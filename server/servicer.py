@@ -154,15 +154,27 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
     """
 
     def __init__(self, holder: BundleHolder, default_acoustic_share: float = 0.2,
-                 default_diversity: float = 0.0):
+                 default_diversity: float = 0.0, compute_slots: int = 1):
         self.holder = holder
         self.default_acoustic_share = check_unit("default acoustic_share", default_acoustic_share)
         self.default_diversity = check_unit("default diversity", default_diversity)
+        if compute_slots < 0:
+            raise ValueError(f"compute_slots must be >= 0 (0: no limit), got {compute_slots}")
+        self._gate = threading.BoundedSemaphore(compute_slots) if compute_slots else None
 
     @contextlib.contextmanager
-    def _bundle(self, context):
+    def _bundle(self, context, compute: bool = False):
+        """The current bundle for one call; ``compute``: also hold a compute slot (waiting for one
+        no longer than the call's deadline)."""
         _check_deadline(context, "before the call started")
-        with self.holder.use() as bundle:
+        with contextlib.ExitStack() as stack:
+            if compute and self._gate is not None:
+                remaining = context.time_remaining()
+                if not self._gate.acquire(timeout=None if remaining is None else max(remaining, 0.0)):
+                    raise _Abort(grpc.StatusCode.DEADLINE_EXCEEDED,
+                                 "the deadline passed while the call waited for a compute slot")
+                stack.callback(self._gate.release)
+            bundle = stack.enter_context(self.holder.use())
             if bundle is None:
                 raise _Abort(grpc.StatusCode.UNAVAILABLE,
                              "no bundle is loaded yet (run `indexer build`); retry later")
@@ -186,7 +198,7 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
 
     @_rpc
     def Recommend(self, request: pb.RecommendRequest, context) -> pb.RecommendResponse:
-        with self._bundle(context) as bundle:
+        with self._bundle(context, compute=True) as bundle:
             k = resolve_k(request.k)
             share = self._share(request)
             diversity = (check_unit("diversity", request.diversity) if request.HasField("diversity")
@@ -202,7 +214,7 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
 
     @_rpc
     def SimilarSongs(self, request: pb.SimilarSongsRequest, context) -> pb.SimilarSongsResponse:
-        with self._bundle(context) as bundle:
+        with self._bundle(context, compute=True) as bundle:
             k = resolve_k(request.k)
             if request.mode not in _MODES:
                 raise InvalidArgument(f"unknown similarity mode {request.mode}")

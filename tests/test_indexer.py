@@ -51,8 +51,12 @@ def test_spec_choice_and_l2_detection():
     assert choose_spec(100_000, None, IndexerConfig(nlist=512)) == "IVF512,Flat"
     assert choose_spec(10, "HNSW32", cfg) == "HNSW32"
     assert needs_l2_augmentation("HNSW32") and needs_l2_augmentation("PCA16,HNSW32,Flat")
-    assert not needs_l2_augmentation("IVF1024,Flat") and not needs_l2_augmentation("IVF4096_HNSW32,Flat")
-    assert not needs_l2_augmentation("Flat")
+    # approximate specs get the reduction by default; without it only graphs do; exact never
+    assert needs_l2_augmentation("IVF1024,Flat") and needs_l2_augmentation("IVF4096_HNSW32,Flat")
+    assert not needs_l2_augmentation("IVF1024,Flat", l2_reduction=False)
+    assert not needs_l2_augmentation("IVF4096_HNSW32,Flat", l2_reduction=False)
+    assert needs_l2_augmentation("HNSW32", l2_reduction=False)
+    assert not needs_l2_augmentation("Flat") and not needs_l2_augmentation(" flat ")
     with pytest.raises(ValueError):
         IndexerConfig(keep=0)
 
@@ -128,13 +132,17 @@ def test_exact_indexes_match_brute_force(work):
             assert (found[distinct] == rows[ref_pos][distinct]).all()
 
 
-def test_ivf_override_raises_nprobe_until_recall(work):
-    out = build_bundle(work, IndexerConfig(collaborative_spec="IVF8,Flat", acoustic_spec="IVF8,Flat"))
+@pytest.mark.parametrize("l2_reduction", [True, False])
+def test_ivf_override_raises_nprobe_until_recall(work, l2_reduction):
+    out = build_bundle(work, IndexerConfig(collaborative_spec="IVF8,Flat", acoustic_spec="IVF8,Flat",
+                                           l2_reduction=l2_reduction))
     m = _manifest(out)
     users = _npy(out, "user_factors")
     for name, prefix in (("collaborative", "collab"), ("acoustic", "acoustic")):
         ix = m["indexes"][name]
-        assert ix["spec"] == "IVF8,Flat" and ix["transform"] == "none"
+        assert ix["spec"] == "IVF8,Flat"
+        assert ix["transform"] == ("l2_augmented" if l2_reduction else "none")
+        assert ix["faiss_metric"] == ("L2" if l2_reduction else "inner_product")
         tried = ix["recall_by_param"]
         nprobe = ix["search_params"]["nprobe"]
         # doubling from 1 up to the first value that reaches the target, then bisection below it
@@ -172,7 +180,11 @@ def test_automatic_ivf_falls_back_to_exact_when_it_must_probe_most_lists(work):
 def test_unreachable_recall_is_recorded_with_a_warning(work, caplog):
     # one probe of 8 lists cannot reach recall 1.0 when the parameter may not grow: PQ codes are
     # lossy, so even the exhaustive nprobe falls short of a perfect recall
-    out = build_bundle(work, IndexerConfig(collaborative_spec="IVF8,PQ2x4", target_recall=1.0))
+    # PQ needs the dimension divisible by its sub-quantizers: k + 1 after the l2 reduction is odd
+    with pytest.raises(ValueError, match="l2_reduction = false"):
+        build_bundle(work, IndexerConfig(collaborative_spec="IVF8,PQ2x4", target_recall=1.0))
+    out = build_bundle(work, IndexerConfig(collaborative_spec="IVF8,PQ2x4", target_recall=1.0,
+                                           l2_reduction=False))
     ix = _manifest(out)["indexes"]["collaborative"]
     assert ix["search_params"] == {"nprobe": 8} and ix["recall_at_10"] < 1.0
     assert "recorded as measured" in caplog.text

@@ -487,6 +487,38 @@ def test_servicer_checks_the_deadline_and_maps_errors(bundle):
     assert err.value.args[0] == grpc.StatusCode.NOT_FOUND
 
 
+def test_compute_slots_serialise_calls_and_honour_deadlines(bundle):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from server.servicer import BundleHolder, RecommenderServicer
+
+    servicer = RecommenderServicer(BundleHolder(bundle), compute_slots=1)
+    users = [bundle.user_ids[i].decode() for i in range(0, bundle.n_users, max(1, bundle.n_users // 24))]
+    reqs = [pb.RecommendRequest(user_id=u, k=7) for u in users]
+    serial = [[s.song_id for s in servicer.Recommend(r, _Context(None)).songs] for r in reqs]
+    with ThreadPoolExecutor(8) as pool:   # one slot, eight callers: same answers, none lost
+        parallel = list(pool.map(lambda r: [s.song_id for s in servicer.Recommend(r, _Context(10.0)).songs],
+                                 reqs))
+    assert parallel == serial and all(len(x) == 7 for x in serial)
+    # while the only slot is busy, a call waits no longer than its deadline
+    servicer._gate.acquire()
+    try:
+        t0 = time.perf_counter()
+        with pytest.raises(grpc.RpcError) as err:
+            servicer.Recommend(reqs[0], _Context(0.2))
+        assert 0.15 <= time.perf_counter() - t0 < 2.0
+        assert err.value.args[0] == grpc.StatusCode.DEADLINE_EXCEEDED and "compute slot" in err.value.args[1]
+        # calls that need no computing slot are not held up
+        assert servicer.GetSong(pb.GetSongRequest(song_id=serial[0][0]), _Context(0.2)).song.song_id
+    finally:
+        servicer._gate.release()
+    assert [s.song_id for s in servicer.Recommend(reqs[0], _Context(0.2)).songs] == serial[0]
+    with pytest.raises(ValueError):
+        RecommenderServicer(BundleHolder(bundle), compute_slots=-1)
+    unlimited = RecommenderServicer(BundleHolder(bundle), compute_slots=0)
+    assert [s.song_id for s in unlimited.Recommend(reqs[0], _Context(None)).songs] == serial[0]
+
+
 def test_holder_closes_a_replaced_bundle_only_when_its_last_call_ends():
     from server.servicer import BundleHolder
 
