@@ -44,7 +44,7 @@ class ServerConfig:
     """``[server]`` settings."""
 
     bind: str = "127.0.0.1:50051"         # host:port; port 0 picks a free port
-    workers: int = 8                      # threads answering calls
+    workers: int = 2                      # threads answering calls (one per core; see ARCHITECTURE)
     max_message_mb: int = 16              # largest request or response, MiB
     default_acoustic_share: float = 0.2   # Recommend/SimilarSongs when the request leaves it unset
     default_diversity: float = 0.0        # Recommend when the request leaves it unset
@@ -171,7 +171,7 @@ def _split_bind(bind: str) -> str:
     return host
 
 
-def serve(workdir: str | os.PathLike, bind: str = "127.0.0.1:50051", workers: int = 8,
+def serve(workdir: str | os.PathLike, bind: str = "127.0.0.1:50051", workers: int = 2,
           default_acoustic_share: float = 0.2, default_diversity: float = 0.0,
           poll_seconds: float = 2.0, max_message_mb: int = 16,
           blas_threads: int | None = None, compute_slots: int = 1) -> RunningServer:
@@ -248,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", help="work directory (default: $PMRS_HOME, else ./pmrs-data)")
     p.add_argument("--config", help="TOML config file ([server] table); flags override it")
     p.add_argument("--bind", help="HOST:PORT to listen on (default 127.0.0.1:50051; port 0: any free port)")
-    p.add_argument("--workers", type=int, help="threads answering calls (default 8)")
+    p.add_argument("--workers", type=int, help="threads answering calls (default 2)")
     p.add_argument("--compute-slots", type=int,
                    help="Recommend/SimilarSongs calls computing at once (default 1; 0: no limit)")
     p.add_argument("--max-message-mb", type=int, help="largest request or response in MiB (default 16)")

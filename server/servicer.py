@@ -160,7 +160,9 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         self.default_diversity = check_unit("default diversity", default_diversity)
         if compute_slots < 0:
             raise ValueError(f"compute_slots must be >= 0 (0: no limit), got {compute_slots}")
-        self._gate = threading.BoundedSemaphore(compute_slots) if compute_slots else None
+        # one slot: a plain lock (its acquire is C code; a semaphore's runs Python on each call)
+        self._gate = (None if not compute_slots else threading.Lock() if compute_slots == 1
+                      else threading.BoundedSemaphore(compute_slots))
 
     @contextlib.contextmanager
     def _bundle(self, context, compute: bool = False):
@@ -170,7 +172,10 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         with contextlib.ExitStack() as stack:
             if compute and self._gate is not None:
                 remaining = context.time_remaining()
-                if not self._gate.acquire(timeout=None if remaining is None else max(remaining, 0.0)):
+                # (without a deadline grpc reports a remaining time too large for a lock timeout)
+                got = (self._gate.acquire() if remaining is None or remaining >= threading.TIMEOUT_MAX
+                       else self._gate.acquire(timeout=max(remaining, 0.0)))
+                if not got:
                     raise _Abort(grpc.StatusCode.DEADLINE_EXCEEDED,
                                  "the deadline passed while the call waited for a compute slot")
                 stack.callback(self._gate.release)

@@ -246,6 +246,30 @@ def reference_mmr(bundle, query, k, diversity, c=100):
     return [int(rows[j]) for j in picked]
 
 
+@pytest.mark.parametrize("share", [0.0, 0.3, 0.5, 1.0])
+def test_diversity_zero_scan_equals_the_greedy_loop(bundle, share):
+    # the diversity-0 fast path (one merged pass) against the general greedy MMR loop with a
+    # zero weight, including lists that cannot meet their quota (a filter leaves a few songs)
+    from pmrs.serving import recommend as R
+
+    rng = np.random.default_rng(3)
+    for k, filters in ((10, Filters()), (40, Filters()), (30, Filters(genres=("jazz",), min_year=2000))):
+        q = rng.normal(size=bundle.users.shape[1]).astype(np.float32)
+        exclude = np.unique(rng.choice(300, 20, replace=False))
+        cands = [R._Candidates(bundle, name, q, exclude, filters, {}, max(4 * k, 100))
+                 for name in (R.COLLABORATIVE, R.ACOUSTIC)]
+        cands = [c for c in cands if c.rows.size]
+        quota = {R.ACOUSTIC: acoustic_quota(k, share)}
+        quota[R.COLLABORATIVE] = k - quota[R.ACOUSTIC]
+        left = [quota[c.name] for c in cands]
+        rows = np.concatenate([c.rows for c in cands])
+        src = np.concatenate([np.full(c.rows.size, i) for i, c in enumerate(cands)])
+        rel = np.concatenate([R._min_max(c.scores) for c in cands])
+        greedy = R._mmr_picks(bundle, rows, src, rel, list(left), k, 0.0)
+        assert R._quota_picks(cands, list(left), k) == greedy
+        assert len(greedy) == min(k, np.unique(rows).size)
+
+
 @pytest.mark.parametrize("diversity", [0.3, 0.7])
 def test_mmr_matches_the_textbook_definition(bundle, query, diversity):
     items = recommend_for_vector(bundle, query, 12, acoustic_share=0.0, diversity=diversity)

@@ -27,9 +27,10 @@ user or song, or a song without the vector a mode needs); the server maps them t
 from __future__ import annotations
 
 import enum
+import heapq
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -302,11 +303,12 @@ class _Candidates:
         self._fetch()
 
     def _fetch(self) -> None:
-        scores, rows = self.bundle.search(self.name, self.query, self.top)
-        scores, rows = np.asarray(scores[0], np.float32), np.asarray(rows[0], np.int64)
+        scores, rows = self.bundle.search(self.name, self.query, self.top)  # best first
+        scores, rows = scores[0], rows[0]
         keep = rows >= 0
-        if self.exclude.size:
-            keep &= ~np.isin(rows, self.exclude)
+        if self.exclude.size:  # sorted, unique
+            pos = np.minimum(np.searchsorted(self.exclude, rows), self.exclude.size - 1)
+            keep &= self.exclude[pos] != rows
         rows, scores = rows[keep], scores[keep]
         if self.filters.active and rows.size:
             missing = [int(r) for r in rows if int(r) not in self.catalog]
@@ -314,8 +316,7 @@ class _Candidates:
                 self.catalog.update(zip(missing, self.bundle.songs(missing)))
             keep = self.filters.keep([self.catalog[int(r)] for r in rows])
             rows, scores = rows[keep], scores[keep]
-        order = np.argsort(-scores, kind="stable")  # indexes return sorted lists; make sure
-        self.rows, self.scores = rows[order], scores[order]
+        self.rows, self.scores = rows, scores
 
 
 def _blend(bundle, queries: dict[str, np.ndarray], k: int, acoustic_share: float, diversity: float,
@@ -332,7 +333,8 @@ def _blend(bundle, queries: dict[str, np.ndarray], k: int, acoustic_share: float
     while True:
         # An index the blend draws from needs k survivors (then its share survives whatever the
         # other index takes); all together need k distinct songs.
-        short = np.unique(np.concatenate([c.rows for c in cands] or [np.zeros(0, np.int64)])).size < k
+        short = not any(c.rows.size >= k for c in cands) and np.unique(
+            np.concatenate([c.rows for c in cands] or [np.zeros(0, np.int64)])).size < k
         widen = [c for c in cands if not c.exhausted
                  and (short or (quota[c.name] > 0 and c.rows.size < k))]
         if not widen:
@@ -350,25 +352,72 @@ def _select(bundle, cands: list["_Candidates"], quota: dict[str, int], k: int,
     cands = [c for c in cands if c.rows.size]
     if not cands:
         return []
-    rows = np.concatenate([c.rows for c in cands])
-    scores = np.concatenate([c.scores for c in cands]).astype(np.float64)
-    src = np.concatenate([np.full(c.rows.size, i) for i, c in enumerate(cands)])
-    rel = np.concatenate([_min_max(c.scores) for c in cands])
-    left = np.array([quota[c.name] for c in cands], np.int64)
+    left = [quota[c.name] for c in cands]
+    if diversity > 0:
+        rows = np.concatenate([c.rows for c in cands])
+        src = np.concatenate([np.full(c.rows.size, i) for i, c in enumerate(cands)])
+        rel = np.concatenate([_min_max(c.scores) for c in cands])
+        picks = _mmr_picks(bundle, rows, src, rel, left, k, diversity)
+    else:
+        picks = _quota_picks(cands, left, k)
+    # a song both lists hold is scored with the higher of its two scores and marked BOTH
+    by_list = [dict(zip(c.rows.tolist(), c.scores.tolist())) for c in cands]
+    items = []
+    for r, s in picks:
+        found = [d[r] for d in by_list if r in d]
+        items.append(Item(r, max(found), Source.BOTH if len(found) > 1 else _SOURCE_OF[cands[s].name]))
+    return items
 
+
+def _ranked(cands: list["_Candidates"]) -> Iterator[tuple[float, int, int]]:
+    """Every candidate entry as ``(-rel, list index, song row)``, in ascending order: best
+    normalised score first, ties in list order (each list is sorted best first, so this is a
+    lazy merge; ``rel`` is ``_min_max`` of the list's scores)."""
+    def entries(i: int, c: "_Candidates"):
+        scores = c.scores.tolist()
+        hi, lo = scores[0], scores[-1]
+        span = hi - lo
+        for r, sc in zip(c.rows.tolist(), scores):
+            yield (-((sc - lo) / span) if span > 0 else -1.0), i, r
+    return heapq.merge(*(entries(i, c) for i, c in enumerate(cands)), key=lambda e: e[0])
+
+
+def _quota_picks(cands: list["_Candidates"], left: list[int], k: int) -> list[tuple[int, int]]:
+    """MMR with ``diversity == 0``: the objective is fixed, so the greedy picks are one pass over
+    the entries in descending normalised score (ties: the earlier list first, as ``argmax`` over
+    the concatenated lists), taking an entry when its song is not taken and its list has quota
+    left; when the quotas cannot be met, a second pass fills the rest from whatever is left.
+    Returns ``(song row, list index)`` in pick order."""
+    taken: set[int] = set()
+    picks: list[tuple[int, int]] = []
+    for _, s, r in _ranked(cands):
+        if r not in taken and left[s] > 0:
+            taken.add(r)
+            left[s] -= 1
+            picks.append((r, s))
+            if len(picks) == k:
+                return picks
+    for _, s, r in _ranked(cands):  # an index ran out of candidates: the others fill its share
+        if r not in taken:
+            taken.add(r)
+            picks.append((r, s))
+            if len(picks) == k:
+                break
+    return picks
+
+
+def _mmr_picks(bundle, rows: np.ndarray, src: np.ndarray, rel: np.ndarray, left_l: list[int], k: int,
+               diversity: float) -> list[tuple[int, int]]:
+    """Greedy MMR: ``argmax (1 - diversity) * rel - diversity * max cosine to the picks`` under
+    the quotas. Returns ``(song row, list index)`` in pick order."""
     uniq, inv = np.unique(rows, return_inverse=True)
-    best = np.full(uniq.size, -np.inf)
-    np.maximum.at(best, inv, scores)
-    n_sources = np.zeros(uniq.size, np.int64)
-    np.add.at(n_sources, inv, 1)  # rows are unique within one index, so 2 means both
-
+    left = np.asarray(left_l, np.int64)
     n = min(k, uniq.size)
     taken = np.zeros(uniq.size, bool)
-    picks: list[tuple[int, int]] = []   # (unique index, candidate list index)
-    emb = max_sim = None
-    if diversity > 0:
-        emb = np.asarray(bundle.embedding(uniq), np.float32)
+    picks: list[tuple[int, int]] = []
+    emb = np.asarray(bundle.embedding(uniq), np.float32)
     base = (1.0 - diversity) * rel
+    max_sim = None
     for _ in range(n):
         avail = ~taken[inv]
         eligible = avail & (left[src] > 0)
@@ -381,12 +430,10 @@ def _select(bundle, cands: list["_Candidates"], quota: dict[str, int], k: int,
         u = int(inv[j])
         taken[u] = True
         left[src[j]] -= 1
-        picks.append((u, int(src[j])))
-        if emb is not None:
-            sim = emb @ emb[u]
-            max_sim = sim if max_sim is None else np.maximum(max_sim, sim)
-    return [Item(int(uniq[u]), float(best[u]),
-                 Source.BOTH if n_sources[u] > 1 else _SOURCE_OF[cands[s].name]) for u, s in picks]
+        picks.append((int(uniq[u]), int(src[j])))
+        sim = emb @ emb[u]
+        max_sim = sim if max_sim is None else np.maximum(max_sim, sim)
+    return picks
 
 
 def _min_max(scores: np.ndarray) -> np.ndarray:
