@@ -200,12 +200,15 @@ def apply_search_params(index: faiss.Index, params: dict) -> None:
         ps.set_index_parameter(index, name, value)
 
 
-def build_index(vectors: np.ndarray, spec: str, queries: np.ndarray, cfg: IndexerConfig
-                ) -> tuple[faiss.Index, dict]:
+def build_index(vectors: np.ndarray, spec: str, queries: np.ndarray | dict[str, np.ndarray],
+                cfg: IndexerConfig) -> tuple[faiss.Index, dict]:
     """Build the index ``spec`` over ``vectors`` (ids = positions), then raise its search parameter
     (doubling) until recall@10 on ``queries`` against exact inner-product search reaches
-    ``cfg.target_recall`` or the parameter is exhausted. Returns ``(index, manifest entry)``
-    (the entry lacks ``file``)."""
+    ``cfg.target_recall`` or the parameter is exhausted. ``queries``: one array, or named groups
+    (``{"users": ..., "songs": ...}``) that must *each* reach the target: the recall is the
+    smallest group's (user vectors are harder queries than song vectors, and Recommend asks with
+    users while SimilarSongs asks with songs). Returns ``(index, manifest entry)`` (the entry
+    lacks ``file``)."""
     t0 = time.perf_counter()
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     n, k = vectors.shape
@@ -242,6 +245,10 @@ def build_index(vectors: np.ndarray, spec: str, queries: np.ndarray, cfg: Indexe
     add_seconds = time.perf_counter() - t0
 
     top = min(RECALL_AT, n)
+    groups = queries if isinstance(queries, dict) else {"queries": queries}
+    groups = {name: np.asarray(g, dtype=np.float32).reshape(-1, k) for name, g in groups.items() if len(g)}
+    bounds = np.cumsum([0] + [len(g) for g in groups.values()])
+    queries = np.vstack(list(groups.values()))
     truth = exact_top(queries, vectors, top)
     q = augment_queries(queries) if augmented else np.ascontiguousarray(queries, dtype=np.float32)
     param = search_param_name(index)
@@ -258,8 +265,11 @@ def build_index(vectors: np.ndarray, spec: str, queries: np.ndarray, cfg: Indexe
             apply_search_params(index, {param: v})
         t1 = time.perf_counter()
         _, found = index.search(q, top)
-        r = recall_at(found, truth)
+        by_group = {name: round(recall_at(found[a:b], truth[a:b]), 4)
+                    for name, a, b in zip(groups, bounds[:-1], bounds[1:])}
+        r = min(by_group.values())
         tried.append({**({param: v} if param else {}), "recall_at_10": round(r, 4),
+                      **({"recall_at_10_by_queries": by_group} if len(by_group) > 1 else {}),
                       "ms_per_query": round((time.perf_counter() - t1) * 1e3 / len(q), 4)})
         log.info("%s%s: recall@%d %.4f", spec, f" {param}={v}" if param else "", top, r)
         return r
@@ -289,7 +299,11 @@ def build_index(vectors: np.ndarray, spec: str, queries: np.ndarray, cfg: Indexe
              "faiss_metric": "L2" if augmented else "inner_product",
              "search_params": {param: value} if param else {},
              "vectors": n, "dimension": k, "index_dimension": int(base.shape[1]),
-             "recall_at_10": round(recall, 4), "recall_queries": len(q), "target_recall": cfg.target_recall,
+             "recall_at_10": round(recall, 4), "recall_queries": len(q),
+             "recall_queries_by_kind": {name: len(g) for name, g in groups.items()},
+             "recall_at_10_by_queries": next((t.get("recall_at_10_by_queries", {}) for t in reversed(tried)
+                                              if not param or t.get(param) == value), {}),
+             "target_recall": cfg.target_recall,
              "recall_by_param": tried,
              "add_seconds": round(add_seconds, 3), "build_seconds": round(time.perf_counter() - t0, 3)}
     if augmented:
@@ -297,8 +311,8 @@ def build_index(vectors: np.ndarray, spec: str, queries: np.ndarray, cfg: Indexe
     return index, entry
 
 
-def build_chosen_index(vectors: np.ndarray, spec: str | None, queries: np.ndarray, cfg: IndexerConfig
-                       ) -> tuple[faiss.Index, dict]:
+def build_chosen_index(vectors: np.ndarray, spec: str | None, queries: np.ndarray | dict[str, np.ndarray],
+                       cfg: IndexerConfig) -> tuple[faiss.Index, dict]:
     """``build_index`` with ``choose_spec``'s spec. An automatic IVF that must probe more than
     ``cfg.max_probe_fraction`` of its lists to reach the target recall is no faster than exact
     search, so it is replaced by ``Flat``; the entry's ``fallback_from`` says what was measured."""
@@ -644,7 +658,12 @@ def _assemble(tmp: Path, workdir: Path, cfg: IndexerConfig, version: str, wmf_ru
     indexes: dict[str, dict] = {}
 
     bar.set_postfix_str("collaborative index")
-    index, entry = build_chosen_index(collab_vectors, cfg.collaborative_spec, user_q, cfg)
+    # recall is held for both kinds of query an index answers: users (Recommend) and songs
+    # (SimilarSongs, whose query is the song's own vector in that index)
+    song_n = max(1, n_q // 2)
+    collab_q = {"users": user_q, "songs": collab_vectors[np.sort(rng.choice(
+        len(collab_vectors), min(song_n, len(collab_vectors)), replace=False))]}
+    index, entry = build_chosen_index(collab_vectors, cfg.collaborative_spec, collab_q, cfg)
     faiss.write_index(index, str(tmp / "collaborative.faiss"))
     indexes["collaborative"] = {"file": "collaborative.faiss", **entry}
     del index
@@ -663,10 +682,9 @@ def _assemble(tmp: Path, workdir: Path, cfg: IndexerConfig, version: str, wmf_ru
             save_npy(tmp / "genre_probs.npy", acoustic["genre_probs"])
             genres = acoustic["genres"]
         n_audio = len(acoustic_rows)
-        half = n_q // 2
-        song_q = acoustic["factors"][np.sort(rng.choice(n_audio, min(n_q - half, n_audio), replace=False))]
-        queries = np.vstack([user_q[:half], song_q]).astype(np.float32)
-        index, entry = build_chosen_index(acoustic["factors"], cfg.acoustic_spec, queries, cfg)
+        song_q = acoustic["factors"][np.sort(rng.choice(n_audio, min(song_n, n_audio), replace=False))]
+        index, entry = build_chosen_index(acoustic["factors"], cfg.acoustic_spec,
+                                          {"users": user_q, "songs": song_q}, cfg)
         faiss.write_index(index, str(tmp / "acoustic.faiss"))
         indexes["acoustic"] = {"file": "acoustic.faiss", **entry}
         del index

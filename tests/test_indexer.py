@@ -152,6 +152,11 @@ def test_ivf_override_raises_nprobe_until_recall(work, l2_reduction):
                    for t in tried[n_doubling:])
         chosen = next(t for t in tried if t["nprobe"] == nprobe)
         assert ix["recall_at_10"] == chosen["recall_at_10"] >= 0.95
+        # both kinds of query reach the target; the recorded recall is the lower one
+        by_kind = ix["recall_at_10_by_queries"]
+        assert set(by_kind) == {"users", "songs"} == set(ix["recall_queries_by_kind"])
+        assert min(by_kind.values()) == ix["recall_at_10"] and all(r >= 0.95 for r in by_kind.values())
+        assert all(min(t["recall_at_10_by_queries"].values()) == t["recall_at_10"] for t in tried)
         assert all(t["recall_at_10"] < 0.95 for t in tried if t["nprobe"] < nprobe)
         with Bundle.open(out) as b:
             assert faiss.extract_index_ivf(b._indexes[name].index).nprobe == nprobe
