@@ -48,7 +48,7 @@ def format_songs(songs: Sequence[SongResult]) -> str:
         return "(no songs)"
     header = ["rank", "title", "artist", "genre", "year", "score", "source", "song id"]
     rows = [[str(i), _clip(s.title) or "-", _clip(s.artist) or "-", s.genre or "-",
-             str(s.year) if s.year else "-", f"{s.score:.4f}", s.source, s.song_id]
+             str(s.year) if s.year else "-", f"{s.score:#.4g}", s.source, s.song_id]
             for i, s in enumerate(songs, 1)]
     return _table(header, rows, right={0, 4, 5})
 

@@ -175,14 +175,14 @@ def serve_and_query(work: Path, bundle_dir: Path, played_example: str, cold_song
             recs = client.recommend(played_example, k=10, acoustic_share=0.3)
             print(f"\nRecommend({played_example}, k=10, acoustic_share=0.3) from bundle {recs.bundle_version}:")
             print(markdown_table(["title", "artist", "genre", "score", "source", "song id"],
-                                 [[r.title, r.artist, r.genre, round(r.score, 3), r.source, r.song_id]
+                                 [[r.title, r.artist, r.genre, f"{r.score:#.4g}", r.source, r.song_id]
                                   for r in recs.songs]))
             info = client.song(cold_song)
             similar = client.similar(cold_song, k=8, mode="acoustic")
             print(f"\nSimilarSongs({cold_song}, mode=acoustic): a song nobody has played yet, "
                   f"'{info.title}' by {info.artist} ({info.genre}):")
             print(markdown_table(["title", "artist", "genre", "score", "source", "song id"],
-                                 [[r.title, r.artist, r.genre, round(r.score, 3), r.source, r.song_id]
+                                 [[r.title, r.artist, r.genre, f"{r.score:#.4g}", r.source, r.song_id]
                                   for r in similar]))
         users, songs = load_ids(bundle_dir)
         report = run_loadtest(target, concurrency=4, duration_s=10.0, mix="recommend=0.7,similar=0.3",

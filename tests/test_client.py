@@ -242,9 +242,9 @@ def test_cli_recommend_table(fake, capsys):
     assert lines[0].startswith("bundle v-test")
     header = lines[1].split()
     assert header[:7] == ["rank", "title", "artist", "genre", "year", "score", "source"]
-    assert lines[2].split() == ["1", "First", "Song", "Alpha", "rock", "1999", "2.5000",
+    assert lines[2].split() == ["1", "First", "Song", "Alpha", "rock", "1999", "2.500",
                                 "collaborative", "SOAAA"]
-    assert lines[3].split() == ["2", "Second", "Song", "Beta", "Band", "jazz", "-", "1.2500",
+    assert lines[3].split() == ["2", "Second", "Song", "Beta", "Band", "jazz", "-", "1.250",
                                 "both", "SOBBB"]
     assert "SOCCC" in lines[4] and "acoustic" in lines[4]
     # aligned: every row's song id starts in the same column as the header's
