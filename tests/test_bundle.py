@@ -168,6 +168,23 @@ def test_songs_return_catalog_fields(built):
         b.songs([-1])
 
 
+def test_song_cache_is_bounded_and_hands_out_copies(built, monkeypatch):
+    import pmrs.serving.bundle as bundle_mod
+
+    _, _, b = built
+    first = b.songs(range(b.n_songs))
+    first[0]["title"] = "changed by a caller"
+    again = b.songs([0, 0, 5])                       # repeats, and from the cache
+    assert again[0]["title"] != "changed by a caller" and again[0] == again[1]
+    assert again[2] == first[5]
+    monkeypatch.setattr(bundle_mod, "SONG_CACHE_SIZE", 10)
+    b._song_cache.clear()
+    for start in range(0, b.n_songs, 7):
+        got = b.songs(range(start, min(start + 7, b.n_songs)))
+        assert [s["song_id"] for s in got] == [b.song_id(r) for r in range(start, min(start + 7, b.n_songs))]
+        assert len(b._song_cache) <= 10
+
+
 def test_embeddings_zero_for_songs_without_audio(serving_workdir, tmp_path):
     work = tmp_path / "work"
     shutil.copytree(serving_workdir, work)

@@ -37,6 +37,7 @@ FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 INDEX_NAMES = ("collaborative", "acoustic")
 #: Catalog fields ``songs`` returns, with their value when unknown (the proto's conventions).
+SONG_CACHE_SIZE = 65_536
 SONG_FIELDS = {"title": "", "artist": "", "release": "", "year": 0, "genre": ""}
 
 
@@ -151,6 +152,7 @@ class Bundle:
         self._indexes: dict[str, _VectorIndex] = {}
         self._embeddings = self._genre_probs = None
         self._catalog: Catalog | None = None
+        self._song_cache: dict[int, dict] = {}
         self._gram: np.ndarray | None = None
         self._gram_lock = threading.Lock()
         self._wmf = WMFConfig(**{k: v for k, v in manifest["wmf_config"].items()
@@ -392,21 +394,35 @@ class Bundle:
 
     def songs(self, rows: Sequence[int] | np.ndarray) -> list[dict]:
         """Catalog fields per song row: ``{"song_id", "title", "artist", "release", "year",
-        "genre"}``, with ``""`` / ``0`` where unknown (also when the bundle has no catalog)."""
+        "genre"}``, with ``""`` / ``0`` where unknown (also when the bundle has no catalog).
+
+        Entries are cached per bundle (up to ``SONG_CACHE_SIZE`` songs, emptied when full):
+        recommended songs follow popularity, so most reads hit the cache instead of LMDB + JSON.
+        Each call returns fresh dicts."""
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
         if len(rows) and (rows.min() < 0 or rows.max() >= self.n_songs):
             raise IndexError(f"song rows must be in [0, {self.n_songs}), got {rows.min()}..{rows.max()}")
-        ids = [self.song_ids[r].decode() for r in rows]
-        metas = self._catalog.get_many(ids) if self._catalog is not None else [None] * len(ids)
-        out = []
-        for sid, meta in zip(ids, metas):
-            meta = meta or {}
-            d = {"song_id": sid}
-            for key, default in SONG_FIELDS.items():
-                value = meta.get(key)
-                d[key] = default if value is None else value
-            out.append(d)
-        return out
+        keys = rows.tolist()
+        cache = self._song_cache
+        found: dict[int, dict] = {}   # read once: another thread may empty the cache meanwhile
+        for r in keys:
+            d = cache.get(r)
+            if d is not None:
+                found[r] = d
+        missing = [r for r in dict.fromkeys(keys) if r not in found]
+        if missing:
+            ids = [self.song_ids[r].decode() for r in missing]
+            metas = self._catalog.get_many(ids) if self._catalog is not None else [None] * len(ids)
+            if len(cache) + len(missing) > SONG_CACHE_SIZE:
+                cache.clear()
+            for r, sid, meta in zip(missing, ids, metas):
+                meta = meta or {}
+                d = {"song_id": sid}
+                for key, default in SONG_FIELDS.items():
+                    value = meta.get(key)
+                    d[key] = default if value is None else value
+                found[r] = cache[r] = d
+        return [dict(found[r]) for r in keys]
 
     def __repr__(self) -> str:
         return (f"Bundle({self.version!r}, users={self.n_users}, songs={self.n_songs}, "
