@@ -303,9 +303,19 @@ def test_health_and_reflection(server):
 
 
 def test_tiny_deadline_is_deadline_exceeded_not_a_crash(server, bundle):
-    code, _ = code_of(server.stub.Recommend, pb.RecommendRequest(user_id=some_user(bundle), k=1000),
-                      timeout=1e-6)
-    assert code == grpc.StatusCode.DEADLINE_EXCEEDED
+    # gRPC checks deadlines on a timer, so a call the server answers within the same tick can
+    # still succeed: over many tries, a tiny deadline gives DEADLINE_EXCEEDED or an answer, never
+    # another code (the server-side checks are tested deterministically below, with a slow search)
+    req = pb.RecommendRequest(user_id=some_user(bundle), k=1000)
+    codes = []
+    for _ in range(20):
+        try:
+            server.stub.Recommend(req, timeout=1e-6)
+            codes.append(grpc.StatusCode.OK)
+        except grpc.RpcError as exc:
+            codes.append(exc.code())
+    assert set(codes) <= {grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.OK}
+    assert codes.count(grpc.StatusCode.DEADLINE_EXCEEDED) >= 10
     assert len(server.stub.Recommend(pb.RecommendRequest(user_id=some_user(bundle))).songs) == 10
 
 
