@@ -304,8 +304,10 @@ def test_health_and_reflection(server):
 
 def test_tiny_deadline_is_deadline_exceeded_not_a_crash(server, bundle):
     # gRPC checks deadlines on a timer, so a call the server answers within the same tick can
-    # still succeed: over many tries, a tiny deadline gives DEADLINE_EXCEEDED or an answer, never
-    # another code (the server-side checks are tested deterministically below, with a slow search)
+    # still succeed (on this tiny bundle most do once warm): a tiny deadline gives
+    # DEADLINE_EXCEEDED or an answer, never another code, and the server lives on. The
+    # deterministic case, a deadline passing during a slow search, is
+    # test_in_process_drain_and_deadline.
     req = pb.RecommendRequest(user_id=some_user(bundle), k=1000)
     codes = []
     for _ in range(20):
@@ -315,7 +317,6 @@ def test_tiny_deadline_is_deadline_exceeded_not_a_crash(server, bundle):
         except grpc.RpcError as exc:
             codes.append(exc.code())
     assert set(codes) <= {grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.OK}
-    assert codes.count(grpc.StatusCode.DEADLINE_EXCEEDED) >= 10
     assert len(server.stub.Recommend(pb.RecommendRequest(user_id=some_user(bundle))).songs) == 10
 
 
