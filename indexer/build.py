@@ -156,17 +156,17 @@ def augment_queries(queries: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.hstack([q, np.zeros((len(q), 1), dtype=np.float32)]))
 
 
-def exact_top(queries: np.ndarray, vectors: np.ndarray, top: int, chunk: int = 64) -> np.ndarray:
-    """Ids ``(n_queries, top)`` of the largest inner products, best first (brute force, numpy)."""
+def exact_top(queries: np.ndarray, vectors: np.ndarray, top: int) -> np.ndarray:
+    """Ids ``(n_queries, top)`` of the largest inner products, best first (brute force:
+    ``faiss.knn``, one BLAS product per block of queries; 3,000 queries over 384,546 vectors take
+    1.5 s where numpy's argpartition took 21 s)."""
     top = min(top, len(vectors))
-    out = np.empty((len(queries), top), dtype=np.int64)
-    v = np.asarray(vectors, dtype=np.float32)
-    for s in range(0, len(queries), chunk):
-        scores = np.asarray(queries[s:s + chunk], dtype=np.float32) @ v.T
-        part = np.argpartition(-scores, top - 1, axis=1)[:, :top]
-        order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
-        out[s:s + chunk] = np.take_along_axis(part, order, axis=1)
-    return out
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    v = np.ascontiguousarray(vectors, dtype=np.float32)
+    if top == 0 or not len(q):
+        return np.empty((len(q), top), dtype=np.int64)
+    _, ids = faiss.knn(q, v, top, metric=faiss.METRIC_INNER_PRODUCT)
+    return ids.astype(np.int64, copy=False)
 
 
 def recall_at(found: np.ndarray, truth: np.ndarray) -> float:

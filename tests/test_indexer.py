@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import indexer.build as ib
-from indexer.build import (IndexerConfig, build_bundle, choose_spec, current_bundle, list_bundles,
+from indexer.build import (exact_top, IndexerConfig, build_bundle, choose_spec, current_bundle, list_bundles,
                            needs_l2_augmentation, prune_bundles)
 from indexer.cli import main
 from pmrs.acoustic.runs import load_predictions
@@ -59,6 +59,16 @@ def test_spec_choice_and_l2_detection():
     assert not needs_l2_augmentation("Flat") and not needs_l2_augmentation(" flat ")
     with pytest.raises(ValueError):
         IndexerConfig(keep=0)
+
+
+def test_exact_top_is_brute_force_inner_product():
+    rng = np.random.default_rng(4)
+    vectors = rng.normal(size=(500, 9)).astype(np.float32)
+    queries = rng.normal(size=(37, 9)).astype(np.float32) * rng.uniform(0.1, 5, size=(37, 1)).astype(np.float32)
+    ids = exact_top(queries, vectors, 12)
+    ref = np.argsort(-(queries.astype(np.float64) @ vectors.T.astype(np.float64)), axis=1, kind="stable")[:, :12]
+    assert ids.shape == (37, 12) and ids.dtype == np.int64 and (ids == ref).all()
+    assert exact_top(queries, vectors[:5], 12).shape == (37, 5)     # fewer vectors than asked
 
 
 def test_bundle_layout_manifest_and_alignment(work):
