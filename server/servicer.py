@@ -169,21 +169,24 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         """The current bundle for one call; ``compute``: also hold a compute slot (waiting for one
         no longer than the call's deadline)."""
         _check_deadline(context, "before the call started")
-        with contextlib.ExitStack() as stack:
-            if compute and self._gate is not None:
-                remaining = context.time_remaining()
-                # (without a deadline grpc reports a remaining time too large for a lock timeout)
-                got = (self._gate.acquire() if remaining is None or remaining >= threading.TIMEOUT_MAX
-                       else self._gate.acquire(timeout=max(remaining, 0.0)))
-                if not got:
-                    raise _Abort(grpc.StatusCode.DEADLINE_EXCEEDED,
-                                 "the deadline passed while the call waited for a compute slot")
-                stack.callback(self._gate.release)
-            bundle = stack.enter_context(self.holder.use())
-            if bundle is None:
-                raise _Abort(grpc.StatusCode.UNAVAILABLE,
-                             "no bundle is loaded yet (run `indexer build`); retry later")
-            yield bundle
+        gate = self._gate if compute else None
+        if gate is not None:
+            remaining = context.time_remaining()
+            # (without a deadline grpc reports a remaining time too large for a lock timeout)
+            got = (gate.acquire() if remaining is None or remaining >= threading.TIMEOUT_MAX
+                   else gate.acquire(timeout=max(remaining, 0.0)))
+            if not got:
+                raise _Abort(grpc.StatusCode.DEADLINE_EXCEEDED,
+                             "the deadline passed while the call waited for a compute slot")
+        try:
+            with self.holder.use() as bundle:
+                if bundle is None:
+                    raise _Abort(grpc.StatusCode.UNAVAILABLE,
+                                 "no bundle is loaded yet (run `indexer build`); retry later")
+                yield bundle
+        finally:
+            if gate is not None:
+                gate.release()
 
     def _share(self, request) -> float:
         if request.HasField("acoustic_share"):

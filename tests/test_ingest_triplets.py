@@ -137,3 +137,17 @@ def test_non_utf8_ids_and_gzip_input(tmp_path):
     inter, rep = read_triplets(p)  # compression follows the file name, bytes pass through
     assert rep.good_lines == 2 and inter.n_users == 2
     assert list(inter.user_ids) == [b"u2", b"u\xff1"]
+
+
+def test_id_lookups_agree_and_reject_keys_wider_than_the_ids():
+    from pmrs.interactions import find, lookup, lookup_many
+
+    ids = np.array(sorted([b"a", b"abc", b"b", b"zz"]), dtype="S3")
+    keys = ["a", "abc", "b", "zz", "ab", "abcd", "zzz", b"b", "0"]
+    many = lookup_many(ids, keys).tolist()
+    assert many == [0, 1, 2, 3, -1, -1, -1, 2, -1]
+    assert [find(ids, k) for k in keys] == many
+    assert lookup(ids, "zz") == 3
+    with pytest.raises(KeyError):
+        lookup(ids, "abcd")                       # wider than the ids: absent, not a cast
+    assert find(np.array([], dtype="S3"), "a") == -1

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..artifacts import sha256_file
 from ..catalog import CATALOG_FILE, Catalog
-from ..interactions import lookup_many
+from ..interactions import find, lookup_many
 from ..wmf import WMFConfig
 
 log = logging.getLogger(__name__)
@@ -273,11 +273,11 @@ class Bundle:
     # -- ids ----------------------------------------------------------------------------------
 
     def user_row(self, user_id: str | bytes) -> int | None:
-        r = int(lookup_many(self.user_ids, [user_id])[0])
+        r = find(self.user_ids, user_id)
         return None if r < 0 else r
 
     def song_row(self, song_id: str | bytes) -> int | None:
-        r = int(lookup_many(self.song_ids, [song_id])[0])
+        r = find(self.song_ids, song_id)
         return None if r < 0 else r
 
     def song_rows(self, song_ids: Iterable[str | bytes]) -> np.ndarray:
@@ -399,10 +399,9 @@ class Bundle:
         Entries are cached per bundle (up to ``SONG_CACHE_SIZE`` songs, emptied when full):
         recommended songs follow popularity, so most reads hit the cache instead of LMDB + JSON.
         Each call returns fresh dicts."""
-        rows = np.asarray(rows, dtype=np.int64).reshape(-1)
-        if len(rows) and (rows.min() < 0 or rows.max() >= self.n_songs):
-            raise IndexError(f"song rows must be in [0, {self.n_songs}), got {rows.min()}..{rows.max()}")
-        keys = rows.tolist()
+        keys = np.asarray(rows, dtype=np.int64).reshape(-1).tolist()
+        if keys and (min(keys) < 0 or max(keys) >= self.n_songs):
+            raise IndexError(f"song rows must be in [0, {self.n_songs}), got {min(keys)}..{max(keys)}")
         cache = self._song_cache
         found: dict[int, dict] = {}   # read once: another thread may empty the cache meanwhile
         for r in keys:

@@ -27,7 +27,6 @@ user or song, or a song without the vector a mode needs); the server maps them t
 from __future__ import annotations
 
 import enum
-import heapq
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Sequence
@@ -369,17 +368,28 @@ def _select(bundle, cands: list["_Candidates"], quota: dict[str, int], k: int,
     return items
 
 
-def _ranked(cands: list["_Candidates"]) -> Iterator[tuple[float, int, int]]:
-    """Every candidate entry as ``(-rel, list index, song row)``, in ascending order: best
-    normalised score first, ties in list order (each list is sorted best first, so this is a
-    lazy merge; ``rel`` is ``_min_max`` of the list's scores)."""
-    def entries(i: int, c: "_Candidates"):
+def _ranked(cands: list["_Candidates"]) -> Iterator[tuple[int, int]]:
+    """Every candidate entry as ``(list index, song row)``, best normalised score first, ties in
+    list order: a lazy merge of the lists (each sorted best first), with ``rel`` as
+    ``_min_max`` computes it. A Recommend reads only the first dozen or so entries."""
+    lists = []
+    for i, c in enumerate(cands):
         scores = c.scores.tolist()
-        hi, lo = scores[0], scores[-1]
-        span = hi - lo
-        for r, sc in zip(c.rows.tolist(), scores):
-            yield (-((sc - lo) / span) if span > 0 else -1.0), i, r
-    return heapq.merge(*(entries(i, c) for i, c in enumerate(cands)), key=lambda e: e[0])
+        lists.append((i, c.rows.tolist(), scores, scores[-1], scores[0] - scores[-1]))
+    pos = [0] * len(lists)
+    while True:
+        best, best_rel = -1, 0.0
+        for j, (_, rows, scores, lo, span) in enumerate(lists):
+            p = pos[j]
+            if p < len(rows):
+                rel = (scores[p] - lo) / span if span > 0 else 1.0
+                if best < 0 or rel > best_rel:   # strictly better: ties go to the earlier list
+                    best, best_rel = j, rel
+        if best < 0:
+            return
+        i, rows = lists[best][0], lists[best][1]
+        yield i, rows[pos[best]]
+        pos[best] += 1
 
 
 def _quota_picks(cands: list["_Candidates"], left: list[int], k: int) -> list[tuple[int, int]]:
@@ -390,14 +400,14 @@ def _quota_picks(cands: list["_Candidates"], left: list[int], k: int) -> list[tu
     Returns ``(song row, list index)`` in pick order."""
     taken: set[int] = set()
     picks: list[tuple[int, int]] = []
-    for _, s, r in _ranked(cands):
+    for s, r in _ranked(cands):
         if r not in taken and left[s] > 0:
             taken.add(r)
             left[s] -= 1
             picks.append((r, s))
             if len(picks) == k:
                 return picks
-    for _, s, r in _ranked(cands):  # an index ran out of candidates: the others fill its share
+    for s, r in _ranked(cands):  # an index ran out of candidates: the others fill its share
         if r not in taken:
             taken.add(r)
             picks.append((r, s))
