@@ -267,11 +267,11 @@ def build_index(vectors: np.ndarray, spec: str, queries: np.ndarray | dict[str, 
             apply_search_params(index, {param: v})
         t1 = time.perf_counter()
         _, found = index.search(q, top)
-        by_group = {name: round(recall_at(found[a:b], truth[a:b]), 4)
-                    for name, a, b in zip(groups, bounds[:-1], bounds[1:])}
+        by_group = {name: recall_at(found[a:b], truth[a:b]) for name, a, b in zip(groups, bounds[:-1], bounds[1:])}
         r = min(by_group.values())
         tried.append({**({param: v} if param else {}), "recall_at_10": round(r, 4),
-                      **({"recall_at_10_by_queries": by_group} if len(by_group) > 1 else {}),
+                      **({"recall_at_10_by_queries": {name: round(x, 4) for name, x in by_group.items()}}
+                         if len(by_group) > 1 else {}),
                       "ms_per_query": round((time.perf_counter() - t1) * 1e3 / len(q), 4)})
         log.info("%s%s: recall@%d %.4f", spec, f" {param}={v}" if param else "", top, r)
         return r

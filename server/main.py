@@ -50,7 +50,7 @@ class ServerConfig:
     default_diversity: float = 0.0        # Recommend when the request leaves it unset
     poll_seconds: float = 2.0             # how often bundles/CURRENT is checked
     grace_seconds: float = 10.0           # on SIGTERM: time calls in flight get to finish
-    blas_threads: int = 1                 # numpy's BLAS threads; calls run in parallel already
+    blas_threads: int = 1                 # numpy's BLAS threads (a call's products are tiny)
     compute_slots: int = 1                # Recommend/SimilarSongs computing at once (0: no limit)
 
 

@@ -37,8 +37,9 @@ FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 INDEX_NAMES = ("collaborative", "acoustic")
 #: Catalog fields ``songs`` returns, with their value when unknown (the proto's conventions).
-SONG_CACHE_SIZE = 65_536
 SONG_FIELDS = {"title": "", "artist": "", "release": "", "year": 0, "genre": ""}
+#: Songs whose catalog entries a bundle keeps in memory (emptied when full).
+SONG_CACHE_SIZE = 65_536
 
 
 def _load(path: Path) -> np.ndarray:
@@ -115,7 +116,6 @@ class _VectorIndex:
             dist = np.pad(dist, pad, constant_values=-np.inf)
             rows = np.pad(rows, pad, constant_values=-1)
         return dist, rows
-
 
     def _one(self, query: np.ndarray, dist: np.ndarray, ids: np.ndarray, top: int
              ) -> tuple[np.ndarray, np.ndarray]:
