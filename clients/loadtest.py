@@ -205,6 +205,12 @@ def _methods(channel: Any) -> dict[str, Any]:
     return {name: getattr(stub, method) for name, method in RPCS.items()}
 
 
+def _code_name(err: grpc.RpcError) -> str:
+    """A failed call's status code name (``"UNKNOWN"`` when the error carries none)."""
+    code = err.code()
+    return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+
+
 def _run_threads(target: str, concurrency: int, requests: _Requests, warmup_s: float,
                  duration_s: float, timeout_s: float, secure: bool, seed: int,
                  connect_timeout_s: float) -> tuple[list[_Recorder], float, float]:
@@ -233,7 +239,7 @@ def _run_threads(target: str, concurrency: int, requests: _Requests, warmup_s: f
                 try:
                     methods[name](req, timeout=timeout_s)
                 except grpc.RpcError as err:
-                    code = err.code().name if isinstance(err.code(), grpc.StatusCode) else "UNKNOWN"
+                    code = _code_name(err)
                 t1 = time.perf_counter()
                 if t0 >= t_start:
                     rec.add(name, t1 - t0, code)
@@ -277,7 +283,7 @@ async def _run_aio(target: str, concurrency: int, requests: _Requests, warmup_s:
                 try:
                     await methods[name](req, timeout=timeout_s)
                 except grpc.RpcError as err:
-                    code = err.code().name if isinstance(err.code(), grpc.StatusCode) else "UNKNOWN"
+                    code = _code_name(err)
                 t1 = time.perf_counter()
                 if t0 >= t_start:
                     rec.add(name, t1 - t0, code)

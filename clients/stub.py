@@ -324,6 +324,13 @@ def make_channel(target: str, *, secure: bool = False, retries: int = 0, backoff
     return grpc.insecure_channel(target, options=opts)
 
 
+def _set_optional(req, **fields) -> None:
+    """Set the proto3 ``optional`` fields given (not None); unset ones take the server's default."""
+    for name, value in fields.items():
+        if value is not None:
+            setattr(req, name, value)
+
+
 def _filters(genres: Iterable[str], min_year: int, max_year: int,
              exclude_artists: Iterable[str]) -> pb.Filters:
     return pb.Filters(genres=list(genres), min_year=min_year, max_year=max_year,
@@ -439,10 +446,7 @@ class PMRSClient:
                                   include_played=include_played,
                                   filters=_filters(_strs(genres, "genres"), min_year, max_year,
                                                    _strs(exclude_artists, "exclude_artists")))
-        if acoustic_share is not None:
-            req.acoustic_share = acoustic_share
-        if diversity is not None:
-            req.diversity = diversity
+        _set_optional(req, acoustic_share=acoustic_share, diversity=diversity)
         resp = self._call(self._stub.Recommend, req)
         return Recommendations(songs=[SongResult.from_proto(s) for s in resp.songs],
                                bundle_version=resp.bundle_version, folded_in=resp.folded_in)
@@ -486,10 +490,7 @@ class PMRSClient:
         req = pb.SimilarSongsRequest(song_id=song_id, k=k, mode=SIMILARITY_MODES[mode],
                                      filters=_filters(_strs(genres, "genres"), min_year, max_year,
                                                       _strs(exclude_artists, "exclude_artists")))
-        if acoustic_share is not None:
-            req.acoustic_share = acoustic_share
-        if diversity is not None:
-            req.diversity = diversity
+        _set_optional(req, acoustic_share=acoustic_share, diversity=diversity)
         resp = self._call(self._stub.SimilarSongs, req)
         return [SongResult.from_proto(s) for s in resp.songs]
 
