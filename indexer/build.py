@@ -41,6 +41,9 @@ from pmrs.artifacts import (list_runs, new_run_name, read_json, resolve_run, sav
                             write_json)
 from pmrs.catalog import CATALOG_FILE
 from pmrs.interactions import INTERACTIONS_DIR, Interactions
+from pmrs.serving.bundle import DEFAULT_LIST_FILES
+from pmrs.serving.default_lists import compute_default_lists
+from pmrs.serving.recommend import MAX_K
 from pmrs.wmf import WMF_DIR, load_run
 
 log = logging.getLogger(__name__)
@@ -86,6 +89,13 @@ class IndexerConfig:
         passing nprobe on the sample gave 0.942-0.946 on other users.
     keep: complete bundles kept after a build (the one ``CURRENT`` names is never deleted).
     seed: query sampling and k-means initialisation.
+    default_lists: compute every known user's answer to the default Recommend request (the next
+        three settings, no filters, played songs excluded) into the bundle, so the server answers
+        that request by lookup (``pmrs.serving.default_lists``). A server whose default
+        ``acoustic_share`` or ``diversity`` differs computes its answers as for any other request.
+    default_k, default_acoustic_share, default_diversity: the request the lists answer (``k`` 0
+        in a request means 10).
+    list_workers: processes computing the default lists; ``None``: one per core, at most 2.
     """
 
     exact_threshold: int = 50_000
@@ -98,6 +108,11 @@ class IndexerConfig:
     recall_queries: int = 2000
     keep: int = 3
     seed: int = 0
+    default_lists: bool = True
+    default_k: int = 10
+    default_acoustic_share: float = 0.2
+    default_diversity: float = 0.0
+    list_workers: int | None = None
 
     def __post_init__(self) -> None:
         if self.keep < 1:
@@ -110,6 +125,12 @@ class IndexerConfig:
             raise ValueError("nlist must be at least 1")
         if not 0.0 < self.max_probe_fraction <= 1.0:
             raise ValueError("max_probe_fraction must be in (0, 1]")
+        if not 1 <= self.default_k <= MAX_K:
+            raise ValueError(f"default_k must be between 1 and {MAX_K}")
+        if not (0.0 <= self.default_acoustic_share <= 1.0 and 0.0 <= self.default_diversity <= 1.0):
+            raise ValueError("default_acoustic_share and default_diversity must be in [0, 1]")
+        if self.list_workers is not None and self.list_workers < 1:
+            raise ValueError("list_workers must be at least 1")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -562,8 +583,12 @@ def build_bundle(workdir: str | os.PathLike, cfg: IndexerConfig | None = None,
         tmp = Path(tempfile.mkdtemp(prefix=f".{version}.", suffix=".partial", dir=bundles))
         os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700; a server may run as another user
         try:
-            with tqdm(total=7, desc="indexer build", unit="step", disable=not show_progress) as bar:
+            with tqdm(total=8, desc="indexer build", unit="step", disable=not show_progress) as bar:
                 manifest = _assemble(tmp, workdir, cfg, version, wmf_run, cnn_run, acoustic_override, bar)
+                bar.set_postfix_str("default lists")
+                if cfg.default_lists:
+                    manifest["default_lists"] = _write_default_lists(tmp, manifest, cfg, show_progress)
+                bar.update()
                 manifest["build_seconds"] = round(time.perf_counter() - t_start, 3)
                 bar.set_postfix_str("checksums")
                 manifest["checksums"] = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
@@ -587,6 +612,22 @@ def build_bundle(workdir: str | os.PathLike, cfg: IndexerConfig | None = None,
         log.info("bundle %s is CURRENT (%.1f s)", version, time.perf_counter() - t_start)
         prune_bundles(workdir, cfg.keep)
     return final
+
+
+def _write_default_lists(tmp: Path, manifest: dict, cfg: IndexerConfig, show_progress: bool) -> dict:
+    """Compute the default lists over the bundle in ``tmp`` (opened with a provisional manifest),
+    save them, and return their manifest entry."""
+    t0 = time.perf_counter()
+    write_json(tmp / MANIFEST_FILE, manifest)
+    lists = compute_default_lists(tmp, cfg.default_k, cfg.default_acoustic_share, cfg.default_diversity,
+                                  workers=cfg.list_workers, show_progress=show_progress)
+    (tmp / MANIFEST_FILE).unlink()  # the final one, with checksums, is written last
+    for key, name in DEFAULT_LIST_FILES.items():
+        save_npy(tmp / name, lists[key])
+    seconds = round(time.perf_counter() - t0, 3)
+    log.info("default lists: %d users in %.1f s", len(lists["rows"]), seconds)
+    return {"k": cfg.default_k, "acoustic_share": cfg.default_acoustic_share,
+            "diversity": cfg.default_diversity, "seconds": seconds}
 
 
 def _assemble(tmp: Path, workdir: Path, cfg: IndexerConfig, version: str, wmf_run: str | None,

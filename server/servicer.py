@@ -22,9 +22,9 @@ from typing import Iterator
 import grpc
 import numpy as np
 
-from pmrs.serving.recommend import (ACOUSTIC, COLLABORATIVE, MIXED, Filters, InvalidArgument, Item,
-                                    NotFound, check_unit, recommend_for_vector, resolve_k,
-                                    similar_songs, user_query)
+from pmrs.serving.recommend import (ACOUSTIC, COLLABORATIVE, MAX_SEEDS, MIXED, Filters, InvalidArgument,
+                                    Item, NotFound, check_unit, default_list, recommend_for_vector,
+                                    resolve_k, similar_songs, user_query)
 from pmrs.v1 import recommender_pb2 as pb
 from pmrs.v1 import recommender_pb2_grpc as pb_grpc
 
@@ -165,28 +165,33 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
                       else threading.BoundedSemaphore(compute_slots))
 
     @contextlib.contextmanager
-    def _bundle(self, context, compute: bool = False):
-        """The current bundle for one call; ``compute``: also hold a compute slot (waiting for one
-        no longer than the call's deadline)."""
+    def _bundle(self, context):
+        """The current bundle for one call (UNAVAILABLE while none is loaded)."""
         _check_deadline(context, "before the call started")
-        gate = self._gate if compute else None
-        if gate is not None:
-            remaining = context.time_remaining()
-            # (without a deadline grpc reports a remaining time too large for a lock timeout)
-            got = (gate.acquire() if remaining is None or remaining >= threading.TIMEOUT_MAX
-                   else gate.acquire(timeout=max(remaining, 0.0)))
-            if not got:
-                raise _Abort(grpc.StatusCode.DEADLINE_EXCEEDED,
-                             "the deadline passed while the call waited for a compute slot")
+        with self.holder.use() as bundle:
+            if bundle is None:
+                raise _Abort(grpc.StatusCode.UNAVAILABLE,
+                             "no bundle is loaded yet (run `indexer build`); retry later")
+            yield bundle
+
+    @contextlib.contextmanager
+    def _slot(self, context):
+        """A compute slot, waited for no longer than the call's deadline."""
+        gate = self._gate
+        if gate is None:
+            yield
+            return
+        remaining = context.time_remaining()
+        # (without a deadline grpc reports a remaining time too large for a lock timeout)
+        got = (gate.acquire() if remaining is None or remaining >= threading.TIMEOUT_MAX
+               else gate.acquire(timeout=max(remaining, 0.0)))
+        if not got:
+            raise _Abort(grpc.StatusCode.DEADLINE_EXCEEDED,
+                         "the deadline passed while the call waited for a compute slot")
         try:
-            with self.holder.use() as bundle:
-                if bundle is None:
-                    raise _Abort(grpc.StatusCode.UNAVAILABLE,
-                                 "no bundle is loaded yet (run `indexer build`); retry later")
-                yield bundle
+            yield
         finally:
-            if gate is not None:
-                gate.release()
+            gate.release()
 
     def _share(self, request) -> float:
         if request.HasField("acoustic_share"):
@@ -206,23 +211,31 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
 
     @_rpc
     def Recommend(self, request: pb.RecommendRequest, context) -> pb.RecommendResponse:
-        with self._bundle(context, compute=True) as bundle:
+        with self._bundle(context) as bundle:
             k = resolve_k(request.k)
             share = self._share(request)
             diversity = (check_unit("diversity", request.diversity) if request.HasField("diversity")
                          else self.default_diversity)
             filters = _filters(request.filters)
-            query = user_query(bundle, request.user_id, request.seed_song_ids, request.include_played)
-            _check_deadline(context, "before the search")
-            items = recommend_for_vector(bundle, query.vector, k, share, diversity, query.exclude_rows,
-                                         filters, before_widening=_widening_check(context))
+            lists = bundle.default_lists
+            if (lists is not None and request.user_id and not request.include_played and not filters.active
+                    and len(request.seed_song_ids) <= MAX_SEEDS and lists.matches(k, share, diversity)):
+                row = bundle.user_row(request.user_id)
+                if row is not None:  # the default request of a known user: computed at build time
+                    return pb.RecommendResponse(songs=self._scored(bundle, default_list(bundle, row)),
+                                                bundle_version=bundle.version, folded_in=False)
+            with self._slot(context):
+                query = user_query(bundle, request.user_id, request.seed_song_ids, request.include_played)
+                _check_deadline(context, "before the search")
+                items = recommend_for_vector(bundle, query.vector, k, share, diversity, query.exclude_rows,
+                                             filters, before_widening=_widening_check(context))
             _check_deadline(context, "before the answer was ready")
             return pb.RecommendResponse(songs=self._scored(bundle, items), bundle_version=bundle.version,
                                         folded_in=query.folded_in)
 
     @_rpc
     def SimilarSongs(self, request: pb.SimilarSongsRequest, context) -> pb.SimilarSongsResponse:
-        with self._bundle(context, compute=True) as bundle:
+        with self._bundle(context) as bundle, self._slot(context):
             k = resolve_k(request.k)
             if request.mode not in _MODES:
                 raise InvalidArgument(f"unknown similarity mode {request.mode}")

@@ -20,8 +20,9 @@ import json
 import logging
 import os
 import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import faiss
 import numpy as np
@@ -36,8 +37,14 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 INDEX_NAMES = ("collaborative", "acoustic")
+#: Files of the default lists (``DefaultLists``), when the manifest has a ``default_lists`` entry.
+DEFAULT_LIST_FILES = {"rows": "default_rows.npy", "scores": "default_scores.npy",
+                      "sources": "default_sources.npy"}
 #: Catalog fields ``songs`` returns, with their value when unknown (the proto's conventions).
 SONG_FIELDS = {"title": "", "artist": "", "release": "", "year": 0, "genre": ""}
+# OpenMP thread count this module last set in each thread: setting it is a FAISS call that
+# releases the GIL, which costs a thread hand-off in a busy server, so it is set once per thread
+_omp = threading.local()
 #: Songs whose catalog entries a bundle keeps in memory (emptied when full).
 SONG_CACHE_SIZE = 65_536
 
@@ -117,6 +124,30 @@ class _VectorIndex:
             rows = np.pad(rows, pad, constant_values=-1)
         return dist, rows
 
+    def search_each(self, queries: np.ndarray, top: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``search(queries[i:i + 1], top)`` for each query in turn, from one batched FAISS call.
+
+        Equal to the one-query calls, not only close: FAISS's batch search runs the same
+        per-query kernels once BLAS is kept out of its distance computations (the threshold is
+        raised for the call; it is process-wide, so this is for batch jobs, not a server)."""
+        n, k = len(queries), min(top, int(self.index.ntotal))
+        if k <= 0:
+            for i in range(n):
+                yield self.search(queries[i:i + 1], top)
+            return
+        q = queries
+        if self.augmented:
+            q = np.zeros((n, queries.shape[1] + 1), dtype=np.float32)
+            q[:, :-1] = queries
+        saved = faiss.cvar.distance_compute_blas_threshold
+        faiss.cvar.distance_compute_blas_threshold = max(saved, n + 1)
+        try:
+            dist, ids = self.index.search(q, k)
+        finally:
+            faiss.cvar.distance_compute_blas_threshold = saved
+        for i in range(n):
+            yield self._one(queries[i], dist[i], ids[i], top)
+
     def _one(self, query: np.ndarray, dist: np.ndarray, ids: np.ndarray, top: int
              ) -> tuple[np.ndarray, np.ndarray]:
         """``search`` for one query (a Recommend's case), in fewer numpy calls."""
@@ -132,6 +163,24 @@ class _VectorIndex:
         scores[0, :len(ids)] = dist
         rows[0, :len(ids)] = self.rows[ids]
         return scores, rows
+
+
+@dataclass(frozen=True)
+class DefaultLists:
+    """Every known user's answer to the default Recommend request, computed at build time
+    (``indexer build``, docs/SERVING.md "Default lists"): the request with this ``k``,
+    ``acoustic_share`` and ``diversity``, no filters and played songs excluded. Row ``u`` of each
+    ``(n_users, k)`` array is user ``u``'s list, best first, padded with song row -1."""
+
+    k: int
+    acoustic_share: float
+    diversity: float
+    rows: np.ndarray     # int32 song rows
+    scores: np.ndarray   # float32
+    sources: np.ndarray  # int8, pmrs.v1.Source values
+
+    def matches(self, k: int, acoustic_share: float, diversity: float) -> bool:
+        return k == self.k and acoustic_share == self.acoustic_share and diversity == self.diversity
 
 
 class Bundle:
@@ -150,6 +199,7 @@ class Bundle:
         self.played_indices: np.ndarray = _load(path / "played_indices.npy")
         self.genres: list[str] = list(manifest.get("genres") or [])
         self._indexes: dict[str, _VectorIndex] = {}
+        self.default_lists: DefaultLists | None = None
         self._embeddings = self._genre_probs = None
         self._catalog: Catalog | None = None
         self._song_cache: dict[int, dict] = {}
@@ -212,6 +262,14 @@ class Bundle:
                 self._genre_probs = _load(path / "genre_probs.npy")
         if (path / CATALOG_FILE).is_file():
             self._catalog = Catalog(path / CATALOG_FILE)
+        entry = m.get("default_lists")
+        if entry:
+            arrays = {key: _load(path / name) for key, name in DEFAULT_LIST_FILES.items()}
+            k = int(entry["k"])
+            if any(a.shape != (n_users, k) for a in arrays.values()):
+                raise ValueError(f"bundle {path}: default lists are not ({n_users}, {k}) arrays")
+            self.default_lists = DefaultLists(k, float(entry["acoustic_share"]), float(entry["diversity"]),
+                                              **arrays)
 
     @staticmethod
     def verify_checksums(path: str | os.PathLike, manifest: dict | None = None) -> None:
@@ -349,9 +407,23 @@ class Bundle:
         top = int(top)
         if top < 0:
             raise ValueError("top must be >= 0")
-        if self.threads is not None:
+        if self.threads is not None and getattr(_omp, "threads", None) != self.threads:
             faiss.omp_set_num_threads(self.threads)
+            _omp.threads = self.threads
         return ix.search(q, top)
+
+    def search_each(self, name: str, queries: np.ndarray, top: int
+                    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``search(name, queries[i], top)`` for each row of ``queries`` ``(n, k)``, equal to it,
+        from one batched FAISS call (for batch jobs such as the default lists: it changes a
+        process-wide FAISS setting for the duration of the call)."""
+        ix = self._indexes.get(name)
+        if ix is None:
+            raise KeyError(f"bundle {self.version} has no {name!r} index (has: {', '.join(self._indexes)})")
+        q = np.ascontiguousarray(np.asarray(queries, dtype=np.float32))
+        if q.ndim != 2 or q.shape[1] != ix.vectors.shape[1]:
+            raise ValueError(f"queries must be (n, {ix.vectors.shape[1]}), got {np.shape(queries)}")
+        return ix.search_each(q, int(top))
 
     # -- fold-in ------------------------------------------------------------------------------
 

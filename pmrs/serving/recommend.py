@@ -187,8 +187,7 @@ def user_query(bundle, user_id: str, seed_song_ids: Sequence[str] = (),
     if user_id:
         row = bundle.user_row(user_id)
         if row is not None:
-            exclude = np.zeros(0, np.int64) if include_played else np.asarray(bundle.played(row), np.int64)
-            return Query(np.asarray(bundle.user_vector(row), np.float32), exclude, False)
+            return known_user_query(bundle, row, include_played)
         if not seeds:
             raise NotFound(f"unknown user {user_id!r} (send seed_song_ids to get recommendations "
                            f"for a user the model does not know)")
@@ -208,6 +207,13 @@ def user_query(bundle, user_id: str, seed_song_ids: Sequence[str] = (),
     vector = np.asarray(bundle.fold_in(usable), np.float32).reshape(-1)
     exclude = np.zeros(0, np.int64) if include_played else known
     return Query(vector, exclude, True)
+
+
+def known_user_query(bundle, user_row: int, include_played: bool = False) -> Query:
+    """The query of the known user at ``user_row``: its WMF factors, excluding its played songs
+    unless ``include_played``."""
+    exclude = np.zeros(0, np.int64) if include_played else np.asarray(bundle.played(user_row), np.int64)
+    return Query(np.asarray(bundle.user_vector(user_row), np.float32), exclude, False)
 
 
 def recommend_for_vector(bundle, query: np.ndarray, k: int, acoustic_share: float = 0.2,
@@ -265,6 +271,21 @@ def similar_songs(bundle, song_row: int, k: int, mode: str = MIXED, acoustic_sha
         share = 1.0
     return _blend(bundle, queries, k, share, check_unit("diversity", diversity), [int(song_row)], filters,
                   before_widening)
+
+
+def candidate_count(k: int) -> int:
+    """Candidates first fetched from each index for a list of ``k``: ``max(4k, 100)``."""
+    return max(CANDIDATES_PER_ITEM * k, MIN_CANDIDATES)
+
+
+def default_list(bundle, user_row: int) -> list[Item]:
+    """User ``user_row``'s list from the bundle's default lists (``bundle.default_lists``, which
+    the caller has checked matches the request)."""
+    lists = bundle.default_lists
+    rows = lists.rows[user_row].tolist()
+    n = rows.index(-1) if -1 in rows else len(rows)
+    return [Item(r, s, Source(c)) for r, s, c in
+            zip(rows[:n], lists.scores[user_row, :n].tolist(), lists.sources[user_row, :n].tolist())]
 
 
 def _check_k(k: int) -> int:
@@ -326,7 +347,7 @@ def _blend(bundle, queries: dict[str, np.ndarray], k: int, acoustic_share: float
     quota = {ACOUSTIC: acoustic_quota(k, acoustic_share)}
     quota[COLLABORATIVE] = k - quota[ACOUSTIC]
     catalog: dict[int, dict | None] = {}
-    top = max(CANDIDATES_PER_ITEM * k, MIN_CANDIDATES)
+    top = candidate_count(k)
     cands = [_Candidates(bundle, name, q, exclude, filters, catalog, top)
              for name, q in queries.items() if _index_size(bundle, name) > 0]
     while True:
