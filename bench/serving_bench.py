@@ -1,6 +1,7 @@
 """Serving throughput on the full-shape bundle (``make bench``): pmrs-server start-up, QPS and
-p50/p99 latency at concurrency 1, 8 and 32 for Recommend, SimilarSongs and the no-op Ping of
-the same server, and the server's resident memory. Writes ``bench/results/serving.json``.
+p50/p99 latency at concurrency 1, 8 and 32 for Recommend (the default request, which the bundle's
+default lists answer, and a computed one), SimilarSongs and the no-op Ping of the same server,
+and the server's resident memory. Writes ``bench/results/serving.json``.
 
 Needs the full-shape work directory with a bundle (``python -m bench.run --only ingest,wmf,index``).
 Client and server share this machine's 2 cores, so the figures include the load generator's cost.
@@ -8,6 +9,7 @@ Client and server share this machine's 2 cores, so the figures include the load 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -18,6 +20,11 @@ from pathlib import Path
 from bench.common import DATA, FULL_SONGS, FULL_USERS, write_result
 
 CONCURRENCY = (1, 8, 32)
+#: What is loaded: (result name, method, acoustic_share; None: unset). The bundle's default lists
+#: answer the default Recommend (share unset: the server's 0.2, k 10); a share of 0.3 is computed
+#: on each call, as every request other than the default is.
+LOADS = (("ping", "ping", None), ("recommend", "recommend", None),
+         ("recommend_computed", "recommend", 0.3), ("similar", "similar", None))
 
 
 def _rss_mb(pid: int) -> float:
@@ -34,6 +41,7 @@ def bench_serving(command: str, workdir: Path | None = None, duration_s: float =
 
     workdir = workdir or DATA / f"work-{FULL_USERS}x{FULL_SONGS}"
     bundle = current_bundle(workdir)
+    info_lists = json.loads((bundle / "manifest.json").read_text()).get("default_lists")
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "server.main", "--workdir", str(workdir),
                              "--bind", "127.0.0.1:0", "-q"], stdout=subprocess.PIPE, text=True,
@@ -50,16 +58,17 @@ def bench_serving(command: str, workdir: Path | None = None, duration_s: float =
         ready_s = time.perf_counter() - t0
         rss_start = _rss_mb(proc.pid)
         results: dict = {}
-        for rpc in ("ping", "recommend", "similar"):
+        for name, rpc, share in LOADS:
             for conc in CONCURRENCY:
                 report = run_loadtest(target, concurrency=conc, duration_s=duration_s, mix={rpc: 1.0},
-                                      user_ids=users, song_ids=songs, k=10, warmup_s=1.0, timeout_s=10.0)
+                                      user_ids=users, song_ids=songs, k=10, acoustic_share=share,
+                                      warmup_s=1.0, timeout_s=10.0)
                 o = report["overall"]
-                results.setdefault(rpc, {})[str(conc)] = {
+                results.setdefault(name, {})[str(conc)] = {
                     "qps": o["ok_qps"], "p50_ms": o["latency_ms"]["p50"], "p95_ms": o["latency_ms"]["p95"],
                     "p99_ms": o["latency_ms"]["p99"], "errors": o["errors"], "calls": o["calls"],
                     "client_cpu_percent": report.get("client_cpu_percent")}
-                print(f"{rpc:9s} c={conc:2d}: {o['ok_qps']:8.1f} qps  p50 {o['latency_ms']['p50']:.2f} ms  "
+                print(f"{name:18s} c={conc:2d}: {o['ok_qps']:8.1f} qps  p50 {o['latency_ms']['p50']:.2f} ms  "
                       f"p99 {o['latency_ms']['p99']:.2f} ms  errors {o['errors']}", flush=True)
         rss_end = _rss_mb(proc.pid)
     finally:
@@ -68,8 +77,8 @@ def bench_serving(command: str, workdir: Path | None = None, duration_s: float =
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
-    ratio = {c: round(results["recommend"][str(c)]["qps"] / results["ping"][str(c)]["qps"], 3)
-             for c in CONCURRENCY}
+    ratio = {name: {c: round(results[name][str(c)]["qps"] / results["ping"][str(c)]["qps"], 3)
+                    for c in CONCURRENCY} for name, _, _ in LOADS[1:]}
     payload = {"bundle": str(bundle), "bundle_version": info.version, "users": info.users, "songs": info.songs,
                "indexes": [{"name": ix.name, "spec": ix.spec, "recall_at_10": ix.recall_at_10,
                             "search_params": dict(ix.search_params)} for ix in info.indexes],
@@ -77,7 +86,8 @@ def bench_serving(command: str, workdir: Path | None = None, duration_s: float =
                "startup_to_first_answer_seconds": round(ready_s, 2),
                "server_rss_mb": {"after_start": rss_start, "after_load": rss_end},
                "duration_s_per_point": duration_s, "results": results,
-               "recommend_qps_over_ping_qps": ratio,
+               "default_lists": info_lists,
+               "qps_over_ping_qps": ratio,
                "note": "client (pmrs-loadtest, grpc.aio) and server share the 2 cores"}
     write_result("serving", payload, command)
     return payload

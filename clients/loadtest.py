@@ -150,11 +150,13 @@ class _Requests:
     """Draws the next (rpc name, request) under the mix."""
 
     def __init__(self, mix: Mapping[str, float], user_ids: IdList, song_ids: IdList,
-                 k: int) -> None:
+                 k: int, acoustic_share: float | None = None) -> None:
         self.names = list(mix)
         self.cum = np.cumsum([mix[n] for n in self.names]).tolist()
         self.cum[-1] = 1.0
         self.user_ids, self.song_ids, self.k = user_ids, song_ids, k
+        # unset unless given: the server's default applies
+        self.share = {} if acoustic_share is None else {"acoustic_share": float(acoustic_share)}
         if _NEEDS_USERS & set(self.names) and len(user_ids) == 0:
             raise ValueError("the mix has recommend calls but there are no user ids: "
                              "pass --ids-from BUNDLE_DIR or --user-id")
@@ -175,9 +177,9 @@ class _Requests:
                 name = n
                 break
         if name == "recommend":
-            return name, pb.RecommendRequest(user_id=self._pick(self.user_ids, rng), k=self.k)
+            return name, pb.RecommendRequest(user_id=self._pick(self.user_ids, rng), k=self.k, **self.share)
         if name == "similar":
-            return name, pb.SimilarSongsRequest(song_id=self._pick(self.song_ids, rng), k=self.k)
+            return name, pb.SimilarSongsRequest(song_id=self._pick(self.song_ids, rng), k=self.k, **self.share)
         if name == "song":
             return name, pb.GetSongRequest(song_id=self._pick(self.song_ids, rng))
         if name == "info":
@@ -315,7 +317,8 @@ def _stats(latencies: Sequence[float], errors: Mapping[str, int], elapsed_s: flo
 
 def run_loadtest(target: str, concurrency: int, duration_s: float,
                  mix: Mapping[str, float] | str | None = None, user_ids: IdList = (),
-                 song_ids: IdList = (), *, k: int = 10, warmup_s: float = 0.0,
+                 song_ids: IdList = (), *, k: int = 10, acoustic_share: float | None = None,
+                 warmup_s: float = 0.0,
                  timeout_s: float = 5.0, engine: str = "aio", secure: bool = False, seed: int = 0,
                  connect_timeout_s: float = 5.0) -> dict[str, Any]:
     """Load a PMRS server for a fixed duration and measure throughput and latency.
@@ -336,6 +339,9 @@ def run_loadtest(target: str, concurrency: int, duration_s: float,
         Ids to draw requests from, uniformly (e.g. from :func:`load_ids`).
     k : int
         ``k`` of Recommend and SimilarSongs requests.
+    acoustic_share : float or None
+        ``acoustic_share`` of Recommend and SimilarSongs requests; None leaves it unset (the
+        server's default).
     warmup_s : float
         Seconds of calls before the measurement, not recorded.
     timeout_s : float
@@ -373,7 +379,9 @@ def run_loadtest(target: str, concurrency: int, duration_s: float,
     if mix is None:
         mix = dict(DEFAULT_MIX)
     mix = parse_mix(mix) if isinstance(mix, str) else _normalise_mix(mix)
-    requests = _Requests(mix, user_ids, song_ids, k)
+    if acoustic_share is not None and not 0.0 <= acoustic_share <= 1.0:
+        raise ValueError(f"acoustic_share must be in [0, 1], got {acoustic_share}")
+    requests = _Requests(mix, user_ids, song_ids, k, acoustic_share)
     date = datetime.now(timezone.utc).isoformat(timespec="seconds")
     log.info("load test of %s: %s engine, concurrency %d, %.1f s (+%.1f s warm-up), mix %s",
              target, engine, concurrency, duration_s, warmup_s, mix)
@@ -410,6 +418,7 @@ def run_loadtest(target: str, concurrency: int, duration_s: float,
         "elapsed_s": elapsed,
         "mix": mix,
         "k": k,
+        "acoustic_share": acoustic_share,
         "timeout_s": float(timeout_s),
         "date": date,
         "client_cpu_percent": 100.0 * cpu_s / (elapsed + warmup_s),
@@ -485,6 +494,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "(--rpc ping: the transport baseline)")
     p.add_argument("-k", "--k", type=int, default=10,
                    help="k of Recommend/SimilarSongs (default: 10)")
+    p.add_argument("--acoustic-share", type=float,
+                   help="acoustic_share of Recommend/SimilarSongs (default: unset, the server's)")
     p.add_argument("--timeout", type=float, default=5.0, help="deadline per call, s (default: 5)")
     p.add_argument("--engine", choices=ENGINES, default="aio",
                    help="grpc.aio coroutines or blocking threads (default: aio)")
@@ -516,7 +527,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             users = users or b_users
             songs = songs or b_songs
         report = run_loadtest(args.target, args.concurrency, args.duration, mix, users, songs,
-                              k=args.k, warmup_s=args.warmup, timeout_s=args.timeout,
+                              k=args.k, acoustic_share=args.acoustic_share, warmup_s=args.warmup, timeout_s=args.timeout,
                               engine=args.engine, secure=args.secure, seed=args.seed)
     except (ValueError, FileNotFoundError, ConnectionError) as exc:
         print(f"pmrs-loadtest: {exc}", file=sys.stderr)

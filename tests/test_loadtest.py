@@ -30,6 +30,7 @@ class CountingRecommender(pb_grpc.RecommenderServicer):
         self.calls: Counter = Counter()
         self.errors: Counter = Counter()  # (method, code name)
         self.ids: set[str] = set()
+        self.shares: set = set()   # acoustic_share of Recommend/SimilarSongs (None: unset)
 
     def _enter(self, method: str, key: str, context) -> None:
         code = (grpc.StatusCode.NOT_FOUND if key.startswith("bad") else
@@ -42,11 +43,17 @@ class CountingRecommender(pb_grpc.RecommenderServicer):
         if code is not None:
             context.abort(code, f"fake {code.name} for {key}")
 
+    def _share(self, request) -> None:
+        with self.lock:
+            self.shares.add(request.acoustic_share if request.HasField("acoustic_share") else None)
+
     def Recommend(self, request, context):
+        self._share(request)
         self._enter("Recommend", request.user_id, context)
         return pb.RecommendResponse(songs=[SONG] * request.k, bundle_version="v")
 
     def SimilarSongs(self, request, context):
+        self._share(request)
         self._enter("SimilarSongs", request.song_id, context)
         return pb.SimilarSongsResponse(songs=[SONG] * request.k, bundle_version="v")
 
@@ -145,6 +152,18 @@ def test_cli_prints_table_and_writes_json(fake, tmp_path, capsys):
     assert report["duration_s"] == 0.3 and report["mix"] == {"ping": 1.0} and report["date"]
     assert report["overall"]["calls"] == fake.calls["Ping"]
     assert list(out_file.parent.iterdir()) == [out_file]  # no temp file left
+
+
+def test_acoustic_share_is_sent_only_when_given(fake):
+    mix = {"recommend": 0.5, "similar": 0.5}
+    run_loadtest(fake.target, 2, 0.2, mix, ["u1"], ["s1"])
+    assert fake.shares == {None}
+    fake.shares.clear()
+    report = run_loadtest(fake.target, 2, 0.2, mix, ["u1"], ["s1"], acoustic_share=0.25)
+    assert fake.shares == {0.25} and report["acoustic_share"] == 0.25
+    assert fake.calls["Recommend"] and fake.calls["SimilarSongs"]
+    with pytest.raises(ValueError, match="acoustic_share"):
+        run_loadtest(fake.target, 1, 0.1, mix, ["u1"], ["s1"], acoustic_share=1.5)
 
 
 def test_cli_failures(fake, capsys):

@@ -8,9 +8,10 @@ asked (``verify=True``: it reads every byte).
 
 Thread safety: every method may be called from many threads at once. FAISS searches on a shared
 index are read-only; the search parameters (``nprobe``, ``efSearch``) are set once at open. Each
-``search`` call sets FAISS's OpenMP thread count *in the calling thread* to ``threads`` (default 1:
+``search`` call makes FAISS's OpenMP thread count *in the calling thread* ``threads`` (default 1:
 a server gets its parallelism from concurrent requests, and nested OpenMP teams on a few cores
-only contend); ``threads=None`` leaves OpenMP as the process configured it. The Gram matrix
+only contend), setting it on a thread's first search only; ``threads=None`` leaves OpenMP as the
+process configured it. The Gram matrix
 ``Y^T Y`` that ``fold_in`` needs is computed once, on first use, under a lock.
 """
 
