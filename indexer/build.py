@@ -92,7 +92,8 @@ class IndexerConfig:
     default_lists: compute every known user's answer to the default Recommend request (the next
         three settings, no filters, played songs excluded) into the bundle, so the server answers
         that request by lookup (``pmrs.serving.default_lists``). A server whose default
-        ``acoustic_share`` or ``diversity`` differs computes its answers as for any other request.
+        ``acoustic_share`` gives another acoustic quota, or whose default ``diversity`` differs,
+        computes its answers as for any other request.
     default_k, default_acoustic_share, default_diversity: the request the lists answer (``k`` 0
         in a request means 10).
     list_workers: processes computing the default lists; ``None``: one per core, at most 2.

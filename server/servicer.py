@@ -23,8 +23,8 @@ import grpc
 import numpy as np
 
 from pmrs.serving.recommend import (ACOUSTIC, COLLABORATIVE, MAX_SEEDS, MIXED, Filters, InvalidArgument,
-                                    Item, NotFound, check_unit, default_list, recommend_for_vector,
-                                    resolve_k, similar_songs, user_query)
+                                    Item, NotFound, check_unit, default_list, lists_answer,
+                                    recommend_for_vector, resolve_k, similar_songs, user_query)
 from pmrs.v1 import recommender_pb2 as pb
 from pmrs.v1 import recommender_pb2_grpc as pb_grpc
 
@@ -217,9 +217,9 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
             diversity = (check_unit("diversity", request.diversity) if request.HasField("diversity")
                          else self.default_diversity)
             filters = _filters(request.filters)
-            lists = bundle.default_lists
-            if (lists is not None and request.user_id and not request.include_played and not filters.active
-                    and len(request.seed_song_ids) <= MAX_SEEDS and lists.matches(k, share, diversity)):
+            if (request.user_id and not request.include_played and not filters.active
+                    and len(request.seed_song_ids) <= MAX_SEEDS
+                    and lists_answer(bundle.default_lists, k, share, diversity)):
                 row = bundle.user_row(request.user_id)
                 if row is not None:  # the default request of a known user: computed at build time
                     return pb.RecommendResponse(songs=self._scored(bundle, default_list(bundle, row)),

@@ -101,13 +101,15 @@ def test_server_answers_only_the_default_request_from_the_lists(built, monkeypat
 
     monkeypatch.setattr(sv, "recommend_for_vector", no_computing)
     for req in (pb.RecommendRequest(user_id=user), pb.RecommendRequest(user_id=user, k=10, diversity=0.0),
+                pb.RecommendRequest(user_id=user, acoustic_share=0.2),    # float32: 0.2000000030
+                pb.RecommendRequest(user_id=user, acoustic_share=0.24),   # the same quota: 2 of 10
                 pb.RecommendRequest(user_id=user, seed_song_ids=[b.song_id(0)])):   # seeds: known user
         resp = servicer.Recommend(req, _Context())
         assert [s.song_id for s in resp.songs] == [s.song_id for s in computed.songs]
         assert [s.score for s in resp.songs] == [s.score for s in computed.songs]
         assert [s.source for s in resp.songs] == [s.source for s in computed.songs]
     genre = b.songs([0])[0]["genre"]
-    for req in (pb.RecommendRequest(user_id=user, k=11), pb.RecommendRequest(user_id=user, acoustic_share=0.3),
+    for req in (pb.RecommendRequest(user_id=user, k=11), pb.RecommendRequest(user_id=user, acoustic_share=0.25),
                 pb.RecommendRequest(user_id=user, diversity=0.1),
                 pb.RecommendRequest(user_id=user, include_played=True),
                 pb.RecommendRequest(user_id=user, filters=pb.Filters(genres=[genre])),

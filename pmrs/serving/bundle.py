@@ -180,9 +180,6 @@ class DefaultLists:
     scores: np.ndarray   # float32
     sources: np.ndarray  # int8, pmrs.v1.Source values
 
-    def matches(self, k: int, acoustic_share: float, diversity: float) -> bool:
-        return k == self.k and acoustic_share == self.acoustic_share and diversity == self.diversity
-
 
 class Bundle:
     """A read-only, memory-mapped bundle. Open with :meth:`open`; close with :meth:`close` (or a

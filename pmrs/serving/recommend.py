@@ -278,9 +278,18 @@ def candidate_count(k: int) -> int:
     return max(CANDIDATES_PER_ITEM * k, MIN_CANDIDATES)
 
 
+def lists_answer(lists, k: int, acoustic_share: float, diversity: float) -> bool:
+    """Whether default lists (``Bundle.default_lists``; ``None``: none) hold the answer to a known
+    user's request with these settings, no filters and played songs excluded. The share acts only
+    through the acoustic quota, so any share with the lists' quota matches (an explicit 0.2 arrives
+    as the float32 0.2000000030)."""
+    return (lists is not None and k == lists.k and diversity == lists.diversity
+            and acoustic_quota(k, acoustic_share) == acoustic_quota(lists.k, lists.acoustic_share))
+
+
 def default_list(bundle, user_row: int) -> list[Item]:
     """User ``user_row``'s list from the bundle's default lists (``bundle.default_lists``, which
-    the caller has checked matches the request)."""
+    the caller has checked with :func:`lists_answer`)."""
     lists = bundle.default_lists
     rows = lists.rows[user_row].tolist()
     n = rows.index(-1) if -1 in rows else len(rows)
