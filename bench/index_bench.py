@@ -179,8 +179,8 @@ def bench_index(command: str, workdir: str | os.PathLike | None = None) -> dict:
         print(f"catalog.lmdb from {world}: {catalog['seconds']} s", flush=True)
     build = run_job("bench.index_bench", "build", str(work))
     print(f"indexer build: {build['build_seconds']} s, peak {build['peak_rss_mb']} MB", flush=True)
-    if build.get("default_lists"):
-        print(f"  default lists: {build['default_lists']['seconds']} s (worker peak "
+    for kind, dl in (build.get("default_lists") or {}).items():
+        print(f"  default {kind} lists: {dl['seconds']} s (worker peak "
               f"{build['default_list_worker_peak_rss_mb']} MB)", flush=True)
     for name, ix in build["indexes"].items():
         print(f"  {name}: {ix['spec']} {ix['search_params']} recall@10 {ix['recall_at_10']} "

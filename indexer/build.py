@@ -41,7 +41,7 @@ from pmrs.artifacts import (list_runs, new_run_name, read_json, resolve_run, sav
                             write_json)
 from pmrs.catalog import CATALOG_FILE
 from pmrs.interactions import INTERACTIONS_DIR, Interactions
-from pmrs.serving.bundle import DEFAULT_LIST_FILES
+from pmrs.serving.bundle import Bundle, list_files
 from pmrs.serving.default_lists import compute_default_lists
 from pmrs.serving.recommend import MAX_K
 from pmrs.wmf import WMF_DIR, load_run
@@ -90,8 +90,10 @@ class IndexerConfig:
     keep: complete bundles kept after a build (the one ``CURRENT`` names is never deleted).
     seed: query sampling and k-means initialisation.
     default_lists: compute every known user's answer to the default Recommend request (the next
-        three settings, no filters, played songs excluded) into the bundle, so the server answers
-        that request by lookup (``pmrs.serving.default_lists``). A server whose default
+        three settings, no filters, played songs excluded) and every song's answer to the default
+        SimilarSongs request (mixed mode, ``default_k`` and ``default_acoustic_share``, no
+        re-ranking, no filters) into the bundle, so the server answers those requests by lookup
+        (``pmrs.serving.default_lists``). A server whose default
         ``acoustic_share`` gives another acoustic quota, or whose default ``diversity`` differs,
         computes its answers as for any other request.
     default_k, default_acoustic_share, default_diversity: the request the lists answer (``k`` 0
@@ -616,19 +618,24 @@ def build_bundle(workdir: str | os.PathLike, cfg: IndexerConfig | None = None,
 
 
 def _write_default_lists(tmp: Path, manifest: dict, cfg: IndexerConfig, show_progress: bool) -> dict:
-    """Compute the default lists over the bundle in ``tmp`` (opened with a provisional manifest),
-    save them, and return their manifest entry."""
-    t0 = time.perf_counter()
+    """Compute the default lists of both kinds over the bundle in ``tmp`` (opened with a
+    provisional manifest), save them, and return their manifest entry."""
+    entry = {}
     write_json(tmp / MANIFEST_FILE, manifest)
-    lists = compute_default_lists(tmp, cfg.default_k, cfg.default_acoustic_share, cfg.default_diversity,
-                                  workers=cfg.list_workers, show_progress=show_progress)
+    with Bundle.open(tmp, threads=None) as bundle:
+        # SimilarSongs' default diversity is 0 whatever the server's (docs/SERVING.md)
+        for kind, diversity in (("recommend", cfg.default_diversity), ("similar", 0.0)):
+            t0 = time.perf_counter()
+            lists = compute_default_lists(bundle, kind, k=cfg.default_k, acoustic_share=cfg.default_acoustic_share,
+                                          diversity=diversity, workers=cfg.list_workers,
+                                          show_progress=show_progress)
+            for part, name in list_files(kind).items():
+                save_npy(tmp / name, lists[part])
+            entry[kind] = {"k": cfg.default_k, "acoustic_share": cfg.default_acoustic_share,
+                           "diversity": diversity, "seconds": round(time.perf_counter() - t0, 3)}
+            log.info("default %s lists: %d rows in %.1f s", kind, len(lists["rows"]), entry[kind]["seconds"])
     (tmp / MANIFEST_FILE).unlink()  # the final one, with checksums, is written last
-    for key, name in DEFAULT_LIST_FILES.items():
-        save_npy(tmp / name, lists[key])
-    seconds = round(time.perf_counter() - t0, 3)
-    log.info("default lists: %d users in %.1f s", len(lists["rows"]), seconds)
-    return {"k": cfg.default_k, "acoustic_share": cfg.default_acoustic_share,
-            "diversity": cfg.default_diversity, "seconds": seconds}
+    return entry
 
 
 def _assemble(tmp: Path, workdir: Path, cfg: IndexerConfig, version: str, wmf_run: str | None,

@@ -29,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-recall", type=float, help="recall@10 the search parameter is raised to")
     p.add_argument("--keep", type=int, help="bundles kept after the build (default 3)")
     p.add_argument("--no-default-lists", dest="default_lists", action="store_const", const=False,
-                   help="do not precompute the default Recommend lists (the server then computes them)")
+                   help="do not precompute the default Recommend and SimilarSongs lists (the server "
+                        "then computes every answer)")
     return parser
 
 
@@ -46,10 +47,10 @@ def summary(bundle_dir) -> str:
                      f"recall@10 {ix['recall_at_10']:.3f}; {ix['build_seconds']:.1f} s")
     if "acoustic" not in m["indexes"]:
         lines.append("  acoustic: none (no CNN run): collaborative-only bundle")
-    dl = m.get("default_lists")
-    if dl:
-        lines.append(f"  default lists (k={dl['k']}, acoustic_share={dl['acoustic_share']}, "
-                     f"diversity={dl['diversity']}) for every user; {dl['seconds']:.1f} s")
+    for kind, dl in (m.get("default_lists") or {}).items():
+        who = "user (Recommend)" if kind == "recommend" else "song (SimilarSongs, mixed)"
+        lines.append(f"  default lists for every {who}: k={dl['k']}, acoustic_share={dl['acoustic_share']}, "
+                     f"diversity={dl['diversity']}; {dl['seconds']:.1f} s")
     lines.append(f"  built in {m['build_seconds']:.1f} s")
     return "\n".join(lines)
 

@@ -23,7 +23,7 @@ import grpc
 import numpy as np
 
 from pmrs.serving.recommend import (ACOUSTIC, COLLABORATIVE, MAX_SEEDS, MIXED, Filters, InvalidArgument,
-                                    Item, NotFound, check_unit, default_list, lists_answer,
+                                    Item, NotFound, check_unit, listed_items, lists_answer,
                                     recommend_for_vector, resolve_k, similar_songs, user_query)
 from pmrs.v1 import recommender_pb2 as pb
 from pmrs.v1 import recommender_pb2_grpc as pb_grpc
@@ -219,11 +219,12 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
             filters = _filters(request.filters)
             if (request.user_id and not request.include_played and not filters.active
                     and len(request.seed_song_ids) <= MAX_SEEDS
-                    and lists_answer(bundle.default_lists, k, share, diversity)):
+                    and lists_answer(bundle.lists.get("recommend"), k, share, diversity)):
                 row = bundle.user_row(request.user_id)
                 if row is not None:  # the default request of a known user: computed at build time
-                    return pb.RecommendResponse(songs=self._scored(bundle, default_list(bundle, row)),
-                                                bundle_version=bundle.version, folded_in=False)
+                    items = listed_items(bundle.lists["recommend"], row)
+                    return pb.RecommendResponse(songs=self._scored(bundle, items), bundle_version=bundle.version,
+                                                folded_in=False)
             with self._slot(context):
                 query = user_query(bundle, request.user_id, request.seed_song_ids, request.include_played)
                 _check_deadline(context, "before the search")
@@ -235,7 +236,7 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
 
     @_rpc
     def SimilarSongs(self, request: pb.SimilarSongsRequest, context) -> pb.SimilarSongsResponse:
-        with self._bundle(context) as bundle, self._slot(context):
+        with self._bundle(context) as bundle:
             k = resolve_k(request.k)
             if request.mode not in _MODES:
                 raise InvalidArgument(f"unknown similarity mode {request.mode}")
@@ -244,12 +245,19 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
             diversity = check_unit("diversity", request.diversity) if request.HasField("diversity") else 0.0
             filters = _filters(request.filters)
             row = self._song_row(bundle, request.song_id)
-            _check_deadline(context, "before the search")
-            try:
-                items = similar_songs(bundle, row, k, mode, share, diversity, filters,
-                                      before_widening=_widening_check(context))
-            except NotFound as exc:
-                raise NotFound(f"song {request.song_id!r}: {exc}") from None
+            lists = bundle.lists.get("similar")
+            if mode == MIXED and not filters.active and lists_answer(lists, k, share, diversity):
+                items = listed_items(lists, row)
+                if items:  # (a song without vectors has none: the computed path says why)
+                    return pb.SimilarSongsResponse(songs=self._scored(bundle, items),
+                                                   bundle_version=bundle.version)
+            with self._slot(context):
+                _check_deadline(context, "before the search")
+                try:
+                    items = similar_songs(bundle, row, k, mode, share, diversity, filters,
+                                          before_widening=_widening_check(context))
+                except NotFound as exc:
+                    raise NotFound(f"song {request.song_id!r}: {exc}") from None
             _check_deadline(context, "before the answer was ready")
             return pb.SimilarSongsResponse(songs=self._scored(bundle, items), bundle_version=bundle.version)
 

@@ -9,8 +9,8 @@ import pytest
 
 from indexer.build import IndexerConfig, build_bundle
 from pmrs.serving import default_lists as dl
-from pmrs.serving.bundle import DEFAULT_LIST_FILES, Bundle
-from pmrs.serving.recommend import default_list, recommend_for_vector, user_query
+from pmrs.serving.bundle import LIST_KINDS, Bundle, list_files
+from pmrs.serving.recommend import MIXED, listed_items, recommend_for_vector, similar_songs, user_query
 from pmrs.v1 import recommender_pb2 as pb
 
 
@@ -31,24 +31,33 @@ def _online(b, row, k=10, share=0.2, diversity=0.0):
 
 def test_every_users_list_is_the_online_answer(built):
     _, out, b = built
-    lists = b.default_lists
+    lists = b.lists["recommend"]
     assert (lists.k, lists.acoustic_share, lists.diversity) == (10, 0.2, 0.0)
-    assert b.manifest["default_lists"]["k"] == 10 and set(DEFAULT_LIST_FILES.values()) <= set(b.manifest["checksums"])
+    assert b.manifest["default_lists"]["recommend"]["k"] == 10
+    assert {f for kind in LIST_KINDS for f in list_files(kind).values()} <= set(b.manifest["checksums"])
     sources = set()
     for row in range(b.n_users):
-        items = default_list(b, row)
+        items = listed_items(lists, row)
         assert items == _online(b, row), row
         sources |= {int(it.source) for it in items}
     assert sources >= {2, 3}   # cold songs (acoustic only) and songs both indexes hold
 
 
+def test_every_songs_similar_list_is_the_online_answer(built):
+    _, _, b = built
+    lists = b.lists["similar"]
+    assert (lists.k, lists.acoustic_share, lists.diversity) == (10, 0.2, 0.0)
+    for row in range(b.n_songs):
+        assert listed_items(lists, row) == similar_songs(b, row, 10, MIXED, 0.2, 0.0), row
+
+
 def test_worker_processes_and_other_settings_give_the_online_answers(built, monkeypatch):
     _, out, b = built
-    monkeypatch.setattr(dl, "CHUNK_USERS", 64)   # 200 users: four tasks over two processes
-    pooled = dl.compute_default_lists(b, workers=2)
-    assert np.array_equal(pooled["rows"], b.default_lists.rows)
-    assert np.array_equal(pooled["scores"], b.default_lists.scores)
-    assert np.array_equal(pooled["sources"], b.default_lists.sources)
+    monkeypatch.setattr(dl, "CHUNK", 64)   # 200 users, 80 songs: several tasks over two processes
+    for kind in LIST_KINDS:
+        pooled = dl.compute_default_lists(b, kind, workers=2)
+        for part in ("rows", "scores", "sources"):
+            assert np.array_equal(pooled[part], getattr(b.lists[kind], part)), (kind, part)
     # MMR re-ranking, another share and k, lists shorter than k where a user has played most songs
     other = dl.compute_default_lists(b, k=60, acoustic_share=0.5, diversity=0.3, workers=1)
     assert other["rows"].shape == (b.n_users, 60)
@@ -64,20 +73,25 @@ def test_build_without_default_lists(serving_workdir, tmp_path):
     work = tmp_path / "work"
     shutil.copytree(serving_workdir, work)
     out = build_bundle(work, IndexerConfig(recall_queries=50, default_lists=False), show_progress=False)
-    assert "default_lists" not in Bundle.open(out).manifest
-    assert not any((out / name).exists() for name in DEFAULT_LIST_FILES.values())
+    assert not any((out / f).exists() for kind in LIST_KINDS for f in list_files(kind).values())
     with Bundle.open(out) as b:
-        assert b.default_lists is None
+        assert "default_lists" not in b.manifest and b.lists == {}
 
 
 def test_lists_of_the_wrong_shape_are_refused(built, tmp_path):
     _, out, _ = built
     copy = tmp_path / "b"
     shutil.copytree(out, copy)
-    rows = np.load(copy / DEFAULT_LIST_FILES["rows"])
-    np.save(copy / DEFAULT_LIST_FILES["rows"], rows[:, :5])
-    with pytest.raises(ValueError, match="default lists"):
+    rows = np.load(copy / list_files("similar")["rows"])
+    np.save(copy / list_files("similar")["rows"], rows[:, :5])
+    with pytest.raises(ValueError, match="default similar lists are not"):
         Bundle.open(copy)
+
+
+def _same(b, resp, items) -> None:
+    assert [s.song_id for s in resp.songs] == [b.song_id(it.song_row) for it in items]
+    assert [s.source for s in resp.songs] == [int(it.source) for it in items]
+    assert np.allclose([s.score for s in resp.songs], [it.score for it in items], rtol=1e-6, atol=0)
 
 
 class _Context:
@@ -94,7 +108,7 @@ def test_server_answers_only_the_default_request_from_the_lists(built, monkeypat
     _, _, b = built
     servicer = sv.RecommenderServicer(sv.BundleHolder(b))
     user = b.user_ids[3].decode()
-    computed = servicer.Recommend(pb.RecommendRequest(user_id=user, k=10, acoustic_share=0.2), _Context())
+    expected = _online(b, 3)
 
     def no_computing(*args, **kwargs):
         raise RuntimeError("computed")
@@ -104,10 +118,7 @@ def test_server_answers_only_the_default_request_from_the_lists(built, monkeypat
                 pb.RecommendRequest(user_id=user, acoustic_share=0.2),    # float32: 0.2000000030
                 pb.RecommendRequest(user_id=user, acoustic_share=0.24),   # the same quota: 2 of 10
                 pb.RecommendRequest(user_id=user, seed_song_ids=[b.song_id(0)])):   # seeds: known user
-        resp = servicer.Recommend(req, _Context())
-        assert [s.song_id for s in resp.songs] == [s.song_id for s in computed.songs]
-        assert [s.score for s in resp.songs] == [s.score for s in computed.songs]
-        assert [s.source for s in resp.songs] == [s.source for s in computed.songs]
+        _same(b, servicer.Recommend(req, _Context()), expected)
     genre = b.songs([0])[0]["genre"]
     for req in (pb.RecommendRequest(user_id=user, k=11), pb.RecommendRequest(user_id=user, acoustic_share=0.25),
                 pb.RecommendRequest(user_id=user, diversity=0.1),
@@ -121,3 +132,32 @@ def test_server_answers_only_the_default_request_from_the_lists(built, monkeypat
     other = sv.RecommenderServicer(sv.BundleHolder(b), default_acoustic_share=0.5)
     with pytest.raises(grpc.RpcError):
         other.Recommend(pb.RecommendRequest(user_id=user), _Context())
+
+
+def test_server_answers_only_the_default_similar_songs_request_from_the_lists(built, monkeypatch):
+    import server.servicer as sv
+
+    _, _, b = built
+    servicer = sv.RecommenderServicer(sv.BundleHolder(b))
+    song = b.song_id(5)
+    expected = similar_songs(b, 5, 10, MIXED, 0.2, 0.0)
+
+    def no_computing(*args, **kwargs):
+        raise RuntimeError("computed")
+
+    monkeypatch.setattr(sv, "similar_songs", no_computing)
+    for req in (pb.SimilarSongsRequest(song_id=song), pb.SimilarSongsRequest(song_id=song, k=10, diversity=0.0),
+                pb.SimilarSongsRequest(song_id=song, mode=pb.SIMILARITY_MODE_MIXED, acoustic_share=0.2)):
+        _same(b, servicer.SimilarSongs(req, _Context()), expected)
+    genre = b.songs([0])[0]["genre"]
+    for req in (pb.SimilarSongsRequest(song_id=song, k=11),
+                pb.SimilarSongsRequest(song_id=song, mode=pb.SIMILARITY_MODE_ACOUSTIC),
+                pb.SimilarSongsRequest(song_id=song, diversity=0.2),
+                pb.SimilarSongsRequest(song_id=song, acoustic_share=0.5),
+                pb.SimilarSongsRequest(song_id=song, filters=pb.Filters(genres=[genre]))):
+        with pytest.raises(grpc.RpcError) as err:
+            servicer.SimilarSongs(req, _Context())
+        assert err.value.args[0] == grpc.StatusCode.INTERNAL, req
+    with pytest.raises(grpc.RpcError) as err:   # an unknown song is NOT_FOUND before any lookup
+        servicer.SimilarSongs(pb.SimilarSongsRequest(song_id="SOnope"), _Context())
+    assert err.value.args[0] == grpc.StatusCode.NOT_FOUND

@@ -38,9 +38,15 @@ log = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 INDEX_NAMES = ("collaborative", "acoustic")
-#: Files of the default lists (``DefaultLists``), when the manifest has a ``default_lists`` entry.
-DEFAULT_LIST_FILES = {"rows": "default_rows.npy", "scores": "default_scores.npy",
-                      "sources": "default_sources.npy"}
+#: Default lists (``DefaultLists``) a bundle may hold, by kind: Recommend's per user, SimilarSongs'
+#: per song; each is three files, named in the manifest's ``default_lists`` entry for that kind.
+LIST_KINDS = ("recommend", "similar")
+
+
+def list_files(kind: str) -> dict[str, str]:
+    """The files of the default lists of ``kind`` (``LIST_KINDS``)."""
+    return {part: f"{kind}_{part}.npy" for part in ("rows", "scores", "sources")}
+
 #: Catalog fields ``songs`` returns, with their value when unknown (the proto's conventions).
 SONG_FIELDS = {"title": "", "artist": "", "release": "", "year": 0, "genre": ""}
 # OpenMP thread count this module last set in each thread: setting it is a FAISS call that
@@ -168,10 +174,11 @@ class _VectorIndex:
 
 @dataclass(frozen=True)
 class DefaultLists:
-    """Every known user's answer to the default Recommend request, computed at build time
-    (``indexer build``, docs/SERVING.md "Default lists"): the request with this ``k``,
-    ``acoustic_share`` and ``diversity``, no filters and played songs excluded. Row ``u`` of each
-    ``(n_users, k)`` array is user ``u``'s list, best first, padded with song row -1."""
+    """Answers to a default request computed at build time (``indexer build``, docs/SERVING.md
+    "Default lists"): for ``recommend``, every known user's Recommend with this ``k``,
+    ``acoustic_share`` and ``diversity``, no filters and played songs excluded (row ``u``: user
+    ``u``); for ``similar``, every song's mixed SimilarSongs with these settings and no filters
+    (row ``r``: song row ``r``). Each row is a list, best first, padded with song row -1."""
 
     k: int
     acoustic_share: float
@@ -197,7 +204,7 @@ class Bundle:
         self.played_indices: np.ndarray = _load(path / "played_indices.npy")
         self.genres: list[str] = list(manifest.get("genres") or [])
         self._indexes: dict[str, _VectorIndex] = {}
-        self.default_lists: DefaultLists | None = None
+        self.lists: dict[str, DefaultLists] = {}   # default lists by kind (LIST_KINDS)
         self._embeddings = self._genre_probs = None
         self._catalog: Catalog | None = None
         self._song_cache: dict[int, dict] = {}
@@ -260,14 +267,15 @@ class Bundle:
                 self._genre_probs = _load(path / "genre_probs.npy")
         if (path / CATALOG_FILE).is_file():
             self._catalog = Catalog(path / CATALOG_FILE)
-        entry = m.get("default_lists")
-        if entry:
-            arrays = {key: _load(path / name) for key, name in DEFAULT_LIST_FILES.items()}
-            k = int(entry["k"])
-            if any(a.shape != (n_users, k) for a in arrays.values()):
-                raise ValueError(f"bundle {path}: default lists are not ({n_users}, {k}) arrays")
-            self.default_lists = DefaultLists(k, float(entry["acoustic_share"]), float(entry["diversity"]),
-                                              **arrays)
+        for kind, entry in (m.get("default_lists") or {}).items():
+            if kind not in LIST_KINDS:
+                continue  # a kind this reader does not use
+            arrays = {part: _load(path / name) for part, name in list_files(kind).items()}
+            n, k = (n_users if kind == "recommend" else n_songs), int(entry["k"])
+            if any(a.shape != (n, k) for a in arrays.values()):
+                raise ValueError(f"bundle {path}: the default {kind} lists are not ({n}, {k}) arrays")
+            self.lists[kind] = DefaultLists(k, float(entry["acoustic_share"]), float(entry["diversity"]),
+                                            **arrays)
 
     @staticmethod
     def verify_checksums(path: str | os.PathLike, manifest: dict | None = None) -> None:
@@ -368,6 +376,14 @@ class Bundle:
     def acoustic_vector(self, song_row: int) -> np.ndarray | None:
         """``(k,)`` CNN-predicted factors, or ``None`` for a song without audio."""
         return self._vector("acoustic", song_row)
+
+    def song_vectors(self, name: str, song_rows: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(have, vectors)``: which of ``song_rows`` have a vector in index ``name`` (bool), and
+        those vectors, ``(have.sum(), k)`` float32 (``KeyError`` for an index the bundle lacks)."""
+        ix = self._indexes[name]
+        pos = ix.position(np.asarray(song_rows, dtype=np.int64))
+        have = pos >= 0
+        return have, np.asarray(ix.vectors[pos[have]], dtype=np.float32)
 
     def embedding(self, song_rows: Sequence[int] | np.ndarray) -> np.ndarray:
         """``(n, e)`` float32 L2-normalised acoustic embeddings; zeros for songs without audio

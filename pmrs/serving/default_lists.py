@@ -1,16 +1,18 @@
-"""Default lists: every known user's answer to the default Recommend request, computed once per
-bundle by ``indexer build`` so that the server answers that request by lookup.
+"""Default lists: the answers to the default Recommend request of every known user and to the
+default SimilarSongs request of every song, computed once per bundle by ``indexer build`` so that
+the server answers those requests by lookup.
 
-The default request is the one most callers send: a known user, ``k`` and ``acoustic_share`` and
-``diversity`` at their defaults, no filters, played songs excluded. Its answer depends only on the
-bundle, which never changes once built, so it can be computed in the batch job that builds the
-bundle instead of on every call (docs/ARCHITECTURE.md, "Serving throughput"). The lists are the
-online answers, not an approximation of them: each user goes through
-:func:`pmrs.serving.recommend.recommend_for_vector`, only the first FAISS search of each index is
-batched over many users (:meth:`Bundle.search_each`, equal to one-query searches), and a test holds
-every list equal to the call the server would otherwise make.
+The default requests are the ones most callers send: ``k``, ``acoustic_share`` and ``diversity``
+at their defaults, no filters; for Recommend a known user with played songs excluded, for
+SimilarSongs the mixed mode. Their answers depend only on the bundle, which never changes once
+built, so they can be computed in the batch job that builds the bundle instead of on every call
+(docs/ARCHITECTURE.md, "Serving throughput"). The lists are the online answers, not an
+approximation of them: each user (song) goes through
+:func:`pmrs.serving.recommend.recommend_for_vector` (:func:`~pmrs.serving.recommend.similar_songs`);
+only the first FAISS search of each index is batched (:meth:`Bundle.search_each`, equal to
+one-query searches), and a test holds every list equal to the call the server would otherwise
+make.
 """
-
 from __future__ import annotations
 
 import contextlib
@@ -22,10 +24,11 @@ import numpy as np
 from tqdm import tqdm
 
 from .bundle import Bundle
-from .recommend import candidate_count, check_unit, known_user_query, recommend_for_vector, resolve_k
+from .recommend import (MIXED, candidate_count, check_unit, known_user_query, recommend_for_vector,
+                        resolve_k, similar_songs)
 
-#: Users per batched search (and per task of a worker process).
-CHUNK_USERS = 4096
+#: Users or songs per batched search (and per task of a worker process).
+CHUNK = 4096
 
 
 class _Prefetched:
@@ -46,30 +49,63 @@ class _Prefetched:
         return self._bundle.search(name, queries, top)
 
 
+def _empty(n: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return np.full((n, k), -1, np.int32), np.full((n, k), -np.inf, np.float32), np.zeros((n, k), np.int8)
+
+
+def _fill(out: tuple[np.ndarray, np.ndarray, np.ndarray], i: int, items) -> None:
+    rows, scores, sources = out
+    m = len(items)
+    rows[i, :m] = [it.song_row for it in items]
+    scores[i, :m] = [it.score for it in items]
+    sources[i, :m] = [int(it.source) for it in items]
+
+
+def _tops(bundle: Bundle, k: int) -> dict[str, int]:
+    """What ``_Candidates`` asks each index for first (``recommend._blend``)."""
+    return {name: min(candidate_count(k), bundle.index_size(name)) for name in bundle.index_names}
+
+
 def lists_for_users(bundle: Bundle, start: int, stop: int, k: int, acoustic_share: float,
                     diversity: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The default lists of users ``start .. stop - 1``: ``(rows int32, scores float32, sources
+    """The Recommend lists of users ``start .. stop - 1``: ``(rows int32, scores float32, sources
     int8)``, each ``(stop - start, k)``, padded with row -1, score -inf and source 0."""
     n = stop - start
-    rows = np.full((n, k), -1, np.int32)
-    scores = np.full((n, k), -np.inf, np.float32)
-    sources = np.zeros((n, k), np.int8)
-    top = candidate_count(k)
-    tops = {name: min(top, bundle.index_size(name)) for name in bundle.index_names}
+    out = _empty(n, k)
+    tops = _tops(bundle, k)
     queries = np.asarray(bundle.user_factors[start:stop], np.float32)
     batches = {name: bundle.search_each(name, queries, t) for name, t in tops.items() if t > 0}
     proxy = _Prefetched(bundle)
     for i in range(n):
         query = known_user_query(bundle, start + i)
         proxy.next = {name: (tops[name], next(found)) for name, found in batches.items()}
-        items = recommend_for_vector(proxy, query.vector, k, acoustic_share, diversity, query.exclude_rows)
-        m = len(items)
-        rows[i, :m] = [it.song_row for it in items]
-        scores[i, :m] = [it.score for it in items]
-        sources[i, :m] = [int(it.source) for it in items]
-    return rows, scores, sources
+        _fill(out, i, recommend_for_vector(proxy, query.vector, k, acoustic_share, diversity,
+                                           query.exclude_rows))
+    return out
 
 
+def lists_for_songs(bundle: Bundle, start: int, stop: int, k: int, acoustic_share: float,
+                    diversity: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The mixed SimilarSongs lists of song rows ``start .. stop - 1``, as
+    :func:`lists_for_users`; a song with neither vector gets an empty list."""
+    n = stop - start
+    out = _empty(n, k)
+    tops = _tops(bundle, k)
+    song_rows = np.arange(start, stop)
+    found: dict[str, dict[int, tuple]] = {}   # index -> song row -> its first search
+    for name, t in tops.items():
+        have, vectors = bundle.song_vectors(name, song_rows)
+        if t > 0 and len(vectors):
+            found[name] = dict(zip(song_rows[have].tolist(), bundle.search_each(name, vectors, t)))
+    proxy = _Prefetched(bundle)
+    for i, row in enumerate(song_rows.tolist()):
+        proxy.next = {name: (tops[name], hits[row]) for name, hits in found.items() if row in hits}
+        if proxy.next:
+            _fill(out, i, similar_songs(proxy, row, k, MIXED, acoustic_share, diversity))
+    return out
+
+
+_KINDS = {"recommend": lists_for_users, "similar": lists_for_songs}
 _worker_bundle: Bundle | None = None
 
 
@@ -80,35 +116,37 @@ def _init_worker(path: str) -> None:
     _worker_bundle = Bundle.open(path, threads=None)
 
 
-def _worker_lists(args: tuple[int, int, int, float, float]):
-    return args[0], lists_for_users(_worker_bundle, *args)
+def _worker_lists(args: tuple[str, int, int, int, float, float]):
+    return args[1], _KINDS[args[0]](_worker_bundle, *args[1:])
 
 
-def compute_default_lists(bundle: Bundle | str | os.PathLike, k: int = 10, acoustic_share: float = 0.2,
-                          diversity: float = 0.0, workers: int | None = None,
+def compute_default_lists(bundle: Bundle | str | os.PathLike, kind: str = "recommend", k: int = 10,
+                          acoustic_share: float = 0.2, diversity: float = 0.0, workers: int | None = None,
                           show_progress: bool = False) -> dict[str, np.ndarray]:
-    """Every user's default list for ``bundle`` (an open bundle or its directory, whose manifest
-    may lack checksums: the build calls this before writing them).
+    """Default lists for ``bundle`` (an open bundle or its directory, whose manifest may lack
+    checksums: the build calls this before writing them).
 
-    workers: processes; ``None``: up to 2, one per core (a bundle of fewer than two chunks of
-    users is done in this process). Returns ``{"rows", "scores", "sources"}``, each
-    ``(n_users, k)`` (see :class:`pmrs.serving.bundle.DefaultLists`).
+    kind: ``"recommend"``: every user's Recommend answer (known user, no filters, played songs
+        excluded); ``"similar"``: every song's mixed SimilarSongs answer (no filters).
+    workers: processes; ``None``: up to 2, one per core (fewer than two chunks are done in this
+        process). Returns ``{"rows", "scores", "sources"}``, each ``(n, k)`` for the bundle's
+        ``n`` users or songs (see :class:`pmrs.serving.bundle.DefaultLists`).
     """
+    if kind not in _KINDS:
+        raise ValueError(f"kind must be one of {', '.join(_KINDS)}, got {kind!r}")
     k = resolve_k(k)
     share, diversity = check_unit("acoustic_share", acoustic_share), check_unit("diversity", diversity)
     with contextlib.ExitStack() as stack:
         if not isinstance(bundle, Bundle):
             bundle = stack.enter_context(Bundle.open(bundle, threads=None))
-        n_users = bundle.n_users
-        out = {"rows": np.full((n_users, k), -1, np.int32),
-               "scores": np.full((n_users, k), -np.inf, np.float32),
-               "sources": np.zeros((n_users, k), np.int8)}
-        tasks = [(s, min(s + CHUNK_USERS, n_users), k, share, diversity)
-                 for s in range(0, n_users, CHUNK_USERS)]
+        n, unit = (bundle.n_users, "user") if kind == "recommend" else (bundle.n_songs, "song")
+        out = dict(zip(("rows", "scores", "sources"), _empty(n, k)))
+        tasks = [(kind, s, min(s + CHUNK, n), k, share, diversity) for s in range(0, n, CHUNK)]
         workers = min(2, os.cpu_count() or 1) if workers is None else max(1, int(workers))
-        with tqdm(total=n_users, desc="default lists", unit="user", disable=not show_progress) as bar:
+        with tqdm(total=n, desc=f"default {kind} lists", unit=unit,
+                  disable=not show_progress) as bar:
             if workers == 1 or len(tasks) < 2:
-                _collect(((t[0], lists_for_users(bundle, *t)) for t in tasks), out, bar)
+                _collect(((t[1], _KINDS[kind](bundle, *t[1:])) for t in tasks), out, bar)
             else:
                 ctx = multiprocessing.get_context("spawn")  # FAISS's OpenMP does not survive fork
                 with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,

@@ -279,22 +279,21 @@ def candidate_count(k: int) -> int:
 
 
 def lists_answer(lists, k: int, acoustic_share: float, diversity: float) -> bool:
-    """Whether default lists (``Bundle.default_lists``; ``None``: none) hold the answer to a known
-    user's request with these settings, no filters and played songs excluded. The share acts only
-    through the acoustic quota, so any share with the lists' quota matches (an explicit 0.2 arrives
-    as the float32 0.2000000030)."""
+    """Whether default lists (a ``Bundle.lists`` entry; ``None``: none) hold the answer to a
+    request with these settings and no filters (Recommend: of a known user, played songs excluded;
+    SimilarSongs: mixed mode). The share acts only through the acoustic quota, so any share with
+    the lists' quota matches (an explicit 0.2 arrives as the float32 0.2000000030)."""
     return (lists is not None and k == lists.k and diversity == lists.diversity
             and acoustic_quota(k, acoustic_share) == acoustic_quota(lists.k, lists.acoustic_share))
 
 
-def default_list(bundle, user_row: int) -> list[Item]:
-    """User ``user_row``'s list from the bundle's default lists (``bundle.default_lists``, which
-    the caller has checked with :func:`lists_answer`)."""
-    lists = bundle.default_lists
-    rows = lists.rows[user_row].tolist()
+def listed_items(lists, row: int) -> list[Item]:
+    """Row ``row`` of default lists (a user row for Recommend's, a song row for SimilarSongs'),
+    which the caller has checked with :func:`lists_answer`."""
+    rows = lists.rows[row].tolist()
     n = rows.index(-1) if -1 in rows else len(rows)
     return [Item(r, s, Source(c)) for r, s, c in
-            zip(rows[:n], lists.scores[user_row, :n].tolist(), lists.sources[user_row, :n].tolist())]
+            zip(rows[:n], lists.scores[row, :n].tolist(), lists.sources[row, :n].tolist())]
 
 
 def _check_k(k: int) -> int:
