@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sys
 import time
 from pathlib import Path
@@ -82,10 +81,9 @@ def job_build(workdir: str) -> dict:
     seconds = time.perf_counter() - t0
     m = json.loads((out / "manifest.json").read_text())
     size = sum(p.stat().st_size for p in out.iterdir())
-    workers_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0  # the list workers
     return {"bundle": str(out), "build_seconds": round(seconds, 2), "peak_rss_mb": round(peak_rss_mb()),
-            "default_list_worker_peak_rss_mb": round(workers_peak), "bundle_bytes": size,
-            "counts": m["counts"], "indexes": m["indexes"], "default_lists": m.get("default_lists")}
+            "bundle_bytes": size, "counts": m["counts"], "indexes": m["indexes"],
+            "default_lists": m.get("default_lists")}
 
 
 def _latency(fn, queries: np.ndarray) -> dict:
@@ -180,8 +178,7 @@ def bench_index(command: str, workdir: str | os.PathLike | None = None) -> dict:
     build = run_job("bench.index_bench", "build", str(work))
     print(f"indexer build: {build['build_seconds']} s, peak {build['peak_rss_mb']} MB", flush=True)
     for kind, dl in (build.get("default_lists") or {}).items():
-        print(f"  default {kind} lists: {dl['seconds']} s (worker peak "
-              f"{build['default_list_worker_peak_rss_mb']} MB)", flush=True)
+        print(f"  default {kind} lists: {dl['seconds']} s", flush=True)
     for name, ix in build["indexes"].items():
         print(f"  {name}: {ix['spec']} {ix['search_params']} recall@10 {ix['recall_at_10']} "
               f"({ix['build_seconds']} s)", flush=True)

@@ -84,6 +84,10 @@ def test_vectors_and_played_songs_come_from_the_runs(built):
         probs = b.genre_probs(row)
         assert probs.shape == (4,) and abs(probs.sum() - 1) < 1e-4
     assert sum(b.collab_vector(r) is None for r in range(b.n_songs)) == 16
+    # song rows out of range have no vector (never wrapped into range by the int32 search)
+    have, vectors = b.song_vectors("collaborative", [-1, b.n_songs, 2**32 + 3, 2**40, 3])
+    assert have.tolist() == [False, False, False, False, b.collab_vector(3) is not None]
+    assert len(vectors) == have.sum()
 
 
 def test_search_padding_shapes_and_one_dimensional_queries(built):

@@ -99,7 +99,10 @@ class _VectorIndex:
         song_rows = np.asarray(song_rows, dtype=np.int64).reshape(-1)
         if not len(self.rows):
             return np.full(len(song_rows), -1, np.int64)
-        pos = np.minimum(np.searchsorted(self.rows, song_rows), len(self.rows) - 1)
+        # searched in the rows' own dtype (int32): a wider key makes numpy cast all the rows on
+        # every call (30 us on 384,546 songs); clipping keeps keys out of range from wrapping
+        keys = np.clip(song_rows, -1, np.iinfo(self.rows.dtype).max).astype(self.rows.dtype)
+        pos = np.minimum(np.searchsorted(self.rows, keys), len(self.rows) - 1)
         return np.where(self.rows[pos] == song_rows, pos, -1).astype(np.int64)
 
     def search(self, queries: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
