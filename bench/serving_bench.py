@@ -1,7 +1,7 @@
 """Serving throughput on the full-shape bundle (``make bench``): pmrs-server start-up, QPS and
-p50/p99 latency at concurrency 1, 8 and 32 for Recommend (the default request, which the bundle's
-default lists answer, and a computed one), SimilarSongs and the no-op Ping of the same server,
-and the server's resident memory. Writes ``bench/results/serving.json``.
+p50/p99 latency at concurrency 1, 8 and 32 for Recommend and SimilarSongs (each as the default
+request, which the bundle's default lists answer, and as a computed one) and the no-op Ping of
+the same server, and the server's resident memory. Writes ``bench/results/serving.json``.
 
 Needs the full-shape work directory with a bundle (``python -m bench.run --only ingest,wmf,index``).
 Client and server share this machine's 2 cores, so the figures include the load generator's cost.
@@ -21,10 +21,11 @@ from bench.common import DATA, FULL_SONGS, FULL_USERS, write_result
 
 CONCURRENCY = (1, 8, 32)
 #: What is loaded: (result name, method, acoustic_share; None: unset). The bundle's default lists
-#: answer the default Recommend (share unset: the server's 0.2, k 10); a share of 0.3 is computed
-#: on each call, as every request other than the default is.
+#: answer the default Recommend and SimilarSongs (share unset: the server's 0.2, k 10); with a
+#: share of 0.3 (another acoustic quota) each call is computed, as every non-default request is.
 LOADS = (("ping", "ping", None), ("recommend", "recommend", None),
-         ("recommend_computed", "recommend", 0.3), ("similar", "similar", None))
+         ("recommend_computed", "recommend", 0.3), ("similar", "similar", None),
+         ("similar_computed", "similar", 0.3))
 
 
 def _rss_mb(pid: int) -> float:

@@ -199,15 +199,11 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         return self.default_acoustic_share
 
     def _scored(self, bundle, items: list[Item]) -> list[pb.ScoredSong]:
-        rows = [it.song_row for it in items]
-        songs = bundle.songs(rows) if rows else []
-        out = []
-        for it, s in zip(items, songs):
-            s = s or {}
-            out.append(pb.ScoredSong(song_id=s.get("song_id") or bundle.song_id(it.song_row), title=s.get("title") or "",
-                                     artist=s.get("artist") or "", genre=s.get("genre") or "",
-                                     year=int(s.get("year") or 0), score=it.score, source=int(it.source)))
-        return out
+        songs = bundle.songs([it.song_row for it in items], copy=False) if items else []
+        # (every entry has every field, "" or 0 when unknown: Bundle.songs)
+        return [pb.ScoredSong(song_id=s["song_id"], title=s["title"], artist=s["artist"], genre=s["genre"],
+                              year=int(s["year"] or 0), score=it.score, source=int(it.source))
+                for it, s in zip(items, songs)]
 
     @_rpc
     def Recommend(self, request: pb.RecommendRequest, context) -> pb.RecommendResponse:

@@ -481,13 +481,14 @@ class Bundle:
 
     # -- catalog ------------------------------------------------------------------------------
 
-    def songs(self, rows: Sequence[int] | np.ndarray) -> list[dict]:
+    def songs(self, rows: Sequence[int] | np.ndarray, copy: bool = True) -> list[dict]:
         """Catalog fields per song row: ``{"song_id", "title", "artist", "release", "year",
         "genre"}``, with ``""`` / ``0`` where unknown (also when the bundle has no catalog).
 
         Entries are cached per bundle (up to ``SONG_CACHE_SIZE`` songs, emptied when full):
         recommended songs follow popularity, so most reads hit the cache instead of LMDB + JSON.
-        Each call returns fresh dicts."""
+        Each call returns fresh dicts; ``copy=False`` returns the cached ones, which the caller
+        must only read."""
         keys = np.asarray(rows, dtype=np.int64).reshape(-1).tolist()
         if keys and (min(keys) < 0 or max(keys) >= self.n_songs):
             raise IndexError(f"song rows must be in [0, {self.n_songs}), got {min(keys)}..{max(keys)}")
@@ -510,7 +511,7 @@ class Bundle:
                     value = meta.get(key)
                     d[key] = default if value is None else value
                 found[r] = cache[r] = d
-        return [dict(found[r]) for r in keys]
+        return [dict(found[r]) for r in keys] if copy else [found[r] for r in keys]
 
     def __repr__(self) -> str:
         return (f"Bundle({self.version!r}, users={self.n_users}, songs={self.n_songs}, "
