@@ -8,8 +8,8 @@
   closed-loop load test reporting QPS, latency percentiles and errors by status code.
 """
 
-from .stub import (BundleInfo, GenreScore, IndexInfo, PMRSClient, PMRSError, Recommendations,
-                   SongInfo, SongResult)
+from .stub import (BundleInfo, DefaultListInfo, GenreScore, IndexInfo, PMRSClient, PMRSError,
+                   Recommendations, SongInfo, SongResult)
 
-__all__ = ["BundleInfo", "GenreScore", "IndexInfo", "PMRSClient", "PMRSError", "Recommendations",
-           "SongInfo", "SongResult"]
+__all__ = ["BundleInfo", "DefaultListInfo", "GenreScore", "IndexInfo", "PMRSClient", "PMRSError",
+           "Recommendations", "SongInfo", "SongResult"]

@@ -74,6 +74,8 @@ def format_info(info: BundleInfo) -> str:
               ("with plays", f"{info.songs_with_plays:,}"),
               ("with audio", f"{info.songs_with_audio:,}")]
     fields += [(f"{name} run", run) for name, run in sorted(info.source_runs.items())]
+    fields += [(f"{d.kind} lists", f"precomputed for k={d.k}, acoustic_share={d.acoustic_share:g}, "
+                f"diversity={d.diversity:g}") for d in info.default_lists]
     w = max(len(k) for k, _ in fields)
     lines = [f"{k.ljust(w)}  {v}" for k, v in fields]
     if info.indexes:

@@ -37,6 +37,7 @@ from pmrs.v1 import recommender_pb2_grpc as pb_grpc
 
 __all__ = [
     "BundleInfo",
+    "DefaultListInfo",
     "GenreScore",
     "IndexInfo",
     "MAX_RETRIES",
@@ -220,6 +221,28 @@ class IndexInfo:
 
 
 @dataclass(frozen=True)
+class DefaultListInfo:
+    """A default request whose answers the bundle holds precomputed (answered by lookup).
+
+    Attributes
+    ----------
+    kind : str
+        ``"recommend"`` (every known user's Recommend) or ``"similar"`` (every song's mixed
+        SimilarSongs).
+    k : int
+        The k the lists answer.
+    acoustic_share, diversity : float
+        The settings they were computed with (a share with the same acoustic quota counts as
+        the same).
+    """
+
+    kind: str
+    k: int
+    acoustic_share: float
+    diversity: float
+
+
+@dataclass(frozen=True)
 class BundleInfo:
     """What the server is serving.
 
@@ -235,6 +258,8 @@ class BundleInfo:
         The bundle's indexes.
     source_runs : dict of str to str
         The model runs the bundle was built from, e.g. ``{"wmf": ..., "cnn": ...}``.
+    default_lists : list of DefaultListInfo
+        The default requests whose answers the bundle holds precomputed.
     """
 
     version: str
@@ -245,6 +270,7 @@ class BundleInfo:
     songs_with_audio: int
     indexes: list[IndexInfo]
     source_runs: dict[str, str]
+    default_lists: list[DefaultListInfo] = field(default_factory=list)
 
     @classmethod
     def from_proto(cls, m: pb.GetBundleInfoResponse) -> "BundleInfo":
@@ -254,7 +280,10 @@ class BundleInfo:
                    indexes=[IndexInfo(name=i.name, spec=i.spec, vectors=i.vectors,
                                       dimension=i.dimension, search_params=dict(i.search_params),
                                       recall_at_10=float(i.recall_at_10)) for i in m.indexes],
-                   source_runs=dict(m.source_runs))
+                   source_runs=dict(m.source_runs),
+                   default_lists=[DefaultListInfo(kind=d.kind, k=d.k, acoustic_share=round(float(d.acoustic_share), 6),
+                                                  diversity=round(float(d.diversity), 6))
+                                  for d in m.default_lists])
 
 
 def service_config(retries: int, backoff_s: float = 0.1, max_backoff_s: float = 2.0) -> str:

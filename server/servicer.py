@@ -300,7 +300,10 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
                 songs_with_plays=int(counts.get("songs_with_plays", 0)),
                 songs_with_audio=int(counts.get("songs_with_audio", 0)), indexes=indexes,
                 source_runs={str(a): str(b) for a, b in (m.get("source_runs") or {}).items()
-                             if b is not None})
+                             if b is not None},
+                default_lists=[pb.DefaultListInfo(kind=kind, k=lists.k, acoustic_share=lists.acoustic_share,
+                                                  diversity=lists.diversity)
+                               for kind, lists in sorted(bundle.lists.items())])
 
     def Ping(self, request: pb.PingRequest, context) -> pb.PingResponse:
         return pb.PingResponse()

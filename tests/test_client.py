@@ -76,7 +76,8 @@ class FakeRecommender(pb_grpc.RecommenderServicer):
             indexes=[pb.IndexInfo(name="collaborative", spec="Flat", vectors=4000, dimension=32,
                                   recall_at_10=1.0),
                      pb.IndexInfo(name="acoustic", spec="IVF64,Flat", vectors=3000, dimension=32,
-                                  search_params={"nprobe": "8"}, recall_at_10=0.97)])
+                                  search_params={"nprobe": "8"}, recall_at_10=0.97)],
+            default_lists=[pb.DefaultListInfo(kind="recommend", k=10, acoustic_share=0.2)])
 
     def Ping(self, request, context):
         self._enter("Ping", request, context)
@@ -162,6 +163,8 @@ def test_song_bundle_info_ping(client):
     assert [type(i) for i in info.indexes] == [IndexInfo, IndexInfo]
     assert info.indexes[1].search_params == {"nprobe": "8"}
     assert info.indexes[1].recall_at_10 == pytest.approx(0.97)
+    assert [(d.kind, d.k, d.acoustic_share, d.diversity) for d in info.default_lists] == \
+        [("recommend", 10, 0.2, 0.0)]
     assert 0 < client.ping() < 2.0
 
 
@@ -275,6 +278,7 @@ def test_cli_similar_song_info(fake, capsys):
     assert code == 0 and "First Song" in out and "rock 0.75" in out
     code, out, _ = run_cli(capsys, "--target", fake.target, "info")
     assert code == 0 and "v-test" in out and "IVF64,Flat" in out and "nprobe=8" in out
+    assert "recommend lists  precomputed for k=10, acoustic_share=0.2, diversity=0" in out
     code, out, _ = run_cli(capsys, "--target", fake.target, "info", "--json")
     assert code == 0 and json.loads(out)["indexes"][0]["name"] == "collaborative"
 

@@ -158,6 +158,8 @@ def test_bundle_info(server, bundle):
     for ix in info.indexes:
         assert ix.spec == "Flat" and ix.dimension == 8 and 0.95 <= ix.recall_at_10 <= 1.0
     assert info.source_runs["wmf"].endswith("w1") and info.source_runs["cnn"].endswith("c1")
+    assert [(d.kind, d.k, round(d.acoustic_share, 6), d.diversity) for d in info.default_lists] == \
+        [("recommend", 10, 0.2, 0.0), ("similar", 10, 0.2, 0.0)]
 
 
 def test_recommend_known_user_matches_the_library(server, bundle):

@@ -180,8 +180,20 @@ class IndexInfo(_message.Message):
     recall_at_10: float
     def __init__(self, name: _Optional[str] = ..., spec: _Optional[str] = ..., vectors: _Optional[int] = ..., dimension: _Optional[int] = ..., search_params: _Optional[_Mapping[str, str]] = ..., recall_at_10: _Optional[float] = ...) -> None: ...
 
+class DefaultListInfo(_message.Message):
+    __slots__ = ("kind", "k", "acoustic_share", "diversity")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    ACOUSTIC_SHARE_FIELD_NUMBER: _ClassVar[int]
+    DIVERSITY_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    k: int
+    acoustic_share: float
+    diversity: float
+    def __init__(self, kind: _Optional[str] = ..., k: _Optional[int] = ..., acoustic_share: _Optional[float] = ..., diversity: _Optional[float] = ...) -> None: ...
+
 class GetBundleInfoResponse(_message.Message):
-    __slots__ = ("version", "created_at", "users", "songs", "songs_with_plays", "songs_with_audio", "indexes", "source_runs")
+    __slots__ = ("version", "created_at", "users", "songs", "songs_with_plays", "songs_with_audio", "indexes", "source_runs", "default_lists")
     class SourceRunsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -197,6 +209,7 @@ class GetBundleInfoResponse(_message.Message):
     SONGS_WITH_AUDIO_FIELD_NUMBER: _ClassVar[int]
     INDEXES_FIELD_NUMBER: _ClassVar[int]
     SOURCE_RUNS_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_LISTS_FIELD_NUMBER: _ClassVar[int]
     version: str
     created_at: str
     users: int
@@ -205,7 +218,8 @@ class GetBundleInfoResponse(_message.Message):
     songs_with_audio: int
     indexes: _containers.RepeatedCompositeFieldContainer[IndexInfo]
     source_runs: _containers.ScalarMap[str, str]
-    def __init__(self, version: _Optional[str] = ..., created_at: _Optional[str] = ..., users: _Optional[int] = ..., songs: _Optional[int] = ..., songs_with_plays: _Optional[int] = ..., songs_with_audio: _Optional[int] = ..., indexes: _Optional[_Iterable[_Union[IndexInfo, _Mapping]]] = ..., source_runs: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    default_lists: _containers.RepeatedCompositeFieldContainer[DefaultListInfo]
+    def __init__(self, version: _Optional[str] = ..., created_at: _Optional[str] = ..., users: _Optional[int] = ..., songs: _Optional[int] = ..., songs_with_plays: _Optional[int] = ..., songs_with_audio: _Optional[int] = ..., indexes: _Optional[_Iterable[_Union[IndexInfo, _Mapping]]] = ..., source_runs: _Optional[_Mapping[str, str]] = ..., default_lists: _Optional[_Iterable[_Union[DefaultListInfo, _Mapping]]] = ...) -> None: ...
 
 class PingRequest(_message.Message):
     __slots__ = ()
