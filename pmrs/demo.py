@@ -146,6 +146,11 @@ def run_demo(directory: Path, config_path: Path = DEMO_CONFIG) -> None:
     manifest = read_json(bundle_dir / "manifest.json")
     for name, ix in manifest["indexes"].items():
         print(f"{name}: {ix['vectors']:,} vectors, spec {ix['spec']}, recall@10 {ix['recall_at_10']:.3f}")
+    counts = manifest["counts"]
+    for kind, dl in (manifest.get("default_lists") or {}).items():
+        who = f"{counts['users']:,} users" if kind == "recommend" else f"{counts['songs']:,} songs"
+        print(f"default {kind} lists for all {who} (k {dl['k']}, acoustic_share {dl['acoustic_share']}), "
+              f"answered by lookup: {dl['seconds']:.1f} s")
     print(f"bundle {manifest['version']} is CURRENT ({time.perf_counter() - t:.1f} s)")
 
     t = _step("10. pmrs-server, then client calls and a 10-second load test")
