@@ -2,6 +2,10 @@
 only for the request they answer."""
 
 import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import grpc
 import numpy as np
@@ -12,6 +16,8 @@ from pmrs.serving import default_lists as dl
 from pmrs.serving.bundle import LIST_KINDS, Bundle, list_files
 from pmrs.serving.recommend import MIXED, listed_items, recommend_for_vector, similar_songs, user_query
 from pmrs.v1 import recommender_pb2 as pb
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -161,3 +167,51 @@ def test_server_answers_only_the_default_similar_songs_request_from_the_lists(bu
     with pytest.raises(grpc.RpcError) as err:   # an unknown song is NOT_FOUND before any lookup
         servicer.SimilarSongs(pb.SimilarSongsRequest(song_id="SOnope"), _Context())
     assert err.value.args[0] == grpc.StatusCode.NOT_FOUND
+
+
+def _children(pid: int) -> set[int]:
+    kids = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                kids.add(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            pass
+    return kids
+
+
+def _is_worker(pid: int) -> bool:
+    try:
+        return b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for an init that does not reap has exited)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_worker_processes_exit_when_the_build_is_killed(built):
+    _, out, _ = built
+    code = ("import sys; from pmrs.serving import default_lists as dl; dl.CHUNK = 1\n"
+            "while True: dl.compute_default_lists(sys.argv[1], workers=2)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(out)], cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 60
+        workers: set[int] = set()
+        while len(workers) < 2 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+            workers = {p for p in _children(proc.pid) if _is_worker(p)}
+        assert len(workers) == 2, "the pool's workers never started"
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [p for p in workers if _alive(p)]

@@ -18,6 +18,8 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
@@ -109,11 +111,20 @@ _KINDS = {"recommend": lists_for_users, "similar": lists_for_songs}
 _worker_bundle: Bundle | None = None
 
 
-def _init_worker(path: str) -> None:
+def _init_worker(path: str, parent: int) -> None:
     global _worker_bundle
     import faiss
     faiss.omp_set_num_threads(1)  # the pool's processes are the parallelism
+    # A killed build must not leave its workers behind: they wait on a queue that every worker
+    # holds both ends of, so they would never see it close.
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
     _worker_bundle = Bundle.open(path, threads=None)
+
+
+def _exit_with(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 def _worker_lists(args: tuple[str, int, int, int, float, float]):
@@ -150,7 +161,7 @@ def compute_default_lists(bundle: Bundle | str | os.PathLike, kind: str = "recom
             else:
                 ctx = multiprocessing.get_context("spawn")  # FAISS's OpenMP does not survive fork
                 with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                                         initargs=(str(bundle.path),)) as pool:
+                                         initargs=(str(bundle.path), os.getpid())) as pool:
                     _collect(pool.map(_worker_lists, tasks), out, bar)
     return out
 
