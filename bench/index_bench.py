@@ -159,9 +159,31 @@ def job_serve(bundle_dir: str) -> dict:
         res["recall_at_10_at_build"] = ix.entry["recall_at_10"]
         del flat, vectors
         out["indexes"][name] = res
+    out["default_lists_against_online"] = _check_lists(b, rng)
     out["rss_mb_after_queries"] = round(_rss_mb())
     out["peak_rss_mb"] = round(peak_rss_mb())
     b.close()
+    return out
+
+
+def _check_lists(b, rng: np.random.Generator, n: int = 1000) -> dict:
+    """How many of ``n`` sampled users' (songs') default lists differ from the online answer."""
+    from pmrs.serving.recommend import (MIXED, known_user_query, listed_items, recommend_for_vector,
+                                        similar_songs)
+
+    b.threads = 1
+    out = {}
+    for kind, lists in sorted(b.lists.items()):
+        k, share, diversity = lists.k, lists.acoustic_share, lists.diversity
+        differing = 0
+        for r in rng.choice(b.n_users if kind == "recommend" else b.n_songs, n, replace=False).tolist():
+            if kind == "recommend":
+                q = known_user_query(b, r)
+                online = recommend_for_vector(b, q.vector, k, share, diversity, q.exclude_rows)
+            else:
+                online = similar_songs(b, r, k, MIXED, share, diversity)
+            differing += listed_items(lists, r) != online
+        out[kind] = {"sampled": n, "differing": int(differing)}
     return out
 
 
@@ -184,6 +206,9 @@ def bench_index(command: str, workdir: str | os.PathLike | None = None) -> dict:
               f"({ix['build_seconds']} s)", flush=True)
     serve = run_job("bench.index_bench", "serve", build["bundle"])
     print(f"Bundle.open: {serve['open_seconds']} s, RSS {serve['rss_mb_after_open']} MB", flush=True)
+    for kind, c in serve["default_lists_against_online"].items():
+        print(f"  default {kind} lists: {c['differing']} of {c['sampled']} sampled differ from the online answer",
+              flush=True)
     payload = {"workdir": str(work), "acoustic_vectors": "generated",
                "acoustic_generation": f"WMF song factors + Gaussian noise ({NOISE_SCALE} x per-dimension sd); "
                                       f"{EMBEDDING_DIM}-d embeddings by random projection",
