@@ -57,8 +57,10 @@ def test_spec_choice_and_l2_detection():
     assert not needs_l2_augmentation("IVF4096_HNSW32,Flat", l2_reduction=False)
     assert needs_l2_augmentation("HNSW32", l2_reduction=False)
     assert not needs_l2_augmentation("Flat") and not needs_l2_augmentation(" flat ")
-    with pytest.raises(ValueError):
-        IndexerConfig(keep=0)
+    for bad in ({"keep": 0}, {"default_k": 0}, {"default_k": 1001}, {"default_acoustic_share": 1.5},
+                {"default_diversity": -0.1}, {"list_workers": 0}):
+        with pytest.raises(ValueError):
+            IndexerConfig(**bad)
 
 
 def test_exact_top_is_brute_force_inner_product():
@@ -342,8 +344,11 @@ def test_cli_build_with_toml_and_flags(work, tmp_path, capsys):
     assert out.name in text and "IVF4,Flat" in text and "nprobe=" in text and "l2_augmented" in text
     m = _manifest(out)
     assert m["indexer_config"]["keep"] == 1 and m["indexes"]["acoustic"]["spec"] == "HNSW8"
-    assert main(["build", "--workdir", str(work), "--config", str(cfg), "-q"]) == 0
+    assert "default lists for every user (Recommend): k=10" in text
+    assert main(["build", "--workdir", str(work), "--config", str(cfg), "-q", "--no-default-lists"]) == 0
     assert len(list_bundles(work)) == 1
+    assert "default_lists" not in _manifest(current_bundle(work))
+    assert "default lists" not in capsys.readouterr().out
     cfg.write_text("[indexer]\nnprobe = 3\n")
     assert main(["build", "--workdir", str(work), "--config", str(cfg), "-q"]) == 2
     assert "unknown setting" in capsys.readouterr().err
