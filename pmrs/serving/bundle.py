@@ -168,6 +168,8 @@ class _VectorIndex:
             dist = self.vectors[ids] @ query
             order = np.argsort(-dist, kind="stable")
             dist, ids = dist[order], ids[order]
+        if len(ids) == top:  # (the usual case: nothing to pad)
+            return dist[None, :], self.rows[ids].astype(np.int64)[None, :]
         scores = np.full((1, top), -np.inf, dtype=np.float32)
         rows = np.full((1, top), -1, dtype=np.int64)
         scores[0, :len(ids)] = dist

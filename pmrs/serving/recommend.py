@@ -350,8 +350,10 @@ class _Candidates:
 def _blend(bundle, queries: dict[str, np.ndarray], k: int, acoustic_share: float, diversity: float,
            exclude_rows, filters: Filters, before_widening: Callable[[], None] | None = None
            ) -> list[Item]:
-    exclude = np.unique(np.asarray(list(exclude_rows) if not isinstance(exclude_rows, np.ndarray)
-                                   else exclude_rows, np.int64))
+    exclude = np.asarray(list(exclude_rows) if not isinstance(exclude_rows, np.ndarray) else exclude_rows,
+                         np.int64)
+    if exclude.size > 1 and not (exclude[1:] > exclude[:-1]).all():  # (played songs come sorted)
+        exclude = np.unique(exclude)
     quota = {ACOUSTIC: acoustic_quota(k, acoustic_share)}
     quota[COLLABORATIVE] = k - quota[ACOUSTIC]
     catalog: dict[int, dict | None] = {}
