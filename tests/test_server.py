@@ -19,7 +19,6 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from indexer.build import IndexerConfig, build_bundle, current_bundle
-from pmrs.cli import main as pmrs_main
 from pmrs.serving.bundle import Bundle
 from pmrs.serving.recommend import Filters, recommend_for_vector, similar_songs
 from pmrs.v1 import recommender_pb2 as pb
@@ -31,20 +30,11 @@ SERVICE = "pmrs.v1.Recommender"
 
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory):
-    """A tiny work directory with WMF and CNN runs (no bundle yet)."""
-    root = tmp_path_factory.mktemp("serving")
-    data, work = root / "data", root / "work"
-    cfg = root / "c.toml"
-    cfg.write_text("[wmf]\nfactors = 8\niterations = 5\n"
-                   "[cnn]\nmax_epochs = 1\nwindows_per_song_per_epoch = 1\nchannels = [8, 16, 16, 16]\n"
-                   "hidden = 32\nembedding_dim = 16\nthreads = 1\n"
-                   "[extract]\nworkers = 1\n")
-    assert pmrs_main(["synth", str(data), "--users", "200", "--songs", "80", "--genres", "4",
-                      "--clip-seconds", "4", "--cold-share", "0.2", "--audio-workers", "1", "-q"]) == 0
-    for args in (["ingest", str(data)], ["train-wmf", "--run", "w1"], ["extract", str(data)],
-                 ["train-cnn", "--run", "c1"], ["predict"]):
-        assert pmrs_main(args + ["--workdir", str(work), "--config", str(cfg), "-q"]) == 0, args
+def work(serving_workdir, tmp_path_factory):
+    """A copy of the tiny work directory with WMF and CNN runs (no bundle yet; the tests build
+    bundles in it)."""
+    work = tmp_path_factory.mktemp("serving") / "work"
+    shutil.copytree(serving_workdir, work)
     return work
 
 
