@@ -68,7 +68,7 @@ def job_catalog(world: str, workdir: str) -> dict:
 
 
 def job_build(workdir: str) -> dict:
-    from indexer.build import IndexerConfig, build_bundle
+    from pmrs.indexing import IndexerConfig, build_bundle
     from pmrs.artifacts import resolve_run
     from pmrs.wmf import WMF_DIR, load_run
 
@@ -107,7 +107,7 @@ def _throughput(fn, queries: np.ndarray) -> float:
 def job_serve(bundle_dir: str) -> dict:
     import faiss
 
-    from indexer.build import exact_top, recall_at
+    from pmrs.indexing.specs import exact_top, recall_at
     from pmrs.serving.bundle import Bundle
 
     rss0 = _rss_mb()
@@ -130,7 +130,7 @@ def job_serve(bundle_dir: str) -> dict:
     out = {"open_seconds": round(open_s, 3), "rss_mb_before_open": round(rss0),
            "rss_mb_after_open": round(rss_open), "user_lookup_us": round(lookup_us, 1),
            "fold_in_ms": {"first": round(first_fold_in_ms, 2), "then": round(fold_in_ms, 3)}, "indexes": {}}
-    for name in b.index_names:
+    for name in b.source_names:
         ix = b._indexes[name]
         vectors = np.ascontiguousarray(ix.vectors, dtype=np.float32)
         flat = faiss.IndexFlatIP(vectors.shape[1])

@@ -27,14 +27,15 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from pmrs import config as cfgmod
+from pmrs.recommender import Recommender
+from pmrs.serving import contract
+from pmrs.serving.contract import read_current
 from pmrs.v1 import recommender_pb2_grpc as pb_grpc
 
 from .servicer import SERVICE_NAME, BundleHolder, RecommenderServicer
 
 log = logging.getLogger("pmrs.server")
 
-BUNDLES_DIR = "bundles"
-CURRENT_FILE = "CURRENT"
 #: A version that failed to open is tried again after this long (or at once on SIGHUP).
 RETRY_FAILED_SECONDS = 30
 
@@ -46,29 +47,21 @@ class ServerConfig:
     bind: str = "127.0.0.1:50051"         # host:port; port 0 picks a free port
     workers: int = 2                      # threads answering calls (one per core; see ARCHITECTURE)
     max_message_mb: int = 16              # largest request or response, MiB
-    default_acoustic_share: float = 0.2   # Recommend/SimilarSongs when the request leaves it unset
-    default_diversity: float = 0.0        # Recommend when the request leaves it unset
+    default_acoustic_share: float | None = None  # overrides the bundle's default share (then computes)
+    default_diversity: float | None = None       # overrides the bundle's default Recommend diversity
     poll_seconds: float = 2.0             # how often bundles/CURRENT is checked
     grace_seconds: float = 10.0           # on SIGTERM: time calls in flight get to finish
     blas_threads: int = 1                 # numpy's BLAS threads (a call's products are tiny)
     compute_slots: int = 1                # Recommend/SimilarSongs computing at once (0: no limit)
 
 
-def read_current(workdir: str | os.PathLike) -> str | None:
-    """The version ``<workdir>/bundles/CURRENT`` names, or ``None`` when there is none yet."""
-    try:
-        version = (Path(workdir) / BUNDLES_DIR / CURRENT_FILE).read_text().strip()
-    except FileNotFoundError:
-        return None
-    return version or None
-
-
 class BundleWatcher:
     """Polls ``bundles/CURRENT`` and swaps a new version into ``holder``; ``check_now()`` wakes it."""
 
     def __init__(self, workdir: str | os.PathLike, holder: BundleHolder, poll_seconds: float,
-                 on_change=None):
+                 on_change=None, defaults: contract.Defaults | dict | None = None):
         self.workdir, self.holder, self.poll_seconds = Path(workdir), holder, float(poll_seconds)
+        self.defaults = defaults or {}   # overrides of the bundle's request defaults
         self.on_change = on_change or (lambda bundle: None)
         self._wake, self._stop = threading.Event(), threading.Event()
         self._failed: tuple[str, float] | None = None   # (version, when it failed to open)
@@ -92,8 +85,6 @@ class BundleWatcher:
 
     def check(self) -> bool:
         """Load the version CURRENT names if it is not the one served; True when it swapped."""
-        from pmrs.serving.bundle import Bundle
-
         with self._lock:
             version = read_current(self.workdir)
             if version is None or version == self._loaded:
@@ -101,9 +92,14 @@ class BundleWatcher:
             if (self._failed and self._failed[0] == version
                     and time.monotonic() - self._failed[1] < RETRY_FAILED_SECONDS):
                 return False
-            path = self.workdir / BUNDLES_DIR / version
+            path = contract.bundles_dir(self.workdir) / version
             try:
-                bundle = Bundle.open(path)
+                bundle = Recommender.open(path)
+                if self.defaults:  # the server's flags override the bundle's defaults
+                    changes = dict(self.defaults)
+                    if "shares" in changes:
+                        changes["shares"] = {**bundle.defaults.shares, **changes["shares"]}
+                    bundle = Recommender(bundle.bundle, bundle.defaults.replace(**changes))
             except Exception as exc:
                 self._failed = (version, time.monotonic())
                 log.error("cannot open bundle %s (still serving %s; retrying in %d s, at once on "
@@ -172,7 +168,7 @@ def _split_bind(bind: str) -> str:
 
 
 def serve(workdir: str | os.PathLike, bind: str = "127.0.0.1:50051", workers: int = 2,
-          default_acoustic_share: float = 0.2, default_diversity: float = 0.0,
+          default_acoustic_share: float | None = None, default_diversity: float | None = None,
           poll_seconds: float = 2.0, max_message_mb: int = 16,
           blas_threads: int | None = None, compute_slots: int = 1) -> RunningServer:
     """Start the recommender on ``bind`` over ``<workdir>/bundles/CURRENT`` and return at once.
@@ -195,7 +191,13 @@ def serve(workdir: str | os.PathLike, bind: str = "127.0.0.1:50051", workers: in
 
         threadpool_limits(int(blas_threads), user_api="blas")
     holder = BundleHolder()
-    servicer = RecommenderServicer(holder, default_acoustic_share, default_diversity, compute_slots)
+    servicer = RecommenderServicer(holder, compute_slots)
+    overrides = {}
+    if default_acoustic_share is not None:
+        overrides["shares"] = {contract.ACOUSTIC: default_acoustic_share}
+    if default_diversity is not None:
+        overrides["diversity"] = default_diversity
+    contract.Defaults().replace(**overrides)  # validated before the port opens
     health_servicer = health.HealthServicer(
         experimental_non_blocking=True,
         experimental_thread_pool=futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="pmrs-health"))
@@ -226,12 +228,12 @@ def serve(workdir: str | os.PathLike, bind: str = "127.0.0.1:50051", workers: in
     if not port:
         raise OSError(f"cannot listen on {bind}")
 
-    watcher = BundleWatcher(workdir, holder, poll_seconds, on_change=set_health)
+    watcher = BundleWatcher(workdir, holder, poll_seconds, on_change=set_health, defaults=overrides)
     try:
         watcher.check()
         if holder.bundle is None:
             log.warning("no bundle in %s yet (run `indexer build`): answering UNAVAILABLE until one "
-                        "appears", Path(workdir) / BUNDLES_DIR)
+                        "appears", contract.bundles_dir(workdir))
         server.start()
         watcher.start()
     except BaseException:
