@@ -147,10 +147,13 @@ def test_similar_maps_mode(client, fake, mode, enum):
     assert not req.HasField("acoustic_share")
 
 
-def test_similar_rejects_unknown_mode(client, fake):
+def test_similar_mode_names_a_source(client, fake):
     with pytest.raises(ValueError, match="mode"):
-        client.similar("SOAAA", mode="audio")
+        client.similar("SOAAA", mode="")
     assert fake.calls["SimilarSongs"] == 0
+    client.similar("SOAAA", mode="metadata", shares={"acoustic": 0.5})
+    req = fake.requests["SimilarSongs"]
+    assert req.source == "metadata" and dict(req.shares) == {"acoustic": 0.5}
 
 
 def test_song_bundle_info_ping(client):
@@ -265,7 +268,7 @@ def test_cli_recommend_seeds_and_json(fake, capsys):
     assert obj["folded_in"] is True and obj["bundle_version"] == "v-test"
     assert obj["songs"][0] == {"song_id": "SOAAA", "title": "First Song", "artist": "Alpha",
                                "genre": "rock", "year": 1999, "score": 2.5,
-                               "source": "collaborative"}
+                               "source": "collaborative", "sources": []}
     assert list(fake.requests["Recommend"].seed_song_ids) == ["SOAAA", "SOBBB"]
 
 
