@@ -36,14 +36,19 @@ def _memory_mapped(a) -> bool:
     return False
 
 
-def test_open_reads_the_manifest(built):
+def test_open_reads_the_manifest(built, tmp_path):
     _, out, b = built
     assert b.version == out.name == b.manifest["version"]
     assert (b.n_users, b.n_songs, b.factors, b.embedding_dim) == (200, 80, 8, 16)
     assert b.source_names == ["collaborative", "acoustic"]
     assert b.source_size("collaborative") == 64 and b.source_size("acoustic") == 80
     assert len(b.genres) == 4
-    assert _memory_mapped(b.user_factors) and _memory_mapped(b.played_indices)
+    assert b.in_memory and not _memory_mapped(b.user_factors)       # a small bundle is copied
+    copy = tmp_path / out.name   # (one process opens a catalog's LMDB once)
+    shutil.copytree(out, copy)
+    with Bundle.open(copy, in_memory=False) as mapped:
+        assert _memory_mapped(mapped.user_factors) and _memory_mapped(mapped.played_indices)
+        assert np.array_equal(mapped.user_factors, b.user_factors)
 
 
 def test_ids_map_to_rows_and_unknown_ids_to_none(built):
@@ -218,7 +223,9 @@ def test_open_refuses_other_formats_and_corrupt_files(built, tmp_path):
     with open(copy / "collaborative_vectors.npy", "r+b") as fh:
         fh.seek(-4, 2)
         fh.write(b"\x00\x00\x80\x7f")
-    Bundle.open(copy).close()                                          # not verified: opens
+    Bundle.open(copy, validate=False).close()                          # not checked: opens
+    with pytest.raises(ValueError, match="damaged: collaborative vectors are not finite"):
+        Bundle.open(copy)
     with pytest.raises(ValueError, match="collaborative_vectors.npy"):
         Bundle.open(copy, verify=True)
     m = json.loads((copy / "manifest.json").read_text())

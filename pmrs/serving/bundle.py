@@ -1,10 +1,11 @@
 """The bundle reader: ``Bundle.open(path)`` over what ``indexer build`` wrote (docs/SERVING.md).
 
-Opening is cheap on a million users: every array is memory-mapped (``np.load(mmap_mode="r",
-allow_pickle=False)``), the FAISS indexes are read with ``IO_FLAG_MMAP_IFC`` (their vectors stay
-in the page cache, shared between server processes), and id lookups are binary searches on the
-sorted id arrays, so nothing is built per user or per song. Checksums are verified only when
-asked (``verify=True``: it reads every byte).
+A bundle up to ``IN_MEMORY_MAX_MB`` is read into memory; a larger one is memory-mapped
+(``np.load(mmap_mode="r", allow_pickle=False)``, FAISS's ``IO_FLAG_MMAP_IFC``: the vectors stay in
+the page cache, shared between server processes). Id lookups are binary searches on the sorted id
+arrays, so nothing is built per user or per song. Every array is validated at open
+(:meth:`Bundle.validate`: a damaged bundle is refused, not served); checksums are verified when
+asked (``verify=True``; the server asks). Both read every byte once.
 
 Thread safety: every method may be called from many threads at once. FAISS searches on a shared
 index are read-only; the search parameters (``nprobe``, ``efSearch``) are set once at open. Each
@@ -45,17 +46,37 @@ _omp = threading.local()
 SONG_CACHE_SIZE = 65_536
 
 
-def _load(path: Path) -> np.ndarray:
+def _load(path: Path, mmap: bool) -> np.ndarray:
     # a plain ndarray view of the memory map: np.memmap's subclass hooks cost microseconds on
     # every slice, and a Recommend slices dozens of times (the map lives as long as the view)
-    return np.asarray(np.load(path, mmap_mode="r", allow_pickle=False))
-
-
-def _read_index(path: Path) -> faiss.Index:
     try:
-        return faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
-    except RuntimeError:  # an index type the memory-mapped reader does not cover
+        return np.asarray(np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False))
+    except FileNotFoundError:
+        raise C.ContractError(f"bundle {path.parent.name}: {path.name} is missing") from None
+    except (ValueError, OSError, EOFError) as exc:
+        raise C.ContractError(f"bundle {path.parent.name}: {path.name} is not a readable .npy file "
+                              f"({exc})") from None
+
+
+def _read_index(path: Path, mmap: bool) -> faiss.Index:
+    if not path.is_file():
+        raise C.ContractError(f"bundle {path.parent.name}: {path.name} is missing")
+    try:
+        if mmap:
+            try:
+                return faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
+            except RuntimeError:  # an index type the memory-mapped reader does not cover
+                pass
         return faiss.read_index(str(path))
+    except RuntimeError as exc:
+        raise C.ContractError(f"bundle {path.parent.name}: {path.name} is not a readable FAISS index "
+                              f"({str(exc).splitlines()[0][:200]})") from None
+
+
+#: Bundles whose files add up to at most this many MiB are read into memory; larger ones are
+#: memory-mapped (docs/SERVING.md, "Damaged bundles": a memory-mapped file truncated while it is
+#: served kills the process with SIGBUS, a copy cannot be damaged).
+IN_MEMORY_MAX_MB = 1024
 
 
 class _VectorIndex:
@@ -198,17 +219,19 @@ class Bundle:
     """A read-only, memory-mapped bundle. Open with :meth:`open`; close with :meth:`close` (or a
     ``with`` block). Song rows index ``song_ids``; user rows index ``user_ids``."""
 
-    def __init__(self, path: Path, manifest: dict, threads: int | None):
+    def __init__(self, path: Path, manifest: dict, threads: int | None, in_memory: bool = False):
         self.path = path
         self.manifest = manifest
         self.threads = threads
+        self.in_memory = in_memory
+        self._mmap = not in_memory
         self.version: str = manifest["version"]
         self.format_version: int = int(manifest["format_version"])
-        self.song_ids: np.ndarray = _load(path / C.SONG_IDS_FILE)
-        self.user_ids: np.ndarray = _load(path / C.USER_IDS_FILE)
-        self.user_factors: np.ndarray = _load(path / C.USER_FACTORS_FILE)
-        self.played_indptr: np.ndarray = _load(path / C.PLAYED_INDPTR_FILE)
-        self.played_indices: np.ndarray = _load(path / C.PLAYED_INDICES_FILE)
+        self.song_ids: np.ndarray = _load(path / C.SONG_IDS_FILE, self._mmap)
+        self.user_ids: np.ndarray = _load(path / C.USER_IDS_FILE, self._mmap)
+        self.user_factors: np.ndarray = _load(path / C.USER_FACTORS_FILE, self._mmap)
+        self.played_indptr: np.ndarray = _load(path / C.PLAYED_INDPTR_FILE, self._mmap)
+        self.played_indices: np.ndarray = _load(path / C.PLAYED_INDICES_FILE, self._mmap)
         self.genres: list[str] = list(manifest.get("genres") or [])
         self.defaults = C.Defaults.from_manifest(manifest.get("defaults"))
         self.sources: dict[str, SourceSpec] = {}
@@ -226,14 +249,20 @@ class Bundle:
     # -- opening ----------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | os.PathLike, verify: bool = False, threads: int | None = 1) -> "Bundle":
-        """Open the bundle at ``path``: memory maps, the FAISS indexes, the catalog.
+    def open(cls, path: str | os.PathLike, verify: bool = False, threads: int | None = 1,
+             validate: bool = True, in_memory: bool | None = None) -> "Bundle":
+        """Open the bundle at ``path``: its arrays, the FAISS indexes, the catalog.
 
         verify: check every file's sha256 against the manifest first (reads every byte).
         threads: FAISS OpenMP threads per ``search`` call, set in the calling thread; ``None``
             leaves the process's setting alone.
-        Raises ``FileNotFoundError`` (no bundle there) or ``ValueError`` (a format version this
-        code does not read, checksum mismatch, inconsistent shapes).
+        validate: check what the arrays hold (:meth:`validate`: shapes, dtypes, finite values,
+            sorted ids, rows in range; reads every array once).
+        in_memory: read the arrays and indexes into memory instead of memory-mapping them;
+            ``None``: when the bundle's files add up to at most ``IN_MEMORY_MAX_MB``.
+        Raises ``FileNotFoundError`` (no bundle there) or ``ValueError`` (``ContractError``: a
+        format version this code does not read, a checksum mismatch, a missing, unreadable or
+        inconsistent file), with a message naming the bundle and the file.
         """
         path = Path(path)
         mf = path / C.MANIFEST_FILE
@@ -246,9 +275,14 @@ class Bundle:
         manifest = C.upgrade_manifest(raw)
         if verify:
             cls.verify_checksums(path, manifest)
-        bundle = cls(path, manifest, threads)
+        if in_memory is None:
+            size = sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+            in_memory = size <= IN_MEMORY_MAX_MB * 2**20
+        bundle = cls(path, manifest, threads, in_memory)
         try:
             bundle._open_rest()
+            if validate:
+                bundle.validate()
         except BaseException:
             bundle.close()
             raise
@@ -264,16 +298,17 @@ class Bundle:
             raise ValueError(f"bundle {path}: user arrays disagree on the number of users")
         for i, (name, src) in enumerate(m["sources"].items()):
             files = src["files"]
-            self._indexes[name] = _VectorIndex(name, src["index"], _read_index(path / files["index"]),
-                                               _load(path / files["rows"]), _load(path / files["vectors"]))
+            self._indexes[name] = _VectorIndex(name, src["index"], _read_index(path / files["index"], self._mmap),
+                                               _load(path / files["rows"], self._mmap),
+                                               _load(path / files["vectors"], self._mmap))
             self.sources[name] = SourceSpec(name, 1 << i, str(src.get("space", C.WMF_SPACE)),
                                             bool(src.get("covers_cold")), dict(src["index"]))
             if src.get("embeddings") and self._embeddings is None:
-                self._embeddings = _load(path / src["embeddings"])
+                self._embeddings = _load(path / src["embeddings"], self._mmap)
                 self._extras_source = name
                 probs = src.get("genre_probs")
                 if probs and (path / probs).is_file():
-                    self._genre_probs = _load(path / probs)
+                    self._genre_probs = _load(path / probs, self._mmap)
         if self._indexes[C.COLLABORATIVE].vectors.shape[1] != self.factors:
             raise ValueError(f"bundle {path}: collaborative vectors and user factors differ in dimension")
         if (path / C.CATALOG_FILE).is_file():
@@ -282,12 +317,67 @@ class Bundle:
         for kind, entry in (m.get("default_lists") or {}).items():
             if kind not in C.LIST_KINDS:
                 continue  # a kind this reader does not use
-            arrays = {part: _load(path / name) for part, name in C.list_files(kind).items()}
+            arrays = {part: _load(path / name, self._mmap) for part, name in C.list_files(kind).items()}
             n, k = (n_users if kind == "recommend" else n_songs), int(entry["k"])
             if any(a.shape != (n, k) for a in arrays.values()):
                 raise ValueError(f"bundle {path}: the default {kind} lists are not ({n}, {k}) arrays")
             shares = C.resolve_shares(names, self.defaults.shares, entry.get("shares") or {})
             self.lists[kind] = DefaultLists(k, shares, float(entry["diversity"]), **arrays)
+
+    def validate(self) -> None:
+        """``ContractError`` unless every array holds what the contract says: ids sorted and
+        unique, vectors and scores finite, song rows in range and ascending where they must be,
+        dtypes and shapes as written. A damaged bundle is refused here, not served (a NaN factor
+        gives empty lists, unsorted ids make every lookup miss, a row out of range fails calls)."""
+        def bad(what: str) -> C.ContractError:
+            return C.ContractError(f"bundle {self.version} is damaged: {what}")
+
+        n_songs, n_users = self.n_songs, self.n_users
+        for name, ids in (("song_ids", self.song_ids), ("user_ids", self.user_ids)):
+            if ids.ndim != 1 or ids.dtype.kind != "S":
+                raise bad(f"{name} is not a 1-d array of byte strings ({ids.dtype}, shape {ids.shape})")
+            if len(ids) > 1 and not bool((ids[1:] > ids[:-1]).all()):
+                raise bad(f"{name} is not sorted and unique")
+        if (self.user_factors.dtype != np.float32 or self.user_factors.ndim != 2
+                or not np.isfinite(self.user_factors).all()):
+            raise bad("user_factors is not a finite float32 matrix")
+        ptr, idx = self.played_indptr, self.played_indices
+        if (ptr.dtype.kind != "i" or idx.dtype.kind != "i" or ptr[0] != 0 or ptr[-1] != len(idx)
+                or (np.diff(ptr) < 0).any()):
+            raise bad("played_indptr does not delimit played_indices")
+        if len(idx) and (idx.min() < 0 or idx.max() >= n_songs):
+            raise bad(f"played song rows out of [0, {n_songs})")
+        if len(idx) > 1:
+            rising = np.diff(idx.astype(np.int64)) > 0
+            starts = ptr[1:-1][(ptr[1:-1] > 0) & (ptr[1:-1] < len(idx))] - 1  # a user's first entry
+            rising[starts] = True
+            if not rising.all():
+                raise bad("a user's played songs are not ascending")
+        for name, ix in self._indexes.items():
+            rows, vectors = ix.rows, ix.vectors
+            if rows.dtype.kind != "i" or (len(rows) and (rows[0] < 0 or rows[-1] >= n_songs)):
+                raise bad(f"{name} rows are out of [0, {n_songs})")
+            if len(rows) > 1 and not bool((np.diff(rows) > 0).all()):
+                raise bad(f"{name} rows are not ascending")
+            if vectors.dtype != np.float32 or not np.isfinite(vectors).all():
+                raise bad(f"{name} vectors are not finite float32")
+        for name, extra in (("embeddings", self._embeddings), ("genre probabilities", self._genre_probs)):
+            if extra is not None:
+                ix = self._indexes[self._extras_source]
+                if len(extra) != len(ix.rows) or not np.isfinite(extra).all():
+                    raise bad(f"{name} are not finite, one row per {self._extras_source} song")
+        masks = 1 << len(self.sources)
+        for kind, dl in self.lists.items():
+            rows = dl.rows
+            if rows.dtype.kind != "i" or rows.min(initial=0) < -1 or rows.max(initial=-1) >= n_songs:
+                raise bad(f"default {kind} lists name song rows out of range")
+            listed = rows >= 0
+            if not np.isfinite(dl.scores[listed]).all():
+                raise bad(f"default {kind} lists hold scores that are not finite")
+            if (dl.sources[listed] <= 0).any() or (dl.sources[listed] >= masks).any():
+                raise bad(f"default {kind} lists name sources the bundle does not have")
+            if (listed[:, 1:] & ~listed[:, :-1]).any():
+                raise bad(f"default {kind} lists have gaps")
 
     @staticmethod
     def verify_checksums(path: str | os.PathLike, manifest: dict | None = None) -> None:
@@ -300,7 +390,7 @@ class Bundle:
         bad = [name for name, digest in sums.items()
                if not (path / name).is_file() or sha256_file(path / name) != digest]
         if bad:
-            raise ValueError(f"bundle {path}: missing or corrupt file(s): {', '.join(sorted(bad))}")
+            raise C.ContractError(f"bundle {path}: missing or corrupt file(s): {', '.join(sorted(bad))}")
 
     def close(self) -> None:
         """Release the catalog and the indexes (arrays are unmapped when no longer referenced)."""
