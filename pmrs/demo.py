@@ -21,7 +21,7 @@ from .catalog import CATALOG_FILE, Catalog
 from .evaluation.holdout import HoldoutConfig, evaluate_holdout
 from .ingest import IngestConfig, ingest
 from .interactions import INTERACTIONS_DIR, Interactions
-from .recommend import most_played, recommend
+from .topk import most_played, top_k
 from .report import format_ingest, markdown_table
 from .artifacts import read_json
 from .synth.generate import synthesize
@@ -93,7 +93,7 @@ def run_demo(directory: Path, config_path: Path = DEMO_CONFIG) -> None:
             print(f"\nuser {uid}: {inter.matrix.indptr[row + 1] - inter.matrix.indptr[row]} songs played; most played:")
             print(song_rows(catalog, [song_ids[i].decode() for i in played], plays, "plays"))
             exclude = inter.matrix.indices[inter.matrix.indptr[row]:inter.matrix.indptr[row + 1]]
-            top, scores = recommend(model.user_factors[row], model.song_factors, 10, exclude=exclude)
+            top, scores = top_k(model.user_factors[row], model.song_factors, 10, exclude=exclude)
             print("top 10 recommendations (not yet played):")
             print(song_rows(catalog, [song_ids[i].decode() for i in top], scores, "score"))
     print(f"({time.perf_counter() - t:.1f} s)")
@@ -123,7 +123,7 @@ def run_demo(directory: Path, config_path: Path = DEMO_CONFIG) -> None:
     print(f"{int(cold.sum())} songs have audio but no plays")
     with Catalog(work / CATALOG_FILE) as catalog:
         for row in shown_users:
-            top, scores = recommend(model.user_factors[row], pred["factors"][cold], 5)
+            top, scores = top_k(model.user_factors[row], pred["factors"][cold], 5)
             ids = [pred_ids[i] for i in np.flatnonzero(cold)[top]]
             print(f"\nuser {user_ids[row].decode()}: top cold songs by x_u . l'_j")
             print(song_rows(catalog, ids, scores, "score"))
