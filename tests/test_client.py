@@ -247,7 +247,7 @@ def test_cli_recommend_table(fake, capsys):
     lines = out.splitlines()
     assert lines[0].startswith("bundle v-test")
     header = lines[1].split()
-    assert header[:7] == ["rank", "title", "artist", "genre", "year", "score", "source"]
+    assert header[:7] == ["rank", "title", "artist", "genre", "year", "score", "sources"]
     assert lines[2].split() == ["1", "First", "Song", "Alpha", "rock", "1999", "2.500",
                                 "collaborative", "SOAAA"]
     assert lines[3].split() == ["2", "Second", "Song", "Beta", "Band", "jazz", "-", "1.250",
@@ -294,7 +294,7 @@ def test_cli_errors(fake, capsys):
     assert code == 1 and err.startswith("pmrs-client: INVALID_ARGUMENT: ")
 
 
-@pytest.mark.parametrize("argv", [[], ["similar", "SOAAA", "--mode", "audio"], ["frobnicate"],
+@pytest.mark.parametrize("argv", [[], ["recommend", "u1", "--share", "acoustic"], ["recommend", "u1", "--share", "=0.2"], ["frobnicate"],
                                   ["recommend", "u1", "-k", "many"],
                                   ["--retries", "9", "info"]])
 def test_cli_usage_errors_exit_2(capsys, argv):
