@@ -21,6 +21,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from pmrs.entry import run_cli
+
 from .stub import BundleInfo, PMRSClient, PMRSError, SongInfo, SongResult
 
 __all__ = ["build_parser", "format_info", "format_song", "format_songs", "main"]
@@ -187,22 +189,13 @@ def _run(client: PMRSClient, args: argparse.Namespace) -> tuple[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``pmrs-client``; returns the exit code (0 ok, 1 failed call, 2 usage)."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    try:
+    def command(args: argparse.Namespace) -> int:
         with PMRSClient(args.target, timeout_s=args.timeout, retries=args.retries) as client:
             text, obj = _run(client, args)
-    except PMRSError as err:
-        print(f"pmrs-client: {err.code}: {' '.join(err.message.split())}", file=sys.stderr)
-        return 1
-    except ValueError as err:  # bad --timeout, --retries or --share
-        print(f"pmrs-client: {err}", file=sys.stderr)
-        return 2
-    print(json.dumps(obj, indent=2, ensure_ascii=False) if args.json else text)
-    return 0
+        print(json.dumps(obj, indent=2, ensure_ascii=False) if args.json else text)
+        return 0
+
+    return run_cli("pmrs-client", build_parser(), command, argv, failures=(PMRSError,))
 
 
 if __name__ == "__main__":

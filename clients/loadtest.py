@@ -52,6 +52,7 @@ from typing import Any, Generator
 import grpc
 import numpy as np
 
+from pmrs.entry import run_cli
 from pmrs.v1 import recommender_pb2 as pb
 from pmrs.v1 import recommender_pb2_grpc as pb_grpc
 
@@ -521,13 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``pmrs-loadtest``; returns the exit code (0 ok, 1 failure, 2 usage)."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
+    def command(args: argparse.Namespace) -> int:
         mix: Any = {args.rpc: 1.0} if args.rpc else (parse_mix(args.mix) if args.mix else None)
         users: IdList = list(args.user_id)
         songs: IdList = list(args.song_id)
@@ -536,15 +531,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             users = users or b_users
             songs = songs or b_songs
         report = run_loadtest(args.target, args.concurrency, args.duration, mix, users, songs,
-                              k=args.k, acoustic_share=args.acoustic_share, warmup_s=args.warmup, timeout_s=args.timeout,
-                              engine=args.engine, secure=args.secure, seed=args.seed)
-    except (ValueError, FileNotFoundError, ConnectionError) as exc:
-        print(f"pmrs-loadtest: {exc}", file=sys.stderr)
-        return 1
-    print(format_report(report))
-    if args.json:
-        write_json_atomic(args.json, report)
-    return 0
+                              k=args.k, acoustic_share=args.acoustic_share, warmup_s=args.warmup,
+                              timeout_s=args.timeout, engine=args.engine, secure=args.secure, seed=args.seed)
+        print(format_report(report))
+        if args.json:
+            write_json_atomic(args.json, report)
+        return 0
+
+    return run_cli("pmrs-loadtest", build_parser(), command, argv, failures=(ConnectionError,))
 
 
 if __name__ == "__main__":

@@ -4,11 +4,10 @@ summary. Settings: ``[indexer]`` in the ``--config`` TOML file, overridden by fl
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
 
 from pmrs import config as cfgmod
+from pmrs.entry import run_cli
 from pmrs.indexing import IndexerConfig, build_bundle
 from pmrs.serving import contract
 from pmrs.serving.bundle import Bundle
@@ -58,23 +57,16 @@ def summary(bundle_dir) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(levelname).1s %(name)s: %(message)s", stream=sys.stderr)
-    try:
-        cfg = cfgmod.build(IndexerConfig, "indexer", cfgmod.load_toml(args.config), vars(args))
-        out = build_bundle(cfgmod.resolve_workdir(args.workdir), cfg, wmf_run=args.wmf_run,
-                           cnn_run=args.cnn_run, show_progress=False if args.quiet else None)
-    except (FileNotFoundError, ValueError, FileExistsError, RuntimeError) as exc:
-        print(f"indexer {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"indexer {args.command}: interrupted (CURRENT unchanged)", file=sys.stderr)
-        return 130
+def cmd_build(args) -> int:
+    cfg = cfgmod.build(IndexerConfig, "indexer", cfgmod.load_toml(args.config), vars(args))
+    out = build_bundle(cfgmod.resolve_workdir(args.workdir), cfg, wmf_run=args.wmf_run,
+                       cnn_run=args.cnn_run, show_progress=False if args.quiet else None)
     print(summary(out))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli("indexer", build_parser(), cmd_build, argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

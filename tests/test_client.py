@@ -289,9 +289,9 @@ def test_cli_similar_song_info(fake, capsys):
 def test_cli_errors(fake, capsys):
     code, out, err = run_cli(capsys, "--target", fake.target, "recommend", "nobody")
     assert code == 1 and out == ""
-    assert err == "pmrs-client: NOT_FOUND: unknown user 'nobody'\n"
+    assert err == "pmrs-client recommend: NOT_FOUND: unknown user 'nobody'\n"
     code, _, err = run_cli(capsys, "--target", fake.target, "song", "ERR_INVALID_ARGUMENT")
-    assert code == 1 and err.startswith("pmrs-client: INVALID_ARGUMENT: ")
+    assert code == 1 and err.startswith("pmrs-client song: INVALID_ARGUMENT: ")
 
 
 @pytest.mark.parametrize("argv", [[], ["recommend", "u1", "--share", "acoustic"], ["recommend", "u1", "--share", "=0.2"], ["frobnicate"],
@@ -308,4 +308,4 @@ def test_installed_entry_point(fake):
     done = subprocess.run([str(exe), "--target", fake.target, "song", "ERR_NOT_FOUND"],
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 1
-    assert done.stderr.strip() == "pmrs-client: NOT_FOUND: fake NOT_FOUND for ERR_NOT_FOUND"
+    assert done.stderr.strip() == "pmrs-client song: NOT_FOUND: fake NOT_FOUND for ERR_NOT_FOUND"
