@@ -15,7 +15,8 @@ from ..artifacts import replace_dir, write_json
 from ..catalog import CATALOG_FILE
 from ..interactions import INTERACTIONS_DIR
 from .metadata import build_catalog
-from .triplets import IngestConfig, IngestError, read_triplets
+from .errors import IngestError
+from .triplets import IngestConfig, read_triplets
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,160 @@
+"""Property-based attacks on the ingest readers: arbitrary bytes and lines mixed into good files.
+
+The triplet reader is checked against a plain-Python reference of the stated rules (pmrs.ingest.rawtext
+and read_triplets' docstring): every good line lands with its count, every bad line is counted under
+the reason the reference gives, on both read paths (pyarrow as is, and the line filter).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, assume, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from pmrs.ingest import triplets as tr  # noqa: E402
+from pmrs.ingest.errors import IngestError  # noqa: E402
+from pmrs.ingest.rawtext import (EMPTY_ID, ID_TOO_LONG, MAX_ID_BYTES, MAX_LINE_BYTES,  # noqa: E402
+                                 NOT_UTF8, NUL_IN_ID, TOO_LONG, sniff_encoding)
+
+FAST = settings(max_examples=60, deadline=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
+                                       HealthCheck.data_too_large])
+_WS = b" \t\n\r\x0b\x0c"
+_ID_ORDER = (NUL_IN_ID, ID_TOO_LONG, EMPTY_ID)  # after "not valid UTF-8", which is per line
+
+
+def reference(lines: list[bytes]) -> tuple[Counter, Counter, int, dict[int, str]]:
+    """``(plays per (user, song), malformed per reason, blank lines, reason per bad line)``."""
+    plays: Counter = Counter()
+    reasons: Counter = Counter()
+    blank = 0
+    where: dict[int, str] = {}
+    for number, line in enumerate(lines, 1):
+        reason = _reason(line)
+        if reason == "blank":
+            blank += 1
+        elif reason is None:
+            u, s, c = (f.strip(_WS) for f in line.split(b"\t"))
+            plays[(u.decode(), s.decode())] += int(c)
+        else:
+            reasons[reason] += 1
+            where[number] = reason
+    return plays, reasons, blank, where
+
+
+def _reason(line: bytes) -> str | None:
+    if len(line) > MAX_LINE_BYTES:
+        return TOO_LONG
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError:
+        return NOT_UTF8
+    if line == b"":
+        return "blank"
+    fields = line.split(b"\t")
+    if len(fields) != 3:
+        return tr.WRONG_FIELDS
+    u, s, c = (f.strip(_WS) for f in fields)
+    if not (u or s or c):
+        return "blank"
+    problems = set()
+    for ident in (u, s):
+        if not ident:
+            problems.add(EMPTY_ID)
+        elif b"\x00" in ident:
+            problems.add(NUL_IN_ID)
+        elif len(ident) > MAX_ID_BYTES:
+            problems.add(ID_TOO_LONG)
+    for p in _ID_ORDER:
+        if p in problems:
+            return p
+    if not (c.isdigit() and len(c) <= tr.MAX_COUNT_DIGITS and 0 < int(c) <= tr.MAX_COUNT):
+        return tr.BAD_COUNT
+    return None
+
+
+ids = st.text(st.characters(blacklist_characters="\t\n\r\x00\x0b\x0c\x1c\x1d\x1e\x1f\x85\u2028\u2029",
+                            blacklist_categories=("Cs",)), min_size=1, max_size=12).map(str.strip) \
+    .filter(bool)
+good_lines = st.builds(lambda u, s, c, pad: f"{pad}{u}\t{s}{pad}\t{pad}{c}".encode(),
+                       st.sampled_from(["u1", "u2", "ü3", "b80344d063b5ccb3212f76538f3d9e43d87dca9e"]) | ids,
+                       st.sampled_from(["SOA", "SOB", "SO\u00e9"]) | ids,
+                       st.integers(1, 5000), st.sampled_from(["", " ", "  "]))
+no_eol = st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"").replace(b"\r", b""))
+junk_lines = st.one_of(
+    no_eol,                                                        # arbitrary bytes
+    st.text(max_size=30).map(lambda t: t.replace("\n", "").replace("\r", "").encode()),
+    st.builds(lambda a, b, c: b"\t".join([a, b, c]), no_eol, no_eol, no_eol),  # three junk fields
+    st.sampled_from([b"u\xe9\tSO1\t1", b"u\xff2\tSO2", b"u1\tSO1\t0x10", b"u1\tSO1\t+5",
+                     b"u1\tSO1\t1e3", b"u1\tSO1\t0", b"u1\tSO1\t-3", b"u\x00\tSO1\t1",
+                     b"u1\tSO1\x00\t2", b"u1\tSO1\t99999999999", b"u1\tSO1\t\xd9\xa3",
+                     b"", b" ", b"\t\t", b"u1\tSO1\t1\t", b"x" * (MAX_ID_BYTES + 1) + b"\tS\t1",
+                     b"u\tS\t" + b"1" * MAX_LINE_BYTES, b"y" * (MAX_LINE_BYTES - 4) + b"\tS\t1",
+                     b"y" * (MAX_LINE_BYTES - 3) + b"\tS\t1", b"z" * (MAX_LINE_BYTES + 5) + b"\xff"]),
+)
+files = st.tuples(good_lines, st.lists(st.one_of(good_lines, junk_lines), max_size=25),
+                  st.sampled_from([b"\n", b"\r\n"]), st.booleans())
+
+
+def _write(tmp_path, first: bytes, rest: list[bytes], eol: bytes, final_eol: bool):
+    lines = [first, *rest]
+    data = eol.join(lines) + (eol if final_eol else b"")
+    if not final_eol and lines[-1] == b"":
+        lines.pop()  # "...\n" then nothing: no last line
+    path = tmp_path / "triplets.txt"
+    path.write_bytes(data)
+    return path, lines
+
+
+def _read(path, force_filter: bool, monkeypatch):
+    cfg = tr.IngestConfig(max_bad_fraction=1.0)
+    if not force_filter:
+        return tr.read_triplets(path, cfg)
+    real = tr._parse
+
+    def parse(p, c, threaded, source=None):
+        if source is None:
+            raise tr._Unreadable("forced for the test")
+        return real(p, c, threaded, source)
+
+    with monkeypatch.context() as m:
+        m.setattr(tr, "_parse", parse)
+        return tr.read_triplets(path, cfg)
+
+
+def _dense(inter) -> Counter:
+    m = inter.matrix.tocoo()
+    return Counter({(inter.user_ids[r].decode(), inter.song_ids[c].decode()): int(v)
+                    for r, c, v in zip(m.row, m.col, m.data)})
+
+
+@FAST
+@given(files)
+def test_every_good_line_lands_and_bad_lines_are_counted(tmp_path_factory, monkeypatch, spec):
+    tmp_path = tmp_path_factory.mktemp("prop")
+    path, lines = _write(tmp_path, *spec)
+    try:
+        sniff_encoding(path, path.read_bytes()[:4096])
+    except IngestError:
+        assume(False)
+    plays, reasons, blank, where = reference(lines)
+    reports = []
+    for force in (False, True):
+        inter, rep = _read(path, force, monkeypatch)
+        assert _dense(inter) == plays
+        assert rep.malformed == dict(reasons)
+        assert rep.blank_lines == blank and rep.lines == len(lines)
+        assert rep.good_lines == len(lines) - blank - sum(reasons.values())
+        for ex in rep.examples:
+            assert where.get(ex["line"]) == ex["reason"], ex
+        for ids in (inter.user_ids, inter.song_ids):  # ids are UTF-8 text, for the server
+            for i in ids:
+                i.decode("utf-8")
+        d = rep.as_dict()
+        reports.append({k: d[k] for k in ("lines", "good_lines", "blank_lines", "malformed",
+                                          "malformed_lines", "users", "songs", "total_plays")})
+    assert reports[0] == reports[1]
