@@ -158,3 +158,131 @@ def test_every_good_line_lands_and_bad_lines_are_counted(tmp_path_factory, monke
         reports.append({k: d[k] for k in ("lines", "good_lines", "blank_lines", "malformed",
                                           "malformed_lines", "users", "songs", "total_plays")})
     assert reports[0] == reports[1]
+
+
+# ---------------------------------------------------------------- metadata readers
+
+
+def _id_ok(raw: bytes) -> bool:
+    if not raw or b"\x00" in raw or len(raw) > MAX_ID_BYTES:
+        return False
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _as_text(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+meta_text = st.text(st.characters(blacklist_characters="\n\r<\t", blacklist_categories=("Cs",)),
+                    max_size=10)
+meta_ids = ids.map(lambda x: x.replace("<", "").strip()).filter(bool)
+good_track_lines = st.builds(lambda t, s, a, ti: f"{t}<SEP>{s}<SEP>{a}<SEP>{ti}".encode(),
+                             st.sampled_from(["TRA", "TRB", "TRC"]) | meta_ids,
+                             st.sampled_from(["SO1", "SO2"]) | meta_ids, meta_text, meta_text)
+track_junk = st.one_of(
+    no_eol,
+    st.builds(lambda parts: b"<SEP>".join(parts), st.lists(no_eol, min_size=2, max_size=5)),
+    st.sampled_from([b"TR\xe9<SEP>SO1<SEP>A<SEP>T", b"TR1<SEP>SO\x00<SEP>A<SEP>T", b"<SEP><SEP><SEP>",
+                     b"TRZ<SEP>SOZ<SEP>Bj\xf6rk<SEP>\xff", b"x" * (MAX_LINE_BYTES + 10),
+                     b"TRY<SEP>" + b"S" * (MAX_ID_BYTES + 1) + b"<SEP>A<SEP>T"]),
+)
+
+
+def unique_tracks_reference(lines: list[bytes]) -> tuple[dict, dict, int]:
+    """``({song: (artist, title)}, {track: song}, malformed lines)``."""
+    songs: dict = {}
+    tracks: dict = {}
+    bad = 0
+    for line in lines:
+        line = line.removesuffix(b"\r")
+        if len(line) > MAX_LINE_BYTES:
+            bad += 1
+            continue
+        if not line.strip():
+            continue
+        parts = line.split(b"<SEP>")
+        if len(parts) != 4 or not all(_id_ok(p.strip()) for p in parts[:2]):
+            bad += 1
+            continue
+        t, s, a, ti = (p.strip() for p in parts)
+        t, s = t.decode(), s.decode()
+        tracks.setdefault(t, s)
+        old = songs.get(s, ("", ""))
+        songs[s] = (old[0] or _as_text(a), old[1] or _as_text(ti))
+    return songs, tracks, bad
+
+
+@FAST
+@given(good_track_lines, st.lists(st.one_of(good_track_lines, track_junk), max_size=20))
+def test_unique_tracks_every_good_line_lands(tmp_path_factory, first, rest):
+    from pmrs.catalog import Catalog
+    from pmrs.ingest.metadata import build_catalog
+
+    tmp_path = tmp_path_factory.mktemp("ut")
+    path = tmp_path / "unique_tracks.txt"
+    data = b"\n".join([first, *rest]) + b"\n"
+    path.write_bytes(data)
+    try:
+        sniff_encoding(path, data[:4096])
+    except IngestError:
+        assume(False)
+    songs, tracks, bad = unique_tracks_reference([first, *rest])
+    report = build_catalog(tmp_path / "catalog.lmdb", unique_tracks=path)
+    assert report.malformed.get("unique_tracks.txt", 0) == bad
+    with Catalog(tmp_path / "catalog.lmdb") as cat:
+        assert dict(cat.tracks()) == tracks
+        assert {s: (f["artist"], f["title"]) for s, f in cat.items()} == songs
+
+
+sql_values = st.one_of(st.none(), st.integers(-2**63, 2**63 - 1), st.floats(), st.text(max_size=8),
+                       st.binary(max_size=8), st.sampled_from(["1999", "unknown", " 7 ", "1e3", "-1"]))
+good_rows = st.tuples(st.sampled_from(["TRA", "TRB", "TRC"]), st.sampled_from(["SO1", "SO2"]),
+                      meta_text, st.integers(0, 2100), st.floats(0, 1000))
+any_rows = st.tuples(sql_values, sql_values, sql_values, sql_values, sql_values)
+
+
+@FAST
+@given(good_rows, st.lists(st.one_of(good_rows, any_rows), max_size=15))
+def test_track_metadata_never_crashes_and_good_rows_land(tmp_path_factory, first, rest):
+    import math
+    import sqlite3
+
+    from pmrs.catalog import Catalog
+    from pmrs.ingest.metadata import build_catalog
+
+    tmp_path = tmp_path_factory.mktemp("tm")
+    db = tmp_path / "track_metadata.db"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE songs (track_id, song_id, title, year, duration)")  # no type affinity
+    con.executemany("INSERT INTO songs VALUES (?, ?, ?, ?, ?)", [first, *rest])
+    con.commit()
+    con.close()
+
+    def id_of(v):
+        if isinstance(v, str):
+            v = v.encode("utf-8", "surrogatepass")
+        return v.strip().decode() if isinstance(v, bytes) and _id_ok(v.strip()) else None
+
+    tracks: dict = {}
+    bad = 0
+    for row in [first, *rest]:
+        t, s = id_of(row[0]), id_of(row[1])
+        if t is None or s is None:
+            bad += 1
+            continue
+        tracks.setdefault(t, s)
+    report = build_catalog(tmp_path / "catalog.lmdb", track_metadata=db)
+    assert report.malformed.get("track_metadata.db", 0) == bad
+    with Catalog(tmp_path / "catalog.lmdb") as cat:
+        assert dict(cat.tracks()) == tracks
+        for _, fields in cat.items():
+            assert isinstance(fields["year"], int) and fields["year"] >= 0
+            assert isinstance(fields["duration"], float) and math.isfinite(fields["duration"])
+            assert isinstance(fields["title"], str)
