@@ -268,3 +268,17 @@ def test_id_lookups_agree_and_reject_keys_wider_than_the_ids():
     with pytest.raises(KeyError):
         lookup(ids, "abcd")                       # wider than the ids: absent, not a cast
     assert find(np.array([], dtype="S3"), "a") == -1
+
+
+@pytest.mark.parametrize("bad_line", [b"", b"u\xff\tSO\n"])  # fast path / line-filter path
+def test_a_truncated_gzip_file_is_a_clear_error(tmp_path, bad_line):
+    import gzip
+    import random
+
+    rng = random.Random(1)
+    good = b"".join(b"u%d\tS%d\t%d\n" % (rng.randrange(10**9), rng.randrange(10**9), rng.randrange(1, 9))
+                    for _ in range(50_000))
+    data = gzip.compress(good[:len(good) // 2] + bad_line + good[len(good) // 2:])
+    p = write(tmp_path, data[:int(len(data) * 0.8)], name="t.txt.gz")
+    with pytest.raises(IngestError, match=r"t\.txt\.gz: cannot read: .*[Tt]runcated"):
+        read_triplets(p)

@@ -319,7 +319,9 @@ def _parse(path: Path, cfg: IngestConfig, threaded: bool,
                                                                "count": pa.string()},
                                                  check_utf8=False, strings_can_be_null=False),
         )
-    except (pa.ArrowInvalid, pa.ArrowException) as exc:
+    except OSError as exc:  # the bytes cannot be read (a truncated .gz, an I/O error)
+        raise IngestError(f"{path}: cannot read: {str(exc)[:200]}") from None
+    except pa.ArrowException as exc:
         if aborted and aborted[0] == -1:
             return pa.table({"user": pa.array([], dict_str)}), field_errors
         if aborted:
