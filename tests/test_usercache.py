@@ -32,6 +32,7 @@ def test_user_cache_dir_follows_xdg_and_falls_back_to_a_temp_dir(tmp_path, monke
 
 
 def test_a_cache_dir_set_by_the_user_is_kept(monkeypatch, tmp_path):
+    monkeypatch.delitem(sys.modules, "numba.core.config", raising=False)  # keep this process's numba
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "mine"))
     assert usercache.configure_numba_cache() == str(tmp_path / "mine")
 
