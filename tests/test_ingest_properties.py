@@ -286,3 +286,40 @@ def test_track_metadata_never_crashes_and_good_rows_land(tmp_path_factory, first
             assert isinstance(fields["year"], int) and fields["year"] >= 0
             assert isinstance(fields["duration"], float) and math.isfinite(fields["duration"])
             assert isinstance(fields["title"], str)
+
+
+@FAST
+@given(st.lists(st.one_of(no_eol, st.sampled_from([b"ok\r", b"\xff", b"a" * (MAX_LINE_BYTES + 1),
+                                                   b"b" * MAX_LINE_BYTES + b"\r",
+                                                   b"c" * 3 * MAX_LINE_BYTES])), max_size=12),
+       st.booleans(), st.integers(1, 3 * MAX_LINE_BYTES))
+def test_clean_lines_at_any_block_size(lines, final_eol, block):
+    """The line filter's output and its record of removed lines do not depend on where its read
+    blocks fall."""
+    import io
+
+    from pmrs.ingest.rawtext import CleanLines
+
+    ends = [b"\n"] * len(lines)
+    if lines and not final_eol:
+        ends[-1] = b""
+        if lines[-1] == b"":  # "...\n" then nothing: no last line
+            lines, ends = lines[:-1], ends[:-1]
+    data = b"".join(line + end for line, end in zip(lines, ends))
+    expected, removed = b"", []
+    for number, (line, end) in enumerate(zip(lines, ends), 1):
+        body = line.removesuffix(b"\r")
+        reason = TOO_LONG if len(body) > MAX_LINE_BYTES else None
+        if reason is None:
+            try:
+                body.decode("utf-8")
+            except UnicodeDecodeError:
+                reason = NOT_UTF8
+        if reason:
+            removed.append((number, reason))
+        else:
+            expected += line + end
+    stream = CleanLines(io.BytesIO(data), block_bytes=block, max_examples=100)
+    assert stream.read() == expected
+    assert list(stream.removed) == [n for n, _ in removed]
+    assert [(n, r) for n, r, _ in stream.examples] == removed
