@@ -18,13 +18,12 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-import threading
-import time
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 from tqdm import tqdm
 
+from ..processes import exit_with_parent
 from .bundle import Bundle
 from .recommend import (MIXED, candidate_count, check_shares, check_unit, known_user_query, recommend,
                         resolve_k, similar_songs, source_queries)
@@ -120,16 +119,8 @@ def _init_worker(path: str, parent: int) -> None:
     global _worker_bundle
     import faiss
     faiss.omp_set_num_threads(1)  # the pool's processes are the parallelism
-    # A killed build must not leave its workers behind: they wait on a queue that every worker
-    # holds both ends of, so they would never see it close.
-    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+    exit_with_parent(parent)  # a killed build must not leave its workers behind
     _worker_bundle = Bundle.open(path, threads=None)
-
-
-def _exit_with(parent: int) -> None:
-    while os.getppid() == parent:
-        time.sleep(0.5)
-    os._exit(1)
 
 
 def _worker_lists(args: tuple[str, int, int, int, dict, float]):
