@@ -191,6 +191,21 @@ def test_server_answers_equal_the_python_api(server, bundle):
             assert _answer(got.songs) == _answer(rec.similar_songs(song, k=7, mode=name, diversity=0.5).songs)
 
 
+def test_answers_never_hold_nan_or_inf(server, bundle):
+    genre = bundle.songs([0])[0]["genre"]
+    scores = []
+    for u in range(0, bundle.n_users, 3):
+        user = bundle.user_ids[u].decode()
+        for req in (pb.RecommendRequest(user_id=user), pb.RecommendRequest(user_id=user, k=200, diversity=1.0),
+                    pb.RecommendRequest(user_id=user, acoustic_share=1.0, filters=pb.Filters(genres=[genre]))):
+            scores += [s.score for s in server.stub.Recommend(req).songs]
+    for r in range(bundle.n_songs):
+        for mode in (pb.SIMILARITY_MODE_MIXED, pb.SIMILARITY_MODE_ACOUSTIC):
+            scores += [s.score for s in server.stub.SimilarSongs(
+                pb.SimilarSongsRequest(song_id=bundle.song_id(r), mode=mode, k=30, diversity=0.7)).songs]
+    assert len(scores) > 10_000 and np.isfinite(scores).all()
+
+
 def test_recommend_known_user_matches_the_library(server, bundle):
     user = some_user(bundle)
     resp = server.stub.Recommend(pb.RecommendRequest(user_id=user, k=15, acoustic_share=0.4, diversity=0.3))
