@@ -33,7 +33,7 @@ __all__ = ["BundleInfo", "CallHooks", "Filters", "InvalidArgument", "ListInfo", 
            "Recommendations", "Recommender", "ScoredSong", "ServingError", "Song", "SourceInfo"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ScoredSong:
     """A recommended song: catalog fields ("" / 0 when unknown), its score (the inner product of
     the query with the song's vector in the source that ranked it highest) and the sources whose

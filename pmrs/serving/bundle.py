@@ -202,6 +202,7 @@ class DefaultLists:
     rows: np.ndarray     # int32 song rows
     scores: np.ndarray   # float32
     sources: np.ndarray  # uint8 (int8 in format 1) source masks: bit i is the bundle's i-th source
+    quotas: dict         # songs each source contributes to a list (``contract.quotas``)
 
 
 @dataclass(frozen=True)
@@ -322,7 +323,8 @@ class Bundle:
             if any(a.shape != (n, k) for a in arrays.values()):
                 raise ValueError(f"bundle {path}: the default {kind} lists are not ({n}, {k}) arrays")
             shares = C.resolve_shares(names, self.defaults.shares, entry.get("shares") or {})
-            self.lists[kind] = DefaultLists(k, shares, float(entry["diversity"]), **arrays)
+            self.lists[kind] = DefaultLists(k, shares, float(entry["diversity"]), **arrays,
+                                            quotas=C.quotas(names, shares, k))
 
     def validate(self) -> None:
         """``ContractError`` unless every array holds what the contract says: ids sorted and

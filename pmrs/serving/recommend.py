@@ -311,8 +311,7 @@ def lists_answer(bundle, lists, k: int, shares: Mapping[str, float], diversity: 
     arrives as the float32 0.2000000030)."""
     if lists is None or k != lists.k or diversity != lists.diversity:
         return False
-    names = bundle.source_names
-    return quotas(names, shares, k) == quotas(names, lists.shares, lists.k)
+    return quotas(bundle.source_names, shares, k) == lists.quotas
 
 
 def listed_items(lists, row: int) -> list[Item]:
