@@ -1,26 +1,34 @@
-"""``pmrs tune``: random search over WMF settings on a validation split.
+"""Settings from the data: random search over WMF settings on a validation split.
 
-The test split of ``pmrs evaluate --holdout`` (same settings and seed) is made first and set
-aside: the validation split is drawn from its training matrix, and none of its users are test
-users, so tuning never sees a held-out test song. Each trial trains on the validation split's
-training part and is scored on its held-out part.
+``pmrs tune``: the test split of ``pmrs evaluate --holdout`` (same settings and seed) is made
+first and set aside: the validation split is drawn from its training matrix, and none of its
+users are test users, so tuning never sees a held-out test song. Each trial trains on the
+validation split's training part and is scored on its held-out part.
+
+:func:`select_settings` is the same search run automatically by ``pmrs train-wmf`` and
+``pmrs evaluate --holdout`` when settings are not given, within a cost budget (see
+:class:`SelectConfig`); it also chooses the neighbourhood model's settings and the share of WMF in
+a blend of the two.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 from tqdm import tqdm
 
 from .artifacts import new_run_name, staged_dir, write_json, write_text
 from .evaluation.holdout import HoldoutConfig, make_split
 from .evaluation.metrics import evaluate_scores
-from .evaluation.split import validation_split
+from .blend import blend_scores
+from .evaluation.split import holdout_split, validation_split
 from .interactions import INTERACTIONS_DIR, Interactions
+from .neighbours import NeighboursConfig, build_neighbours
 from .report import markdown_table
 from .wmf import WMFConfig, train_wmf
 
@@ -49,20 +57,26 @@ class TuneConfig:
             raise ValueError(f"metric must look like map@500, recall@50, ndcg@10 or be auc; got {self.metric!r}")
 
 
-def _candidates(cfg: TuneConfig, base: WMFConfig) -> list[WMFConfig]:
-    """The base config, then ``cfg.trials`` distinct random grid points."""
+#: The WMF settings the search varies (each unless fixed by the user).
+SEARCHED = ("alpha", "eps", "regularization", "factors")
+
+
+def _candidates(cfg: TuneConfig, base: WMFConfig, fixed: frozenset[str] = frozenset()) -> list[WMFConfig]:
+    """The base config, then up to ``cfg.trials`` distinct random grid points; settings named in
+    ``fixed`` keep the base's value."""
     rng = np.random.default_rng(cfg.seed)
     out = [replace(base, iterations=cfg.iterations)]
-    seen = {(base.alpha, base.eps, base.regularization, base.factors)}
-    grid_size = len(cfg.alphas) * len(cfg.epss) * len(cfg.regularizations) * len(cfg.factors)
+    grids = {"alpha": cfg.alphas, "eps": cfg.epss, "regularization": cfg.regularizations,
+             "factors": cfg.factors}
+    grids = {k: (getattr(base, k),) if k in fixed else v for k, v in grids.items()}
+    seen = {tuple(getattr(base, k) for k in SEARCHED)}
+    grid_size = int(np.prod([len(v) for v in grids.values()]))
     while len(out) < 1 + min(cfg.trials, grid_size - 1):
-        point = (float(rng.choice(cfg.alphas)), float(rng.choice(cfg.epss)),
-                 float(rng.choice(cfg.regularizations)), int(rng.choice(cfg.factors)))
+        point = tuple(type(getattr(base, k))(rng.choice(grids[k])) for k in SEARCHED)
         if point in seen:
             continue
         seen.add(point)
-        a, e, r, f = point
-        out.append(replace(base, alpha=a, eps=e, regularization=r, factors=f, iterations=cfg.iterations))
+        out.append(replace(base, iterations=cfg.iterations, **dict(zip(SEARCHED, point))))
     return out
 
 
@@ -118,3 +132,208 @@ def to_toml(section: str, values: dict) -> str:
         return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
     return f"[{section}]\n" + "".join(f"{k} = {fmt(v)}\n" for k, v in values.items())
+
+
+@dataclass(frozen=True)
+class SelectConfig:
+    """Settings from the data (``[select]`` in a TOML config): how ``pmrs train-wmf`` and
+    ``pmrs evaluate --holdout`` choose what the user did not fix.
+
+    Cost is counted in units of ``(stored pairs + users + songs) x factors x iterations``, which
+    ALS's time follows (conjugate gradient: linear in each); a deterministic count, so the same
+    data give the same search on any machine. The search may spend ``budget`` plain fits of the
+    whole matrix (``plain_iterations`` iterations at the default factors), so the whole run costs
+    at most ``1 + budget`` plain fits plus the difference of the chosen settings; when that is
+    less than ``min_cost`` units (small data) it may spend ``min_cost``. When a trial on the
+    whole matrix would not let ``target_trials`` trials fit, the search runs on a random sample of
+    users sized so that they do.
+    """
+
+    enabled: bool = True
+    budget: float = 1.0
+    plain_iterations: int = 15
+    min_cost: float = 2e9
+    target_trials: int = 12
+    checkpoints: tuple[int, ...] = (5, 10, 15, 25)  # iterations scored in each trial
+    validation_users: float = 0.2    # share of the eligible users whose songs are held out
+    max_validation_users: int = 5000
+    holdout_fraction: float = 0.2
+    min_songs: int = 5
+    metric: str = "map@500"
+    neighbour_alphas: tuple[float, ...] = (0.15, 0.3, 0.5)
+    neighbour_localities: tuple[float, ...] = (1.0, 2.0, 3.0)
+    neighbour_counts: tuple[int, ...] = (200,)
+    wmf_shares: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("checkpoints", "neighbour_alphas", "neighbour_localities", "neighbour_counts",
+                     "wmf_shares"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.budget < 0 or self.target_trials < 1 or not self.checkpoints:
+            raise ValueError("need budget >= 0, target_trials >= 1 and at least one checkpoint")
+        if "@" not in self.metric and self.metric != "auc":
+            raise ValueError(f"metric must look like map@500 or recall@50 or be auc; got {self.metric!r}")
+
+
+@dataclass
+class Selection:
+    """What :func:`select_settings` chose, and the table it chose from."""
+
+    wmf: WMFConfig
+    neighbours: NeighboursConfig
+    wmf_share: float                 # 1: WMF alone, 0: the neighbourhood model alone
+    fixed: tuple[str, ...]           # WMF settings given by the user (not searched)
+    trials: list[dict] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"wmf": asdict(self.wmf), "neighbours": asdict(self.neighbours),
+                "wmf_share": self.wmf_share, "fixed": list(self.fixed), **self.summary,
+                "trials": self.trials}
+
+
+def fit_cost(matrix_shape_nnz: tuple[int, int, int], factors: int, iterations: int) -> float:
+    """Cost units of one ALS fit: ``(nnz + users + songs) x factors x iterations``."""
+    n_users, n_songs, nnz = matrix_shape_nnz
+    return float(nnz + n_users + n_songs) * factors * iterations
+
+
+def _shape_nnz(m: sp.csr_matrix) -> tuple[int, int, int]:
+    return int(m.shape[0]), int(m.shape[1]), int(m.nnz)
+
+
+def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
+                    fixed: frozenset[str] | set[str] = frozenset(), cfg: SelectConfig | None = None,
+                    exclude_users: np.ndarray | None = None,
+                    neighbours: NeighboursConfig | None = None, with_wmf: bool = True) -> Selection:
+    """Choose WMF settings (those not in ``fixed``), the neighbourhood model's and the blend
+    share on a validation split of ``counts`` (users x songs play counts).
+
+    Validation users are drawn among the users not in ``exclude_users`` (an evaluation's test
+    users); their held-out songs are the only thing scored. ``neighbours``, if given, is used as
+    is (not searched). ``with_wmf=False`` searches the neighbourhood model only (no WMF trial,
+    no blend; share 0). Deterministic for a given input and ``cfg.seed``.
+    """
+    base = base or WMFConfig()
+    cfg = cfg or SelectConfig()
+    fixed = frozenset(fixed)
+    counts = sp.csr_matrix(counts)
+    n_users = counts.shape[0]
+    plain = fit_cost(_shape_nnz(counts), WMFConfig().factors, cfg.plain_iterations)
+    budget = max(cfg.budget * plain, cfg.min_cost)
+    tcfg = TuneConfig(trials=cfg.target_trials - 1, seed=cfg.seed, metric=cfg.metric)
+    iterations = (base.iterations,) if "iterations" in fixed else cfg.checkpoints
+    candidates = _candidates(tcfg, base, fixed)
+    mean_factors = float(np.mean([c.factors for c in candidates]))
+    per_trial = fit_cost(_shape_nnz(counts), mean_factors, max(iterations))
+    share = min(1.0, budget / (cfg.target_trials * per_trial))
+    rng = np.random.default_rng(cfg.seed)
+    pool = np.setdiff1d(np.arange(n_users), exclude_users if exclude_users is not None else [])
+    sample = np.sort(rng.choice(pool, size=max(1, int(round(share * pool.size))), replace=False)) \
+        if share < 1.0 else pool
+    sub = counts[sample] if share < 1.0 else counts
+    if share < 1.0:  # the sample keeps its songs' columns; users outside it are simply absent
+        exclude = None
+    else:
+        exclude = exclude_users
+    eligible = int((np.diff(sub.indptr) >= max(cfg.min_songs, 2)).sum()) - (
+        0 if exclude is None else int((np.diff(sub.indptr)[exclude] >= max(cfg.min_songs, 2)).sum()))
+    n_val = int(min(max(1, round(cfg.validation_users * eligible)), cfg.max_validation_users, eligible))
+    if n_val < 1:
+        raise ValueError("no user has enough songs to draw a validation split from")
+    val = holdout_split(sub, test_users=n_val, holdout_fraction=cfg.holdout_fraction,
+                        min_songs=cfg.min_songs, seed=cfg.seed + 1, exclude_users=exclude)
+    ks = sorted({50, 500} | ({int(cfg.metric.split("@")[1])} if "@" in cfg.metric else set()))
+    key = cfg.metric
+
+    def score(scores_fn) -> dict:
+        m = evaluate_scores(scores_fn, val, ks=ks, show_progress=False)
+        return {k: round(float(m[k]), 5) for k in ("map@500", "recall@50", "auc", key)}
+
+    trials: list[dict] = []
+    spent = 0.0
+    best_wmf: tuple[float, WMFConfig, np.ndarray, np.ndarray] | None = None
+    bar = tqdm(total=len(candidates), desc="select", unit="trial", disable=None, leave=False)
+    t_start = time.perf_counter()
+    for wcfg in candidates if with_wmf else []:
+        cost = fit_cost(_shape_nnz(val.train), wcfg.factors, max(iterations))
+        if trials and spent + cost > budget:
+            break
+        spent += cost
+        t0 = time.perf_counter()
+        wcfg = replace(wcfg, iterations=max(iterations))
+        found: list[tuple[float, int, np.ndarray, np.ndarray]] = []
+
+        def checkpoint(n: int, model) -> None:
+            if n in iterations:
+                m = score(model.scores)
+                trials.append({"model": "wmf", **{k: getattr(wcfg, k) for k in SEARCHED},
+                               "iterations": n, **m})
+                found.append((m[key], n, model.user_factors.copy(), model.song_factors.copy()))
+
+        train_wmf(val.train, wcfg, show_progress=False, after_iteration=checkpoint)
+        trials[-1]["seconds"] = round(time.perf_counter() - t0, 3)
+        for value, n, uf, sf in found:
+            if best_wmf is None or np.nan_to_num(value, nan=-1.0) > best_wmf[0]:
+                best_wmf = (np.nan_to_num(value, nan=-1.0), replace(wcfg, iterations=n), uf, sf)
+        bar.update(1)
+    bar.close()
+    if with_wmf:
+        _, wmf_best, uf, sf = best_wmf
+        wmf_scores = lambda rows: uf[np.asarray(rows)] @ sf.T  # noqa: E731
+    else:
+        wmf_best = base
+
+    if neighbours is not None:
+        n_candidates = [neighbours]
+    else:
+        n_candidates = [NeighboursConfig(similarity="asymmetric-cosine", alpha=a, locality=q, neighbours=k)
+                        for k in cfg.neighbour_counts for a in cfg.neighbour_alphas
+                        for q in cfg.neighbour_localities]
+        n_candidates += [NeighboursConfig(similarity="bm25", neighbours=k) for k in cfg.neighbour_counts]
+    best_nb = None
+    for ncfg in n_candidates:
+        t0 = time.perf_counter()
+        nb = build_neighbours(val.train, ncfg, show_progress=False)
+        m = score(lambda rows, nb=nb: nb.scores(val.train[np.asarray(rows)]))
+        trials.append({"model": "neighbours", "similarity": ncfg.similarity, "alpha": ncfg.alpha,
+                       "locality": ncfg.locality, "neighbours": ncfg.neighbours, **m,
+                       "seconds": round(time.perf_counter() - t0, 3)})
+        if best_nb is None or np.nan_to_num(m[key], nan=-1.0) > best_nb[0]:
+            best_nb = (np.nan_to_num(m[key], nan=-1.0), ncfg, nb)
+    _, nb_best, nb_model = best_nb
+
+    best_share = None if with_wmf else (0.0, 0.0)
+    for w in cfg.wmf_shares if with_wmf else []:
+        m = score(lambda rows, w=w: blend_scores(wmf_scores(rows), nb_model.scores(val.train[np.asarray(rows)]), w))
+        trials.append({"model": "blend", "wmf_share": w, **m})
+        if best_share is None or np.nan_to_num(m[key], nan=-1.0) > best_share[0]:
+            best_share = (np.nan_to_num(m[key], nan=-1.0), w)
+    chosen = replace(base, **{k: getattr(wmf_best, k) for k in (*SEARCHED, "iterations") if k not in fixed})
+    summary = {"metric": key, "validation_users": int(len(val.test_users)),
+               "sampled_users": int(sub.shape[0]), "users": int(n_users),
+               "cost_budget": budget, "cost_spent": spent,
+               "budget_in_plain_fits": round(budget / plain, 3), "spent_in_plain_fits": round(spent / plain, 3),
+               "seconds": round(time.perf_counter() - t_start, 2)}
+    log.info("selected WMF %s, neighbours %s, WMF share %g on %d validation users (%.2f plain fits)",
+             {k: getattr(chosen, k) for k in (*SEARCHED, "iterations")}, asdict(nb_best), best_share[1],
+             len(val.test_users), spent / plain)
+    return Selection(wmf=chosen, neighbours=nb_best, wmf_share=best_share[1], fixed=tuple(sorted(fixed)),
+                     trials=trials, summary=summary)
+
+
+def selection_table(trials: list[dict]) -> str:
+    """The search table (``Selection.trials``) as markdown, one row per scored setting."""
+    headers = ["model", "settings", "map@500", "recall@50", "auc"]
+    rows = []
+    for t in trials:
+        if t["model"] == "wmf":
+            s = (f"factors {t['factors']}, reg {t['regularization']}, alpha {t['alpha']}, "
+                 f"eps {t['eps']}, {t['iterations']} it")
+        elif t["model"] == "neighbours":
+            s = (f"{t['similarity']}, alpha {t['alpha']}, q {t['locality']}, K {t['neighbours']}")
+        else:
+            s = f"WMF share {t['wmf_share']}"
+        rows.append([t["model"], s, t["map@500"], t["recall@50"], t["auc"]])
+    return markdown_table(headers, rows)
