@@ -155,11 +155,11 @@ class SelectConfig:
     min_cost: float = 2e9
     target_trials: int = 12
     checkpoints: tuple[int, ...] = (5, 10, 15, 25)  # iterations scored in each trial
-    validation_users: float = 0.2    # share of the eligible users whose songs are held out
+    validation_users: float = 0.5    # share of the eligible users whose songs are held out
     max_validation_users: int = 5000
     holdout_fraction: float = 0.2
     min_songs: int = 5
-    metric: str = "map@500"
+    metric: str = "map@500+recall@50"  # a metric, or a sum of metrics joined by "+"
     neighbour_alphas: tuple[float, ...] = (0.15, 0.3, 0.5)
     neighbour_localities: tuple[float, ...] = (1.0, 2.0, 3.0)
     neighbour_counts: tuple[int, ...] = (200,)
@@ -172,8 +172,10 @@ class SelectConfig:
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.budget < 0 or self.target_trials < 1 or not self.checkpoints:
             raise ValueError("need budget >= 0, target_trials >= 1 and at least one checkpoint")
-        if "@" not in self.metric and self.metric != "auc":
-            raise ValueError(f"metric must look like map@500 or recall@50 or be auc; got {self.metric!r}")
+        for term in self.metric.split("+"):
+            if "@" not in term and term != "auc":
+                raise ValueError(f"metric must be map@500, recall@50, ndcg@10, auc or a sum of them "
+                                 f"joined by '+'; got {self.metric!r}")
 
 
 @dataclass
@@ -244,12 +246,14 @@ def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
         raise ValueError("no user has enough songs to draw a validation split from")
     val = holdout_split(sub, test_users=n_val, holdout_fraction=cfg.holdout_fraction,
                         min_songs=cfg.min_songs, seed=cfg.seed + 1, exclude_users=exclude)
-    ks = sorted({50, 500} | ({int(cfg.metric.split("@")[1])} if "@" in cfg.metric else set()))
+    terms = cfg.metric.split("+")
+    ks = sorted({50, 500} | {int(t.split("@")[1]) for t in terms if "@" in t})
     key = cfg.metric
 
     def score(scores_fn) -> dict:
         m = evaluate_scores(scores_fn, val, ks=ks, show_progress=False)
-        return {k: round(float(m[k]), 5) for k in ("map@500", "recall@50", "auc", key)}
+        m[key] = sum(m[t] for t in terms)
+        return {k: round(float(m[k]), 5) for k in dict.fromkeys(("map@500", "recall@50", "auc", key))}
 
     trials: list[dict] = []
     spent = 0.0
