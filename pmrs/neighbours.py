@@ -69,9 +69,10 @@ def _song_vectors(counts: sp.csr_matrix, cfg: NeighboursConfig) -> sp.csr_matrix
     if cfg.similarity != "bm25":
         items.data[:] = 1.0
         return items
-    n_users = counts.shape[0]
-    users_per_col = np.bincount(items.indices, minlength=n_users)
-    idf = np.log(n_users) - np.log1p(users_per_col)  # as implicit's bm25_weight
+    # As implicit's bm25_weight applied to the songs x users matrix: a user's idf is
+    # log(n_songs) - log(1 + songs they played), and a song's length is its total plays.
+    songs_per_user = np.bincount(items.indices, minlength=counts.shape[0])
+    idf = np.log(items.shape[0]) - np.log1p(songs_per_user)
     row_sums = np.asarray(items.sum(axis=1)).ravel()
     length_norm = (1.0 - cfg.bm25_b) + cfg.bm25_b * row_sums / max(row_sums.mean(), 1e-12)
     rows = np.repeat(np.arange(items.shape[0]), np.diff(items.indptr))

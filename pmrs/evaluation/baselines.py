@@ -17,6 +17,9 @@ from typing import Callable
 
 import numpy as np
 import scipy.sparse as sp
+from implicit.cpu.als import AlternatingLeastSquares
+from implicit.cpu.bpr import BayesianPersonalizedRanking
+from implicit.nearest_neighbours import BM25Recommender, CosineRecommender
 from threadpoolctl import threadpool_limits
 
 from .metrics import popularity_scores
@@ -30,10 +33,7 @@ REFERENCE_MODELS = ("implicit-als", "implicit-bpr", "implicit-cosine", "implicit
 
 
 def _implicit_model(name: str, seed: int):
-    from implicit.cpu.als import AlternatingLeastSquares
-    from implicit.cpu.bpr import BayesianPersonalizedRanking
-    from implicit.nearest_neighbours import BM25Recommender, CosineRecommender
-
+    # implicit is imported above, before any BLAS limit, so that the limit reaches its BLAS.
     if name == "implicit-als":
         return AlternatingLeastSquares(random_state=seed)
     if name == "implicit-bpr":
