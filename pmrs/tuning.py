@@ -141,16 +141,18 @@ class SelectConfig:
 
     Cost is counted in units of ``(stored pairs + users + songs) x factors x iterations``, which
     ALS's time follows (conjugate gradient: linear in each); a deterministic count, so the same
-    data give the same search on any machine. The search may spend ``budget`` plain fits of the
-    whole matrix (``plain_iterations`` iterations at the default factors), so the whole run costs
-    at most ``1 + budget`` plain fits plus the difference of the chosen settings; when that is
-    less than ``min_cost`` units (small data) it may spend ``min_cost``. When a trial on the
-    whole matrix would not let ``target_trials`` trials fit, the search runs on a random sample of
-    users sized so that they do.
+    data give the same search on any machine. A *plain fit* is one of the whole matrix at the
+    default factors and ``plain_iterations`` iterations. The search may spend ``budget`` plain
+    fits, and only settings whose final fit on the whole matrix costs at most ``final_fit`` plain
+    fits can be chosen, so a run costs at most ``budget + final_fit`` plain fits (2 by default)
+    plus the evaluation of the validation users. Both limits are at least ``min_cost`` units, so
+    small data get a full search. When ``target_trials`` trials on the whole matrix would not fit
+    in the budget, the search runs on a random sample of users sized so that they do.
     """
 
     enabled: bool = True
     budget: float = 1.0
+    final_fit: float = 1.0
     plain_iterations: int = 15
     min_cost: float = 2e9
     target_trials: int = 12
@@ -225,8 +227,13 @@ def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
     plain = fit_cost(_shape_nnz(counts), WMFConfig().factors, cfg.plain_iterations)
     budget = max(cfg.budget * plain, cfg.min_cost)
     tcfg = TuneConfig(trials=cfg.target_trials - 1, seed=cfg.seed, metric=cfg.metric)
+    final_cap = max(cfg.final_fit * plain, cfg.min_cost)
     iterations = (base.iterations,) if "iterations" in fixed else cfg.checkpoints
-    candidates = _candidates(tcfg, base, fixed)
+    full = _shape_nnz(counts)
+    candidates = [c for c in _candidates(tcfg, base, fixed)
+                  if fit_cost(full, c.factors, min(iterations)) <= final_cap or not with_wmf]
+    if not candidates:  # even the cheapest setting over the cap: the base as given
+        candidates = [base]
     mean_factors = float(np.mean([c.factors for c in candidates]))
     per_trial = fit_cost(_shape_nnz(counts), mean_factors, max(iterations))
     share = min(1.0, budget / (cfg.target_trials * per_trial))
@@ -261,16 +268,18 @@ def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
     bar = tqdm(total=len(candidates), desc="select", unit="trial", disable=None, leave=False)
     t_start = time.perf_counter()
     for wcfg in candidates if with_wmf else []:
-        cost = fit_cost(_shape_nnz(val.train), wcfg.factors, max(iterations))
+        # checkpoints whose final fit stays under the cap (the first one always counts)
+        its = tuple(n for n in iterations if fit_cost(full, wcfg.factors, n) <= final_cap) or iterations[:1]
+        cost = fit_cost(_shape_nnz(val.train), wcfg.factors, max(its))
         if trials and spent + cost > budget:
-            break
+            continue  # a cheaper candidate further on may still fit
         spent += cost
         t0 = time.perf_counter()
-        wcfg = replace(wcfg, iterations=max(iterations))
+        wcfg = replace(wcfg, iterations=max(its))
         found: list[tuple[float, int, np.ndarray, np.ndarray]] = []
 
         def checkpoint(n: int, model) -> None:
-            if n in iterations:
+            if n in its:
                 m = score(model.scores)
                 trials.append({"model": "wmf", **{k: getattr(wcfg, k) for k in SEARCHED},
                                "iterations": n, **m})
@@ -317,7 +326,7 @@ def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
     chosen = replace(base, **{k: getattr(wmf_best, k) for k in (*SEARCHED, "iterations") if k not in fixed})
     summary = {"metric": key, "validation_users": int(len(val.test_users)),
                "sampled_users": int(sub.shape[0]), "users": int(n_users),
-               "cost_budget": budget, "cost_spent": spent,
+               "cost_budget": budget, "cost_spent": spent, "final_fit_cap": final_cap,
                "budget_in_plain_fits": round(budget / plain, 3), "spent_in_plain_fits": round(spent / plain, 3),
                "seconds": round(time.perf_counter() - t_start, 2)}
     log.info("selected WMF %s, neighbours %s, WMF share %g on %d validation users (%.2f plain fits)",

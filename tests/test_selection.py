@@ -48,11 +48,13 @@ def test_fixed_settings_are_not_searched_and_the_budget_holds():
 def test_a_small_budget_searches_a_sample_of_users_and_never_evaluation_users():
     counts = world(users=800)
     test = holdout_split(counts, test_users=200, seed=5)
-    cfg = SelectConfig(**{**SMALL.__dict__, "min_cost": 0.0, "budget": 0.5})
+    cfg = SelectConfig(**{**SMALL.__dict__, "min_cost": 0.0, "budget": 0.5, "final_fit": 0.5})
     sel = select_settings(test.train, cfg=cfg, exclude_users=test.test_users)
     plain = fit_cost((800, 200, test.train.nnz), WMFConfig().factors, cfg.plain_iterations)
     assert sel.summary["sampled_users"] < 600  # a sample of the 600 users that are not test users
     assert sel.summary["cost_spent"] <= 0.5 * plain
+    # the chosen settings' fit on the whole matrix stays within the final-fit cap
+    assert fit_cost((800, 200, test.train.nnz), sel.wmf.factors, sel.wmf.iterations) <= 0.5 * plain
 
 
 def test_train_wmf_without_settings_selects_and_records_them(tmp_path):
