@@ -13,7 +13,7 @@ def counts(seed=0):
     return m
 
 
-@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.filterwarnings("ignore:Method expects CSR input")
 @pytest.mark.parametrize("name", [n for n in REFERENCE_MODELS if n != "popularity"])
 def test_scores_rank_as_the_models_own_recommend(name):
     train = counts()

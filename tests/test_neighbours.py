@@ -37,7 +37,7 @@ def test_top_k_keeps_the_largest_similarities_of_each_song():
         assert np.all(row.data >= kth - 1e-7) and np.allclose(row.data, full[i, row.indices])
 
 
-@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.filterwarnings("ignore:Method expects CSR input")
 def test_bm25_similarities_equal_implicits_bm25_recommender():
     from implicit.nearest_neighbours import BM25Recommender
 
