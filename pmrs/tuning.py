@@ -57,6 +57,16 @@ class TuneConfig:
             raise ValueError(f"metric must look like map@500, recall@50, ndcg@10 or be auc; got {self.metric!r}")
 
 
+#: Cost units (see :class:`SelectConfig`): per factor and iteration, ALS costs one unit per stored
+#: pair and ``ROW_UNITS`` per user or song row (the conjugate-gradient solve of each row); scoring
+#: one (validation user, song) pair in the search costs ``EVAL_UNITS``, and a neighbour build
+#: ``BUILD_UNITS`` per co-occurring song pair of a user. Measured on the 2-core development
+#: machine (20,000 x 5,000 world and a 400-user sample of it, 16 to 128 factors: 4.2 ns a pair,
+#: 156 ns a row; scoring 63 ns a pair; neighbour build 109 ns a co-occurring pair).
+ROW_UNITS = 37.0
+EVAL_UNITS = 15.0
+BUILD_UNITS = 26.0
+
 #: The WMF settings the search varies (each unless fixed by the user).
 SEARCHED = ("alpha", "eps", "regularization", "factors")
 
@@ -139,22 +149,24 @@ class SelectConfig:
     """Settings from the data (``[select]`` in a TOML config): how ``pmrs train-wmf`` and
     ``pmrs evaluate --holdout`` choose what the user did not fix.
 
-    Cost is counted in units of ``(stored pairs + users + songs) x factors x iterations``, which
-    ALS's time follows (conjugate gradient: linear in each); a deterministic count, so the same
+    Cost is counted in units of ``(stored pairs + ROW_UNITS x (users + songs)) x factors x
+    iterations``, which ALS's time follows (measured; see ``ROW_UNITS``); a deterministic count, so the same
     data give the same search on any machine. A *plain fit* is one of the whole matrix at the
-    default factors and ``plain_iterations`` iterations. The search may spend ``budget`` plain
-    fits, and only settings whose final fit on the whole matrix costs at most ``final_fit`` plain
-    fits can be chosen, so a run costs at most ``budget + final_fit`` plain fits (2 by default)
-    plus the evaluation of the validation users. Both limits are at least ``min_cost`` units, so
-    small data get a full search. When ``target_trials`` trials on the whole matrix would not fit
-    in the budget, the search runs on a random sample of users sized so that they do.
+    default factors and ``plain_iterations`` iterations. The search (its fits, its neighbour
+    builds and every scoring of the validation users, counted with ``EVAL_UNITS`` and
+    ``BUILD_UNITS``) may spend ``budget`` plain fits, and only settings whose final fit on the
+    whole matrix costs at most ``final_fit`` plain fits can be chosen, so a run costs at most
+    ``budget + final_fit`` plain fits (2 by default). Both limits are at least ``min_cost`` units,
+    so small data get a full search. When the planned search (``target_trials`` WMF trials, every
+    neighbour candidate, every blend share) would not fit in the budget on the whole matrix, it
+    runs on a random sample of users sized so that it does.
     """
 
     enabled: bool = True
     budget: float = 1.0
     final_fit: float = 1.0
     plain_iterations: int = 15
-    min_cost: float = 2e9
+    min_cost: float = 4e9
     target_trials: int = 12
     checkpoints: tuple[int, ...] = (5, 10, 15, 25)  # iterations scored in each trial
     validation_users: float = 0.5    # share of the eligible users whose songs are held out
@@ -198,9 +210,9 @@ class Selection:
 
 
 def fit_cost(matrix_shape_nnz: tuple[int, int, int], factors: int, iterations: int) -> float:
-    """Cost units of one ALS fit: ``(nnz + users + songs) x factors x iterations``."""
+    """Cost units of one ALS fit: ``(nnz + ROW_UNITS x (users + songs)) x factors x iterations``."""
     n_users, n_songs, nnz = matrix_shape_nnz
-    return float(nnz + n_users + n_songs) * factors * iterations
+    return (float(nnz) + ROW_UNITS * float(n_users + n_songs)) * factors * iterations
 
 
 def _shape_nnz(m: sp.csr_matrix) -> tuple[int, int, int]:
@@ -223,7 +235,7 @@ def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
     cfg = cfg or SelectConfig()
     fixed = frozenset(fixed)
     counts = sp.csr_matrix(counts)
-    n_users = counts.shape[0]
+    n_users, n_songs = counts.shape
     plain = fit_cost(_shape_nnz(counts), WMFConfig().factors, cfg.plain_iterations)
     budget = max(cfg.budget * plain, cfg.min_cost)
     tcfg = TuneConfig(trials=cfg.target_trials - 1, seed=cfg.seed, metric=cfg.metric)
@@ -234,25 +246,64 @@ def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
                   if fit_cost(full, c.factors, min(iterations)) <= final_cap or not with_wmf]
     if not candidates:  # even the cheapest setting over the cap: the base as given
         candidates = [base]
-    mean_factors = float(np.mean([c.factors for c in candidates]))
-    per_trial = fit_cost(_shape_nnz(counts), mean_factors, max(iterations))
-    share = min(1.0, budget / (cfg.target_trials * per_trial))
+    if neighbours is not None:
+        n_candidates = [neighbours]
+    else:
+        n_candidates = [NeighboursConfig(similarity="asymmetric-cosine", alpha=a, locality=q, neighbours=k)
+                        for k in cfg.neighbour_counts for a in cfg.neighbour_alphas
+                        for q in cfg.neighbour_localities]
+        n_candidates += [NeighboursConfig(similarity="bm25", neighbours=k) for k in cfg.neighbour_counts]
+    shares = [w for w in cfg.wmf_shares if 0.0 < w < 1.0] if with_wmf else []
+
+    # Plan: the share of users to search on, so that the planned fits, neighbour builds and
+    # scorings of validation users fit in the budget.
     rng = np.random.default_rng(cfg.seed)
     pool = np.setdiff1d(np.arange(n_users), exclude_users if exclude_users is not None else [])
+    lengths = np.diff(counts.indptr)[pool].astype(np.float64)
+    min_len = max(cfg.min_songs, 2)
+    users_per_song = np.bincount(counts[pool].indices, minlength=n_songs).astype(np.float64)
+
+    def songs_in(share: float) -> float:
+        """Expected number of songs played by a random share of the pool's users."""
+        return float((1.0 - (1.0 - share) ** users_per_song).sum())
+
+    n_evals = (len(candidates) * len(iterations) if with_wmf else 0) + len(n_candidates) + len(shares)
+    mean_factors = float(np.mean([c.factors for c in candidates]))
+
+    def planned(share: float) -> float:
+        songs = songs_in(share)
+        fits = fit_cost((share * pool.size, songs, share * lengths.sum()), mean_factors,
+                        max(iterations)) * len(candidates) if with_wmf else 0.0
+        builds = len(n_candidates) * BUILD_UNITS * share * float((lengths ** 2).sum())
+        v = min(cfg.validation_users * share * float((lengths >= min_len).sum()), cfg.max_validation_users)
+        return fits + builds + n_evals * v * songs * EVAL_UNITS
+
+    share = 1.0
+    if planned(1.0) > budget:
+        lo, hi = 0.0, 1.0
+        for _ in range(40):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if planned(mid) <= budget else (lo, mid)
+        share = max(lo, min(1.0, 50.0 / max(pool.size, 1)))  # at least about 50 users
     sample = np.sort(rng.choice(pool, size=max(1, int(round(share * pool.size))), replace=False)) \
         if share < 1.0 else pool
     sub = counts[sample] if share < 1.0 else counts
-    if share < 1.0:  # the sample keeps its songs' columns; users outside it are simply absent
-        exclude = None
-    else:
-        exclude = exclude_users
-    eligible = int((np.diff(sub.indptr) >= max(cfg.min_songs, 2)).sum()) - (
-        0 if exclude is None else int((np.diff(sub.indptr)[exclude] >= max(cfg.min_songs, 2)).sum()))
+    if share < 1.0:  # the search's catalog: the songs the sampled users played
+        sub = sub[:, np.flatnonzero(np.diff(sub.tocsc().indptr) > 0)].tocsr()
+    # a sample holds no excluded user; the whole matrix keeps them, as training rows only
+    exclude = None if share < 1.0 else exclude_users
+    eligible_rows = np.diff(sub.indptr) >= min_len
+    if exclude is not None:
+        eligible_rows[np.asarray(exclude, dtype=np.int64)] = False
+    eligible = int(eligible_rows.sum())
     n_val = int(min(max(1, round(cfg.validation_users * eligible)), cfg.max_validation_users, eligible))
     if n_val < 1:
         raise ValueError("no user has enough songs to draw a validation split from")
     val = holdout_split(sub, test_users=n_val, holdout_fraction=cfg.holdout_fraction,
                         min_songs=cfg.min_songs, seed=cfg.seed + 1, exclude_users=exclude)
+    eval_cost = n_val * sub.shape[1] * EVAL_UNITS
+    sub_lengths = np.diff(val.train.indptr).astype(np.float64)
+    build_cost = BUILD_UNITS * float((sub_lengths ** 2).sum())
     terms = cfg.metric.split("+")
     ks = sorted({50, 500} | {int(t.split("@")[1]) for t in terms if "@" in t})
     key = cfg.metric
@@ -270,7 +321,7 @@ def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
     for wcfg in candidates if with_wmf else []:
         # checkpoints whose final fit stays under the cap (the first one always counts)
         its = tuple(n for n in iterations if fit_cost(full, wcfg.factors, n) <= final_cap) or iterations[:1]
-        cost = fit_cost(_shape_nnz(val.train), wcfg.factors, max(its))
+        cost = fit_cost(_shape_nnz(val.train), wcfg.factors, max(its)) + len(its) * eval_cost
         if trials and spent + cost > budget:
             continue  # a cheaper candidate further on may still fit
         spent += cost
@@ -298,15 +349,11 @@ def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
     else:
         wmf_best = base
 
-    if neighbours is not None:
-        n_candidates = [neighbours]
-    else:
-        n_candidates = [NeighboursConfig(similarity="asymmetric-cosine", alpha=a, locality=q, neighbours=k)
-                        for k in cfg.neighbour_counts for a in cfg.neighbour_alphas
-                        for q in cfg.neighbour_localities]
-        n_candidates += [NeighboursConfig(similarity="bm25", neighbours=k) for k in cfg.neighbour_counts]
     best_nb = None
     for ncfg in n_candidates:
+        if best_nb is not None and spent + build_cost + eval_cost > budget:
+            continue
+        spent += build_cost + eval_cost
         t0 = time.perf_counter()
         nb = build_neighbours(val.train, ncfg, show_progress=False)
         m = score(lambda rows, nb=nb: nb.scores(val.train[np.asarray(rows)]))
@@ -314,18 +361,25 @@ def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
                        "locality": ncfg.locality, "neighbours": ncfg.neighbours, **m,
                        "seconds": round(time.perf_counter() - t0, 3)})
         if best_nb is None or np.nan_to_num(m[key], nan=-1.0) > best_nb[0]:
-            best_nb = (np.nan_to_num(m[key], nan=-1.0), ncfg, nb)
-    _, nb_best, nb_model = best_nb
+            best_nb = (np.nan_to_num(m[key], nan=-1.0), ncfg, nb, m)
+    _, nb_best, nb_model, nb_metrics = best_nb
 
-    best_share = None if with_wmf else (0.0, 0.0)
-    for w in cfg.wmf_shares if with_wmf else []:
-        m = score(lambda rows, w=w: blend_scores(wmf_scores(rows), nb_model.scores(val.train[np.asarray(rows)]), w))
-        trials.append({"model": "blend", "wmf_share": w, **m})
-        if best_share is None or np.nan_to_num(m[key], nan=-1.0) > best_share[0]:
-            best_share = (np.nan_to_num(m[key], nan=-1.0), w)
+    best_share = (0.0, 0.0)
+    if with_wmf:  # shares 0 and 1 rank as the two models alone: their scores are known
+        best_share = max((np.nan_to_num(nb_metrics[key], nan=-1.0), 0.0), (best_wmf[0], 1.0),
+                         key=lambda t: t[0])
+        for w in shares:
+            if spent + eval_cost > budget:
+                break
+            spent += eval_cost
+            m = score(lambda rows, w=w: blend_scores(wmf_scores(rows), nb_model.scores(val.train[np.asarray(rows)]), w))
+            trials.append({"model": "blend", "wmf_share": w, **m})
+            if np.nan_to_num(m[key], nan=-1.0) > best_share[0]:
+                best_share = (np.nan_to_num(m[key], nan=-1.0), w)
     chosen = replace(base, **{k: getattr(wmf_best, k) for k in (*SEARCHED, "iterations") if k not in fixed})
     summary = {"metric": key, "validation_users": int(len(val.test_users)),
                "sampled_users": int(sub.shape[0]), "users": int(n_users),
+               "sampled_songs": int(sub.shape[1]), "songs": int(n_songs),
                "cost_budget": budget, "cost_spent": spent, "final_fit_cap": final_cap,
                "budget_in_plain_fits": round(budget / plain, 3), "spent_in_plain_fits": round(spent / plain, 3),
                "seconds": round(time.perf_counter() - t_start, 2)}
