@@ -159,7 +159,8 @@ class SelectConfig:
     ``budget + final_fit`` plain fits (2 by default). Both limits are at least ``min_cost`` units,
     so small data get a full search. When the planned search (``target_trials`` WMF trials, every
     neighbour candidate, every blend share) would not fit in the budget on the whole matrix, it
-    runs on a random sample of users sized so that it does.
+    runs on a random sample of users sized so that it does. The first WMF trial and the first
+    neighbour setting always run, so a tiny budget can be exceeded by them.
     """
 
     enabled: bool = True
