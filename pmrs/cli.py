@@ -32,6 +32,11 @@ def _wmf_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--threads", type=int, help="ALS threads (default: every core)")
     g.add_argument("--exact", dest="use_cg", action="store_false", default=None,
                    help="exact Cholesky solver instead of conjugate gradient")
+    g = p.add_argument_group("settings from the data ([select])")
+    g.add_argument("--no-select", dest="select", action="store_false", default=None,
+                   help="use the given or default settings as they are: no search on a validation split")
+    g.add_argument("--select-budget", dest="budget", type=float,
+                   help="search cost allowed, in plain 15-iteration fits of the whole matrix (default 1)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,6 +55,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--no-audio", action="store_true", default=None)
     p.add_argument("--audio-workers", type=int)
+    g = p.add_argument_group("shape of the world")
+    g.add_argument("--preset", help="named world whose settings sit under the config and flags: "
+                   "default, harder (steep popularity, artist loyalty, fewer songs per user)")
+    g.add_argument("--popularity-exponent", type=float, help="Zipf exponent of song popularity")
+    g.add_argument("--taste-concentration", type=float, help="Dirichlet over genres (lower: fewer)")
+    g.add_argument("--scene-concentration", type=float, help="Dirichlet over scenes (lower: fewer)")
+    g.add_argument("--songs-per-user", type=float, help="mean songs drawn per user")
+    g.add_argument("--min-songs-per-user", type=int, help="activity floor")
+    g.add_argument("--artist-loyalty", type=float, help="share of draws from favourite artists")
+    g.add_argument("--favourite-artists", type=int, help="artists each user is loyal to")
 
     p = sub.add_parser("ingest", help="triplets + metadata into the work directory")
     _common(p)
@@ -66,6 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train-wmf", help="weighted matrix factorization of the play counts")
     _common(p)
     _wmf_flags(p)
+    p.add_argument("--run", help="run name (default: a timestamp)")
+
+    p = sub.add_parser("train-neighbours", help="item-to-item neighbourhood model of the play counts")
+    _common(p)
+    p.add_argument("--similarity", help="asymmetric-cosine or bm25")
+    p.add_argument("--alpha", type=float, help="asymmetric cosine: exponent of the candidate's user count")
+    p.add_argument("--locality", type=float, help="similarities raised to this power")
+    p.add_argument("--neighbours", type=int, help="neighbours kept per song")
+    p.add_argument("--no-select", dest="select", action="store_false", default=None,
+                   help="default settings as they are: no search on a validation split")
     p.add_argument("--run", help="run name (default: a timestamp)")
 
     p = sub.add_parser("evaluate", help="offline evaluation; writes reports/<run>/")
@@ -137,9 +162,12 @@ def _toml(args) -> dict:
 
 def cmd_synth(args) -> int:
     from .synth.generate import synthesize
-    from .synth.world import SynthConfig
+    from .synth.world import SynthConfig, preset_values
 
-    cfg = cfgmod.build(SynthConfig, "synth", _toml(args), vars(args))
+    toml = _toml(args)
+    if args.preset is not None:  # defaults < preset < config file < flags
+        toml = {**toml, "synth": {**preset_values(args.preset), **toml.get("synth", {})}}
+    cfg = cfgmod.build(SynthConfig, "synth", toml, vars(args))
     summary = synthesize(args.dir, cfg)
     print(json.dumps(summary, indent=2))
     return 0
@@ -163,13 +191,41 @@ def _wmf_config(args, toml: dict):
     return cfgmod.build(WMFConfig, "wmf", toml, vars(args))
 
 
+def _select_config(args, toml: dict):
+    """``[select]`` with the flags: a disabled one when ``--no-select`` is given."""
+    from .tuning import SelectConfig
+
+    overrides = {"budget": getattr(args, "budget", None)}
+    if getattr(args, "select", None) is False:
+        overrides["enabled"] = False
+    return cfgmod.build(SelectConfig, "select", toml, overrides)
+
+
 def cmd_train_wmf(args) -> int:
     from .training import train_wmf_run
+    from .wmf import WMFConfig
 
+    toml = _toml(args)
     workdir = cfgmod.resolve_workdir(args.workdir)
-    run_dir = train_wmf_run(workdir, _wmf_config(args, _toml(args)), run=args.run,
-                            show_progress=False if args.quiet else None)
+    run_dir = train_wmf_run(workdir, _wmf_config(args, toml), run=args.run,
+                            show_progress=False if args.quiet else None,
+                            select=_select_config(args, toml),
+                            fixed=cfgmod.given(WMFConfig, "wmf", toml, vars(args)))
     print(f"WMF run written to {run_dir}")
+    return 0
+
+
+def cmd_train_neighbours(args) -> int:
+    from .neighbours import NeighboursConfig
+    from .training import train_neighbours_run
+
+    toml = _toml(args)
+    given = cfgmod.given(NeighboursConfig, "neighbours", toml, vars(args))
+    cfg = cfgmod.build(NeighboursConfig, "neighbours", toml, vars(args)) if given else None
+    run_dir = train_neighbours_run(cfgmod.resolve_workdir(args.workdir), cfg, run=args.run,
+                                   show_progress=False if args.quiet else None,
+                                   select=_select_config(args, toml))
+    print(f"neighbourhood run written to {run_dir}")
     return 0
 
 
@@ -226,9 +282,15 @@ def cmd_evaluate(args) -> int:
         print((out / "report.md").read_text())
         print(f"report written to {out}")
         return 0
+    from .neighbours import NeighboursConfig
+    from .wmf import WMFConfig
+
     ecfg = cfgmod.build(HoldoutConfig, "evaluate", toml, vars(args))
+    ncfg = cfgmod.build(NeighboursConfig, "neighbours", toml) if "neighbours" in toml else None
     out = evaluate_holdout(workdir, _wmf_config(args, toml), ecfg, run=args.run,
-                           show_progress=False if args.quiet else None)
+                           show_progress=False if args.quiet else None,
+                           select=_select_config(args, toml),
+                           fixed=cfgmod.given(WMFConfig, "wmf", toml, vars(args)), neighbours_cfg=ncfg)
     print((out / "report.md").read_text())
     print(f"report written to {out}")
     return 0
@@ -269,6 +331,7 @@ def cmd_extract(args) -> int:
 
 
 COMMANDS = {"synth": cmd_synth, "ingest": cmd_ingest, "train-wmf": cmd_train_wmf,
+            "train-neighbours": cmd_train_neighbours,
             "evaluate": cmd_evaluate, "tune": cmd_tune, "extract": cmd_extract,
             "train-cnn": cmd_train_cnn, "predict": cmd_predict}
 

@@ -63,3 +63,13 @@ def build(cls: type[T], section: str, toml: dict[str, Any] | None = None,
         if value is not None and key in names:
             values[key] = value
     return cls(**values)  # type: ignore[call-arg]
+
+
+def given(cls: type, section: str, toml: dict[str, Any] | None = None,
+          overrides: dict[str, Any] | None = None) -> frozenset[str]:
+    """Names of the settings of ``cls`` that ``toml[section]`` or a non-None override sets: the
+    ones a user fixed (settings chosen from the data leave them alone)."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    table = (toml or {}).get(section, {})
+    from_flags = {k for k, v in (overrides or {}).items() if v is not None and k in names}
+    return frozenset((set(table) & names) | from_flags)

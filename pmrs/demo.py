@@ -76,7 +76,7 @@ def run_demo(directory: Path, config_path: Path = DEMO_CONFIG) -> None:
     cols = ["recall@10", "recall@50", "map@500", "ndcg@50", "auc", "coverage@50"]
     print(markdown_table(["model"] + cols,
                          [[name] + [m[c] for c in cols] for name, m in metrics["models"].items()]))
-    print(f"recall@50: WMF / popularity = {metrics['lift']['recall@50']}x   (report: {report_dir})")
+    print(f"recall@50: WMF / popularity = {metrics['lift_over_popularity']['recall@50']}x   (report: {report_dir})")
     print(f"({time.perf_counter() - t:.1f} s)")
 
     t = _step("4. pmrs train-wmf on all plays, then recommendations")

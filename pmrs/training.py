@@ -8,26 +8,74 @@ from pathlib import Path
 
 from .artifacts import new_run_name
 from .interactions import INTERACTIONS_DIR, Interactions
+from .neighbours import NEIGHBOURS_DIR, NeighboursConfig, build_neighbours
+from .neighbours import save_run as save_neighbours_run
 from .wmf import WMF_DIR, WMFConfig, save_run, train_wmf
 
 log = logging.getLogger(__name__)
 
 
 def train_wmf_run(workdir: str | Path, cfg: WMFConfig, run: str | None = None,
-                  show_progress: bool | None = None) -> Path:
-    """Train WMF on ``<workdir>/interactions`` and write ``models/wmf/<run>/``."""
+                  show_progress: bool | None = None, select=None,
+                  fixed: frozenset[str] = frozenset()) -> Path:
+    """Train WMF on ``<workdir>/interactions`` and write ``models/wmf/<run>/``.
+
+    ``select`` (a :class:`~pmrs.tuning.SelectConfig`, enabled): first choose the settings not
+    named in ``fixed`` on a validation split of the interactions (:func:`~pmrs.tuning.select_settings`),
+    then fit once on everything; the choice and the search table go into ``config.json`` and
+    ``train_log.json`` under ``"selection"``.
+    """
+    from .tuning import select_settings
+
     workdir = Path(workdir)
     t0 = time.perf_counter()
     inter = Interactions.load(workdir / INTERACTIONS_DIR)
     load_s = time.perf_counter() - t0
+    selection, select_s = None, 0.0
+    if select is not None and select.enabled:
+        t_sel = time.perf_counter()
+        selection = select_settings(inter.matrix, cfg, fixed, select)
+        select_s = time.perf_counter() - t_sel
+        cfg = selection.wmf
     log.info("training WMF on %d users x %d songs (%d plays), %d factors",
              inter.n_users, inter.n_songs, inter.matrix.nnz, cfg.factors)
     t1 = time.perf_counter()
     model = train_wmf(inter.matrix, cfg, show_progress=show_progress)
     fit_s = time.perf_counter() - t1
     run_dir = workdir / WMF_DIR / (run or new_run_name())
+    chosen = {"selection": selection.as_dict()} if selection is not None else {}
     save_run(model, run_dir, inter.user_ids, inter.song_ids,
-             extra={"load_seconds": round(load_s, 3), "fit_seconds": round(fit_s, 3),
-                    "users": inter.n_users, "songs": inter.n_songs, "nonzeros": int(inter.matrix.nnz)})
-    log.info("WMF: %.1fs load, %.1fs fit -> %s", load_s, fit_s, run_dir)
+             extra={"load_seconds": round(load_s, 3), "select_seconds": round(select_s, 3),
+                    "fit_seconds": round(fit_s, 3), "users": inter.n_users, "songs": inter.n_songs,
+                    "nonzeros": int(inter.matrix.nnz), **chosen},
+             config_extra=chosen)
+    log.info("WMF: %.1fs load, %.1fs selection, %.1fs fit -> %s", load_s, select_s, fit_s, run_dir)
+    return run_dir
+
+
+def train_neighbours_run(workdir: str | Path, cfg: NeighboursConfig | None = None, run: str | None = None,
+                         show_progress: bool | None = None, select=None) -> Path:
+    """Build the neighbourhood model on ``<workdir>/interactions``; write ``models/neighbours/<run>/``.
+
+    With ``cfg`` None and ``select`` enabled, its settings are chosen on a validation split
+    (the neighbourhood part of :func:`~pmrs.tuning.select_settings`); otherwise ``cfg`` (default
+    settings if None) is used as given.
+    """
+    from .tuning import select_settings
+
+    workdir = Path(workdir)
+    inter = Interactions.load(workdir / INTERACTIONS_DIR)
+    chosen = {}
+    if cfg is None and select is not None and select.enabled:
+        selection = select_settings(inter.matrix, cfg=select, with_wmf=False)
+        cfg = selection.neighbours
+        chosen = {"selection": selection.as_dict()}
+    cfg = cfg or NeighboursConfig()
+    model = build_neighbours(inter.matrix, cfg, show_progress=show_progress)
+    run_dir = workdir / NEIGHBOURS_DIR / (run or new_run_name())
+    save_neighbours_run(model, run_dir, inter.song_ids,
+                        extra={"users": inter.n_users, "songs": inter.n_songs,
+                               "nonzeros": int(inter.matrix.nnz), **chosen})
+    log.info("neighbours: %d similarities in %.1fs -> %s", model.similarity.nnz,
+             model.log["build_seconds"], run_dir)
     return run_dir

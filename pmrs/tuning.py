@@ -1,26 +1,34 @@
-"""``pmrs tune``: random search over WMF settings on a validation split.
+"""Settings from the data: random search over WMF settings on a validation split.
 
-The test split of ``pmrs evaluate --holdout`` (same settings and seed) is made first and set
-aside: the validation split is drawn from its training matrix, and none of its users are test
-users, so tuning never sees a held-out test song. Each trial trains on the validation split's
-training part and is scored on its held-out part.
+``pmrs tune``: the test split of ``pmrs evaluate --holdout`` (same settings and seed) is made
+first and set aside: the validation split is drawn from its training matrix, and none of its
+users are test users, so tuning never sees a held-out test song. Each trial trains on the
+validation split's training part and is scored on its held-out part.
+
+:func:`select_settings` is the same search run automatically by ``pmrs train-wmf`` and
+``pmrs evaluate --holdout`` when settings are not given, within a cost budget (see
+:class:`SelectConfig`); it also chooses the neighbourhood model's settings and the share of WMF in
+a blend of the two.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 from tqdm import tqdm
 
 from .artifacts import new_run_name, staged_dir, write_json, write_text
 from .evaluation.holdout import HoldoutConfig, make_split
 from .evaluation.metrics import evaluate_scores
-from .evaluation.split import validation_split
+from .blend import blend_scores
+from .evaluation.split import holdout_split, validation_split
 from .interactions import INTERACTIONS_DIR, Interactions
+from .neighbours import NeighboursConfig, build_neighbours
 from .report import markdown_table
 from .wmf import WMFConfig, train_wmf
 
@@ -49,20 +57,36 @@ class TuneConfig:
             raise ValueError(f"metric must look like map@500, recall@50, ndcg@10 or be auc; got {self.metric!r}")
 
 
-def _candidates(cfg: TuneConfig, base: WMFConfig) -> list[WMFConfig]:
-    """The base config, then ``cfg.trials`` distinct random grid points."""
+#: Cost units (see :class:`SelectConfig`): per factor and iteration, ALS costs one unit per stored
+#: pair and ``ROW_UNITS`` per user or song row (the conjugate-gradient solve of each row); scoring
+#: one (validation user, song) pair in the search costs ``EVAL_UNITS``, and a neighbour build
+#: ``BUILD_UNITS`` per co-occurring song pair of a user. Measured on the 2-core development
+#: machine (20,000 x 5,000 world and a 400-user sample of it, 16 to 128 factors: 4.2 ns a pair,
+#: 156 ns a row; scoring 63 ns a pair; neighbour build 109 ns a co-occurring pair).
+ROW_UNITS = 37.0
+EVAL_UNITS = 15.0
+BUILD_UNITS = 26.0
+
+#: The WMF settings the search varies (each unless fixed by the user).
+SEARCHED = ("alpha", "eps", "regularization", "factors")
+
+
+def _candidates(cfg: TuneConfig, base: WMFConfig, fixed: frozenset[str] = frozenset()) -> list[WMFConfig]:
+    """The base config, then up to ``cfg.trials`` distinct random grid points; settings named in
+    ``fixed`` keep the base's value."""
     rng = np.random.default_rng(cfg.seed)
     out = [replace(base, iterations=cfg.iterations)]
-    seen = {(base.alpha, base.eps, base.regularization, base.factors)}
-    grid_size = len(cfg.alphas) * len(cfg.epss) * len(cfg.regularizations) * len(cfg.factors)
+    grids = {"alpha": cfg.alphas, "eps": cfg.epss, "regularization": cfg.regularizations,
+             "factors": cfg.factors}
+    grids = {k: (getattr(base, k),) if k in fixed else v for k, v in grids.items()}
+    seen = {tuple(getattr(base, k) for k in SEARCHED)}
+    grid_size = int(np.prod([len(v) for v in grids.values()]))
     while len(out) < 1 + min(cfg.trials, grid_size - 1):
-        point = (float(rng.choice(cfg.alphas)), float(rng.choice(cfg.epss)),
-                 float(rng.choice(cfg.regularizations)), int(rng.choice(cfg.factors)))
+        point = tuple(type(getattr(base, k))(rng.choice(grids[k])) for k in SEARCHED)
         if point in seen:
             continue
         seen.add(point)
-        a, e, r, f = point
-        out.append(replace(base, alpha=a, eps=e, regularization=r, factors=f, iterations=cfg.iterations))
+        out.append(replace(base, iterations=cfg.iterations, **dict(zip(SEARCHED, point))))
     return out
 
 
@@ -118,3 +142,266 @@ def to_toml(section: str, values: dict) -> str:
         return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
     return f"[{section}]\n" + "".join(f"{k} = {fmt(v)}\n" for k, v in values.items())
+
+
+@dataclass(frozen=True)
+class SelectConfig:
+    """Settings from the data (``[select]`` in a TOML config): how ``pmrs train-wmf`` and
+    ``pmrs evaluate --holdout`` choose what the user did not fix.
+
+    Cost is counted in units of ``(stored pairs + ROW_UNITS x (users + songs)) x factors x
+    iterations``, which ALS's time follows (measured; see ``ROW_UNITS``); a deterministic count, so the same
+    data give the same search on any machine. A *plain fit* is one of the whole matrix at the
+    default factors and ``plain_iterations`` iterations. The search (its fits, its neighbour
+    builds and every scoring of the validation users, counted with ``EVAL_UNITS`` and
+    ``BUILD_UNITS``) may spend ``budget`` plain fits, and only settings whose final fit on the
+    whole matrix costs at most ``final_fit`` plain fits can be chosen, so a run costs at most
+    ``budget + final_fit`` plain fits (2 by default). Both limits are at least ``min_cost`` units,
+    so small data get a full search. When the planned search (``target_trials`` WMF trials, every
+    neighbour candidate, every blend share) would not fit in the budget on the whole matrix, it
+    runs on a random sample of users sized so that it does. The first WMF trial and the first
+    neighbour setting always run, so a tiny budget can be exceeded by them.
+    """
+
+    enabled: bool = True
+    budget: float = 1.0
+    final_fit: float = 1.0
+    plain_iterations: int = 15
+    min_cost: float = 4e9
+    target_trials: int = 12
+    checkpoints: tuple[int, ...] = (5, 10, 15, 25)  # iterations scored in each trial
+    validation_users: float = 0.5    # share of the eligible users whose songs are held out
+    max_validation_users: int = 5000
+    holdout_fraction: float = 0.2
+    min_songs: int = 5
+    metric: str = "map@500+recall@50"  # a metric, or a sum of metrics joined by "+"
+    neighbour_alphas: tuple[float, ...] = (0.15, 0.3, 0.5)
+    neighbour_localities: tuple[float, ...] = (1.0, 2.0, 3.0)
+    neighbour_counts: tuple[int, ...] = (200,)
+    wmf_shares: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("checkpoints", "neighbour_alphas", "neighbour_localities", "neighbour_counts",
+                     "wmf_shares"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        if self.budget < 0 or self.target_trials < 1 or not self.checkpoints:
+            raise ValueError("need budget >= 0, target_trials >= 1 and at least one checkpoint")
+        for term in self.metric.split("+"):
+            if "@" not in term and term != "auc":
+                raise ValueError(f"metric must be map@500, recall@50, ndcg@10, auc or a sum of them "
+                                 f"joined by '+'; got {self.metric!r}")
+
+
+@dataclass
+class Selection:
+    """What :func:`select_settings` chose, and the table it chose from."""
+
+    wmf: WMFConfig
+    neighbours: NeighboursConfig
+    wmf_share: float                 # 1: WMF alone, 0: the neighbourhood model alone
+    fixed: tuple[str, ...]           # WMF settings given by the user (not searched)
+    trials: list[dict] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {"wmf": asdict(self.wmf), "neighbours": asdict(self.neighbours),
+                "wmf_share": self.wmf_share, "fixed": list(self.fixed), **self.summary,
+                "trials": self.trials}
+
+
+def fit_cost(matrix_shape_nnz: tuple[int, int, int], factors: int, iterations: int) -> float:
+    """Cost units of one ALS fit: ``(nnz + ROW_UNITS x (users + songs)) x factors x iterations``."""
+    n_users, n_songs, nnz = matrix_shape_nnz
+    return (float(nnz) + ROW_UNITS * float(n_users + n_songs)) * factors * iterations
+
+
+def _shape_nnz(m: sp.csr_matrix) -> tuple[int, int, int]:
+    return int(m.shape[0]), int(m.shape[1]), int(m.nnz)
+
+
+def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
+                    fixed: frozenset[str] | set[str] = frozenset(), cfg: SelectConfig | None = None,
+                    exclude_users: np.ndarray | None = None,
+                    neighbours: NeighboursConfig | None = None, with_wmf: bool = True) -> Selection:
+    """Choose WMF settings (those not in ``fixed``), the neighbourhood model's and the blend
+    share on a validation split of ``counts`` (users x songs play counts).
+
+    Validation users are drawn among the users not in ``exclude_users`` (an evaluation's test
+    users); their held-out songs are the only thing scored. ``neighbours``, if given, is used as
+    is (not searched). ``with_wmf=False`` searches the neighbourhood model only (no WMF trial,
+    no blend; share 0). Deterministic for a given input and ``cfg.seed``.
+    """
+    base = base or WMFConfig()
+    cfg = cfg or SelectConfig()
+    fixed = frozenset(fixed)
+    counts = sp.csr_matrix(counts)
+    n_users, n_songs = counts.shape
+    plain = fit_cost(_shape_nnz(counts), WMFConfig().factors, cfg.plain_iterations)
+    budget = max(cfg.budget * plain, cfg.min_cost)
+    tcfg = TuneConfig(trials=cfg.target_trials - 1, seed=cfg.seed, metric=cfg.metric)
+    final_cap = max(cfg.final_fit * plain, cfg.min_cost)
+    iterations = (base.iterations,) if "iterations" in fixed else cfg.checkpoints
+    full = _shape_nnz(counts)
+    candidates = [c for c in _candidates(tcfg, base, fixed)
+                  if fit_cost(full, c.factors, min(iterations)) <= final_cap or not with_wmf]
+    if not candidates:  # even the cheapest setting over the cap: the base as given
+        candidates = [base]
+    if neighbours is not None:
+        n_candidates = [neighbours]
+    else:
+        n_candidates = [NeighboursConfig(similarity="asymmetric-cosine", alpha=a, locality=q, neighbours=k)
+                        for k in cfg.neighbour_counts for a in cfg.neighbour_alphas
+                        for q in cfg.neighbour_localities]
+        n_candidates += [NeighboursConfig(similarity="bm25", neighbours=k) for k in cfg.neighbour_counts]
+    shares = [w for w in cfg.wmf_shares if 0.0 < w < 1.0] if with_wmf else []
+
+    # Plan: the share of users to search on, so that the planned fits, neighbour builds and
+    # scorings of validation users fit in the budget.
+    rng = np.random.default_rng(cfg.seed)
+    pool = np.setdiff1d(np.arange(n_users), exclude_users if exclude_users is not None else [])
+    lengths = np.diff(counts.indptr)[pool].astype(np.float64)
+    min_len = max(cfg.min_songs, 2)
+    users_per_song = np.bincount(counts[pool].indices, minlength=n_songs).astype(np.float64)
+
+    def songs_in(share: float) -> float:
+        """Expected number of songs played by a random share of the pool's users."""
+        return float((1.0 - (1.0 - share) ** users_per_song).sum())
+
+    n_evals = (len(candidates) * len(iterations) if with_wmf else 0) + len(n_candidates) + len(shares)
+    mean_factors = float(np.mean([c.factors for c in candidates]))
+
+    def planned(share: float) -> float:
+        songs = songs_in(share)
+        fits = fit_cost((share * pool.size, songs, share * lengths.sum()), mean_factors,
+                        max(iterations)) * len(candidates) if with_wmf else 0.0
+        builds = len(n_candidates) * BUILD_UNITS * share * float((lengths ** 2).sum())
+        v = min(cfg.validation_users * share * float((lengths >= min_len).sum()), cfg.max_validation_users)
+        return fits + builds + n_evals * v * songs * EVAL_UNITS
+
+    share = 1.0
+    if planned(1.0) > budget:
+        lo, hi = 0.0, 1.0
+        for _ in range(40):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if planned(mid) <= budget else (lo, mid)
+        share = max(lo, min(1.0, 50.0 / max(pool.size, 1)))  # at least about 50 users
+    sample = np.sort(rng.choice(pool, size=max(1, int(round(share * pool.size))), replace=False)) \
+        if share < 1.0 else pool
+    sub = counts[sample] if share < 1.0 else counts
+    if share < 1.0:  # the search's catalog: the songs the sampled users played
+        sub = sub[:, np.flatnonzero(np.diff(sub.tocsc().indptr) > 0)].tocsr()
+    # a sample holds no excluded user; the whole matrix keeps them, as training rows only
+    exclude = None if share < 1.0 else exclude_users
+    eligible_rows = np.diff(sub.indptr) >= min_len
+    if exclude is not None:
+        eligible_rows[np.asarray(exclude, dtype=np.int64)] = False
+    eligible = int(eligible_rows.sum())
+    n_val = int(min(max(1, round(cfg.validation_users * eligible)), cfg.max_validation_users, eligible))
+    if n_val < 1:
+        raise ValueError("no user has enough songs to draw a validation split from")
+    val = holdout_split(sub, test_users=n_val, holdout_fraction=cfg.holdout_fraction,
+                        min_songs=cfg.min_songs, seed=cfg.seed + 1, exclude_users=exclude)
+    eval_cost = n_val * sub.shape[1] * EVAL_UNITS
+    sub_lengths = np.diff(val.train.indptr).astype(np.float64)
+    build_cost = BUILD_UNITS * float((sub_lengths ** 2).sum())
+    terms = cfg.metric.split("+")
+    ks = sorted({50, 500} | {int(t.split("@")[1]) for t in terms if "@" in t})
+    key = cfg.metric
+
+    def score(scores_fn) -> dict:
+        m = evaluate_scores(scores_fn, val, ks=ks, show_progress=False)
+        m[key] = sum(m[t] for t in terms)
+        return {k: round(float(m[k]), 5) for k in dict.fromkeys(("map@500", "recall@50", "auc", key))}
+
+    trials: list[dict] = []
+    spent = 0.0
+    best_wmf: tuple[float, WMFConfig, np.ndarray, np.ndarray] | None = None
+    bar = tqdm(total=len(candidates), desc="select", unit="trial", disable=None, leave=False)
+    t_start = time.perf_counter()
+    for wcfg in candidates if with_wmf else []:
+        # checkpoints whose final fit stays under the cap (the first one always counts)
+        its = tuple(n for n in iterations if fit_cost(full, wcfg.factors, n) <= final_cap) or iterations[:1]
+        cost = fit_cost(_shape_nnz(val.train), wcfg.factors, max(its)) + len(its) * eval_cost
+        if trials and spent + cost > budget:
+            continue  # a cheaper candidate further on may still fit
+        spent += cost
+        t0 = time.perf_counter()
+        wcfg = replace(wcfg, iterations=max(its))
+        found: list[tuple[float, int, np.ndarray, np.ndarray]] = []
+
+        def checkpoint(n: int, model) -> None:
+            if n in its:
+                m = score(model.scores)
+                trials.append({"model": "wmf", **{k: getattr(wcfg, k) for k in SEARCHED},
+                               "iterations": n, **m})
+                found.append((m[key], n, model.user_factors.copy(), model.song_factors.copy()))
+
+        train_wmf(val.train, wcfg, show_progress=False, after_iteration=checkpoint)
+        trials[-1]["seconds"] = round(time.perf_counter() - t0, 3)
+        for value, n, uf, sf in found:
+            if best_wmf is None or np.nan_to_num(value, nan=-1.0) > best_wmf[0]:
+                best_wmf = (np.nan_to_num(value, nan=-1.0), replace(wcfg, iterations=n), uf, sf)
+        bar.update(1)
+    bar.close()
+    if with_wmf:
+        _, wmf_best, uf, sf = best_wmf
+        wmf_scores = lambda rows: uf[np.asarray(rows)] @ sf.T  # noqa: E731
+    else:
+        wmf_best = base
+
+    best_nb = None
+    for ncfg in n_candidates:
+        if best_nb is not None and spent + build_cost + eval_cost > budget:
+            continue
+        spent += build_cost + eval_cost
+        t0 = time.perf_counter()
+        nb = build_neighbours(val.train, ncfg, show_progress=False)
+        m = score(lambda rows, nb=nb: nb.scores(val.train[np.asarray(rows)]))
+        trials.append({"model": "neighbours", "similarity": ncfg.similarity, "alpha": ncfg.alpha,
+                       "locality": ncfg.locality, "neighbours": ncfg.neighbours, **m,
+                       "seconds": round(time.perf_counter() - t0, 3)})
+        if best_nb is None or np.nan_to_num(m[key], nan=-1.0) > best_nb[0]:
+            best_nb = (np.nan_to_num(m[key], nan=-1.0), ncfg, nb, m)
+    _, nb_best, nb_model, nb_metrics = best_nb
+
+    best_share = (0.0, 0.0)
+    if with_wmf:  # shares 0 and 1 rank as the two models alone: their scores are known
+        best_share = max((np.nan_to_num(nb_metrics[key], nan=-1.0), 0.0), (best_wmf[0], 1.0),
+                         key=lambda t: t[0])
+        for w in shares:
+            if spent + eval_cost > budget:
+                break
+            spent += eval_cost
+            m = score(lambda rows, w=w: blend_scores(wmf_scores(rows), nb_model.scores(val.train[np.asarray(rows)]), w))
+            trials.append({"model": "blend", "wmf_share": w, **m})
+            if np.nan_to_num(m[key], nan=-1.0) > best_share[0]:
+                best_share = (np.nan_to_num(m[key], nan=-1.0), w)
+    chosen = replace(base, **{k: getattr(wmf_best, k) for k in (*SEARCHED, "iterations") if k not in fixed})
+    summary = {"metric": key, "validation_users": int(len(val.test_users)),
+               "sampled_users": int(sub.shape[0]), "users": int(n_users),
+               "sampled_songs": int(sub.shape[1]), "songs": int(n_songs),
+               "cost_budget": budget, "cost_spent": spent, "final_fit_cap": final_cap,
+               "budget_in_plain_fits": round(budget / plain, 3), "spent_in_plain_fits": round(spent / plain, 3),
+               "seconds": round(time.perf_counter() - t_start, 2)}
+    log.info("selected WMF %s, neighbours %s, WMF share %g on %d validation users (%.2f plain fits)",
+             {k: getattr(chosen, k) for k in (*SEARCHED, "iterations")}, asdict(nb_best), best_share[1],
+             len(val.test_users), spent / plain)
+    return Selection(wmf=chosen, neighbours=nb_best, wmf_share=best_share[1], fixed=tuple(sorted(fixed)),
+                     trials=trials, summary=summary)
+
+
+def selection_table(trials: list[dict]) -> str:
+    """The search table (``Selection.trials``) as markdown, one row per scored setting."""
+    headers = ["model", "settings", "map@500", "recall@50", "auc"]
+    rows = []
+    for t in trials:
+        if t["model"] == "wmf":
+            s = (f"factors {t['factors']}, reg {t['regularization']}, alpha {t['alpha']}, "
+                 f"eps {t['eps']}, {t['iterations']} it")
+        elif t["model"] == "neighbours":
+            s = (f"{t['similarity']}, alpha {t['alpha']}, q {t['locality']}, K {t['neighbours']}")
+        else:
+            s = f"WMF share {t['wmf_share']}"
+        rows.append([t["model"], s, t["map@500"], t["recall@50"], t["auc"]])
+    return markdown_table(headers, rows)

@@ -14,8 +14,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import scipy.sparse as sp
@@ -97,8 +98,13 @@ def fold_in(counts: sp.csr_matrix, song_factors: np.ndarray, cfg: WMFConfig) -> 
         return model.recalculate_user(np.arange(counts.shape[0]), conf)
 
 
-def train_wmf(counts: sp.csr_matrix, cfg: WMFConfig, show_progress: bool | None = None) -> WMFModel:
-    """Fit WMF to a users x songs play-count matrix (progress bar: on a terminal by default)."""
+def train_wmf(counts: sp.csr_matrix, cfg: WMFConfig, show_progress: bool | None = None,
+              after_iteration: Callable[[int, "WMFModel"], None] | None = None) -> WMFModel:
+    """Fit WMF to a users x songs play-count matrix: one progress bar for the fit (on a terminal
+    by default); per-iteration times go to ``model.log`` and the debug log.
+
+    ``after_iteration(n, model)``, if given, is called after iteration ``n`` (1-based) with the
+    factors so far (views: copy what must outlive the call)."""
     if show_progress is None:
         show_progress = sys.stderr.isatty()
     conf = confidence(counts, cfg.alpha, cfg.eps)
@@ -107,8 +113,11 @@ def train_wmf(counts: sp.csr_matrix, cfg: WMFConfig, show_progress: bool | None 
     def on_iteration(iteration: int, elapsed: float, loss) -> None:
         history.append({"iteration": iteration + 1, "seconds": round(elapsed, 4),
                         **({"loss": float(loss)} if loss is not None else {})})
-        log.info("iteration %d: %.2fs%s", iteration + 1, elapsed,
-                 f", loss {loss:.5f}" if loss is not None else "")
+        log.debug("iteration %d: %.2fs%s", iteration + 1, elapsed,
+                  f", loss {loss:.5f}" if loss is not None else "")
+        if after_iteration is not None:
+            after_iteration(iteration + 1, WMFModel(user_factors=model.user_factors,
+                                                    song_factors=model.item_factors, config=cfg))
 
     # implicit parallelises over users itself; a multithreaded BLAS underneath only contends.
     with threadpool_limits(1, "blas"):
@@ -119,14 +128,17 @@ def train_wmf(counts: sp.csr_matrix, cfg: WMFConfig, show_progress: bool | None 
 
 
 def save_run(model: WMFModel, run_dir: str | os.PathLike, user_ids: np.ndarray, song_ids: np.ndarray,
-             extra: dict | None = None) -> Path:
-    """Write a run directory atomically (assembled under a temporary name, then renamed)."""
+             extra: dict | None = None, config_extra: dict | None = None) -> Path:
+    """Write a run directory atomically (assembled under a temporary name, then renamed).
+
+    ``config_extra`` goes into ``config.json`` beside the effective settings (e.g. how they were
+    chosen); ``extra`` into ``train_log.json``."""
     with staged_dir(run_dir) as tmp:
         save_npy(tmp / "user_factors.npy", model.user_factors)
         save_npy(tmp / "song_factors.npy", model.song_factors)
         save_npy(tmp / "user_ids.npy", user_ids)
         save_npy(tmp / "song_ids.npy", song_ids)
-        write_json(tmp / "config.json", asdict(model.config))
+        write_json(tmp / "config.json", {**asdict(model.config), **(config_extra or {})})
         write_json(tmp / "train_log.json", {"iterations": model.log, **(extra or {})})
     return Path(run_dir)
 
@@ -134,7 +146,8 @@ def save_run(model: WMFModel, run_dir: str | os.PathLike, user_ids: np.ndarray, 
 def load_run(run_dir: str | os.PathLike, mmap: bool = False) -> tuple[WMFModel, np.ndarray, np.ndarray]:
     """Load ``(model, user_ids, song_ids)`` from a run directory (never unpickles)."""
     d = Path(run_dir)
-    cfg = WMFConfig(**read_json(d / "config.json"))
+    names = {f.name for f in fields(WMFConfig)}
+    cfg = WMFConfig(**{k: v for k, v in read_json(d / "config.json").items() if k in names})
     model = WMFModel(user_factors=load_npy(d / "user_factors.npy", mmap=mmap),
                      song_factors=load_npy(d / "song_factors.npy", mmap=mmap), config=cfg,
                      log=read_json(d / "train_log.json").get("iterations", []))

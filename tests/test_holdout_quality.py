@@ -20,3 +20,38 @@ def test_wmf_recall_at_50_is_at_least_twice_popularity(tmp_path):
     assert wmf["map@500"] > 2.0 * pop["map@500"]
     assert wmf["ndcg@10"] > pop["ndcg@10"] and wmf["auc"] > pop["auc"]
     assert wmf["coverage@50"] > pop["coverage@50"]
+
+
+# Issue 12's bar: on differently shaped worlds, PMRS's default run (no settings given: they are
+# chosen inside the training split) is at least as good as the best reference model of the same
+# report on mAP@500 and recall@50.
+import pytest  # noqa: E402
+
+from pmrs.cli import main  # noqa: E402
+from pmrs.evaluation.holdout import PMRS_MODELS  # noqa: E402
+from pmrs.evaluation.baselines import REFERENCE_MODELS  # noqa: E402
+
+from worlds import write_independent_world  # noqa: E402
+
+
+@pytest.mark.parametrize("world", ["default", "harder", "independent"])
+def test_default_run_matches_the_best_reference_model(tmp_path, world):
+    data, work = tmp_path / "data", tmp_path / "work"
+    if world == "independent":  # a real-format file written without pmrs synth
+        write_independent_world(data, users=1500, songs=600, seed=0)
+    else:
+        assert main(["synth", str(data), "--preset", world, "--users", "1500", "--songs", "600",
+                     "--no-audio", "-q"]) == 0
+    assert main(["ingest", str(data), "--workdir", str(work), "-q"]) == 0
+    assert main(["evaluate", "--holdout", "--workdir", str(work), "--test-users", "0.5",
+                 "--run", "ev", "-q"]) == 0
+    m = json.loads((work / "reports" / "ev" / "metrics.json").read_text())
+    assert m["config"]["settings"] == "selected on validation"
+    assert list(m["models"]) == [*PMRS_MODELS, *REFERENCE_MODELS]
+    report = (work / "reports" / "ev" / "report.md").read_text()
+    assert report.index("| model | kind | map@500 | recall@50") < report.index("## All metrics")
+    pmrs = m["models"]["pmrs"]
+    for key in ("map@500", "recall@50"):
+        best = max(m["models"][r][key] for r in REFERENCE_MODELS)
+        assert pmrs[key] >= best, (world, key, pmrs[key], m["best_reference"][key], best)
+        assert m["lift"][key] == round(pmrs[key] / best, 3)

@@ -71,3 +71,52 @@ def test_bad_sizes_are_rejected():
         SynthConfig(users=0)
     with pytest.raises(ValueError):
         SynthConfig(cold_share=1.0)
+
+
+def _top_artist_share(cat, u, s, n_users, top=3):
+    """Mean share of a user's songs by their `top` most played artists."""
+    key = u.astype(np.int64) * len(cat.artist_names) + cat.artist[s]
+    per = np.bincount(key, minlength=n_users * len(cat.artist_names)).reshape(n_users, -1)
+    per.sort(axis=1)
+    return float((per[:, -top:].sum(axis=1) / np.maximum(per.sum(axis=1), 1)).mean())
+
+
+def test_harder_preset_is_steeper_more_loyal_and_sparser():
+    from pmrs.synth.world import preset_config
+
+    base = SynthConfig(users=600, songs=500)
+    hard = preset_config("harder", users=600, songs=500)
+    assert hard.popularity_exponent > base.popularity_exponent and hard.artist_loyalty > 0
+    cat_b, _, u_b, s_b, _ = plays(base)
+    cat_h, _, u_h, s_h, _ = plays(hard)
+    # fewer songs per user
+    assert len(u_h) / hard.users < 0.6 * len(u_b) / base.users
+    assert np.bincount(u_h, minlength=hard.users).min() >= 1
+    # steeper popularity: the top 10% of songs take a larger share of the pairs
+    def head(cat, s):
+        c = np.sort(np.bincount(s, minlength=len(cat.cold))[~cat.cold])[::-1]
+        return c[: len(c) // 10].sum() / c.sum()
+    assert head(cat_h, s_h) > head(cat_b, s_b) + 0.1
+    # loyalty: a user's three favourite artists hold far more of their songs
+    assert _top_artist_share(cat_h, u_h, s_h, hard.users) > _top_artist_share(cat_b, u_b, s_b, base.users) + 0.15
+
+
+def test_artist_loyalty_alone_concentrates_plays_on_few_artists():
+    loyal = SynthConfig(users=400, songs=400, artist_loyalty=0.8, favourite_artists=2)
+    plain = SynthConfig(users=400, songs=400)
+    cat_l, _, u_l, s_l, _ = plays(loyal)
+    cat_p, _, u_p, s_p, _ = plays(plain)
+    assert _top_artist_share(cat_l, u_l, s_l, 400, top=2) > _top_artist_share(cat_p, u_p, s_p, 400, top=2) + 0.2
+
+
+def test_synth_preset_flag_sits_under_flags(tmp_path, capsys):
+    from pmrs.cli import main
+
+    assert main(["synth", str(tmp_path / "w"), "--preset", "harder", "--songs-per-user", "15",
+                 "--users", "50", "--songs", "40", "--no-audio", "-q"]) == 0
+    cfg = json.loads((tmp_path / "w" / "truth.json").read_text())["config"]
+    assert cfg["popularity_exponent"] == 1.0 and cfg["artist_loyalty"] == 0.5 and cfg["songs_per_user"] == 15
+    assert main(["synth", str(tmp_path / "x"), "--preset", "hardest", "-q"]) == 2
+    assert "unknown synth preset 'hardest'" in capsys.readouterr().err
+    with pytest.raises(ValueError):
+        SynthConfig(artist_loyalty=1.5)

@@ -42,6 +42,9 @@ class SynthConfig:
     popularity_exponent: float = 0.5
     taste_concentration: float = 0.15  # Dirichlet over genres: lower = fewer favourite genres
     scene_concentration: float = 0.7  # Dirichlet over scenes: higher = scenes matter less
+    artist_loyalty: float = 0.0  # share of a user's draws that go to their favourite artists
+    favourite_artists: int = 3  # artists each user is loyal to (drawn from their taste)
+    min_songs_per_user: int = MIN_SONGS_PER_USER  # activity floor (the Taste Profile's is 10)
     seed: int = 0
     no_audio: bool = False
     audio_workers: int = 2
@@ -55,6 +58,34 @@ class SynthConfig:
             raise ValueError("cold_share must be in [0, 1)")
         if self.clip_seconds <= 0:
             raise ValueError("clip_seconds must be positive")
+        if not 0.0 <= self.artist_loyalty <= 1.0:
+            raise ValueError("artist_loyalty must be in [0, 1]")
+        if self.favourite_artists < 1 or self.min_songs_per_user < 1:
+            raise ValueError("favourite_artists and min_songs_per_user must be at least 1")
+        if self.popularity_exponent < 0 or self.songs_per_user <= 0:
+            raise ValueError("need popularity_exponent >= 0 and songs_per_user > 0")
+
+
+#: Named worlds for ``pmrs synth --preset``: values over the defaults, under a config file and flags.
+#: "harder" is shaped like the world of issue 12 (built outside PMRS): a steeper popularity curve,
+#: users loyal to a few artists, fewer songs per user.
+SYNTH_PRESETS: dict[str, dict] = {
+    "default": {},
+    "harder": {"popularity_exponent": 1.0, "artist_loyalty": 0.5, "favourite_artists": 3,
+               "songs_per_user": 20.0, "min_songs_per_user": 5},
+}
+
+
+def preset_config(name: str, **overrides) -> SynthConfig:
+    """The ``SynthConfig`` of a named preset, with ``overrides`` on top."""
+    return SynthConfig(**{**preset_values(name), **overrides})
+
+
+def preset_values(name: str) -> dict:
+    """The settings a named preset changes (a ``ValueError`` naming the known ones if unknown)."""
+    if name not in SYNTH_PRESETS:
+        raise ValueError(f"unknown synth preset {name!r}; known: {', '.join(SYNTH_PRESETS)}")
+    return dict(SYNTH_PRESETS[name])
 
 
 @dataclass
@@ -152,11 +183,11 @@ def make_users(cfg: SynthConfig, rng: np.random.Generator) -> Users:
     scene_pref = rng.dirichlet(np.full(cfg.scenes, cfg.scene_concentration), size=n).astype(np.float32)
     # At full shape repeated draws of a song are rare (0.3%), so the mean number of draws is the
     # Taste Profile's 47.5 songs per user; small catalogs merge more repeats.
-    extra_mean = max(cfg.songs_per_user - MIN_SONGS_PER_USER, 1.0)
-    # Lognormal activity above the Taste Profile's floor of 10 songs; sigma 1 gives a long tail.
+    extra_mean = max(cfg.songs_per_user - cfg.min_songs_per_user, 1.0)
+    # Lognormal activity above the floor (the Taste Profile's is 10 songs); sigma 1: a long tail.
     sigma = 1.0
     extra = rng.lognormal(np.log(extra_mean) - sigma**2 / 2, sigma, size=n)
-    activity = (MIN_SONGS_PER_USER + extra).astype(np.int32)
+    activity = (cfg.min_songs_per_user + extra).astype(np.int32)
     return Users(user_ids=random_hex_ids(rng, n), taste=taste, scene_pref=scene_pref,
                  activity=activity)
 
@@ -166,8 +197,11 @@ def iter_plays(cfg: SynthConfig, catalog: Catalog, users: Users, rng: np.random.
     """Yield ``(user_index, song_index, play_count)`` blocks (int32), grouped by user.
 
     Each user draws ``activity`` songs: a (genre, scene) group from taste x scene preference, then
-    a song in the group by popularity. Repeated draws of a song add up; each distinct song gets a
-    play count that grows with the user's affinity for its group (geometric, heavy-tailed).
+    a song in the group by popularity. With ``artist_loyalty`` > 0, each user first draws
+    ``favourite_artists`` songs that way and keeps their artists; that share of the draws then
+    picks one of those artists instead, and a song of theirs by popularity. Repeated draws of a
+    song add up; each distinct song gets a play count that grows with the user's affinity for its
+    group (geometric, heavy-tailed).
     """
     G, S = cfg.genres, cfg.scenes
     group = catalog.genre.astype(np.int64) * S + catalog.scene
@@ -181,6 +215,27 @@ def iter_plays(cfg: SynthConfig, catalog: Catalog, users: Users, rng: np.random.
     within = np.cumsum(p) - np.repeat(np.cumsum(group_mass) - group_mass, np.bincount(g_sorted, minlength=n_groups))
     cdf = g_sorted + within / np.maximum(group_mass[g_sorted], 1e-300)
     has_songs = group_mass > 0
+    loyal = cfg.artist_loyalty > 0
+    if loyal:  # the same stacked cdf, by artist
+        a_order = np.flatnonzero(warm)[np.argsort(catalog.artist[warm], kind="stable")]
+        a_sorted = catalog.artist[a_order].astype(np.int64)
+        pa = catalog.popularity[a_order]
+        n_artists = len(catalog.artist_names)
+        a_mass = np.bincount(a_sorted, weights=pa, minlength=n_artists)
+        a_within = np.cumsum(pa) - np.repeat(np.cumsum(a_mass) - a_mass,
+                                             np.bincount(a_sorted, minlength=n_artists))
+        a_cdf = a_sorted + a_within / np.maximum(a_mass[a_sorted], 1e-300)
+
+    def draw(wcum: np.ndarray, u_local: np.ndarray) -> np.ndarray:
+        """One song per entry of ``u_local``: a group by the user's weights, then by popularity."""
+        r = rng.random(len(u_local))
+        grp = np.empty(len(u_local), dtype=np.int64)
+        for lo in range(0, len(u_local), 2_000_000):  # bounded (draws x groups) temporaries
+            sl = slice(lo, lo + 2_000_000)
+            grp[sl] = (wcum[u_local[sl]] < r[sl, None]).sum(axis=1)
+        pos = np.searchsorted(cdf, grp + rng.random(len(u_local)) * (1 - 1e-12), side="right")
+        return order[np.minimum(pos, len(order) - 1)]
+
     for start in range(0, cfg.users, block_users):
         stop = min(start + block_users, cfg.users)
         n_draw = users.activity[start:stop]
@@ -191,14 +246,14 @@ def iter_plays(cfg: SynthConfig, catalog: Catalog, users: Users, rng: np.random.
         w /= w.sum(axis=1, keepdims=True)
         wcum = np.cumsum(w, axis=1)
         wcum[:, -1] = 1.0
-        r = rng.random(len(u_local))
-        grp = np.empty(len(u_local), dtype=np.int64)
-        for lo in range(0, len(u_local), 2_000_000):  # bounded (draws x groups) temporaries
-            sl = slice(lo, lo + 2_000_000)
-            grp[sl] = (wcum[u_local[sl]] < r[sl, None]).sum(axis=1)
-        pos = np.searchsorted(cdf, grp + rng.random(len(u_local)) * (1 - 1e-12), side="right")
-        pos = np.minimum(pos, len(order) - 1)
-        song = order[pos]
+        song = draw(wcum, u_local)
+        if loyal:
+            n_fav = cfg.favourite_artists
+            fav = catalog.artist[draw(wcum, np.repeat(np.arange(stop - start), n_fav))].reshape(-1, n_fav)
+            to_fav = np.flatnonzero(rng.random(len(u_local)) < cfg.artist_loyalty)
+            artist = fav[u_local[to_fav], rng.integers(0, n_fav, size=to_fav.size)].astype(np.int64)
+            pos = np.searchsorted(a_cdf, artist + rng.random(to_fav.size) * (1 - 1e-12), side="right")
+            song[to_fav] = a_order[np.minimum(pos, len(a_order) - 1)]
         key = u_local.astype(np.int64) * cfg.songs + song
         uniq, draws = np.unique(key, return_counts=True)
         uu = (uniq // cfg.songs).astype(np.int32)

@@ -1,0 +1,92 @@
+"""Settings from the data: the search of pmrs.tuning.select_settings and its use by train-wmf."""
+
+import json
+
+import numpy as np
+import pytest
+
+from pmrs.cli import main
+from pmrs.evaluation.split import holdout_split
+from pmrs.synth.world import SynthConfig, iter_plays, make_catalog, make_users
+from pmrs.tuning import SelectConfig, fit_cost, select_settings
+from pmrs.wmf import WMFConfig, load_run
+from pmrs.neighbours import load_run as load_neighbours
+
+
+def world(users=500, songs=200, seed=0):
+    import scipy.sparse as sp
+
+    cfg = SynthConfig(users=users, songs=songs, seed=seed)
+    rng = np.random.default_rng(seed)
+    cat = make_catalog(cfg, [f"g{i}" for i in range(cfg.genres)], rng)
+    blocks = list(iter_plays(cfg, cat, make_users(cfg, rng), np.random.default_rng(1)))
+    u, s, c = (np.concatenate([b[i] for b in blocks]) for i in range(3))
+    return sp.csr_matrix((c.astype(np.float32), (u, s)), shape=(users, songs))
+
+
+SMALL = SelectConfig(target_trials=3, checkpoints=(3, 6), neighbour_alphas=(0.5,),
+                     neighbour_localities=(1.0, 2.0), wmf_shares=(0.0, 0.5, 1.0))
+
+
+def test_fixed_settings_are_not_searched_and_the_budget_holds():
+    counts = world()
+    base = WMFConfig(factors=8, regularization=0.5)
+    sel = select_settings(counts, base, fixed={"factors", "regularization"}, cfg=SMALL)
+    wmf_trials = [t for t in sel.trials if t["model"] == "wmf"]
+    assert {t["factors"] for t in wmf_trials} == {8} and {t["regularization"] for t in wmf_trials} == {0.5}
+    assert len({(t["alpha"], t["eps"]) for t in wmf_trials}) == 3      # base + 2 other points
+    assert sel.wmf.factors == 8 and sel.wmf.regularization == 0.5 and sel.wmf.iterations in (3, 6)
+    assert sel.summary["cost_spent"] <= sel.summary["cost_budget"]
+    assert sel.fixed == ("factors", "regularization")
+    # the chosen WMF trial is the best of its table on the selection metric
+    best = max(wmf_trials, key=lambda t: t[sel.summary["metric"]])
+    assert (sel.wmf.alpha, sel.wmf.eps, sel.wmf.iterations) == (best["alpha"], best["eps"], best["iterations"])
+    again = select_settings(counts, base, fixed={"factors", "regularization"}, cfg=SMALL)
+    assert again.wmf == sel.wmf and again.wmf_share == sel.wmf_share  # deterministic
+
+
+def test_a_small_budget_searches_a_sample_of_users_and_never_evaluation_users():
+    counts = world(users=800)
+    test = holdout_split(counts, test_users=200, seed=5)
+    cfg = SelectConfig(**{**SMALL.__dict__, "min_cost": 0.0, "budget": 0.5, "final_fit": 0.5})
+    sel = select_settings(test.train, cfg=cfg, exclude_users=test.test_users)
+    plain = fit_cost((800, 200, test.train.nnz), WMFConfig().factors, cfg.plain_iterations)
+    assert sel.summary["sampled_users"] < 600  # a sample of the 600 users that are not test users
+    assert sel.summary["cost_spent"] <= 0.5 * plain
+    # the chosen settings' fit on the whole matrix stays within the final-fit cap
+    assert fit_cost((800, 200, test.train.nnz), sel.wmf.factors, sel.wmf.iterations) <= 0.5 * plain
+
+
+def test_train_wmf_without_settings_selects_and_records_them(tmp_path):
+    data, work = tmp_path / "data", tmp_path / "work"
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[select]\ntarget_trials = 3\ncheckpoints = [3, 6]\n"
+                   "neighbour_alphas = [0.5]\nneighbour_localities = [1.0]\n")
+    assert main(["synth", str(data), "--users", "300", "--songs", "120", "--no-audio", "-q"]) == 0
+    assert main(["ingest", str(data), "--workdir", str(work), "-q"]) == 0
+    assert main(["train-wmf", "--workdir", str(work), "--config", str(cfg), "--factors", "8",
+                 "--run", "auto", "-q"]) == 0
+    run = work / "models" / "wmf" / "auto"
+    config = json.loads((run / "config.json").read_text())
+    log = json.loads((run / "train_log.json").read_text())
+    sel = config["selection"]
+    assert sel == log["selection"] and sel["fixed"] == ["factors"]
+    assert {t["factors"] for t in sel["trials"] if t["model"] == "wmf"} == {8}
+    model, _, _ = load_run(run)
+    assert model.config.factors == 8 and model.config.iterations == sel["wmf"]["iterations"]
+    assert (model.config.alpha, model.config.eps) == (sel["wmf"]["alpha"], sel["wmf"]["eps"])
+    assert len(model.log) == model.config.iterations  # one fit on everything after the search
+    assert main(["train-wmf", "--workdir", str(work), "--no-select", "--run", "plain", "-q"]) == 0
+    plain, _, _ = load_run(work / "models" / "wmf" / "plain")
+    assert plain.config == WMFConfig()
+    assert "selection" not in json.loads((work / "models" / "wmf" / "plain" / "config.json").read_text())
+    assert main(["train-neighbours", "--workdir", str(work), "--config", str(cfg), "--run", "n1", "-q"]) == 0
+    nb, song_ids = load_neighbours(work / "models" / "neighbours" / "n1")
+    assert nb.similarity.shape == (len(song_ids), len(song_ids)) and nb.similarity.nnz > 0
+
+
+def test_bad_select_config_is_rejected():
+    with pytest.raises(ValueError):
+        SelectConfig(metric="map")
+    with pytest.raises(ValueError):
+        SelectConfig(checkpoints=())
