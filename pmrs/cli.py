@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
-import os
 import sys
 
 from . import config as cfgmod
+from .entry import run_cli
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -21,14 +20,16 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
 
 
-def _wmf_flags(p: argparse.ArgumentParser) -> None:
+def _wmf_flags(p: argparse.ArgumentParser, seed_flag: str = "--seed") -> None:
+    """WMF's settings as flags; ``seed_flag`` names its seed where another stage of the command
+    has a seed too (``evaluate``: ``--wmf-seed`` beside ``--split-seed``)."""
     g = p.add_argument_group("WMF")
     g.add_argument("--factors", type=int)
     g.add_argument("--alpha", type=float, help="confidence scale in 1 + alpha*log(1 + r/eps)")
     g.add_argument("--eps", type=float, help="count scale in 1 + alpha*log(1 + r/eps)")
     g.add_argument("--regularization", type=float)
     g.add_argument("--iterations", type=int)
-    g.add_argument("--seed", type=int)
+    g.add_argument(seed_flag, dest="wmf_seed", type=int, help="WMF's random seed")
     g.add_argument("--threads", type=int, help="ALS threads (default: every core)")
     g.add_argument("--exact", dest="use_cg", action="store_false", default=None,
                    help="exact Cholesky solver instead of conjugate gradient")
@@ -101,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="songs held out of WMF: CNN vs MFCC ridge vs random vs upper bound")
     mode.add_argument("--diversity", action="store_true",
                       help="accuracy against diversity as acoustic_share goes from 0 to 1")
-    _wmf_flags(p)
+    _wmf_flags(p, seed_flag="--wmf-seed")
+    p.add_argument("--split-seed", type=int, help="seed of the test users and held-out songs drawn")
     p.add_argument("--test-users", type=float, help="count (>= 1) or share (< 1) of eligible users")
     p.add_argument("--holdout-fraction", type=float, help="share of each test user's songs removed")
     p.add_argument("--held-out-share", type=float, help="cold start: share of songs held out")
@@ -135,25 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _setup_logging(quiet: bool) -> None:
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO,
-                        format="%(levelname).1s %(name)s: %(message)s", stream=sys.stderr)
-
-
 def main(argv: list[str] | None = None) -> int:
-    # torch's OpenMP threads spin while waiting by default, which starves the other process on a
-    # small shared machine (2 cores); passive waiting costs nothing measurable here.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    args = build_parser().parse_args(argv)
-    _setup_logging(args.quiet)
-    try:
-        return COMMANDS[args.command](args)
-    except (FileNotFoundError, ValueError, FileExistsError) as exc:
-        print(f"pmrs {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"pmrs {args.command}: interrupted", file=sys.stderr)
-        return 130
+    return run_cli("pmrs", build_parser(), lambda args: COMMANDS[args.command](args), argv)
 
 
 def _toml(args) -> dict:
@@ -185,10 +170,20 @@ def cmd_ingest(args) -> int:
     return 0
 
 
+def _wmf_flags_given(args) -> dict:
+    """The flags as WMF settings (its seed flag is ``wmf_seed``)."""
+    return {**vars(args), "seed": getattr(args, "wmf_seed", None)}
+
+
+def _split_flags_given(args) -> dict:
+    """The flags as evaluation-split settings (``--split-seed``)."""
+    return {**vars(args), "seed": getattr(args, "split_seed", None)}
+
+
 def _wmf_config(args, toml: dict):
     from .wmf import WMFConfig
 
-    return cfgmod.build(WMFConfig, "wmf", toml, vars(args))
+    return cfgmod.build(WMFConfig, "wmf", toml, _wmf_flags_given(args))
 
 
 def _select_config(args, toml: dict):
@@ -210,7 +205,7 @@ def cmd_train_wmf(args) -> int:
     run_dir = train_wmf_run(workdir, _wmf_config(args, toml), run=args.run,
                             show_progress=False if args.quiet else None,
                             select=_select_config(args, toml),
-                            fixed=cfgmod.given(WMFConfig, "wmf", toml, vars(args)))
+                            fixed=cfgmod.given(WMFConfig, "wmf", toml, _wmf_flags_given(args)))
     print(f"WMF run written to {run_dir}")
     return 0
 
@@ -268,7 +263,7 @@ def cmd_evaluate(args) -> int:
 
         out = evaluate_diversity(workdir, _wmf_config(args, toml), _cnn_config(argparse.Namespace(), toml),
                                  cfgmod.build(DiversityConfig, "diversity", toml),
-                                 cfgmod.build(HoldoutConfig, "evaluate", toml, vars(args)), run=args.run,
+                                 cfgmod.build(HoldoutConfig, "evaluate", toml, _split_flags_given(args)), run=args.run,
                                  show_progress=False if args.quiet else None)
         print((out / "report.md").read_text())
         print(f"report written to {out}")
@@ -276,7 +271,7 @@ def cmd_evaluate(args) -> int:
     if args.cold_start:
         from .evaluation.cold_start import ColdStartConfig, evaluate_cold_start
 
-        ccfg = cfgmod.build(ColdStartConfig, "cold_start", toml, vars(args))
+        ccfg = cfgmod.build(ColdStartConfig, "cold_start", toml, _split_flags_given(args))
         out = evaluate_cold_start(workdir, _wmf_config(args, toml), _cnn_config(argparse.Namespace(), toml),
                                   ccfg, run=args.run, show_progress=False if args.quiet else None)
         print((out / "report.md").read_text())
@@ -285,12 +280,12 @@ def cmd_evaluate(args) -> int:
     from .neighbours import NeighboursConfig
     from .wmf import WMFConfig
 
-    ecfg = cfgmod.build(HoldoutConfig, "evaluate", toml, vars(args))
+    ecfg = cfgmod.build(HoldoutConfig, "evaluate", toml, _split_flags_given(args))
     ncfg = cfgmod.build(NeighboursConfig, "neighbours", toml) if "neighbours" in toml else None
     out = evaluate_holdout(workdir, _wmf_config(args, toml), ecfg, run=args.run,
                            show_progress=False if args.quiet else None,
                            select=_select_config(args, toml),
-                           fixed=cfgmod.given(WMFConfig, "wmf", toml, vars(args)), neighbours_cfg=ncfg)
+                           fixed=cfgmod.given(WMFConfig, "wmf", toml, _wmf_flags_given(args)), neighbours_cfg=ncfg)
     print((out / "report.md").read_text())
     print(f"report written to {out}")
     return 0

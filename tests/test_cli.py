@@ -83,3 +83,16 @@ def test_ingest_without_triplets_fails_clearly(tmp_path, capsys):
 def test_train_before_ingest_fails_clearly(tmp_path, capsys):
     assert main(["train-wmf", "--workdir", str(tmp_path), "-q"]) == 2
     assert "pmrs ingest" in capsys.readouterr().err
+
+
+def test_evaluate_names_which_seed_a_flag_sets():
+    from pmrs.cli import _split_flags_given, _wmf_flags_given, build_parser
+
+    args = build_parser().parse_args(["evaluate", "--holdout", "--wmf-seed", "3", "--split-seed", "5"])
+    assert _wmf_flags_given(args)["seed"] == 3 and _split_flags_given(args)["seed"] == 5
+    args = build_parser().parse_args(["evaluate", "--holdout", "--wmf-seed", "3"])
+    assert _split_flags_given(args)["seed"] is None            # the split keeps its own default
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["evaluate", "--holdout", "--seed", "3"])   # ambiguous: gone
+    args = build_parser().parse_args(["train-wmf", "--seed", "4"])
+    assert _wmf_flags_given(args)["seed"] == 4
