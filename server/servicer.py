@@ -25,6 +25,7 @@ import numpy as np
 from pmrs.serving.recommend import (ACOUSTIC, COLLABORATIVE, MAX_SEEDS, MIXED, Filters, InvalidArgument,
                                     Item, NotFound, check_unit, listed_items, lists_answer,
                                     recommend_for_vector, resolve_k, similar_songs, user_query)
+from pmrs.text import quote_prefix
 from pmrs.v1 import recommender_pb2 as pb
 from pmrs.v1 import recommender_pb2_grpc as pb_grpc
 
@@ -253,7 +254,7 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
                     items = similar_songs(bundle, row, k, mode, share, diversity, filters,
                                           before_widening=_widening_check(context))
                 except NotFound as exc:
-                    raise NotFound(f"song {request.song_id!r}: {exc}") from None
+                    raise NotFound(f"song {quote_prefix(request.song_id)}: {exc}") from None
             _check_deadline(context, "before the answer was ready")
             return pb.SimilarSongsResponse(songs=self._scored(bundle, items), bundle_version=bundle.version)
 
@@ -263,7 +264,7 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
             raise InvalidArgument("song_id is required")
         row = bundle.song_row(song_id)
         if row is None:
-            raise NotFound(f"unknown song {song_id!r}")
+            raise NotFound(f"unknown song {quote_prefix(song_id)}")
         return int(row)
 
     @_rpc

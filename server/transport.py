@@ -56,6 +56,9 @@ KEEPALIVE_TIMEOUT_MS = 20_000
 #: Milliseconds a connection may stay open with no call in flight before the server closes it
 #: (GOAWAY; gRPC clients reconnect by themselves on their next call).
 MAX_CONNECTION_IDLE_MS = 300_000
+#: Longest status message sent, characters: a longer one (e.g. quoting a huge id) is cut, so it
+#: never exceeds gRPC's metadata limit (which would turn the status into RESOURCE_EXHAUSTED).
+MAX_DETAILS_CHARS = 1024
 #: Methods answered on the event loop: cheap, and never behind a compute slot.
 LOOP_METHODS = frozenset({"Ping", "GetBundleInfo", "GetSong"})
 
@@ -186,6 +189,8 @@ def _handler(name: str, method: Callable, pool: Executor | None, read_seconds: f
         except Exception as exc:  # (the servicer maps its own; this is the last line)
             log.exception("%s failed", name)
             code, details = grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}"
+        if len(details) > MAX_DETAILS_CHARS:
+            details = details[:MAX_DETAILS_CHARS] + "…"
         await context.abort(code, details)
 
     handle.__name__ = name
@@ -193,13 +198,15 @@ def _handler(name: str, method: Callable, pool: Executor | None, read_seconds: f
 
 
 def recommender_handler(servicer, pool: Executor,
-                        read_seconds: float = REQUEST_READ_SECONDS) -> grpc.GenericRpcHandler:
+                        read_seconds: float | None = None) -> grpc.GenericRpcHandler:
     """The ``pmrs.v1.Recommender`` service over the blocking ``servicer`` for an aio server: every
     method of the proto's service table, :data:`LOOP_METHODS` on the loop, the others in ``pool``.
 
     Each method is registered request-streaming (the wire format of a unary call is the same) so
-    that the handler starts when the headers arrive and can bound the wait for the message.
+    that the handler starts when the headers arrive and can bound the wait for the message
+    (``read_seconds``, default :data:`REQUEST_READ_SECONDS`).
     """
+    read_seconds = REQUEST_READ_SECONDS if read_seconds is None else float(read_seconds)
     handlers = {}
     for method in SERVICE.methods:
         request_class = message_factory.GetMessageClass(method.input_type)

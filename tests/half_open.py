@@ -16,8 +16,8 @@ import struct
 import threading
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-DATA, HEADERS, SETTINGS, PING, GOAWAY = 0x0, 0x1, 0x4, 0x6, 0x7
-END_HEADERS, ACK = 0x4, 0x1
+DATA, HEADERS, RST_STREAM, SETTINGS, PING, GOAWAY = 0x0, 0x1, 0x3, 0x4, 0x6, 0x7
+END_STREAM, END_HEADERS, ACK = 0x1, 0x4, 0x1
 
 
 def frame(kind: int, flags: int, stream: int, payload: bytes = b"") -> bytes:
@@ -50,6 +50,8 @@ class HalfOpenCall:
         self.sock: socket.socket | None = None
         self.closed_by_server = threading.Event()  # set when the server closes the connection
         self.goaway = threading.Event()            # set when the server sent GOAWAY
+        self.ended: dict[int, threading.Event] = {2 * i + 1: threading.Event() for i in range(streams)}
+        """stream id -> set when the server ended that call (trailers or RST_STREAM)"""
         self._reader: threading.Thread | None = None
 
     def open(self) -> "HalfOpenCall":
@@ -82,11 +84,14 @@ class HalfOpenCall:
                     if len(buf) < 9 + length:
                         break
                     kind, flags, payload = buf[3], buf[4], buf[9:9 + length]
+                    stream = int.from_bytes(buf[5:9], "big") & 0x7FFFFFFF
                     buf = buf[9 + length:]
                     if kind == PING and not flags & ACK:
                         sock.sendall(frame(PING, ACK, 0, payload))
                     elif kind == GOAWAY:
                         self.goaway.set()
+                    elif stream in self.ended and (kind == RST_STREAM or (kind == HEADERS and flags & END_STREAM)):
+                        self.ended[stream].set()
         except OSError:
             pass
         self.closed_by_server.set()
