@@ -21,7 +21,6 @@ import signal
 import sys
 import threading
 import time
-from concurrent import futures
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from pmrs import config as cfgmod
 from pmrs.text import quote_prefix
 
 from .servicer import SERVICE_NAME, BundleHolder, RecommenderServicer
-from .transport import LoopThread, recommender_handler, server_options
+from .transport import LoopThread, WorkerPool, recommender_handler, server_options
 
 log = logging.getLogger("pmrs.server")
 
@@ -199,7 +198,7 @@ class BundleWatcher:
 class RunningServer:
     """A started server: ``address`` (host:port), ``port``, ``holder``, ``reload()``, ``stop()``."""
 
-    def __init__(self, server: grpc.aio.Server, loop: LoopThread, pool: futures.ThreadPoolExecutor,
+    def __init__(self, server: grpc.aio.Server, loop: LoopThread, pool: WorkerPool,
                  host: str, port: int, holder: BundleHolder, health_servicer, watcher: BundleWatcher):
         self.server, self.loop, self.pool, self.host, self.port = server, loop, pool, host, port
         self.holder, self.health, self.watcher = holder, health_servicer, watcher
@@ -224,7 +223,7 @@ class RunningServer:
         log.info("stopping: draining calls in flight (grace %s s)", grace)
         self.loop.run(self.server.stop(grace))
         self.loop.stop()
-        self.pool.shutdown(wait=False)
+        self.pool.shutdown()
         self.holder.close()  # (a call still computing keeps its bundle open until it returns)
         log.info("stopped")
 
@@ -307,7 +306,7 @@ def serve(workdir: str | os.PathLike, bind: str = "127.0.0.1:50051", workers: in
         threadpool_limits(int(blas_threads), user_api="blas")
     holder = BundleHolder()
     servicer = RecommenderServicer(holder, default_acoustic_share, default_diversity, compute_slots)
-    pool = futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pmrs-rpc")
+    pool = WorkerPool(workers)
     loop = LoopThread()
 
     async def make_server():
@@ -347,7 +346,7 @@ def serve(workdir: str | os.PathLike, bind: str = "127.0.0.1:50051", workers: in
         if server is not None:
             loop.run(server.stop(None))
         loop.stop()
-        pool.shutdown(wait=False)
+        pool.shutdown()
         holder.close()
         raise
     running = RunningServer(server, loop, pool, host, port, holder, health_servicer, watcher)

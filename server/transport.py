@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import threading
-from concurrent.futures import Executor
 from typing import Any, Awaitable, Callable, TypeVar
 
 import grpc
@@ -104,6 +104,57 @@ class LoopThread:
             self._thread.join()
 
 
+class WorkerPool:
+    """``threads`` daemon threads that run blocking calls for coroutines: ``await pool.run(fn,
+    *args)``. A leaner hand-off than ``loop.run_in_executor`` (one queue put and one
+    ``call_soon_threadsafe`` per call; measured 14-41 us against 29-115 us a round trip here)."""
+
+    def __init__(self, threads: int, name: str = "pmrs-rpc"):
+        if threads < 1:
+            raise ValueError(f"threads must be >= 1, got {threads}")
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._work, name=f"{name}_{i}", daemon=True)
+                         for i in range(threads)]
+        for t in self._threads:
+            t.start()
+
+    def run(self, fn: Callable[..., T], *args) -> "asyncio.Future[T]":
+        """Run ``fn(*args)`` in a pool thread; a future of the running loop for its result."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._queue.put((loop, future, fn, args))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            loop, future, fn, args = job
+            try:
+                result, error = fn(*args), None
+            except BaseException as exc:  # (handed to the awaiting coroutine)
+                result, error = None, exc
+            try:
+                loop.call_soon_threadsafe(_settle, future, result, error)
+            except RuntimeError:  # the loop is closed: nobody waits any more
+                pass
+
+    def shutdown(self) -> None:
+        """Let the threads end once the calls queued so far are done (does not wait)."""
+        for _ in self._threads:
+            self._queue.put(None)
+
+
+def _settle(future: asyncio.Future, result, error: BaseException | None) -> None:
+    if future.done():  # (the call was cancelled meanwhile)
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
 # --- requests ------------------------------------------------------------------------------
 
 
@@ -173,7 +224,7 @@ async def _read_request(requests, context: grpc.aio.ServicerContext, read_second
     return request
 
 
-def _handler(name: str, method: Callable, pool: Executor | None, read_seconds: float):
+def _handler(name: str, method: Callable, pool: WorkerPool | None, read_seconds: float):
     """An aio handler that reads the request under the guard, then runs the blocking servicer
     ``method`` on the loop (``pool`` None) or in ``pool``, mapping its abort onto the call."""
 
@@ -183,7 +234,7 @@ def _handler(name: str, method: Callable, pool: Executor | None, read_seconds: f
         try:
             if pool is None:
                 return method(request, sync_context)
-            return await asyncio.get_running_loop().run_in_executor(pool, method, request, sync_context)
+            return await pool.run(method, request, sync_context)
         except _Aborted as exc:
             code, details = exc.code, exc.details
         except Exception as exc:  # (the servicer maps its own; this is the last line)
@@ -197,7 +248,7 @@ def _handler(name: str, method: Callable, pool: Executor | None, read_seconds: f
     return handle
 
 
-def recommender_handler(servicer, pool: Executor,
+def recommender_handler(servicer, pool: WorkerPool,
                         read_seconds: float | None = None) -> grpc.GenericRpcHandler:
     """The ``pmrs.v1.Recommender`` service over the blocking ``servicer`` for an aio server: every
     method of the proto's service table, :data:`LOOP_METHODS` on the loop, the others in ``pool``.
