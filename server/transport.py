@@ -53,6 +53,9 @@ HANDSHAKE_TIMEOUT_MS = 10_000
 KEEPALIVE_TIME_MS = 60_000
 #: ... and milliseconds it waits for the ping's answer before closing the connection.
 KEEPALIVE_TIMEOUT_MS = 20_000
+#: Milliseconds any ping of the server (keepalive, or flow control's) may go unanswered before
+#: the connection is closed (GOAWAY; its calls fail).
+PING_TIMEOUT_MS = 20_000
 #: Milliseconds a connection may stay open with no call in flight before the server closes it
 #: (GOAWAY; gRPC clients reconnect by themselves on their next call).
 MAX_CONNECTION_IDLE_MS = 300_000
@@ -74,6 +77,7 @@ def server_options(max_message_bytes: int) -> list[tuple[str, int]]:
             ("grpc.server_handshake_timeout_ms", HANDSHAKE_TIMEOUT_MS),
             ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
             ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+            ("grpc.http2.ping_timeout_ms", PING_TIMEOUT_MS),
             ("grpc.max_connection_idle_ms", MAX_CONNECTION_IDLE_MS)]
 
 

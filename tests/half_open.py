@@ -5,7 +5,8 @@ sending them (no ``h2`` package needed; a few frames by hand).
 HEADERS of a unary call to ``method`` and a DATA frame holding the first bytes of a gRPC message
 that claims to be longer, without END_STREAM, then waits with the connection open until
 ``close()``, answering the server's PINGs as any HTTP/2 client does (so keepalive sees a live
-peer). ``streams`` > 1 opens that many such calls on the one connection. This is what
+peer). ``streams`` > 1 opens that many such calls on the one connection, 0 none (an idle connection);
+``answer_pings=False`` plays a peer that went away, ``preface=False`` one that never speaks. This is what
 stalled the thread-per-call server: each call held a worker thread until the client went away.
 """
 
@@ -44,27 +45,31 @@ class HalfOpenCall:
     connection to ``address`` (HOST:PORT), each with its headers and ``sent`` bytes of a message
     that announces ``claimed`` bytes; never finished."""
 
-    def __init__(self, address: str, method: str, streams: int = 1, claimed: int = 100, sent: int = 10):
+    def __init__(self, address: str, method: str, streams: int = 1, claimed: int = 100, sent: int = 10,
+                 answer_pings: bool = True, preface: bool = True):
         self.address, self.method, self.streams = address, method, streams
         self.claimed, self.sent = claimed, sent
+        self.answer_pings, self.preface = answer_pings, preface  # False: a dead peer / a silent one
         self.sock: socket.socket | None = None
         self.closed_by_server = threading.Event()  # set when the server closes the connection
         self.goaway = threading.Event()            # set when the server sent GOAWAY
         self.ended: dict[int, threading.Event] = {2 * i + 1: threading.Event() for i in range(streams)}
         """stream id -> set when the server ended that call (trailers or RST_STREAM)"""
         self._reader: threading.Thread | None = None
+        self.frames: list[tuple[int, int, int]] = []  # (type, flags, stream) of each frame received
 
     def open(self) -> "HalfOpenCall":
         host, _, port = self.address.rpartition(":")
         self.sock = socket.create_connection((host, int(port)), timeout=5)
-        out = PREFACE + frame(SETTINGS, 0, 0)
-        for i in range(self.streams):
+        out = PREFACE + frame(SETTINGS, 0, 0) if self.preface else b""
+        for i in range(self.streams if self.preface else 0):
             stream = 2 * i + 1  # client streams are odd
             out += frame(HEADERS, END_HEADERS, stream, request_headers(self.method, self.address))
             message = b"\x00" + struct.pack(">I", self.claimed) + b"\x0a" * self.sent
             out += frame(DATA, 0, stream, message)  # no END_STREAM: more is "coming"
-        self.sock.sendall(out)
-        self.sock.sendall(frame(SETTINGS, ACK, 0))  # acknowledge the server's settings
+        if self.preface:
+            self.sock.sendall(out)
+            self.sock.sendall(frame(SETTINGS, ACK, 0))  # acknowledge the server's settings
         self.sock.settimeout(None)
         self._reader = threading.Thread(target=self._read, args=(self.sock,), daemon=True)
         self._reader.start()
@@ -85,8 +90,9 @@ class HalfOpenCall:
                         break
                     kind, flags, payload = buf[3], buf[4], buf[9:9 + length]
                     stream = int.from_bytes(buf[5:9], "big") & 0x7FFFFFFF
+                    self.frames.append((kind, flags, stream))
                     buf = buf[9 + length:]
-                    if kind == PING and not flags & ACK:
+                    if kind == PING and not flags & ACK and self.answer_pings:
                         sock.sendall(frame(PING, ACK, 0, payload))
                     elif kind == GOAWAY:
                         self.goaway.set()

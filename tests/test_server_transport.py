@@ -350,3 +350,22 @@ def test_a_server_started_on_a_bad_current_answers_unavailable(work, bundle_dir,
             time.sleep(0.05)
         assert stub.GetBundleInfo(pb.GetBundleInfoRequest(), timeout=5).version == bundle_dir.name
     assert no_tracebacks(caplog)
+
+
+# --- idle, dead and silent connections are closed (limits shortened for the test) ---------------
+
+
+@pytest.mark.parametrize("limit,value,connection", [
+    ("MAX_CONNECTION_IDLE_MS", 300, dict(streams=0)),                          # no call in flight
+    ("PING_TIMEOUT_MS", 300, dict(streams=1, answer_pings=False)),             # a call open, pings unanswered
+    ("HANDSHAKE_TIMEOUT_MS", 300, dict(preface=False)),                        # never says a word
+])
+def test_idle_dead_and_silent_connections_are_closed(work, bundle_dir, monkeypatch, limit, value, connection):
+    import server.transport as transport
+
+    monkeypatch.setattr(transport, limit, value)
+    monkeypatch.setattr(transport, "REQUEST_READ_SECONDS", 60.0)   # (not what ends these)
+    with running(work) as (server, channel, stub, health):
+        with HalfOpenCall(server.address, RECOMMEND, **connection) as conn:
+            assert conn.closed_by_server.wait(20) or conn.goaway.wait(1), limit
+            assert stub.Ping(pb.PingRequest(), timeout=5) == pb.PingResponse()
