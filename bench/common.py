@@ -49,11 +49,27 @@ def machine() -> dict:
             "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)}
 
 
+REPO = ROOT.parent
+
+
+def relative_paths(obj):
+    """``obj`` (JSON-able) with every string that is a path inside the repository made relative
+    to it: a committed result must not name the machine that produced it."""
+    if isinstance(obj, dict):
+        return {k: relative_paths(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [relative_paths(v) for v in obj]
+    if isinstance(obj, str) and obj.startswith(str(REPO) + os.sep):
+        return os.path.relpath(obj, REPO)
+    return obj
+
+
 def write_result(name: str, payload: dict, command: str) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"{name}.json"
     doc = {"benchmark": name, "command": command,
-           "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(), **payload}
+           "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "machine": machine(),
+           **relative_paths(payload)}
     tmp = out.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(doc, indent=2) + "\n")
     tmp.replace(out)

@@ -68,7 +68,7 @@ def job_catalog(world: str, workdir: str) -> dict:
 
 
 def job_build(workdir: str) -> dict:
-    from indexer.build import IndexerConfig, build_bundle
+    from pmrs.indexing import IndexerConfig, build_bundle
     from pmrs.artifacts import resolve_run
     from pmrs.wmf import WMF_DIR, load_run
 
@@ -82,7 +82,7 @@ def job_build(workdir: str) -> dict:
     m = json.loads((out / "manifest.json").read_text())
     size = sum(p.stat().st_size for p in out.iterdir())
     return {"bundle": str(out), "build_seconds": round(seconds, 2), "peak_rss_mb": round(peak_rss_mb()),
-            "bundle_bytes": size, "counts": m["counts"], "indexes": m["indexes"],
+            "bundle_bytes": size, "counts": m["counts"], "indexes": {n: src["index"] for n, src in m["sources"].items()},
             "default_lists": m.get("default_lists")}
 
 
@@ -107,7 +107,7 @@ def _throughput(fn, queries: np.ndarray) -> float:
 def job_serve(bundle_dir: str) -> dict:
     import faiss
 
-    from indexer.build import exact_top, recall_at
+    from pmrs.indexing.specs import exact_top, recall_at
     from pmrs.serving.bundle import Bundle
 
     rss0 = _rss_mb()
@@ -130,7 +130,7 @@ def job_serve(bundle_dir: str) -> dict:
     out = {"open_seconds": round(open_s, 3), "rss_mb_before_open": round(rss0),
            "rss_mb_after_open": round(rss_open), "user_lookup_us": round(lookup_us, 1),
            "fold_in_ms": {"first": round(first_fold_in_ms, 2), "then": round(fold_in_ms, 3)}, "indexes": {}}
-    for name in b.index_names:
+    for name in b.source_names:
         ix = b._indexes[name]
         vectors = np.ascontiguousarray(ix.vectors, dtype=np.float32)
         flat = faiss.IndexFlatIP(vectors.shape[1])
@@ -168,18 +168,17 @@ def job_serve(bundle_dir: str) -> dict:
 
 def _check_lists(b, rng: np.random.Generator, n: int = 1000) -> dict:
     """How many of ``n`` sampled users' (songs') default lists differ from the online answer."""
-    from pmrs.serving.recommend import (MIXED, known_user_query, listed_items, recommend_for_vector,
-                                        similar_songs)
+    from pmrs.serving.recommend import MIXED, known_user_query, listed_items, recommend, similar_songs
 
     b.threads = 1
     out = {}
     for kind, lists in sorted(b.lists.items()):
-        k, share, diversity = lists.k, lists.acoustic_share, lists.diversity
+        k, share, diversity = lists.k, lists.shares, lists.diversity
         differing = 0
         for r in rng.choice(b.n_users if kind == "recommend" else b.n_songs, n, replace=False).tolist():
             if kind == "recommend":
                 q = known_user_query(b, r)
-                online = recommend_for_vector(b, q.vector, k, share, diversity, q.exclude_rows)
+                online = recommend(b, q, k, share, diversity)
             else:
                 online = similar_songs(b, r, k, MIXED, share, diversity)
             differing += listed_items(lists, r) != online

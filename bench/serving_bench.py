@@ -38,7 +38,7 @@ def _rss_mb(pid: int) -> float:
 def bench_serving(command: str, workdir: Path | None = None, duration_s: float = 8.0) -> dict:
     from clients import PMRSClient
     from clients.loadtest import load_ids, run_loadtest
-    from indexer.build import current_bundle
+    from pmrs.serving.contract import current_bundle
 
     workdir = workdir or DATA / f"work-{FULL_USERS}x{FULL_SONGS}"
     bundle = current_bundle(workdir)

@@ -21,7 +21,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .stub import SIMILARITY_MODES, BundleInfo, PMRSClient, PMRSError, SongInfo, SongResult
+from pmrs.entry import run_cli
+
+from .stub import BundleInfo, PMRSClient, PMRSError, SongInfo, SongResult
 
 __all__ = ["build_parser", "format_info", "format_song", "format_songs", "main"]
 
@@ -43,12 +45,12 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]
 
 
 def format_songs(songs: Sequence[SongResult]) -> str:
-    """Songs as an aligned table: rank, title, artist, genre, year, score, source, song id."""
+    """Songs as an aligned table: rank, title, artist, genre, year, score, sources, song id."""
     if not songs:
         return "(no songs)"
-    header = ["rank", "title", "artist", "genre", "year", "score", "source", "song id"]
+    header = ["rank", "title", "artist", "genre", "year", "score", "sources", "song id"]
     rows = [[str(i), _clip(s.title) or "-", _clip(s.artist) or "-", s.genre or "-",
-             str(s.year) if s.year else "-", f"{s.score:#.4g}", s.source, s.song_id]
+             str(s.year) if s.year else "-", f"{s.score:#.4g}", "+".join(s.sources) or s.source, s.song_id]
             for i, s in enumerate(songs, 1)]
     return _table(header, rows, right={0, 4, 5})
 
@@ -102,7 +104,9 @@ def _common(p: argparse.ArgumentParser, top: bool) -> None:
 
 def _filters(p: argparse.ArgumentParser) -> None:
     p.add_argument("--acoustic-share", type=float, metavar="F",
-                   help="share of the list from the acoustic index, 0 to 1")
+                   help="share of the list from the acoustic source, 0 to 1")
+    p.add_argument("--share", nargs="+", action="extend", default=[], metavar="SOURCE=F",
+                   help="a source's share of the list, e.g. --share metadata=0.3 (sources: info)")
     p.add_argument("--diversity", type=float, metavar="F",
                    help="diversity weight of the re-ranking, 0 to 1")
     p.add_argument("--genre", nargs="+", action="extend", default=[], metavar="G",
@@ -134,8 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, top=False)
     p.add_argument("song_id", metavar="SONG_ID")
     p.add_argument("-k", type=int, default=10, help="number of songs (default: 10)")
-    p.add_argument("--mode", choices=list(SIMILARITY_MODES), default="mixed",
-                   help="similarity by WMF factors, acoustic vectors, or both (default: mixed)")
+    p.add_argument("--mode", default="mixed", metavar="mixed|SOURCE",
+                   help="similarity by one source (collaborative, acoustic, ...; see info) or by every "
+                        "source blended (default: mixed)")
     _filters(p)
 
     p = sub.add_parser("song", help="one song's catalog entry")
@@ -147,10 +152,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _shares(items: Sequence[str]) -> dict[str, float]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise ValueError(f"--share takes SOURCE=FRACTION, got {item!r}")
+    return out
+
+
 def _run(client: PMRSClient, args: argparse.Namespace) -> tuple[str, Any]:
     """Make the call; returns (text, JSON-able object)."""
     if args.command in ("recommend", "similar"):
-        filters = dict(acoustic_share=args.acoustic_share, diversity=args.diversity,
+        filters = dict(acoustic_share=args.acoustic_share, shares=_shares(args.share), diversity=args.diversity,
                        genres=args.genre, min_year=args.min_year, max_year=args.max_year,
                        exclude_artists=args.exclude_artist)
         if args.command == "recommend":
@@ -171,22 +189,13 @@ def _run(client: PMRSClient, args: argparse.Namespace) -> tuple[str, Any]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``pmrs-client``; returns the exit code (0 ok, 1 failed call, 2 usage)."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    try:
+    def command(args: argparse.Namespace) -> int:
         with PMRSClient(args.target, timeout_s=args.timeout, retries=args.retries) as client:
             text, obj = _run(client, args)
-    except PMRSError as err:
-        print(f"pmrs-client: {err.code}: {' '.join(err.message.split())}", file=sys.stderr)
-        return 1
-    except ValueError as err:  # bad --timeout / --retries
-        print(f"pmrs-client: {err}", file=sys.stderr)
-        return 2
-    print(json.dumps(obj, indent=2, ensure_ascii=False) if args.json else text)
-    return 0
+        print(json.dumps(obj, indent=2, ensure_ascii=False) if args.json else text)
+        return 0
+
+    return run_cli("pmrs-client", build_parser(), command, argv, failures=(PMRSError,))
 
 
 if __name__ == "__main__":

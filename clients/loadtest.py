@@ -47,11 +47,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Generator
 
 import grpc
 import numpy as np
 
+from pmrs.entry import run_cli
 from pmrs.v1 import recommender_pb2 as pb
 from pmrs.v1 import recommender_pb2_grpc as pb_grpc
 
@@ -213,6 +214,21 @@ def _code_name(err: grpc.RpcError) -> str:
     return code.name if isinstance(code, grpc.StatusCode) else "UNKNOWN"
 
 
+def _caller(requests: _Requests, rng: random.Random, rec: _Recorder, t_start: float, t_end: float
+            ) -> Generator[tuple[str, Any], str | None, None]:
+    """One caller's closed loop, for either engine: yields the next ``(rpc name, request)`` and is
+    sent the call's error code name (``None`` for success); records calls that started in the
+    measured window; stops at ``t_end``."""
+    while True:
+        name, req = requests.next(rng)
+        t0 = time.perf_counter()
+        if t0 >= t_end:
+            return
+        code = yield name, req
+        if t0 >= t_start:
+            rec.add(name, time.perf_counter() - t0, code)
+
+
 def _run_threads(target: str, concurrency: int, requests: _Requests, warmup_s: float,
                  duration_s: float, timeout_s: float, secure: bool, seed: int,
                  connect_timeout_s: float) -> tuple[list[_Recorder], float, float]:
@@ -230,21 +246,18 @@ def _run_threads(target: str, concurrency: int, requests: _Requests, warmup_s: f
 
         def work(i: int) -> None:
             methods = _methods(channel)  # a stub per worker, over the shared channel
-            rng = random.Random(seed * 1_000_003 + i)
-            rec = recorders[i]
-            while True:
-                name, req = requests.next(rng)
-                t0 = time.perf_counter()
-                if t0 >= t_end:
-                    return
-                code = None
-                try:
-                    methods[name](req, timeout=timeout_s)
-                except grpc.RpcError as err:
-                    code = _code_name(err)
-                t1 = time.perf_counter()
-                if t0 >= t_start:
-                    rec.add(name, t1 - t0, code)
+            loop = _caller(requests, random.Random(seed * 1_000_003 + i), recorders[i], t_start, t_end)
+            try:
+                name, req = next(loop)
+                while True:
+                    code = None
+                    try:
+                        methods[name](req, timeout=timeout_s)
+                    except grpc.RpcError as err:
+                        code = _code_name(err)
+                    name, req = loop.send(code)
+            except StopIteration:
+                return
 
         threads = [threading.Thread(target=work, args=(i,), name=f"pmrs-load-{i}", daemon=True)
                    for i in range(concurrency)]
@@ -274,21 +287,18 @@ async def _run_aio(target: str, concurrency: int, requests: _Requests, warmup_s:
         t_end = t_start + duration_s
 
         async def work(i: int) -> None:
-            rng = random.Random(seed * 1_000_003 + i)
-            rec = recorders[i]
-            while True:
-                name, req = requests.next(rng)
-                t0 = time.perf_counter()
-                if t0 >= t_end:
-                    return
-                code = None
-                try:
-                    await methods[name](req, timeout=timeout_s)
-                except grpc.RpcError as err:
-                    code = _code_name(err)
-                t1 = time.perf_counter()
-                if t0 >= t_start:
-                    rec.add(name, t1 - t0, code)
+            loop = _caller(requests, random.Random(seed * 1_000_003 + i), recorders[i], t_start, t_end)
+            try:
+                name, req = next(loop)
+                while True:
+                    code = None
+                    try:
+                        await methods[name](req, timeout=timeout_s)
+                    except grpc.RpcError as err:
+                        code = _code_name(err)
+                    name, req = loop.send(code)
+            except StopIteration:
+                return
 
         await asyncio.gather(*(work(i) for i in range(concurrency)))
         return recorders, t_start, time.perf_counter()
@@ -512,13 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``pmrs-loadtest``; returns the exit code (0 ok, 1 failure, 2 usage)."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
+    def command(args: argparse.Namespace) -> int:
         mix: Any = {args.rpc: 1.0} if args.rpc else (parse_mix(args.mix) if args.mix else None)
         users: IdList = list(args.user_id)
         songs: IdList = list(args.song_id)
@@ -527,15 +531,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             users = users or b_users
             songs = songs or b_songs
         report = run_loadtest(args.target, args.concurrency, args.duration, mix, users, songs,
-                              k=args.k, acoustic_share=args.acoustic_share, warmup_s=args.warmup, timeout_s=args.timeout,
-                              engine=args.engine, secure=args.secure, seed=args.seed)
-    except (ValueError, FileNotFoundError, ConnectionError) as exc:
-        print(f"pmrs-loadtest: {exc}", file=sys.stderr)
-        return 1
-    print(format_report(report))
-    if args.json:
-        write_json_atomic(args.json, report)
-    return 0
+                              k=args.k, acoustic_share=args.acoustic_share, warmup_s=args.warmup,
+                              timeout_s=args.timeout, engine=args.engine, secure=args.secure, seed=args.seed)
+        print(format_report(report))
+        if args.json:
+            write_json_atomic(args.json, report)
+        return 0
+
+    return run_cli("pmrs-loadtest", build_parser(), command, argv, failures=(ConnectionError,))
 
 
 if __name__ == "__main__":

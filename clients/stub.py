@@ -28,7 +28,7 @@ import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 
 import grpc
 
@@ -111,7 +111,10 @@ class SongResult:
     score : float
         Inner product of the query vector with the song's vector in the index named by ``source``.
     source : str
-        Which index produced it: ``"collaborative"``, ``"acoustic"`` or ``"both"``.
+        Which of the two original sources produced it: ``"collaborative"``, ``"acoustic"``,
+        ``"both"``, or ``"unspecified"`` when it came from other sources.
+    sources : tuple of str
+        Every source whose candidates held it, in the bundle's order.
     """
 
     song_id: str
@@ -121,12 +124,14 @@ class SongResult:
     year: int
     score: float
     source: str
+    sources: tuple[str, ...] = ()
 
     @classmethod
     def from_proto(cls, m: pb.ScoredSong) -> "SongResult":
         """Convert a ``pmrs.v1.ScoredSong``."""
         return cls(song_id=m.song_id, title=m.title, artist=m.artist, genre=m.genre, year=m.year,
-                   score=float(m.score), source=SOURCE_NAMES.get(m.source, "unspecified"))
+                   score=float(m.score), source=SOURCE_NAMES.get(m.source, "unspecified"),
+                   sources=tuple(m.sources))
 
 
 @dataclass(frozen=True)
@@ -436,8 +441,8 @@ class PMRSClient:
             raise PMRSError.from_rpc_error(err) from None
 
     def recommend(self, user_id: str | None = None, *, seed_song_ids: Sequence[str] = (),
-                  k: int = 10, acoustic_share: float | None = None, diversity: float | None = None,
-                  include_played: bool = False, genres: Sequence[str] = (), min_year: int = 0,
+                  k: int = 10, acoustic_share: float | None = None, shares: Mapping[str, float] | None = None,
+                  diversity: float | None = None, include_played: bool = False, genres: Sequence[str] = (), min_year: int = 0,
                   max_year: int = 0, exclude_artists: Sequence[str] = ()) -> Recommendations:
         """Songs for a user.
 
@@ -451,7 +456,10 @@ class PMRSClient:
         k : int
             Number of songs, 1 to 1000 (0 means 10).
         acoustic_share : float or None
-            Share of the list drawn from the acoustic index, 0 to 1; None: the server default.
+            Share of the list drawn from the acoustic source, 0 to 1; None: the server default.
+        shares : mapping of str to float, or None
+            Each named source's share of the list (source names: :meth:`info`); the sources not
+            named share what is left. Do not name ``"acoustic"`` here and in ``acoustic_share``.
         diversity : float or None
             Weight of diversity in the MMR re-ranking, 0 to 1; None: the server default.
         include_played : bool
@@ -472,7 +480,7 @@ class PMRSClient:
         """
         req = pb.RecommendRequest(user_id=user_id or "",
                                   seed_song_ids=_strs(seed_song_ids, "seed_song_ids"), k=k,
-                                  include_played=include_played,
+                                  include_played=include_played, shares=dict(shares or {}),
                                   filters=_filters(_strs(genres, "genres"), min_year, max_year,
                                                    _strs(exclude_artists, "exclude_artists")))
         _set_optional(req, acoustic_share=acoustic_share, diversity=diversity)
@@ -481,7 +489,8 @@ class PMRSClient:
                                bundle_version=resp.bundle_version, folded_in=resp.folded_in)
 
     def similar(self, song_id: str, *, k: int = 10, mode: str = "mixed",
-                acoustic_share: float | None = None, diversity: float | None = None,
+                acoustic_share: float | None = None, shares: Mapping[str, float] | None = None,
+                diversity: float | None = None,
                 genres: Sequence[str] = (), min_year: int = 0, max_year: int = 0,
                 exclude_artists: Sequence[str] = ()) -> list[SongResult]:
         """Songs similar to a song (never the song itself), most similar first.
@@ -492,9 +501,10 @@ class PMRSClient:
             The song to find neighbours of.
         k : int
             Number of songs, 1 to 1000 (0 means 10).
-        mode : {"mixed", "collaborative", "acoustic"}
-            Which vectors define similarity: WMF factors (the song needs plays), CNN-predicted
-            factors (the song needs audio), or both blended under ``acoustic_share``.
+        mode : str
+            ``"mixed"`` (every source with a vector for the song, blended under the shares), or one
+            source's name: ``"collaborative"`` (the song needs plays), ``"acoustic"`` (the song
+            needs audio), or any other source the bundle has.
         acoustic_share : float or None
             For ``"mixed"``: share drawn from the acoustic index, 0 to 1; None: server default.
         diversity : float or None
@@ -514,10 +524,11 @@ class PMRSClient:
         PMRSError
             ``NOT_FOUND`` (unknown song, or it lacks the vector ``mode`` needs), ...
         """
-        if mode not in SIMILARITY_MODES:
-            raise ValueError(f"mode must be one of {sorted(SIMILARITY_MODES)}, got {mode!r}")
-        req = pb.SimilarSongsRequest(song_id=song_id, k=k, mode=SIMILARITY_MODES[mode],
-                                     filters=_filters(_strs(genres, "genres"), min_year, max_year,
+        if not mode:
+            raise ValueError("mode must be 'mixed' or a source's name")
+        req = pb.SimilarSongsRequest(song_id=song_id, k=k, mode=SIMILARITY_MODES.get(mode, 0),
+                                     source="" if mode in SIMILARITY_MODES else mode,
+                                     shares=dict(shares or {}), filters=_filters(_strs(genres, "genres"), min_year, max_year,
                                                       _strs(exclude_artists, "exclude_artists")))
         _set_optional(req, acoustic_share=acoustic_share, diversity=diversity)
         resp = self._call(self._stub.SimilarSongs, req)

@@ -1,4 +1,5 @@
-"""PMRS indexer: ``indexer build`` turns the latest WMF and CNN runs into a serving bundle
-(``bundles/<version>/``, FAISS indexes with measured recall, memory-mappable arrays, a catalog
-snapshot, ``manifest.json``) and switches ``bundles/CURRENT`` to it atomically. The format is
-specified in docs/SERVING.md; ``build.py`` writes it, ``pmrs.serving.bundle`` reads it."""
+"""``indexer``: the command line over :mod:`pmrs.indexing`, which turns a work directory's latest
+WMF run, CNN run and any other sources into a serving bundle (``bundles/<version>/``: one FAISS
+index per source with measured recall, memory-mappable arrays, a catalog snapshot, default lists,
+``manifest.json``) and switches ``bundles/CURRENT`` to it atomically. The format is
+``pmrs.serving.contract`` (docs/DESIGN.md, docs/SERVING.md)."""

@@ -1,17 +1,16 @@
-"""``indexer`` command line: parses arguments, calls :func:`indexer.build.build_bundle`, prints a
+"""``indexer`` command line: parses arguments, calls :func:`pmrs.indexing.build_bundle`, prints a
 summary. Settings: ``[indexer]`` in the ``--config`` TOML file, overridden by flags."""
 
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
 
 from pmrs import config as cfgmod
-from pmrs.artifacts import read_json
-
-from .build import MANIFEST_FILE, IndexerConfig, build_bundle
+from pmrs.entry import run_cli
+from pmrs.indexing import IndexerConfig, build_bundle
+from pmrs.serving import contract
+from pmrs.serving.bundle import Bundle
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,43 +34,39 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def summary(bundle_dir) -> str:
-    m = read_json(bundle_dir / MANIFEST_FILE)
-    c = m["counts"]
-    lines = [f"bundle {m['version']} written to {bundle_dir} (now CURRENT)",
-             f"  {c['users']} users, {c['songs']} songs ({c['songs_with_plays']} with plays, "
-             f"{c['songs_with_audio']} with audio), {m['dimensions']['factors']} factors"]
-    for name, ix in m["indexes"].items():
-        params = ", ".join(f"{k}={v}" for k, v in ix["search_params"].items()) or "no search parameter"
-        transform = "" if ix["transform"] == "none" else f", {ix['transform']}"
-        lines.append(f"  {name}: {ix['spec']} over {ix['vectors']} vectors{transform}; {params}; "
-                     f"recall@10 {ix['recall_at_10']:.3f}; {ix['build_seconds']:.1f} s")
-    if "acoustic" not in m["indexes"]:
-        lines.append("  acoustic: none (no CNN run): collaborative-only bundle")
-    for kind, dl in (m.get("default_lists") or {}).items():
-        who = "user (Recommend)" if kind == "recommend" else "song (SimilarSongs, mixed)"
-        lines.append(f"  default lists for every {who}: k={dl['k']}, acoustic_share={dl['acoustic_share']}, "
-                     f"diversity={dl['diversity']}; {dl['seconds']:.1f} s")
-    lines.append(f"  built in {m['build_seconds']:.1f} s")
+    with Bundle.open(bundle_dir) as b:
+        m = b.manifest
+        c = m["counts"]
+        lines = [f"bundle {m['version']} written to {bundle_dir} (now CURRENT)",
+                 f"  {c['users']} users, {c['songs']} songs ({c['songs_with_plays']} with plays, "
+                 f"{c['songs_with_audio']} with audio), {m['dimensions']['factors']} factors"]
+        for name, src in m["sources"].items():
+            ix = src["index"]
+            params = ", ".join(f"{k}={v}" for k, v in ix["search_params"].items()) or "no search parameter"
+            transform = "" if ix["transform"] == "none" else f", {ix['transform']}"
+            lines.append(f"  source {name}: {ix['spec']} over {ix['vectors']} vectors{transform}; {params}; "
+                         f"recall@10 {ix['recall_at_10']:.3f}; {ix['build_seconds']:.1f} s")
+        if contract.ACOUSTIC not in m["sources"]:
+            lines.append("  acoustic: none (no CNN run)")
+        for kind, lists in sorted(b.lists.items()):
+            who = "user (Recommend)" if kind == "recommend" else "song (SimilarSongs, mixed)"
+            shares = ", ".join(f"{n} {v:g}" for n, v in lists.shares.items())
+            lines.append(f"  default lists for every {who}: k={lists.k}, shares {shares}, "
+                         f"diversity={lists.diversity}; {m['default_lists'][kind]['seconds']:.1f} s")
+        lines.append(f"  built in {m['build_seconds']:.1f} s")
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(levelname).1s %(name)s: %(message)s", stream=sys.stderr)
-    try:
-        cfg = cfgmod.build(IndexerConfig, "indexer", cfgmod.load_toml(args.config), vars(args))
-        out = build_bundle(cfgmod.resolve_workdir(args.workdir), cfg, wmf_run=args.wmf_run,
-                           cnn_run=args.cnn_run, show_progress=False if args.quiet else None)
-    except (FileNotFoundError, ValueError, FileExistsError, RuntimeError) as exc:
-        print(f"indexer {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"indexer {args.command}: interrupted (CURRENT unchanged)", file=sys.stderr)
-        return 130
+def cmd_build(args) -> int:
+    cfg = cfgmod.build(IndexerConfig, "indexer", cfgmod.load_toml(args.config), vars(args))
+    out = build_bundle(cfgmod.resolve_workdir(args.workdir), cfg, wmf_run=args.wmf_run,
+                       cnn_run=args.cnn_run, show_progress=False if args.quiet else None)
     print(summary(out))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli("indexer", build_parser(), cmd_build, argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

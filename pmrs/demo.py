@@ -21,7 +21,7 @@ from .catalog import CATALOG_FILE, Catalog
 from .evaluation.holdout import HoldoutConfig, evaluate_holdout
 from .ingest import IngestConfig, ingest
 from .interactions import INTERACTIONS_DIR, Interactions
-from .recommend import most_played, recommend
+from .topk import most_played, top_k
 from .report import format_ingest, markdown_table
 from .artifacts import read_json
 from .synth.generate import synthesize
@@ -93,7 +93,7 @@ def run_demo(directory: Path, config_path: Path = DEMO_CONFIG) -> None:
             print(f"\nuser {uid}: {inter.matrix.indptr[row + 1] - inter.matrix.indptr[row]} songs played; most played:")
             print(song_rows(catalog, [song_ids[i].decode() for i in played], plays, "plays"))
             exclude = inter.matrix.indices[inter.matrix.indptr[row]:inter.matrix.indptr[row + 1]]
-            top, scores = recommend(model.user_factors[row], model.song_factors, 10, exclude=exclude)
+            top, scores = top_k(model.user_factors[row], model.song_factors, 10, exclude=exclude)
             print("top 10 recommendations (not yet played):")
             print(song_rows(catalog, [song_ids[i].decode() for i in top], scores, "score"))
     print(f"({time.perf_counter() - t:.1f} s)")
@@ -123,7 +123,7 @@ def run_demo(directory: Path, config_path: Path = DEMO_CONFIG) -> None:
     print(f"{int(cold.sum())} songs have audio but no plays")
     with Catalog(work / CATALOG_FILE) as catalog:
         for row in shown_users:
-            top, scores = recommend(model.user_factors[row], pred["factors"][cold], 5)
+            top, scores = top_k(model.user_factors[row], pred["factors"][cold], 5)
             ids = [pred_ids[i] for i in np.flatnonzero(cold)[top]]
             print(f"\nuser {user_ids[row].decode()}: top cold songs by x_u . l'_j")
             print(song_rows(catalog, ids, scores, "score"))
@@ -140,60 +140,75 @@ def run_demo(directory: Path, config_path: Path = DEMO_CONFIG) -> None:
     print(f"({time.perf_counter() - t:.1f} s)")
 
     t = _step("9. indexer build: FAISS indexes in a versioned bundle")
-    from indexer.build import IndexerConfig, build_bundle
+    from .indexing import IndexerConfig, build_bundle
+    from .recommender import Recommender
 
     bundle_dir = build_bundle(work, cfgmod.build(IndexerConfig, "indexer", toml), show_progress=False)
-    manifest = read_json(bundle_dir / "manifest.json")
-    for name, ix in manifest["indexes"].items():
-        print(f"{name}: {ix['vectors']:,} vectors, spec {ix['spec']}, recall@10 {ix['recall_at_10']:.3f}")
-    counts = manifest["counts"]
-    for kind, dl in (manifest.get("default_lists") or {}).items():
-        who = f"{counts['users']:,} users" if kind == "recommend" else f"{counts['songs']:,} songs"
-        print(f"default {kind} lists for all {who} (k {dl['k']}, acoustic_share {dl['acoustic_share']}), "
-              f"answered by lookup: {dl['seconds']:.1f} s")
-    print(f"bundle {manifest['version']} is CURRENT ({time.perf_counter() - t:.1f} s)")
+    with Recommender.open(work) as rec:
+        info = rec.info()
+        for src in info.sources:
+            print(f"source {src.name}: {src.vectors:,} vectors, spec {src.spec}, recall@10 "
+                  f"{src.recall_at_10:.3f}, default share {src.default_share:.2f}"
+                  f"{', covers songs without plays' if src.covers_cold else ''}")
+        for dl in info.default_lists:
+            who = f"{info.users:,} users" if dl.kind == "recommend" else f"{info.songs:,} songs"
+            shares = ", ".join(f"{n} {v:.2f}" for n, v in dl.shares.items())
+            print(f"default {dl.kind} lists for all {who} (k {dl.k}, shares {shares}), answered by lookup")
+        print(f"bundle {info.version} is CURRENT ({time.perf_counter() - t:.1f} s)")
 
-    t = _step("10. pmrs-server, then client calls and a 10-second load test")
-    serve_and_query(work, bundle_dir, played_example=(user_ids[shown_users[0]].decode()),
-                    cold_song=pred_ids[int(np.flatnonzero(cold)[0])] if cold.any() else pred_ids[0])
+        t = _step("10. pmrs.Recommender: the Python API over the bundle")
+        user = user_ids[shown_users[0]].decode()
+        recs = rec.recommend(user, k=10, shares={"acoustic": 0.3})
+        print(f"rec.recommend({user!r}, k=10, shares={{'acoustic': 0.3}}):")
+        print(_scored_table(recs.songs))
+        cold_song = pred_ids[int(np.flatnonzero(cold)[0])] if cold.any() else pred_ids[0]
+        song = rec.song(cold_song)
+        print(f"\nrec.similar_songs({cold_song!r}, k=8, mode='acoustic'): a song nobody has played yet, "
+              f"'{song.title}' by {song.artist} ({song.genre}):")
+        print(_scored_table(rec.similar_songs(cold_song, k=8, mode="acoustic").songs))
+    print(f"({time.perf_counter() - t:.1f} s)")
+
+    t = _step("11. pmrs-server, the same calls over gRPC with pmrs-client, and a 10-second load test")
+    serve_and_query(work, user, cold_song)
     print(f"({time.perf_counter() - t:.1f} s)")
     print(f"\ndemo finished in {time.perf_counter() - t_start:.0f} s; work directory: {work}")
 
 
-def serve_and_query(work: Path, bundle_dir: Path, played_example: str, cold_song: str) -> None:
-    """Start pmrs-server on a free port, call it like a user would, load-test it, stop it."""
+def _scored_table(songs) -> str:
+    return markdown_table(["title", "artist", "genre", "score", "sources", "song id"],
+                          [[s.title, s.artist, s.genre, f"{s.score:#.4g}", "+".join(s.sources), s.song_id]
+                           for s in songs])
+
+
+def _tool(name: str) -> list[str]:
+    """The command of one of PMRS's programs, run with this interpreter."""
+    modules = {"pmrs-server": "server.main", "pmrs-client": "clients.cli", "pmrs-loadtest": "clients.loadtest"}
+    return [sys.executable, "-m", modules[name]]
+
+
+def serve_and_query(work: Path, user: str, cold_song: str) -> None:
+    """Start pmrs-server on a free port, call it with pmrs-client as a user would, load-test it
+    with pmrs-loadtest, stop it: each program as its own process, as a user runs them."""
     import signal
     import subprocess
 
-    from clients import PMRSClient
-    from clients.loadtest import format_report, load_ids, run_loadtest
-
-    proc = subprocess.Popen([sys.executable, "-m", "server.main", "--workdir", str(work),
-                             "--bind", "127.0.0.1:0", "-q"], stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(_tool("pmrs-server") + ["--workdir", str(work), "--bind", "127.0.0.1:0", "-q"],
+                            stdout=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
         if "listening on" not in line:
             raise RuntimeError(f"pmrs-server did not start: {line!r}")
         target = line.strip().rsplit(" ", 1)[-1]
-        print(f"pmrs-server listening on {target}")
-        with PMRSClient(target) as client:
-            recs = client.recommend(played_example, k=10, acoustic_share=0.3)
-            print(f"\nRecommend({played_example}, k=10, acoustic_share=0.3) from bundle {recs.bundle_version}:")
-            print(markdown_table(["title", "artist", "genre", "score", "source", "song id"],
-                                 [[r.title, r.artist, r.genre, f"{r.score:#.4g}", r.source, r.song_id]
-                                  for r in recs.songs]))
-            info = client.song(cold_song)
-            similar = client.similar(cold_song, k=8, mode="acoustic")
-            print(f"\nSimilarSongs({cold_song}, mode=acoustic): a song nobody has played yet, "
-                  f"'{info.title}' by {info.artist} ({info.genre}):")
-            print(markdown_table(["title", "artist", "genre", "score", "source", "song id"],
-                                 [[r.title, r.artist, r.genre, f"{r.score:#.4g}", r.source, r.song_id]
-                                  for r in similar]))
-        users, songs = load_ids(bundle_dir)
-        report = run_loadtest(target, concurrency=4, duration_s=10.0, mix="recommend=0.7,similar=0.3",
-                              user_ids=users, song_ids=songs, warmup_s=1.0)
-        print()
-        print(format_report(report))
+        print(f"pmrs-server listening on {target}\n")
+        for args in (["recommend", user, "-k", "10", "--acoustic-share", "0.3"],
+                     ["similar", cold_song, "-k", "8", "--mode", "acoustic"]):
+            print(f"$ pmrs-client --target {target} {' '.join(args)}", flush=True)
+            subprocess.run(_tool("pmrs-client") + ["--target", target] + args, check=True)
+            print(flush=True)
+        print(f"$ pmrs-loadtest --target {target} --ids-from {work} --concurrency 4 --duration 10", flush=True)
+        subprocess.run(_tool("pmrs-loadtest") + ["--target", target, "--ids-from", str(work), "--concurrency",
+                                                 "4", "--duration", "10", "--mix", "recommend=0.7,similar=0.3"],
+                       check=True)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

@@ -1,7 +1,7 @@
 """The users x songs play-count matrix and its id lists, as stored in the work directory.
 
 On disk (``<workdir>/interactions/``): ``indptr.npy``, ``indices.npy``, ``counts.npy`` (the CSR
-arrays), ``user_ids.npy`` and ``song_ids.npy`` (fixed-width ASCII bytes, sorted, so an id maps to
+arrays), ``user_ids.npy`` and ``song_ids.npy`` (fixed-width UTF-8 bytes, sorted, so an id maps to
 its row by binary search on a memory-mapped array with no dictionary to build), and
 ``ingest_report.json``.
 """

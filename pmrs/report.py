@@ -35,9 +35,15 @@ def format_ingest(report: dict) -> str:
         out.append(f"catalog: {c['songs']:,} songs, {c['tracks']:,} tracks, "
                    f"{c['songs_with_genre']:,} with a genre ({len(c['genres'])} genres)")
         for source, n in c["malformed"].items():
-            out.append(f"  skipped {n:,} malformed line(s) in {source}")
+            out.append(f"  skipped {n:,} malformed line(s) or row(s) in {source}")
+        for source, n in c.get("bad_values", {}).items():
+            out.append(f"  dropped {n:,} value(s) of the wrong type in {source}")
+        for source, n in c.get("latin1_values", {}).items():
+            out.append(f"  read {n:,} text value(s) that are not UTF-8 as Latin-1 in {source}")
         for ex in c["examples"]:
-            out.append(f"    {ex['file']} line {ex['line']}: {ex['text']!r}")
+            where = f"row {ex['row']}" if "row" in ex else f"line {ex['line']}"
+            reason = f"{ex['reason']}: " if ex.get("reason") else ""
+            out.append(f"    {ex['file']} {where}: {reason}{ex['text']!r}")
     else:
         out.append("catalog: no metadata files found (titles and genres will be missing)")
     return "\n".join(out)

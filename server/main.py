@@ -29,15 +29,15 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # (health.aio: t
 from grpc_reflection.v1alpha import reflection
 
 from pmrs import config as cfgmod
-from pmrs.text import quote_prefix
+from pmrs.recommender import Recommender
+from pmrs.serving import contract
+from pmrs.serving.contract import CURRENT_FILE, ContractError, read_current
 
 from .servicer import SERVICE_NAME, BundleHolder, RecommenderServicer
 from .transport import LoopThread, WorkerPool, recommender_handler, server_options
 
 log = logging.getLogger("pmrs.server")
 
-BUNDLES_DIR = "bundles"
-CURRENT_FILE = "CURRENT"
 #: A version that failed to open is tried again after this long (or at once on SIGHUP).
 RETRY_FAILED_SECONDS = 30
 
@@ -49,8 +49,8 @@ class ServerConfig:
     bind: str = "127.0.0.1:50051"         # host:port; port 0 picks a free port
     workers: int = 2                      # threads running Recommend/SimilarSongs (see ARCHITECTURE)
     max_message_mb: int = 16              # largest request or response, MiB
-    default_acoustic_share: float = 0.2   # Recommend/SimilarSongs when the request leaves it unset
-    default_diversity: float = 0.0        # Recommend when the request leaves it unset
+    default_acoustic_share: float | None = None  # overrides the bundle's default share (then computes)
+    default_diversity: float | None = None       # overrides the bundle's default Recommend diversity
     poll_seconds: float = 2.0             # how often bundles/CURRENT is checked
     grace_seconds: float = 10.0           # on SIGTERM: time calls in flight get to finish
     blas_threads: int = 1                 # numpy's BLAS threads (a call's products are tiny)
@@ -60,53 +60,19 @@ class ServerConfig:
     insecure: bool = False                # allow plaintext on an address other than loopback
 
 
-class CurrentUnreadable(ValueError):
-    """``bundles/CURRENT`` exists but names no bundle: unreadable, empty, not UTF-8, or not a
-    bundle directory name."""
-
-
-#: Longest bundle name ``CURRENT`` may hold, characters (versions are about 20).
-MAX_VERSION_CHARS = 255
-
-
-def read_current(workdir: str | os.PathLike) -> str | None:
-    """The version ``<workdir>/bundles/CURRENT`` names, or ``None`` when there is no such file.
-
-    Raises :class:`CurrentUnreadable` (with a message naming the file) when the file cannot be
-    read, is empty, is not UTF-8 text, or holds something that is not one plain directory name
-    (a path, a hidden name, control characters, over :data:`MAX_VERSION_CHARS` characters).
-    """
-    path = Path(workdir) / BUNDLES_DIR / CURRENT_FILE
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise CurrentUnreadable(f"cannot read {path}: {exc.strerror or exc}") from None
-    try:
-        version = raw.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        raise CurrentUnreadable(f"{path} is not UTF-8 text: {quote_prefix(raw)}") from None
-    if not version:
-        raise CurrentUnreadable(f"{path} is empty")
-    if (len(version) > MAX_VERSION_CHARS or version.startswith(".") or "/" in version
-            or "\\" in version or not version.isprintable()):
-        raise CurrentUnreadable(f"{path} does not hold a bundle name: {quote_prefix(version)}")
-    return version
-
-
 class BundleWatcher:
     """Polls ``bundles/CURRENT`` and swaps a new version into ``holder``; ``check_now()`` wakes it.
 
-    What CURRENT says is read by :func:`read_current` only. Each distinct state (missing,
+    What CURRENT says is read by :func:`pmrs.serving.contract.read_current` only. Each distinct state (missing,
     unreadable for a given reason, a version that fails to open with a given error, back to
     normal) is logged once, not at every poll; whatever the state, the bundle being served
     stays until another one opens.
     """
 
     def __init__(self, workdir: str | os.PathLike, holder: BundleHolder, poll_seconds: float,
-                 on_change=None):
+                 on_change=None, defaults: contract.Defaults | dict | None = None):
         self.workdir, self.holder, self.poll_seconds = Path(workdir), holder, float(poll_seconds)
+        self.defaults = defaults or {}   # overrides of the bundle's request defaults
         self.on_change = on_change or (lambda bundle: None)
         self._wake, self._stop = threading.Event(), threading.Event()
         self._failed: tuple[str, float] | None = None   # (version, when it failed to open)
@@ -141,13 +107,11 @@ class BundleWatcher:
 
     def check(self) -> bool:
         """Load the version CURRENT names if it is not the one served; True when it swapped."""
-        from pmrs.serving.bundle import Bundle
-
         with self._lock:
-            bundles = self.workdir / BUNDLES_DIR
+            bundles = contract.bundles_dir(self.workdir)
             try:
                 version = read_current(self.workdir)
-            except CurrentUnreadable as exc:
+            except ContractError as exc:
                 self._note(("unreadable", str(exc)), logging.ERROR, "%s (%s)", exc, self._serving())
                 return False
             if version is None:
@@ -168,7 +132,12 @@ class BundleWatcher:
                 return False
             path = bundles / version
             try:
-                bundle = Bundle.open(path)
+                bundle = Recommender.open(path)
+                if self.defaults:  # the server's flags override the bundle's defaults
+                    changes = dict(self.defaults)
+                    if "shares" in changes:
+                        changes["shares"] = {**bundle.defaults.shares, **changes["shares"]}
+                    bundle = Recommender(bundle.bundle, bundle.defaults.replace(**changes))
             except Exception as exc:
                 self._failed = (version, time.monotonic())
                 self._note(("failed", version, str(exc)), logging.ERROR,
@@ -276,7 +245,7 @@ def server_credentials(tls_cert: str | os.PathLike | None, tls_key: str | os.Pat
 
 
 def serve(workdir: str | os.PathLike, bind: str = "127.0.0.1:50051", workers: int = 2,
-          default_acoustic_share: float = 0.2, default_diversity: float = 0.0,
+          default_acoustic_share: float | None = None, default_diversity: float | None = None,
           poll_seconds: float = 2.0, max_message_mb: int = 16,
           blas_threads: int | None = None, compute_slots: int = 1,
           tls_cert: str | os.PathLike | None = None, tls_key: str | os.PathLike | None = None,
@@ -305,7 +274,13 @@ def serve(workdir: str | os.PathLike, bind: str = "127.0.0.1:50051", workers: in
 
         threadpool_limits(int(blas_threads), user_api="blas")
     holder = BundleHolder()
-    servicer = RecommenderServicer(holder, default_acoustic_share, default_diversity, compute_slots)
+    servicer = RecommenderServicer(holder, compute_slots)
+    overrides = {}
+    if default_acoustic_share is not None:
+        overrides["shares"] = {contract.ACOUSTIC: default_acoustic_share}
+    if default_diversity is not None:
+        overrides["diversity"] = default_diversity
+    contract.Defaults().replace(**overrides)  # validated before the port opens
     pool = WorkerPool(workers)
     loop = LoopThread()
 
@@ -338,7 +313,8 @@ def serve(workdir: str | os.PathLike, bind: str = "127.0.0.1:50051", workers: in
             raise OSError(f"cannot listen on {bind}")
         watcher = BundleWatcher(
             workdir, holder, poll_seconds,
-            on_change=lambda bundle: loop.run(set_status(health_servicer, bundle is not None)))
+            on_change=lambda bundle: loop.run(set_status(health_servicer, bundle is not None)),
+            defaults=overrides)
         watcher.check()
         loop.run(server.start())
         watcher.start()

@@ -1,9 +1,11 @@
-"""The ``pmrs.v1.Recommender`` gRPC service over the bundle a :class:`BundleHolder` holds.
+"""The ``pmrs.v1.Recommender`` gRPC service over the :class:`pmrs.Recommender` a
+:class:`BundleHolder` holds.
 
-The servicer translates messages and errors; the recommendation logic is
-``pmrs.serving.recommend``. Every call takes a reference to the current bundle when it starts and
-finishes on that bundle, even when the watcher swaps in a newer one meanwhile; a replaced bundle is
-closed when the last call using it returns.
+The servicer translates messages to ``pmrs.Recommender`` calls and errors to status codes; the
+decisions (defaults, precomputed lists or computing, blending) are the Recommender's. Every call
+takes a reference to the current recommender when it starts and finishes on it, even when the
+watcher swaps in a newer bundle meanwhile; a replaced one is closed when the last call using it
+returns.
 
 Status codes (proto/pmrs/v1/recommender.proto): NOT_FOUND for an unknown user or song (or a song
 without the vector the mode needs), INVALID_ARGUMENT for a setting or filter out of range or a
@@ -20,12 +22,10 @@ import threading
 from typing import Iterator
 
 import grpc
-import numpy as np
 
-from pmrs.serving.recommend import (ACOUSTIC, COLLABORATIVE, MAX_SEEDS, MIXED, Filters, InvalidArgument,
-                                    Item, NotFound, check_unit, listed_items, lists_answer,
-                                    recommend_for_vector, resolve_k, similar_songs, user_query)
-from pmrs.text import quote_prefix
+from pmrs.recommender import CallHooks, Filters, InvalidArgument, NotFound, Recommendations, Recommender
+from pmrs.serving.contract import ACOUSTIC, COLLABORATIVE
+from pmrs.serving.recommend import MIXED
 from pmrs.v1 import recommender_pb2 as pb
 from pmrs.v1 import recommender_pb2_grpc as pb_grpc
 
@@ -35,6 +35,9 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Recommender"].full_name  # "pmrs.
 
 _MODES = {pb.SIMILARITY_MODE_UNSPECIFIED: MIXED, pb.SIMILARITY_MODE_MIXED: MIXED,
           pb.SIMILARITY_MODE_COLLABORATIVE: COLLABORATIVE, pb.SIMILARITY_MODE_ACOUSTIC: ACOUSTIC}
+#: ScoredSong.source (the proto's two-source enum) for the sources a song came from.
+_LEGACY_SOURCE = {(COLLABORATIVE,): pb.SOURCE_COLLABORATIVE, (ACOUSTIC,): pb.SOURCE_ACOUSTIC,
+                  (COLLABORATIVE, ACOUSTIC): pb.SOURCE_BOTH}
 
 
 class _Entry:
@@ -45,10 +48,11 @@ class _Entry:
 
 
 class BundleHolder:
-    """The bundle being served, swapped atomically; thread-safe.
+    """The recommender being served (a :class:`pmrs.Recommender`, or anything with ``version``
+    and ``close()``), swapped atomically; thread-safe.
 
-    ``use()`` lends the current bundle (``None`` when none is loaded) for the duration of a call;
-    ``swap(bundle)`` makes a new one current. A replaced bundle is closed as soon as no call uses it.
+    ``use()`` lends the current one (``None`` when none is loaded) for the duration of a call;
+    ``swap(new)`` makes a new one current. A replaced one is closed as soon as no call uses it.
     """
 
     def __init__(self, bundle=None):
@@ -132,57 +136,27 @@ def _rpc(method):
     return wrapper
 
 
-def _check_deadline(context, stage: str) -> None:
-    remaining = context.time_remaining()
-    if remaining is not None and remaining <= 0:
-        raise _Abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"the deadline passed {stage}")
+class _Hooks(CallHooks):
+    """A call's deadline and the server's compute slot, for :class:`pmrs.Recommender`."""
 
+    __slots__ = ("context", "gate")
 
-def _widening_check(context):
-    return lambda: _check_deadline(context, "while the search was widened to find enough songs")
+    def __init__(self, context, gate):
+        self.context, self.gate = context, gate
 
-
-def _filters(msg: pb.Filters) -> Filters:
-    return Filters(genres=tuple(msg.genres), min_year=msg.min_year, max_year=msg.max_year,
-                   exclude_artists=tuple(msg.exclude_artists))
-
-
-class RecommenderServicer(pb_grpc.RecommenderServicer):
-    """``pmrs.v1.Recommender`` over ``holder``'s current bundle.
-
-    ``default_acoustic_share`` and ``default_diversity`` apply to Recommend requests that leave
-    those fields unset (SimilarSongs uses the share default too, and no re-ranking by default).
-    """
-
-    def __init__(self, holder: BundleHolder, default_acoustic_share: float = 0.2,
-                 default_diversity: float = 0.0, compute_slots: int = 1):
-        self.holder = holder
-        self.default_acoustic_share = check_unit("default acoustic_share", default_acoustic_share)
-        self.default_diversity = check_unit("default diversity", default_diversity)
-        if compute_slots < 0:
-            raise ValueError(f"compute_slots must be >= 0 (0: no limit), got {compute_slots}")
-        # one slot: a plain lock (its acquire is C code; a semaphore's runs Python on each call)
-        self._gate = (None if not compute_slots else threading.Lock() if compute_slots == 1
-                      else threading.BoundedSemaphore(compute_slots))
+    def check(self, stage: str) -> None:
+        remaining = self.context.time_remaining()
+        if remaining is not None and remaining <= 0:
+            raise _Abort(grpc.StatusCode.DEADLINE_EXCEEDED, f"the deadline passed {stage}")
 
     @contextlib.contextmanager
-    def _bundle(self, context):
-        """The current bundle for one call (UNAVAILABLE while none is loaded)."""
-        _check_deadline(context, "before the call started")
-        with self.holder.use() as bundle:
-            if bundle is None:
-                raise _Abort(grpc.StatusCode.UNAVAILABLE,
-                             "no bundle is loaded yet (run `indexer build`); retry later")
-            yield bundle
-
-    @contextlib.contextmanager
-    def _slot(self, context):
+    def slot(self):
         """A compute slot, waited for no longer than the call's deadline."""
-        gate = self._gate
+        gate = self.gate
         if gate is None:
             yield
             return
-        remaining = context.time_remaining()
+        remaining = self.context.time_remaining()
         # (without a deadline grpc reports a remaining time too large for a lock timeout)
         got = (gate.acquire() if remaining is None or remaining >= threading.TIMEOUT_MAX
                else gate.acquire(timeout=max(remaining, 0.0)))
@@ -194,117 +168,108 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         finally:
             gate.release()
 
-    def _share(self, request) -> float:
-        if request.HasField("acoustic_share"):
-            return check_unit("acoustic_share", request.acoustic_share)
-        return self.default_acoustic_share
 
-    def _scored(self, bundle, items: list[Item]) -> list[pb.ScoredSong]:
-        songs = bundle.songs([it.song_row for it in items], copy=False) if items else []
-        # (every entry has every field, "" or 0 when unknown: Bundle.songs)
-        return [pb.ScoredSong(song_id=s["song_id"], title=s["title"], artist=s["artist"], genre=s["genre"],
-                              year=int(s["year"] or 0), score=it.score, source=int(it.source))
-                for it, s in zip(items, songs)]
+def _filters(request) -> Filters | None:
+    if not request.HasField("filters"):  # (most requests: building a Filters costs ~10 us)
+        return None
+    msg = request.filters
+    return Filters(genres=tuple(msg.genres), min_year=msg.min_year, max_year=msg.max_year,
+                   exclude_artists=tuple(msg.exclude_artists))
+
+
+def _shares(request) -> dict[str, float] | None:
+    shares = dict(request.shares)
+    if request.HasField("acoustic_share"):
+        if ACOUSTIC in shares:
+            raise InvalidArgument("send acoustic_share or shares[\"acoustic\"], not both")
+        shares[ACOUSTIC] = request.acoustic_share
+    return shares or None
+
+
+def _scored(songs) -> list[pb.ScoredSong]:
+    return [pb.ScoredSong(song_id=s.song_id, title=s.title, artist=s.artist, genre=s.genre, year=s.year,
+                          score=s.score, source=_LEGACY_SOURCE.get(s.sources, pb.SOURCE_UNSPECIFIED),
+                          sources=s.sources)
+            for s in songs]
+
+
+class RecommenderServicer(pb_grpc.RecommenderServicer):
+    """``pmrs.v1.Recommender`` over ``holder``'s current :class:`pmrs.Recommender`.
+
+    ``compute_slots``: calls computing an answer at once (0: no limit); a lookup in the default
+    lists takes none.
+    """
+
+    def __init__(self, holder: BundleHolder, compute_slots: int = 1):
+        self.holder = holder
+        if compute_slots < 0:
+            raise ValueError(f"compute_slots must be >= 0 (0: no limit), got {compute_slots}")
+        # one slot: a plain lock (its acquire is C code; a semaphore's runs Python on each call)
+        self._gate = (None if not compute_slots else threading.Lock() if compute_slots == 1
+                      else threading.BoundedSemaphore(compute_slots))
+
+    @contextlib.contextmanager
+    def _recommender(self, context) -> Iterator[tuple[Recommender, _Hooks]]:
+        """The current recommender for one call (UNAVAILABLE while none is loaded) and the call's
+        hooks."""
+        hooks = _Hooks(context, self._gate)
+        hooks.check("before the call started")
+        with self.holder.use() as rec:
+            if rec is None:
+                raise _Abort(grpc.StatusCode.UNAVAILABLE,
+                             "no bundle is loaded yet (run `indexer build`); retry later")
+            yield rec, hooks
 
     @_rpc
     def Recommend(self, request: pb.RecommendRequest, context) -> pb.RecommendResponse:
-        with self._bundle(context) as bundle:
-            k = resolve_k(request.k)
-            share = self._share(request)
-            diversity = (check_unit("diversity", request.diversity) if request.HasField("diversity")
-                         else self.default_diversity)
-            filters = _filters(request.filters)
-            if (request.user_id and not request.include_played and not filters.active
-                    and len(request.seed_song_ids) <= MAX_SEEDS
-                    and lists_answer(bundle.lists.get("recommend"), k, share, diversity)):
-                row = bundle.user_row(request.user_id)
-                if row is not None:  # the default request of a known user: computed at build time
-                    items = listed_items(bundle.lists["recommend"], row)
-                    return pb.RecommendResponse(songs=self._scored(bundle, items), bundle_version=bundle.version,
-                                                folded_in=False)
-            with self._slot(context):
-                query = user_query(bundle, request.user_id, request.seed_song_ids, request.include_played)
-                _check_deadline(context, "before the search")
-                items = recommend_for_vector(bundle, query.vector, k, share, diversity, query.exclude_rows,
-                                             filters, before_widening=_widening_check(context))
-            _check_deadline(context, "before the answer was ready")
-            return pb.RecommendResponse(songs=self._scored(bundle, items), bundle_version=bundle.version,
-                                        folded_in=query.folded_in)
+        with self._recommender(context) as (rec, hooks):
+            r: Recommendations = rec.recommend(
+                request.user_id, request.seed_song_ids, request.k, _shares(request),
+                request.diversity if request.HasField("diversity") else None, _filters(request),
+                request.include_played, hooks=hooks)
+            return pb.RecommendResponse(songs=_scored(r.songs), bundle_version=r.bundle_version,
+                                        folded_in=r.folded_in)
 
     @_rpc
     def SimilarSongs(self, request: pb.SimilarSongsRequest, context) -> pb.SimilarSongsResponse:
-        with self._bundle(context) as bundle:
-            k = resolve_k(request.k)
-            if request.mode not in _MODES:
+        with self._recommender(context) as (rec, hooks):
+            if request.source:
+                mode = request.source
+            elif request.mode in _MODES:
+                mode = _MODES[request.mode]
+            else:
                 raise InvalidArgument(f"unknown similarity mode {request.mode}")
-            mode = _MODES[request.mode]
-            share = self._share(request)
-            diversity = check_unit("diversity", request.diversity) if request.HasField("diversity") else 0.0
-            filters = _filters(request.filters)
-            row = self._song_row(bundle, request.song_id)
-            lists = bundle.lists.get("similar")
-            if mode == MIXED and not filters.active and lists_answer(lists, k, share, diversity):
-                items = listed_items(lists, row)
-                if items:  # (a song without vectors has none: the computed path says why)
-                    return pb.SimilarSongsResponse(songs=self._scored(bundle, items),
-                                                   bundle_version=bundle.version)
-            with self._slot(context):
-                _check_deadline(context, "before the search")
-                try:
-                    items = similar_songs(bundle, row, k, mode, share, diversity, filters,
-                                          before_widening=_widening_check(context))
-                except NotFound as exc:
-                    raise NotFound(f"song {quote_prefix(request.song_id)}: {exc}") from None
-            _check_deadline(context, "before the answer was ready")
-            return pb.SimilarSongsResponse(songs=self._scored(bundle, items), bundle_version=bundle.version)
-
-    @staticmethod
-    def _song_row(bundle, song_id: str) -> int:
-        if not song_id:
-            raise InvalidArgument("song_id is required")
-        row = bundle.song_row(song_id)
-        if row is None:
-            raise NotFound(f"unknown song {quote_prefix(song_id)}")
-        return int(row)
+            r = rec.similar_songs(request.song_id, request.k, mode, _shares(request),
+                                  request.diversity if request.HasField("diversity") else None,
+                                  _filters(request), hooks=hooks)
+            return pb.SimilarSongsResponse(songs=_scored(r.songs), bundle_version=r.bundle_version)
 
     @_rpc
     def GetSong(self, request: pb.GetSongRequest, context) -> pb.GetSongResponse:
-        with self._bundle(context) as bundle:
-            row = self._song_row(bundle, request.song_id)
-            s = bundle.songs([row])[0] or {}
-            has_audio = bundle.acoustic_vector(row) is not None
-            scores = []
-            probs = bundle.genre_probs(row) if has_audio else None
-            genres = bundle.manifest.get("genres") or []
-            if probs is not None and len(genres) == len(probs):
-                order = np.argsort(-np.asarray(probs), kind="stable")
-                scores = [pb.GenreScore(genre=genres[i], confidence=float(probs[i])) for i in order]
-            song = pb.Song(song_id=request.song_id, title=s.get("title") or "", artist=s.get("artist") or "",
-                           release=s.get("release") or "", year=int(s.get("year") or 0),
-                           genre=s.get("genre") or "", has_plays=bundle.collab_vector(row) is not None,
-                           has_audio=has_audio, genre_scores=scores)
-            return pb.GetSongResponse(song=song)
+        with self._recommender(context) as (rec, _):
+            s = rec.song(request.song_id)
+            return pb.GetSongResponse(song=pb.Song(
+                song_id=s.song_id, title=s.title, artist=s.artist, release=s.release, year=s.year, genre=s.genre,
+                has_plays=s.has_plays, has_audio=s.has_audio, sources=s.sources,
+                genre_scores=[pb.GenreScore(genre=g, confidence=c) for g, c in s.genre_scores]))
 
     @_rpc
     def GetBundleInfo(self, request: pb.GetBundleInfoRequest, context) -> pb.GetBundleInfoResponse:
-        with self._bundle(context) as bundle:
-            m = bundle.manifest
-            counts = m.get("counts", {})
-            indexes = [pb.IndexInfo(name=name, spec=str(spec.get("spec", "")), vectors=int(spec.get("vectors", 0)),
-                                    dimension=int(spec.get("dimension", 0)),
-                                    search_params={str(a): str(b) for a, b in (spec.get("search_params") or {}).items()},
-                                    recall_at_10=float(spec.get("recall_at_10") or 0.0))
-                       for name, spec in sorted(m.get("indexes", {}).items())]
+        with self._recommender(context) as (rec, _):
+            info = rec.info()
             return pb.GetBundleInfoResponse(
-                version=bundle.version, created_at=str(m.get("created_at", "")),
-                users=int(counts.get("users", 0)), songs=int(counts.get("songs", 0)),
-                songs_with_plays=int(counts.get("songs_with_plays", 0)),
-                songs_with_audio=int(counts.get("songs_with_audio", 0)), indexes=indexes,
-                source_runs={str(a): str(b) for a, b in (m.get("source_runs") or {}).items()
-                             if b is not None},
-                default_lists=[pb.DefaultListInfo(kind=kind, k=lists.k, acoustic_share=lists.acoustic_share,
-                                                  diversity=lists.diversity)
-                               for kind, lists in sorted(bundle.lists.items())])
+                version=info.version, created_at=info.created_at, users=info.users, songs=info.songs,
+                songs_with_plays=info.songs_with_plays, songs_with_audio=info.songs_with_audio,
+                indexes=[pb.IndexInfo(name=s.name, spec=s.spec, vectors=s.vectors, dimension=s.dimension,
+                                      search_params={str(a): str(b) for a, b in s.search_params.items()},
+                                      recall_at_10=s.recall_at_10, covers_cold=s.covers_cold, space=s.space,
+                                      default_share=s.default_share)
+                         for s in info.sources],
+                source_runs=info.source_runs,
+                default_lists=[pb.DefaultListInfo(kind=d.kind, k=d.k, acoustic_share=d.shares.get(ACOUSTIC, 0.0),
+                                                  diversity=d.diversity, shares=d.shares)
+                               for d in info.default_lists],
+                format_version=info.format_version)
 
     def Ping(self, request: pb.PingRequest, context) -> pb.PingResponse:
         return pb.PingResponse()

@@ -241,3 +241,61 @@ def test_cli_extract(messy, capsys):
     assert "5 extracted" in out and "skipped too-short: 2" in out and "clips/s" in out
     report = json.loads((work / "features_report.json").read_text())
     assert report["extract_config"]["workers"] == 1
+
+
+_HANGING_EXTRACT = """
+import sys, time
+import pmrs.audio.extract as m
+from pmrs.cli import main
+
+def hang(path, cfg):  # a clip that takes forever: the workers are busy when the parent dies
+    time.sleep(3600)
+
+m.extract_one = hang
+m._warm_up = lambda cfg: None
+sys.exit(main(["extract", sys.argv[1], "--workdir", sys.argv[2], "--workers", "2", "-q"]))
+"""
+
+
+def test_kill_9_of_extract_leaves_no_worker_behind(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    psutil = pytest.importorskip("psutil")
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    for i in range(6):
+        (audio / f"{song(i)}.wav").write_bytes(b"RIFF not read")
+    script = tmp_path / "hanging_extract.py"
+    script.write_text(_HANGING_EXTRACT)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.Popen([sys.executable, str(script), str(audio), str(tmp_path / "work")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    parent = psutil.Process(proc.pid)
+    workers: list = []
+    try:
+        for _ in range(1200):  # up to 60 s on a loaded machine for start-up and the pool
+            workers = [p for p in parent.children(recursive=True) if p.is_running()]
+            if len(workers) >= 2 or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert len(workers) >= 2
+        time.sleep(1.0)  # let the workers reach the hanging clip
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        _, alive = psutil.wait_procs(workers, timeout=15)
+        assert alive == [], f"workers still alive after kill -9 of their parent: {alive}"
+    finally:
+        for p in workers:  # only the processes this test started
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()

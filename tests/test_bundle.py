@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from indexer.build import IndexerConfig, build_bundle
+from pmrs.indexing import IndexerConfig, build_bundle
 from pmrs.acoustic.runs import load_predictions
 from pmrs.catalog import Catalog
 from pmrs.interactions import Interactions
@@ -36,14 +36,19 @@ def _memory_mapped(a) -> bool:
     return False
 
 
-def test_open_reads_the_manifest(built):
+def test_open_reads_the_manifest(built, tmp_path):
     _, out, b = built
     assert b.version == out.name == b.manifest["version"]
     assert (b.n_users, b.n_songs, b.factors, b.embedding_dim) == (200, 80, 8, 16)
-    assert b.index_names == ["collaborative", "acoustic"]
-    assert b.index_size("collaborative") == 64 and b.index_size("acoustic") == 80
+    assert b.source_names == ["collaborative", "acoustic"]
+    assert b.source_size("collaborative") == 64 and b.source_size("acoustic") == 80
     assert len(b.genres) == 4
-    assert _memory_mapped(b.user_factors) and _memory_mapped(b.played_indices)
+    assert b.in_memory and not _memory_mapped(b.user_factors)       # a small bundle is copied
+    copy = tmp_path / out.name   # (one process opens a catalog's LMDB once)
+    shutil.copytree(out, copy)
+    with Bundle.open(copy, in_memory=False) as mapped:
+        assert _memory_mapped(mapped.user_factors) and _memory_mapped(mapped.played_indices)
+        assert np.array_equal(mapped.user_factors, b.user_factors)
 
 
 def test_ids_map_to_rows_and_unknown_ids_to_none(built):
@@ -74,19 +79,19 @@ def test_vectors_and_played_songs_come_from_the_runs(built):
     warm = set(wmf_songs.tolist())
     for row in range(b.n_songs):
         sid = b.song_ids[row]
-        v = b.collab_vector(row)
+        v = b.song_vector("collaborative", row)
         if sid in warm:
             np.testing.assert_array_equal(v, wmf.song_factors[np.searchsorted(wmf_songs, sid)])
         else:
             assert v is None                                           # a cold song: no plays
-        a = b.acoustic_vector(row)
+        a = b.song_vector("acoustic", row)
         np.testing.assert_array_equal(a, pred["factors"][np.searchsorted(pred["song_ids"], sid)])
         probs = b.genre_probs(row)
         assert probs.shape == (4,) and abs(probs.sum() - 1) < 1e-4
-    assert sum(b.collab_vector(r) is None for r in range(b.n_songs)) == 16
+    assert sum(b.song_vector("collaborative", r) is None for r in range(b.n_songs)) == 16
     # song rows out of range have no vector (never wrapped into range by the int32 search)
     have, vectors = b.song_vectors("collaborative", [-1, b.n_songs, 2**32 + 3, 2**40, 3])
-    assert have.tolist() == [False, False, False, False, b.collab_vector(3) is not None]
+    assert have.tolist() == [False, False, False, False, b.song_vector("collaborative", 3) is not None]
     assert len(vectors) == have.sum()
 
 
@@ -97,7 +102,7 @@ def test_search_padding_shapes_and_one_dimensional_queries(built):
     assert scores.shape == rows.shape == (1, 100) and scores.dtype == np.float32
     assert (rows[0, :64] >= 0).all() and (rows[0, 64:] == -1).all()
     assert np.isneginf(scores[0, 64:]).all() and (np.diff(scores[0, :64]) <= 0).all()
-    assert sorted(rows[0, :64].tolist()) == sorted(r for r in range(80) if b.collab_vector(r) is not None)
+    assert sorted(rows[0, :64].tolist()) == sorted(r for r in range(80) if b.song_vector("collaborative", r) is not None)
     assert b.search("acoustic", np.stack([q, q]), 0)[1].shape == (2, 0)
     with pytest.raises(ValueError):
         b.search("collaborative", np.zeros((1, 5), np.float32), 3)
@@ -135,10 +140,10 @@ def test_fold_in_equals_the_wmf_fold_in(built):
     work, _, b = built
     wmf, _, _ = load_run(work / "models" / "wmf" / "w1")
     cfg = WMFConfig(**{k: b.manifest["wmf_config"][k] for k in ("factors", "alpha", "eps", "regularization")})
-    cold = next(r for r in range(b.n_songs) if b.collab_vector(r) is None)
-    warm = [r for r in range(b.n_songs) if b.collab_vector(r) is not None][:5]
+    cold = next(r for r in range(b.n_songs) if b.song_vector("collaborative", r) is None)
+    warm = [r for r in range(b.n_songs) if b.song_vector("collaborative", r) is not None][:5]
     seeds = warm + [warm[0]]                                          # a repeat: ignored
-    collab_rows = np.load(b.path / "collab_rows.npy")
+    collab_rows = np.load(b.path / "collaborative_rows.npy")
     counts = sp.csr_matrix((np.ones(len(warm)), (np.zeros(len(warm), int), np.searchsorted(collab_rows, warm))),
                            shape=(1, len(collab_rows)))
     expected = fold_in(counts, wmf.song_factors, cfg)[0]
@@ -150,7 +155,7 @@ def test_fold_in_equals_the_wmf_fold_in(built):
                                rtol=1e-4, atol=1e-6)
     assert not b.fold_in([]).any()
     # A cold seed enters with its CNN-predicted factors: the closed form over Y plus that column.
-    lp = b.acoustic_vector(cold).astype(np.float64)
+    lp = b.song_vector("acoustic", cold).astype(np.float64)
     Y = wmf.song_factors.astype(np.float64)
     c = 1.0 + cfg.alpha * np.log1p(1.0 / cfg.eps)
     A = Y.T @ Y + cfg.regularization * np.eye(Y.shape[1]) + c * np.outer(lp, lp)
@@ -199,13 +204,13 @@ def test_embeddings_zero_for_songs_without_audio(serving_workdir, tmp_path):
     out = build_bundle(work, IndexerConfig(), acoustic_override=override)
     with Bundle.open(out) as b:
         assert b.manifest["source_runs"]["cnn"] == "test: every other song"
-        assert b.index_size("acoustic") == 40 and b.manifest["counts"]["songs_with_audio"] == 40
+        assert b.source_size("acoustic") == 40 and b.manifest["counts"]["songs_with_audio"] == 40
         with_audio = b.song_rows(pred["song_ids"][keep])
         without = np.setdiff1d(np.arange(b.n_songs), with_audio)
         emb = b.embedding(np.concatenate([with_audio[:3], without[:3]]))
         assert emb.shape == (6, 8)
         assert np.allclose(np.linalg.norm(emb[:3], axis=1), 1) and not emb[3:].any()
-        assert b.acoustic_vector(int(without[0])) is None and b.genre_probs(int(with_audio[0])) is None
+        assert b.song_vector("acoustic", int(without[0])) is None and b.genre_probs(int(with_audio[0])) is None
         _, rows = b.search("acoustic", b.user_vector(0), 40)
         assert set(rows[0].tolist()) == set(with_audio.tolist())
 
@@ -215,16 +220,18 @@ def test_open_refuses_other_formats_and_corrupt_files(built, tmp_path):
     copy = tmp_path / out.name
     shutil.copytree(out, copy)
     Bundle.open(copy, verify=True).close()
-    with open(copy / "collab_vectors.npy", "r+b") as fh:
+    with open(copy / "collaborative_vectors.npy", "r+b") as fh:
         fh.seek(-4, 2)
         fh.write(b"\x00\x00\x80\x7f")
-    Bundle.open(copy).close()                                          # not verified: opens
-    with pytest.raises(ValueError, match="collab_vectors.npy"):
+    Bundle.open(copy, validate=False).close()                          # not checked: opens
+    with pytest.raises(ValueError, match="damaged: collaborative vectors are not finite"):
+        Bundle.open(copy)
+    with pytest.raises(ValueError, match="collaborative_vectors.npy"):
         Bundle.open(copy, verify=True)
     m = json.loads((copy / "manifest.json").read_text())
-    m["format_version"] = 2
+    m["format_version"] = 3
     (copy / "manifest.json").write_text(json.dumps(m))
-    with pytest.raises(ValueError, match="format version 2"):
+    with pytest.raises(ValueError, match="format version 3"):
         Bundle.open(copy)
     with pytest.raises(FileNotFoundError, match="indexer build"):
         Bundle.open(tmp_path / "nothing")

@@ -147,10 +147,13 @@ def test_similar_maps_mode(client, fake, mode, enum):
     assert not req.HasField("acoustic_share")
 
 
-def test_similar_rejects_unknown_mode(client, fake):
+def test_similar_mode_names_a_source(client, fake):
     with pytest.raises(ValueError, match="mode"):
-        client.similar("SOAAA", mode="audio")
+        client.similar("SOAAA", mode="")
     assert fake.calls["SimilarSongs"] == 0
+    client.similar("SOAAA", mode="metadata", shares={"acoustic": 0.5})
+    req = fake.requests["SimilarSongs"]
+    assert req.source == "metadata" and dict(req.shares) == {"acoustic": 0.5}
 
 
 def test_song_bundle_info_ping(client):
@@ -244,7 +247,7 @@ def test_cli_recommend_table(fake, capsys):
     lines = out.splitlines()
     assert lines[0].startswith("bundle v-test")
     header = lines[1].split()
-    assert header[:7] == ["rank", "title", "artist", "genre", "year", "score", "source"]
+    assert header[:7] == ["rank", "title", "artist", "genre", "year", "score", "sources"]
     assert lines[2].split() == ["1", "First", "Song", "Alpha", "rock", "1999", "2.500",
                                 "collaborative", "SOAAA"]
     assert lines[3].split() == ["2", "Second", "Song", "Beta", "Band", "jazz", "-", "1.250",
@@ -265,7 +268,7 @@ def test_cli_recommend_seeds_and_json(fake, capsys):
     assert obj["folded_in"] is True and obj["bundle_version"] == "v-test"
     assert obj["songs"][0] == {"song_id": "SOAAA", "title": "First Song", "artist": "Alpha",
                                "genre": "rock", "year": 1999, "score": 2.5,
-                               "source": "collaborative"}
+                               "source": "collaborative", "sources": []}
     assert list(fake.requests["Recommend"].seed_song_ids) == ["SOAAA", "SOBBB"]
 
 
@@ -286,12 +289,12 @@ def test_cli_similar_song_info(fake, capsys):
 def test_cli_errors(fake, capsys):
     code, out, err = run_cli(capsys, "--target", fake.target, "recommend", "nobody")
     assert code == 1 and out == ""
-    assert err == "pmrs-client: NOT_FOUND: unknown user 'nobody'\n"
+    assert err == "pmrs-client recommend: NOT_FOUND: unknown user 'nobody'\n"
     code, _, err = run_cli(capsys, "--target", fake.target, "song", "ERR_INVALID_ARGUMENT")
-    assert code == 1 and err.startswith("pmrs-client: INVALID_ARGUMENT: ")
+    assert code == 1 and err.startswith("pmrs-client song: INVALID_ARGUMENT: ")
 
 
-@pytest.mark.parametrize("argv", [[], ["similar", "SOAAA", "--mode", "audio"], ["frobnicate"],
+@pytest.mark.parametrize("argv", [[], ["recommend", "u1", "--share", "acoustic"], ["recommend", "u1", "--share", "=0.2"], ["frobnicate"],
                                   ["recommend", "u1", "-k", "many"],
                                   ["--retries", "9", "info"]])
 def test_cli_usage_errors_exit_2(capsys, argv):
@@ -305,4 +308,4 @@ def test_installed_entry_point(fake):
     done = subprocess.run([str(exe), "--target", fake.target, "song", "ERR_NOT_FOUND"],
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 1
-    assert done.stderr.strip() == "pmrs-client: NOT_FOUND: fake NOT_FOUND for ERR_NOT_FOUND"
+    assert done.stderr.strip() == "pmrs-client song: NOT_FOUND: fake NOT_FOUND for ERR_NOT_FOUND"

@@ -11,10 +11,13 @@ import grpc
 import numpy as np
 import pytest
 
-from indexer.build import IndexerConfig, build_bundle
+from pmrs.indexing import IndexerConfig, build_bundle
 from pmrs.serving import default_lists as dl
-from pmrs.serving.bundle import LIST_KINDS, Bundle, list_files
-from pmrs.serving.recommend import MIXED, listed_items, recommend_for_vector, similar_songs, user_query
+from pmrs.serving.bundle import Bundle
+from pmrs.serving.contract import LIST_KINDS, list_files
+import pmrs.recommender as api
+from pmrs import Recommender
+from pmrs.serving.recommend import MIXED, listed_items, recommend, similar_songs, user_query
 from pmrs.v1 import recommender_pb2 as pb
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,29 +35,29 @@ def built(serving_workdir, tmp_path_factory):
 
 def _online(b, row, k=10, share=0.2, diversity=0.0):
     q = user_query(b, b.user_ids[row].decode())
-    return recommend_for_vector(b, q.vector, k, share, diversity, q.exclude_rows)
+    return recommend(b, q, k, {"acoustic": share}, diversity)
 
 
 def test_every_users_list_is_the_online_answer(built):
     _, out, b = built
     lists = b.lists["recommend"]
-    assert (lists.k, lists.acoustic_share, lists.diversity) == (10, 0.2, 0.0)
+    assert (lists.k, lists.shares["acoustic"], lists.diversity) == (10, 0.2, 0.0)
     assert b.manifest["default_lists"]["recommend"]["k"] == 10
     assert {f for kind in LIST_KINDS for f in list_files(kind).values()} <= set(b.manifest["checksums"])
     sources = set()
     for row in range(b.n_users):
         items = listed_items(lists, row)
         assert items == _online(b, row), row
-        sources |= {int(it.source) for it in items}
+        sources |= {it.sources for it in items}
     assert sources >= {2, 3}   # cold songs (acoustic only) and songs both indexes hold
 
 
 def test_every_songs_similar_list_is_the_online_answer(built):
     _, _, b = built
     lists = b.lists["similar"]
-    assert (lists.k, lists.acoustic_share, lists.diversity) == (10, 0.2, 0.0)
+    assert (lists.k, lists.shares["acoustic"], lists.diversity) == (10, 0.2, 0.0)
     for row in range(b.n_songs):
-        assert listed_items(lists, row) == similar_songs(b, row, 10, MIXED, 0.2, 0.0), row
+        assert listed_items(lists, row) == similar_songs(b, row, 10, MIXED, {"acoustic": 0.2}, 0.0), row
 
 
 def test_worker_processes_and_other_settings_give_the_online_answers(built, monkeypatch):
@@ -65,13 +68,13 @@ def test_worker_processes_and_other_settings_give_the_online_answers(built, monk
         for part in ("rows", "scores", "sources"):
             assert np.array_equal(pooled[part], getattr(b.lists[kind], part)), (kind, part)
     # MMR re-ranking, another share and k, lists shorter than k where a user has played most songs
-    other = dl.compute_default_lists(b, k=60, acoustic_share=0.5, diversity=0.3, workers=1)
+    other = dl.compute_default_lists(b, k=60, shares={"acoustic": 0.5}, diversity=0.3, workers=1)
     assert other["rows"].shape == (b.n_users, 60)
     for row in range(0, b.n_users, 7):
         expected = _online(b, row, 60, 0.5, 0.3)
         n = len(expected)
         assert other["rows"][row, :n].tolist() == [it.song_row for it in expected]
-        assert other["sources"][row, :n].tolist() == [int(it.source) for it in expected]
+        assert other["sources"][row, :n].tolist() == [it.sources for it in expected]
         assert (other["rows"][row, n:] == -1).all()
 
 
@@ -96,7 +99,7 @@ def test_lists_of_the_wrong_shape_are_refused(built, tmp_path):
 
 def _same(b, resp, items) -> None:
     assert [s.song_id for s in resp.songs] == [b.song_id(it.song_row) for it in items]
-    assert [s.source for s in resp.songs] == [int(it.source) for it in items]
+    assert [s.source for s in resp.songs] == [it.sources for it in items]   # (masks 1-3 = the enum)
     assert np.allclose([s.score for s in resp.songs], [it.score for it in items], rtol=1e-6, atol=0)
 
 
@@ -112,14 +115,14 @@ def test_server_answers_only_the_default_request_from_the_lists(built, monkeypat
     import server.servicer as sv
 
     _, _, b = built
-    servicer = sv.RecommenderServicer(sv.BundleHolder(b))
+    servicer = sv.RecommenderServicer(sv.BundleHolder(Recommender(b)))
     user = b.user_ids[3].decode()
     expected = _online(b, 3)
 
     def no_computing(*args, **kwargs):
         raise RuntimeError("computed")
 
-    monkeypatch.setattr(sv, "recommend_for_vector", no_computing)
+    monkeypatch.setattr(api, "recommend", no_computing)
     for req in (pb.RecommendRequest(user_id=user), pb.RecommendRequest(user_id=user, k=10, diversity=0.0),
                 pb.RecommendRequest(user_id=user, acoustic_share=0.2),    # float32: 0.2000000030
                 pb.RecommendRequest(user_id=user, acoustic_share=0.24),   # the same quota: 2 of 10
@@ -135,7 +138,7 @@ def test_server_answers_only_the_default_request_from_the_lists(built, monkeypat
             servicer.Recommend(req, _Context())
         assert err.value.args[0] == grpc.StatusCode.INTERNAL, req
     # a server whose default share differs from the lists' computes unset-share requests
-    other = sv.RecommenderServicer(sv.BundleHolder(b), default_acoustic_share=0.5)
+    other = sv.RecommenderServicer(sv.BundleHolder(Recommender(b, b.defaults.replace(shares={"acoustic": 0.5}))))
     with pytest.raises(grpc.RpcError):
         other.Recommend(pb.RecommendRequest(user_id=user), _Context())
 
@@ -144,14 +147,14 @@ def test_server_answers_only_the_default_similar_songs_request_from_the_lists(bu
     import server.servicer as sv
 
     _, _, b = built
-    servicer = sv.RecommenderServicer(sv.BundleHolder(b))
+    servicer = sv.RecommenderServicer(sv.BundleHolder(Recommender(b)))
     song = b.song_id(5)
-    expected = similar_songs(b, 5, 10, MIXED, 0.2, 0.0)
+    expected = similar_songs(b, 5, 10, MIXED, {"acoustic": 0.2}, 0.0)
 
     def no_computing(*args, **kwargs):
         raise RuntimeError("computed")
 
-    monkeypatch.setattr(sv, "similar_songs", no_computing)
+    monkeypatch.setattr(api, "similar_songs", no_computing)
     for req in (pb.SimilarSongsRequest(song_id=song), pb.SimilarSongsRequest(song_id=song, k=10, diversity=0.0),
                 pb.SimilarSongsRequest(song_id=song, mode=pb.SIMILARITY_MODE_MIXED, acoustic_share=0.2)):
         _same(b, servicer.SimilarSongs(req, _Context()), expected)

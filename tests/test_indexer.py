@@ -9,9 +9,12 @@ import faiss
 import numpy as np
 import pytest
 
-import indexer.build as ib
-from indexer.build import (exact_top, IndexerConfig, build_bundle, choose_spec, current_bundle, list_bundles,
-                           needs_l2_augmentation, prune_bundles)
+import pmrs.indexing.build as ib
+import pmrs.indexing.specs as specs
+from pmrs.indexing import IndexerConfig, build_bundle
+from pmrs.indexing.specs import choose_spec, exact_top, needs_l2_augmentation
+from pmrs.serving import contract
+from pmrs.serving.contract import current_bundle, list_bundles, prune_bundles
 from indexer.cli import main
 from pmrs.acoustic.runs import load_predictions
 from pmrs.interactions import Interactions
@@ -78,14 +81,14 @@ def test_bundle_layout_manifest_and_alignment(work):
     assert current_bundle(work) == out
     assert (work / "bundles" / "CURRENT").read_text().strip() == out.name
     m = _manifest(out)
-    assert m["format_version"] == 1 and m["version"] == out.name and m["created_at"].endswith("Z")
+    assert m["format_version"] == contract.FORMAT_VERSION and m["version"] == out.name and m["created_at"].endswith("Z")
     assert m["source_runs"]["wmf"].endswith("w1") and m["source_runs"]["cnn"].endswith("c1")
     assert {"alpha", "eps", "regularization", "factors"} <= set(m["wmf_config"])
     assert m["counts"] == {"users": 200, "songs": 80, "songs_with_plays": 64, "songs_with_factors": 64,
                            "songs_with_audio": 80, "plays": m["counts"]["plays"]}
     assert m["dimensions"] == {"factors": 8, "embedding": 16} and len(m["genres"]) == 4
     for name, n in (("collaborative", 64), ("acoustic", 80)):
-        ix = m["indexes"][name]
+        ix = m["sources"][name]["index"]
         assert (ix["spec"], ix["metric"], ix["transform"], ix["search_params"]) == \
             ("Flat", "inner_product", "none", {})
         assert ix["vectors"] == n and ix["dimension"] == 8 and ix["recall_at_10"] == 1.0
@@ -103,10 +106,10 @@ def test_bundle_layout_manifest_and_alignment(work):
     np.testing.assert_array_equal(song_ids, np.union1d(wmf_songs, pred["song_ids"]))
     np.testing.assert_array_equal(_npy(out, "user_ids"), wmf_users)
     np.testing.assert_array_equal(_npy(out, "user_factors"), wmf.user_factors)
-    collab_rows = _npy(out, "collab_rows")
+    collab_rows = _npy(out, "collaborative_rows")
     assert collab_rows.dtype == np.int32 and (np.diff(collab_rows) > 0).all()
     np.testing.assert_array_equal(song_ids[collab_rows], wmf_songs)
-    np.testing.assert_array_equal(_npy(out, "collab_vectors"), wmf.song_factors)
+    np.testing.assert_array_equal(_npy(out, "collaborative_vectors"), wmf.song_factors)
     acoustic_rows = _npy(out, "acoustic_rows")
     assert acoustic_rows.dtype == np.int32 and (np.diff(acoustic_rows) > 0).all()
     np.testing.assert_array_equal(song_ids[acoustic_rows], pred["song_ids"])
@@ -124,14 +127,14 @@ def test_bundle_layout_manifest_and_alignment(work):
     np.testing.assert_array_equal(song_ids[indices], inter.song_ids[inter.matrix.indices])
     assert m["counts"]["plays"] == inter.matrix.nnz
     for name in ("collaborative", "acoustic"):
-        assert faiss.read_index(str(out / f"{name}.faiss")).ntotal == m["indexes"][name]["vectors"]
+        assert faiss.read_index(str(out / f"{name}.faiss")).ntotal == m["sources"][name]["index"]["vectors"]
 
 
 def test_exact_indexes_match_brute_force(work):
     out = build_bundle(work)
     users = _npy(out, "user_factors")
     with Bundle.open(out, verify=True) as b:
-        for name, prefix in (("collaborative", "collab"), ("acoustic", "acoustic")):
+        for name, prefix in (("collaborative", "collaborative"), ("acoustic", "acoustic")):
             vectors, rows = _npy(out, f"{prefix}_vectors"), _npy(out, f"{prefix}_rows")
             scores, found = b.search(name, users, 10)
             ref_scores, ref_pos = _brute_top(users, vectors, 10)
@@ -150,8 +153,8 @@ def test_ivf_override_raises_nprobe_until_recall(work, l2_reduction):
                                            l2_reduction=l2_reduction))
     m = _manifest(out)
     users = _npy(out, "user_factors")
-    for name, prefix in (("collaborative", "collab"), ("acoustic", "acoustic")):
-        ix = m["indexes"][name]
+    for name, prefix in (("collaborative", "collaborative"), ("acoustic", "acoustic")):
+        ix = m["sources"][name]["index"]
         assert ix["spec"] == "IVF8,Flat"
         assert ix["transform"] == ("l2_augmented" if l2_reduction else "none")
         assert ix["faiss_metric"] == ("L2" if l2_reduction else "inner_product")
@@ -183,15 +186,15 @@ def test_automatic_ivf_falls_back_to_exact_when_it_must_probe_most_lists(work):
     # exact_threshold 0: the automatic spec is IVF32,Flat even for 64 vectors
     out = build_bundle(work, IndexerConfig(exact_threshold=0, max_probe_fraction=0.01))
     for name in ("collaborative", "acoustic"):
-        ix = _manifest(out)["indexes"][name]
+        ix = _manifest(out)["sources"][name]["index"]
         assert ix["spec"] == "Flat" and ix["recall_at_10"] == 1.0 and ix["search_params"] == {}
         assert ix["fallback_from"]["spec"].startswith("IVF") and "no faster" in ix["fallback_from"]["reason"]
     out = build_bundle(work, IndexerConfig(exact_threshold=0, max_probe_fraction=1.0))
-    ix = _manifest(out)["indexes"]["collaborative"]
+    ix = _manifest(out)["sources"]["collaborative"]["index"]
     assert ix["spec"] == "IVF32,Flat" and "fallback_from" not in ix and ix["recall_at_10"] >= 0.95
     # an explicit spec is never replaced
     out = build_bundle(work, IndexerConfig(collaborative_spec="IVF32,Flat", max_probe_fraction=0.01))
-    assert _manifest(out)["indexes"]["collaborative"]["spec"] == "IVF32,Flat"
+    assert _manifest(out)["sources"]["collaborative"]["index"]["spec"] == "IVF32,Flat"
 
 
 def test_unreachable_recall_is_recorded_with_a_warning(work, caplog):
@@ -202,13 +205,13 @@ def test_unreachable_recall_is_recorded_with_a_warning(work, caplog):
         build_bundle(work, IndexerConfig(collaborative_spec="IVF8,PQ2x4", target_recall=1.0))
     out = build_bundle(work, IndexerConfig(collaborative_spec="IVF8,PQ2x4", target_recall=1.0,
                                            l2_reduction=False))
-    ix = _manifest(out)["indexes"]["collaborative"]
+    ix = _manifest(out)["sources"]["collaborative"]["index"]
     assert ix["search_params"] == {"nprobe": 8} and ix["recall_at_10"] < 1.0
     assert "recorded as measured" in caplog.text
     with Bundle.open(out) as b:  # lossy codes: the reader re-scores with the exact vectors
         users = _npy(out, "user_factors")[:20]
         scores, rows = b.search("collaborative", users, 10)
-        vec = _npy(out, "collab_vectors")[np.searchsorted(_npy(out, "collab_rows"), rows)]
+        vec = _npy(out, "collaborative_vectors")[np.searchsorted(_npy(out, "collaborative_rows"), rows)]
         np.testing.assert_allclose(scores, np.einsum("nkd,nd->nk", vec, users), rtol=1e-5, atol=1e-6)
         assert (np.diff(scores, axis=1) <= 0).all()
 
@@ -217,8 +220,8 @@ def test_hnsw_uses_the_l2_reduction_and_ranks_by_inner_product(work):
     out = build_bundle(work, IndexerConfig(collaborative_spec="HNSW8", acoustic_spec="HNSW8"))
     m = _manifest(out)
     users = _npy(out, "user_factors")
-    for name, prefix in (("collaborative", "collab"), ("acoustic", "acoustic")):
-        ix = m["indexes"][name]
+    for name, prefix in (("collaborative", "collaborative"), ("acoustic", "acoustic")):
+        ix = m["sources"][name]["index"]
         assert ix["transform"] == "l2_augmented" and ix["faiss_metric"] == "L2"
         assert ix["metric"] == "inner_product" and "efSearch" in ix["search_params"]
         assert ix["dimension"] == 8 and ix["index_dimension"] == 9 and ix["recall_at_10"] >= 0.95
@@ -257,7 +260,7 @@ def test_current_switches_and_keep_prunes_oldest(work):
 def test_failed_build_leaves_current_and_old_bundle_untouched(work, monkeypatch, exc):
     old = build_bundle(work)
     before = {p.name: p.read_bytes() for p in old.iterdir()}
-    real = ib.build_index
+    real = specs.build_index
     calls = []
 
     def fail_second(*args, **kwargs):  # the acoustic index, after the collaborative one is written
@@ -266,7 +269,7 @@ def test_failed_build_leaves_current_and_old_bundle_untouched(work, monkeypatch,
             raise exc
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(ib, "build_index", fail_second)
+    monkeypatch.setattr(specs, "build_index", fail_second)
     with pytest.raises(type(exc)):
         build_bundle(work)
     assert len(calls) == 2
@@ -282,7 +285,7 @@ def test_failure_while_switching_current_removes_the_new_bundle(work, monkeypatc
     def broken(bundles, version):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ib, "_switch_current", broken)
+    monkeypatch.setattr(ib.C, "switch_current", broken)
     with pytest.raises(KeyboardInterrupt):
         build_bundle(work)
     assert current_bundle(work) == old and list_bundles(work) == [old] and not _partials(work)
@@ -300,13 +303,13 @@ def test_no_cnn_run_gives_a_collaborative_only_bundle(work):
     shutil.rmtree(work / "models" / "cnn")
     out = build_bundle(work)
     m = _manifest(out)
-    assert list(m["indexes"]) == ["collaborative"] and m["source_runs"]["cnn"] is None
+    assert list(m["sources"]) == ["collaborative"] and m["source_runs"]["cnn"] is None
     assert m["counts"]["songs"] == 64 and m["counts"]["songs_with_audio"] == 0
     assert m["dimensions"]["embedding"] is None and m["genres"] == []
     assert not any(p.name.startswith(("acoustic", "genre")) for p in out.iterdir())
     with Bundle.open(out, verify=True) as b:
-        assert b.index_names == ["collaborative"] and not b.has_index("acoustic")
-        assert b.index_size("acoustic") == 0 and b.acoustic_vector(0) is None
+        assert b.source_names == ["collaborative"] and not b.has_source("acoustic")
+        assert b.source_size("acoustic") == 0 and b.song_vector("acoustic", 0) is None
         assert b.embedding([0, 1]).shape == (2, 0) and b.genre_probs(0) is None
         with pytest.raises(KeyError, match="acoustic"):
             b.search("acoustic", b.user_vector(0), 5)
@@ -343,7 +346,7 @@ def test_cli_build_with_toml_and_flags(work, tmp_path, capsys):
     out = current_bundle(work)
     assert out.name in text and "IVF4,Flat" in text and "nprobe=" in text and "l2_augmented" in text
     m = _manifest(out)
-    assert m["indexer_config"]["keep"] == 1 and m["indexes"]["acoustic"]["spec"] == "HNSW8"
+    assert m["indexer_config"]["keep"] == 1 and m["sources"]["acoustic"]["index"]["spec"] == "HNSW8"
     assert "default lists for every user (Recommend): k=10" in text
     assert main(["build", "--workdir", str(work), "--config", str(cfg), "-q", "--no-default-lists"]) == 0
     assert len(list_bundles(work)) == 1

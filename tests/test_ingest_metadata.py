@@ -52,3 +52,131 @@ def test_not_sqlite_is_a_clear_error(tmp_path):
     (tmp_path / "track_metadata.db").write_text("not a database")
     with pytest.raises(ValueError, match="SQLite"):
         build_catalog(tmp_path / "catalog.lmdb", track_metadata=tmp_path / "track_metadata.db")
+
+
+# ---------------------------------------------------------------- issue 10, item 4 cases
+
+from pmrs.ingest import ingest  # noqa: E402
+from pmrs.ingest.errors import IngestError  # noqa: E402
+from pmrs.ingest.metadata import MetadataReport, read_track_metadata  # noqa: E402
+
+
+def _cli(tmp_path, capfd, *args) -> tuple[int, str, str]:
+    """``pmrs ingest ARGS`` in this process: (exit code, stdout, stderr)."""
+    import logging
+
+    from pmrs.cli import main
+
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers[:] = []  # let the CLI's logging set-up write to this test's stderr
+    try:
+        rc = main(["ingest", "-q", "--workdir", str(tmp_path / "work"), *args])
+    finally:
+        root.handlers[:] = saved
+    out, err = capfd.readouterr()
+    return rc, out, err
+
+
+def _triplets(tmp_path):
+    p = tmp_path / "train_triplets.txt"
+    p.write_text("u1\tSO1\t2\nu2\tSO2\t1\n")
+    return p
+
+
+def _songs_db(path, rows, types=("text", "text", "int")):
+    con = sqlite3.connect(path)
+    con.execute(f"CREATE TABLE songs (track_id {types[0]}, song_id {types[1]}, title text, "
+                f"artist_name text, duration real, year {types[2]})")
+    con.executemany("INSERT INTO songs VALUES (?, ?, ?, ?, ?, ?)", rows)
+    con.commit()
+    con.close()
+    return path
+
+
+@pytest.mark.parametrize("flag", ["--unique-tracks", "--track-metadata", "--genres"])
+def test_a_directory_given_as_a_metadata_file_is_a_one_line_error(tmp_path, capfd, flag):
+    (tmp_path / "d").mkdir()
+    rc, _, err = _cli(tmp_path, capfd, "--triplets", str(_triplets(tmp_path)), flag, str(tmp_path / "d"))
+    assert rc == 2 and len(err.strip().splitlines()) == 1
+    assert f"{tmp_path / 'd'} is a directory" in err
+    assert "IsADirectoryError" not in err and "disk I/O" not in err
+
+
+def test_integer_ids_in_track_metadata_are_skipped_rows_named_by_file_and_row(tmp_path):
+    db = _songs_db(tmp_path / "track_metadata.db",
+                   [(123, "SO1", "T1", "A1", 1.0, 1999), ("TR2", "SO2", "T2", "A2", 2.0, 2000),
+                    ("TR3", 7.5, "T3", "A3", 3.0, 2001), (None, "SO4", "T4", "A4", 4.0, 2002)],
+                   types=("", "", "int"))
+    report = MetadataReport()
+    rows = read_track_metadata(db, report)
+    assert [r["track_id"] for r in rows] == ["TR2"]
+    assert report.malformed == {"track_metadata.db": 3}
+    assert [(e["row"], e["reason"], e["text"]) for e in report.examples] == [
+        (1, "track_id is an integer, not text", "123"), (3, "song_id is a real, not text", "7.5"),
+        (4, "track_id is NULL, not text", "None")]
+    only_ints = _songs_db(tmp_path / "ints.db", [(1, 2, "T", "A", 1.0, 1999)], types=("", "", ""))
+    with pytest.raises(IngestError, match=r"ints\.db: not one usable row.*row 1: track_id is an "
+                                          r"integer, not text: 1"):
+        build_catalog(tmp_path / "catalog.lmdb", track_metadata=only_ints)
+
+
+def test_a_text_year_is_dropped_and_reported_with_file_row_and_value(tmp_path, capfd):
+    db = _songs_db(tmp_path / "track_metadata.db",
+                   [("TR1", "SO1", "T1", "A1", "n/a", "unknown"),
+                    ("TR2", "SO2", "T2", "A2", "201.5", "1999")],
+                   types=("text", "text", ""))
+    rc, out, err = _cli(tmp_path, capfd, "--triplets", str(_triplets(tmp_path)), "--track-metadata", str(db))
+    assert rc == 0, err
+    assert "dropped 2 value(s) of the wrong type in track_metadata.db" in out
+    assert "track_metadata.db row 1: year is text, not an integer year: 'unknown'" in out
+    with Catalog(tmp_path / "work" / "catalog.lmdb") as cat:
+        assert (cat.get("SO1")["year"], cat.get("SO1")["duration"]) == (0, 0.0)
+        assert cat.song_for_track("TR1") == "SO1"  # the row still maps its track
+        assert (cat.get("SO2")["year"], cat.get("SO2")["duration"]) == (1999, 201.5)
+
+
+def test_garbage_unique_tracks_never_replaces_a_good_catalog(tmp_path, capfd):
+    make_files(tmp_path)
+    trip = _triplets(tmp_path)
+    rc, _, err = _cli(tmp_path, capfd, "--triplets", str(trip), "--unique-tracks",
+                      str(tmp_path / "unique_tracks.txt"))
+    assert rc == 0, err
+    catalog = tmp_path / "work" / "catalog.lmdb"
+    before = catalog.read_bytes()
+    report_before = (tmp_path / "work" / "interactions" / "ingest_report.json").read_bytes()
+    garbage = tmp_path / "garbage.txt"
+    garbage.write_bytes(b"".join(b"garbage %d \xff no separators\n" % i for i in range(50)))
+    rc, out, err = _cli(tmp_path, capfd, "--triplets", str(trip), "--unique-tracks", str(garbage))
+    assert rc == 2 and out == "" and len(err.strip().splitlines()) == 1
+    assert "garbage.txt: not one usable line in 50" in err and "catalog is unchanged" in err
+    assert catalog.read_bytes() == before
+    assert (tmp_path / "work" / "interactions" / "ingest_report.json").read_bytes() == report_before
+
+
+def test_utf16_unique_tracks_is_an_error_naming_file_and_encoding(tmp_path):
+    p = tmp_path / "unique_tracks.txt"
+    p.write_text("TRA<SEP>SO1<SEP>Artist<SEP>Title\n" * 5, encoding="utf-16")
+    with pytest.raises(IngestError, match=r"unique_tracks\.txt: the file is UTF-16-LE"):
+        build_catalog(tmp_path / "catalog.lmdb", unique_tracks=p)
+    assert not (tmp_path / "catalog.lmdb").exists()
+
+
+def test_latin1_text_is_read_as_latin1_and_bad_ids_are_counted(tmp_path):
+    p = tmp_path / "unique_tracks.txt"
+    p.write_bytes(b"TR1<SEP>SO1<SEP>Bj\xf6rk<SEP>J\xf3ga\n"      # Latin-1 text: read as Latin-1
+                  b"TR\xe92<SEP>SO2<SEP>A<SEP>T\n"              # Latin-1 id: skipped
+                  b"TR3<SEP>SO3\x00<SEP>A<SEP>T\n"              # NUL in an id: skipped
+                  b"TR4<SEP>" + b"S" * 300 + b"<SEP>A<SEP>T\n"  # id too long: skipped
+                  + b"TR5<SEP>SO5<SEP>" + b"x" * (70 << 10) + b"<SEP>T\n"  # line too long
+                  + "TR6<SEP>SO6<SEP>Sigur Rós<SEP>Hoppípolla\n".encode())
+    db = _songs_db(tmp_path / "track_metadata.db", [("TR7", "SO7", b"Caf\xe9", "X", 1.0, 2000)])
+    report = build_catalog(tmp_path / "catalog.lmdb", unique_tracks=p, track_metadata=db)
+    assert report.malformed == {"unique_tracks.txt": 4}
+    assert [e["reason"] for e in report.examples][:4] == ["not valid UTF-8", "NUL byte in an id",
+                                                          "id too long", "line too long"]
+    assert report.latin1_values == {"unique_tracks.txt": 2, "track_metadata.db": 1}
+    with Catalog(tmp_path / "catalog.lmdb") as cat:
+        assert (cat.get("SO1")["artist"], cat.get("SO1")["title"]) == ("Björk", "Jóga")
+        assert cat.get("SO6")["title"] == "Hoppípolla" and cat.get("SO7")["title"] == "Café"
+        assert sorted(s for s, _ in cat.items()) == ["SO1", "SO6", "SO7"]

@@ -128,15 +128,132 @@ def test_matches_pandas_on_a_generated_file(tmp_path):
     assert rep.duplicate_pairs_merged == n - len(df)
 
 
-def test_non_utf8_ids_and_gzip_input(tmp_path):
+def test_non_utf8_ids_are_skipped_and_gzip_input(tmp_path):
     import gzip
 
     p = tmp_path / "t.txt.gz"
     with gzip.open(p, "wb") as fh:
-        fh.write(b"u\xff1\tSO1\t2\nu2\tSO2\t3\n")
-    inter, rep = read_triplets(p)  # compression follows the file name, bytes pass through
-    assert rep.good_lines == 2 and inter.n_users == 2
-    assert list(inter.user_ids) == [b"u2", b"u\xff1"]
+        fh.write(b"u\xff1\tSO1\t2\nu2\tSO2\t3\nu3\tSO\xe9\t1\n")
+    inter, rep = read_triplets(p, IngestConfig(max_bad_fraction=0.9))  # compression by file name
+    assert rep.good_lines == 1 and list(inter.user_ids) == [b"u2"]
+    assert rep.malformed == {"not valid UTF-8": 2}
+    assert [(e["line"], e["text"]) for e in rep.as_dict()["examples"]] == [
+        (1, "u\\xff1\tSO1\t2"), (3, "u3\tSO\\xe9\t1")]
+
+
+# ---------------------------------------------------------------- issue 10, item 3 and 4 cases
+
+
+def _cli_ingest(tmp_path, capfd, *args) -> tuple[int, str, str]:
+    """``pmrs ingest ARGS`` in this process: (exit code, stdout, stderr)."""
+    import logging
+
+    from pmrs.cli import main
+
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers[:] = []  # let the CLI's logging set-up write to this test's stderr
+    try:
+        rc = main(["ingest", "-q", "--workdir", str(tmp_path / "work"), *args])
+    finally:
+        root.handlers[:] = saved
+    out, err = capfd.readouterr()
+    return rc, out, err
+
+
+def test_bad_field_count_line_holding_a_non_utf8_byte_is_skipped_without_a_traceback(tmp_path, capfd):
+    p = write(tmp_path, b"u1\tSO1\t1\nu\xff2\tSO2\nu3\tSO3\t2\n")
+    rc, out, err = _cli_ingest(tmp_path, capfd, "--triplets", str(p))
+    assert rc == 0 and "Traceback" not in err and "UnicodeDecodeError" not in err
+    assert "skipped 1 line(s): not valid UTF-8" in out and "line 2" in out
+    inter, rep = read_triplets(p)
+    assert dense(inter) == {("u1", "SO1"): 1, ("u3", "SO3"): 2}
+    assert rep.lines == 3 and rep.malformed == {"not valid UTF-8": 1}
+
+
+def test_latin1_id_on_a_line_with_a_bad_count_is_counted(tmp_path, capfd):
+    p = write(tmp_path, b"u1\tSO1\t1\nu\xe92\tSO2\tx\nu3\tSO3\t2\n")
+    rc, out, err = _cli_ingest(tmp_path, capfd, "--triplets", str(p))
+    assert rc == 0 and "Traceback" not in err
+    _, rep = read_triplets(p)
+    assert rep.malformed == {"not valid UTF-8": 1} and rep.good_lines == 2
+    assert rep.examples == [{"line": 2, "reason": "not valid UTF-8", "text": "u\\xe92\tSO2\tx"}]
+
+
+def test_latin1_ids_on_good_lines_never_reach_the_store(tmp_path):
+    from pmrs.interactions import Interactions
+
+    p = write(tmp_path, "u1\tSO1\t1\nBj\u00f6rk\tSO2\t2\n".encode() + b"Bj\xf6rk\tSO3\t4\n")
+    from pmrs.ingest import ingest
+
+    ingest(None, tmp_path / "w", triplets=p)
+    inter = Interactions.load(tmp_path / "w" / "interactions")
+    assert [u.decode("utf-8") for u in inter.user_ids] == ["Bj\u00f6rk", "u1"]  # all UTF-8 text
+    assert inter.n_songs == 2
+
+
+def test_a_50_mb_line_does_not_reject_the_file(tmp_path):
+    from pmrs.ingest.rawtext import MAX_LINE_BYTES
+
+    p = tmp_path / "t.txt"
+    with p.open("wb") as fh:
+        fh.write(b"u1\tSO1\t1\n")
+        fh.write(b"x" * (50 << 20) + b"\tSO2\t1\n")
+        fh.write(b"u2\tSO2\t3\n" + b"y" * (MAX_LINE_BYTES + 1) + b"\tS\t1\r\nu3\tSO3\t4")
+    inter, rep = read_triplets(p)
+    assert dense(inter) == {("u1", "SO1"): 1, ("u2", "SO2"): 3, ("u3", "SO3"): 4}
+    assert rep.lines == 5 and rep.malformed == {"line too long": 2}
+    assert [e["line"] for e in rep.as_dict()["examples"]] == [2, 4]
+
+
+def test_overlong_lines_within_a_parse_block_get_the_same_reason(tmp_path):
+    from pmrs.ingest.rawtext import MAX_LINE_BYTES
+
+    long_id = b"y" * (MAX_LINE_BYTES - 4)          # a line of exactly MAX_LINE_BYTES: kept
+    p = write(tmp_path, b"u1\tSO1\t1\n" + long_id[:300] + b"\tS\t1\n" + b"z" * MAX_LINE_BYTES
+              + b"\tS\t1\n" + b"q\t" + b"w" * MAX_LINE_BYTES + b"\n" + long_id + b"\tS\t1\n")
+    inter, rep = read_triplets(p, IngestConfig(max_bad_fraction=0.9))
+    assert rep.malformed == {"line too long": 2, "id too long": 2}
+    assert {e["line"]: e["reason"] for e in rep.examples} == {
+        2: "id too long", 3: "line too long", 4: "line too long", 5: "id too long"}
+    assert dense(inter) == {("u1", "SO1"): 1}
+
+
+def test_counts_are_decimal_digits_only(tmp_path):
+    p = write(tmp_path, "u1\tSO1\t0x10\nu1\tSO2\t+5\nu1\tSO3\t1e3\nu1\tSO4\t\u0661\u0662\n"
+              "u1\tSO5\t 12 \nu1\tSO6\t0012\nu1\tSO7\t00000000012\nu1\tSO8\t0X1f\n".encode())
+    inter, rep = read_triplets(p, IngestConfig(max_bad_fraction=0.9))
+    assert dense(inter) == {("u1", "SO5"): 12, ("u1", "SO6"): 12}
+    assert rep.malformed == {"play count not a positive integer": 6}
+    p = write(tmp_path, b"u1\tSO1\t0x10\nu1\tSO2\t2\nu1\tSO3\t3\n", name="t2.txt")
+    inter, rep = read_triplets(p)  # the one-kernel path for a column without whitespace
+    assert dense(inter) == {("u1", "SO2"): 2, ("u1", "SO3"): 3}
+    assert rep.examples[0]["line"] == 1
+
+
+def test_nul_in_an_id_is_malformed_and_ids_differing_by_nul_are_not_merged(tmp_path):
+    p = write(tmp_path, b"u1\tSO1\t1\nu1\x00\tSO1\t5\nu1\tSO1\x00\t7\nu1\tS\x00O1\t9\nu2\tSO1\t2\n")
+    inter, rep = read_triplets(p, IngestConfig(max_bad_fraction=0.9))
+    assert dense(inter) == {("u1", "SO1"): 1, ("u2", "SO1"): 2}
+    assert rep.malformed == {"NUL byte in an id": 3}
+    assert sorted(e["line"] for e in rep.examples) == [2, 3, 4]
+
+
+@pytest.mark.parametrize("encoding, bom", [("utf-16", True), ("utf-16-be", False),
+                                           ("utf-16-le", False), ("utf-32", True)])
+def test_utf16_and_utf32_files_get_an_error_naming_file_and_encoding(tmp_path, encoding, bom):
+    text = "".join(f"user{i}\tSO{i}\t{i + 1}\n" for i in range(20))
+    p = write(tmp_path, text.encode(encoding), name="t16.txt")
+    with pytest.raises(IngestError, match=r"t16\.txt.*UTF-(16|32)") as e:
+        read_triplets(p)
+    assert ("byte-order mark" in str(e.value)) == bom and "iconv" in str(e.value)
+
+
+def test_a_directory_or_unreadable_file_is_a_clear_error(tmp_path, capfd):
+    (tmp_path / "dir").mkdir()
+    rc, _, err = _cli_ingest(tmp_path, capfd, "--triplets", str(tmp_path / "dir"))
+    assert rc == 2 and "is a directory" in err and str(tmp_path / "dir") in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 def test_id_lookups_agree_and_reject_keys_wider_than_the_ids():
@@ -151,3 +268,17 @@ def test_id_lookups_agree_and_reject_keys_wider_than_the_ids():
     with pytest.raises(KeyError):
         lookup(ids, "abcd")                       # wider than the ids: absent, not a cast
     assert find(np.array([], dtype="S3"), "a") == -1
+
+
+@pytest.mark.parametrize("bad_line", [b"", b"u\xff\tSO\n"])  # fast path / line-filter path
+def test_a_truncated_gzip_file_is_a_clear_error(tmp_path, bad_line):
+    import gzip
+    import random
+
+    rng = random.Random(1)
+    good = b"".join(b"u%d\tS%d\t%d\n" % (rng.randrange(10**9), rng.randrange(10**9), rng.randrange(1, 9))
+                    for _ in range(50_000))
+    data = gzip.compress(good[:len(good) // 2] + bad_line + good[len(good) // 2:])
+    p = write(tmp_path, data[:int(len(data) * 0.8)], name="t.txt.gz")
+    with pytest.raises(IngestError, match=r"t\.txt\.gz: cannot read: .*[Tt]runcated"):
+        read_triplets(p)

@@ -168,7 +168,7 @@ def test_acoustic_share_is_sent_only_when_given(fake):
 
 def test_cli_failures(fake, capsys):
     assert loadtest.main(["--target", fake.target, "--mix", "recommend=1", "--duration",
-                          "0.1"]) == 1  # no ids
+                          "0.1"]) == 2  # no ids: bad arguments
     assert "no user ids" in capsys.readouterr().err
     assert loadtest.main(["--mix", "recommend=1", "--rpc", "ping"]) == 2
     assert loadtest.main(["--rpc", "teleport"]) == 2

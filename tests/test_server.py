@@ -18,7 +18,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
-from indexer.build import IndexerConfig, build_bundle, current_bundle
+from pmrs import Recommender
+from pmrs.indexing import IndexerConfig, build_bundle
+from pmrs.serving.contract import current_bundle
 from pmrs.serving.bundle import Bundle
 from pmrs.serving.recommend import Filters, recommend_for_vector, similar_songs
 from pmrs.v1 import recommender_pb2 as pb
@@ -125,7 +127,7 @@ def rows_by_kind(bundle):
     """(a song with plays and audio, a cold song: audio only) as rows."""
     warm = cold = None
     for row in range(bundle.n_songs):
-        has_c, has_a = bundle.collab_vector(row) is not None, bundle.acoustic_vector(row) is not None
+        has_c, has_a = bundle.song_vector("collaborative", row) is not None, bundle.song_vector("acoustic", row) is not None
         if has_c and has_a and warm is None:
             warm = row
         if has_a and not has_c and cold is None:
@@ -152,14 +154,66 @@ def test_bundle_info(server, bundle):
         [("recommend", 10, 0.2, 0.0), ("similar", 10, 0.2, 0.0)]
 
 
+def _answer(songs):
+    return [(s.song_id, s.title, s.artist, s.genre, s.year, round(s.score, 5), tuple(s.sources)) for s in songs]
+
+
+def test_server_answers_equal_the_python_api(server, bundle):
+    # every default list (every user's Recommend, every song's SimilarSongs) and a sample of
+    # computed requests: the server gives what pmrs.Recommender gives over the same bundle
+    rec = Recommender(bundle)
+    for u in range(bundle.n_users):
+        user = bundle.user_ids[u].decode()
+        assert _answer(server.stub.Recommend(pb.RecommendRequest(user_id=user)).songs) == \
+            _answer(rec.recommend(user).songs), user
+    for r in range(bundle.n_songs):
+        song = bundle.song_id(r)
+        assert _answer(server.stub.SimilarSongs(pb.SimilarSongsRequest(song_id=song)).songs) == \
+            _answer(rec.similar_songs(song).songs), song
+    genre = bundle.songs([0])[0]["genre"]
+    for u in range(0, bundle.n_users, 17):
+        user = bundle.user_ids[u].decode()
+        for req, kwargs in ((dict(k=25, acoustic_share=0.5, diversity=0.4), dict(k=25, shares={"acoustic": 0.5},
+                                                                                   diversity=0.4)),
+                            (dict(shares={"acoustic": 0.7}), dict(shares={"acoustic": 0.7})),
+                            (dict(include_played=True, k=5), dict(include_played=True, k=5)),
+                            (dict(filters=pb.Filters(genres=[genre])), dict(filters=Filters(genres=(genre,))))):
+            got = server.stub.Recommend(pb.RecommendRequest(user_id=user, **req))
+            want = rec.recommend(user, **kwargs)
+            assert not want.precomputed and _answer(got.songs) == _answer(want.songs), (user, req)
+    seeds = [bundle.song_id(r) for r in range(0, bundle.n_songs, 9)]
+    got = server.stub.Recommend(pb.RecommendRequest(seed_song_ids=seeds, k=12))
+    assert got.folded_in and _answer(got.songs) == _answer(rec.recommend(seed_song_ids=seeds, k=12).songs)
+    for r in range(0, bundle.n_songs, 11):
+        song = bundle.song_id(r)
+        for mode, name in ((pb.SIMILARITY_MODE_ACOUSTIC, "acoustic"), (pb.SIMILARITY_MODE_MIXED, "mixed")):
+            got = server.stub.SimilarSongs(pb.SimilarSongsRequest(song_id=song, mode=mode, k=7, diversity=0.5))
+            assert _answer(got.songs) == _answer(rec.similar_songs(song, k=7, mode=name, diversity=0.5).songs)
+
+
+def test_answers_never_hold_nan_or_inf(server, bundle):
+    genre = bundle.songs([0])[0]["genre"]
+    scores = []
+    for u in range(0, bundle.n_users, 3):
+        user = bundle.user_ids[u].decode()
+        for req in (pb.RecommendRequest(user_id=user), pb.RecommendRequest(user_id=user, k=200, diversity=1.0),
+                    pb.RecommendRequest(user_id=user, acoustic_share=1.0, filters=pb.Filters(genres=[genre]))):
+            scores += [s.score for s in server.stub.Recommend(req).songs]
+    for r in range(bundle.n_songs):
+        for mode in (pb.SIMILARITY_MODE_MIXED, pb.SIMILARITY_MODE_ACOUSTIC):
+            scores += [s.score for s in server.stub.SimilarSongs(
+                pb.SimilarSongsRequest(song_id=bundle.song_id(r), mode=mode, k=30, diversity=0.7)).songs]
+    assert len(scores) > 10_000 and np.isfinite(scores).all()
+
+
 def test_recommend_known_user_matches_the_library(server, bundle):
     user = some_user(bundle)
     resp = server.stub.Recommend(pb.RecommendRequest(user_id=user, k=15, acoustic_share=0.4, diversity=0.3))
     assert resp.bundle_version == bundle.version and not resp.folded_in
     row = bundle.user_row(user)
-    expected = recommend_for_vector(bundle, bundle.user_vector(row), 15, 0.4, 0.3, bundle.played(row))
+    expected = recommend_for_vector(bundle, bundle.user_vector(row), 15, {"acoustic": 0.4}, 0.3, bundle.played(row))
     assert [s.song_id for s in resp.songs] == [bundle.song_id(it.song_row) for it in expected]
-    assert [s.source for s in resp.songs] == [int(it.source) for it in expected]
+    assert [s.source for s in resp.songs] == [it.sources for it in expected]
     assert np.allclose([s.score for s in resp.songs], [it.score for it in expected], atol=1e-5)
     played = {bundle.song_id(r) for r in bundle.played(row)}
     assert not played & {s.song_id for s in resp.songs}
@@ -175,7 +229,7 @@ def test_recommend_defaults_and_include_played(server, bundle):
     resp = server.stub.Recommend(pb.RecommendRequest(user_id=user))
     assert len(resp.songs) == 10                            # k 0 means 10
     row = bundle.user_row(user)
-    expected = recommend_for_vector(bundle, bundle.user_vector(row), 10, 0.2, 0.0, bundle.played(row))
+    expected = recommend_for_vector(bundle, bundle.user_vector(row), 10, {"acoustic": 0.2}, 0.0, bundle.played(row))
     assert [s.song_id for s in resp.songs] == [bundle.song_id(it.song_row) for it in expected]
     resp = server.stub.Recommend(pb.RecommendRequest(user_id=user, k=80, include_played=True,
                                                      acoustic_share=0.0))
@@ -189,7 +243,7 @@ def test_recommend_filters(server, bundle):
         user_id=user, k=50, filters=pb.Filters(genres=[genre.upper()])))
     assert resp.songs and {s.genre for s in resp.songs} == {genre}
     row = bundle.user_row(user)
-    expected = recommend_for_vector(bundle, bundle.user_vector(row), 50, 0.2, 0.0, bundle.played(row),
+    expected = recommend_for_vector(bundle, bundle.user_vector(row), 50, {"acoustic": 0.2}, 0.0, bundle.played(row),
                                     Filters(genres=(genre,)))
     assert [s.song_id for s in resp.songs] == [bundle.song_id(it.song_row) for it in expected]
     artist = resp.songs[0].artist
@@ -207,7 +261,7 @@ def test_recommend_folds_in_seed_songs(server, bundle):
         assert resp.folded_in and len(resp.songs) == 10
         assert not set(seeds) & {s.song_id for s in resp.songs}
     rows = bundle.song_rows(seeds)
-    expected = recommend_for_vector(bundle, bundle.fold_in(rows), 10, 0.2, 0.0, rows)
+    expected = recommend_for_vector(bundle, bundle.fold_in(rows), 10, {"acoustic": 0.2}, 0.0, rows)
     assert [s.song_id for s in resp.songs] == [bundle.song_id(it.song_row) for it in expected]
     # a known user ignores the seeds
     resp = server.stub.Recommend(pb.RecommendRequest(user_id=some_user(bundle), seed_song_ids=seeds))
@@ -220,7 +274,7 @@ def test_similar_songs(server, bundle):
                        (pb.SIMILARITY_MODE_ACOUSTIC, "acoustic"), (pb.SIMILARITY_MODE_MIXED, "mixed"),
                        (pb.SIMILARITY_MODE_UNSPECIFIED, "mixed")):
         resp = server.stub.SimilarSongs(pb.SimilarSongsRequest(song_id=bundle.song_id(warm), k=12, mode=mode))
-        expected = similar_songs(bundle, warm, 12, name, 0.2, 0.0)
+        expected = similar_songs(bundle, warm, 12, name, {"acoustic": 0.2}, 0.0)
         assert [s.song_id for s in resp.songs] == [bundle.song_id(it.song_row) for it in expected]
         assert len(resp.songs) == 12 and bundle.song_id(warm) not in {s.song_id for s in resp.songs}
         assert resp.bundle_version == bundle.version
@@ -450,8 +504,8 @@ def test_in_process_drain_and_deadline(work, bundle_dir):
     try:
         assert running.holder.version == fresh.name
         with running.holder.use() as served:
-            entered = _slow(served, 0.4)
-            user = some_user(served)
+            entered = _slow(served.bundle, 0.4)
+            user = some_user(served.bundle)
         channel = grpc.insecure_channel(running.address)
         stub = pb_grpc.RecommenderStub(channel)
         req = pb.RecommendRequest(user_id=user, k=5)
@@ -478,7 +532,7 @@ def test_in_process_drain_and_deadline(work, bundle_dir):
 def test_servicer_checks_the_deadline_and_maps_errors(bundle):
     from server.servicer import BundleHolder, RecommenderServicer
 
-    servicer = RecommenderServicer(BundleHolder(bundle))   # (not closed: the fixture owns it)
+    servicer = RecommenderServicer(BundleHolder(Recommender(bundle)))   # (not closed: the fixture owns it)
     req = pb.RecommendRequest(user_id=some_user(bundle))
     with pytest.raises(grpc.RpcError) as err:
         servicer.Recommend(req, _Context(0.0))
@@ -495,7 +549,7 @@ def test_compute_slots_serialise_calls_and_honour_deadlines(bundle):
 
     from server.servicer import BundleHolder, RecommenderServicer
 
-    servicer = RecommenderServicer(BundleHolder(bundle), compute_slots=1)
+    servicer = RecommenderServicer(BundleHolder(Recommender(bundle)), compute_slots=1)
     users = [bundle.user_ids[i].decode() for i in range(0, bundle.n_users, max(1, bundle.n_users // 24))]
     reqs = [pb.RecommendRequest(user_id=u, k=7) for u in users]
     serial = [[s.song_id for s in servicer.Recommend(r, _Context(None)).songs] for r in reqs]
@@ -517,8 +571,8 @@ def test_compute_slots_serialise_calls_and_honour_deadlines(bundle):
         servicer._gate.release()
     assert [s.song_id for s in servicer.Recommend(reqs[0], _Context(0.2)).songs] == serial[0]
     with pytest.raises(ValueError):
-        RecommenderServicer(BundleHolder(bundle), compute_slots=-1)
-    unlimited = RecommenderServicer(BundleHolder(bundle), compute_slots=0)
+        RecommenderServicer(BundleHolder(Recommender(bundle)), compute_slots=-1)
+    unlimited = RecommenderServicer(BundleHolder(Recommender(bundle)), compute_slots=0)
     assert [s.song_id for s in unlimited.Recommend(reqs[0], _Context(None)).songs] == serial[0]
 
 

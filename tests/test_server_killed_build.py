@@ -8,7 +8,8 @@ import sys
 import time
 
 from clients import PMRSClient
-from indexer.build import IndexerConfig, build_bundle, current_bundle
+from pmrs.indexing import IndexerConfig, build_bundle
+from pmrs.serving.contract import current_bundle
 from server.main import serve
 
 

@@ -4,8 +4,16 @@
 import numpy as np
 import pytest
 
-from pmrs.serving.recommend import (Filters, InvalidArgument, Item, NotFound, Source, acoustic_quota,
-                                    recommend_for_vector, resolve_k, similar_songs, user_query)
+from pmrs.serving.bundle import SourceSpec
+from pmrs.serving.contract import Defaults, quotas
+from pmrs.serving.recommend import (Filters, InvalidArgument, Item, NotFound, recommend_for_vector, resolve_k,
+                                    similar_songs, user_query)
+
+COLLAB, ACOUSTIC, BOTH = 1, 2, 3   # source masks: bit 0 collaborative, bit 1 acoustic
+
+
+def acoustic_quota(k, share):
+    return quotas(["collaborative", "acoustic"], {"acoustic": share}, k)["acoustic"]
 
 GENRES = ["rock", "jazz", "Pop", "folk"]
 
@@ -33,9 +41,25 @@ class FakeBundle:
         self.users = rng.normal(size=(5, k)).astype(np.float32)
         self.played_rows = [np.sort(rng.choice(240, 15, replace=False)) for _ in range(5)]
         self.searches = []
+        self.sources = {"collaborative": SourceSpec("collaborative", 1, "wmf", False, {}),
+                        "acoustic": SourceSpec("acoustic", 2, "wmf", True, {})}
+        self.source_names = list(self.sources)
+        self.stand_in_sources = ["acoustic"]
+        self.defaults = Defaults()
 
-    def index_size(self, name):
+    def source_size(self, name):
         return len(self._table(name)[0])
+
+    def has_source(self, name):
+        return name in self.sources
+
+    def song_vector(self, name, row):
+        return self._vec(name, row)
+
+    def song_vectors(self, name, rows):
+        vs = [self._vec(name, r) for r in rows]
+        have = np.array([v is not None for v in vs], bool)
+        return have, np.array([v for v in vs if v is not None], np.float32).reshape(-1, self.users.shape[1])
 
     def _table(self, name):
         return ((self.collab_rows, self.collab_vectors) if name == "collaborative"
@@ -120,20 +144,20 @@ def query(bundle):
 
 
 def test_pure_collaborative_is_the_exact_top_k(bundle, query):
-    items = recommend_for_vector(bundle, query, 10, acoustic_share=0.0, diversity=0.0)
+    items = recommend_for_vector(bundle, query, 10, shares={"acoustic": 0.0}, diversity=0.0)
     rows, scores = brute(bundle, "collaborative", query)
     assert rows_of(items) == list(rows[:10])
-    assert all(isinstance(it, Item) and it.source in (Source.COLLABORATIVE, Source.BOTH) for it in items)
+    assert all(isinstance(it, Item) and it.sources in (COLLAB, BOTH) for it in items)
     for it, s in zip(items, scores):        # a song both indexes returned scores the higher of two
-        assert it.score == pytest.approx(float(s), abs=1e-5) if it.source == Source.COLLABORATIVE \
+        assert it.score == pytest.approx(float(s), abs=1e-5) if it.sources == COLLAB \
             else it.score >= s - 1e-5
 
 
 def test_pure_acoustic_is_the_exact_top_k_cold_songs_included(bundle, query):
-    items = recommend_for_vector(bundle, query, 25, acoustic_share=1.0, diversity=0.0)
+    items = recommend_for_vector(bundle, query, 25, shares={"acoustic": 1.0}, diversity=0.0)
     rows, _ = brute(bundle, "acoustic", query)
     assert rows_of(items) == list(rows[:25])
-    assert all(it.source in (Source.ACOUSTIC, Source.BOTH) for it in items)
+    assert all(it.sources in (ACOUSTIC, BOTH) for it in items)
 
 
 def test_acoustic_quota_rounds_half_up():
@@ -143,19 +167,19 @@ def test_acoustic_quota_rounds_half_up():
 
 def test_blend_takes_each_share_from_its_ranking_on_disjoint_indexes(query):
     b = FakeBundle(seed=1, collab=np.arange(0, 150), acoustic=np.arange(150, 300))
-    items = recommend_for_vector(b, query, 10, acoustic_share=0.3, diversity=0.0)
+    items = recommend_for_vector(b, query, 10, shares={"acoustic": 0.3}, diversity=0.0)
     co, _ = brute(b, "collaborative", query)
     ac, _ = brute(b, "acoustic", query)
     assert set(rows_of(items)) == set(co[:7]) | set(ac[:3])
-    assert [it.source for it in items].count(Source.ACOUSTIC) == 3
-    for source in (Source.COLLABORATIVE, Source.ACOUSTIC):  # each ranking keeps its own order
-        scores = [it.score for it in items if it.source == source]
+    assert [it.sources for it in items].count(ACOUSTIC) == 3
+    for source in (COLLAB, ACOUSTIC):  # each ranking keeps its own order
+        scores = [it.score for it in items if it.sources == source]
         assert scores == sorted(scores, reverse=True)
 
 
 def test_blend_with_overlap_counts_a_song_once_and_marks_both(bundle, query):
     k = 20
-    items = recommend_for_vector(bundle, query, k, acoustic_share=0.4, diversity=0.0)
+    items = recommend_for_vector(bundle, query, k, shares={"acoustic": 0.4}, diversity=0.0)
     rows = rows_of(items)
     assert len(rows) == len(set(rows)) == k
     co, co_s = brute(bundle, "collaborative", query)
@@ -166,10 +190,10 @@ def test_blend_with_overlap_counts_a_song_once_and_marks_both(bundle, query):
     c = max(4 * k, 100)
     co_top = dict(zip(co[:c], co_s[:c]))
     ac_top = dict(zip(ac[:c], ac_s[:c]))
-    both = [it for it in items if it.source == Source.BOTH]
+    both = [it for it in items if it.sources == BOTH]
     assert both, "the fixture should have songs in both candidate lists"
     for it in items:
-        assert (it.source == Source.BOTH) == (it.song_row in co_top and it.song_row in ac_top)
+        assert (it.sources == BOTH) == (it.song_row in co_top and it.song_row in ac_top)
         expected = max(co_top.get(it.song_row, -np.inf), ac_top.get(it.song_row, -np.inf))
         assert it.score == pytest.approx(float(expected), abs=1e-5)
 
@@ -177,12 +201,12 @@ def test_blend_with_overlap_counts_a_song_once_and_marks_both(bundle, query):
 def test_excluded_songs_never_come_back_and_the_search_widens(bundle, query):
     co, _ = brute(bundle, "collaborative", query)
     exclude = co[:200]                                      # more than the first 100 candidates
-    items = recommend_for_vector(bundle, query, 10, acoustic_share=0.0, diversity=0.0, exclude_rows=exclude)
+    items = recommend_for_vector(bundle, query, 10, shares={"acoustic": 0.0}, diversity=0.0, exclude_rows=exclude)
     expected, _ = brute(bundle, "collaborative", query, exclude)
     assert rows_of(items) == list(expected[:10])
     assert max(top for name, top in bundle.searches if name == "collaborative") > 100
     calls = []
-    recommend_for_vector(bundle, query, 10, acoustic_share=0.0, exclude_rows=exclude,
+    recommend_for_vector(bundle, query, 10, shares={"acoustic": 0.0}, exclude_rows=exclude,
                          before_widening=lambda: calls.append(1))
     assert calls                                            # the server checks its deadline there
 
@@ -201,7 +225,7 @@ def test_filters_match_brute_force(bundle, query):
         ok = (s["genre"].lower() in ("rock", "pop") and s["year"] and 1995 <= s["year"] <= 2005
               and s["artist"] != "Artist 4")
         assert keep[i] == ok
-    items = recommend_for_vector(bundle, query, 10, acoustic_share=0.0, diversity=0.0, filters=f)
+    items = recommend_for_vector(bundle, query, 10, shares={"acoustic": 0.0}, diversity=0.0, filters=f)
     expected, _ = brute(bundle, "collaborative", query, keep=keep)
     assert rows_of(items) == list(expected[:10])
 
@@ -209,7 +233,7 @@ def test_filters_match_brute_force(bundle, query):
 def test_filters_leaving_fewer_than_k_return_every_match(bundle, query):
     f = Filters(genres=("jazz",), min_year=2000, max_year=2000)   # row % 4 == 1 and year 2000
     keep = np.array(f.keep(bundle.catalog))
-    items = recommend_for_vector(bundle, query, 50, acoustic_share=0.5, diversity=0.3, filters=f)
+    items = recommend_for_vector(bundle, query, 50, shares={"acoustic": 0.5}, diversity=0.3, filters=f)
     assert 0 < len(items) < 50
     assert set(rows_of(items)) == set(np.flatnonzero(keep))  # whole indexes searched
 
@@ -272,22 +296,22 @@ def test_diversity_zero_scan_equals_the_greedy_loop(bundle, share):
 
 @pytest.mark.parametrize("diversity", [0.3, 0.7])
 def test_mmr_matches_the_textbook_definition(bundle, query, diversity):
-    items = recommend_for_vector(bundle, query, 12, acoustic_share=0.0, diversity=diversity)
+    items = recommend_for_vector(bundle, query, 12, shares={"acoustic": 0.0}, diversity=diversity)
     assert rows_of(items) == reference_mmr(bundle, query, 12, diversity)
 
 
 def test_diversity_lowers_intra_list_similarity(bundle, query):
-    base = recommend_for_vector(bundle, query, 15, acoustic_share=0.2, diversity=0.0)
-    div = recommend_for_vector(bundle, query, 15, acoustic_share=0.2, diversity=0.6)
+    base = recommend_for_vector(bundle, query, 15, shares={"acoustic": 0.2}, diversity=0.0)
+    div = recommend_for_vector(bundle, query, 15, shares={"acoustic": 0.2}, diversity=0.6)
     assert len(div) == 15
     assert _intra_list_similarity(bundle, div) < _intra_list_similarity(bundle, base) - 0.05
-    full = recommend_for_vector(bundle, query, 15, acoustic_share=0.2, diversity=1.0)
+    full = recommend_for_vector(bundle, query, 15, shares={"acoustic": 0.2}, diversity=1.0)
     assert full[0].song_row == base[0].song_row or full[0].score >= base[-1].score
 
 
 def test_songs_without_audio_have_similarity_zero(query):
     b = FakeBundle(seed=2, collab=np.arange(0, 300), acoustic=np.arange(290, 300))
-    items = recommend_for_vector(b, query, 10, acoustic_share=0.0, diversity=0.9)
+    items = recommend_for_vector(b, query, 10, shares={"acoustic": 0.0}, diversity=0.9)
     assert len(set(rows_of(items))) == 10                  # every embedding zero: pure relevance
     expected, _ = brute(b, "collaborative", query)
     assert rows_of(items) == reference_mmr(b, query, 10, 0.9)
@@ -303,7 +327,7 @@ def test_similar_songs_modes(bundle):
     assert rows_of(similar_songs(bundle, warm_audio, 10, "collaborative")) == list(co[:10])
     ac, _ = brute(bundle, "acoustic", bundle.acoustic_vector(cold), [cold])
     assert rows_of(similar_songs(bundle, cold, 10, "acoustic")) == list(ac[:10])
-    assert rows_of(similar_songs(bundle, cold, 10, "mixed", acoustic_share=0.0)) == list(ac[:10])
+    assert rows_of(similar_songs(bundle, cold, 10, "mixed", shares={"acoustic": 0.0})) == list(ac[:10])
     with pytest.raises(NotFound, match="no plays"):
         similar_songs(bundle, cold, 10, "collaborative")
     with pytest.raises(NotFound, match="no audio"):
@@ -318,7 +342,7 @@ def test_validation():
         with pytest.raises(InvalidArgument, match="k must"):
             resolve_k(bad)
     b = FakeBundle()
-    for kwargs in ({"acoustic_share": 1.5}, {"acoustic_share": float("nan")}, {"diversity": -0.1}):
+    for kwargs in ({"shares": {"acoustic": 1.5}}, {"shares": {"acoustic": float("nan")}}, {"shares": {"metadata": 0.1}}, {"diversity": -0.1}):
         with pytest.raises(InvalidArgument):
             recommend_for_vector(b, b.users[0], 10, **kwargs)
     with pytest.raises(InvalidArgument, match="after max_year"):

@@ -13,6 +13,8 @@ the parent writes each result to the store as it arrives, one transaction per cl
 interrupted run keeps every clip written and the next run skips them. One bad file never stops a
 run: it is skipped and listed with its reason. A file that kills its worker process (a crashing
 decoder) is retried alone in a fresh pool and skipped as ``"crashed"`` when it kills that one too.
+Workers end with the parent (:func:`pmrs.processes.exit_with_parent`), even after ``kill -9``;
+librosa's numba cache goes to a per-user directory (:mod:`pmrs.usercache`).
 
 Skip reasons: ``unreadable``, ``empty``, ``truncated`` (breaks off before ``min_seconds`` of
 audio), ``non-finite``, ``too-short``, ``silent``, ``duplicate`` (a second file for a song: the
@@ -41,6 +43,7 @@ from tqdm import tqdm
 
 from ..artifacts import write_json
 from ..catalog import CATALOG_FILE, Catalog
+from ..processes import exit_with_parent
 from .decode import AudioError, decode_audio
 from .features import FeatureConfig, clip_features
 from .store import FEATURES_FILE, FeatureStore
@@ -153,9 +156,15 @@ class _Resolver:
 # ------------------------------------------------------------------------------ the work
 
 
-def _worker_init() -> None:
+def _worker_init(parent: int) -> None:
     # Per-clip matrix products are small; threaded BLAS would only contend with the other workers.
     threadpool_limits(limits=1)
+    exit_with_parent(parent)  # `kill -9` of the run must not leave its workers behind
+
+
+def _new_pool(workers: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=workers, initializer=_worker_init,
+                               initargs=(os.getpid(),))
 
 
 def _warm_up(cfg: FeatureConfig) -> None:
@@ -217,7 +226,7 @@ def _run_pool(jobs: list[tuple[int, str]], cfg: FeatureConfig, workers: int,
     suspects: deque[tuple[int, str]] = deque()
     in_flight: dict = {}
     alone = None  # the suspect now running by itself
-    pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init)
+    pool = _new_pool(workers)
     try:
         while pending or suspects or in_flight:
             if suspects:
@@ -252,7 +261,7 @@ def _run_pool(jobs: list[tuple[int, str]], cfg: FeatureConfig, workers: int,
                 suspects.extend(in_flight.values())
                 in_flight.clear()
                 pool.shutdown(wait=True, cancel_futures=True)
-                pool = ProcessPoolExecutor(max_workers=workers, initializer=_worker_init)
+                pool = _new_pool(workers)
     except BaseException:  # interrupted, or the consumer stopped early
         pool.shutdown(wait=False, cancel_futures=True)
         raise

@@ -98,11 +98,9 @@ def evaluate_diversity(workdir: str | Path, wmf_cfg: WMFConfig, cnn_cfg: CNNConf
                        cfg: DiversityConfig | None = None, holdout: HoldoutConfig | None = None,
                        run: str | None = None, show_progress: bool | None = None) -> Path:
     """Run the sweep; write ``reports/<run>/`` (metrics.json, report.md, tradeoff.png)."""
-    from indexer.build import IndexerConfig, build_bundle
-
     from ..acoustic.stages import predict_run, train_cnn_run
-    from ..serving.bundle import Bundle
-    from ..serving.recommend import recommend_for_vector
+    from ..indexing import IndexerConfig, build_bundle
+    from ..recommender import Recommender
     from ..training import train_wmf_run
 
     cfg = cfg or DiversityConfig()
@@ -117,11 +115,8 @@ def evaluate_diversity(workdir: str | Path, wmf_cfg: WMFConfig, cnn_cfg: CNNConf
         train_cnn_run(scratch, cnn_cfg, wmf_run="split", run="split", show_progress=show_progress)
         predict_run(scratch, "split", show_progress=False)
         bundle_dir = build_bundle(scratch, IndexerConfig(keep=1), show_progress=False)
-        bundle = Bundle.open(bundle_dir)
-        try:
-            result = _sweep(bundle, inter, split, cfg, recommend_for_vector)
-        finally:
-            bundle.close()
+        with Recommender.open(bundle_dir) as rec:
+            result = _sweep(rec, inter, split, cfg)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -136,7 +131,10 @@ def evaluate_diversity(workdir: str | Path, wmf_cfg: WMFConfig, cnn_cfg: CNNConf
     return out
 
 
-def _sweep(bundle, inter: Interactions, split, cfg: DiversityConfig, recommend) -> dict:
+def _sweep(rec, inter: Interactions, split, cfg: DiversityConfig) -> dict:
+    """The sweep over ``rec`` (a :class:`pmrs.Recommender` over a bundle trained on the split's
+    training plays, so each user's played songs there are their training history)."""
+    bundle = rec.bundle
     rng = np.random.default_rng(0)
     test = split.test.tocsr()
     train = split.train.tocsr()
@@ -174,13 +172,12 @@ def _sweep(bundle, inter: Interactions, split, cfg: DiversityConfig, recommend) 
     for u in users:
         history = inter_to_bundle[train.indices[train.indptr[u]:train.indptr[u + 1]]]
         relevant = set(inter_to_bundle[test.indices[test.indptr[u]:test.indptr[u + 1]]].tolist())
-        x_u = np.asarray(bundle.user_vector(bundle.user_row(inter.user_ids[u].decode())), np.float32)
+        user_id = inter.user_ids[u].decode()
         hist_audio = history[has_audio[history]]
         hist_genres, hist_artists = set(genre[history]), set(artist[history])
         for kind, value, share, weight in settings:
-            items = recommend(bundle, x_u, cfg.k, acoustic_share=share, diversity=weight,
-                              exclude_rows=history)
-            rows = np.array([it.song_row for it in items], dtype=np.int64)
+            songs = rec.recommend(user_id, k=cfg.k, shares={"acoustic": share}, diversity=weight).song_ids
+            rows = np.asarray(bundle.song_rows(songs), dtype=np.int64)
             st = stats[(kind, value)]
             st.n_lists += 1
             st.n_items += len(rows)

@@ -15,7 +15,9 @@ from ..artifacts import replace_dir, write_json
 from ..catalog import CATALOG_FILE
 from ..interactions import INTERACTIONS_DIR
 from .metadata import build_catalog
-from .triplets import IngestConfig, IngestError, read_triplets
+from .rawtext import check_input_file
+from .errors import IngestError
+from .triplets import IngestConfig, read_triplets
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,9 @@ def ingest(data_dir: str | Path | None, workdir: str | Path, cfg: IngestConfig |
 
     ``paths`` may name ``triplets``, ``unique_tracks``, ``track_metadata``, ``genres`` explicitly;
     the rest are looked up by their standard names in ``data_dir``. The triplets file is required.
-    Outputs replace the previous ones only once each is complete.
+    Outputs replace the previous ones only once each is complete; bad input (a path that is not
+    a readable file, a file in UTF-16, a file with no usable line) raises :class:`IngestError`
+    before anything is replaced.
     """
     cfg = cfg or IngestConfig()
     workdir = Path(workdir)
@@ -43,11 +47,9 @@ def ingest(data_dir: str | Path | None, workdir: str | Path, cfg: IngestConfig |
     for key, name in STANDARD_FILES.items():
         given = paths.get(key)
         if given:
-            files[key] = Path(given)
-            if not files[key].exists():
-                raise IngestError(f"{key} file not found: {given}")
+            files[key] = check_input_file(given, key, name)
         elif data_dir is not None and (Path(data_dir) / name).exists():
-            files[key] = Path(data_dir) / name
+            files[key] = check_input_file(Path(data_dir) / name, key, name)
         else:
             files[key] = None
     if files["triplets"] is None:

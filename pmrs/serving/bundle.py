@@ -1,10 +1,11 @@
 """The bundle reader: ``Bundle.open(path)`` over what ``indexer build`` wrote (docs/SERVING.md).
 
-Opening is cheap on a million users: every array is memory-mapped (``np.load(mmap_mode="r",
-allow_pickle=False)``), the FAISS indexes are read with ``IO_FLAG_MMAP_IFC`` (their vectors stay
-in the page cache, shared between server processes), and id lookups are binary searches on the
-sorted id arrays, so nothing is built per user or per song. Checksums are verified only when
-asked (``verify=True``: it reads every byte).
+A bundle up to ``IN_MEMORY_MAX_MB`` is read into memory; a larger one is memory-mapped
+(``np.load(mmap_mode="r", allow_pickle=False)``, FAISS's ``IO_FLAG_MMAP_IFC``: the vectors stay in
+the page cache, shared between server processes). Id lookups are binary searches on the sorted id
+arrays, so nothing is built per user or per song. Every array is validated at open
+(:meth:`Bundle.validate`: a damaged bundle is refused, not served); checksums are verified when
+asked (``verify=True``; the server asks). Both read every byte once.
 
 Thread safety: every method may be called from many threads at once. FAISS searches on a shared
 index are read-only; the search parameters (``nprobe``, ``efSearch``) are set once at open. Each
@@ -29,23 +30,12 @@ import faiss
 import numpy as np
 
 from ..artifacts import sha256_file
-from ..catalog import CATALOG_FILE, Catalog
+from ..catalog import Catalog
 from ..interactions import find, lookup_many
 from ..wmf import WMFConfig
+from . import contract as C
 
 log = logging.getLogger(__name__)
-
-FORMAT_VERSION = 1
-MANIFEST_FILE = "manifest.json"
-INDEX_NAMES = ("collaborative", "acoustic")
-#: Default lists (``DefaultLists``) a bundle may hold, by kind: Recommend's per user, SimilarSongs'
-#: per song; each is three files, named in the manifest's ``default_lists`` entry for that kind.
-LIST_KINDS = ("recommend", "similar")
-
-
-def list_files(kind: str) -> dict[str, str]:
-    """The files of the default lists of ``kind`` (``LIST_KINDS``)."""
-    return {part: f"{kind}_{part}.npy" for part in ("rows", "scores", "sources")}
 
 #: Catalog fields ``songs`` returns, with their value when unknown (the proto's conventions).
 SONG_FIELDS = {"title": "", "artist": "", "release": "", "year": 0, "genre": ""}
@@ -56,17 +46,37 @@ _omp = threading.local()
 SONG_CACHE_SIZE = 65_536
 
 
-def _load(path: Path) -> np.ndarray:
+def _load(path: Path, mmap: bool) -> np.ndarray:
     # a plain ndarray view of the memory map: np.memmap's subclass hooks cost microseconds on
     # every slice, and a Recommend slices dozens of times (the map lives as long as the view)
-    return np.asarray(np.load(path, mmap_mode="r", allow_pickle=False))
-
-
-def _read_index(path: Path) -> faiss.Index:
     try:
-        return faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
-    except RuntimeError:  # an index type the memory-mapped reader does not cover
+        return np.asarray(np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False))
+    except FileNotFoundError:
+        raise C.ContractError(f"bundle {path.parent.name}: {path.name} is missing") from None
+    except (ValueError, OSError, EOFError) as exc:
+        raise C.ContractError(f"bundle {path.parent.name}: {path.name} is not a readable .npy file "
+                              f"({exc})") from None
+
+
+def _read_index(path: Path, mmap: bool) -> faiss.Index:
+    if not path.is_file():
+        raise C.ContractError(f"bundle {path.parent.name}: {path.name} is missing")
+    try:
+        if mmap:
+            try:
+                return faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC)
+            except RuntimeError:  # an index type the memory-mapped reader does not cover
+                pass
         return faiss.read_index(str(path))
+    except RuntimeError as exc:
+        raise C.ContractError(f"bundle {path.parent.name}: {path.name} is not a readable FAISS index "
+                              f"({str(exc).splitlines()[0][:200]})") from None
+
+
+#: Bundles whose files add up to at most this many MiB are read into memory; larger ones are
+#: memory-mapped (docs/SERVING.md, "Damaged bundles": a memory-mapped file truncated while it is
+#: served kills the process with SIGBUS, a copy cannot be damaged).
+IN_MEMORY_MAX_MB = 1024
 
 
 class _VectorIndex:
@@ -180,37 +190,56 @@ class _VectorIndex:
 @dataclass(frozen=True)
 class DefaultLists:
     """Answers to a default request computed at build time (``indexer build``, docs/SERVING.md
-    "Default lists"): for ``recommend``, every known user's Recommend with this ``k``,
-    ``acoustic_share`` and ``diversity``, no filters and played songs excluded (row ``u``: user
-    ``u``); for ``similar``, every song's mixed SimilarSongs with these settings and no filters
-    (row ``r``: song row ``r``). Each row is a list, best first, padded with song row -1."""
+    "Default lists"): for ``recommend``, every known user's Recommend with this ``k``, these
+    ``shares`` (of the non-primary sources, as ``contract.resolve_shares`` takes them) and
+    ``diversity``, no filters and played songs excluded (row ``u``: user ``u``); for ``similar``,
+    every song's mixed SimilarSongs with these settings and no filters (row ``r``: song row
+    ``r``). Each row is a list, best first, padded with song row -1."""
 
     k: int
-    acoustic_share: float
+    shares: dict
     diversity: float
     rows: np.ndarray     # int32 song rows
     scores: np.ndarray   # float32
-    sources: np.ndarray  # int8, pmrs.v1.Source values
+    sources: np.ndarray  # uint8 (int8 in format 1) source masks: bit i is the bundle's i-th source
+    quotas: dict         # songs each source contributes to a list (``contract.quotas``)
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """One source of a bundle as its manifest describes it (docs/DESIGN.md, "Sources")."""
+
+    name: str
+    bit: int             # 1 << its position: the source's bit in list entries' masks
+    space: str           # "wmf": queried with user factors; else with the mean of played songs' vectors
+    covers_cold: bool    # has vectors for songs nobody played
+    index: dict          # the index entry: spec, search_params, recall_at_10, ...
 
 
 class Bundle:
     """A read-only, memory-mapped bundle. Open with :meth:`open`; close with :meth:`close` (or a
     ``with`` block). Song rows index ``song_ids``; user rows index ``user_ids``."""
 
-    def __init__(self, path: Path, manifest: dict, threads: int | None):
+    def __init__(self, path: Path, manifest: dict, threads: int | None, in_memory: bool = False):
         self.path = path
         self.manifest = manifest
         self.threads = threads
+        self.in_memory = in_memory
+        self._mmap = not in_memory
         self.version: str = manifest["version"]
-        self.song_ids: np.ndarray = _load(path / "song_ids.npy")
-        self.user_ids: np.ndarray = _load(path / "user_ids.npy")
-        self.user_factors: np.ndarray = _load(path / "user_factors.npy")
-        self.played_indptr: np.ndarray = _load(path / "played_indptr.npy")
-        self.played_indices: np.ndarray = _load(path / "played_indices.npy")
+        self.format_version: int = int(manifest["format_version"])
+        self.song_ids: np.ndarray = _load(path / C.SONG_IDS_FILE, self._mmap)
+        self.user_ids: np.ndarray = _load(path / C.USER_IDS_FILE, self._mmap)
+        self.user_factors: np.ndarray = _load(path / C.USER_FACTORS_FILE, self._mmap)
+        self.played_indptr: np.ndarray = _load(path / C.PLAYED_INDPTR_FILE, self._mmap)
+        self.played_indices: np.ndarray = _load(path / C.PLAYED_INDICES_FILE, self._mmap)
         self.genres: list[str] = list(manifest.get("genres") or [])
+        self.defaults = C.Defaults.from_manifest(manifest.get("defaults"))
+        self.sources: dict[str, SourceSpec] = {}
         self._indexes: dict[str, _VectorIndex] = {}
-        self.lists: dict[str, DefaultLists] = {}   # default lists by kind (LIST_KINDS)
+        self.lists: dict[str, DefaultLists] = {}   # default lists by kind (contract.LIST_KINDS)
         self._embeddings = self._genre_probs = None
+        self._extras_source: str | None = None     # the source whose rows the two above follow
         self._catalog: Catalog | None = None
         self._song_cache: dict[int, dict] = {}
         self._gram: np.ndarray | None = None
@@ -221,28 +250,40 @@ class Bundle:
     # -- opening ----------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | os.PathLike, verify: bool = False, threads: int | None = 1) -> "Bundle":
-        """Open the bundle at ``path``: memory maps, the FAISS indexes, the catalog.
+    def open(cls, path: str | os.PathLike, verify: bool = False, threads: int | None = 1,
+             validate: bool = True, in_memory: bool | None = None) -> "Bundle":
+        """Open the bundle at ``path``: its arrays, the FAISS indexes, the catalog.
 
         verify: check every file's sha256 against the manifest first (reads every byte).
         threads: FAISS OpenMP threads per ``search`` call, set in the calling thread; ``None``
             leaves the process's setting alone.
-        Raises ``FileNotFoundError`` (no bundle there) or ``ValueError`` (wrong format version,
-        checksum mismatch, inconsistent shapes).
+        validate: check what the arrays hold (:meth:`validate`: shapes, dtypes, finite values,
+            sorted ids, rows in range; reads every array once).
+        in_memory: read the arrays and indexes into memory instead of memory-mapping them;
+            ``None``: when the bundle's files add up to at most ``IN_MEMORY_MAX_MB``.
+        Raises ``FileNotFoundError`` (no bundle there) or ``ValueError`` (``ContractError``: a
+        format version this code does not read, a checksum mismatch, a missing, unreadable or
+        inconsistent file), with a message naming the bundle and the file.
         """
         path = Path(path)
-        mf = path / MANIFEST_FILE
+        mf = path / C.MANIFEST_FILE
         if not mf.is_file():
-            raise FileNotFoundError(f"{path} is not a bundle (no {MANIFEST_FILE}); run `indexer build`")
-        manifest = json.loads(mf.read_text(encoding="utf-8"))
-        fv = manifest.get("format_version")
-        if fv != FORMAT_VERSION:
-            raise ValueError(f"bundle {path} has format version {fv}; this reader reads {FORMAT_VERSION}")
+            raise FileNotFoundError(f"{path} is not a bundle (no {C.MANIFEST_FILE}); run `indexer build`")
+        try:
+            raw = json.loads(mf.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise C.ContractError(f"bundle {path}: {C.MANIFEST_FILE} is not valid JSON ({exc})") from None
+        manifest = C.upgrade_manifest(raw)
         if verify:
             cls.verify_checksums(path, manifest)
-        bundle = cls(path, manifest, threads)
+        if in_memory is None:
+            size = sum(p.stat().st_size for p in path.iterdir() if p.is_file())
+            in_memory = size <= IN_MEMORY_MAX_MB * 2**20
+        bundle = cls(path, manifest, threads, in_memory)
         try:
             bundle._open_rest()
+            if validate:
+                bundle.validate()
         except BaseException:
             bundle.close()
             raise
@@ -256,44 +297,102 @@ class Bundle:
             raise ValueError(f"bundle {path}: manifest counts disagree with the id arrays")
         if len(self.user_factors) != n_users or len(self.played_indptr) != n_users + 1:
             raise ValueError(f"bundle {path}: user arrays disagree on the number of users")
-        for name in INDEX_NAMES:
-            entry = (m.get("indexes") or {}).get(name)
-            if entry is None:
-                continue
-            prefix = "collab" if name == "collaborative" else "acoustic"
-            self._indexes[name] = _VectorIndex(name, entry, _read_index(path / entry["file"]),
-                                               _load(path / f"{prefix}_rows.npy"),
-                                               _load(path / f"{prefix}_vectors.npy"))
-        if "collaborative" not in self._indexes:
-            raise ValueError(f"bundle {path} has no collaborative index")
-        if "acoustic" in self._indexes:
-            self._embeddings = _load(path / "acoustic_embeddings.npy")
-            if (path / "genre_probs.npy").is_file():
-                self._genre_probs = _load(path / "genre_probs.npy")
-        if (path / CATALOG_FILE).is_file():
-            self._catalog = Catalog(path / CATALOG_FILE)
+        for i, (name, src) in enumerate(m["sources"].items()):
+            files = src["files"]
+            self._indexes[name] = _VectorIndex(name, src["index"], _read_index(path / files["index"], self._mmap),
+                                               _load(path / files["rows"], self._mmap),
+                                               _load(path / files["vectors"], self._mmap))
+            self.sources[name] = SourceSpec(name, 1 << i, str(src.get("space", C.WMF_SPACE)),
+                                            bool(src.get("covers_cold")), dict(src["index"]))
+            if src.get("embeddings") and self._embeddings is None:
+                self._embeddings = _load(path / src["embeddings"], self._mmap)
+                self._extras_source = name
+                probs = src.get("genre_probs")
+                if probs and (path / probs).is_file():
+                    self._genre_probs = _load(path / probs, self._mmap)
+        if self._indexes[C.COLLABORATIVE].vectors.shape[1] != self.factors:
+            raise ValueError(f"bundle {path}: collaborative vectors and user factors differ in dimension")
+        if (path / C.CATALOG_FILE).is_file():
+            self._catalog = Catalog(path / C.CATALOG_FILE)
+        names = self.source_names
         for kind, entry in (m.get("default_lists") or {}).items():
-            if kind not in LIST_KINDS:
+            if kind not in C.LIST_KINDS:
                 continue  # a kind this reader does not use
-            arrays = {part: _load(path / name) for part, name in list_files(kind).items()}
+            arrays = {part: _load(path / name, self._mmap) for part, name in C.list_files(kind).items()}
             n, k = (n_users if kind == "recommend" else n_songs), int(entry["k"])
             if any(a.shape != (n, k) for a in arrays.values()):
                 raise ValueError(f"bundle {path}: the default {kind} lists are not ({n}, {k}) arrays")
-            self.lists[kind] = DefaultLists(k, float(entry["acoustic_share"]), float(entry["diversity"]),
-                                            **arrays)
+            shares = C.resolve_shares(names, self.defaults.shares, entry.get("shares") or {})
+            self.lists[kind] = DefaultLists(k, shares, float(entry["diversity"]), **arrays,
+                                            quotas=C.quotas(names, shares, k))
+
+    def validate(self) -> None:
+        """``ContractError`` unless every array holds what the contract says: ids sorted and
+        unique, vectors and scores finite, song rows in range and ascending where they must be,
+        dtypes and shapes as written. A damaged bundle is refused here, not served (a NaN factor
+        gives empty lists, unsorted ids make every lookup miss, a row out of range fails calls)."""
+        def bad(what: str) -> C.ContractError:
+            return C.ContractError(f"bundle {self.version} is damaged: {what}")
+
+        n_songs, n_users = self.n_songs, self.n_users
+        for name, ids in (("song_ids", self.song_ids), ("user_ids", self.user_ids)):
+            if ids.ndim != 1 or ids.dtype.kind != "S":
+                raise bad(f"{name} is not a 1-d array of byte strings ({ids.dtype}, shape {ids.shape})")
+            if len(ids) > 1 and not bool((ids[1:] > ids[:-1]).all()):
+                raise bad(f"{name} is not sorted and unique")
+        if (self.user_factors.dtype != np.float32 or self.user_factors.ndim != 2
+                or not np.isfinite(self.user_factors).all()):
+            raise bad("user_factors is not a finite float32 matrix")
+        ptr, idx = self.played_indptr, self.played_indices
+        if (ptr.dtype.kind != "i" or idx.dtype.kind != "i" or ptr[0] != 0 or ptr[-1] != len(idx)
+                or (np.diff(ptr) < 0).any()):
+            raise bad("played_indptr does not delimit played_indices")
+        if len(idx) and (idx.min() < 0 or idx.max() >= n_songs):
+            raise bad(f"played song rows out of [0, {n_songs})")
+        if len(idx) > 1:
+            rising = np.diff(idx.astype(np.int64)) > 0
+            starts = ptr[1:-1][(ptr[1:-1] > 0) & (ptr[1:-1] < len(idx))] - 1  # a user's first entry
+            rising[starts] = True
+            if not rising.all():
+                raise bad("a user's played songs are not ascending")
+        for name, ix in self._indexes.items():
+            rows, vectors = ix.rows, ix.vectors
+            if rows.dtype.kind != "i" or (len(rows) and (rows[0] < 0 or rows[-1] >= n_songs)):
+                raise bad(f"{name} rows are out of [0, {n_songs})")
+            if len(rows) > 1 and not bool((np.diff(rows) > 0).all()):
+                raise bad(f"{name} rows are not ascending")
+            if vectors.dtype != np.float32 or not np.isfinite(vectors).all():
+                raise bad(f"{name} vectors are not finite float32")
+        for name, extra in (("embeddings", self._embeddings), ("genre probabilities", self._genre_probs)):
+            if extra is not None:
+                ix = self._indexes[self._extras_source]
+                if len(extra) != len(ix.rows) or not np.isfinite(extra).all():
+                    raise bad(f"{name} are not finite, one row per {self._extras_source} song")
+        masks = 1 << len(self.sources)
+        for kind, dl in self.lists.items():
+            rows = dl.rows
+            if rows.dtype.kind != "i" or rows.min(initial=0) < -1 or rows.max(initial=-1) >= n_songs:
+                raise bad(f"default {kind} lists name song rows out of range")
+            listed = rows >= 0
+            if not np.isfinite(dl.scores[listed]).all():
+                raise bad(f"default {kind} lists hold scores that are not finite")
+            if (dl.sources[listed] <= 0).any() or (dl.sources[listed] >= masks).any():
+                raise bad(f"default {kind} lists name sources the bundle does not have")
+            if (listed[:, 1:] & ~listed[:, :-1]).any():
+                raise bad(f"default {kind} lists have gaps")
 
     @staticmethod
     def verify_checksums(path: str | os.PathLike, manifest: dict | None = None) -> None:
         """``ValueError`` unless every file the manifest lists has its recorded sha256."""
         path = Path(path)
-        manifest = manifest or json.loads((path / MANIFEST_FILE).read_text(encoding="utf-8"))
+        manifest = manifest or json.loads((path / C.MANIFEST_FILE).read_text(encoding="utf-8"))
         sums = manifest.get("checksums") or {}
         if not sums:
             raise ValueError(f"bundle {path} records no checksums")
         bad = [name for name, digest in sums.items()
                if not (path / name).is_file() or sha256_file(path / name) != digest]
         if bad:
-            raise ValueError(f"bundle {path}: missing or corrupt file(s): {', '.join(sorted(bad))}")
+            raise C.ContractError(f"bundle {path}: missing or corrupt file(s): {', '.join(sorted(bad))}")
 
     def close(self) -> None:
         """Release the catalog and the indexes (arrays are unmapped when no longer referenced)."""
@@ -327,17 +426,20 @@ class Bundle:
         return 0 if self._embeddings is None else int(self._embeddings.shape[1])
 
     @property
-    def index_names(self) -> list[str]:
-        """The indexes this bundle has: ``collaborative`` and, with a CNN run, ``acoustic``."""
-        return list(self._indexes)
+    def source_names(self) -> list[str]:
+        """The bundle's sources in manifest order; the first (``collaborative``) is the primary."""
+        return list(self.sources)
 
-    def has_index(self, name: str) -> bool:
+    def has_source(self, name: str) -> bool:
         return name in self._indexes
 
-    def index_size(self, name: str) -> int:
-        """Vectors in index ``name`` (0 when the bundle has no such index)."""
+    def source_size(self, name: str) -> int:
+        """Vectors in source ``name`` (0 when the bundle has no such source)."""
         ix = self._indexes.get(name)
         return 0 if ix is None else len(ix.rows)
+
+    def source_dimension(self, name: str) -> int:
+        return int(self._indexes[name].vectors.shape[1])
 
     # -- ids ----------------------------------------------------------------------------------
 
@@ -367,36 +469,43 @@ class Bundle:
         r = int(user_row)
         return np.asarray(self.played_indices[self.played_indptr[r]:self.played_indptr[r + 1]])
 
-    def _vector(self, name: str, song_row: int) -> np.ndarray | None:
+    def song_vector(self, name: str, song_row: int) -> np.ndarray | None:
+        """``(d,)`` float32 vector of song ``song_row`` in source ``name``, ``None`` when the song
+        has none there (or the bundle has no such source)."""
         ix = self._indexes.get(name)
         if ix is None:
             return None
         pos = int(ix.position(np.asarray([song_row]))[0])
         return None if pos < 0 else np.asarray(ix.vectors[pos], dtype=np.float32)
 
-    def collab_vector(self, song_row: int) -> np.ndarray | None:
-        """``(k,)`` WMF song factors, or ``None`` for a song nobody played in training."""
-        return self._vector("collaborative", song_row)
-
-    def acoustic_vector(self, song_row: int) -> np.ndarray | None:
-        """``(k,)`` CNN-predicted factors, or ``None`` for a song without audio."""
-        return self._vector("acoustic", song_row)
+    def song_sources(self, song_row: int) -> list[str]:
+        """The sources that have a vector for song ``song_row``, in bundle order."""
+        return [name for name, ix in self._indexes.items()
+                if int(ix.position(np.asarray([song_row]))[0]) >= 0]
 
     def song_vectors(self, name: str, song_rows: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(have, vectors)``: which of ``song_rows`` have a vector in index ``name`` (bool), and
-        those vectors, ``(have.sum(), k)`` float32 (``KeyError`` for an index the bundle lacks)."""
+        """``(have, vectors)``: which of ``song_rows`` have a vector in source ``name`` (bool), and
+        those vectors, ``(have.sum(), d)`` float32 (``KeyError`` for a source the bundle lacks)."""
         ix = self._indexes[name]
         pos = ix.position(np.asarray(song_rows, dtype=np.int64))
         have = pos >= 0
         return have, np.asarray(ix.vectors[pos[have]], dtype=np.float32)
 
+    def profile(self, name: str, song_rows: Sequence[int] | np.ndarray) -> np.ndarray | None:
+        """The query of a listener of ``song_rows`` in a source outside the WMF space: the mean of
+        those songs' vectors there, ``(d,)`` float32; ``None`` when none of them has one."""
+        have, vectors = self.song_vectors(name, song_rows)
+        if not len(vectors):
+            return None
+        return vectors.mean(axis=0, dtype=np.float64).astype(np.float32)
+
     def embedding(self, song_rows: Sequence[int] | np.ndarray) -> np.ndarray:
-        """``(n, e)`` float32 L2-normalised acoustic embeddings; zeros for songs without audio
-        (``e`` is 0 in a collaborative-only bundle)."""
+        """``(n, e)`` float32 L2-normalised embeddings for MMR (the acoustic source's); zeros for
+        songs without one (``e`` is 0 in a bundle without embeddings)."""
         rows = np.asarray(song_rows, dtype=np.int64).reshape(-1)
         out = np.zeros((len(rows), self.embedding_dim), dtype=np.float32)
         if self._embeddings is not None and len(rows):
-            pos = self._indexes["acoustic"].position(rows)
+            pos = self._indexes[self._extras_source].position(rows)
             have = pos >= 0
             out[have] = self._embeddings[pos[have]]
         return out
@@ -405,7 +514,7 @@ class Bundle:
         """``(g,)`` genre-head probabilities (order: ``genres``), ``None`` without audio or head."""
         if self._genre_probs is None:
             return None
-        pos = int(self._indexes["acoustic"].position(np.asarray([song_row]))[0])
+        pos = int(self._indexes[self._extras_source].position(np.asarray([song_row]))[0])
         return None if pos < 0 else np.asarray(self._genre_probs[pos], dtype=np.float32)
 
     # -- search -------------------------------------------------------------------------------
@@ -415,11 +524,11 @@ class Bundle:
 
         queries: ``(n, k)`` (or ``(k,)``) float32. Returns ``(scores (n, top) float32, song_rows
         (n, top) int64)``, best first, padded with ``-inf`` / ``-1`` where the index has fewer
-        vectors. ``KeyError`` for an index the bundle lacks (see ``has_index``).
+        vectors. ``KeyError`` for an index the bundle lacks (see ``has_source``).
         """
         ix = self._indexes.get(name)
         if ix is None:
-            raise KeyError(f"bundle {self.version} has no {name!r} index (has: {', '.join(self._indexes)})")
+            raise KeyError(f"bundle {self.version} has no {name!r} source (has: {', '.join(self._indexes)})")
         q = np.ascontiguousarray(np.atleast_2d(np.asarray(queries, dtype=np.float32)))
         if q.ndim != 2 or q.shape[1] != ix.vectors.shape[1]:
             raise ValueError(f"queries must be (n, {ix.vectors.shape[1]}), got {np.shape(queries)}")
@@ -438,7 +547,7 @@ class Bundle:
         process-wide FAISS setting for the duration of the call)."""
         ix = self._indexes.get(name)
         if ix is None:
-            raise KeyError(f"bundle {self.version} has no {name!r} index (has: {', '.join(self._indexes)})")
+            raise KeyError(f"bundle {self.version} has no {name!r} source (has: {', '.join(self._indexes)})")
         q = np.ascontiguousarray(np.asarray(queries, dtype=np.float32))
         if q.ndim != 2 or q.shape[1] != ix.vectors.shape[1]:
             raise ValueError(f"queries must be (n, {ix.vectors.shape[1]}), got {np.shape(queries)}")
@@ -449,7 +558,7 @@ class Bundle:
     def _yty(self) -> np.ndarray:
         with self._gram_lock:
             if self._gram is None:
-                y = np.asarray(self._indexes["collaborative"].vectors, dtype=np.float32)
+                y = np.asarray(self._indexes[C.COLLABORATIVE].vectors, dtype=np.float32)
                 self._gram = (y.T @ y).astype(np.float64)  # float32 BLAS, as implicit computes it
             return self._gram
 
@@ -459,20 +568,25 @@ class Bundle:
         regularization. For seeds with WMF factors this equals (to float tolerance)
         ``pmrs.wmf.fold_in`` on a one-row count matrix; ``Y^T Y`` is computed once per bundle.
 
-        A seed nobody has played has no WMF factors; when it has audio, its CNN-predicted factors
-        l'_j (trained to live in the same space) stand in for y_j, as one more column of the
-        solve: it adds c * l' l'^T (it is not in ``Y^T Y``) where a played seed adds (c - 1) y y^T.
-        Rows with neither vector, and repeats, are ignored; no usable row gives zeros."""
+        A seed nobody has played has no WMF factors; when another source in the WMF space has a
+        vector for it (the acoustic source's CNN-predicted factors l'_j, trained to live in the
+        same space), that vector stands in for y_j, as one more column of the solve: it adds
+        c * l' l'^T (it is not in ``Y^T Y``) where a played seed adds (c - 1) y y^T.
+        Rows with no such vector, and repeats, are ignored; no usable row gives zeros."""
         rows = np.unique(np.asarray(song_rows, dtype=np.int64))
-        ix = self._indexes["collaborative"]
+        ix = self._indexes[C.COLLABORATIVE]
         k = ix.vectors.shape[1]
         pos = ix.position(rows)
         y = np.asarray(ix.vectors[np.sort(pos[pos >= 0])], dtype=np.float64).reshape(-1, k)
-        cold = np.zeros((0, k))
-        if "acoustic" in self._indexes:
-            ax = self._indexes["acoustic"]
-            apos = ax.position(rows[pos < 0])
-            cold = np.asarray(ax.vectors[np.sort(apos[apos >= 0])], dtype=np.float64).reshape(-1, k)
+        cold_rows, colds = rows[pos < 0], []
+        for name in self.stand_in_sources:
+            if not len(cold_rows):
+                break
+            sx = self._indexes[name]
+            spos = sx.position(cold_rows)
+            colds.append(np.asarray(sx.vectors[np.sort(spos[spos >= 0])], dtype=np.float64).reshape(-1, k))
+            cold_rows = cold_rows[spos < 0]
+        cold = np.concatenate(colds) if colds else np.zeros((0, k))
         if not len(y) and not len(cold):
             return np.zeros(k, dtype=np.float32)
         c = 1.0 + self._wmf.alpha * np.log1p(1.0 / self._wmf.eps)  # confidence of one play
@@ -480,6 +594,12 @@ class Bundle:
              + c * (cold.T @ cold))
         b = c * (y.sum(axis=0) + cold.sum(axis=0))
         return np.linalg.solve(a, b).astype(np.float32)
+
+    @property
+    def stand_in_sources(self) -> list[str]:
+        """Sources in the WMF space besides the collaborative one: their vectors stand in for the
+        WMF factors of songs nobody played (fold-in, a user query of seeds)."""
+        return [n for n, s in self.sources.items() if n != C.COLLABORATIVE and s.space == C.WMF_SPACE]
 
     # -- catalog ------------------------------------------------------------------------------
 
@@ -517,4 +637,4 @@ class Bundle:
 
     def __repr__(self) -> str:
         return (f"Bundle({self.version!r}, users={self.n_users}, songs={self.n_songs}, "
-                f"indexes={self.index_names})")
+                f"sources={self.source_names})")

@@ -18,16 +18,15 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-import threading
-import time
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 from tqdm import tqdm
 
+from ..processes import exit_with_parent
 from .bundle import Bundle
-from .recommend import (MIXED, candidate_count, check_unit, known_user_query, recommend_for_vector,
-                        resolve_k, similar_songs)
+from .recommend import (MIXED, candidate_count, check_shares, check_unit, known_user_query, recommend,
+                        resolve_k, similar_songs, source_queries)
 
 #: Users or songs per batched search (and per task of a worker process).
 CHUNK = 4096
@@ -52,7 +51,7 @@ class _Prefetched:
 
 
 def _empty(n: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return np.full((n, k), -1, np.int32), np.full((n, k), -np.inf, np.float32), np.zeros((n, k), np.int8)
+    return np.full((n, k), -1, np.int32), np.full((n, k), -np.inf, np.float32), np.zeros((n, k), np.uint8)
 
 
 def _fill(out: tuple[np.ndarray, np.ndarray, np.ndarray], i: int, items) -> None:
@@ -60,41 +59,46 @@ def _fill(out: tuple[np.ndarray, np.ndarray, np.ndarray], i: int, items) -> None
     m = len(items)
     rows[i, :m] = [it.song_row for it in items]
     scores[i, :m] = [it.score for it in items]
-    sources[i, :m] = [int(it.source) for it in items]
+    sources[i, :m] = [it.sources for it in items]
 
 
 def _tops(bundle: Bundle, k: int) -> dict[str, int]:
-    """What ``_Candidates`` asks each index for first (``recommend._blend``)."""
-    return {name: min(candidate_count(k), bundle.index_size(name)) for name in bundle.index_names}
+    """What ``_Candidates`` asks each source for first (``recommend._blend``)."""
+    return {name: min(candidate_count(k), bundle.source_size(name)) for name in bundle.source_names}
 
 
-def lists_for_users(bundle: Bundle, start: int, stop: int, k: int, acoustic_share: float,
+def lists_for_users(bundle: Bundle, start: int, stop: int, k: int, shares: dict[str, float],
                     diversity: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The Recommend lists of users ``start .. stop - 1``: ``(rows int32, scores float32, sources
-    int8)``, each ``(stop - start, k)``, padded with row -1, score -inf and source 0."""
+    uint8)``, each ``(stop - start, k)``, padded with row -1, score -inf and source 0."""
     n = stop - start
     out = _empty(n, k)
     tops = _tops(bundle, k)
-    queries = np.asarray(bundle.user_factors[start:stop], np.float32)
-    batches = {name: bundle.search_each(name, queries, t) for name, t in tops.items() if t > 0}
+    users = [known_user_query(bundle, u) for u in range(start, stop)]
+    per_source = [source_queries(bundle, q) for q in users]
+    batches = {}
+    for name, t in tops.items():
+        if t > 0:
+            have = [i for i, qs in enumerate(per_source) if name in qs]
+            if have:
+                vectors = np.stack([per_source[i][name] for i in have])
+                batches[name] = dict(zip(have, bundle.search_each(name, vectors, t)))
     proxy = _Prefetched(bundle)
-    for i in range(n):
-        query = known_user_query(bundle, start + i)
-        proxy.next = {name: (tops[name], next(found)) for name, found in batches.items()}
-        _fill(out, i, recommend_for_vector(proxy, query.vector, k, acoustic_share, diversity,
-                                           query.exclude_rows))
+    for i, query in enumerate(users):
+        proxy.next = {name: (tops[name], found[i]) for name, found in batches.items() if i in found}
+        _fill(out, i, recommend(proxy, query, k, shares, diversity))
     return out
 
 
-def lists_for_songs(bundle: Bundle, start: int, stop: int, k: int, acoustic_share: float,
+def lists_for_songs(bundle: Bundle, start: int, stop: int, k: int, shares: dict[str, float],
                     diversity: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The mixed SimilarSongs lists of song rows ``start .. stop - 1``, as
-    :func:`lists_for_users`; a song with neither vector gets an empty list."""
+    :func:`lists_for_users`; a song with no vector gets an empty list."""
     n = stop - start
     out = _empty(n, k)
     tops = _tops(bundle, k)
     song_rows = np.arange(start, stop)
-    found: dict[str, dict[int, tuple]] = {}   # index -> song row -> its first search
+    found: dict[str, dict[int, tuple]] = {}   # source -> song row -> its first search
     for name, t in tops.items():
         have, vectors = bundle.song_vectors(name, song_rows)
         if t > 0 and len(vectors):
@@ -103,7 +107,7 @@ def lists_for_songs(bundle: Bundle, start: int, stop: int, k: int, acoustic_shar
     for i, row in enumerate(song_rows.tolist()):
         proxy.next = {name: (tops[name], hits[row]) for name, hits in found.items() if row in hits}
         if proxy.next:
-            _fill(out, i, similar_songs(proxy, row, k, MIXED, acoustic_share, diversity))
+            _fill(out, i, similar_songs(proxy, row, k, MIXED, shares, diversity))
     return out
 
 
@@ -115,30 +119,23 @@ def _init_worker(path: str, parent: int) -> None:
     global _worker_bundle
     import faiss
     faiss.omp_set_num_threads(1)  # the pool's processes are the parallelism
-    # A killed build must not leave its workers behind: they wait on a queue that every worker
-    # holds both ends of, so they would never see it close.
-    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+    exit_with_parent(parent)  # a killed build must not leave its workers behind
     _worker_bundle = Bundle.open(path, threads=None)
 
 
-def _exit_with(parent: int) -> None:
-    while os.getppid() == parent:
-        time.sleep(0.5)
-    os._exit(1)
-
-
-def _worker_lists(args: tuple[str, int, int, int, float, float]):
+def _worker_lists(args: tuple[str, int, int, int, dict, float]):
     return args[1], _KINDS[args[0]](_worker_bundle, *args[1:])
 
 
 def compute_default_lists(bundle: Bundle | str | os.PathLike, kind: str = "recommend", k: int = 10,
-                          acoustic_share: float = 0.2, diversity: float = 0.0, workers: int | None = None,
-                          show_progress: bool = False) -> dict[str, np.ndarray]:
+                          shares: dict[str, float] | None = None, diversity: float = 0.0,
+                          workers: int | None = None, show_progress: bool = False) -> dict[str, np.ndarray]:
     """Default lists for ``bundle`` (an open bundle or its directory, whose manifest may lack
     checksums: the build calls this before writing them).
 
     kind: ``"recommend"``: every user's Recommend answer (known user, no filters, played songs
         excluded); ``"similar"``: every song's mixed SimilarSongs answer (no filters).
+    shares: as ``recommend.check_shares`` takes them (``None``: the bundle's default shares).
     workers: processes; ``None``: up to 2, one per core (fewer than two chunks are done in this
         process). Returns ``{"rows", "scores", "sources"}``, each ``(n, k)`` for the bundle's
         ``n`` users or songs (see :class:`pmrs.serving.bundle.DefaultLists`).
@@ -146,10 +143,11 @@ def compute_default_lists(bundle: Bundle | str | os.PathLike, kind: str = "recom
     if kind not in _KINDS:
         raise ValueError(f"kind must be one of {', '.join(_KINDS)}, got {kind!r}")
     k = resolve_k(k)
-    share, diversity = check_unit("acoustic_share", acoustic_share), check_unit("diversity", diversity)
+    diversity = check_unit("diversity", diversity)
     with contextlib.ExitStack() as stack:
         if not isinstance(bundle, Bundle):
             bundle = stack.enter_context(Bundle.open(bundle, threads=None))
+        share = check_shares(bundle, shares)
         n, unit = (bundle.n_users, "user") if kind == "recommend" else (bundle.n_songs, "song")
         out = dict(zip(("rows", "scores", "sources"), _empty(n, k)))
         tasks = [(kind, s, min(s + CHUNK, n), k, share, diversity) for s in range(0, n, CHUNK)]

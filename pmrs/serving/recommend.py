@@ -1,24 +1,25 @@
-"""Recommendation over a bundle: candidates from both indexes, filters, blending, MMR re-ranking.
+"""Recommendation over a bundle: candidates from every source, filters, blending, MMR re-ranking.
 
-Pure functions of (bundle, query, settings), testable without gRPC; the servicer in
-``server/servicer.py`` only translates messages and errors. The semantics are docs/SERVING.md's
-("Server semantics"):
+Pure functions of (bundle, query, settings), testable without gRPC; ``pmrs.Recommender`` is the
+public API over them, and the server only translates messages to its calls. The semantics are
+docs/SERVING.md's ("Server semantics"):
 
-1. Candidates: the top ``c = max(4k, 100)`` songs of each index for the query. Excluded songs
-   (played, seeds, the song itself) and songs the filters reject are dropped; when fewer than
-   ``k`` survive in an index that the blend draws from, that index is searched again for 4x as
-   many, up to the whole index.
-2. Blend: ``round(acoustic_share * k)`` (half up) songs come from the acoustic ranking, the rest
-   from the collaborative one. A song that both candidate lists hold is marked
-   ``Source.BOTH``, scored with the higher of its two scores, and counted once. When one index runs
-   out of candidates, the other fills its share.
+1. Candidates: the top ``c = max(4k, 100)`` songs of each source for the query (the user's
+   factors in WMF-space sources, the mean vector of the listener's songs in the others).
+   Excluded songs (played, seeds, the song itself) and songs the filters reject are dropped; when
+   fewer than ``k`` survive in a source that the blend draws from, that source is searched again
+   for 4x as many, up to the whole index.
+2. Blend: every non-primary source contributes ``round(share * k)`` (half up) songs, the primary
+   (collaborative) source the rest (``contract.quotas``). A song that several candidate lists
+   hold is marked with each of their sources, scored with the highest of its scores, and counted
+   once. When a source runs out of candidates, the others fill its share.
 3. Re-rank by maximal marginal relevance: pick, one at a time,
    ``argmax (1 - diversity) * rel_norm - diversity * max cosine(embedding, picked)``, with
-   ``rel_norm`` the min-max normalised score within its index's candidate list and the cosine
+   ``rel_norm`` the min-max normalised score within its source's candidate list and the cosine
    taken between L2-normalised CNN embeddings (a song without audio has a zero embedding, so its
    similarity to everything is 0). The list is in the order of the picks: with
-   ``diversity == 0`` that is each index's own score order, the two interleaved by normalised
-   score (raw scores of the two indexes are not on one scale: predicted factors are shrunk).
+   ``diversity == 0`` that is each source's own score order, the lists interleaved by normalised
+   score (raw scores of different sources are not on one scale: predicted factors are shrunk).
 
 Errors are :class:`InvalidArgument` (a setting out of range) and :class:`NotFound` (an unknown
 user or song, or a song without the vector a mode needs); the server maps them to gRPC codes.
@@ -26,35 +27,22 @@ user or song, or a song without the vector a mode needs); the server maps them t
 
 from __future__ import annotations
 
-import enum
-import math
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-COLLABORATIVE = "collaborative"
-ACOUSTIC = "acoustic"
+from ..text import quote_prefix
+from .contract import (ACOUSTIC, COLLABORATIVE, DEFAULT_K, MAX_K, MAX_SEEDS, WMF_SPACE, quotas,
+                       resolve_shares)
+
 MIXED = "mixed"
+#: SimilarSongs modes besides a single source's name: every source that has the song's vector.
 MODES = (COLLABORATIVE, ACOUSTIC, MIXED)
 
-DEFAULT_K = 10
-MAX_K = 1000
-MAX_SEEDS = 500
 MIN_CANDIDATES = 100
 CANDIDATES_PER_ITEM = 4
 WIDEN_FACTOR = 4
-
-
-class Source(enum.IntEnum):
-    """Which index produced a song; the values are the proto's ``pmrs.v1.Source``."""
-
-    COLLABORATIVE = 1
-    ACOUSTIC = 2
-    BOTH = 3
-
-
-_SOURCE_OF = {COLLABORATIVE: Source.COLLABORATIVE, ACOUSTIC: Source.ACOUSTIC}
 
 
 class ServingError(Exception):
@@ -71,11 +59,13 @@ class NotFound(ServingError, LookupError):
 
 @dataclass(frozen=True)
 class Item:
-    """One recommended song: its bundle row, its score (an inner product) and its source."""
+    """One recommended song: its bundle row, its score (an inner product in the source that
+    ranked it highest) and the sources whose candidate lists held it, as a bit mask (bit ``i``:
+    the bundle's ``i``-th source; ``Bundle.sources[name].bit``)."""
 
     song_row: int
     score: float
-    source: Source
+    sources: int
 
 
 @dataclass(frozen=True)
@@ -153,20 +143,41 @@ def check_unit(name: str, value: float) -> float:
     return value
 
 
-def acoustic_quota(k: int, acoustic_share: float) -> int:
-    """Songs the acoustic ranking contributes to a list of ``k``: ``acoustic_share * k`` rounded
-    half up (so a share of 0.5 of 5 songs is 3)."""
-    return min(k, int(math.floor(acoustic_share * k + 0.5)))
+def check_shares(bundle, shares: Mapping[str, float] | None) -> dict[str, float]:
+    """Every source's share of a list for a request that names ``shares`` (``None``: the
+    bundle's defaults), as ``contract.resolve_shares`` defines it; :class:`InvalidArgument` for a
+    share out of range, an unknown source or named shares over 1."""
+    try:
+        return resolve_shares(bundle.source_names, bundle.defaults.shares, shares)
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from None
 
 
 @dataclass(frozen=True)
 class Query:
-    """A Recommend query: the vector ``(k,)`` float32, the song rows to leave out, and whether the
-    vector was folded in from seed songs."""
+    """A Recommend query: the user's WMF-space vector ``(f,)`` float32 (``None`` when no seed has
+    one), the song rows to leave out, whether the vector was folded in from seed songs, and the
+    songs that define the listener for sources outside the WMF space (played songs or seeds)."""
 
-    vector: np.ndarray
+    vector: np.ndarray | None
     exclude_rows: np.ndarray
     folded_in: bool
+    profile_rows: np.ndarray
+
+
+def source_queries(bundle, query: Query) -> dict[str, np.ndarray]:
+    """The query vector of ``query`` in each source of ``bundle`` that can answer it: the WMF
+    vector for WMF-space sources, the mean of the profile songs' vectors for the others."""
+    out = {}
+    for name, src in bundle.sources.items():
+        if src.space == WMF_SPACE:
+            if query.vector is not None:
+                out[name] = query.vector
+        else:
+            v = bundle.profile(name, query.profile_rows)
+            if v is not None:
+                out[name] = v
+    return out
 
 
 def user_query(bundle, user_id: str, seed_song_ids: Sequence[str] = (),
@@ -189,102 +200,118 @@ def user_query(bundle, user_id: str, seed_song_ids: Sequence[str] = (),
         if row is not None:
             return known_user_query(bundle, row, include_played)
         if not seeds:
-            raise NotFound(f"unknown user {user_id!r} (send seed_song_ids to get recommendations "
+            raise NotFound(f"unknown user {quote_prefix(user_id)} (send seed_song_ids to get recommendations "
                            f"for a user the model does not know)")
     elif not seeds:
         raise InvalidArgument("the request names neither a user_id nor seed_song_ids")
     rows = np.asarray(bundle.song_rows(seeds), np.int64)
     known = np.unique(rows[rows >= 0])
     if not known.size:
-        who = f"unknown user {user_id!r} and " if user_id else ""
+        who = f"unknown user {quote_prefix(user_id)} and " if user_id else ""
         raise NotFound(f"{who}none of the {len(seeds)} seed songs is known to the bundle")
-    # Played seeds fold in by their WMF factors, unplayed ones by their CNN-predicted factors.
-    usable = np.asarray([r for r in known if bundle.collab_vector(int(r)) is not None
-                         or bundle.acoustic_vector(int(r)) is not None], np.int64)
-    if not usable.size:
-        raise NotFound(f"none of the {known.size} known seed songs has plays or audio (fold-in "
-                       "needs WMF or CNN-predicted song factors)")
-    vector = np.asarray(bundle.fold_in(usable), np.float32).reshape(-1)
+    # Played seeds fold in by their WMF factors, unplayed ones by a stand-in source's vectors
+    # (the acoustic source's CNN-predicted factors); other sources use the seeds' mean vector.
+    wmf = [COLLABORATIVE, *bundle.stand_in_sources]
+    has = {name: bundle.song_vectors(name, known)[0] for name in bundle.source_names}
+    in_wmf = np.any([has[name] for name in wmf], axis=0)
+    if not np.any([h for h in has.values()], axis=0).any():
+        raise NotFound(f"none of the {known.size} known seed songs has a vector in any source "
+                       f"(fold-in needs WMF or CNN-predicted song factors)")
+    vector = (np.asarray(bundle.fold_in(known[in_wmf]), np.float32).reshape(-1) if in_wmf.any()
+              else None)
     exclude = np.zeros(0, np.int64) if include_played else known
-    return Query(vector, exclude, True)
+    return Query(vector, exclude, True, known)
 
 
 def known_user_query(bundle, user_row: int, include_played: bool = False) -> Query:
     """The query of the known user at ``user_row``: its WMF factors, excluding its played songs
     unless ``include_played``."""
-    exclude = np.zeros(0, np.int64) if include_played else np.asarray(bundle.played(user_row), np.int64)
-    return Query(np.asarray(bundle.user_vector(user_row), np.float32), exclude, False)
+    played = np.asarray(bundle.played(user_row), np.int64)
+    exclude = np.zeros(0, np.int64) if include_played else played
+    return Query(np.asarray(bundle.user_vector(user_row), np.float32), exclude, False, played)
 
 
-def recommend_for_vector(bundle, query: np.ndarray, k: int, acoustic_share: float = 0.2,
-                         diversity: float = 0.0, exclude_rows: Iterable[int] | np.ndarray = (),
-                         filters: Filters = NO_FILTERS, *,
-                         before_widening: Callable[[], None] | None = None) -> list[Item]:
-    """At most ``k`` songs for a query vector ``(n_factors,)``, best first.
+def recommend(bundle, query: Query, k: int, shares: Mapping[str, float] | None = None,
+              diversity: float = 0.0, filters: Filters = NO_FILTERS, *,
+              before_widening: Callable[[], None] | None = None) -> list[Item]:
+    """At most ``k`` songs for ``query`` (:func:`user_query`), best first.
 
-    Both indexes are searched with ``query``; ``acoustic_share`` of the list comes from the
-    acoustic one; ``diversity`` weighs the MMR re-ranking. ``exclude_rows`` are song rows never
-    returned. ``before_widening`` is called before each repeated, wider search (the server checks
-    the call's deadline there: a rare filter can widen to the whole index).
+    Every source that can answer the query is searched with its query vector
+    (:func:`source_queries`); ``shares`` (as :func:`check_shares` takes them; ``None``: the
+    bundle's defaults) set how many songs each contributes; ``diversity`` weighs the MMR
+    re-ranking; ``query.exclude_rows`` are never returned. ``before_widening`` is called before
+    each repeated, wider search (the server checks the call's deadline there: a rare filter can
+    widen to the whole index).
     """
     k = _check_k(k)
-    q = np.asarray(query, np.float32).reshape(-1)
-    return _blend(bundle, {COLLABORATIVE: q, ACOUSTIC: q}, k, check_unit("acoustic_share", acoustic_share),
-                  check_unit("diversity", diversity), exclude_rows, filters, before_widening)
+    return _blend(bundle, source_queries(bundle, query), k, check_shares(bundle, shares),
+                  check_unit("diversity", diversity), query.exclude_rows, filters, before_widening)
 
 
-def similar_songs(bundle, song_row: int, k: int, mode: str = MIXED, acoustic_share: float = 0.2,
-                  diversity: float = 0.0, filters: Filters = NO_FILTERS, *,
+def recommend_for_vector(bundle, vector: np.ndarray, k: int, shares: Mapping[str, float] | None = None,
+                         diversity: float = 0.0, exclude_rows: Sequence[int] | np.ndarray = (),
+                         filters: Filters = NO_FILTERS, *,
+                         before_widening: Callable[[], None] | None = None) -> list[Item]:
+    """:func:`recommend` for any vector ``(f,)`` in the WMF space (a user's factors, a fold-in, a
+    probe), leaving out ``exclude_rows``; sources outside the WMF space are not searched."""
+    exclude = np.asarray(exclude_rows, np.int64).reshape(-1)
+    query = Query(np.asarray(vector, np.float32).reshape(-1), exclude, False, np.zeros(0, np.int64))
+    return recommend(bundle, query, k, shares, diversity, filters, before_widening=before_widening)
+
+
+def similar_songs(bundle, song_row: int, k: int, mode: str = MIXED,
+                  shares: Mapping[str, float] | None = None, diversity: float = 0.0,
+                  filters: Filters = NO_FILTERS, *,
                   before_widening: Callable[[], None] | None = None) -> list[Item]:
     """At most ``k`` songs similar to the song at ``song_row`` (never the song itself), best first.
 
-    ``mode``: ``"collaborative"`` queries the collaborative index with the song's WMF factors,
-    ``"acoustic"`` the acoustic index with its CNN-predicted factors, ``"mixed"`` both, blended
-    under ``acoustic_share`` (a song with only one kind of vector gets that kind's neighbours).
-    Raises :class:`NotFound` when the song lacks the vector the mode needs. ``before_widening``:
-    as in :func:`recommend_for_vector`.
+    ``mode``: a source's name queries that source with the song's own vector there; ``"mixed"``
+    queries every source that has a vector for the song, blended under ``shares`` (a song
+    with only some kinds of vector gets those sources' neighbours). Raises :class:`NotFound` when
+    the song lacks the vector the mode needs. ``before_widening``: as in :func:`recommend`.
     """
     k = _check_k(k)
-    if mode not in MODES:
-        raise InvalidArgument(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
-    share = check_unit("acoustic_share", acoustic_share)
+    if mode != MIXED and not bundle.has_source(mode):
+        raise InvalidArgument(f"mode must be {MIXED!r} or one of the bundle's sources "
+                              f"({', '.join(bundle.source_names)}), got {mode!r}")
+    if mode == MIXED:
+        resolved = check_shares(bundle, shares)
+        names = bundle.source_names
+    else:
+        resolved = {name: float(name == mode) for name in bundle.source_names}
+        names = [mode]
     queries: dict[str, np.ndarray] = {}
-    if mode in (COLLABORATIVE, MIXED):
-        v = bundle.collab_vector(int(song_row))
+    for name in names:
+        v = bundle.song_vector(name, int(song_row))
         if v is not None:
-            queries[COLLABORATIVE] = np.asarray(v, np.float32).reshape(-1)
-        elif mode == COLLABORATIVE:
-            raise NotFound("the song has no plays, hence no collaborative factors; ask for "
-                           "acoustic (or mixed) similarity")
-    if mode in (ACOUSTIC, MIXED):
-        v = bundle.acoustic_vector(int(song_row))
-        if v is not None:
-            queries[ACOUSTIC] = np.asarray(v, np.float32).reshape(-1)
-        elif mode == ACOUSTIC:
-            raise NotFound("the song has no audio, hence no acoustic vector; ask for "
-                           "collaborative (or mixed) similarity")
+            queries[name] = v
     if not queries:
-        raise NotFound("the song has neither plays nor audio, so it has no neighbours")
-    if mode == COLLABORATIVE:
-        share = 0.0
-    elif mode == ACOUSTIC:
-        share = 1.0
-    return _blend(bundle, queries, k, share, check_unit("diversity", diversity), [int(song_row)], filters,
-                  before_widening)
+        if mode == MIXED:
+            raise NotFound("the song has no vector in any source, so it has no neighbours")
+        raise NotFound(f"{_WHY_MISSING.get(mode, f'the song has no {mode} vector')}; ask for another "
+                       f"source or mixed similarity")
+    return _blend(bundle, queries, k, resolved, check_unit("diversity", diversity),
+                  np.asarray([int(song_row)], np.int64), filters, before_widening)
+
+
+_WHY_MISSING = {COLLABORATIVE: "the song has no plays, hence no collaborative vector",
+                ACOUSTIC: "the song has no audio, hence no acoustic vector"}
 
 
 def candidate_count(k: int) -> int:
-    """Candidates first fetched from each index for a list of ``k``: ``max(4k, 100)``."""
+    """Candidates first fetched from each source for a list of ``k``: ``max(4k, 100)``."""
     return max(CANDIDATES_PER_ITEM * k, MIN_CANDIDATES)
 
 
-def lists_answer(lists, k: int, acoustic_share: float, diversity: float) -> bool:
+def lists_answer(bundle, lists, k: int, shares: Mapping[str, float], diversity: float) -> bool:
     """Whether default lists (a ``Bundle.lists`` entry; ``None``: none) hold the answer to a
-    request with these settings and no filters (Recommend: of a known user, played songs excluded;
-    SimilarSongs: mixed mode). The share acts only through the acoustic quota, so any share with
-    the lists' quota matches (an explicit 0.2 arrives as the float32 0.2000000030)."""
-    return (lists is not None and k == lists.k and diversity == lists.diversity
-            and acoustic_quota(k, acoustic_share) == acoustic_quota(lists.k, lists.acoustic_share))
+    request with these settings (``shares`` resolved, :func:`check_shares`) and no filters
+    (Recommend: of a known user, played songs excluded; SimilarSongs: mixed mode). Shares act only
+    through the sources' quotas, so any shares with the lists' quotas match (an explicit 0.2
+    arrives as the float32 0.2000000030)."""
+    if lists is None or k != lists.k or diversity != lists.diversity:
+        return False
+    return quotas(bundle.source_names, shares, k) == lists.quotas
 
 
 def listed_items(lists, row: int) -> list[Item]:
@@ -292,7 +319,7 @@ def listed_items(lists, row: int) -> list[Item]:
     which the caller has checked with :func:`lists_answer`."""
     rows = lists.rows[row].tolist()
     n = rows.index(-1) if -1 in rows else len(rows)
-    return [Item(r, s, Source(c)) for r, s, c in
+    return [Item(r, s, c) for r, s, c in
             zip(rows[:n], lists.scores[row, :n].tolist(), lists.sources[row, :n].tolist())]
 
 
@@ -304,8 +331,8 @@ def _check_k(k: int) -> int:
 
 
 def _index_size(bundle, name: str) -> int:
-    """Vectors in the bundle's index ``name`` (0 when the bundle has no such index)."""
-    return int(bundle.index_size(name))
+    """Vectors in the bundle's source ``name`` (0 when the bundle has no such source)."""
+    return int(bundle.source_size(name))
 
 
 class _Candidates:
@@ -347,15 +374,14 @@ class _Candidates:
         self.rows, self.scores = rows, scores
 
 
-def _blend(bundle, queries: dict[str, np.ndarray], k: int, acoustic_share: float, diversity: float,
+def _blend(bundle, queries: dict[str, np.ndarray], k: int, shares: Mapping[str, float], diversity: float,
            exclude_rows, filters: Filters, before_widening: Callable[[], None] | None = None
            ) -> list[Item]:
     exclude = np.asarray(list(exclude_rows) if not isinstance(exclude_rows, np.ndarray) else exclude_rows,
                          np.int64)
     if exclude.size > 1 and not (exclude[1:] > exclude[:-1]).all():  # (played songs come sorted)
         exclude = np.unique(exclude)
-    quota = {ACOUSTIC: acoustic_quota(k, acoustic_share)}
-    quota[COLLABORATIVE] = k - quota[ACOUSTIC]
+    quota = quotas(bundle.source_names, shares, k)
     catalog: dict[int, dict | None] = {}
     top = candidate_count(k)
     cands = [_Candidates(bundle, name, q, exclude, filters, catalog, top)
@@ -390,12 +416,16 @@ def _select(bundle, cands: list["_Candidates"], quota: dict[str, int], k: int,
         picks = _mmr_picks(bundle, rows, src, rel, left, k, diversity)
     else:
         picks = _quota_picks(cands, left, k)
-    # a song both lists hold is scored with the higher of its two scores and marked BOTH
+    # a song several lists hold is scored with the highest of its scores and marked with each
     by_list = [dict(zip(c.rows.tolist(), c.scores.tolist())) for c in cands]
+    bits = [bundle.sources[c.name].bit for c in cands]
     items = []
     for r, s in picks:
-        found = [d[r] for d in by_list if r in d]
-        items.append(Item(r, max(found), Source.BOTH if len(found) > 1 else _SOURCE_OF[cands[s].name]))
+        found = [(d[r], b) for d, b in zip(by_list, bits) if r in d]
+        mask = 0
+        for _, b in found:
+            mask |= b
+        items.append(Item(r, max(f for f, _ in found), mask))
     return items
 
 

@@ -42,7 +42,14 @@ class Filters(_message.Message):
     def __init__(self, genres: _Optional[_Iterable[str]] = ..., min_year: _Optional[int] = ..., max_year: _Optional[int] = ..., exclude_artists: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RecommendRequest(_message.Message):
-    __slots__ = ("user_id", "seed_song_ids", "k", "acoustic_share", "diversity", "include_played", "filters")
+    __slots__ = ("user_id", "seed_song_ids", "k", "acoustic_share", "diversity", "include_played", "filters", "shares")
+    class SharesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     SEED_SONG_IDS_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
@@ -50,6 +57,7 @@ class RecommendRequest(_message.Message):
     DIVERSITY_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_PLAYED_FIELD_NUMBER: _ClassVar[int]
     FILTERS_FIELD_NUMBER: _ClassVar[int]
+    SHARES_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     seed_song_ids: _containers.RepeatedScalarFieldContainer[str]
     k: int
@@ -57,10 +65,11 @@ class RecommendRequest(_message.Message):
     diversity: float
     include_played: bool
     filters: Filters
-    def __init__(self, user_id: _Optional[str] = ..., seed_song_ids: _Optional[_Iterable[str]] = ..., k: _Optional[int] = ..., acoustic_share: _Optional[float] = ..., diversity: _Optional[float] = ..., include_played: _Optional[bool] = ..., filters: _Optional[_Union[Filters, _Mapping]] = ...) -> None: ...
+    shares: _containers.ScalarMap[str, float]
+    def __init__(self, user_id: _Optional[str] = ..., seed_song_ids: _Optional[_Iterable[str]] = ..., k: _Optional[int] = ..., acoustic_share: _Optional[float] = ..., diversity: _Optional[float] = ..., include_played: _Optional[bool] = ..., filters: _Optional[_Union[Filters, _Mapping]] = ..., shares: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class ScoredSong(_message.Message):
-    __slots__ = ("song_id", "title", "artist", "genre", "year", "score", "source")
+    __slots__ = ("song_id", "title", "artist", "genre", "year", "score", "source", "sources")
     SONG_ID_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     ARTIST_FIELD_NUMBER: _ClassVar[int]
@@ -68,6 +77,7 @@ class ScoredSong(_message.Message):
     YEAR_FIELD_NUMBER: _ClassVar[int]
     SCORE_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
+    SOURCES_FIELD_NUMBER: _ClassVar[int]
     song_id: str
     title: str
     artist: str
@@ -75,7 +85,8 @@ class ScoredSong(_message.Message):
     year: int
     score: float
     source: Source
-    def __init__(self, song_id: _Optional[str] = ..., title: _Optional[str] = ..., artist: _Optional[str] = ..., genre: _Optional[str] = ..., year: _Optional[int] = ..., score: _Optional[float] = ..., source: _Optional[_Union[Source, str]] = ...) -> None: ...
+    sources: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, song_id: _Optional[str] = ..., title: _Optional[str] = ..., artist: _Optional[str] = ..., genre: _Optional[str] = ..., year: _Optional[int] = ..., score: _Optional[float] = ..., source: _Optional[_Union[Source, str]] = ..., sources: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RecommendResponse(_message.Message):
     __slots__ = ("songs", "bundle_version", "folded_in")
@@ -88,20 +99,31 @@ class RecommendResponse(_message.Message):
     def __init__(self, songs: _Optional[_Iterable[_Union[ScoredSong, _Mapping]]] = ..., bundle_version: _Optional[str] = ..., folded_in: _Optional[bool] = ...) -> None: ...
 
 class SimilarSongsRequest(_message.Message):
-    __slots__ = ("song_id", "k", "mode", "acoustic_share", "diversity", "filters")
+    __slots__ = ("song_id", "k", "mode", "acoustic_share", "diversity", "filters", "shares", "source")
+    class SharesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     SONG_ID_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     ACOUSTIC_SHARE_FIELD_NUMBER: _ClassVar[int]
     DIVERSITY_FIELD_NUMBER: _ClassVar[int]
     FILTERS_FIELD_NUMBER: _ClassVar[int]
+    SHARES_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
     song_id: str
     k: int
     mode: SimilarityMode
     acoustic_share: float
     diversity: float
     filters: Filters
-    def __init__(self, song_id: _Optional[str] = ..., k: _Optional[int] = ..., mode: _Optional[_Union[SimilarityMode, str]] = ..., acoustic_share: _Optional[float] = ..., diversity: _Optional[float] = ..., filters: _Optional[_Union[Filters, _Mapping]] = ...) -> None: ...
+    shares: _containers.ScalarMap[str, float]
+    source: str
+    def __init__(self, song_id: _Optional[str] = ..., k: _Optional[int] = ..., mode: _Optional[_Union[SimilarityMode, str]] = ..., acoustic_share: _Optional[float] = ..., diversity: _Optional[float] = ..., filters: _Optional[_Union[Filters, _Mapping]] = ..., shares: _Optional[_Mapping[str, float]] = ..., source: _Optional[str] = ...) -> None: ...
 
 class SimilarSongsResponse(_message.Message):
     __slots__ = ("songs", "bundle_version")
@@ -126,7 +148,7 @@ class GenreScore(_message.Message):
     def __init__(self, genre: _Optional[str] = ..., confidence: _Optional[float] = ...) -> None: ...
 
 class Song(_message.Message):
-    __slots__ = ("song_id", "title", "artist", "release", "year", "genre", "has_plays", "has_audio", "genre_scores")
+    __slots__ = ("song_id", "title", "artist", "release", "year", "genre", "has_plays", "has_audio", "genre_scores", "sources")
     SONG_ID_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     ARTIST_FIELD_NUMBER: _ClassVar[int]
@@ -136,6 +158,7 @@ class Song(_message.Message):
     HAS_PLAYS_FIELD_NUMBER: _ClassVar[int]
     HAS_AUDIO_FIELD_NUMBER: _ClassVar[int]
     GENRE_SCORES_FIELD_NUMBER: _ClassVar[int]
+    SOURCES_FIELD_NUMBER: _ClassVar[int]
     song_id: str
     title: str
     artist: str
@@ -145,7 +168,8 @@ class Song(_message.Message):
     has_plays: bool
     has_audio: bool
     genre_scores: _containers.RepeatedCompositeFieldContainer[GenreScore]
-    def __init__(self, song_id: _Optional[str] = ..., title: _Optional[str] = ..., artist: _Optional[str] = ..., release: _Optional[str] = ..., year: _Optional[int] = ..., genre: _Optional[str] = ..., has_plays: _Optional[bool] = ..., has_audio: _Optional[bool] = ..., genre_scores: _Optional[_Iterable[_Union[GenreScore, _Mapping]]] = ...) -> None: ...
+    sources: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, song_id: _Optional[str] = ..., title: _Optional[str] = ..., artist: _Optional[str] = ..., release: _Optional[str] = ..., year: _Optional[int] = ..., genre: _Optional[str] = ..., has_plays: _Optional[bool] = ..., has_audio: _Optional[bool] = ..., genre_scores: _Optional[_Iterable[_Union[GenreScore, _Mapping]]] = ..., sources: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class GetSongResponse(_message.Message):
     __slots__ = ("song",)
@@ -158,7 +182,7 @@ class GetBundleInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class IndexInfo(_message.Message):
-    __slots__ = ("name", "spec", "vectors", "dimension", "search_params", "recall_at_10")
+    __slots__ = ("name", "spec", "vectors", "dimension", "search_params", "recall_at_10", "covers_cold", "space", "default_share")
     class SearchParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -172,28 +196,43 @@ class IndexInfo(_message.Message):
     DIMENSION_FIELD_NUMBER: _ClassVar[int]
     SEARCH_PARAMS_FIELD_NUMBER: _ClassVar[int]
     RECALL_AT_10_FIELD_NUMBER: _ClassVar[int]
+    COVERS_COLD_FIELD_NUMBER: _ClassVar[int]
+    SPACE_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_SHARE_FIELD_NUMBER: _ClassVar[int]
     name: str
     spec: str
     vectors: int
     dimension: int
     search_params: _containers.ScalarMap[str, str]
     recall_at_10: float
-    def __init__(self, name: _Optional[str] = ..., spec: _Optional[str] = ..., vectors: _Optional[int] = ..., dimension: _Optional[int] = ..., search_params: _Optional[_Mapping[str, str]] = ..., recall_at_10: _Optional[float] = ...) -> None: ...
+    covers_cold: bool
+    space: str
+    default_share: float
+    def __init__(self, name: _Optional[str] = ..., spec: _Optional[str] = ..., vectors: _Optional[int] = ..., dimension: _Optional[int] = ..., search_params: _Optional[_Mapping[str, str]] = ..., recall_at_10: _Optional[float] = ..., covers_cold: _Optional[bool] = ..., space: _Optional[str] = ..., default_share: _Optional[float] = ...) -> None: ...
 
 class DefaultListInfo(_message.Message):
-    __slots__ = ("kind", "k", "acoustic_share", "diversity")
+    __slots__ = ("kind", "k", "acoustic_share", "diversity", "shares")
+    class SharesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     KIND_FIELD_NUMBER: _ClassVar[int]
     K_FIELD_NUMBER: _ClassVar[int]
     ACOUSTIC_SHARE_FIELD_NUMBER: _ClassVar[int]
     DIVERSITY_FIELD_NUMBER: _ClassVar[int]
+    SHARES_FIELD_NUMBER: _ClassVar[int]
     kind: str
     k: int
     acoustic_share: float
     diversity: float
-    def __init__(self, kind: _Optional[str] = ..., k: _Optional[int] = ..., acoustic_share: _Optional[float] = ..., diversity: _Optional[float] = ...) -> None: ...
+    shares: _containers.ScalarMap[str, float]
+    def __init__(self, kind: _Optional[str] = ..., k: _Optional[int] = ..., acoustic_share: _Optional[float] = ..., diversity: _Optional[float] = ..., shares: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class GetBundleInfoResponse(_message.Message):
-    __slots__ = ("version", "created_at", "users", "songs", "songs_with_plays", "songs_with_audio", "indexes", "source_runs", "default_lists")
+    __slots__ = ("version", "created_at", "users", "songs", "songs_with_plays", "songs_with_audio", "indexes", "source_runs", "default_lists", "format_version")
     class SourceRunsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -210,6 +249,7 @@ class GetBundleInfoResponse(_message.Message):
     INDEXES_FIELD_NUMBER: _ClassVar[int]
     SOURCE_RUNS_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_LISTS_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_VERSION_FIELD_NUMBER: _ClassVar[int]
     version: str
     created_at: str
     users: int
@@ -219,7 +259,8 @@ class GetBundleInfoResponse(_message.Message):
     indexes: _containers.RepeatedCompositeFieldContainer[IndexInfo]
     source_runs: _containers.ScalarMap[str, str]
     default_lists: _containers.RepeatedCompositeFieldContainer[DefaultListInfo]
-    def __init__(self, version: _Optional[str] = ..., created_at: _Optional[str] = ..., users: _Optional[int] = ..., songs: _Optional[int] = ..., songs_with_plays: _Optional[int] = ..., songs_with_audio: _Optional[int] = ..., indexes: _Optional[_Iterable[_Union[IndexInfo, _Mapping]]] = ..., source_runs: _Optional[_Mapping[str, str]] = ..., default_lists: _Optional[_Iterable[_Union[DefaultListInfo, _Mapping]]] = ...) -> None: ...
+    format_version: int
+    def __init__(self, version: _Optional[str] = ..., created_at: _Optional[str] = ..., users: _Optional[int] = ..., songs: _Optional[int] = ..., songs_with_plays: _Optional[int] = ..., songs_with_audio: _Optional[int] = ..., indexes: _Optional[_Iterable[_Union[IndexInfo, _Mapping]]] = ..., source_runs: _Optional[_Mapping[str, str]] = ..., default_lists: _Optional[_Iterable[_Union[DefaultListInfo, _Mapping]]] = ..., format_version: _Optional[int] = ...) -> None: ...
 
 class PingRequest(_message.Message):
     __slots__ = ()

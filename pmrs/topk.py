@@ -1,4 +1,5 @@
-"""Top-k recommendation from WMF factors, in memory (the gRPC server uses FAISS indexes instead)."""
+"""Top-k by inner product over factors in memory, and a user's most played songs: the small
+helpers the demo and the evaluation use on a model run (serving uses ``pmrs.Recommender``)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import scipy.sparse as sp
 
 
-def recommend(user_factor: np.ndarray, song_factors: np.ndarray, k: int,
+def top_k(user_factor: np.ndarray, song_factors: np.ndarray, k: int,
               exclude: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` songs with the highest ``x_u . y_i``, best first, skipping ``exclude``.
 

@@ -1,0 +1,365 @@
+"""``indexer build``: the latest WMF and CNN runs (and any extra sources) -> ``bundles/<version>/``,
+then ``bundles/CURRENT``.
+
+The bundle contract (files, manifest, ``CURRENT``) is ``pmrs.serving.contract`` and docs/DESIGN.md;
+this module writes exactly that. In short: the song universe is the union of the songs of every
+source (sorted bytes ids; a song's *row* is its index there); the users, their factors and the
+CSR of each user's played song rows come from the WMF run and the work directory's interactions;
+one FAISS index per source (collaborative: WMF song factors; acoustic: CNN-predicted factors;
+others as given) with its recall@10 against exact search measured and its search parameter raised
+until the target recall is reached; a snapshot of ``catalog.lmdb``; the default lists; and a
+``manifest.json`` with the sha256 of every file.
+
+Everything is written under a hidden ``bundles/.<version>.*.partial`` directory, fsynced and
+renamed to ``bundles/<version>``; only then is ``bundles/CURRENT`` replaced (temp file +
+``os.replace``). A failure or an interrupt at any point removes the partial directory and leaves
+``CURRENT`` and every older bundle as they were. One build at a time holds ``bundles/.lock``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import faiss
+import numpy as np
+from tqdm.auto import tqdm
+
+from ..acoustic.runs import CNN_DIR
+from ..artifacts import new_run_name, resolve_run, save_npy, sha256_file, write_json
+from ..interactions import INTERACTIONS_DIR, Interactions
+from ..serving import contract as C
+from ..serving.bundle import Bundle
+from ..serving.default_lists import compute_default_lists
+from ..wmf import WMF_DIR, load_run
+from .config import IndexerConfig
+from .inputs import check_acoustic, cnn_inputs, resolve_cnn_run, rows_of, sorted_order
+from .specs import build_chosen_index
+
+log = logging.getLogger(__name__)
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+@dataclass
+class SourceInput:
+    """A source to put in a bundle besides the collaborative one (docs/DESIGN.md, "Sources").
+
+    song_ids: ``(n,)`` fixed-width bytes, unique (any order). vectors: ``(n, d)`` float32.
+    space: ``contract.WMF_SPACE`` when the vectors live in the WMF latent space (queried with
+        user factors), else any other name (queried with the mean vector of a user's songs).
+    covers_cold: the source has vectors for songs nobody played.
+    spec: a FAISS ``index_factory`` string; ``None``: the automatic choice.
+    default_share: the share of a default list it contributes.
+    embeddings, genre_probs, genres: per-song extras (the acoustic source's): L2-normalised MMR
+        embeddings ``(n, e)`` and genre-head probabilities ``(n, g)`` with their genre names.
+    """
+
+    name: str
+    song_ids: np.ndarray
+    vectors: np.ndarray
+    space: str
+    covers_cold: bool = True
+    spec: str | None = None
+    default_share: float = 0.0
+    embeddings: np.ndarray | None = None
+    genre_probs: np.ndarray | None = None
+    genres: list[str] = field(default_factory=list)
+    origin: str = "injected"
+
+
+def _utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def build_bundle(workdir: str | os.PathLike, cfg: IndexerConfig | None = None,
+                 wmf_run: str | None = None, cnn_run: str | None = None,
+                 acoustic_override: dict | None = None, extra_sources: Sequence[SourceInput] = (),
+                 show_progress: bool | None = None) -> Path:
+    """Build ``<workdir>/bundles/<version>/`` (docs/SERVING.md) and point ``CURRENT`` at it.
+
+    Parameters
+    ----------
+    workdir: the work directory (``interactions/``, ``models/``, ``catalog.lmdb``).
+    cfg: index settings; ``None``: the defaults.
+    wmf_run, cnn_run: run names or paths; ``None``: the latest run. With no CNN run at all the
+        bundle is collaborative only (no acoustic files, ``source_runs.cnn`` null).
+    acoustic_override: for benchmarks: a dict like ``load_predictions``'s (``song_ids``,
+        ``factors``, optional ``embeddings``, ``genre_probs``, ``genres``, ``source``) used
+        instead of a CNN run's predictions.
+    extra_sources: more sources (``SourceInput``), after the collaborative and acoustic ones.
+    show_progress: a progress bar over the build steps (default: on a terminal).
+
+    Returns the bundle's directory.
+    """
+    cfg = cfg or IndexerConfig()
+    workdir = Path(workdir)
+    bundles = C.bundles_dir(workdir)
+    if show_progress is None:
+        show_progress = sys.stderr.isatty()
+    t_start = time.perf_counter()
+
+    with C.build_lock(workdir):
+        C.remove_stale_partials(workdir)
+        version = new_run_name()
+        while (bundles / version).exists():
+            version = new_run_name()
+        final = bundles / version
+        tmp = Path(tempfile.mkdtemp(prefix=f".{version}.", suffix=".partial", dir=bundles))
+        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700; a server may run as another user
+        try:
+            with tqdm(total=8 + len(extra_sources), desc="indexer build", unit="step", disable=not show_progress) as bar:
+                manifest = _assemble(tmp, workdir, cfg, version, wmf_run, cnn_run, acoustic_override,
+                                     list(extra_sources), bar)
+                bar.set_postfix_str("default lists")
+                if cfg.default_lists:
+                    manifest["default_lists"] = _write_default_lists(tmp, manifest, cfg, show_progress)
+                bar.update()
+                manifest["build_seconds"] = round(time.perf_counter() - t_start, 3)
+                bar.set_postfix_str("checksums")
+                manifest["checksums"] = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+                write_json(tmp / C.MANIFEST_FILE, manifest)
+                for p in tmp.iterdir():
+                    if p.is_file():
+                        C.fsync_path(p)
+                C.fsync_path(tmp)
+                bar.update()
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        try:
+            C.fsync_path(bundles)
+            C.switch_current(workdir, version)
+        except BaseException:
+            if _current_or_none(workdir) != version:  # never served: leave no trace
+                shutil.rmtree(final, ignore_errors=True)
+            raise
+        log.info("bundle %s is CURRENT (%.1f s)", version, time.perf_counter() - t_start)
+        C.prune_bundles(workdir, cfg.keep)
+    return final
+
+
+def _current_or_none(workdir: Path) -> str | None:
+    try:
+        return C.read_current(workdir)
+    except C.ContractError:
+        return None
+
+
+def _write_default_lists(tmp: Path, manifest: dict, cfg: IndexerConfig, show_progress: bool) -> dict:
+    """Compute the default lists of both kinds over the bundle in ``tmp`` (opened with a
+    provisional manifest), save them, and return their manifest entry."""
+    entry = {}
+    write_json(tmp / C.MANIFEST_FILE, manifest)
+    with Bundle.open(tmp, threads=None) as bundle:
+        d = bundle.defaults
+        shares = C.resolve_shares(bundle.source_names, d.shares)
+        for kind, diversity in (("recommend", d.diversity), ("similar", d.similar_diversity)):
+            t0 = time.perf_counter()
+            lists = compute_default_lists(bundle, kind, k=d.k, shares=shares, diversity=diversity,
+                                          workers=cfg.list_workers, show_progress=show_progress)
+            for part, name in C.list_files(kind).items():
+                save_npy(tmp / name, lists[part])
+            entry[kind] = {"k": d.k, "shares": shares, "diversity": diversity,
+                           "seconds": round(time.perf_counter() - t0, 3)}
+            log.info("default %s lists: %d rows in %.1f s", kind, len(lists["rows"]), entry[kind]["seconds"])
+    (tmp / C.MANIFEST_FILE).unlink()  # the final one, with checksums, is written last
+    return entry
+
+
+def _acoustic_source(workdir: Path, cnn_run: str | None, acoustic_override: dict | None, wmf_dir: Path,
+                     k: int, cfg: IndexerConfig) -> SourceInput | None:
+    if acoustic_override is not None:
+        pred = check_acoustic(acoustic_override)
+    else:
+        cnn_dir = resolve_cnn_run(workdir, cnn_run)
+        if cnn_dir is None:
+            log.warning("no CNN run under %s: building a bundle without the acoustic source",
+                        workdir / CNN_DIR)
+            return None
+        pred = check_acoustic(cnn_inputs(cnn_dir, wmf_dir, k))
+        pred["source"] = str(cnn_dir.resolve())
+    if pred["factors"].shape[1] != k:
+        raise ValueError(f"acoustic vectors have {pred['factors'].shape[1]} dimensions, the WMF run {k}")
+    return SourceInput(C.ACOUSTIC, pred["song_ids"], pred["factors"], C.WMF_SPACE, covers_cold=True,
+                       spec=cfg.acoustic_spec, default_share=cfg.default_acoustic_share,
+                       embeddings=pred["embeddings"], genre_probs=pred["genre_probs"],
+                       genres=list(pred["genres"]), origin=pred["source"])
+
+
+def _checked_source(src: SourceInput) -> SourceInput:
+    """``src`` with its ids sorted (vectors and extras in the same order), validated."""
+    ids = np.asarray(src.song_ids)
+    if ids.dtype.kind == "U":
+        ids = np.char.encode(ids, "utf-8")
+    order = sorted_order(ids, f"{src.name} song ids")
+    take = (lambda a: a) if order is None else (lambda a: np.asarray(a)[order])
+    vectors = np.ascontiguousarray(take(src.vectors), dtype=np.float32)
+    if vectors.ndim != 2 or len(vectors) != len(ids):
+        raise ValueError(f"source {src.name!r}: vectors of shape {vectors.shape} for {len(ids)} songs")
+    if not np.isfinite(vectors).all():
+        raise ValueError(f"source {src.name!r}: vectors hold NaN or infinite values")
+    if not src.name or not src.name.replace("_", "").isalnum() or src.name != src.name.lower():
+        raise ValueError(f"source names are lower-case letters, digits and _, got {src.name!r}")
+    extras = {key: None if getattr(src, key) is None else np.ascontiguousarray(take(getattr(src, key)),
+                                                                               dtype=np.float32)
+              for key in ("embeddings", "genre_probs")}
+    return SourceInput(src.name, ids if order is None else ids[order], vectors, src.space, src.covers_cold,
+                       src.spec, src.default_share, extras["embeddings"], extras["genre_probs"],
+                       list(src.genres), src.origin)
+
+
+def _assemble(tmp: Path, workdir: Path, cfg: IndexerConfig, version: str, wmf_run: str | None,
+              cnn_run: str | None, acoustic_override: dict | None, extra: list[SourceInput], bar) -> dict:
+    """Write every bundle file into ``tmp``; return the manifest without checksums."""
+    # -- inputs ---------------------------------------------------------------------------------
+    bar.set_postfix_str("inputs")
+    wmf_dir = resolve_run(workdir / WMF_DIR, wmf_run)
+    model, wmf_users, wmf_songs = load_run(wmf_dir, mmap=True)
+    k = model.song_factors.shape[1]
+    acoustic = _acoustic_source(workdir, cnn_run, acoustic_override, wmf_dir, k, cfg)
+    others = ([acoustic] if acoustic is not None else []) + [_checked_source(s) for s in extra]
+    names = [C.COLLABORATIVE] + [s.name for s in others]
+    if len(set(names)) != len(names):
+        raise ValueError(f"source names must be distinct, got {names}")
+    if len(names) > C.MAX_SOURCES:
+        raise ValueError(f"a bundle holds at most {C.MAX_SOURCES} sources, got {len(names)}")
+    log.info("WMF run %s: %d users, %d songs, %d factors; other sources: %s", wmf_dir.name, len(wmf_users),
+             len(wmf_songs), k, ", ".join(f"{s.name} ({len(s.song_ids)} songs)" for s in others) or "none")
+    bar.update()
+
+    # -- ids, users -----------------------------------------------------------------------------
+    bar.set_postfix_str("ids and users")
+    song_order = sorted_order(wmf_songs, "WMF song ids")
+    user_order = sorted_order(wmf_users, "WMF user ids")
+    wmf_songs_sorted = wmf_songs if song_order is None else wmf_songs[song_order]
+    universe = wmf_songs_sorted
+    for s in others:
+        universe = np.union1d(universe, s.song_ids)
+    user_ids = wmf_users if user_order is None else wmf_users[user_order]
+    save_npy(tmp / C.SONG_IDS_FILE, np.ascontiguousarray(universe))
+    save_npy(tmp / C.USER_IDS_FILE, np.ascontiguousarray(user_ids))
+    user_factors = model.user_factors if user_order is None else model.user_factors[user_order]
+    save_npy(tmp / C.USER_FACTORS_FILE, np.ascontiguousarray(user_factors, dtype=np.float32))
+    bar.update()
+
+    # -- played songs ---------------------------------------------------------------------------
+    bar.set_postfix_str("played songs")
+    inter = Interactions.load(workdir / INTERACTIONS_DIR)
+    if len(inter.user_ids) != len(user_ids) or not np.array_equal(inter.user_ids, user_ids):
+        raise ValueError(f"the interactions in {workdir / INTERACTIONS_DIR} ({inter.n_users} users) are "
+                         f"not the users of WMF run {wmf_dir.name} ({len(user_ids)}); the data was "
+                         "re-ingested since: retrain WMF (`pmrs train-wmf`) or pass the matching --wmf-run")
+    try:
+        col_rows = rows_of(universe, inter.song_ids).astype(np.int32)
+    except ValueError:
+        raise ValueError(f"the interactions name songs WMF run {wmf_dir.name} does not know; the data "
+                         "was re-ingested since: retrain WMF (`pmrs train-wmf`)") from None
+    m = inter.matrix
+    played_indices = col_rows[m.indices]  # monotone map of sorted columns: rows stay sorted
+    indptr = m.indptr.astype(np.int64)
+    save_npy(tmp / C.PLAYED_INDPTR_FILE, indptr)
+    save_npy(tmp / C.PLAYED_INDICES_FILE, played_indices)
+    songs_with_plays = int(np.count_nonzero(np.bincount(played_indices, minlength=len(universe))))
+    n_plays = int(m.nnz)
+    del inter, m
+    bar.update()
+
+    # -- sources --------------------------------------------------------------------------------
+    rng = np.random.default_rng(cfg.seed)
+    collab_vectors = np.ascontiguousarray(
+        model.song_factors if song_order is None else model.song_factors[song_order], dtype=np.float32)
+    n_q = min(cfg.recall_queries, len(user_ids))
+    sampled_users = np.sort(rng.choice(len(user_ids), n_q, replace=False))
+    user_q = np.asarray(user_factors[sampled_users], dtype=np.float32)
+    collab = SourceInput(C.COLLABORATIVE, wmf_songs_sorted, collab_vectors, C.WMF_SPACE, covers_cold=False,
+                         spec=cfg.collaborative_spec, origin=str(wmf_dir.resolve()))
+    sources: dict[str, dict] = {}
+    genres: list[str] = []
+    emb_dim = None
+    for src in [collab] + others:
+        bar.set_postfix_str(f"{src.name} index")
+        rows = rows_of(universe, src.song_ids).astype(np.int32)
+        files = C.source_files(src.name)
+        save_npy(tmp / files["rows"], rows)
+        save_npy(tmp / files["vectors"], src.vectors)
+        # recall is held for both kinds of query a source answers: users (Recommend) and songs
+        # (SimilarSongs, whose query is the song's own vector in that source)
+        if src.space == C.WMF_SPACE:
+            users_q = user_q
+        else:
+            users_q = _profile_queries(src, rows, sampled_users, indptr, played_indices)
+        n_songs_q = min(max(1, n_q // 2), len(src.vectors))
+        queries = {"users": users_q,
+                   "songs": src.vectors[np.sort(rng.choice(len(src.vectors), n_songs_q, replace=False))]}
+        index, entry = build_chosen_index(src.vectors, src.spec, queries, cfg)
+        faiss.write_index(index, str(tmp / files["index"]))
+        del index
+        desc = {"space": src.space, "covers_cold": bool(src.covers_cold), "files": files,
+                "index": {"file": files["index"], **entry}, "origin": src.origin}
+        if src.embeddings is not None and emb_dim is None:
+            save_npy(tmp / C.EMBEDDINGS_FILE, src.embeddings)
+            desc["embeddings"] = C.EMBEDDINGS_FILE
+            emb_dim = int(src.embeddings.shape[1])
+            if src.genre_probs is not None:
+                if src.genres and len(src.genres) != src.genre_probs.shape[1]:
+                    raise ValueError(f"{len(src.genres)} genre names for {src.genre_probs.shape[1]} "
+                                     "genre probabilities")
+                save_npy(tmp / C.GENRE_PROBS_FILE, src.genre_probs)
+                desc["genre_probs"] = C.GENRE_PROBS_FILE
+                genres = list(src.genres)
+        sources[src.name] = desc
+        bar.update()
+
+    # -- catalog --------------------------------------------------------------------------------
+    bar.set_postfix_str("catalog")
+    catalog = workdir / C.CATALOG_FILE
+    if catalog.is_file():
+        shutil.copyfile(catalog, tmp / C.CATALOG_FILE)
+    else:
+        log.warning("no %s: the bundle has no catalog (songs() gives ids only)", catalog)
+    bar.update()
+
+    defaults = cfg.defaults({s.name: s.default_share for s in others if s.name != C.ACOUSTIC})
+    return {
+        "format_version": C.FORMAT_VERSION, "version": version, "created_at": _utc_now(),
+        "source_runs": {"wmf": str(wmf_dir.resolve()),
+                        "cnn": acoustic.origin if acoustic is not None else None},
+        "wmf_config": asdict(model.config),
+        "counts": {"users": int(len(user_ids)), "songs": int(len(universe)),
+                   "songs_with_plays": songs_with_plays, "songs_with_factors": int(len(collab_vectors)),
+                   "songs_with_audio": 0 if acoustic is None else int(len(acoustic.song_ids)),
+                   "plays": n_plays},
+        "dimensions": {"factors": int(k), "embedding": emb_dim},
+        "genres": genres,
+        "catalog": C.CATALOG_FILE if catalog.is_file() else None,
+        "sources": sources,
+        "defaults": defaults.to_manifest(),
+        "indexer_config": asdict(cfg),
+    }
+
+
+def _profile_queries(src: SourceInput, rows: np.ndarray, users: np.ndarray, indptr: np.ndarray,
+                     played: np.ndarray) -> np.ndarray:
+    """The queries of sampled ``users`` in a source outside the WMF space: the mean vector of each
+    user's played songs that the source has (users with none are left out)."""
+    out = []
+    for u in users.tolist():
+        songs = played[indptr[u]:indptr[u + 1]]
+        pos = np.minimum(np.searchsorted(rows, songs), len(rows) - 1)
+        hit = pos[rows[pos] == songs]
+        if len(hit):
+            out.append(src.vectors[hit].mean(axis=0))
+    if not out:
+        return src.vectors[:1]
+    return np.asarray(out, dtype=np.float32)

@@ -1,0 +1,98 @@
+"""What a bundle is built from: a WMF run, a CNN run's predictions (or injected vectors), sorted
+id arrays and the rows of ids in the song universe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..acoustic.runs import CNN_DIR, load_predictions
+from ..acoustic.stages import PREDICTIONS_DIR
+from ..artifacts import list_runs, read_json, resolve_run
+
+
+
+def sorted_order(ids: np.ndarray, what: str) -> np.ndarray | None:
+    """``None`` when ``ids`` is sorted and unique, else the order that sorts it (duplicates: error)."""
+    ids = np.asarray(ids)
+    if ids.dtype.kind != "S":
+        raise TypeError(f"{what}: ids must be fixed-width bytes, got dtype {ids.dtype}")
+    if len(ids) < 2 or bool((ids[1:] > ids[:-1]).all()):
+        return None
+    order = np.argsort(ids, kind="stable")
+    s = ids[order]
+    if bool((s[1:] == s[:-1]).any()):
+        raise ValueError(f"{what}: duplicate ids")
+    return order
+
+
+def rows_of(universe: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Rows of ``ids`` in the sorted ``universe``; every id must be there."""
+    rows = np.searchsorted(universe, ids)
+    ok = rows < len(universe)
+    ok[ok] = universe[rows[ok]] == np.asarray(ids)[ok]
+    if not ok.all():
+        raise ValueError(f"{int((~ok).sum())} ids missing from the song universe")
+    return rows
+
+
+def resolve_cnn_run(workdir: Path, cnn_run: str | None) -> Path | None:
+    parent = workdir / CNN_DIR
+    if cnn_run:
+        return resolve_run(parent, cnn_run)
+    runs = list_runs(parent)
+    return runs[-1] if runs else None
+
+
+def cnn_inputs(cnn_dir: Path, wmf_dir: Path, k: int) -> dict:
+    pred_dir = cnn_dir / PREDICTIONS_DIR
+    if not (pred_dir / "song_ids.npy").is_file():
+        raise FileNotFoundError(f"CNN run {cnn_dir} has no predictions; run `pmrs predict "
+                                f"--cnn-run {cnn_dir.name}` first")
+    history = read_json(cnn_dir / "history.json") if (cnn_dir / "history.json").is_file() else {}
+    trained_on = history.get("wmf_run")
+    if trained_on and Path(trained_on).name != wmf_dir.name:
+        raise ValueError(
+            f"CNN run {cnn_dir.name} predicts the factors of WMF run {Path(trained_on).name}, but the "
+            f"bundle's WMF run is {wmf_dir.name}; their latent spaces differ. Pass --wmf-run "
+            f"{Path(trained_on).name}, or retrain the CNN on {wmf_dir.name} (`pmrs train-cnn`, `pmrs predict`)")
+    pred = dict(load_predictions(pred_dir))
+    pred["genres"] = list(history.get("genres") or [])
+    pred["source"] = str(cnn_dir)
+    if pred["factors"].shape[1] != k:
+        raise ValueError(f"CNN predictions have {pred['factors'].shape[1]} factors, the WMF run {k}")
+    return pred
+
+
+def check_acoustic(pred: dict) -> dict:
+    """Sort and validate predictions (or an injected override) as the bundle stores them."""
+    ids = np.asarray(pred["song_ids"])
+    if ids.dtype.kind == "U":
+        ids = np.char.encode(ids, "ascii")
+    order = sorted_order(ids, "acoustic song ids")
+    take = (lambda a: a) if order is None else (lambda a: np.asarray(a)[order])
+    factors = np.asarray(take(pred["factors"]), dtype=np.float32)
+    n = len(ids)
+    if factors.ndim != 2 or len(factors) != n:
+        raise ValueError(f"acoustic factors have shape {factors.shape} for {n} songs")
+    emb = pred.get("embeddings")
+    if emb is None:  # an injected override without embeddings: the factors' directions
+        emb = factors
+    emb = np.asarray(take(emb), dtype=np.float32)
+    if len(emb) != n:
+        raise ValueError(f"embeddings have {len(emb)} rows for {n} songs")
+    norms = np.linalg.norm(emb, axis=1, keepdims=True)
+    emb = np.where(norms > 0, emb / np.where(norms > 0, norms, 1), 0).astype(np.float32)
+    genre = pred.get("genre_probs")
+    genres = list(pred.get("genres") or [])
+    if genre is not None:
+        genre = np.asarray(take(genre), dtype=np.float32)
+        if len(genre) != n:
+            raise ValueError(f"genre_probs has {len(genre)} rows for {n} songs")
+        if genres and len(genres) != genre.shape[1]:
+            raise ValueError(f"{len(genres)} genre names for {genre.shape[1]} genre probabilities")
+    return {"song_ids": ids if order is None else ids[order], "factors": factors, "embeddings": emb,
+            "genre_probs": genre, "genres": genres, "source": pred.get("source", "injected")}
+
+

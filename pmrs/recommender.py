@@ -1,0 +1,325 @@
+"""``pmrs.Recommender``: the public Python API over a bundle.
+
+One object answers the questions PMRS answers, with the same verbs everywhere (implicit's
+``recommend`` / ``similar_items`` in PMRS's terms): :meth:`Recommender.recommend`,
+:meth:`Recommender.similar_songs`, :meth:`Recommender.song` and :meth:`Recommender.info`. It
+takes song and user ids and returns plain dataclasses with song ids, and it owns the decision to
+answer a default request from the bundle's precomputed lists or to compute it. The gRPC server,
+the evaluation and the demo call it; the server only translates messages.
+
+    >>> import pmrs
+    >>> with pmrs.Recommender.open("pmrs-data") as rec:          # a work directory or a bundle
+    ...     for s in rec.recommend("b80344d063b5ccb3212f76538f3d9e43d87dca9e", k=5).songs:
+    ...         print(s.song_id, s.artist, s.title, s.sources)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+from typing import Callable, ContextManager, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from .serving import contract as C
+from .serving.bundle import Bundle
+from .serving.recommend import (MIXED, NO_FILTERS, Filters, InvalidArgument, Item, NotFound, ServingError,
+                                check_shares, check_unit, listed_items, lists_answer, recommend,
+                                resolve_k, similar_songs, user_query)
+from .text import quote_prefix
+
+__all__ = ["BundleInfo", "CallHooks", "Filters", "InvalidArgument", "ListInfo", "MIXED", "NotFound",
+           "Recommendations", "Recommender", "ScoredSong", "ServingError", "Song", "SourceInfo"]
+
+
+@dataclass(slots=True)
+class ScoredSong:
+    """A recommended song: catalog fields ("" / 0 when unknown), its score (the inner product of
+    the query with the song's vector in the source that ranked it highest) and the sources whose
+    candidate lists held it, in bundle order."""
+
+    song_id: str
+    title: str
+    artist: str
+    genre: str
+    year: int
+    score: float
+    sources: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Recommendations:
+    """Songs best first; the bundle that answered; whether the user was folded in from seed songs;
+    whether the answer came from the bundle's precomputed default lists."""
+
+    songs: list[ScoredSong]
+    bundle_version: str
+    folded_in: bool = False
+    precomputed: bool = False
+
+    @property
+    def song_ids(self) -> list[str]:
+        return [s.song_id for s in self.songs]
+
+
+@dataclass(frozen=True)
+class Song:
+    """A song as the bundle knows it: catalog fields, the sources with a vector for it, and the
+    genre head's confidences (highest first; empty without audio or head)."""
+
+    song_id: str
+    title: str
+    artist: str
+    release: str
+    year: int
+    genre: str
+    sources: tuple[str, ...]
+    genre_scores: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def has_plays(self) -> bool:
+        return C.COLLABORATIVE in self.sources
+
+    @property
+    def has_audio(self) -> bool:
+        return C.ACOUSTIC in self.sources
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """One source of the bundle: its space, whether it covers songs without plays, its index and
+    the recall@10 measured at build time, and its share of a default list."""
+
+    name: str
+    space: str
+    covers_cold: bool
+    spec: str
+    vectors: int
+    dimension: int
+    search_params: dict
+    recall_at_10: float
+    default_share: float
+
+
+@dataclass(frozen=True)
+class ListInfo:
+    """Default lists the bundle holds: requests of ``kind`` with these settings and no filters are
+    answered by lookup."""
+
+    kind: str
+    k: int
+    shares: dict
+    diversity: float
+
+
+@dataclass(frozen=True)
+class BundleInfo:
+    version: str
+    created_at: str
+    format_version: int
+    users: int
+    songs: int
+    songs_with_plays: int
+    songs_with_audio: int
+    sources: list[SourceInfo]
+    source_runs: dict
+    default_lists: list[ListInfo]
+    defaults: C.Defaults
+
+
+class CallHooks:
+    """What a server adds around a call (the base class adds nothing): ``slot()`` is entered
+    around computing an answer (not around a lookup in the default lists), ``check(stage)`` is
+    called between stages and before each widened search and raises to abandon the call (a
+    passed deadline)."""
+
+    def slot(self) -> ContextManager:
+        return contextlib.nullcontext()
+
+    def check(self, stage: str) -> None:
+        return None
+
+
+_NO_HOOKS = CallHooks()
+
+
+class Recommender:
+    """Recommendations over one bundle. Open with :meth:`open`; thread-safe; close with
+    :meth:`close` or a ``with`` block.
+
+    defaults: what requests that leave a setting unset get; ``None``: the bundle's own (recorded
+    by the indexer). With other defaults the precomputed lists still answer the requests they
+    hold; the others are computed.
+    """
+
+    def __init__(self, bundle: Bundle, defaults: C.Defaults | None = None):
+        self.bundle = bundle
+        self.defaults = defaults or bundle.defaults
+        names = bundle.source_names
+        # every source mask a list entry can carry -> the names of its sources (bundle order)
+        self._mask_names = {m: tuple(n for i, n in enumerate(names) if m >> i & 1)
+                            for m in range(1 << len(names))}
+        self._default_shares = check_shares(bundle, self.defaults.shares)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, verify: bool = False, threads: int | None = 1,
+             defaults: C.Defaults | None = None) -> "Recommender":
+        """Open the bundle at ``path``: a bundle directory, or a work directory (then the bundle its
+        ``bundles/CURRENT`` names). ``verify``: check every file's checksum first. ``threads``:
+        FAISS threads per search (``None``: the process's setting)."""
+        return cls(Bundle.open(C.resolve_bundle(path), verify=verify, threads=threads), defaults)
+
+    @property
+    def version(self) -> str:
+        return self.bundle.version
+
+    @property
+    def sources(self) -> list[str]:
+        return self.bundle.source_names
+
+    def close(self) -> None:
+        self.bundle.close()
+
+    def __enter__(self) -> "Recommender":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- the verbs ------------------------------------------------------------------------------
+
+    def recommend(self, user_id: str | None = None, seed_song_ids: Sequence[str] = (), k: int | None = None,
+                  shares: Mapping[str, float] | None = None, diversity: float | None = None,
+                  filters: Filters | None = None, include_played: bool = False, *,
+                  hooks: CallHooks | None = None) -> Recommendations:
+        """Songs for a known user (``user_id``) or for a listener described by seed songs.
+
+        k: songs to return (1 to 1000; ``None`` or 0: the default). shares: each named source's
+        share of the list (``contract.resolve_shares``; ``None``: the defaults). diversity: MMR
+        weight in [0, 1]. filters: restrictions on the songs. include_played: allow songs the
+        user played (or sent as seeds). Raises :class:`InvalidArgument` or :class:`NotFound`.
+        """
+        hooks = hooks or _NO_HOOKS
+        b = self.bundle
+        k = self._k(k)
+        share = self._shares(shares)
+        div = self.defaults.diversity if diversity is None else check_unit("diversity", diversity)
+        filters = filters or NO_FILTERS
+        seeds = list(seed_song_ids)
+        if (user_id and not include_played and not filters.active and len(seeds) <= C.MAX_SEEDS
+                and lists_answer(b, b.lists.get("recommend"), k, share, div)):
+            row = b.user_row(user_id)
+            if row is not None:  # the default request of a known user: computed at build time
+                return Recommendations(self._scored(listed_items(b.lists["recommend"], row)), b.version,
+                                       folded_in=False, precomputed=True)
+        with hooks.slot():
+            query = user_query(b, user_id or "", seeds, include_played)
+            hooks.check("before the search")
+            items = recommend(b, query, k, share, div, filters,
+                              before_widening=_widening(hooks))
+        hooks.check("before the answer was ready")
+        return Recommendations(self._scored(items), b.version, folded_in=query.folded_in)
+
+    def similar_songs(self, song_id: str, k: int | None = None, mode: str = MIXED,
+                      shares: Mapping[str, float] | None = None, diversity: float | None = None,
+                      filters: Filters | None = None, *, hooks: CallHooks | None = None) -> Recommendations:
+        """Songs similar to ``song_id`` (never itself). mode: ``"mixed"`` (every source with a
+        vector for the song, blended under ``shares``) or one source's name. diversity: MMR weight
+        (``None``: the default, no re-ranking unless configured)."""
+        hooks = hooks or _NO_HOOKS
+        b = self.bundle
+        k = self._k(k)
+        share = self._shares(shares)
+        div = self.defaults.similar_diversity if diversity is None else check_unit("diversity", diversity)
+        filters = filters or NO_FILTERS
+        row = self._song_row(song_id)
+        lists = b.lists.get("similar")
+        if mode == MIXED and not filters.active and lists_answer(b, lists, k, share, div):
+            items = listed_items(lists, row)
+            if items:  # (a song without vectors has none: the computed path says why)
+                return Recommendations(self._scored(items), b.version, precomputed=True)
+        with hooks.slot():
+            hooks.check("before the search")
+            try:
+                items = similar_songs(b, row, k, mode, share, div, filters, before_widening=_widening(hooks))
+            except NotFound as exc:
+                raise NotFound(f"song {quote_prefix(song_id)}: {exc}") from None
+        hooks.check("before the answer was ready")
+        return Recommendations(self._scored(items), b.version)
+
+    def song(self, song_id: str) -> Song:
+        """The catalog entry of ``song_id``, the sources with a vector for it and its genre
+        confidences. :class:`NotFound` for an unknown id."""
+        b = self.bundle
+        row = self._song_row(song_id)
+        s = b.songs([row])[0]
+        probs = b.genre_probs(row)
+        scores: tuple = ()
+        if probs is not None and len(b.genres) == len(probs):
+            order = np.argsort(-np.asarray(probs), kind="stable")
+            scores = tuple((b.genres[i], float(probs[i])) for i in order)
+        return Song(song_id=s["song_id"], title=s["title"], artist=s["artist"], release=s["release"],
+                    year=int(s["year"] or 0), genre=s["genre"], sources=tuple(b.song_sources(row)),
+                    genre_scores=scores)
+
+    def info(self) -> BundleInfo:
+        """What the bundle holds: counts, sources with their index and recall, default lists."""
+        b = self.bundle
+        m = b.manifest
+        counts = m.get("counts", {})
+        sources = []
+        for name, spec in b.sources.items():
+            ix = spec.index
+            sources.append(SourceInfo(name=name, space=spec.space, covers_cold=spec.covers_cold,
+                                      spec=str(ix.get("spec", "")), vectors=b.source_size(name),
+                                      dimension=b.source_dimension(name),
+                                      search_params=dict(ix.get("search_params") or {}),
+                                      recall_at_10=float(ix.get("recall_at_10") or 0.0),
+                                      default_share=self._default_shares[name]))
+        lists = [ListInfo(kind, dl.k, dict(dl.shares), dl.diversity) for kind, dl in sorted(b.lists.items())]
+        return BundleInfo(version=b.version, created_at=str(m.get("created_at", "")),
+                          format_version=b.format_version, users=int(counts.get("users", b.n_users)),
+                          songs=int(counts.get("songs", b.n_songs)),
+                          songs_with_plays=int(counts.get("songs_with_plays", 0)),
+                          songs_with_audio=int(counts.get("songs_with_audio", 0)), sources=sources,
+                          source_runs={str(a): str(v) for a, v in (m.get("source_runs") or {}).items()
+                                       if v is not None},
+                          default_lists=lists, defaults=self.defaults)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _k(self, k: int | None) -> int:
+        return self.defaults.k if not k else resolve_k(k)
+
+    def _shares(self, shares: Mapping[str, float] | None) -> dict[str, float]:
+        if not shares:
+            return self._default_shares
+        try:
+            return C.resolve_shares(self.sources, self.defaults.shares, shares)
+        except ValueError as exc:
+            raise InvalidArgument(str(exc)) from None
+
+    def _song_row(self, song_id: str) -> int:
+        if not song_id:
+            raise InvalidArgument("song_id is required")
+        row = self.bundle.song_row(song_id)
+        if row is None:
+            raise NotFound(f"unknown song {quote_prefix(song_id)}")
+        return int(row)
+
+    def _scored(self, items: Iterable[Item]) -> list[ScoredSong]:
+        items = list(items)
+        if not items:
+            return []
+        names = self._mask_names
+        songs = self.bundle.songs([it.song_row for it in items], copy=False)
+        return [ScoredSong(s["song_id"], s["title"], s["artist"], s["genre"], int(s["year"] or 0), it.score,
+                           names[it.sources])
+                for it, s in zip(items, songs)]
+
+
+def _widening(hooks: CallHooks) -> Callable[[], None] | None:
+    if hooks is _NO_HOOKS:
+        return None
+    return lambda: hooks.check("while the search was widened to find enough songs")

@@ -1,0 +1,84 @@
+"""Bundle format fixtures: a bundle written by an earlier indexer still opens, and today's code
+gives the answers that indexer's code gave over it (tests/fixtures/README.md)."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+import pmrs
+from pmrs.serving import contract
+from pmrs.serving.bundle import Bundle
+
+FIXTURES = Path(__file__).parent / "fixtures"
+V1 = FIXTURES / "bundle_v1"
+ANSWERS = json.loads((FIXTURES / "bundle_v1_answers.json").read_text())
+
+
+def _triples(recs):
+    # the v1 answers record sources as the proto's enum: 1 collaborative, 2 acoustic, 3 both
+    enum = {("collaborative",): 1, ("acoustic",): 2, ("collaborative", "acoustic"): 3}
+    return [[s.song_id, round(s.score, 5), enum[s.sources]] for s in recs.songs]
+
+
+@pytest.fixture(scope="module")
+def rec():
+    with pmrs.Recommender.open(V1, verify=True) as r:
+        yield r
+
+
+def test_v1_bundle_opens_with_both_sources_and_its_lists(rec):
+    info = rec.info()
+    assert info.format_version == 1
+    assert [s.name for s in info.sources] == ["collaborative", "acoustic"]
+    assert [s.covers_cold for s in info.sources] == [False, True]
+    assert {dl.kind: dl.k for dl in info.default_lists} == {"recommend": 10, "similar": 10}
+    assert info.defaults.shares == {"acoustic": 0.2}
+    assert rec.song(rec.bundle.song_id(0)).sources
+
+
+@pytest.mark.parametrize("case", range(len(ANSWERS["recommend"])), ids=lambda i: f"r{i}")
+def test_recommend_answers_unchanged(rec, case):
+    a = ANSWERS["recommend"][case]
+    got = rec.recommend(a["user_id"], k=a["k"], shares={"acoustic": a["share"]}, diversity=a["diversity"],
+                        include_played=a["include_played"], filters=pmrs.Filters(genres=tuple(a["genres"])))
+    assert _triples(got) == a["songs"]
+
+
+def test_similar_answers_unchanged(rec):
+    for a in ANSWERS["similar"]:
+        if a["songs"] == "NOT_FOUND":
+            with pytest.raises(pmrs.NotFound):
+                rec.similar_songs(a["song_id"], k=a["k"], mode=a["mode"], shares={"acoustic": a["share"]},
+                                  diversity=a["diversity"])
+            continue
+        got = rec.similar_songs(a["song_id"], k=a["k"], mode=a["mode"], shares={"acoustic": a["share"]},
+                                diversity=a["diversity"])
+        assert _triples(got) == a["songs"], a
+
+
+def test_seed_answers_unchanged(rec):
+    for a in ANSWERS["seeds"]:
+        got = rec.recommend(seed_song_ids=a["seeds"])
+        assert got.folded_in and _triples(got) == a["songs"]
+
+
+def test_default_requests_come_from_the_lists_and_equal_the_computed_answer(rec):
+    for u in range(rec.bundle.n_users):
+        uid = rec.bundle.user_ids[u].decode()
+        listed = rec.recommend(uid)
+        computed = rec.recommend(uid, k=10, shares={"acoustic": 0.2}, diversity=0.0,
+                                 filters=pmrs.Filters(exclude_artists=("no such artist",)))
+        assert listed.precomputed and not computed.precomputed
+        assert listed.songs == computed.songs
+
+
+def test_unknown_format_is_refused_with_a_clear_message(tmp_path):
+    bad = tmp_path / "b"
+    shutil.copytree(V1, bad)
+    m = json.loads((bad / contract.MANIFEST_FILE).read_text())
+    m["format_version"] = 99
+    (bad / contract.MANIFEST_FILE).write_text(json.dumps(m))
+    with pytest.raises(contract.ContractError, match="format version 99.*reads versions 1, 2"):
+        Bundle.open(bad)
