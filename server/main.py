@@ -4,7 +4,9 @@
 the command line. A watcher thread polls ``bundles/CURRENT`` (SIGHUP forces a check) and swaps a
 newly built bundle in without failing calls in flight. Until a bundle exists the service answers
 UNAVAILABLE and the health status is NOT_SERVING. SIGTERM or SIGINT: health goes NOT_SERVING, new
-calls are refused, calls in flight get a grace period to finish, and the process exits 0.
+calls are refused, calls in flight get a grace period to finish, and the process exits 0. The
+transport (a grpc.aio server; its limits) is ``server.transport``. Plaintext is served on loopback
+only, unless ``--insecure``; ``--tls-cert``/``--tls-key`` serve TLS on any address.
 
 Settings (``[server]`` in a TOML file, flags override): see :class:`ServerConfig`.
 """
@@ -12,27 +14,27 @@ Settings (``[server]`` in a TOML file, flags override): see :class:`ServerConfig
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import os
 import signal
 import sys
 import threading
 import time
-from concurrent import futures
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # (health.aio: the asyncio servicer)
 from grpc_reflection.v1alpha import reflection
 
 from pmrs import config as cfgmod
 from pmrs.recommender import Recommender
 from pmrs.serving import contract
-from pmrs.serving.contract import read_current
-from pmrs.v1 import recommender_pb2_grpc as pb_grpc
+from pmrs.serving.contract import CURRENT_FILE, ContractError, read_current
 
 from .servicer import SERVICE_NAME, BundleHolder, RecommenderServicer
+from .transport import LoopThread, WorkerPool, recommender_handler, server_options
 
 log = logging.getLogger("pmrs.server")
 
@@ -45,7 +47,7 @@ class ServerConfig:
     """``[server]`` settings."""
 
     bind: str = "127.0.0.1:50051"         # host:port; port 0 picks a free port
-    workers: int = 2                      # threads answering calls (one per core; see ARCHITECTURE)
+    workers: int = 2                      # threads running Recommend/SimilarSongs (see ARCHITECTURE)
     max_message_mb: int = 16              # largest request or response, MiB
     default_acoustic_share: float | None = None  # overrides the bundle's default share (then computes)
     default_diversity: float | None = None       # overrides the bundle's default Recommend diversity
@@ -53,10 +55,19 @@ class ServerConfig:
     grace_seconds: float = 10.0           # on SIGTERM: time calls in flight get to finish
     blas_threads: int = 1                 # numpy's BLAS threads (a call's products are tiny)
     compute_slots: int = 1                # Recommend/SimilarSongs computing at once (0: no limit)
+    tls_cert: str | None = None           # PEM certificate (chain) file: serve TLS
+    tls_key: str | None = None            # its PEM private key file
+    insecure: bool = False                # allow plaintext on an address other than loopback
 
 
 class BundleWatcher:
-    """Polls ``bundles/CURRENT`` and swaps a new version into ``holder``; ``check_now()`` wakes it."""
+    """Polls ``bundles/CURRENT`` and swaps a new version into ``holder``; ``check_now()`` wakes it.
+
+    What CURRENT says is read by :func:`pmrs.serving.contract.read_current` only. Each distinct state (missing,
+    unreadable for a given reason, a version that fails to open with a given error, back to
+    normal) is logged once, not at every poll; whatever the state, the bundle being served
+    stays until another one opens.
+    """
 
     def __init__(self, workdir: str | os.PathLike, holder: BundleHolder, poll_seconds: float,
                  on_change=None, defaults: contract.Defaults | dict | None = None):
@@ -66,6 +77,7 @@ class BundleWatcher:
         self._wake, self._stop = threading.Event(), threading.Event()
         self._failed: tuple[str, float] | None = None   # (version, when it failed to open)
         self._loaded: str | None = None                  # the name CURRENT held when we loaded
+        self._state: tuple | None = None                 # the last state logged
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="pmrs-bundle-watcher", daemon=True)
 
@@ -83,16 +95,42 @@ class BundleWatcher:
         self._failed = None
         self._wake.set()
 
+    def _note(self, state: tuple, level: int, message: str, *args) -> None:
+        """Log ``message`` if ``state`` differs from the last state logged."""
+        if state != self._state:
+            self._state = state
+            log.log(level, message, *args)
+
+    def _serving(self) -> str:
+        return (f"still serving {self.holder.version}" if self.holder.version
+                else "no bundle loaded: answering UNAVAILABLE")
+
     def check(self) -> bool:
         """Load the version CURRENT names if it is not the one served; True when it swapped."""
         with self._lock:
-            version = read_current(self.workdir)
-            if version is None or version == self._loaded:
+            bundles = contract.bundles_dir(self.workdir)
+            try:
+                version = read_current(self.workdir)
+            except ContractError as exc:
+                self._note(("unreadable", str(exc)), logging.ERROR, "%s (%s)", exc, self._serving())
+                return False
+            if version is None:
+                if self.holder.version:
+                    self._note(("missing",), logging.ERROR, "%s is missing (%s; a restart would "
+                               "serve nothing until it is restored)", bundles / CURRENT_FILE,
+                               self._serving())
+                else:
+                    self._note(("missing",), logging.WARNING, "no bundle in %s yet (run `indexer "
+                               "build`): answering UNAVAILABLE until one appears", bundles)
+                return False
+            if version == self._loaded:
+                self._note(("ok", version), logging.INFO, "%s names %s again (being served)",
+                           bundles / CURRENT_FILE, version)
                 return False
             if (self._failed and self._failed[0] == version
                     and time.monotonic() - self._failed[1] < RETRY_FAILED_SECONDS):
                 return False
-            path = contract.bundles_dir(self.workdir) / version
+            path = bundles / version
             try:
                 bundle = Recommender.open(path)
                 if self.defaults:  # the server's flags override the bundle's defaults
@@ -102,13 +140,14 @@ class BundleWatcher:
                     bundle = Recommender(bundle.bundle, bundle.defaults.replace(**changes))
             except Exception as exc:
                 self._failed = (version, time.monotonic())
-                log.error("cannot open bundle %s (still serving %s; retrying in %d s, at once on "
-                          "SIGHUP or when CURRENT changes): %s", path, self.holder.version or "nothing",
-                          RETRY_FAILED_SECONDS, exc)
+                self._note(("failed", version, str(exc)), logging.ERROR,
+                           "cannot open bundle %s (%s; retrying every %d s, at once on SIGHUP or "
+                           "when CURRENT changes): %s", path, self._serving(), RETRY_FAILED_SECONDS, exc)
                 return False
             old = self.holder.version
             self.holder.swap(bundle)
             self._loaded, self._failed = version, None
+            self._state = ("ok", version)
             log.info("serving bundle %s%s", bundle.version, f" (was {old})" if old else "")
             self.on_change(bundle)
             return True
@@ -120,17 +159,17 @@ class BundleWatcher:
                 return
             try:
                 self.check()
-            except Exception:  # the watcher must outlive any one bad check
-                log.exception("bundle check failed")
+            except Exception as exc:  # the watcher must outlive any one bad check
+                self._note(("check failed", repr(exc)), logging.ERROR, "bundle check failed: %r", exc)
             self._wake.wait(self.poll_seconds)
 
 
 class RunningServer:
     """A started server: ``address`` (host:port), ``port``, ``holder``, ``reload()``, ``stop()``."""
 
-    def __init__(self, server: grpc.Server, host: str, port: int, holder: BundleHolder,
-                 health_servicer: health.HealthServicer, watcher: BundleWatcher):
-        self.server, self.host, self.port = server, host, port
+    def __init__(self, server: grpc.aio.Server, loop: LoopThread, pool: WorkerPool,
+                 host: str, port: int, holder: BundleHolder, health_servicer, watcher: BundleWatcher):
+        self.server, self.loop, self.pool, self.host, self.port = server, loop, pool, host, port
         self.holder, self.health, self.watcher = holder, health_servicer, watcher
         self._stopped = threading.Event()
 
@@ -148,11 +187,13 @@ class RunningServer:
         if self._stopped.is_set():
             return
         self._stopped.set()
-        self.health.enter_graceful_shutdown()
+        self.loop.run(self.health.enter_graceful_shutdown())
         self.watcher.stop()
         log.info("stopping: draining calls in flight (grace %s s)", grace)
-        self.server.stop(grace).wait()
-        self.holder.close()
+        self.loop.run(self.server.stop(grace))
+        self.loop.stop()
+        self.pool.shutdown()
+        self.holder.close()  # (a call still computing keeps its bundle open until it returns)
         log.info("stopped")
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -167,21 +208,63 @@ def _split_bind(bind: str) -> str:
     return host
 
 
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback IP addresses (``127.0.0.0/8``, ``::1``, bracketed or
+    not); any other name or address (``0.0.0.0``, ``::``, a LAN address, a host name) is not."""
+    host = host.strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def server_credentials(tls_cert: str | os.PathLike | None, tls_key: str | os.PathLike | None,
+                       bind: str, insecure: bool) -> grpc.ServerCredentials | None:
+    """TLS credentials from a PEM certificate (chain) and key file, or ``None`` for plaintext.
+
+    Plaintext on an address other than loopback is refused (``ValueError``) unless ``insecure``;
+    then it is logged as a warning. Missing files raise ``FileNotFoundError``.
+    """
+    if (tls_cert is None) != (tls_key is None):
+        raise ValueError("--tls-cert and --tls-key go together (a PEM certificate and its key)")
+    host = _split_bind(bind)
+    if tls_cert is None:
+        if not is_loopback(host):
+            if not insecure:
+                raise ValueError(
+                    f"refusing to serve plaintext on {bind}, which is not a loopback address: give "
+                    "--tls-cert and --tls-key, or --insecure to serve it unencrypted and "
+                    "unauthenticated anyway")
+            log.warning("serving PLAINTEXT on %s (--insecure): anyone who can reach it can call it "
+                        "and read the traffic", bind)
+        return None
+    cert, key = Path(tls_cert).read_bytes(), Path(tls_key).read_bytes()
+    return grpc.ssl_server_credentials([(key, cert)])
+
+
 def serve(workdir: str | os.PathLike, bind: str = "127.0.0.1:50051", workers: int = 2,
           default_acoustic_share: float | None = None, default_diversity: float | None = None,
           poll_seconds: float = 2.0, max_message_mb: int = 16,
-          blas_threads: int | None = None, compute_slots: int = 1) -> RunningServer:
+          blas_threads: int | None = None, compute_slots: int = 1,
+          tls_cert: str | os.PathLike | None = None, tls_key: str | os.PathLike | None = None,
+          insecure: bool = False) -> RunningServer:
     """Start the recommender on ``bind`` over ``<workdir>/bundles/CURRENT`` and return at once.
 
     The bundle CURRENT names (if any) is loaded before the port opens; without one the service
     answers UNAVAILABLE until the watcher finds one. The standard health service (names "" and
     "pmrs.v1.Recommender") and server reflection are registered. Port 0 picks a free port
-    (``RunningServer.port``). ``blas_threads``: limit numpy's BLAS to that many threads, process
-    wide (``pmrs-server`` passes 1: concurrent calls are the parallelism, and a threaded BLAS
-    under them only contends; MMR's matrix-vector products ran 8 ms instead of 0.13 ms each with
-    OpenBLAS's threads on 2 busy cores). ``None`` leaves BLAS alone.
+    (``RunningServer.port``). The transport is ``server.transport`` (a grpc.aio server on a loop
+    thread; ``workers`` threads run Recommend and SimilarSongs). ``blas_threads``: limit numpy's
+    BLAS to that many threads, process wide (``pmrs-server`` passes 1: concurrent calls are the
+    parallelism, and a threaded BLAS under them only contends; MMR's matrix-vector products ran
+    8 ms instead of 0.13 ms each with OpenBLAS's threads on 2 busy cores). ``None`` leaves BLAS
+    alone. ``tls_cert`` / ``tls_key``: PEM files; serve TLS. Without them a bind address other
+    than loopback is refused (``ValueError``) unless ``insecure``.
     """
     host = _split_bind(bind)
+    credentials = server_credentials(tls_cert, tls_key, bind, insecure)
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     if max_message_mb < 1:
@@ -198,50 +281,53 @@ def serve(workdir: str | os.PathLike, bind: str = "127.0.0.1:50051", workers: in
     if default_diversity is not None:
         overrides["diversity"] = default_diversity
     contract.Defaults().replace(**overrides)  # validated before the port opens
-    health_servicer = health.HealthServicer(
-        experimental_non_blocking=True,
-        experimental_thread_pool=futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="pmrs-health"))
+    pool = WorkerPool(workers)
+    loop = LoopThread()
 
-    def set_health(bundle) -> None:
-        status = health_pb2.HealthCheckResponse.SERVING if bundle is not None \
+    async def make_server():
+        server = grpc.aio.server(options=server_options(int(max_message_mb) * 1024 * 1024))
+        server.add_generic_rpc_handlers((recommender_handler(servicer, pool),))
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME), server)
+        return server, health_servicer
+
+    async def set_status(health_servicer, serving: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if serving \
             else health_pb2.HealthCheckResponse.NOT_SERVING
         for name in ("", SERVICE_NAME):
-            health_servicer.set(name, status)
+            await health_servicer.set(name, status)
 
-    set_health(None)
-
-    size = int(max_message_mb) * 1024 * 1024
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pmrs-rpc"),
-        # no SO_REUSEPORT: a second server on a busy port must fail, not share it silently
-        options=[("grpc.max_receive_message_length", size), ("grpc.max_send_message_length", size),
-                 ("grpc.so_reuseport", 0)])
-    pb_grpc.add_RecommenderServicer_to_server(servicer, server)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
-        server)
+    server = None
     try:
-        port = server.add_insecure_port(bind)
-    except RuntimeError as exc:
-        raise OSError(f"cannot listen on {bind}: {exc}") from None
-    if not port:
-        raise OSError(f"cannot listen on {bind}")
-
-    watcher = BundleWatcher(workdir, holder, poll_seconds, on_change=set_health, defaults=overrides)
-    try:
+        server, health_servicer = loop.run(make_server())
+        loop.run(set_status(health_servicer, False))
+        try:
+            port = (server.add_secure_port(bind, credentials) if credentials is not None
+                    else server.add_insecure_port(bind))
+        except RuntimeError as exc:
+            raise OSError(f"cannot listen on {bind}: {exc}") from None
+        if not port:
+            raise OSError(f"cannot listen on {bind}")
+        watcher = BundleWatcher(
+            workdir, holder, poll_seconds,
+            on_change=lambda bundle: loop.run(set_status(health_servicer, bundle is not None)),
+            defaults=overrides)
         watcher.check()
-        if holder.bundle is None:
-            log.warning("no bundle in %s yet (run `indexer build`): answering UNAVAILABLE until one "
-                        "appears", contract.bundles_dir(workdir))
-        server.start()
+        loop.run(server.start())
         watcher.start()
     except BaseException:
-        server.stop(None)
+        if server is not None:
+            loop.run(server.stop(None))
+        loop.stop()
+        pool.shutdown()
         holder.close()
         raise
-    running = RunningServer(server, host, port, holder, health_servicer, watcher)
-    log.info("listening on %s:%d, serving bundle %s", host, port, holder.version or "none yet")
+    running = RunningServer(server, loop, pool, host, port, holder, health_servicer, watcher)
+    log.info("listening on %s:%d (%s), serving bundle %s", host, port,
+             "TLS" if credentials is not None else "plaintext", holder.version or "none yet")
     return running
 
 
@@ -250,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", help="work directory (default: $PMRS_HOME, else ./pmrs-data)")
     p.add_argument("--config", help="TOML config file ([server] table); flags override it")
     p.add_argument("--bind", help="HOST:PORT to listen on (default 127.0.0.1:50051; port 0: any free port)")
-    p.add_argument("--workers", type=int, help="threads answering calls (default 2)")
+    p.add_argument("--workers", type=int, help="threads running Recommend and SimilarSongs (default 2)")
     p.add_argument("--compute-slots", type=int,
                    help="Recommend/SimilarSongs calls computing at once (default 1; 0: no limit)")
     p.add_argument("--max-message-mb", type=int, help="largest request or response in MiB (default 16)")
@@ -258,6 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--default-diversity", type=float, help="MMR diversity when a Recommend request leaves it unset")
     p.add_argument("--poll-seconds", type=float, help="how often bundles/CURRENT is checked (default 2)")
     p.add_argument("--grace-seconds", type=float, help="on SIGTERM, time calls in flight get (default 10)")
+    p.add_argument("--tls-cert", help="PEM certificate (chain) file: serve TLS (with --tls-key)")
+    p.add_argument("--tls-key", help="PEM private key file of --tls-cert")
+    p.add_argument("--insecure", action="store_true", default=None,
+                   help="allow plaintext on an address other than loopback (refused otherwise)")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     return p
 
@@ -275,7 +365,8 @@ def main(argv: list[str] | None = None) -> int:
                         default_acoustic_share=cfg.default_acoustic_share,
                         default_diversity=cfg.default_diversity, poll_seconds=cfg.poll_seconds,
                         max_message_mb=cfg.max_message_mb, blas_threads=cfg.blas_threads,
-                        compute_slots=cfg.compute_slots)
+                        compute_slots=cfg.compute_slots, tls_cert=cfg.tls_cert, tls_key=cfg.tls_key,
+                        insecure=cfg.insecure)
     except (FileNotFoundError, ValueError, OSError) as exc:
         print(f"pmrs-server: error: {exc}", file=sys.stderr)
         return 2
