@@ -160,7 +160,8 @@ class Recommender:
         # every source mask a list entry can carry -> the names of its sources (bundle order)
         self._mask_names = {m: tuple(n for i, n in enumerate(names) if m >> i & 1)
                             for m in range(1 << len(names))}
-        self._default_shares = check_shares(bundle, self.defaults.shares)
+        # (default shares of sources this bundle lacks, e.g. acoustic without a CNN run, are moot)
+        self._default_shares = C.resolve_shares(names, self.defaults.shares)
 
     @classmethod
     def open(cls, path: str | os.PathLike, *, verify: bool = False, threads: int | None = 1,

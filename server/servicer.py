@@ -25,7 +25,7 @@ import grpc
 
 from pmrs.recommender import CallHooks, Filters, InvalidArgument, NotFound, Recommendations, Recommender
 from pmrs.serving.contract import ACOUSTIC, COLLABORATIVE
-from pmrs.serving.recommend import MIXED
+from pmrs.serving.recommend import MIXED, check_unit
 from pmrs.v1 import recommender_pb2 as pb
 from pmrs.v1 import recommender_pb2_grpc as pb_grpc
 
@@ -177,12 +177,14 @@ def _filters(request) -> Filters | None:
                    exclude_artists=tuple(msg.exclude_artists))
 
 
-def _shares(request) -> dict[str, float] | None:
+def _shares(request, rec: Recommender) -> dict[str, float] | None:
     shares = dict(request.shares)
     if request.HasField("acoustic_share"):
         if ACOUSTIC in shares:
             raise InvalidArgument("send acoustic_share or shares[\"acoustic\"], not both")
-        shares[ACOUSTIC] = request.acoustic_share
+        check_unit("acoustic_share", request.acoustic_share)
+        if ACOUSTIC in rec.sources:  # (the older field asks nothing of a bundle without audio)
+            shares[ACOUSTIC] = request.acoustic_share
     return shares or None
 
 
@@ -224,7 +226,7 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
     def Recommend(self, request: pb.RecommendRequest, context) -> pb.RecommendResponse:
         with self._recommender(context) as (rec, hooks):
             r: Recommendations = rec.recommend(
-                request.user_id, request.seed_song_ids, request.k, _shares(request),
+                request.user_id, request.seed_song_ids, request.k, _shares(request, rec),
                 request.diversity if request.HasField("diversity") else None, _filters(request),
                 request.include_played, hooks=hooks)
             return pb.RecommendResponse(songs=_scored(r.songs), bundle_version=r.bundle_version,
@@ -239,7 +241,7 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
                 mode = _MODES[request.mode]
             else:
                 raise InvalidArgument(f"unknown similarity mode {request.mode}")
-            r = rec.similar_songs(request.song_id, request.k, mode, _shares(request),
+            r = rec.similar_songs(request.song_id, request.k, mode, _shares(request, rec),
                                   request.diversity if request.HasField("diversity") else None,
                                   _filters(request), hooks=hooks)
             return pb.SimilarSongsResponse(songs=_scored(r.songs), bundle_version=r.bundle_version)

@@ -314,6 +314,26 @@ def test_no_cnn_run_gives_a_collaborative_only_bundle(work):
         with pytest.raises(KeyError, match="acoustic"):
             b.search("acoustic", b.user_vector(0), 5)
         assert b.search("collaborative", b.user_vector(0), 5)[1].shape == (1, 5)
+    # the bundle's default share of the acoustic source it lacks is moot: it serves
+    from pmrs import InvalidArgument, Recommender
+    from pmrs.v1 import recommender_pb2 as pb
+    from server.servicer import BundleHolder, RecommenderServicer
+
+    with Recommender.open(work) as rec:
+        user = rec.bundle.user_ids[0].decode()
+        listed = rec.recommend(user)
+        assert listed.precomputed and len(listed.songs) == 10
+        assert {s.sources for s in listed.songs} == {("collaborative",)}
+        with pytest.raises(InvalidArgument, match="unknown source"):
+            rec.recommend(user, shares={"acoustic": 0.5})
+
+        class Ctx:
+            def time_remaining(self):
+                return None
+
+        servicer = RecommenderServicer(BundleHolder(rec))   # (the older field is ignored here)
+        got = servicer.Recommend(pb.RecommendRequest(user_id=user, acoustic_share=0.5), Ctx())
+        assert [s.song_id for s in got.songs] == listed.song_ids
 
 
 def test_cnn_run_without_predictions_is_refused(work):
