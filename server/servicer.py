@@ -109,6 +109,12 @@ def _close(bundle) -> None:
         log.exception("closing bundle %s failed", getattr(bundle, "version", "?"))
 
 
+class NeedsWorker(Exception):
+    """Raised by a call tried on the transport's event loop (its context's ``on_loop`` is true)
+    at the point where it would start computing: the transport runs it again in a worker thread.
+    A call answered from the default lists never gets there, so it is answered on the loop."""
+
+
 class _Abort(Exception):
     def __init__(self, code: grpc.StatusCode, message: str):
         super().__init__(message)
@@ -122,6 +128,8 @@ def _rpc(method):
     def wrapper(self, request, context):
         try:
             return method(self, request, context)
+        except NeedsWorker:
+            raise
         except _Abort as exc:
             code, message = exc.code, exc.message
         except InvalidArgument as exc:
@@ -152,6 +160,8 @@ class _Hooks(CallHooks):
     @contextlib.contextmanager
     def slot(self):
         """A compute slot, waited for no longer than the call's deadline."""
+        if getattr(self.context, "on_loop", False):
+            raise NeedsWorker
         gate = self.gate
         if gate is None:
             yield

@@ -33,6 +33,8 @@ from google.protobuf.message import DecodeError
 
 from pmrs.v1 import recommender_pb2 as pb
 
+from .servicer import NeedsWorker
+
 log = logging.getLogger("pmrs.server")
 
 T = TypeVar("T")
@@ -64,6 +66,9 @@ MAX_CONNECTION_IDLE_MS = 300_000
 MAX_DETAILS_CHARS = 1024
 #: Methods answered on the event loop: cheap, and never behind a compute slot.
 LOOP_METHODS = frozenset({"Ping", "GetBundleInfo", "GetSong"})
+#: Methods tried on the event loop first: answered there when the default lists hold the answer
+#: (a lookup), moved to a worker thread when they must compute.
+LOOKUP_FIRST_METHODS = frozenset({"Recommend", "SimilarSongs"})
 
 
 def server_options(max_message_bytes: int) -> list[tuple[str, int]]:
@@ -193,13 +198,15 @@ class _Aborted(Exception):
 
 class SyncContext:
     """The blocking servicer's view of an aio call context: ``abort`` raises (the servicer's
-    methods call it as they would on the thread-per-call server); everything else is the aio
-    context's (``time_remaining()`` in seconds, ``peer()``, ...)."""
+    methods call it as they would on the thread-per-call server); ``on_loop`` says the call runs
+    on the event loop (where it must not compute: ``servicer.NeedsWorker``); everything else is
+    the aio context's (``time_remaining()`` in seconds, ``peer()``, ...)."""
 
-    __slots__ = ("_context",)
+    __slots__ = ("_context", "on_loop")
 
-    def __init__(self, context: grpc.aio.ServicerContext):
+    def __init__(self, context: grpc.aio.ServicerContext, on_loop: bool = False):
         self._context = context
+        self.on_loop = on_loop
 
     def abort(self, code: grpc.StatusCode, details: str):
         raise _Aborted(code, details)
@@ -228,17 +235,24 @@ async def _read_request(requests, context: grpc.aio.ServicerContext, read_second
     return request
 
 
-def _handler(name: str, method: Callable, pool: WorkerPool | None, read_seconds: float):
+def _handler(name: str, method: Callable, pool: WorkerPool | None, read_seconds: float,
+             loop_first: bool = False):
     """An aio handler that reads the request under the guard, then runs the blocking servicer
-    ``method`` on the loop (``pool`` None) or in ``pool``, mapping its abort onto the call."""
+    ``method`` on the loop (``pool`` None) or in ``pool``, mapping its abort onto the call.
+    ``loop_first``: try the call on the loop first, and move it to ``pool`` only when it needs to
+    compute (a call answered from the default lists is a lookup: it never leaves the loop)."""
 
     async def handle(requests, context: grpc.aio.ServicerContext):
         request = await _read_request(requests, context, read_seconds)
-        sync_context = SyncContext(context)
         try:
             if pool is None:
-                return method(request, sync_context)
-            return await pool.run(method, request, sync_context)
+                return method(request, SyncContext(context))
+            if loop_first:
+                try:
+                    return method(request, SyncContext(context, on_loop=True))
+                except NeedsWorker:
+                    pass
+            return await pool.run(method, request, SyncContext(context))
         except _Aborted as exc:
             code, details = exc.code, exc.details
         except Exception as exc:  # (the servicer maps its own; this is the last line)
@@ -268,7 +282,8 @@ def recommender_handler(servicer, pool: WorkerPool,
         response_class = message_factory.GetMessageClass(method.output_type)
         handlers[method.name] = grpc.stream_unary_rpc_method_handler(
             _handler(method.name, getattr(servicer, method.name),
-                     None if method.name in LOOP_METHODS else pool, read_seconds),
+                     None if method.name in LOOP_METHODS else pool, read_seconds,
+                     loop_first=method.name in LOOKUP_FIRST_METHODS),
             request_deserializer=safe_deserializer(request_class),
             response_serializer=response_class.SerializeToString)
     return grpc.method_handlers_generic_handler(SERVICE.full_name, handlers)

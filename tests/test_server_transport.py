@@ -103,7 +103,8 @@ def test_a_request_not_sent_in_time_is_ended_by_the_server(work, bundle_dir, mon
 
 def test_cheap_methods_do_not_wait_behind_computing_calls(work, bundle_dir):
     # Four computed Recommends hold the one compute slot and both worker threads (each search
-    # made to take 1 s); Ping, GetBundleInfo, GetSong and health answer meanwhile.
+    # made to take 1 s); Ping, GetBundleInfo, GetSong, health, and the default Recommend and
+    # SimilarSongs (lookups in the default lists, answered on the event loop) answer meanwhile.
     with running(work, workers=2) as (server, channel, stub, health):
         user, song = a_user(server), a_song(server)
         with server.holder.use() as served:
@@ -129,6 +130,8 @@ def test_cheap_methods_do_not_wait_behind_computing_calls(work, bundle_dir):
                 assert stub.GetBundleInfo(pb.GetBundleInfoRequest(), timeout=0.5).version == bundle_dir.name
                 assert stub.GetSong(pb.GetSongRequest(song_id=song), timeout=0.5).song.song_id == song
                 assert health_status(health) == health_pb2.HealthCheckResponse.SERVING
+                assert len(stub.Recommend(pb.RecommendRequest(user_id=user), timeout=0.5).songs) == 10
+                assert len(stub.SimilarSongs(pb.SimilarSongsRequest(song_id=song), timeout=0.5).songs) == 10
         finally:
             for t in callers:
                 t.join()
