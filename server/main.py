@@ -29,6 +29,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc  # (health.aio: t
 from grpc_reflection.v1alpha import reflection
 
 from pmrs import config as cfgmod
+from pmrs.entry import run_cli
 from pmrs.recommender import Recommender
 from pmrs.serving import contract
 from pmrs.serving.contract import CURRENT_FILE, ContractError, read_current
@@ -42,9 +43,9 @@ log = logging.getLogger("pmrs.server")
 RETRY_FAILED_SECONDS = 30
 
 
-@dataclass
+@dataclass(frozen=True)
 class ServerConfig:
-    """``[server]`` settings."""
+    """``[server]`` settings, validated when made (``ValueError`` naming the setting)."""
 
     bind: str = "127.0.0.1:50051"         # host:port; port 0 picks a free port
     workers: int = 2                      # threads running Recommend/SimilarSongs (see ARCHITECTURE)
@@ -58,6 +59,27 @@ class ServerConfig:
     tls_cert: str | None = None           # PEM certificate (chain) file: serve TLS
     tls_key: str | None = None            # its PEM private key file
     insecure: bool = False                # allow plaintext on an address other than loopback
+
+    def __post_init__(self) -> None:
+        _split_bind(self.bind)
+        for name, low in (("workers", 1), ("max_message_mb", 1), ("blas_threads", 1), ("compute_slots", 0)):
+            if int(getattr(self, name)) < low:
+                raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
+        if not self.poll_seconds > 0 or not self.grace_seconds >= 0:
+            raise ValueError(f"poll_seconds must be > 0 and grace_seconds >= 0, got {self.poll_seconds} "
+                             f"and {self.grace_seconds}")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("--tls-cert and --tls-key go together (a PEM certificate and its key)")
+        contract.Defaults().replace(**self.default_overrides())  # shares and diversity in [0, 1]
+
+    def default_overrides(self) -> dict:
+        """The request defaults these settings change (``contract.Defaults.replace`` keywords)."""
+        out: dict = {}
+        if self.default_acoustic_share is not None:
+            out["shares"] = {contract.ACOUSTIC: self.default_acoustic_share}
+        if self.default_diversity is not None:
+            out["diversity"] = self.default_diversity
+        return out
 
 
 class BundleWatcher:
@@ -263,24 +285,20 @@ def serve(workdir: str | os.PathLike, bind: str = "127.0.0.1:50051", workers: in
     alone. ``tls_cert`` / ``tls_key``: PEM files; serve TLS. Without them a bind address other
     than loopback is refused (``ValueError``) unless ``insecure``.
     """
+    cfg = ServerConfig(bind=bind, workers=workers, max_message_mb=max_message_mb,
+                       default_acoustic_share=default_acoustic_share, default_diversity=default_diversity,
+                       poll_seconds=poll_seconds, blas_threads=blas_threads or 1, compute_slots=compute_slots,
+                       tls_cert=None if tls_cert is None else str(tls_cert),
+                       tls_key=None if tls_key is None else str(tls_key), insecure=insecure)
     host = _split_bind(bind)
     credentials = server_credentials(tls_cert, tls_key, bind, insecure)
-    if workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}")
-    if max_message_mb < 1:
-        raise ValueError(f"max_message_mb must be >= 1, got {max_message_mb}")
     if blas_threads is not None:
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(int(blas_threads), user_api="blas")
     holder = BundleHolder()
     servicer = RecommenderServicer(holder, compute_slots)
-    overrides = {}
-    if default_acoustic_share is not None:
-        overrides["shares"] = {contract.ACOUSTIC: default_acoustic_share}
-    if default_diversity is not None:
-        overrides["diversity"] = default_diversity
-    contract.Defaults().replace(**overrides)  # validated before the port opens
+    overrides = cfg.default_overrides()
     pool = WorkerPool(workers)
     loop = LoopThread()
 
@@ -353,23 +371,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # FAISS's OpenMP must not spin on 2 cores
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(asctime)s %(levelname).1s %(name)s: %(message)s", stream=sys.stderr)
-    logging.getLogger("faiss").setLevel(logging.WARNING)  # its loader reports every CPU variant tried
+    return run_cli("pmrs-server", build_parser(), _run, argv)
+
+
+def _run(args: argparse.Namespace) -> int:
+    cfg = cfgmod.build(ServerConfig, "server", cfgmod.load_toml(args.config), vars(args))
+    workdir = cfgmod.resolve_workdir(args.workdir)
     try:
-        cfg = cfgmod.build(ServerConfig, "server", cfgmod.load_toml(args.config), vars(args))
-        workdir = cfgmod.resolve_workdir(args.workdir)
         running = serve(workdir, bind=cfg.bind, workers=cfg.workers,
                         default_acoustic_share=cfg.default_acoustic_share,
                         default_diversity=cfg.default_diversity, poll_seconds=cfg.poll_seconds,
                         max_message_mb=cfg.max_message_mb, blas_threads=cfg.blas_threads,
                         compute_slots=cfg.compute_slots, tls_cert=cfg.tls_cert, tls_key=cfg.tls_key,
                         insecure=cfg.insecure)
-    except (FileNotFoundError, ValueError, OSError) as exc:
-        print(f"pmrs-server: error: {exc}", file=sys.stderr)
-        return 2
+    except OSError as exc:  # a busy port, an address this machine lacks: the settings' to fix
+        raise ValueError(str(exc)) from None
     log.info("settings: %s; work directory %s", asdict(cfg), workdir)
 
     stop = threading.Event()
