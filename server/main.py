@@ -154,7 +154,7 @@ class BundleWatcher:
                 return False
             path = bundles / version
             try:
-                bundle = Recommender.open(path)
+                bundle = Recommender.open(path, verify=True)   # checksums + validation: never serve damage
                 if self.defaults:  # the server's flags override the bundle's defaults
                     changes = dict(self.defaults)
                     if "shares" in changes:
