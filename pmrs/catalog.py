@@ -1,13 +1,16 @@
 """``catalog.lmdb``: song metadata keyed by song id, and the track-id -> song-id mapping.
 
-One LMDB file (``subdir=False``) with three named databases:
+One LMDB file (``subdir=False``) with these named databases:
 
 - ``songs``: song_id -> JSON ``{title, artist, artist_id, release, year, duration, genre, track_ids}``
 - ``tracks``: track_id -> song_id
 - ``meta``: ``info`` -> JSON summary (counts, genre names, source files)
+- ``tags``: song_id -> JSON ``{tag: weight}`` (Last.fm tags, weight 0-100), songs that have any
+- ``similars``: song_id -> JSON ``{song_id: score}`` (Last.fm similar songs, score in [0, 1])
 
-The file is written once under a temporary name and renamed into place, then only read, so
-readers open it without a lock file.
+``tags`` and ``similars`` came later: a catalog written before them reads as one without tags or
+similars. The file is written once under a temporary name and renamed into place, then only
+read, so readers open it without a lock file.
 """
 
 from __future__ import annotations
@@ -15,32 +18,56 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import lmdb
 
 from .artifacts import tmp_path
 
 CATALOG_FILE = "catalog.lmdb"
-_DBS = (b"songs", b"tracks", b"meta")
+_DBS = (b"songs", b"tracks", b"meta", b"tags", b"similars")
+#: What a Last.fm record adds to a song: ``(song_id, tags or None, similars or None)``; a song
+#: named twice (several of its tracks) gets the union, the highest weight or score winning.
+LastfmRecord = tuple[str, dict | None, dict | None]
+
+
+def _merge(txn, db, key: bytes, new: dict) -> None:
+    old = txn.get(key, db=db)
+    if old is not None:
+        merged = json.loads(old)
+        for name, value in new.items():
+            if value > merged.get(name, -1.0):
+                merged[name] = value
+        new = merged
+    txn.put(key, json.dumps(new, ensure_ascii=False, separators=(",", ":")).encode(), db=db)
 
 
 def write_catalog(path: str | os.PathLike, songs: Iterable[tuple[str, dict]],
-                  tracks: Iterable[tuple[str, str]], info: dict) -> None:
-    """Write a catalog atomically: ``songs`` yields (song_id, fields), ``tracks`` (track_id, song_id)."""
+                  tracks: Iterable[tuple[str, str]], info: dict | Callable[[], dict],
+                  lastfm: Iterable[LastfmRecord] = ()) -> None:
+    """Write a catalog atomically: ``songs`` yields (song_id, fields), ``tracks`` (track_id, song_id),
+    ``lastfm`` :data:`LastfmRecord` s (streamed into the file, not held in memory). ``info`` may
+    be a function, called once everything else is written (so it can count what ``lastfm``
+    yielded)."""
     path = Path(path)
     tmp = tmp_path(path)
     tmp.unlink()
     env = lmdb.open(str(tmp), subdir=False, lock=False, map_size=1 << 36, max_dbs=len(_DBS),
                     sync=False, metasync=False)
     try:
-        songs_db, tracks_db, meta_db = (env.open_db(name) for name in _DBS)
+        songs_db, tracks_db, meta_db, tags_db, similars_db = (env.open_db(name) for name in _DBS)
         with env.begin(write=True) as txn:
             for song_id, fields in songs:
                 txn.put(song_id.encode(), json.dumps(fields, ensure_ascii=False).encode(), db=songs_db)
             for track_id, song_id in tracks:
                 txn.put(track_id.encode(), song_id.encode(), db=tracks_db)
-            txn.put(b"info", json.dumps(info).encode(), db=meta_db)
+            for song_id, tags, similars in lastfm:
+                key = song_id.encode()
+                if tags:
+                    _merge(txn, tags_db, key, tags)
+                if similars:
+                    _merge(txn, similars_db, key, similars)
+            txn.put(b"info", json.dumps(info() if callable(info) else info).encode(), db=meta_db)
         env.sync(True)
     except BaseException:
         env.close()
@@ -60,7 +87,15 @@ class Catalog:
         self.path = path
         self._env = lmdb.open(str(path), subdir=False, readonly=True, lock=False,
                               max_dbs=len(_DBS), readahead=False)
-        self._songs, self._tracks, self._meta = (self._env.open_db(n, create=False) for n in _DBS)
+        self._songs, self._tracks, self._meta = (self._env.open_db(n, create=False) for n in _DBS[:3])
+        self._tags, self._similars = (self._optional_db(n) for n in _DBS[3:])
+
+    def _optional_db(self, name: bytes):
+        """A named database of a newer catalog; ``None`` in one written before it existed."""
+        with self._env.begin() as txn:
+            if txn.get(name) is None:  # named databases are keys of the unnamed one
+                return None
+        return self._env.open_db(name, create=False)
 
     def close(self) -> None:
         self._env.close()
@@ -105,3 +140,33 @@ class Catalog:
         with self._env.begin() as txn:
             for key, raw in txn.cursor(db=self._tracks):
                 yield key.decode(), raw.decode()
+
+    def tags(self, song_id: str) -> dict[str, float]:
+        """The song's Last.fm tags ``{tag: weight 0-100}``; empty when it has none."""
+        return self._json(self._tags, song_id)
+
+    def similars(self, song_id: str) -> dict[str, float]:
+        """The song's Last.fm similar songs ``{song_id: score}``; empty when it has none."""
+        return self._json(self._similars, song_id)
+
+    def items_tags(self) -> Iterator[tuple[str, dict[str, float]]]:
+        """``(song_id, tags)`` for every song with tags, in song id order."""
+        yield from self._cursor(self._tags)
+
+    def items_similars(self) -> Iterator[tuple[str, dict[str, float]]]:
+        """``(song_id, similars)`` for every song with Last.fm similars, in song id order."""
+        yield from self._cursor(self._similars)
+
+    def _json(self, db, song_id: str) -> dict:
+        if db is None:
+            return {}
+        with self._env.begin() as txn:
+            raw = txn.get(song_id.encode(), db=db)
+        return {} if raw is None else json.loads(raw)
+
+    def _cursor(self, db) -> Iterator[tuple[str, dict]]:
+        if db is None:
+            return
+        with self._env.begin() as txn:
+            for key, raw in txn.cursor(db=db):
+                yield key.decode(), json.loads(raw)

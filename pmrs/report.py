@@ -44,6 +44,25 @@ def format_ingest(report: dict) -> str:
             where = f"row {ex['row']}" if "row" in ex else f"line {ex['line']}"
             reason = f"{ex['reason']}: " if ex.get("reason") else ""
             out.append(f"    {ex['file']} {where}: {reason}{ex['text']!r}")
+        lf = c.get("lastfm")
+        if lf:
+            out.append(f"Last.fm: {lf['tracks']:,} tracks read ({lf['json_files']:,} JSON files); "
+                       f"{lf['songs_with_tags']:,} songs with tags ({lf['tags']:,} tags), "
+                       f"{lf['songs_with_similars']:,} with similars ({lf['similars']:,} pairs) "
+                       f"({lf['seconds']} s)")
+            for what, n in (("tracks not in the catalog", lf["tracks_unknown"]),
+                            ("tracks with no tag", lf["tracks_without_tags"]),
+                            ("similar tracks not in the catalog", lf["similar_targets_unknown"])):
+                if n:
+                    out.append(f"  {what}: {n:,}")
+            for reason, n in lf["malformed"].items():
+                out.append(f"  skipped {n:,} file(s) or row(s): {reason}")
+            for reason, n in lf["bad_values"].items():
+                out.append(f"  dropped {n:,} entr(ies): {reason}")
+            for ex in lf["examples"]:
+                out.append(f"    {ex['where']}: {ex['reason']}: {ex['text'][:120]!r}")
+        elif report.get("lastfm_files") == []:
+            out.append("Last.fm: no input found (the metadata source will have no tags)")
     else:
         out.append("catalog: no metadata files found (titles and genres will be missing)")
     return "\n".join(out)

@@ -1,7 +1,8 @@
 """``pmrs ingest``: raw Million Song Dataset files into the work directory.
 
 Finds the standard file names in a data folder (``train_triplets.txt``, ``unique_tracks.txt``,
-``track_metadata.db``, ``genres.tsv``); explicit paths override each.
+``track_metadata.db``, ``genres.tsv``, and the Last.fm inputs named in :mod:`pmrs.ingest.lastfm`);
+explicit paths override each.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import logging
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
+from typing import Sequence
 
 from ..artifacts import replace_dir, write_json
 from ..catalog import CATALOG_FILE
@@ -17,6 +19,7 @@ from ..interactions import INTERACTIONS_DIR
 from .metadata import build_catalog
 from .rawtext import check_input_file
 from .errors import IngestError
+from .lastfm import find_lastfm, input_kind
 from .triplets import IngestConfig, read_triplets
 
 log = logging.getLogger(__name__)
@@ -32,11 +35,15 @@ STANDARD_FILES = {
 
 
 def ingest(data_dir: str | Path | None, workdir: str | Path, cfg: IngestConfig | None = None,
+           lastfm: Sequence[str | Path] | None = None, show_progress: bool | None = None,
            **paths: str | Path | None) -> dict:
     """Ingest triplets and metadata; returns the report also written to ``ingest_report.json``.
 
     ``paths`` may name ``triplets``, ``unique_tracks``, ``track_metadata``, ``genres`` explicitly;
     the rest are looked up by their standard names in ``data_dir``. The triplets file is required.
+    ``lastfm``: Last.fm inputs (JSON folders, ``lastfm_tags.db``, ``lastfm_similars.db``), which
+    replace the ones found in ``data_dir`` under their standard names; their tags and similars go
+    into the catalog, and what was wrong with them into the report (never fatal).
     Outputs replace the previous ones only once each is complete; bad input (a path that is not
     a readable file, a file in UTF-16, a file with no usable line) raises :class:`IngestError`
     before anything is replaced.
@@ -52,6 +59,9 @@ def ingest(data_dir: str | Path | None, workdir: str | Path, cfg: IngestConfig |
             files[key] = check_input_file(Path(data_dir) / name, key, name)
         else:
             files[key] = None
+    lastfm_paths = [Path(p) for p in lastfm] if lastfm else find_lastfm(data_dir)
+    for p in lastfm_paths:
+        input_kind(p)  # a path that is not a Last.fm input is an error before anything is read
     if files["triplets"] is None:
         where = f"in {data_dir}" if data_dir else "(no data folder given)"
         raise IngestError(f"no triplets file {where}: expected {STANDARD_FILES['triplets']} "
@@ -64,13 +74,19 @@ def ingest(data_dir: str | Path | None, workdir: str | Path, cfg: IngestConfig |
     meta_report = None
     if any(files[k] for k in ("unique_tracks", "track_metadata", "genres")):
         meta_report = build_catalog(workdir / CATALOG_FILE, unique_tracks=files["unique_tracks"],
-                                    track_metadata=files["track_metadata"], genres=files["genres"])
+                                    track_metadata=files["track_metadata"], genres=files["genres"],
+                                    lastfm=lastfm_paths, show_progress=show_progress)
     else:
-        log.warning("no metadata files found; catalog.lmdb not written")
+        log.warning("no metadata files found; catalog.lmdb not written%s",
+                    "; the Last.fm input needs a catalog to map its tracks, and was skipped"
+                    if lastfm_paths else "")
+    if not lastfm_paths:
+        log.info("no Last.fm input: the metadata source will have no tags")
 
     report = {
         "config": asdict(cfg),
         "files": {k: (str(v) if v else None) for k, v in files.items()},
+        "lastfm_files": [str(p) for p in lastfm_paths],
         "triplets": trip_report.as_dict(),
         "catalog": None if meta_report is None else asdict(meta_report),
     }

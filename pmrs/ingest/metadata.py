@@ -30,11 +30,13 @@ import logging
 import math
 import sqlite3
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from ..catalog import write_catalog
 from .errors import IngestError
+from .lastfm import LastfmReport, read_lastfm
 from .rawtext import (TOO_LONG, check_input_file, id_problem, iter_lines, quote, read_head,
                       sniff_encoding)
 
@@ -62,6 +64,7 @@ class MetadataReport:
     bad_values: dict[str, int] = field(default_factory=dict)
     latin1_values: dict[str, int] = field(default_factory=dict)
     examples: list[dict] = field(default_factory=list)
+    lastfm: dict | None = None  # asdict(LastfmReport) when Last.fm input was given
 
     def bad(self, source: str, line: int, text: str | bytes, reason: str = "", *,
             unit: str = "line", counter: str = "malformed") -> None:
@@ -264,10 +267,12 @@ def read_genres(path: Path, report: MetadataReport) -> dict[str, str]:
 
 
 def build_catalog(out_path: Path, *, unique_tracks: Path | None = None,
-                  track_metadata: Path | None = None, genres: Path | None = None) -> MetadataReport:
+                  track_metadata: Path | None = None, genres: Path | None = None,
+                  lastfm: Sequence[Path] = (), show_progress: bool | None = None) -> MetadataReport:
     """Merge the given metadata files into ``out_path`` (``catalog.lmdb``), replacing it only
     when every file could be read and the result holds at least one song (:class:`IngestError`
-    otherwise, with the old catalog untouched)."""
+    otherwise, with the old catalog untouched). ``lastfm``: Last.fm inputs
+    (:mod:`pmrs.ingest.lastfm`), whose tags and similars are stored per song."""
     report = MetadataReport()
     songs: dict[str, dict] = {}
     track_song: dict[str, str] = {}
@@ -330,5 +335,21 @@ def build_catalog(out_path: Path, *, unique_tracks: Path | None = None,
         log.info("%s: %d text value(s) not UTF-8, read as Latin-1", source, n)
     info = {"songs": report.songs, "tracks": report.tracks, "genres": sorted(genre_counts),
             "sources": report.sources}
-    write_catalog(out_path, sorted(songs.items()), sorted(track_song.items()), info)
+    records, lfm = (), None
+    if lastfm:
+        lfm = LastfmReport()
+        records = read_lastfm(lastfm, lambda t: track_song.get(t) or (t if t in songs else None), lfm,
+                              show_progress=show_progress)
+
+    def final_info() -> dict:
+        if lfm is not None:
+            info["lastfm"] = {"songs_with_tags": lfm.songs_with_tags,
+                              "songs_with_similars": lfm.songs_with_similars, "sources": lfm.sources}
+        return info
+
+    write_catalog(out_path, sorted(songs.items()), sorted(track_song.items()), final_info, records)
+    if lfm is not None:
+        report.lastfm = asdict(lfm)
+        log.info("Last.fm: %d songs with tags, %d with similars (%d tracks read, %d unknown)",
+                 lfm.songs_with_tags, lfm.songs_with_similars, lfm.tracks, lfm.tracks_unknown)
     return report

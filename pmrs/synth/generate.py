@@ -10,6 +10,7 @@ import numpy as np
 
 from ..artifacts import write_json
 from .audio import make_styles
+from .lastfm import write_lastfm
 from .files import write_audio, write_genres, write_track_metadata, write_triplets, write_unique_tracks
 from .world import SynthConfig, iter_plays, make_catalog, make_users
 
@@ -23,7 +24,9 @@ def synthesize(directory: str | Path, cfg: SynthConfig) -> dict:
     """Write a complete synthetic world into ``directory``; returns a summary.
 
     Files: ``train_triplets.txt``, ``unique_tracks.txt``, ``track_metadata.db``, ``genres.tsv``,
-    ``audio/<song_id>.wav`` (unless ``cfg.no_audio``) and ``truth.json``.
+    the Last.fm data (``lastfm_train/`` and ``lastfm_test/`` JSON trees, or ``lastfm_tags.db`` and
+    ``lastfm_similars.db``, as ``cfg.lastfm`` says), ``audio/<song_id>.wav`` (unless
+    ``cfg.no_audio``) and ``truth.json``.
     """
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
@@ -40,6 +43,7 @@ def synthesize(directory: str | Path, cfg: SynthConfig) -> dict:
     write_unique_tracks(out / "unique_tracks.txt", catalog)
     write_track_metadata(out / "track_metadata.db", catalog, np.random.default_rng([cfg.seed, 2]))
     write_genres(out / "genres.tsv", catalog)
+    lastfm = write_lastfm(out, catalog, cfg.scenes, cfg.lastfm, cfg.seed)
     n_clips = 0
     if not cfg.no_audio:
         n_clips = write_audio(out / "audio", catalog, styles, cfg.clip_seconds, cfg.seed,
@@ -59,10 +63,12 @@ def synthesize(directory: str | Path, cfg: SynthConfig) -> dict:
             for i, uid in enumerate(users.user_ids)
         },
         "n_triplets": n_lines,
+        "lastfm": lastfm,
     }
     write_json(out / "truth.json", truth)
     summary = {"directory": str(out), "users": cfg.users, "songs": cfg.songs,
                "cold_songs": int(catalog.cold.sum()), "triplets": n_lines, "clips_written": n_clips,
+               "lastfm": lastfm,
                "seconds": round(time.perf_counter() - t0, 2)}
     log.info("synthetic world: %s", summary)
     return summary

@@ -48,6 +48,7 @@ class SynthConfig:
     seed: int = 0
     no_audio: bool = False
     audio_workers: int = 2
+    lastfm: str = "json"  # Last.fm tags and similars: "json" (the tree), "sqlite", "both" or "none"
 
     def __post_init__(self) -> None:
         if self.users < 1 or self.songs < 2:
@@ -64,6 +65,8 @@ class SynthConfig:
             raise ValueError("favourite_artists and min_songs_per_user must be at least 1")
         if self.popularity_exponent < 0 or self.songs_per_user <= 0:
             raise ValueError("need popularity_exponent >= 0 and songs_per_user > 0")
+        if self.lastfm not in ("json", "sqlite", "both", "none"):
+            raise ValueError(f"lastfm must be json, sqlite, both or none, got {self.lastfm!r}")
 
 
 #: Named worlds for ``pmrs synth --preset``: values over the defaults, under a config file and flags.
