@@ -31,7 +31,7 @@ _DBS = (b"songs", b"tracks", b"meta", b"tags", b"similars")
 LastfmRecord = tuple[str, dict | None, dict | None]
 
 
-def _merge(txn, db, key: bytes, new: dict) -> None:
+def _merge(txn, db, key: bytes, new: dict, limit: int | None = None) -> None:
     old = txn.get(key, db=db)
     if old is not None:
         merged = json.loads(old)
@@ -39,14 +39,17 @@ def _merge(txn, db, key: bytes, new: dict) -> None:
             if value > merged.get(name, -1.0):
                 merged[name] = value
         new = merged
+    if limit is not None and len(new) > limit:
+        new = dict(sorted(new.items(), key=lambda kv: (-kv[1], kv[0]))[:limit])
     txn.put(key, json.dumps(new, ensure_ascii=False, separators=(",", ":")).encode(), db=db)
 
 
 def write_catalog(path: str | os.PathLike, songs: Iterable[tuple[str, dict]],
                   tracks: Iterable[tuple[str, str]], info: dict | Callable[[], dict],
-                  lastfm: Iterable[LastfmRecord] = ()) -> None:
+                  lastfm: Iterable[LastfmRecord] = (), max_similars: int | None = None) -> None:
     """Write a catalog atomically: ``songs`` yields (song_id, fields), ``tracks`` (track_id, song_id),
-    ``lastfm`` :data:`LastfmRecord` s (streamed into the file, not held in memory). ``info`` may
+    ``lastfm`` :data:`LastfmRecord` s (streamed into the file, not held in memory; a song keeps
+    its ``max_similars`` most similar songs, all when ``None``). ``info`` may
     be a function, called once everything else is written (so it can count what ``lastfm``
     yielded)."""
     path = Path(path)
@@ -66,7 +69,7 @@ def write_catalog(path: str | os.PathLike, songs: Iterable[tuple[str, dict]],
                 if tags:
                     _merge(txn, tags_db, key, tags)
                 if similars:
-                    _merge(txn, similars_db, key, similars)
+                    _merge(txn, similars_db, key, similars, max_similars)
             txn.put(b"info", json.dumps(info() if callable(info) else info).encode(), db=meta_db)
         env.sync(True)
     except BaseException:

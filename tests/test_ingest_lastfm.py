@@ -82,6 +82,10 @@ def test_records_of_one_song_merge_in_the_catalog(tmp_path):
         assert c.similars("SOA") == {"SOB": 0.95, "SOC": 0.1}
         assert c.tags("SOB") == {} and c.similars("nothing") == {}
         assert [s for s, _ in c.items_tags()] == ["SOA"]
+    write_catalog(path, [("SOA", {})], sorted(KNOWN.items()), {}, L.read_lastfm([root], KNOWN, report),
+                  max_similars=1)
+    with Catalog(path) as c:
+        assert c.similars("SOA") == {"SOB": 0.95}   # the highest score, after the merge
 
 
 def _tags_db(path: Path, tids, tags, pairs) -> Path:

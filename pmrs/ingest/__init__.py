@@ -75,7 +75,8 @@ def ingest(data_dir: str | Path | None, workdir: str | Path, cfg: IngestConfig |
     if any(files[k] for k in ("unique_tracks", "track_metadata", "genres")):
         meta_report = build_catalog(workdir / CATALOG_FILE, unique_tracks=files["unique_tracks"],
                                     track_metadata=files["track_metadata"], genres=files["genres"],
-                                    lastfm=lastfm_paths, show_progress=show_progress)
+                                    lastfm=lastfm_paths, max_similars=cfg.lastfm_max_similars,
+                                    show_progress=show_progress)
     else:
         log.warning("no metadata files found; catalog.lmdb not written%s",
                     "; the Last.fm input needs a catalog to map its tracks, and was skipped"

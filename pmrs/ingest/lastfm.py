@@ -204,21 +204,21 @@ class _Mapper:
         return song, tags or None, by_song or None
 
 
-def _walk_json(root: Path) -> list[Path]:
-    """Every ``*.json`` file under ``root``, in sorted order (deterministic merges)."""
-    out: list[Path] = []
-    stack = [root]
+def _walk_json(root: Path) -> list[str]:
+    """Every ``*.json`` file under ``root`` (paths as text), in sorted order (deterministic merges)."""
+    out: list[str] = []
+    stack = [str(root)]
     while stack:
         d = stack.pop()
         try:
-            entries = sorted(os.scandir(d), key=lambda e: e.name, reverse=True)
+            with os.scandir(d) as it:
+                for e in it:
+                    if e.is_dir(follow_symlinks=False):
+                        stack.append(e.path)
+                    elif e.name.endswith(JSON_SUFFIX) and e.is_file():
+                        out.append(e.path)
         except OSError as exc:
             raise IngestError(f"{d}: cannot list the folder: {exc.strerror}") from None
-        for e in entries:
-            if e.is_dir(follow_symlinks=False):
-                stack.append(Path(e.path))
-            elif e.name.endswith(JSON_SUFFIX) and e.is_file():
-                out.append(Path(e.path))
     out.sort()
     return out
 
@@ -240,15 +240,27 @@ def parse_json_track(raw: bytes, where: str, report: LastfmReport
         return None
     tags: dict[str, float] = {}
     for entry in tags_in:
-        tag = _text(entry[0]) if isinstance(entry, list) and len(entry) == 2 else None
-        weight = _number(entry[1], 0.0, MAX_WEIGHT) if tag else None
+        # the well-formed case first ([text, "digits"]), checked in full only when it is not
+        if type(entry) is list and len(entry) == 2 and type(entry[0]) is str and type(entry[1]) is str \
+                and entry[1].isdigit() and entry[0].strip() and "\x00" not in entry[0]:
+            tag, weight = entry[0].strip(), float(entry[1])
+            if weight > MAX_WEIGHT:
+                weight = None
+        else:
+            tag = _text(entry[0]) if type(entry) is list and len(entry) == 2 else None
+            weight = _number(entry[1], 0.0, MAX_WEIGHT) if tag else None
         if weight is None:
             report.bad(where, BAD_TAG, json.dumps(entry)[:200], counter="bad_values")
         elif weight > tags.get(tag, -1.0):
             tags[tag] = weight
     sims: list[tuple[str, float]] = []
     for entry in sims_in:
-        target = _track_id(entry[0]) if isinstance(entry, list) and len(entry) == 2 else None
+        if type(entry) is list and len(entry) == 2 and type(entry[0]) is str and type(entry[1]) is float \
+                and 0.0 <= entry[1] < math.inf and entry[0].isascii() and 0 < len(entry[0]) <= 64 \
+                and entry[0].isalnum():
+            sims.append((entry[0], entry[1]))
+            continue
+        target = _track_id(entry[0]) if type(entry) is list and len(entry) == 2 else None
         score = _number(entry[1], 0.0, math.inf) if target else None
         if score is None:
             report.bad(where, BAD_SIMILAR, json.dumps(entry)[:200], counter="bad_values")
@@ -260,13 +272,15 @@ def parse_json_track(raw: bytes, where: str, report: LastfmReport
 def _read_json_tree(root: Path, mapper: _Mapper, show_progress: bool | None) -> Iterator[LastfmRecord]:
     report = mapper.report
     files = _walk_json(root)
+    prefix = len(str(root.parent)) + 1
     log.info("%s: %d JSON files", root, len(files))
     for path in tqdm(files, desc=f"Last.fm {root.name}", unit="file", leave=False,
                      disable=None if show_progress is None else not show_progress):
         report.json_files += 1
-        where = str(path.relative_to(root.parent))
+        where = path[prefix:]
         try:
-            raw = path.read_bytes()
+            with open(path, "rb") as fh:
+                raw = fh.read()
         except OSError as exc:
             report.bad(where, UNPARSABLE, f"cannot read: {exc.strerror}")
             continue

@@ -268,11 +268,13 @@ def read_genres(path: Path, report: MetadataReport) -> dict[str, str]:
 
 def build_catalog(out_path: Path, *, unique_tracks: Path | None = None,
                   track_metadata: Path | None = None, genres: Path | None = None,
-                  lastfm: Sequence[Path] = (), show_progress: bool | None = None) -> MetadataReport:
+                  lastfm: Sequence[Path] = (), max_similars: int | None = None,
+                  show_progress: bool | None = None) -> MetadataReport:
     """Merge the given metadata files into ``out_path`` (``catalog.lmdb``), replacing it only
     when every file could be read and the result holds at least one song (:class:`IngestError`
     otherwise, with the old catalog untouched). ``lastfm``: Last.fm inputs
-    (:mod:`pmrs.ingest.lastfm`), whose tags and similars are stored per song."""
+    (:mod:`pmrs.ingest.lastfm`), whose tags and similars (the ``max_similars`` highest scores)
+    are stored per song."""
     report = MetadataReport()
     songs: dict[str, dict] = {}
     track_song: dict[str, str] = {}
@@ -347,7 +349,8 @@ def build_catalog(out_path: Path, *, unique_tracks: Path | None = None,
                               "songs_with_similars": lfm.songs_with_similars, "sources": lfm.sources}
         return info
 
-    write_catalog(out_path, sorted(songs.items()), sorted(track_song.items()), final_info, records)
+    write_catalog(out_path, sorted(songs.items()), sorted(track_song.items()), final_info, records,
+                  max_similars=max_similars)
     if lfm is not None:
         report.lastfm = asdict(lfm)
         log.info("Last.fm: %d songs with tags, %d with similars (%d tracks read, %d unknown)",

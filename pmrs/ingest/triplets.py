@@ -64,12 +64,22 @@ _REASON = {_R_TOO_LONG: TOO_LONG, _R_UTF8: NOT_UTF8, _R_NUL: NUL_IN_ID, _R_ID_LO
 
 @dataclass(frozen=True)
 class IngestConfig:
-    """Settings for ``pmrs ingest`` (``[ingest]`` in a TOML config)."""
+    """Settings for ``pmrs ingest`` (``[ingest]`` in a TOML config).
+
+    lastfm_max_similars: Last.fm similar songs kept per song, the highest scores (real lists run
+    to about 100 tracks; values over about 2 KB take a whole 4 KB LMDB page each, and the catalog
+    is copied into every bundle).
+    """
 
     min_songs_per_user: int = 1
     min_users_per_song: int = 1
     max_bad_fraction: float = 0.5
     block_size_mb: int = 16
+    lastfm_max_similars: int = 50
+
+    def __post_init__(self) -> None:
+        if self.lastfm_max_similars < 1:
+            raise ValueError("lastfm_max_similars must be at least 1")
 
 
 @dataclass
