@@ -9,6 +9,7 @@ import sys
 from pmrs import config as cfgmod
 from pmrs.entry import run_cli
 from pmrs.indexing import IndexerConfig, build_bundle
+from pmrs.metadata import MetadataConfig
 from pmrs.serving import contract
 from pmrs.serving.bundle import Bundle
 
@@ -27,6 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exact-threshold", type=int, help="exact (Flat) index up to this many vectors")
     p.add_argument("--target-recall", type=float, help="recall@10 the search parameter is raised to")
     p.add_argument("--keep", type=int, help="bundles kept after the build (default 3)")
+    p.add_argument("--no-metadata", dest="metadata", action="store_const", const=False,
+                   help="leave out the metadata source (song vectors from the catalog's metadata and "
+                        "Last.fm tags; settings in [metadata])")
+    p.add_argument("--metadata-share", dest="default_metadata_share", type=float,
+                   help="the metadata source's share of a default list (default 0.1)")
     p.add_argument("--no-default-lists", dest="default_lists", action="store_const", const=False,
                    help="do not precompute the default Recommend and SimilarSongs lists (the server "
                         "then computes every answer)")
@@ -48,6 +54,14 @@ def summary(bundle_dir) -> str:
                          f"recall@10 {ix['recall_at_10']:.3f}; {ix['build_seconds']:.1f} s")
         if contract.ACOUSTIC not in m["sources"]:
             lines.append("  acoustic: none (no CNN run)")
+        meta = m["sources"].get(contract.METADATA, {}).get("settings")
+        if meta:
+            lines.append(f"  metadata: {meta['songs_with_tags']} songs with tags; features "
+                         + ", ".join(f"{p} {n}" for p, n in meta["features"].items())
+                         + f"; {meta['seconds']:.1f} s")
+            if not meta["songs_with_tags"]:
+                lines.append("  metadata: no Last.fm tags in the catalog (artist, release, genre, "
+                             "decade only)")
         for kind, lists in sorted(b.lists.items()):
             who = "user (Recommend)" if kind == "recommend" else "song (SimilarSongs, mixed)"
             shares = ", ".join(f"{n} {v:g}" for n, v in lists.shares.items())
@@ -58,9 +72,11 @@ def summary(bundle_dir) -> str:
 
 
 def cmd_build(args) -> int:
-    cfg = cfgmod.build(IndexerConfig, "indexer", cfgmod.load_toml(args.config), vars(args))
+    toml = cfgmod.load_toml(args.config)
+    cfg = cfgmod.build(IndexerConfig, "indexer", toml, vars(args))
     out = build_bundle(cfgmod.resolve_workdir(args.workdir), cfg, wmf_run=args.wmf_run,
-                       cnn_run=args.cnn_run, show_progress=False if args.quiet else None)
+                       cnn_run=args.cnn_run, show_progress=False if args.quiet else None,
+                       metadata_cfg=cfgmod.build(MetadataConfig, "metadata", toml))
     print(summary(out))
     return 0
 

@@ -40,8 +40,8 @@ def test_open_reads_the_manifest(built, tmp_path):
     _, out, b = built
     assert b.version == out.name == b.manifest["version"]
     assert (b.n_users, b.n_songs, b.factors, b.embedding_dim) == (200, 80, 8, 16)
-    assert b.source_names == ["collaborative", "acoustic"]
-    assert b.source_size("collaborative") == 64 and b.source_size("acoustic") == 80
+    assert b.source_names == ["collaborative", "acoustic", "metadata"]   # (metadata: every catalog song)
+    assert b.source_size("collaborative") == 64 and b.source_size("acoustic") == b.source_size("metadata") == 80
     assert len(b.genres) == 4
     assert b.in_memory and not _memory_mapped(b.user_factors)       # a small bundle is copied
     copy = tmp_path / out.name   # (one process opens a catalog's LMDB once)

@@ -27,7 +27,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def built(serving_workdir, tmp_path_factory):
     work = tmp_path_factory.mktemp("lists") / "work"
     shutil.copytree(serving_workdir, work)
-    out = build_bundle(work, IndexerConfig(recall_queries=50), show_progress=False)
+    # two sources: the legacy Source enum (masks 1-3) is compared below; tests/test_metadata_source.py
+    # holds a three-source bundle's lists to the online answers
+    out = build_bundle(work, IndexerConfig(recall_queries=50, metadata=False), show_progress=False)
     b = Bundle.open(out, verify=True)
     yield work, out, b
     b.close()

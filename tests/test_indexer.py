@@ -301,7 +301,7 @@ def test_partial_dirs_of_killed_builds_are_cleaned(work):
 
 def test_no_cnn_run_gives_a_collaborative_only_bundle(work):
     shutil.rmtree(work / "models" / "cnn")
-    out = build_bundle(work)
+    out = build_bundle(work, IndexerConfig(metadata=False))
     m = _manifest(out)
     assert list(m["sources"]) == ["collaborative"] and m["source_runs"]["cnn"] is None
     assert m["counts"]["songs"] == 64 and m["counts"]["songs_with_audio"] == 0

@@ -42,7 +42,8 @@ def work(serving_workdir, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def bundle_dir(work):
-    return build_bundle(work, IndexerConfig(recall_queries=50), show_progress=False)
+    # two sources, as the expected answers below are written (tests/test_metadata_source.py: three)
+    return build_bundle(work, IndexerConfig(recall_queries=50, metadata=False), show_progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -391,7 +392,7 @@ def test_reload_under_traffic(server, work, bundle):
         t.start()
     try:
         time.sleep(0.3)
-        new = build_bundle(work, IndexerConfig(recall_queries=50, seed=1), show_progress=False)
+        new = build_bundle(work, IndexerConfig(recall_queries=50, seed=1, metadata=False), show_progress=False)
         assert new.name != bundle.version and current_bundle(work) == new
         assert wait_for(lambda: server.stub.GetBundleInfo(pb.GetBundleInfoRequest()).version == new.name)
         time.sleep(0.3)
@@ -499,7 +500,7 @@ def _slow(bundle, seconds) -> threading.Event:
 
 def test_in_process_drain_and_deadline(work, bundle_dir):
     # a bundle of its own: one process can open a bundle's catalog (LMDB) only once at a time
-    fresh = build_bundle(work, IndexerConfig(recall_queries=50, seed=2), show_progress=False)
+    fresh = build_bundle(work, IndexerConfig(recall_queries=50, seed=2, metadata=False), show_progress=False)
     running = serve(work, bind="127.0.0.1:0", workers=4, poll_seconds=3600)
     try:
         assert running.holder.version == fresh.name

@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 from ..acoustic.runs import CNN_DIR
 from ..artifacts import new_run_name, resolve_run, save_npy, sha256_file, write_json
 from ..interactions import INTERACTIONS_DIR, Interactions
+from ..metadata import MetadataConfig, catalog_vectors
 from ..serving import contract as C
 from ..serving.bundle import Bundle
 from ..serving.default_lists import compute_default_lists
@@ -62,6 +63,7 @@ class SourceInput:
     default_share: the share of a default list it contributes.
     embeddings, genre_probs, genres: per-song extras (the acoustic source's): L2-normalised MMR
         embeddings ``(n, e)`` and genre-head probabilities ``(n, g)`` with their genre names.
+    origin: where the vectors came from. settings: how they were made (the manifest records it).
     """
 
     name: str
@@ -75,6 +77,7 @@ class SourceInput:
     genre_probs: np.ndarray | None = None
     genres: list[str] = field(default_factory=list)
     origin: str = "injected"
+    settings: dict | None = None  # recorded in the manifest's entry for the source
 
 
 def _utc_now() -> str:
@@ -84,7 +87,7 @@ def _utc_now() -> str:
 def build_bundle(workdir: str | os.PathLike, cfg: IndexerConfig | None = None,
                  wmf_run: str | None = None, cnn_run: str | None = None,
                  acoustic_override: dict | None = None, extra_sources: Sequence[SourceInput] = (),
-                 show_progress: bool | None = None) -> Path:
+                 show_progress: bool | None = None, metadata_cfg: MetadataConfig | None = None) -> Path:
     """Build ``<workdir>/bundles/<version>/`` (docs/SERVING.md) and point ``CURRENT`` at it.
 
     Parameters
@@ -98,6 +101,9 @@ def build_bundle(workdir: str | os.PathLike, cfg: IndexerConfig | None = None,
         instead of a CNN run's predictions.
     extra_sources: more sources (``SourceInput``), after the collaborative and acoustic ones.
     show_progress: a progress bar over the build steps (default: on a terminal).
+    metadata_cfg: how the ``metadata`` source's vectors are made (``pmrs.metadata``); it is built
+        from ``catalog.lmdb`` when ``cfg.metadata`` is on, the catalog exists and no extra source
+        is named ``metadata``.
 
     Returns the bundle's directory.
     """
@@ -117,9 +123,13 @@ def build_bundle(workdir: str | os.PathLike, cfg: IndexerConfig | None = None,
         tmp = Path(tempfile.mkdtemp(prefix=f".{version}.", suffix=".partial", dir=bundles))
         os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700; a server may run as another user
         try:
-            with tqdm(total=8 + len(extra_sources), desc="indexer build", unit="step", disable=not show_progress) as bar:
+            extra = list(extra_sources)
+            if cfg.metadata and not any(s.name == C.METADATA for s in extra):
+                meta = _metadata_source(workdir, cfg, metadata_cfg)
+                extra += [meta] if meta is not None else []
+            with tqdm(total=8 + len(extra), desc="indexer build", unit="step", disable=not show_progress) as bar:
                 manifest = _assemble(tmp, workdir, cfg, version, wmf_run, cnn_run, acoustic_override,
-                                     list(extra_sources), bar)
+                                     extra, bar)
                 bar.set_postfix_str("default lists")
                 if cfg.default_lists:
                     manifest["default_lists"] = _write_default_lists(tmp, manifest, cfg, show_progress)
@@ -197,6 +207,24 @@ def _acoustic_source(workdir: Path, cnn_run: str | None, acoustic_override: dict
                        genres=list(pred["genres"]), origin=pred["source"])
 
 
+def _metadata_source(workdir: Path, cfg: IndexerConfig, mcfg: MetadataConfig | None) -> SourceInput | None:
+    """The ``metadata`` source: every catalog song's metadata vector (``pmrs.metadata``), queried
+    with the mean vector of a user's songs; ``None`` without a catalog."""
+    catalog = workdir / C.CATALOG_FILE
+    if not catalog.is_file():
+        log.warning("no %s: building a bundle without the metadata source", catalog)
+        return None
+    mv = catalog_vectors(catalog, mcfg)
+    if not len(mv.song_ids):
+        log.warning("%s holds no song: building a bundle without the metadata source", catalog)
+        return None
+    settings = {**mv.settings, "songs_with_tags": mv.songs_with_tags, "features": mv.features,
+                "seconds": mv.seconds}
+    return SourceInput(C.METADATA, mv.song_ids, mv.vectors, C.METADATA_SPACE, covers_cold=True,
+                       spec=cfg.metadata_spec, default_share=cfg.default_metadata_share,
+                       origin=str(catalog.resolve()), settings=settings)
+
+
 def _checked_source(src: SourceInput) -> SourceInput:
     """``src`` with its ids sorted (vectors and extras in the same order), validated."""
     ids = np.asarray(src.song_ids)
@@ -216,7 +244,7 @@ def _checked_source(src: SourceInput) -> SourceInput:
               for key in ("embeddings", "genre_probs")}
     return SourceInput(src.name, ids if order is None else ids[order], vectors, src.space, src.covers_cold,
                        src.spec, src.default_share, extras["embeddings"], extras["genre_probs"],
-                       list(src.genres), src.origin)
+                       list(src.genres), src.origin, src.settings)
 
 
 def _assemble(tmp: Path, workdir: Path, cfg: IndexerConfig, version: str, wmf_run: str | None,
@@ -307,6 +335,8 @@ def _assemble(tmp: Path, workdir: Path, cfg: IndexerConfig, version: str, wmf_ru
         del index
         desc = {"space": src.space, "covers_cold": bool(src.covers_cold), "files": files,
                 "index": {"file": files["index"], **entry}, "origin": src.origin}
+        if src.settings is not None:
+            desc["settings"] = src.settings
         if src.embeddings is not None and emb_dim is None:
             save_npy(tmp / C.EMBEDDINGS_FILE, src.embeddings)
             desc["embeddings"] = C.EMBEDDINGS_FILE
@@ -331,6 +361,9 @@ def _assemble(tmp: Path, workdir: Path, cfg: IndexerConfig, version: str, wmf_ru
     bar.update()
 
     defaults = cfg.defaults({s.name: s.default_share for s in others if s.name != C.ACOUSTIC})
+    # only the sources this bundle has (a bundle without a CNN run has no acoustic share)
+    defaults = C.Defaults(defaults.k, {n: v for n, v in defaults.shares.items() if n in names},
+                          defaults.diversity, defaults.similar_diversity)
     return {
         "format_version": C.FORMAT_VERSION, "version": version, "created_at": _utc_now(),
         "source_runs": {"wmf": str(wmf_dir.resolve()),

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..serving.contract import ACOUSTIC, DEFAULT_DIVERSITY, DEFAULT_K, DEFAULT_SHARES, Defaults
+from ..serving.contract import ACOUSTIC, DEFAULT_DIVERSITY, DEFAULT_K, DEFAULT_SHARES, METADATA, Defaults
+
+#: The metadata source's default share (docs/ARCHITECTURE.md, "The metadata source": measured on
+#: validation splits of several worlds).
+DEFAULT_METADATA_SHARE = 0.1
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,10 @@ class IndexerConfig:
     default_k, default_acoustic_share, default_diversity: the request the lists answer (``k`` 0
         in a request means 10).
     list_workers: processes computing the default lists; ``None``: one per core, at most 2.
+    metadata: add the ``metadata`` source (song vectors from ``catalog.lmdb``'s metadata and
+        tags, ``pmrs.metadata``, settings in ``[metadata]``) when the work directory has a catalog.
+    metadata_spec: a FAISS ``index_factory`` string for the metadata index (``None``: automatic).
+    default_metadata_share: the metadata source's share of a default list.
     """
 
     exact_threshold: int = 50_000
@@ -58,6 +66,9 @@ class IndexerConfig:
     default_acoustic_share: float = DEFAULT_SHARES[ACOUSTIC]
     default_diversity: float = DEFAULT_DIVERSITY
     list_workers: int | None = None
+    metadata: bool = True
+    metadata_spec: str | None = None
+    default_metadata_share: float = DEFAULT_METADATA_SHARE
 
     def __post_init__(self) -> None:
         if self.keep < 1:
@@ -70,7 +81,7 @@ class IndexerConfig:
             raise ValueError("nlist must be at least 1")
         if not 0.0 < self.max_probe_fraction <= 1.0:
             raise ValueError("max_probe_fraction must be in (0, 1]")
-        self.defaults()  # validates default_k, default_acoustic_share and default_diversity
+        self.defaults({METADATA: self.default_metadata_share})  # validates k, shares and diversity
         if self.list_workers is not None and self.list_workers < 1:
             raise ValueError("list_workers must be at least 1")
 

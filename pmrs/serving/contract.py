@@ -61,7 +61,9 @@ CATALOG_FILE = "catalog.lmdb"
 # -- sources --------------------------------------------------------------------------------------
 COLLABORATIVE = "collaborative"   # WMF song factors: every bundle has it, and it comes first
 ACOUSTIC = "acoustic"             # CNN-predicted WMF factors (songs with audio, cold ones too)
+METADATA = "metadata"             # song vectors from metadata and tags (pmrs.metadata), cold songs too
 WMF_SPACE = "wmf"
+METADATA_SPACE = "metadata"
 MAX_SOURCES = 8                   # a list entry records its sources as a bit mask in one byte
 #: Per-song extras of the source that has them: L2-normalised embeddings for MMR re-ranking and
 #: genre-head probabilities (``GetSong``'s confidences).
