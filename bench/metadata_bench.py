@@ -1,0 +1,152 @@
+"""Measurements behind the metadata source's choices (docs/ARCHITECTURE.md, "The metadata source").
+
+``python -m bench.metadata_bench vectors --songs 20000``: how well each reduction keeps a song's
+neighbours in the full sparse metadata space (recall@10 of the reduced vectors' exact top 10
+against the full vectors' exact top 10, for 500 sampled songs, ties in the full space counted
+as hits), how often the neighbours share the hidden scene, and the time; the catalog and its
+tags are the synthetic world's, made in memory (no files).
+
+``python -m bench.metadata_bench share --worlds 3``: the metadata source's share of Recommend on
+hold-out splits of several synthetic worlds (no audio: collaborative + metadata bundles): recall
+of the held-out songs at k 10 and 50 for each share.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _world(n_songs: int, seed: int):
+    from pmrs.synth.audio import make_styles
+    from pmrs.synth.lastfm import make_lastfm
+    from pmrs.synth.world import SynthConfig, make_catalog
+
+    cfg = SynthConfig(users=10, songs=n_songs, genres=12, scenes=8, seed=seed)
+    rng = np.random.default_rng(seed)
+    cat = make_catalog(cfg, [s.name for s in make_styles(cfg.genres, seed=seed)], rng)
+    lf = make_lastfm(cat, cfg.scenes, np.random.default_rng([seed, 3]))
+    songs = [{"artist": cat.artist_names[cat.artist[i]], "artist_id": cat.artist_ids[cat.artist[i]].decode(),
+              "release": cat.releases[i], "genre": cat.genre_names[cat.genre[i]], "year": int(cat.year[i])}
+             for i in range(n_songs)]
+    tags = [dict(t) if t else {} for t in lf.tags]
+    return cat, songs, tags
+
+
+def _top(vectors, queries, k):
+    sims = vectors[queries] @ vectors.T
+    sims[np.arange(len(queries)), queries] = -np.inf
+    part = np.argpartition(-sims, k, axis=1)[:, :k]
+    return part, sims
+
+
+def bench_vectors(n_songs: int, seed: int = 0) -> list[dict]:
+    from pmrs.metadata import MetadataConfig, metadata_matrix, reduce_vectors
+
+    t0 = time.perf_counter()
+    cat, songs, tags = _world(n_songs, seed)
+    print(f"world of {n_songs} songs in {time.perf_counter() - t0:.1f} s")
+    t0 = time.perf_counter()
+    full, cols = metadata_matrix(songs, tags, MetadataConfig())
+    print(f"full vectors {full.shape} nnz {full.nnz} ({ {p: c.stop - c.start for p, c in cols.items()} }) "
+          f"in {time.perf_counter() - t0:.1f} s")
+    rng = np.random.default_rng(1)
+    q = np.sort(rng.choice(n_songs, 500, replace=False))
+    exact = (full[q] @ full.T).toarray()
+    exact[np.arange(len(q)), q] = -np.inf
+    kth = -np.sort(-exact, axis=1)[:, 9]            # the 10th best exact score
+    full_top = np.argsort(-exact, axis=1, kind="stable")[:, :10]
+    out = [{"reduction": "none (full sparse)", "dims": full.shape[1], "recall_at_10_vs_full": 1.0,
+            "same_scene_at_10": round(float((cat.scene[full_top] == cat.scene[q][:, None]).mean()), 3)}]
+    print(out[0])
+    for reduction, dims in (("svd", 16), ("svd", 32), ("svd", 48), ("svd", 64), ("svd", 128),
+                            ("random", 48), ("random", 256)):
+        cfg = MetadataConfig(dimensions=dims, reduction=reduction)
+        t0, c0 = time.perf_counter(), time.process_time()
+        v = reduce_vectors(full, cfg)
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+        top, _ = _top(v, q, 10)
+        hits = (np.take_along_axis(exact, top, 1) >= kth[:, None] - 1e-6).mean()
+        scene = (cat.scene[top] == cat.scene[q][:, None]).mean()
+        row = {"reduction": reduction, "dims": dims, "recall_at_10_vs_full": round(float(hits), 3),
+               "same_scene_at_10": round(float(scene), 3), "seconds": round(seconds, 2),
+               "cpu_seconds": round(cpu, 2)}
+        print(row)
+        out.append(row)
+    return out
+
+
+def bench_share(worlds: int, shares: list[float], users: int, songs: int) -> list[dict]:
+    from pmrs.cli import main as pmrs_main
+    from pmrs.evaluation.diversity import _scratch_workdir
+    from pmrs.evaluation.holdout import HoldoutConfig, make_split
+    from pmrs.indexing import IndexerConfig, build_bundle
+    from pmrs.interactions import INTERACTIONS_DIR, Interactions
+    from pmrs.recommender import Recommender
+    from pmrs.training import train_wmf_run
+    from pmrs.wmf import WMFConfig
+
+    rows = []
+    for seed in range(worlds):
+        root = Path(tempfile.mkdtemp(prefix="pmrs-share-"))
+        try:
+            data, work = root / "data", root / "work"
+            assert pmrs_main(["synth", str(data), "--users", str(users), "--songs", str(songs), "--no-audio",
+                              "--seed", str(100 + seed), "-q"]) == 0
+            assert pmrs_main(["ingest", str(data), "--workdir", str(work), "-q"]) == 0
+            inter = Interactions.load(work / INTERACTIONS_DIR)
+            split = make_split(inter.matrix, HoldoutConfig(seed=seed))
+            scratch = _scratch_workdir(work, inter, split.train)
+            train_wmf_run(scratch, WMFConfig(iterations=10), run="split", show_progress=False)
+            out = build_bundle(scratch, IndexerConfig(keep=1, default_lists=False), show_progress=False)
+            test, train = split.test.tocsr(), split.train.tocsr()
+            us = np.asarray(split.test_users)
+            us = us[np.diff(test.indptr)[us] > 0][:1000]
+            with Recommender.open(out) as rec:
+                ids = inter.song_ids
+                for share in shares:
+                    r10 = r50 = 0.0
+                    for u in us:
+                        relevant = {ids[j].decode() for j in test.indices[test.indptr[u]:test.indptr[u + 1]]}
+                        got = [s.song_id for s in rec.recommend(inter.user_ids[u].decode(), k=50,
+                                                                shares={"metadata": share}).songs]
+                        r10 += len(relevant & set(got[:10])) / min(len(relevant), 10)
+                        r50 += len(relevant & set(got)) / min(len(relevant), 50)
+                    row = {"world": seed, "share": share, "users": len(us),
+                           "recall@10": round(r10 / len(us), 4), "recall@50": round(r50 / len(us), 4)}
+                    print(row)
+                    rows.append(row)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+    return rows
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.metadata_bench")
+    sub = p.add_subparsers(dest="what", required=True)
+    v = sub.add_parser("vectors")
+    v.add_argument("--songs", type=int, default=20000)
+    s = sub.add_parser("share")
+    s.add_argument("--worlds", type=int, default=3)
+    s.add_argument("--users", type=int, default=3000)
+    s.add_argument("--songs", type=int, default=1500)
+    s.add_argument("--shares", default="0,0.05,0.1,0.2,0.3,0.5")
+    p.add_argument("--out", help="write the rows as JSON here")
+    args = p.parse_args(argv)
+    if args.what == "vectors":
+        rows = bench_vectors(args.songs)
+    else:
+        rows = bench_share(args.worlds, [float(x) for x in args.shares.split(",")], args.users, args.songs)
+    if args.out:
+        Path(args.out).write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
