@@ -55,7 +55,7 @@ class MetadataConfig:
     seed: the randomised SVD's (or the projection's) random state.
     """
 
-    dimensions: int = 48
+    dimensions: int = 64
     tags_weight: float = 1.0
     artist_weight: float = 0.5
     release_weight: float = 0.25

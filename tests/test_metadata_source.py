@@ -121,7 +121,7 @@ def test_the_bundle_holds_the_metadata_source(three):
     src = b.manifest["sources"]["metadata"]
     assert src["space"] == "metadata" and src["covers_cold"] is True
     assert src["index"]["recall_at_10"] >= 0.95
-    assert src["settings"]["dimensions"] == 48 and src["settings"]["songs_with_tags"] > 0
+    assert src["settings"]["dimensions"] == 64 and src["settings"]["songs_with_tags"] > 0
     assert b.source_size("metadata") == b.n_songs
     assert b.defaults.shares == {"acoustic": 0.2, "metadata": 0.1}
 
