@@ -23,7 +23,9 @@ def three(serving_workdir, tmp_path_factory):
     ids = np.concatenate([ids, np.array([b"SOPROBEONLY000001", b"SOPROBEONLY000002"], dtype=ids.dtype)])
     probe = SourceInput("probe", ids, rng.normal(size=(len(ids), 6)).astype(np.float32), space="probe",
                         covers_cold=True, default_share=0.3)
-    out = build_bundle(work, IndexerConfig(recall_queries=50), extra_sources=[probe], show_progress=False)
+    # (without the metadata source the indexer adds from the catalog: the probe is the third)
+    out = build_bundle(work, IndexerConfig(recall_queries=50, metadata=False), extra_sources=[probe],
+                       show_progress=False)
     with pmrs.Recommender.open(out) as rec:
         yield rec, probe
 
