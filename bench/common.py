@@ -24,7 +24,8 @@ def full_shape_world(users: int = FULL_USERS, songs: int = FULL_SONGS) -> Path:
     folder = DATA / f"world-{users}x{songs}"
     if not (folder / "truth.json").exists():
         subprocess.run([sys.executable, "-m", "pmrs.cli", "synth", str(folder), "--users", str(users),
-                        "--songs", str(songs), "--no-audio", "--cold-share", "0", "--seed", "7"],
+                        "--songs", str(songs), "--no-audio", "--cold-share", "0", "--seed", "7",
+                        "--lastfm", "none"],   # (the serving figures stay comparable: two sources)
                        check=True)
     return folder
 

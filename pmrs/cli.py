@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--no-audio", action="store_true", default=None)
     p.add_argument("--audio-workers", type=int)
+    p.add_argument("--lastfm", choices=("json", "sqlite", "both", "none"),
+                   help="Last.fm tags and similars as the JSON tree, the SQLite files, both, or none")
     g = p.add_argument_group("shape of the world")
     g.add_argument("--preset", help="named world whose settings sit under the config and flags: "
                    "default, harder (steep popularity, artist loyalty, fewer songs per user)")
