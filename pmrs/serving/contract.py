@@ -159,6 +159,17 @@ class Defaults:
         return Defaults(**values)
 
 
+class Shares(dict):
+    """Every source's share of a list, as :func:`resolve_shares` resolved it (a ``dict`` name ->
+    share): passed on as it is, never resolved twice, and it remembers its quotas per ``k``."""
+
+    __slots__ = ("_quotas",)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._quotas: dict = {}
+
+
 def resolve_shares(sources: list[str], defaults: Mapping[str, float],
                    requested: Mapping[str, float] | None = None) -> dict[str, float]:
     """The share of each of ``sources`` (in bundle order; the first is the primary) for a request.
@@ -171,7 +182,9 @@ def resolve_shares(sources: list[str], defaults: Mapping[str, float],
     source, or named shares over 1.
     """
     if not sources:
-        return {}
+        return Shares()
+    if type(requested) is Shares and list(requested) == list(sources):
+        return requested
     requested = dict(requested or {})
     unknown = sorted(set(requested) - set(sources))
     if unknown:
@@ -186,8 +199,8 @@ def resolve_shares(sources: list[str], defaults: Mapping[str, float],
         if total <= 0:
             raise ValueError("the shares of all sources are 0")
         if abs(total - 1.0) <= 1e-9:
-            return {name: req[name] for name in sources}
-        return {name: req[name] / total for name in sources}
+            return Shares((name, req[name]) for name in sources)
+        return Shares((name, req[name] / total) for name in sources)
     named = sum(req.values())
     if named > 1.0 + 1e-6:
         raise ValueError(f"the named shares add up to {named:g}, more than 1")
@@ -202,13 +215,19 @@ def resolve_shares(sources: list[str], defaults: Mapping[str, float],
             out[name] = rest * base[name] / weight
         else:
             out[name] = rest if name == primary else 0.0
-    return out
+    return Shares(out)
 
 
 def quotas(sources: list[str], shares: Mapping[str, float], k: int) -> dict[str, int]:
     """Songs each source contributes to a list of ``k``: every non-primary source in bundle order
     gets ``share * k`` rounded half up (so a share of 0.5 of 5 songs is 3), as long as songs are
     left; the primary source (the first) gets the rest."""
+    if type(shares) is Shares:  # (computed once per k for a request's resolved shares)
+        key = (k, tuple(sources))
+        got = shares._quotas.get(key)
+        if got is None:
+            got = shares._quotas[key] = quotas(sources, dict(shares), k)
+        return got
     out: dict[str, int] = {}
     left = int(k)
     for name in sources[1:]:

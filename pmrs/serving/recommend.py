@@ -419,13 +419,17 @@ def _select(bundle, cands: list["_Candidates"], quota: dict[str, int], k: int,
     # a song several lists hold is scored with the highest of its scores and marked with each
     by_list = [dict(zip(c.rows.tolist(), c.scores.tolist())) for c in cands]
     bits = [bundle.sources[c.name].bit for c in cands]
+    lists = list(zip(by_list, bits))
     items = []
-    for r, s in picks:
-        found = [(d[r], b) for d, b in zip(by_list, bits) if r in d]
-        mask = 0
-        for _, b in found:
-            mask |= b
-        items.append(Item(r, max(f for f, _ in found), mask))
+    for r, _ in picks:
+        best, mask = None, 0
+        for d, bit in lists:
+            v = d.get(r)
+            if v is not None:
+                mask |= bit
+                if best is None or v > best:
+                    best = v
+        items.append(Item(r, best, mask))
     return items
 
 
