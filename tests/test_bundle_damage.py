@@ -125,3 +125,39 @@ def test_manifest_whose_sources_do_not_start_with_collaborative(copy):
     m["indexes"] = {"acoustic": m["indexes"]["acoustic"]}
     (copy / "manifest.json").write_text(json.dumps(m))
     _refused(copy, "first source must be 'collaborative'")
+
+
+def test_a_mapped_bundle_truncated_under_a_reader_ends_it_and_is_refused_after(serving_workdir, tmp_path):
+    # The failure mode chosen for bundles too large to copy (docs/SERVING.md, "Damaged bundles"):
+    # a memory-mapped file truncated under a running process ends it with SIGBUS at the next read
+    # of a lost page; the restarted process refuses the damaged bundle instead of serving it.
+    import signal
+    import subprocess
+    import sys
+
+    from pmrs.indexing import IndexerConfig, build_bundle
+
+    work = tmp_path / "work"
+    shutil.copytree(serving_workdir, work)
+    copy = build_bundle(work, IndexerConfig(recall_queries=50), show_progress=False)
+    assert (copy / "played_indices.npy").stat().st_size > 2 * 4096   # pages past the new end
+    code = ("import sys, numpy as np\n"
+            "from pmrs.serving.bundle import Bundle\n"
+            "b = Bundle.open(sys.argv[1], in_memory=False)\n"
+            "assert not b.in_memory\n"
+            "print('open', flush=True)\n"
+            "sys.stdin.readline()\n"                       # the file is truncated meanwhile
+            "print(float(np.asarray(b.played_indices).sum()), flush=True)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(copy)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "open"
+        with open(copy / "played_indices.npy", "r+b") as fh:
+            fh.truncate(128)
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        assert proc.wait(timeout=60) == -signal.SIGBUS
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    _refused(copy, "played_indices.npy is not a readable .npy file")
