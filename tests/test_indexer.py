@@ -97,7 +97,11 @@ def test_bundle_layout_manifest_and_alignment(work):
     assert set(m["checksums"]) == files - {"manifest.json"}
     for name, digest in m["checksums"].items():
         assert hashlib.sha256((out / name).read_bytes()).hexdigest() == digest
-    assert (out / "catalog.lmdb").read_bytes() == (work / "catalog.lmdb").read_bytes()
+    from pmrs.catalog import Catalog    # the snapshot holds every song, track and tag (no similars)
+    with Catalog(work / "catalog.lmdb") as src, Catalog(out / "catalog.lmdb") as snap:
+        assert list(snap.items()) == list(src.items()) and list(snap.tracks()) == list(src.tracks())
+        assert list(snap.items_tags()) == list(src.items_tags()) and snap.info() == src.info()
+        assert list(snap.items_similars()) == [] and list(src.items_similars())
 
     wmf, wmf_users, wmf_songs = load_run(work / "models" / "wmf" / "w1")
     pred = load_predictions(work / "models" / "cnn" / "c1" / "predictions")

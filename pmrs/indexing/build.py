@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from ..acoustic.runs import CNN_DIR
 from ..artifacts import new_run_name, resolve_run, save_npy, sha256_file, write_json
+from ..catalog import snapshot_catalog
 from ..interactions import INTERACTIONS_DIR, Interactions
 from ..metadata import MetadataConfig, catalog_vectors
 from ..serving import contract as C
@@ -355,7 +356,7 @@ def _assemble(tmp: Path, workdir: Path, cfg: IndexerConfig, version: str, wmf_ru
     bar.set_postfix_str("catalog")
     catalog = workdir / C.CATALOG_FILE
     if catalog.is_file():
-        shutil.copyfile(catalog, tmp / C.CATALOG_FILE)
+        snapshot_catalog(catalog, tmp / C.CATALOG_FILE)
     else:
         log.warning("no %s: the bundle has no catalog (songs() gives ids only)", catalog)
     bar.update()
