@@ -517,6 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="song ids to draw from")
     p.add_argument("--seed", type=int, default=0, help="request sampling seed")
     p.add_argument("--secure", action="store_true", help="TLS instead of plaintext")
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
     return p
 
 

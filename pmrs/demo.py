@@ -207,7 +207,7 @@ def serve_and_query(work: Path, user: str, cold_song: str) -> None:
             print(flush=True)
         print(f"$ pmrs-loadtest --target {target} --ids-from {work} --concurrency 4 --duration 10", flush=True)
         subprocess.run(_tool("pmrs-loadtest") + ["--target", target, "--ids-from", str(work), "--concurrency",
-                                                 "4", "--duration", "10", "--mix", "recommend=0.7,similar=0.3"],
+                                                 "4", "--duration", "10", "--mix", "recommend=0.7,similar=0.3", "-q"],
                        check=True)
     finally:
         proc.send_signal(signal.SIGTERM)
