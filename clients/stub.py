@@ -69,6 +69,7 @@ SIMILARITY_MODES: dict[str, int] = {
     "collaborative": pb.SIMILARITY_MODE_COLLABORATIVE,
     "acoustic": pb.SIMILARITY_MODE_ACOUSTIC,
     "mixed": pb.SIMILARITY_MODE_MIXED,
+    "metadata": pb.SIMILARITY_MODE_METADATA,
 }
 """``similar(mode=...)`` name -> ``SimilarityMode`` enum value."""
 

@@ -151,9 +151,9 @@ def test_similar_mode_names_a_source(client, fake):
     with pytest.raises(ValueError, match="mode"):
         client.similar("SOAAA", mode="")
     assert fake.calls["SimilarSongs"] == 0
-    client.similar("SOAAA", mode="metadata", shares={"acoustic": 0.5})
+    client.similar("SOAAA", mode="lyrics", shares={"acoustic": 0.5})
     req = fake.requests["SimilarSongs"]
-    assert req.source == "metadata" and dict(req.shares) == {"acoustic": 0.5}
+    assert req.source == "lyrics" and dict(req.shares) == {"acoustic": 0.5}
 
 
 def test_song_bundle_info_ping(client):

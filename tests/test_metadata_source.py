@@ -145,6 +145,18 @@ def test_recommend_and_similar_songs_by_metadata(three):
     scores = vectors @ vectors[played[0]]
     scores[played[0]] = -np.inf
     assert np.allclose([scores[b.song_row(s.song_id)] for s in sim.songs], np.sort(scores)[::-1][:5], atol=1e-5)
+    # over gRPC's message types: the proto's METADATA mode and a source name give the same list
+    from pmrs.v1 import recommender_pb2 as pb
+    from server.servicer import BundleHolder, RecommenderServicer
+
+    class Ctx:
+        def time_remaining(self):
+            return None
+
+    servicer = RecommenderServicer(BundleHolder(rec))
+    for req in (pb.SimilarSongsRequest(song_id=song, k=5, mode=pb.SIMILARITY_MODE_METADATA),
+                pb.SimilarSongsRequest(song_id=song, k=5, source="metadata")):
+        assert [s.song_id for s in servicer.SimilarSongs(req, Ctx()).songs] == sim.song_ids
 
 
 def test_songs_without_plays_or_audio_have_metadata_neighbours(serving_workdir, tmp_path):
