@@ -17,6 +17,7 @@ import scipy.sparse as sp
 
 from .artifacts import load_npy, save_npy
 
+SONG_IDS_FILE = "song_ids.npy"
 INTERACTIONS_DIR = "interactions"
 
 
@@ -55,7 +56,7 @@ class Interactions:
         save_npy(d / "indices.npy", m.indices.astype(np.int32, copy=False))
         save_npy(d / "counts.npy", m.data.astype(np.int32, copy=False))
         save_npy(d / "user_ids.npy", self.user_ids)
-        save_npy(d / "song_ids.npy", self.song_ids)
+        save_npy(d / SONG_IDS_FILE, self.song_ids)
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> "Interactions":
@@ -63,12 +64,20 @@ class Interactions:
         if not (d / "indptr.npy").exists():
             raise FileNotFoundError(f"no interactions in {d}; run `pmrs ingest DATA_DIR` first")
         user_ids = load_npy(d / "user_ids.npy")
-        song_ids = load_npy(d / "song_ids.npy")
+        song_ids = load_npy(d / SONG_IDS_FILE)
         matrix = sp.csr_matrix(
             (load_npy(d / "counts.npy"), load_npy(d / "indices.npy"), load_npy(d / "indptr.npy")),
             shape=(len(user_ids), len(song_ids)),
         )
         return cls(matrix=matrix, user_ids=user_ids, song_ids=song_ids)
+
+
+def played_song_ids(directory: str | os.PathLike) -> np.ndarray | None:
+    """The sorted song ids of the interactions in ``directory`` (memory-mapped, no matrix loaded):
+    every song somebody played, whether or not the catalog has a row for it. ``None`` when the
+    directory holds no interactions."""
+    path = Path(directory) / SONG_IDS_FILE
+    return np.load(path, mmap_mode="r", allow_pickle=False) if path.is_file() else None
 
 
 def find(sorted_ids: np.ndarray, key: str | bytes) -> int:
