@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--unique-tracks", help="unique_tracks.txt path")
     p.add_argument("--track-metadata", help="track_metadata.db path")
     p.add_argument("--genres", help="genre labels (track_id<TAB>genre)")
+    p.add_argument("--sid-mismatches", help="the MSD's sid_mismatches.txt: wrong song/track links to drop")
     p.add_argument("--lastfm", action="append", metavar="PATH",
                    help="Last.fm input: a JSON folder (lastfm_train/ ...), lastfm_tags.db or "
                         "lastfm_similars.db; repeat for several (replaces those found in DIR)")
@@ -170,7 +171,7 @@ def cmd_ingest(args) -> int:
     cfg = cfgmod.build(IngestConfig, "ingest", _toml(args), vars(args))
     report = ingest(args.dir, cfgmod.resolve_workdir(args.workdir), cfg, triplets=args.triplets,
                     unique_tracks=args.unique_tracks, track_metadata=args.track_metadata,
-                    genres=args.genres, lastfm=args.lastfm,
+                    genres=args.genres, sid_mismatches=args.sid_mismatches, lastfm=args.lastfm,
                     show_progress=False if args.quiet else None)
     print(format_ingest(report))
     return 0

@@ -34,6 +34,9 @@ def format_ingest(report: dict) -> str:
     if c:
         out.append(f"catalog: {c['songs']:,} songs, {c['tracks']:,} tracks, "
                    f"{c['songs_with_genre']:,} with a genre ({len(c['genres'])} genres)")
+        if c.get("mismatched_links"):
+            out.append(f"  removed {c['mismatched_links']:,} wrong track -> song link(s) listed in "
+                       f"{c['sources'].get('sid_mismatches', 'sid_mismatches.txt')}")
         for source, n in c["malformed"].items():
             out.append(f"  skipped {n:,} malformed line(s) or row(s) in {source}")
         for source, n in c.get("bad_values", {}).items():

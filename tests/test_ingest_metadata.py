@@ -180,3 +180,23 @@ def test_latin1_text_is_read_as_latin1_and_bad_ids_are_counted(tmp_path):
         assert (cat.get("SO1")["artist"], cat.get("SO1")["title"]) == ("Björk", "Jóga")
         assert cat.get("SO6")["title"] == "Hoppípolla" and cat.get("SO7")["title"] == "Café"
         assert sorted(s for s, _ in cat.items()) == ["SO1", "SO6", "SO7"]
+
+
+def test_sid_mismatches_remove_the_wrong_track_links_and_are_reported(tmp_path, capfd):
+    from pmrs.cli import main
+
+    make_files(tmp_path)
+    (tmp_path / "train_triplets.txt").write_text("u1\tSO1\t3\nu1\tSO2\t1\n")
+    (tmp_path / "sid_mismatches.txt").write_text(
+        "ERROR: <SO1 TRB> Björk  -  Jóga (dup)  !=  Someone Else  -  Another Song\n"
+        "ERROR: <SO2 TRD> not a link the catalog has (TRD is SO3's): left alone\n"
+        "a line that is not a mismatch\n", encoding="utf-8")
+    assert main(["ingest", str(tmp_path), "--workdir", str(tmp_path / "work")]) == 0
+    out = capfd.readouterr().out
+    assert "removed 1 wrong track -> song link(s) listed in" in out
+    assert "skipped 1 malformed line(s) or row(s) in sid_mismatches.txt" in out
+    with Catalog(tmp_path / "work" / "catalog.lmdb") as cat:
+        assert cat.song_for_track("TRB") is None and cat.song_for_track("TRA\u00b9") == "SO1"
+        assert cat.song_for_track("TRD") == "SO3"
+        assert cat.get("SO1")["track_ids"] == ["TRA\u00b9"]
+        assert cat.get("SO1")["genre"] == "Electronic"      # (still voted by its right track)

@@ -31,6 +31,7 @@ STANDARD_FILES = {
     "unique_tracks": "unique_tracks.txt",
     "track_metadata": "track_metadata.db",
     "genres": "genres.tsv",
+    "sid_mismatches": "sid_mismatches.txt",
 }
 
 
@@ -75,6 +76,7 @@ def ingest(data_dir: str | Path | None, workdir: str | Path, cfg: IngestConfig |
     if any(files[k] for k in ("unique_tracks", "track_metadata", "genres")):
         meta_report = build_catalog(workdir / CATALOG_FILE, unique_tracks=files["unique_tracks"],
                                     track_metadata=files["track_metadata"], genres=files["genres"],
+                                    sid_mismatches=files["sid_mismatches"],
                                     lastfm=lastfm_paths, max_similars=cfg.lastfm_max_similars,
                                     show_progress=show_progress)
     else:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import sqlite3
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
@@ -65,6 +66,7 @@ class MetadataReport:
     latin1_values: dict[str, int] = field(default_factory=dict)
     examples: list[dict] = field(default_factory=list)
     lastfm: dict | None = None  # asdict(LastfmReport) when Last.fm input was given
+    mismatched_links: int = 0   # track -> song links sid_mismatches.txt removed
 
     def bad(self, source: str, line: int, text: str | bytes, reason: str = "", *,
             unit: str = "line", counter: str = "malformed") -> None:
@@ -266,13 +268,38 @@ def read_genres(path: Path, report: MetadataReport) -> dict[str, str]:
     return out
 
 
+#: A line of the MSD's ``sid_mismatches.txt``: ``ERROR: <SOxxx TRxxx> artist - title != ...``.
+_MISMATCH = re.compile(rb"^ERROR: <(SO[A-Z0-9]+) (TR[A-Z0-9]+)>")
+
+
+def read_sid_mismatches(path: Path, report: MetadataReport) -> set[tuple[str, str]]:
+    """The (song id, track id) pairs the Million Song Dataset lists as wrongly matched; other
+    lines are counted as malformed (blank lines and ``#`` comments are skipped silently)."""
+    source = path.name
+    pairs: set[tuple[str, str]] = set()
+    with open(path, "rb") as fh:
+        for n, raw in enumerate(fh, 1):
+            line = raw.strip()
+            if not line or line.startswith(b"#"):
+                continue
+            m = _MISMATCH.match(line)
+            if m is None:
+                report.bad(source, n, raw, "not an 'ERROR: <SOxxx TRxxx> ...' line")
+                continue
+            pairs.add((m.group(1).decode(), m.group(2).decode()))
+    return pairs
+
+
 def build_catalog(out_path: Path, *, unique_tracks: Path | None = None,
                   track_metadata: Path | None = None, genres: Path | None = None,
+                  sid_mismatches: Path | None = None,
                   lastfm: Sequence[Path] = (), max_similars: int | None = None,
                   show_progress: bool | None = None) -> MetadataReport:
     """Merge the given metadata files into ``out_path`` (``catalog.lmdb``), replacing it only
     when every file could be read and the result holds at least one song (:class:`IngestError`
-    otherwise, with the old catalog untouched). ``lastfm``: Last.fm inputs
+    otherwise, with the old catalog untouched). ``sid_mismatches``: the MSD's list of wrong
+    song/track matches, whose links are removed (so neither genre labels nor Last.fm data of such
+    a track reach the song). ``lastfm``: Last.fm inputs
     (:mod:`pmrs.ingest.lastfm`), whose tags and similars (the ``max_similars`` highest scores)
     are stored per song."""
     report = MetadataReport()
@@ -307,6 +334,15 @@ def build_catalog(out_path: Path, *, unique_tracks: Path | None = None,
                 s["year"] = row["year"]
             if not s["duration"] and row.get("duration"):
                 s["duration"] = round(row["duration"], 3)
+    if sid_mismatches is not None:
+        report.sources["sid_mismatches"] = str(sid_mismatches)
+        for song_id, track_id in sorted(read_sid_mismatches(sid_mismatches, report)):
+            if track_song.get(track_id) == song_id:
+                del track_song[track_id]
+                songs[song_id]["track_ids"].remove(track_id)
+                report.mismatched_links += 1
+        if report.mismatched_links:
+            log.info("%s: removed %d wrong track -> song link(s)", sid_mismatches, report.mismatched_links)
     if genres is not None:
         report.sources["genres"] = str(genres)
         by_song: dict[str, Counter] = defaultdict(Counter)
