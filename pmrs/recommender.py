@@ -29,8 +29,9 @@ from .serving.recommend import (MIXED, NO_FILTERS, Filters, InvalidArgument, Ite
                                 resolve_k, similar_songs, user_query)
 from .text import quote_prefix
 
-__all__ = ["BundleInfo", "CallHooks", "Filters", "InvalidArgument", "ListInfo", "MIXED", "NotFound",
-           "Recommendations", "Recommender", "ScoredSong", "ServingError", "Song", "SourceInfo"]
+__all__ = ["BundleInfo", "CallHooks", "Filters", "GenreList", "GenreRecommendations", "InvalidArgument",
+           "ListInfo", "MIXED", "NotFound", "Recommendations", "Recommender", "ScoredSong", "ServingError",
+           "Song", "SourceInfo"]
 
 
 @dataclass(slots=True)
@@ -126,6 +127,31 @@ class BundleInfo:
     source_runs: dict
     default_lists: list[ListInfo]
     defaults: C.Defaults
+
+
+@dataclass(frozen=True)
+class GenreList:
+    """The songs recommended under one genre, best first, each with the confidence that it
+    belongs to the genre (``genre_confidences``, aligned with ``songs``), and ``confidence``: how
+    much of the listener's recommendations lean to this genre (the genres' confidences sum to 1)."""
+
+    genre: str
+    confidence: float
+    songs: list[ScoredSong]
+    genre_confidences: list[float]
+
+
+@dataclass(frozen=True)
+class GenreRecommendations:
+    """Recommendations under each genre, the genres in decreasing confidence."""
+
+    genres: list[GenreList]
+    bundle_version: str
+    folded_in: bool = False
+
+
+#: Candidates drawn (per source, before grouping) for the per-genre lists.
+GENRE_CANDIDATES = 300
 
 
 class CallHooks:
@@ -248,6 +274,62 @@ class Recommender:
                 raise NotFound(f"song {quote_prefix(song_id)}: {exc}") from None
         hooks.check("before the answer was ready")
         return Recommendations(self._scored(items), b.version)
+
+    def recommend_by_genre(self, user_id: str | None = None, seed_song_ids: Sequence[str] = (),
+                           k: int | None = None, genres: Sequence[str] = (), include_played: bool = False,
+                           *, hooks: CallHooks | None = None) -> GenreRecommendations:
+        """Songs for a user (or seed songs) under each genre, with per-genre confidences.
+
+        The listener's top ``GENRE_CANDIDATES`` recommendations (default shares, no re-ranking)
+        are grouped by genre: a song with audio belongs to the genre its genre head finds most
+        likely, with that probability as its confidence; a song without audio to its catalog
+        genre, with confidence 1; a song with neither is left out. Each genre keeps its ``k``
+        best songs (``k``: 1 to 1000, ``None``: the default k). A genre's confidence is its share
+        of the candidates' relevance (min-max normalised scores) weighted by those confidences.
+        ``genres`` keeps only these (case-insensitive). Raises as :meth:`recommend`.
+        """
+        hooks = hooks or _NO_HOOKS
+        b = self.bundle
+        k = self._k(k)
+        with hooks.slot():
+            query = user_query(b, user_id or "", list(seed_song_ids), include_played)
+            hooks.check("before the search")
+            items = recommend(b, query, GENRE_CANDIDATES, self._default_shares, 0.0,
+                              before_widening=_widening(hooks))
+        hooks.check("before the answer was ready")
+        wanted = {g.strip().casefold() for g in genres if g.strip()}
+        rows = np.asarray([it.song_row for it in items], np.int64)
+        scored = self._scored(items)
+        have, probs = b.genre_probs_many(rows)
+        genre_of: list[tuple[str, float] | None] = []
+        head = iter(probs)
+        for s, audio in zip(scored, have.tolist()):
+            if audio and b.genres:
+                p = next(head)
+                g = int(np.argmax(p))
+                genre_of.append((b.genres[g], float(p[g])))
+            elif s.genre:
+                genre_of.append((s.genre, 1.0))
+            else:
+                genre_of.append(None)
+        scores = np.asarray([it.score for it in items], np.float64)
+        span = scores.max() - scores.min() if len(scores) else 0.0
+        rel = (scores - scores.min()) / span if span > 0 else np.ones(len(scores))
+        mass: dict[str, float] = {}
+        lists: dict[str, tuple[list[ScoredSong], list[float]]] = {}
+        for s, found, r in zip(scored, genre_of, rel.tolist()):
+            if found is None:
+                continue
+            g, conf = found
+            mass[g] = mass.get(g, 0.0) + r * conf
+            songs, confs = lists.setdefault(g, ([], []))
+            if len(songs) < k:
+                songs.append(s)
+                confs.append(conf)
+        total = sum(mass.values()) or 1.0
+        out = [GenreList(g, mass[g] / total, *lists[g]) for g in sorted(mass, key=lambda g: (-mass[g], g))
+               if not wanted or g.casefold() in wanted]
+        return GenreRecommendations(out, b.version, folded_in=query.folded_in)
 
     def song(self, song_id: str) -> Song:
         """The catalog entry of ``song_id``, the sources with a vector for it and its genre

@@ -258,6 +258,16 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
             return pb.SimilarSongsResponse(songs=_scored(r.songs), bundle_version=r.bundle_version)
 
     @_rpc
+    def RecommendByGenre(self, request: pb.RecommendByGenreRequest, context) -> pb.RecommendByGenreResponse:
+        with self._recommender(context) as (rec, hooks):
+            r = rec.recommend_by_genre(request.user_id, request.seed_song_ids, request.k, request.genres,
+                                       request.include_played, hooks=hooks)
+            return pb.RecommendByGenreResponse(
+                genres=[pb.GenreSongs(genre=g.genre, confidence=g.confidence, songs=_scored(g.songs),
+                                      song_confidences=g.genre_confidences) for g in r.genres],
+                bundle_version=r.bundle_version, folded_in=r.folded_in)
+
+    @_rpc
     def GetSong(self, request: pb.GetSongRequest, context) -> pb.GetSongResponse:
         with self._recommender(context) as (rec, _):
             s = rec.song(request.song_id)

@@ -192,6 +192,16 @@ def test_server_answers_equal_the_python_api(server, bundle):
             assert _answer(got.songs) == _answer(rec.similar_songs(song, k=7, mode=name, diversity=0.5).songs)
 
 
+def test_recommend_by_genre_over_grpc(server, bundle):
+    user = bundle.user_ids[11].decode()
+    resp = server.stub.RecommendByGenre(pb.RecommendByGenreRequest(user_id=user, k=3), timeout=10)
+    want = Recommender(bundle).recommend_by_genre(user, k=3)
+    assert resp.genres and [g.genre for g in resp.genres] == [g.genre for g in want.genres]
+    assert [[s.song_id for s in g.songs] for g in resp.genres] == [[s.song_id for s in g.songs] for g in want.genres]
+    code, details = code_of(server.stub.RecommendByGenre, pb.RecommendByGenreRequest(user_id="nobody"))
+    assert code == grpc.StatusCode.NOT_FOUND
+
+
 def test_answers_never_hold_nan_or_inf(server, bundle):
     genre = bundle.songs([0])[0]["genre"]
     scores = []

@@ -510,6 +510,16 @@ class Bundle:
             out[have] = self._embeddings[pos[have]]
         return out
 
+    def genre_probs_many(self, song_rows: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(have, probs)``: which of ``song_rows`` have genre-head probabilities (bool), and
+        those, ``(have.sum(), g)`` float32 (no song has any without audio or a genre head)."""
+        rows = np.asarray(song_rows, dtype=np.int64).reshape(-1)
+        if self._genre_probs is None:
+            return np.zeros(len(rows), bool), np.zeros((0, len(self.genres)), np.float32)
+        pos = self._indexes[self._extras_source].position(rows)
+        have = pos >= 0
+        return have, np.asarray(self._genre_probs[pos[have]], dtype=np.float32)
+
     def genre_probs(self, song_row: int) -> np.ndarray | None:
         """``(g,)`` genre-head probabilities (order: ``genres``), ``None`` without audio or head."""
         if self._genre_probs is None:

@@ -135,6 +135,42 @@ class SimilarSongsResponse(_message.Message):
     bundle_version: str
     def __init__(self, songs: _Optional[_Iterable[_Union[ScoredSong, _Mapping]]] = ..., bundle_version: _Optional[str] = ...) -> None: ...
 
+class RecommendByGenreRequest(_message.Message):
+    __slots__ = ("user_id", "seed_song_ids", "k", "genres", "include_played")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    SEED_SONG_IDS_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    GENRES_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_PLAYED_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    seed_song_ids: _containers.RepeatedScalarFieldContainer[str]
+    k: int
+    genres: _containers.RepeatedScalarFieldContainer[str]
+    include_played: bool
+    def __init__(self, user_id: _Optional[str] = ..., seed_song_ids: _Optional[_Iterable[str]] = ..., k: _Optional[int] = ..., genres: _Optional[_Iterable[str]] = ..., include_played: _Optional[bool] = ...) -> None: ...
+
+class GenreSongs(_message.Message):
+    __slots__ = ("genre", "confidence", "songs", "song_confidences")
+    GENRE_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    SONGS_FIELD_NUMBER: _ClassVar[int]
+    SONG_CONFIDENCES_FIELD_NUMBER: _ClassVar[int]
+    genre: str
+    confidence: float
+    songs: _containers.RepeatedCompositeFieldContainer[ScoredSong]
+    song_confidences: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, genre: _Optional[str] = ..., confidence: _Optional[float] = ..., songs: _Optional[_Iterable[_Union[ScoredSong, _Mapping]]] = ..., song_confidences: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class RecommendByGenreResponse(_message.Message):
+    __slots__ = ("genres", "bundle_version", "folded_in")
+    GENRES_FIELD_NUMBER: _ClassVar[int]
+    BUNDLE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    FOLDED_IN_FIELD_NUMBER: _ClassVar[int]
+    genres: _containers.RepeatedCompositeFieldContainer[GenreSongs]
+    bundle_version: str
+    folded_in: bool
+    def __init__(self, genres: _Optional[_Iterable[_Union[GenreSongs, _Mapping]]] = ..., bundle_version: _Optional[str] = ..., folded_in: _Optional[bool] = ...) -> None: ...
+
 class GetSongRequest(_message.Message):
     __slots__ = ("song_id",)
     SONG_ID_FIELD_NUMBER: _ClassVar[int]

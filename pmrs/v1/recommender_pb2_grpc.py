@@ -45,6 +45,11 @@ class RecommenderStub:
                 request_serializer=pmrs_dot_v1_dot_recommender__pb2.SimilarSongsRequest.SerializeToString,
                 response_deserializer=pmrs_dot_v1_dot_recommender__pb2.SimilarSongsResponse.FromString,
                 _registered_method=True)
+        self.RecommendByGenre = channel.unary_unary(
+                '/pmrs.v1.Recommender/RecommendByGenre',
+                request_serializer=pmrs_dot_v1_dot_recommender__pb2.RecommendByGenreRequest.SerializeToString,
+                response_deserializer=pmrs_dot_v1_dot_recommender__pb2.RecommendByGenreResponse.FromString,
+                _registered_method=True)
         self.GetSong = channel.unary_unary(
                 '/pmrs.v1.Recommender/GetSong',
                 request_serializer=pmrs_dot_v1_dot_recommender__pb2.GetSongRequest.SerializeToString,
@@ -76,6 +81,13 @@ class RecommenderServicer:
     def SimilarSongs(self, request, context):
         """Songs similar to a song, by collaborative factors, acoustic vectors, or both. Works for songs
         nobody has played yet (acoustic neighbours).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecommendByGenre(self, request, context):
+        """Songs for a user (or seed songs) under each genre, with per-genre confidence scores.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -114,6 +126,11 @@ def add_RecommenderServicer_to_server(servicer, server):
                     servicer.SimilarSongs,
                     request_deserializer=pmrs_dot_v1_dot_recommender__pb2.SimilarSongsRequest.FromString,
                     response_serializer=pmrs_dot_v1_dot_recommender__pb2.SimilarSongsResponse.SerializeToString,
+            ),
+            'RecommendByGenre': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecommendByGenre,
+                    request_deserializer=pmrs_dot_v1_dot_recommender__pb2.RecommendByGenreRequest.FromString,
+                    response_serializer=pmrs_dot_v1_dot_recommender__pb2.RecommendByGenreResponse.SerializeToString,
             ),
             'GetSong': grpc.unary_unary_rpc_method_handler(
                     servicer.GetSong,
@@ -186,6 +203,33 @@ class Recommender:
             '/pmrs.v1.Recommender/SimilarSongs',
             pmrs_dot_v1_dot_recommender__pb2.SimilarSongsRequest.SerializeToString,
             pmrs_dot_v1_dot_recommender__pb2.SimilarSongsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecommendByGenre(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pmrs.v1.Recommender/RecommendByGenre',
+            pmrs_dot_v1_dot_recommender__pb2.RecommendByGenreRequest.SerializeToString,
+            pmrs_dot_v1_dot_recommender__pb2.RecommendByGenreResponse.FromString,
             options,
             channel_credentials,
             insecure,
