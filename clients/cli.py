@@ -143,6 +143,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "source blended (default: mixed)")
     _filters(p)
 
+    p = sub.add_parser("genres", help="songs for a user (or seed songs) under each genre, with confidences")
+    _common(p, top=False)
+    p.add_argument("user_id", nargs="?", default="", metavar="USER_ID",
+                   help="a known user; omit for an unknown user described by --seed")
+    p.add_argument("-k", type=int, default=5, help="songs per genre (default: 5)")
+    p.add_argument("--seed", nargs="+", action="extend", default=[], metavar="SONG_ID",
+                   help="songs an unknown user likes (folded in)")
+    p.add_argument("--genre", nargs="+", action="extend", default=[], metavar="G",
+                   help="only these genres")
+
     p = sub.add_parser("song", help="one song's catalog entry")
     _common(p, top=False)
     p.add_argument("song_id", metavar="SONG_ID")
@@ -180,6 +190,11 @@ def _run(client: PMRSClient, args: argparse.Namespace) -> tuple[str, Any]:
             return f"{head}\n{format_songs(recs.songs)}", dataclasses.asdict(recs)
         songs = client.similar(args.song_id, k=args.k, mode=args.mode, **filters)
         return format_songs(songs), {"songs": [dataclasses.asdict(s) for s in songs]}
+    if args.command == "genres":
+        lists = client.recommend_by_genre(args.user_id or None, seed_song_ids=args.seed, k=args.k,
+                                          genres=args.genre)
+        text = "\n\n".join(f"{g.genre}  (confidence {g.confidence:.2f})\n{format_songs(g.songs)}" for g in lists)
+        return text or "(no songs)", {"genres": [dataclasses.asdict(g) for g in lists]}
     if args.command == "song":
         song = client.song(args.song_id)
         return format_song(song), dataclasses.asdict(song)

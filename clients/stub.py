@@ -38,6 +38,7 @@ from pmrs.v1 import recommender_pb2_grpc as pb_grpc
 __all__ = [
     "BundleInfo",
     "DefaultListInfo",
+    "GenreList",
     "GenreScore",
     "IndexInfo",
     "MAX_RETRIES",
@@ -133,6 +134,18 @@ class SongResult:
         return cls(song_id=m.song_id, title=m.title, artist=m.artist, genre=m.genre, year=m.year,
                    score=float(m.score), source=SOURCE_NAMES.get(m.source, "unspecified"),
                    sources=tuple(m.sources))
+
+
+@dataclass(frozen=True)
+class GenreList:
+    """One genre of :meth:`PMRSClient.recommend_by_genre`: its confidence (how much the user's
+    recommendations lean to it; the genres' sum to 1), its songs best first, and for each song
+    the confidence that it belongs to the genre."""
+
+    genre: str
+    confidence: float
+    songs: list[SongResult]
+    song_confidences: list[float]
 
 
 @dataclass(frozen=True)
@@ -534,6 +547,24 @@ class PMRSClient:
         _set_optional(req, acoustic_share=acoustic_share, diversity=diversity)
         resp = self._call(self._stub.SimilarSongs, req)
         return [SongResult.from_proto(s) for s in resp.songs]
+
+    def recommend_by_genre(self, user_id: str | None = None, *, seed_song_ids: Sequence[str] = (),
+                           k: int = 10, genres: Sequence[str] = (),
+                           include_played: bool = False) -> list[GenreList]:
+        """Songs for a user (or seed songs) under each genre, the genres in decreasing confidence.
+
+        Raises
+        ------
+        PMRSError
+            ``NOT_FOUND`` (unknown user, no known seed), ``INVALID_ARGUMENT``, ...
+        """
+        req = pb.RecommendByGenreRequest(user_id=user_id or "", seed_song_ids=_strs(seed_song_ids, "seed_song_ids"),
+                                         k=k, genres=_strs(genres, "genres"), include_played=include_played)
+        resp = self._call(self._stub.RecommendByGenre, req)
+        return [GenreList(genre=g.genre, confidence=round(float(g.confidence), 6),
+                          songs=[SongResult.from_proto(s) for s in g.songs],
+                          song_confidences=[round(float(c), 6) for c in g.song_confidences])
+                for g in resp.genres]
 
     def song(self, song_id: str) -> SongInfo:
         """One song's catalog entry.

@@ -200,6 +200,16 @@ def test_recommend_by_genre_over_grpc(server, bundle):
     assert [[s.song_id for s in g.songs] for g in resp.genres] == [[s.song_id for s in g.songs] for g in want.genres]
     code, details = code_of(server.stub.RecommendByGenre, pb.RecommendByGenreRequest(user_id="nobody"))
     assert code == grpc.StatusCode.NOT_FOUND
+    # the Python client and pmrs-client show the same lists
+    from clients import PMRSClient
+    from clients.cli import main as client_main
+
+    with PMRSClient(server.address) as client:
+        lists = client.recommend_by_genre(user, k=3)
+    assert [(g.genre, [s.song_id for s in g.songs]) for g in lists] == \
+        [(g.genre, [s.song_id for s in g.songs]) for g in want.genres]
+    assert sum(g.confidence for g in lists) == pytest.approx(1.0, abs=1e-4)
+    assert client_main(["--target", server.address, "genres", user, "-k", "3"]) == 0
 
 
 def test_answers_never_hold_nan_or_inf(server, bundle):
