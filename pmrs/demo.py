@@ -166,6 +166,13 @@ def run_demo(directory: Path, config_path: Path = DEMO_CONFIG) -> None:
         print(f"\nrec.similar_songs({cold_song!r}, k=8, mode='acoustic'): a song nobody has played yet, "
               f"'{song.title}' by {song.artist} ({song.genre}):")
         print(_scored_table(rec.similar_songs(cold_song, k=8, mode="acoustic").songs))
+        by_genre = rec.recommend_by_genre(user, k=3)
+        print(f"\nrec.recommend_by_genre({user!r}, k=3): the three genres this listener leans to most")
+        for g in by_genre.genres[:3]:
+            print(f"\n{g.genre}: confidence {g.confidence:.2f}")
+            print(markdown_table(["title", "artist", "genre confidence", "song id"],
+                                 [[s.title, s.artist, f"{c:.2f}", s.song_id]
+                                  for s, c in zip(g.songs, g.genre_confidences)]))
     print(f"({time.perf_counter() - t:.1f} s)")
 
     t = _step("11. pmrs-server, the same calls over gRPC with pmrs-client, and a 10-second load test")
