@@ -130,7 +130,7 @@ def bench_share(worlds: int, shares: list[float], users: int, songs: int) -> lis
             scratch = _scratch_workdir(work, inter, split.train)
             train_wmf_run(scratch, WMFConfig(iterations=10), run="split", show_progress=False)
             out = build_bundle(scratch, IndexerConfig(keep=1, default_lists=False), show_progress=False)
-            test, train = split.test.tocsr(), split.train.tocsr()
+            test = split.test.tocsr()
             us = np.asarray(split.test_users)
             us = us[np.diff(test.indptr)[us] > 0][:1000]
             with Recommender.open(out) as rec:

@@ -117,6 +117,15 @@ def _filters(p: argparse.ArgumentParser) -> None:
                    help="drop songs by these artists")
 
 
+def _listener(p: argparse.ArgumentParser, k: int, what: str) -> None:
+    """A known user, or seed songs for one the model does not know, and ``-k``."""
+    p.add_argument("user_id", nargs="?", default="", metavar="USER_ID",
+                   help="a known user; omit for an unknown user described by --seed")
+    p.add_argument("-k", type=int, default=k, help=f"{what} (default: {k})")
+    p.add_argument("--seed", nargs="+", action="extend", default=[], metavar="SONG_ID",
+                   help="songs an unknown user likes (folded in)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``pmrs-client`` argument parser."""
     parser = argparse.ArgumentParser(prog="pmrs-client",
@@ -126,11 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("recommend", help="songs for a user (or for seed songs)")
     _common(p, top=False)
-    p.add_argument("user_id", nargs="?", default="", metavar="USER_ID",
-                   help="a known user; omit for an unknown user described by --seed")
-    p.add_argument("-k", type=int, default=10, help="number of songs (default: 10)")
-    p.add_argument("--seed", nargs="+", action="extend", default=[], metavar="SONG_ID",
-                   help="songs an unknown user likes (folded in)")
+    _listener(p, 10, "number of songs")
     p.add_argument("--include-played", action="store_true", help="also return played songs")
     _filters(p)
 
@@ -145,11 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("genres", help="songs for a user (or seed songs) under each genre, with confidences")
     _common(p, top=False)
-    p.add_argument("user_id", nargs="?", default="", metavar="USER_ID",
-                   help="a known user; omit for an unknown user described by --seed")
-    p.add_argument("-k", type=int, default=5, help="songs per genre (default: 5)")
-    p.add_argument("--seed", nargs="+", action="extend", default=[], metavar="SONG_ID",
-                   help="songs an unknown user likes (folded in)")
+    _listener(p, 5, "songs per genre")
     p.add_argument("--genre", nargs="+", action="extend", default=[], metavar="G",
                    help="only these genres")
 

@@ -143,7 +143,7 @@ def run_demo(directory: Path, config_path: Path = DEMO_CONFIG) -> None:
     from .indexing import IndexerConfig, build_bundle
     from .recommender import Recommender
 
-    bundle_dir = build_bundle(work, cfgmod.build(IndexerConfig, "indexer", toml), show_progress=False)
+    build_bundle(work, cfgmod.build(IndexerConfig, "indexer", toml), show_progress=False)
     with Recommender.open(work) as rec:
         info = rec.info()
         for src in info.sources:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, ContextManager, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -285,7 +285,9 @@ class Recommender:
         likely, with that probability as its confidence; a song without audio to its catalog
         genre, with confidence 1; a song with neither is left out. Each genre keeps its ``k``
         best songs (``k``: 1 to 1000, ``None``: the default k). A genre's confidence is its share
-        of the candidates' relevance (min-max normalised scores) weighted by those confidences.
+        of the candidates' relevance weighted by those confidences, a candidate's relevance being
+        its place in the blended list (1 for the first, falling linearly): the sources' raw
+        scores are not on one scale.
         ``genres`` keeps only these (case-insensitive). Raises as :meth:`recommend`.
         """
         hooks = hooks or _NO_HOOKS
@@ -304,17 +306,15 @@ class Recommender:
         genre_of: list[tuple[str, float] | None] = []
         head = iter(probs)
         for s, audio in zip(scored, have.tolist()):
-            if audio and b.genres:
-                p = next(head)
+            p = next(head) if audio else None
+            if p is not None and len(b.genres) == len(p):
                 g = int(np.argmax(p))
                 genre_of.append((b.genres[g], float(p[g])))
             elif s.genre:
                 genre_of.append((s.genre, 1.0))
             else:
                 genre_of.append(None)
-        scores = np.asarray([it.score for it in items], np.float64)
-        span = scores.max() - scores.min() if len(scores) else 0.0
-        rel = (scores - scores.min()) / span if span > 0 else np.ones(len(scores))
+        rel = 1.0 - np.arange(len(items)) / max(len(items), 1)
         mass: dict[str, float] = {}
         lists: dict[str, tuple[list[ScoredSong], list[float]]] = {}
         for s, found, r in zip(scored, genre_of, rel.tolist()):
@@ -376,12 +376,7 @@ class Recommender:
         return self.defaults.k if not k else resolve_k(k)
 
     def _shares(self, shares: Mapping[str, float] | None) -> dict[str, float]:
-        if not shares:
-            return self._default_shares
-        try:
-            return C.resolve_shares(self.sources, self.defaults.shares, shares)
-        except ValueError as exc:
-            raise InvalidArgument(str(exc)) from None
+        return check_shares(self.bundle, shares, self.defaults.shares) if shares else self._default_shares
 
     def _song_row(self, song_id: str) -> int:
         if not song_id:

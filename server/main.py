@@ -156,10 +156,11 @@ class BundleWatcher:
             try:
                 bundle = Recommender.open(path, verify=True)   # checksums + validation: never serve damage
                 if self.defaults:  # the server's flags override the bundle's defaults
-                    changes = dict(self.defaults)
-                    if "shares" in changes:
-                        changes["shares"] = {**bundle.defaults.shares, **changes["shares"]}
-                    bundle = Recommender(bundle.bundle, bundle.defaults.replace(**changes))
+                    try:
+                        bundle = Recommender(bundle.bundle, bundle.defaults.replace(**self.defaults))
+                    except BaseException:
+                        bundle.close()
+                        raise
             except Exception as exc:
                 self._failed = (version, time.monotonic())
                 self._note(("failed", version, str(exc)), logging.ERROR,

@@ -56,7 +56,6 @@ def test_not_sqlite_is_a_clear_error(tmp_path):
 
 # ---------------------------------------------------------------- issue 10, item 4 cases
 
-from pmrs.ingest import ingest  # noqa: E402
 from pmrs.ingest.errors import IngestError  # noqa: E402
 from pmrs.ingest.metadata import MetadataReport, read_track_metadata  # noqa: E402
 

@@ -43,7 +43,7 @@ from ..serving.bundle import Bundle
 from ..serving.default_lists import compute_default_lists
 from ..wmf import WMF_DIR, load_run
 from .config import IndexerConfig
-from .inputs import check_acoustic, cnn_inputs, resolve_cnn_run, rows_of, sorted_order
+from .inputs import cnn_inputs, resolve_cnn_run, rows_of, sorted_order, unit_rows
 from .specs import build_chosen_index
 
 log = logging.getLogger(__name__)
@@ -190,22 +190,28 @@ def _write_default_lists(tmp: Path, manifest: dict, cfg: IndexerConfig, show_pro
 
 def _acoustic_source(workdir: Path, cnn_run: str | None, acoustic_override: dict | None, wmf_dir: Path,
                      k: int, cfg: IndexerConfig) -> SourceInput | None:
+    """The acoustic source from a CNN run's predictions (or ``acoustic_override``, a dict like
+    ``load_predictions``'s; without embeddings its factors' directions stand in); ``None``
+    without a CNN run."""
     if acoustic_override is not None:
-        pred = check_acoustic(acoustic_override)
+        pred = dict(acoustic_override)
     else:
         cnn_dir = resolve_cnn_run(workdir, cnn_run)
         if cnn_dir is None:
             log.warning("no CNN run under %s: building a bundle without the acoustic source",
                         workdir / CNN_DIR)
             return None
-        pred = check_acoustic(cnn_inputs(cnn_dir, wmf_dir, k))
+        pred = cnn_inputs(cnn_dir, wmf_dir, k)
         pred["source"] = str(cnn_dir.resolve())
-    if pred["factors"].shape[1] != k:
-        raise ValueError(f"acoustic vectors have {pred['factors'].shape[1]} dimensions, the WMF run {k}")
-    return SourceInput(C.ACOUSTIC, pred["song_ids"], pred["factors"], C.WMF_SPACE, covers_cold=True,
-                       spec=cfg.acoustic_spec, default_share=cfg.default_acoustic_share,
-                       embeddings=pred["embeddings"], genre_probs=pred["genre_probs"],
-                       genres=list(pred["genres"]), origin=pred["source"])
+    factors = np.asarray(pred["factors"], dtype=np.float32)
+    if factors.ndim != 2 or factors.shape[1] != k:
+        raise ValueError(f"acoustic vectors have shape {factors.shape}; the WMF run has {k} factors")
+    emb = pred.get("embeddings")
+    return _checked_source(SourceInput(
+        C.ACOUSTIC, pred["song_ids"], factors, C.WMF_SPACE, covers_cold=True, spec=cfg.acoustic_spec,
+        default_share=cfg.default_acoustic_share, embeddings=unit_rows(factors if emb is None else emb),
+        genre_probs=pred.get("genre_probs"), genres=list(pred.get("genres") or []),
+        origin=pred.get("source", "injected")))
 
 
 def _metadata_source(workdir: Path, cfg: IndexerConfig, mcfg: MetadataConfig | None) -> SourceInput | None:
@@ -243,6 +249,11 @@ def _checked_source(src: SourceInput) -> SourceInput:
     extras = {key: None if getattr(src, key) is None else np.ascontiguousarray(take(getattr(src, key)),
                                                                                dtype=np.float32)
               for key in ("embeddings", "genre_probs")}
+    for key, a in extras.items():
+        if a is not None and (a.ndim != 2 or len(a) != len(ids)):
+            raise ValueError(f"source {src.name!r}: {key} of shape {a.shape} for {len(ids)} songs")
+    if extras["genre_probs"] is not None and src.genres and len(src.genres) != extras["genre_probs"].shape[1]:
+        raise ValueError(f"{len(src.genres)} genre names for {extras['genre_probs'].shape[1]} genre probabilities")
     return SourceInput(src.name, ids if order is None else ids[order], vectors, src.space, src.covers_cold,
                        src.spec, src.default_share, extras["embeddings"], extras["genre_probs"],
                        list(src.genres), src.origin, src.settings)
@@ -342,10 +353,7 @@ def _assemble(tmp: Path, workdir: Path, cfg: IndexerConfig, version: str, wmf_ru
             save_npy(tmp / C.EMBEDDINGS_FILE, src.embeddings)
             desc["embeddings"] = C.EMBEDDINGS_FILE
             emb_dim = int(src.embeddings.shape[1])
-            if src.genre_probs is not None:
-                if src.genres and len(src.genres) != src.genre_probs.shape[1]:
-                    raise ValueError(f"{len(src.genres)} genre names for {src.genre_probs.shape[1]} "
-                                     "genre probabilities")
+            if src.genre_probs is not None:   # (shapes checked by _checked_source)
                 save_npy(tmp / C.GENRE_PROBS_FILE, src.genre_probs)
                 desc["genre_probs"] = C.GENRE_PROBS_FILE
                 genres = list(src.genres)

@@ -65,34 +65,8 @@ def cnn_inputs(cnn_dir: Path, wmf_dir: Path, k: int) -> dict:
     return pred
 
 
-def check_acoustic(pred: dict) -> dict:
-    """Sort and validate predictions (or an injected override) as the bundle stores them."""
-    ids = np.asarray(pred["song_ids"])
-    if ids.dtype.kind == "U":
-        ids = np.char.encode(ids, "ascii")
-    order = sorted_order(ids, "acoustic song ids")
-    take = (lambda a: a) if order is None else (lambda a: np.asarray(a)[order])
-    factors = np.asarray(take(pred["factors"]), dtype=np.float32)
-    n = len(ids)
-    if factors.ndim != 2 or len(factors) != n:
-        raise ValueError(f"acoustic factors have shape {factors.shape} for {n} songs")
-    emb = pred.get("embeddings")
-    if emb is None:  # an injected override without embeddings: the factors' directions
-        emb = factors
-    emb = np.asarray(take(emb), dtype=np.float32)
-    if len(emb) != n:
-        raise ValueError(f"embeddings have {len(emb)} rows for {n} songs")
-    norms = np.linalg.norm(emb, axis=1, keepdims=True)
-    emb = np.where(norms > 0, emb / np.where(norms > 0, norms, 1), 0).astype(np.float32)
-    genre = pred.get("genre_probs")
-    genres = list(pred.get("genres") or [])
-    if genre is not None:
-        genre = np.asarray(take(genre), dtype=np.float32)
-        if len(genre) != n:
-            raise ValueError(f"genre_probs has {len(genre)} rows for {n} songs")
-        if genres and len(genres) != genre.shape[1]:
-            raise ValueError(f"{len(genres)} genre names for {genre.shape[1]} genre probabilities")
-    return {"song_ids": ids if order is None else ids[order], "factors": factors, "embeddings": emb,
-            "genre_probs": genre, "genres": genres, "source": pred.get("source", "injected")}
-
-
+def unit_rows(a: np.ndarray) -> np.ndarray:
+    """``(n, e)`` float32 rows scaled to unit length (zero rows stay zero): MMR's embeddings."""
+    a = np.asarray(a, dtype=np.float32)
+    norms = np.linalg.norm(a, axis=1, keepdims=True)
+    return np.where(norms > 0, a / np.where(norms > 0, norms, 1), 0).astype(np.float32)

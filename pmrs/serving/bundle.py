@@ -334,7 +334,7 @@ class Bundle:
         def bad(what: str) -> C.ContractError:
             return C.ContractError(f"bundle {self.version} is damaged: {what}")
 
-        n_songs, n_users = self.n_songs, self.n_users
+        n_songs = self.n_songs
         for name, ids in (("song_ids", self.song_ids), ("user_ids", self.user_ids)):
             if ids.ndim != 1 or ids.dtype.kind != "S":
                 raise bad(f"{name} is not a 1-d array of byte strings ({ids.dtype}, shape {ids.shape})")
@@ -350,7 +350,7 @@ class Bundle:
         if len(idx) and (idx.min() < 0 or idx.max() >= n_songs):
             raise bad(f"played song rows out of [0, {n_songs})")
         if len(idx) > 1:
-            rising = np.diff(idx.astype(np.int64)) > 0
+            rising = idx[1:] > idx[:-1]   # (no widened copy: 48M plays at full shape)
             starts = ptr[1:-1][(ptr[1:-1] > 0) & (ptr[1:-1] < len(idx))] - 1  # a user's first entry
             rising[starts] = True
             if not rising.all():

@@ -153,9 +153,11 @@ class Defaults:
                    similar_diversity=entry.get("similar_diversity", DEFAULT_SIMILAR_DIVERSITY))
 
     def replace(self, **changes) -> "Defaults":
-        """These defaults with the given fields changed (``None`` values are ignored)."""
+        """These defaults with the given fields changed (``None`` values are ignored); ``shares``
+        changes the shares of the sources it names and keeps the others'."""
         values = self.to_manifest()
         values.update({k: v for k, v in changes.items() if v is not None})
+        values["shares"] = {**self.shares, **dict(changes.get("shares") or {})}
         return Defaults(**values)
 
 

@@ -86,7 +86,7 @@ def lists_for_users(bundle: Bundle, start: int, stop: int, k: int, shares: dict[
     proxy = _Prefetched(bundle)
     for i, query in enumerate(users):
         proxy.next = {name: (tops[name], found[i]) for name, found in batches.items() if i in found}
-        _fill(out, i, recommend(proxy, query, k, shares, diversity))
+        _fill(out, i, recommend(proxy, query, k, shares, diversity, queries=per_source[i]))
     return out
 
 

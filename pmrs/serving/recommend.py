@@ -143,12 +143,15 @@ def check_unit(name: str, value: float) -> float:
     return value
 
 
-def check_shares(bundle, shares: Mapping[str, float] | None) -> dict[str, float]:
+def check_shares(bundle, shares: Mapping[str, float] | None,
+                 defaults: Mapping[str, float] | None = None) -> dict[str, float]:
     """Every source's share of a list for a request that names ``shares`` (``None``: the
-    bundle's defaults), as ``contract.resolve_shares`` defines it; :class:`InvalidArgument` for a
-    share out of range, an unknown source or named shares over 1."""
+    defaults), as ``contract.resolve_shares`` defines it, against ``defaults`` (``None``: the
+    bundle's); :class:`InvalidArgument` for a share out of range, an unknown source or named
+    shares over 1."""
     try:
-        return resolve_shares(bundle.source_names, bundle.defaults.shares, shares)
+        return resolve_shares(bundle.source_names, bundle.defaults.shares if defaults is None else defaults,
+                              shares)
     except ValueError as exc:
         raise InvalidArgument(str(exc)) from None
 
@@ -233,7 +236,8 @@ def known_user_query(bundle, user_row: int, include_played: bool = False) -> Que
 
 def recommend(bundle, query: Query, k: int, shares: Mapping[str, float] | None = None,
               diversity: float = 0.0, filters: Filters = NO_FILTERS, *,
-              before_widening: Callable[[], None] | None = None) -> list[Item]:
+              before_widening: Callable[[], None] | None = None,
+              queries: dict[str, np.ndarray] | None = None) -> list[Item]:
     """At most ``k`` songs for ``query`` (:func:`user_query`), best first.
 
     Every source that can answer the query is searched with its query vector
@@ -241,10 +245,12 @@ def recommend(bundle, query: Query, k: int, shares: Mapping[str, float] | None =
     bundle's defaults) set how many songs each contributes; ``diversity`` weighs the MMR
     re-ranking; ``query.exclude_rows`` are never returned. ``before_widening`` is called before
     each repeated, wider search (the server checks the call's deadline there: a rare filter can
-    widen to the whole index).
+    widen to the whole index). ``queries``: :func:`source_queries` of ``query`` when the caller
+    has them already (the default lists compute them for a batch).
     """
     k = _check_k(k)
-    return _blend(bundle, source_queries(bundle, query), k, check_shares(bundle, shares),
+    queries = source_queries(bundle, query) if queries is None else queries
+    return _blend(bundle, queries, k, check_shares(bundle, shares),
                   check_unit("diversity", diversity), query.exclude_rows, filters, before_widening)
 
 
