@@ -7,8 +7,8 @@ Serving: a bundle of FAISS indexes, one per source, answered through :class:`Rec
 
 __version__ = "0.1.0"
 
-from .recommender import (BundleInfo, Filters, InvalidArgument, NotFound, Recommendations, Recommender,
-                          ScoredSong, Song, SourceInfo)
+from .recommender import (AlreadyExists, BundleInfo, Filters, InvalidArgument, LogUnavailable, NotFound,
+                          ReadOnly, Recommendations, Recommender, ScoredSong, Song, SourceInfo)
 
-__all__ = ["BundleInfo", "Filters", "InvalidArgument", "NotFound", "Recommendations", "Recommender",
-           "ScoredSong", "Song", "SourceInfo", "__version__"]
+__all__ = ["AlreadyExists", "BundleInfo", "Filters", "InvalidArgument", "LogUnavailable", "NotFound",
+           "ReadOnly", "Recommendations", "Recommender", "ScoredSong", "Song", "SourceInfo", "__version__"]

@@ -22,6 +22,8 @@ from typing import Callable, ContextManager, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from .live.log import Appended, LogUnavailable, WriteLog
+from .live.state import AlreadyExists, Encoder, LiveState
 from .serving import contract as C
 from .serving.bundle import Bundle
 from .serving.recommend import (MIXED, NO_FILTERS, Filters, InvalidArgument, Item, NotFound, ServingError,
@@ -29,7 +31,7 @@ from .serving.recommend import (MIXED, NO_FILTERS, Filters, InvalidArgument, Ite
                                 resolve_k, similar_songs, user_query)
 from .text import quote_prefix
 
-__all__ = ["BundleInfo", "CallHooks", "Filters", "GenreList", "GenreRecommendations", "InvalidArgument",
+__all__ = ["AlreadyExists", "BundleInfo", "LogUnavailable", "ReadOnly", "CallHooks", "Filters", "GenreList", "GenreRecommendations", "InvalidArgument",
            "ListInfo", "MIXED", "NotFound", "Recommendations", "Recommender", "ScoredSong", "ServingError",
            "Song", "SourceInfo"]
 
@@ -179,9 +181,10 @@ class Recommender:
     hold; the others are computed.
     """
 
-    def __init__(self, bundle: Bundle, defaults: C.Defaults | None = None):
+    def __init__(self, bundle: Bundle, defaults: C.Defaults | None = None, live: LiveState | None = None):
         self.bundle = bundle
         self.defaults = defaults or bundle.defaults
+        self.live = live
         names = bundle.source_names
         # every source mask a list entry can carry -> the names of its sources (bundle order)
         self._mask_names = {m: tuple(n for i, n in enumerate(names) if m >> i & 1)
@@ -191,11 +194,32 @@ class Recommender:
 
     @classmethod
     def open(cls, path: str | os.PathLike, *, verify: bool = False, threads: int | None = 1,
-             defaults: C.Defaults | None = None) -> "Recommender":
+             defaults: C.Defaults | None = None, live: bool | WriteLog = False,
+             encoder: Encoder | None = None) -> "Recommender":
         """Open the bundle at ``path``: a bundle directory, or a work directory (then the bundle its
         ``bundles/CURRENT`` names). ``verify``: check every file's checksum first. ``threads``:
-        FAISS threads per search (``None``: the process's setting)."""
-        return cls(Bundle.open(C.resolve_bundle(path), verify=verify, threads=threads), defaults)
+        FAISS threads per search (``None``: the process's setting).
+
+        live: take writes (:meth:`record_plays`, :meth:`add_song`) and apply the work directory's
+        write log (``live/writes.sqlite``) on top of the bundle: ``True`` opens the log of the
+        work directory ``path`` is (or holds the bundle of), a :class:`~pmrs.live.log.WriteLog`
+        is used as it is. The writes newer than the bundle are replayed now.
+        encoder: makes added songs' vectors (default: the bundle's own models, when it carries
+        them, :func:`pmrs.live.songs.bundle_encoder`)."""
+        bundle = Bundle.open(C.resolve_bundle(path), verify=verify, threads=threads)
+        if not live:
+            return cls(bundle, defaults)
+        try:
+            wlog = live if isinstance(live, WriteLog) else WriteLog.of(C.workdir_of(path))
+            if encoder is None:
+                from .live.songs import bundle_encoder
+                encoder = bundle_encoder(bundle)
+            state = LiveState(bundle, wlog, encoder)
+            state.catch_up()
+        except BaseException:
+            bundle.close()
+            raise
+        return cls(bundle, defaults, state)
 
     @property
     def version(self) -> str:
@@ -235,18 +259,20 @@ class Recommender:
         filters = filters or NO_FILTERS
         seeds = list(seed_song_ids)
         if (user_id and not include_played and not filters.active and len(seeds) <= C.MAX_SEEDS
+                and not (self.live is not None and self.live.has_user(user_id))
                 and lists_answer(b, b.lists.get("recommend"), k, share, div)):
             row = b.user_row(user_id)
             if row is not None:  # the default request of a known user: computed at build time
                 return Recommendations(self._scored(listed_items(b.lists["recommend"], row)), b.version,
                                        folded_in=False, precomputed=True)
+        view = self._view()
         with hooks.slot():
-            query = user_query(b, user_id or "", seeds, include_played)
+            query = user_query(view, user_id or "", seeds, include_played)
             hooks.check("before the search")
-            items = recommend(b, query, k, share, div, filters,
+            items = recommend(view, query, k, share, div, filters,
                               before_widening=_widening(hooks))
         hooks.check("before the answer was ready")
-        return Recommendations(self._scored(items), b.version, folded_in=query.folded_in)
+        return Recommendations(self._scored(items, view), b.version, folded_in=query.folded_in)
 
     def similar_songs(self, song_id: str, k: int | None = None, mode: str = MIXED,
                       shares: Mapping[str, float] | None = None, diversity: float | None = None,
@@ -260,20 +286,22 @@ class Recommender:
         share = self._shares(shares)
         div = self.defaults.similar_diversity if diversity is None else check_unit("diversity", diversity)
         filters = filters or NO_FILTERS
-        row = self._song_row(song_id)
+        view = self._view()
+        row = self._song_row(song_id, view)
         lists = b.lists.get("similar")
-        if mode == MIXED and not filters.active and lists_answer(b, lists, k, share, div):
+        if (mode == MIXED and not filters.active and row < b.n_songs
+                and lists_answer(b, lists, k, share, div)):
             items = listed_items(lists, row)
             if items:  # (a song without vectors has none: the computed path says why)
                 return Recommendations(self._scored(items), b.version, precomputed=True)
         with hooks.slot():
             hooks.check("before the search")
             try:
-                items = similar_songs(b, row, k, mode, share, div, filters, before_widening=_widening(hooks))
+                items = similar_songs(view, row, k, mode, share, div, filters, before_widening=_widening(hooks))
             except NotFound as exc:
                 raise NotFound(f"song {quote_prefix(song_id)}: {exc}") from None
         hooks.check("before the answer was ready")
-        return Recommendations(self._scored(items), b.version)
+        return Recommendations(self._scored(items, view), b.version)
 
     def recommend_by_genre(self, user_id: str | None = None, seed_song_ids: Sequence[str] = (),
                            k: int | None = None, genres: Sequence[str] = (), include_played: bool = False,
@@ -291,7 +319,7 @@ class Recommender:
         ``genres`` keeps only these (case-insensitive). Raises as :meth:`recommend`.
         """
         hooks = hooks or _NO_HOOKS
-        b = self.bundle
+        b = self._view()
         k = self._k(k)
         with hooks.slot():
             query = user_query(b, user_id or "", list(seed_song_ids), include_played)
@@ -301,7 +329,7 @@ class Recommender:
         hooks.check("before the answer was ready")
         wanted = {g.strip().casefold() for g in genres if g.strip()}
         rows = np.asarray([it.song_row for it in items], np.int64)
-        scored = self._scored(items)
+        scored = self._scored(items, b)
         have, probs = b.genre_probs_many(rows)
         genre_of: list[tuple[str, float] | None] = []
         head = iter(probs)
@@ -334,8 +362,8 @@ class Recommender:
     def song(self, song_id: str) -> Song:
         """The catalog entry of ``song_id``, the sources with a vector for it and its genre
         confidences. :class:`NotFound` for an unknown id."""
-        b = self.bundle
-        row = self._song_row(song_id)
+        b = self._view()
+        row = self._song_row(song_id, b)
         s = b.songs([row])[0]
         probs = b.genre_probs(row)
         scores: tuple = ()
@@ -345,6 +373,49 @@ class Recommender:
         return Song(song_id=s["song_id"], title=s["title"], artist=s["artist"], release=s["release"],
                     year=int(s["year"] or 0), genre=s["genre"], sources=tuple(b.song_sources(row)),
                     genre_scores=scores)
+
+    # -- live writes ------------------------------------------------------------------------------
+
+    def _writable(self) -> LiveState:
+        if self.live is None:
+            raise ReadOnly("this recommender takes no writes (open it with live=True over a work directory)")
+        return self.live
+
+    def record_plays(self, user_id: str, plays: Mapping[str, int] | Sequence[tuple[str, int]],
+                     request_id: str | None = None) -> Appended:
+        """Record that ``user_id`` played songs (``{song_id: count}`` or ``(song_id, count)``
+        pairs): written durably to the write log, then the user's vector is recomputed from their
+        whole history, so the next :meth:`recommend` reflects the plays and leaves the songs out.
+        A new user id is created. ``request_id``: a retried call with the same id is applied once.
+        Raises :class:`NotFound` (an unknown song; nothing is recorded), :class:`InvalidArgument`
+        (counts not whole numbers in 1..100,000, too many pairs), :class:`ReadOnly`, or
+        ``LogUnavailable`` (the log cannot be written; nothing is recorded)."""
+        pairs = list(plays.items()) if isinstance(plays, Mapping) else [tuple(p) for p in plays]
+        return self._writable().record_plays(user_id, pairs, request_id)
+
+    def add_song(self, song_id: str, *, title: str = "", artist: str = "", release: str = "", year: int = 0,
+                 genre: str = "", tags: Sequence[str] = (), audio: bytes | None = None,
+                 filename: str = "clip", request_id: str | None = None) -> Song:
+        """Add a song nobody has heard: catalog fields and, optionally, its audio clip (bytes in
+        any container ``pmrs extract`` reads; ``filename`` hints the container). Its vectors come
+        from the bundle's models (the CNN from the clip, the metadata model from the fields), so
+        it is found by :meth:`song`, has neighbours in :meth:`similar_songs` and can be
+        recommended at once. Raises ``AlreadyExists`` (a known id), :class:`InvalidArgument`
+        (fields out of range; audio that cannot be decoded, silent, too short or too long)."""
+        fields = {"title": title, "artist": artist, "release": release, "year": year, "genre": genre,
+                  "tags": list(tags)}
+        clip = (filename or "clip", bytes(audio)) if audio is not None else None
+        self._writable().add_song(song_id, fields, clip, request_id)
+        return self.song(song_id)
+
+    def refresh(self) -> int:
+        """Apply writes other processes logged since the last call; returns how many."""
+        return self.live.catch_up() if self.live is not None else 0
+
+    @property
+    def live_seq(self) -> int:
+        """The last write this recommender reflects (the bundle's own when it takes no writes)."""
+        return self.live.seq if self.live is not None else int(self.bundle.manifest.get("live_seq") or 0)
 
     def info(self) -> BundleInfo:
         """What the bundle holds: counts, sources with their index and recall, default lists."""
@@ -378,23 +449,30 @@ class Recommender:
     def _shares(self, shares: Mapping[str, float] | None) -> dict[str, float]:
         return check_shares(self.bundle, shares, self.defaults.shares) if shares else self._default_shares
 
-    def _song_row(self, song_id: str) -> int:
+    def _view(self):
+        return self.bundle if self.live is None else self.live.view()
+
+    def _song_row(self, song_id: str, view=None) -> int:
         if not song_id:
             raise InvalidArgument("song_id is required")
-        row = self.bundle.song_row(song_id)
+        row = (view or self.bundle).song_row(song_id)
         if row is None:
             raise NotFound(f"unknown song {quote_prefix(song_id)}")
         return int(row)
 
-    def _scored(self, items: Iterable[Item]) -> list[ScoredSong]:
+    def _scored(self, items: Iterable[Item], view=None) -> list[ScoredSong]:
         items = list(items)
         if not items:
             return []
         names = self._mask_names
-        songs = self.bundle.songs([it.song_row for it in items], copy=False)
+        songs = (view or self.bundle).songs([it.song_row for it in items], copy=False)
         return [ScoredSong(s["song_id"], s["title"], s["artist"], s["genre"], int(s["year"] or 0), it.score,
                            names[it.sources])
                 for it, s in zip(items, songs)]
+
+
+class ReadOnly(ServingError):
+    """A write to a recommender that takes none."""
 
 
 def _widening(hooks: CallHooks) -> Callable[[], None] | None:

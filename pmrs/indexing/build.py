@@ -310,6 +310,7 @@ def _assemble(tmp: Path, workdir: Path, cfg: IndexerConfig, version: str, wmf_ru
     indptr = m.indptr.astype(np.int64)
     save_npy(tmp / C.PLAYED_INDPTR_FILE, indptr)
     save_npy(tmp / C.PLAYED_INDICES_FILE, played_indices)
+    save_npy(tmp / C.PLAYED_COUNTS_FILE, np.ascontiguousarray(m.data, dtype=np.float32))
     songs_with_plays = int(np.count_nonzero(np.bincount(played_indices, minlength=len(universe))))
     n_plays = int(m.nnz)
     del inter, m

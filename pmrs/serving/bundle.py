@@ -233,6 +233,8 @@ class Bundle:
         self.user_factors: np.ndarray = _load(path / C.USER_FACTORS_FILE, self._mmap)
         self.played_indptr: np.ndarray = _load(path / C.PLAYED_INDPTR_FILE, self._mmap)
         self.played_indices: np.ndarray = _load(path / C.PLAYED_INDICES_FILE, self._mmap)
+        self.played_counts: np.ndarray | None = (_load(path / C.PLAYED_COUNTS_FILE, self._mmap)
+                                                 if (path / C.PLAYED_COUNTS_FILE).is_file() else None)
         self.genres: list[str] = list(manifest.get("genres") or [])
         self.defaults = C.Defaults.from_manifest(manifest.get("defaults"))
         self.sources: dict[str, SourceSpec] = {}
@@ -355,6 +357,10 @@ class Bundle:
             rising[starts] = True
             if not rising.all():
                 raise bad("a user's played songs are not ascending")
+        cnt = self.played_counts
+        if cnt is not None and (cnt.shape != idx.shape or cnt.dtype != np.float32 or not np.isfinite(cnt).all()
+                                or (len(cnt) and cnt.min() <= 0)):
+            raise bad("played_counts is not one positive finite float32 count per played song")
         for name, ix in self._indexes.items():
             rows, vectors = ix.rows, ix.vectors
             if rows.dtype.kind != "i" or (len(rows) and (rows[0] < 0 or rows[-1] >= n_songs)):
@@ -469,6 +475,15 @@ class Bundle:
         r = int(user_row)
         return np.asarray(self.played_indices[self.played_indptr[r]:self.played_indptr[r + 1]])
 
+    def play_counts(self, user_row: int) -> np.ndarray:
+        """Play counts of ``played(user_row)``'s songs, float32 (ones in a bundle that does not
+        record counts)."""
+        r = int(user_row)
+        lo, hi = int(self.played_indptr[r]), int(self.played_indptr[r + 1])
+        if self.played_counts is None:
+            return np.ones(hi - lo, np.float32)
+        return np.asarray(self.played_counts[lo:hi], np.float32)
+
     def song_vector(self, name: str, song_row: int) -> np.ndarray | None:
         """``(d,)`` float32 vector of song ``song_row`` in source ``name``, ``None`` when the song
         has none there (or the bundle has no such source)."""
@@ -572,37 +587,65 @@ class Bundle:
                 self._gram = (y.T @ y).astype(np.float64)  # float32 BLAS, as implicit computes it
             return self._gram
 
-    def fold_in(self, song_rows: Sequence[int] | np.ndarray) -> np.ndarray:
-        """``(k,)`` float32 factors of a new user who played each of ``song_rows`` once: one exact
-        ALS half-step against the fixed song factors, with the manifest's alpha, eps and
-        regularization. For seeds with WMF factors this equals (to float tolerance)
-        ``pmrs.wmf.fold_in`` on a one-row count matrix; ``Y^T Y`` is computed once per bundle.
+    def fold_in(self, song_rows: Sequence[int] | np.ndarray, counts: Sequence[float] | np.ndarray | None = None,
+                extra: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """``(k,)`` float32 factors of a user who played ``song_rows`` (``counts`` times each; ``None``:
+        once): one exact ALS half-step against the fixed song factors, with the manifest's alpha,
+        eps and regularization (implicit's ``recalculate_user``). For songs with WMF factors this
+        equals (to float tolerance) ``pmrs.wmf.fold_in`` on a one-row count matrix; ``Y^T Y`` is
+        computed once per bundle.
 
-        A seed nobody has played has no WMF factors; when another source in the WMF space has a
+        A song nobody has played has no WMF factors; when another source in the WMF space has a
         vector for it (the acoustic source's CNN-predicted factors l'_j, trained to live in the
         same space), that vector stands in for y_j, as one more column of the solve: it adds
-        c * l' l'^T (it is not in ``Y^T Y``) where a played seed adds (c - 1) y y^T.
-        Rows with no such vector, and repeats, are ignored; no usable row gives zeros."""
-        rows = np.unique(np.asarray(song_rows, dtype=np.int64))
+        c * l' l'^T (it is not in ``Y^T Y``) where a played song adds (c - 1) y y^T.
+        ``extra``: ``(rows, vectors)`` stand-ins for rows the bundle does not hold (songs added
+        live). Rows with no usable vector are ignored; repeated rows count once without ``counts``
+        and add their counts with them; no usable row gives zeros."""
+        rows = np.asarray(song_rows, dtype=np.int64).reshape(-1)
+        if counts is None:
+            rows = np.unique(rows)
+            cnt = np.ones(len(rows))
+        else:
+            cnt = np.asarray(counts, np.float64).reshape(-1)
+            if len(cnt) != len(rows):
+                raise ValueError("counts must be aligned with song_rows")
+            rows, inv = np.unique(rows, return_inverse=True)
+            cnt = np.bincount(inv, weights=cnt, minlength=len(rows))
         ix = self._indexes[C.COLLABORATIVE]
         k = ix.vectors.shape[1]
         pos = ix.position(rows)
-        y = np.asarray(ix.vectors[np.sort(pos[pos >= 0])], dtype=np.float64).reshape(-1, k)
-        cold_rows, colds = rows[pos < 0], []
+        hit = pos >= 0
+        y = np.asarray(ix.vectors[pos[hit]], dtype=np.float64).reshape(-1, k)
+        cy = cnt[hit]
+        cold_rows, cold_cnt = rows[~hit], cnt[~hit]
+        colds, ccs = [], []
         for name in self.stand_in_sources:
             if not len(cold_rows):
                 break
             sx = self._indexes[name]
             spos = sx.position(cold_rows)
-            colds.append(np.asarray(sx.vectors[np.sort(spos[spos >= 0])], dtype=np.float64).reshape(-1, k))
-            cold_rows = cold_rows[spos < 0]
+            have = spos >= 0
+            colds.append(np.asarray(sx.vectors[spos[have]], dtype=np.float64).reshape(-1, k))
+            ccs.append(cold_cnt[have])
+            cold_rows, cold_cnt = cold_rows[~have], cold_cnt[~have]
+        if extra is not None and len(cold_rows):
+            xrows, xvec = extra
+            xpos = np.searchsorted(xrows, cold_rows)
+            xpos = np.minimum(xpos, max(len(xrows) - 1, 0))
+            have = (np.asarray(xrows)[xpos] == cold_rows) if len(xrows) else np.zeros(len(cold_rows), bool)
+            colds.append(np.asarray(xvec, np.float64)[xpos[have]].reshape(-1, k))
+            ccs.append(cold_cnt[have])
         cold = np.concatenate(colds) if colds else np.zeros((0, k))
+        cc = np.concatenate(ccs) if ccs else np.zeros(0)
         if not len(y) and not len(cold):
             return np.zeros(k, dtype=np.float32)
-        c = 1.0 + self._wmf.alpha * np.log1p(1.0 / self._wmf.eps)  # confidence of one play
-        a = (self._yty() + self._wmf.regularization * np.eye(k) + (c - 1.0) * (y.T @ y)
-             + c * (cold.T @ cold))
-        b = c * (y.sum(axis=0) + cold.sum(axis=0))
+        cfg = self._wmf
+        c_y = 1.0 + cfg.alpha * np.log1p(cy / cfg.eps)       # confidences, as pmrs.wmf.confidence
+        c_c = 1.0 + cfg.alpha * np.log1p(cc / cfg.eps)
+        a = (self._yty() + cfg.regularization * np.eye(k) + (y.T * (c_y - 1.0)) @ y
+             + (cold.T * c_c) @ cold)
+        b = y.T @ c_y + cold.T @ c_c
         return np.linalg.solve(a, b).astype(np.float32)
 
     @property

@@ -56,6 +56,9 @@ USER_IDS_FILE = "user_ids.npy"            # (n_users,) sorted fixed-width bytes;
 USER_FACTORS_FILE = "user_factors.npy"    # (n_users, f) float32 WMF user factors
 PLAYED_INDPTR_FILE = "played_indptr.npy"  # (n_users + 1,) int64 CSR of each user's played songs
 PLAYED_INDICES_FILE = "played_indices.npy"  # (plays,) int32 song rows, ascending per user
+#: (plays,) float32 play counts aligned with ``played_indices`` (from bundles of 2026-11-29 on;
+#: a bundle without it counts each played song once when a live write recomputes a user).
+PLAYED_COUNTS_FILE = "played_counts.npy"
 CATALOG_FILE = "catalog.lmdb"
 
 # -- sources --------------------------------------------------------------------------------------
@@ -335,6 +338,18 @@ def resolve_bundle(path: str | os.PathLike) -> Path:
         return current_bundle(p)
     raise FileNotFoundError(f"{p} is neither a bundle (no {MANIFEST_FILE}) nor a work directory with "
                             f"{BUNDLES_DIR}/; run `indexer build`")
+
+
+def workdir_of(path: str | os.PathLike) -> Path:
+    """The work directory of ``path``: ``path`` itself when it has ``bundles/``, the folder above
+    ``bundles/`` for a bundle inside one; ``FileNotFoundError`` otherwise."""
+    p = Path(path)
+    if (p / BUNDLES_DIR).is_dir():
+        return p
+    if (p / MANIFEST_FILE).is_file() and p.parent.name == BUNDLES_DIR:
+        return p.parent.parent
+    raise FileNotFoundError(f"{p} is not a work directory (no {BUNDLES_DIR}/) nor a bundle inside one; "
+                            f"live writes need the work directory, whose live/ folder holds the write log")
 
 
 def fsync_path(path: Path) -> None:

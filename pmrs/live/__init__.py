@@ -1,0 +1,1 @@
+"""Live writes: plays and new songs that take effect without a rebuild (docs/LIVE.md)."""

@@ -1,0 +1,332 @@
+"""Live state over one bundle: the users and songs that changed since it was built.
+
+``LiveState`` applies writes (from this process or, through the shared write log, from others)
+to what the bundle knows:
+
+- **plays**: the user's whole history (the bundle's played songs with their counts, plus every
+  logged play) and its vector, recomputed at once against the fixed song factors
+  (``Bundle.fold_in`` with counts: implicit's ``recalculate_user``). A user the bundle does not
+  know is created by their first plays.
+- **songs**: catalog fields and, where the song's encoder could make them, vectors in the
+  sources (acoustic: CNN-predicted factors; metadata: the metadata model's vector), the CNN
+  embedding and genre probabilities. A new song gets the row after the bundle's last, then the next.
+
+Readers call :meth:`LiveState.view`, a bundle-like object (:class:`pmrs.live.view.LiveView`) that
+the blend (``pmrs.serving.recommend``) takes in place of the bundle. Writers hold a lock; readers
+never wait: every table a reader sees is replaced whole, never changed in place.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from ..serving import contract as C
+from ..serving.recommend import InvalidArgument, NotFound
+from ..text import quote_prefix
+from .log import PLAYS, SONG, Appended, LogUnavailable, Write, WriteLog
+
+log = logging.getLogger(__name__)
+
+#: Pairs in one RecordPlays call, and the largest play count one pair may carry.
+MAX_PLAYS_PER_CALL = 10_000
+MAX_PLAY_COUNT = 100_000
+#: Longest id (user, song or request) a write may carry, characters.
+MAX_ID_CHARS = 256
+#: Catalog text fields of an added song and their longest value, characters.
+SONG_TEXT_FIELDS = ("title", "artist", "release", "genre")
+MAX_FIELD_CHARS = 1024
+MAX_TAGS = 100
+
+
+@dataclass(frozen=True)
+class LiveUser:
+    """A user whose history changed: ``row`` is their row in views (after the bundle's users),
+    ``played`` their songs (ascending rows) with ``counts``, ``vector`` their WMF factors."""
+
+    user_id: str
+    row: int
+    bundle_row: int | None
+    played: np.ndarray
+    counts: np.ndarray
+    vector: np.ndarray
+
+
+@dataclass(frozen=True)
+class EncodedSong:
+    """What an encoder made of a song: a vector per source it has one in, the CNN embedding
+    (L2-normalised) and the genre head's probabilities (both ``None`` without audio)."""
+
+    vectors: Mapping[str, np.ndarray] = field(default_factory=dict)
+    embedding: np.ndarray | None = None
+    genre_probs: np.ndarray | None = None
+
+
+#: Turns (catalog fields, audio clip or None) into an EncodedSong; raises InvalidArgument for bad audio.
+Encoder = Callable[[dict, "tuple[str, bytes] | None"], EncodedSong]
+
+
+def no_encoder(fields: dict, clip) -> EncodedSong:
+    return EncodedSong()
+
+
+@dataclass(frozen=True)
+class SongTable:
+    """The songs added since the bundle (immutable; replaced whole by each added song)."""
+
+    first_row: int
+    ids: tuple[str, ...] = ()
+    index: Mapping[str, int] = field(default_factory=dict)
+    catalog: tuple[dict, ...] = ()
+    # per source: (ascending song rows int64, vectors (m, d) float32)
+    vectors: Mapping[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    embeddings: np.ndarray | None = None      # (n, e) float32, zeros for songs without audio
+    genre_probs: tuple = ()                    # per song: (g,) float32 or None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def row(self, song_id: str) -> int | None:
+        return self.index.get(song_id)
+
+    def added(self, song_id: str, fields: dict, enc: EncodedSong, embedding_dim: int) -> "SongTable":
+        row = self.first_row + len(self.ids)
+        vectors = dict(self.vectors)
+        for name, v in enc.vectors.items():
+            rows, mat = vectors.get(name, (np.zeros(0, np.int64), None))
+            v = np.asarray(v, np.float32).reshape(1, -1)
+            vectors[name] = (np.append(rows, row), v if mat is None else np.vstack([mat, v]))
+        emb = np.zeros((1, embedding_dim), np.float32)
+        if enc.embedding is not None and embedding_dim:
+            emb[0] = np.asarray(enc.embedding, np.float32).reshape(-1)[:embedding_dim]
+        embeddings = emb if self.embeddings is None else np.vstack([self.embeddings, emb])
+        return SongTable(self.first_row, self.ids + (song_id,), {**self.index, song_id: row},
+                         self.catalog + (dict(fields, song_id=song_id),), vectors, embeddings,
+                         self.genre_probs + (None if enc.genre_probs is None
+                                             else np.asarray(enc.genre_probs, np.float32),))
+
+
+class LiveState:
+    """Writes applied over ``bundle``. ``log``: the work directory's write log (``None``: writes
+    live in this process only, for tests and notebooks). ``encoder`` makes an added song's
+    vectors (:mod:`pmrs.live.songs`). Thread-safe."""
+
+    def __init__(self, bundle, log_: WriteLog | None = None, encoder: Encoder = no_encoder):
+        self.bundle = bundle
+        self.log = log_
+        self.encoder = encoder
+        self._lock = threading.RLock()
+        self.base_seq = int(bundle.manifest.get("live_seq") or 0)
+        self.seq = self.base_seq
+        self.users: dict[str, LiveUser] = {}
+        self.user_list: list[LiveUser] = []
+        self.songs = SongTable(first_row=bundle.n_songs)
+        self.skipped: list[str] = []   # writes a replay could not apply (and why)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.users) or bool(len(self.songs))
+
+    def view(self):
+        """The bundle as of the last applied write: the bundle itself while nothing changed."""
+        from .view import LiveView
+        return LiveView(self.bundle, self) if self.changed else self.bundle
+
+    def has_user(self, user_id: str) -> bool:
+        return user_id in self.users
+
+    # -- catching up ---------------------------------------------------------------------------
+
+    def catch_up(self) -> int:
+        """Apply the log's writes newer than the last applied one; returns how many."""
+        if self.log is None:
+            return 0
+        with self._lock:
+            n = 0
+            for w in self.log.since(self.seq):
+                self._apply(w)
+                n += 1
+            return n
+
+    def _apply(self, w: Write) -> None:
+        try:
+            if w.kind == PLAYS:
+                self._apply_plays(w.body["user_id"], self._resolve_plays(w.body["plays"]))
+            elif w.kind == SONG:
+                clip = self.log.clip(w.seq) if self.log is not None else None
+                self._apply_song(w.body, self.encoder(w.body, clip))
+        except (InvalidArgument, NotFound, KeyError, TypeError, ValueError) as exc:
+            # e.g. a song added by a newer bundle's writes that this bundle cannot encode
+            why = f"write {w.seq} ({w.kind}) not applied: {exc}"
+            log.warning("%s", why)
+            self.skipped.append(why)
+        self.seq = w.seq
+
+    # -- plays ------------------------------------------------------------------------------
+
+    def check_plays(self, user_id: str, plays: Sequence[tuple[str, float]]) -> list[tuple[int, float]]:
+        """``plays`` as (song row, count) pairs; :class:`InvalidArgument` for a bad id or count,
+        :class:`NotFound` naming the first unknown song (nothing is applied then)."""
+        _check_id("user_id", user_id)
+        if not plays:
+            raise InvalidArgument("plays is empty: send at least one (song_id, count) pair")
+        if len(plays) > MAX_PLAYS_PER_CALL:
+            raise InvalidArgument(f"at most {MAX_PLAYS_PER_CALL} plays per call, got {len(plays)}")
+        out = []
+        for song_id, count in plays:
+            _check_id("song_id", song_id)
+            c = float(count)
+            if not (0 < c <= MAX_PLAY_COUNT) or c != int(c):
+                raise InvalidArgument(f"play counts must be whole numbers in 1..{MAX_PLAY_COUNT}; "
+                                      f"song {quote_prefix(song_id)} has {count}")
+            out.append((song_id, c))
+        return self._resolve_plays(out)
+
+    def _resolve_plays(self, plays) -> list[tuple[int, float]]:
+        rows = []
+        for song_id, count in plays:
+            row = self._song_row(song_id)
+            if row is None:
+                raise NotFound(f"unknown song {quote_prefix(song_id)}; nothing of this call was recorded")
+            rows.append((row, float(count)))
+        return rows
+
+    def _song_row(self, song_id: str) -> int | None:
+        row = self.bundle.song_row(song_id)
+        return int(row) if row is not None else self.songs.row(song_id)
+
+    def record_plays(self, user_id: str, plays: Sequence[tuple[str, float]],
+                     request_id: str | None = None) -> Appended:
+        """Log the plays durably, then apply them. See :meth:`check_plays` for what is refused;
+        :class:`~pmrs.live.log.LogUnavailable` when the log cannot take them."""
+        if request_id:
+            _check_id("request_id", request_id)
+        with self._lock:
+            self.catch_up()   # songs other processes added may be named
+            rows = self.check_plays(user_id, plays)
+            body = {"user_id": user_id, "plays": [[s, int(c)] for s, c in plays]}
+            if self.log is None:
+                self.seq += 1
+                done = Appended(self.seq)
+            else:
+                done = self.log.append(PLAYS, body, request_id)
+                if done.duplicate:
+                    return done
+                self.catch_up_to(done.seq - 1)
+                self.seq = done.seq
+            self._apply_plays(user_id, rows)
+            return done
+
+    def catch_up_to(self, seq: int) -> None:
+        """Apply the log's writes up to ``seq`` (those other processes made before ours)."""
+        if self.log is not None and seq > self.seq:
+            for w in self.log.since(self.seq, upto=seq):
+                self._apply(w)
+
+    def _apply_plays(self, user_id: str, rows: list[tuple[int, float]]) -> None:
+        b = self.bundle
+        old = self.users.get(user_id)
+        if old is not None:
+            played, counts, brow = old.played, old.counts, old.bundle_row
+        else:
+            brow = b.user_row(user_id)
+            if brow is not None:
+                played = np.asarray(b.played(brow), np.int64)
+                counts = np.asarray(b.play_counts(brow), np.float64)
+            else:
+                played, counts = np.zeros(0, np.int64), np.zeros(0)
+        new_rows = np.asarray([r for r, _ in rows], np.int64)
+        new_counts = np.asarray([c for _, c in rows], np.float64)
+        allr = np.concatenate([played, new_rows])
+        allc = np.concatenate([counts, new_counts])
+        uniq, inv = np.unique(allr, return_inverse=True)
+        summed = np.bincount(inv, weights=allc, minlength=len(uniq))
+        table = self.songs
+        extra = None
+        stand_in = [n for n in b.stand_in_sources if n in table.vectors]
+        if stand_in:
+            extra = table.vectors[stand_in[0]]
+        vector = b.fold_in(uniq, summed, extra=extra)
+        row = old.row if old is not None else b.n_users + len(self.user_list)
+        user = LiveUser(user_id, row, brow, uniq, summed, vector)
+        if old is None:
+            self.user_list.append(user)
+        else:
+            self.user_list[row - b.n_users] = user
+        self.users[user_id] = user
+
+    # -- songs -------------------------------------------------------------------------------
+
+    def check_song(self, song_id: str, fields: Mapping) -> dict:
+        """The catalog fields of a song to add, checked; ``AlreadyExists`` for a known id."""
+        _check_id("song_id", song_id)
+        if self._song_row(song_id) is not None:
+            raise AlreadyExists(f"song {quote_prefix(song_id)} is already in the catalog")
+        out: dict = {}
+        for name in SONG_TEXT_FIELDS:
+            v = str(fields.get(name) or "")
+            if len(v) > MAX_FIELD_CHARS:
+                raise InvalidArgument(f"{name} is longer than {MAX_FIELD_CHARS} characters")
+            out[name] = v
+        year = int(fields.get("year") or 0)
+        if not 0 <= year <= 9999:
+            raise InvalidArgument(f"year must be in 0..9999 (0: unknown), got {year}")
+        out["year"] = year
+        tags = [str(t) for t in (fields.get("tags") or ()) if str(t).strip()]
+        if len(tags) > MAX_TAGS or any(len(t) > MAX_FIELD_CHARS for t in tags):
+            raise InvalidArgument(f"at most {MAX_TAGS} tags of at most {MAX_FIELD_CHARS} characters")
+        out["tags"] = tags
+        return out
+
+    def add_song(self, song_id: str, fields: Mapping, clip: tuple[str, bytes] | None = None,
+                 request_id: str | None = None) -> Appended:
+        """Encode the song (decode and predict from ``clip`` when given), log it durably, then
+        add it. Nothing is logged when the clip cannot be used (:class:`InvalidArgument`)."""
+        if request_id:
+            _check_id("request_id", request_id)
+        with self._lock:
+            self.catch_up()
+            checked = self.check_song(song_id, fields)
+            body = {"song_id": song_id, **checked}
+            enc = self.encoder(body, clip)   # raises before anything is written
+            if self.log is None:
+                self.seq += 1
+                done = Appended(self.seq)
+            else:
+                done = self.log.append(SONG, body, request_id, clip=clip)
+                if done.duplicate:
+                    return done
+                self.catch_up_to(done.seq - 1)
+                self.seq = done.seq
+            self._apply_song(body, enc)
+            return done
+
+    def _apply_song(self, body: dict, enc: EncodedSong) -> None:
+        song_id = body["song_id"]
+        if self._song_row(song_id) is not None:
+            raise ValueError(f"song {quote_prefix(song_id)} is already known")
+        fields = {k: body.get(k, "" if k != "year" else 0) for k in (*SONG_TEXT_FIELDS, "year")}
+        fields["tags"] = list(body.get("tags") or [])
+        vectors = {n: v for n, v in enc.vectors.items() if self.bundle.has_source(n)}
+        enc = EncodedSong(vectors, enc.embedding, enc.genre_probs)
+        self.songs = self.songs.added(song_id, fields, enc, self.bundle.embedding_dim)
+
+
+class AlreadyExists(InvalidArgument):
+    """A song id that is already in the catalog (gRPC ALREADY_EXISTS)."""
+
+
+def _check_id(name: str, value: str) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidArgument(f"{name} is required")
+    if len(value) > MAX_ID_CHARS:
+        raise InvalidArgument(f"{name} is longer than {MAX_ID_CHARS} characters")
+
+
+__all__ = ["AlreadyExists", "EncodedSong", "LiveState", "LiveUser", "LogUnavailable", "SongTable"]
