@@ -19,6 +19,7 @@ import dataclasses
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from pmrs.entry import run_cli
@@ -100,6 +101,13 @@ def _common(p: argparse.ArgumentParser, top: bool) -> None:
     p.add_argument("--retries", type=int, default=d(3),
                    help="retries on UNAVAILABLE, 0 to 4 (default: 3)")
     p.add_argument("--json", action="store_true", default=d(False), help="print JSON")
+    p.add_argument("--token-file", default=d(None), metavar="FILE",
+                   help="file holding the bearer token (default: $PMRS_TOKEN); writes need the write token")
+    p.add_argument("--tls", action="store_true", default=d(False), help="connect with TLS")
+    p.add_argument("--ca-file", default=d(None), metavar="PEM",
+                   help="root certificates to trust (a private CA or a self-signed server; implies --tls)")
+    p.add_argument("--cert-file", default=d(None), metavar="PEM", help="client certificate (mutual TLS)")
+    p.add_argument("--key-file", default=d(None), metavar="PEM", help="client certificate's key")
 
 
 def _filters(p: argparse.ArgumentParser) -> None:
@@ -160,7 +168,33 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="the bundle the server is serving")
     _common(p, top=False)
+
+    p = sub.add_parser("play", help="record plays of a user (a write: needs the write token)")
+    _common(p, top=False)
+    p.add_argument("user_id", metavar="USER_ID")
+    p.add_argument("plays", nargs="+", metavar="SONG_ID[=COUNT]", help="songs played (count 1 unless given)")
+    p.add_argument("--request-id", help="retrying with the same id applies the plays once")
+
+    p = sub.add_parser("add-song", help="add a song nobody has heard (a write: needs the write token)")
+    _common(p, top=False)
+    p.add_argument("song_id", metavar="SONG_ID")
+    p.add_argument("--audio", metavar="FILE", help="its audio clip (any format `pmrs extract` reads)")
+    for name in ("title", "artist", "release", "genre"):
+        p.add_argument(f"--{name}", default="")
+    p.add_argument("--year", type=int, default=0)
+    p.add_argument("--tag", nargs="+", action="extend", default=[], metavar="TAG", help="tags")
     return parser
+
+
+def _plays(items: Sequence[str]) -> list[tuple[str, int]]:
+    out = []
+    for item in items:
+        song, sep, count = item.partition("=")
+        try:
+            out.append((song.strip(), int(count) if sep else 1))
+        except ValueError:
+            raise ValueError(f"plays are SONG_ID or SONG_ID=COUNT, got {item!r}") from None
+    return out
 
 
 def _shares(items: Sequence[str]) -> dict[str, float]:
@@ -196,6 +230,14 @@ def _run(client: PMRSClient, args: argparse.Namespace) -> tuple[str, Any]:
                                           genres=args.genre)
         text = "\n\n".join(f"{g.genre}  (confidence {g.confidence:.2f})\n{format_songs(g.songs)}" for g in lists)
         return text or "(no songs)", {"genres": [dataclasses.asdict(g) for g in lists]}
+    if args.command == "play":
+        done = client.record_plays(args.user_id, _plays(args.plays), request_id=args.request_id)
+        note = " (a retry: recorded before)" if done.duplicate else ""
+        return f"recorded as write {done.sequence}{note}", dataclasses.asdict(done)
+    if args.command == "add-song":
+        song = client.add_song(args.song_id, title=args.title, artist=args.artist, release=args.release,
+                               year=args.year, genre=args.genre, tags=args.tag, audio=args.audio)
+        return format_song(song), dataclasses.asdict(song)
     if args.command == "song":
         song = client.song(args.song_id)
         return format_song(song), dataclasses.asdict(song)
@@ -206,7 +248,10 @@ def _run(client: PMRSClient, args: argparse.Namespace) -> tuple[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``pmrs-client``; returns the exit code (0 ok, 1 failed call, 2 usage)."""
     def command(args: argparse.Namespace) -> int:
-        with PMRSClient(args.target, timeout_s=args.timeout, retries=args.retries) as client:
+        token = Path(args.token_file).read_text(encoding="utf-8").strip() if args.token_file else None
+        with PMRSClient(args.target, timeout_s=args.timeout, retries=args.retries, secure=args.tls,
+                        token=token, ca_file=args.ca_file, cert_file=args.cert_file,
+                        key_file=args.key_file) as client:
             text, obj = _run(client, args)
         print(json.dumps(obj, indent=2, ensure_ascii=False) if args.json else text)
         return 0

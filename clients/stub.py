@@ -25,7 +25,10 @@ Example
 from __future__ import annotations
 
 import json
+import os
 import time
+import uuid
+from pathlib import Path
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, TypeVar
@@ -49,8 +52,13 @@ __all__ = [
     "SongInfo",
     "SongResult",
     "SOURCE_NAMES",
+    "TOKEN_ENV",
+    "Written",
     "make_channel",
 ]
+
+TOKEN_ENV = "PMRS_TOKEN"
+"""The environment variable the client takes its bearer token from when none is given."""
 
 SERVICE_NAME = "pmrs.v1.Recommender"
 """Fully qualified gRPC service name (what the retry policy applies to)."""
@@ -305,6 +313,15 @@ class BundleInfo:
                                   for d in m.default_lists])
 
 
+@dataclass(frozen=True)
+class Written:
+    """An acknowledged write: its sequence number in the server's write log, and whether the
+    request id had been written before (a retry: nothing new was written)."""
+
+    sequence: int
+    duplicate: bool = False
+
+
 def service_config(retries: int, backoff_s: float = 0.1, max_backoff_s: float = 2.0) -> str:
     """The JSON service config that retries ``UNAVAILABLE`` calls with exponential backoff.
 
@@ -342,7 +359,9 @@ def service_config(retries: int, backoff_s: float = 0.1, max_backoff_s: float = 
 
 def make_channel(target: str, *, secure: bool = False, retries: int = 0, backoff_s: float = 0.1,
                  max_backoff_s: float = 2.0,
-                 options: Sequence[tuple[str, Any]] = ()) -> grpc.Channel:
+                 options: Sequence[tuple[str, Any]] = (), ca_file: str | os.PathLike | None = None,
+                 cert_file: str | os.PathLike | None = None,
+                 key_file: str | os.PathLike | None = None) -> grpc.Channel:
     """Open a channel to a PMRS server.
 
     Parameters
@@ -350,7 +369,12 @@ def make_channel(target: str, *, secure: bool = False, retries: int = 0, backoff
     target : str
         ``HOST:PORT``.
     secure : bool
-        TLS with the system's root certificates instead of plaintext.
+        TLS instead of plaintext (implied by ``ca_file`` or ``cert_file``).
+    ca_file : path, optional
+        PEM root certificates to trust (a private CA or a self-signed server certificate);
+        default: the system's.
+    cert_file, key_file : path, optional
+        The client's PEM certificate and key, for a server that requires client certificates.
     retries, backoff_s, max_backoff_s
         Retry policy for ``UNAVAILABLE``, see :func:`service_config`. With ``retries=0`` gRPC's
         retries are switched off altogether (what a load test wants: every failure counted).
@@ -367,8 +391,13 @@ def make_channel(target: str, *, secure: bool = False, retries: int = 0, backoff
         ("grpc.enable_retries", 1 if retries else 0),
         *options,
     ]
-    if secure:
-        return grpc.secure_channel(target, grpc.ssl_channel_credentials(), options=opts)
+    if (cert_file is None) != (key_file is None):
+        raise ValueError("cert_file and key_file go together")
+    if secure or ca_file is not None or cert_file is not None:
+        read = lambda p: None if p is None else Path(p).read_bytes()  # noqa: E731
+        creds = grpc.ssl_channel_credentials(root_certificates=read(ca_file), private_key=read(key_file),
+                                             certificate_chain=read(cert_file))
+        return grpc.secure_channel(target, creds, options=opts)
     return grpc.insecure_channel(target, options=opts)
 
 
@@ -411,23 +440,36 @@ class PMRSClient:
         Upper bound of the jittered delay before the first retry, in seconds (doubles per retry).
     max_backoff_s : float
         Cap of the retry delay bound, in seconds.
+    token : str, optional
+        Bearer token sent with every call (``authorization: Bearer <token>``): the write token
+        for :meth:`record_plays` and :meth:`add_song`, a read token where reads need one.
+        Default: ``$PMRS_TOKEN`` when set.
+    ca_file, cert_file, key_file : path, optional
+        TLS settings, see :func:`make_channel`.
 
     Notes
     -----
+    Writes carry a request id (a new UUID unless given), so a write that gRPC retries after
+    ``UNAVAILABLE`` is applied once.
     Thread-safe: one client (one channel) can serve many threads. Use it as a context manager,
     or call :meth:`close`, to release the channel.
     """
 
     def __init__(self, target: str = "127.0.0.1:50051", timeout_s: float = 5.0, retries: int = 3,
                  secure: bool = False, *, backoff_s: float = 0.1,
-                 max_backoff_s: float = 2.0) -> None:
+                 max_backoff_s: float = 2.0, token: str | None = None,
+                 ca_file: str | os.PathLike | None = None, cert_file: str | os.PathLike | None = None,
+                 key_file: str | os.PathLike | None = None) -> None:
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be positive, got {timeout_s}")
         self.target = target
         self.timeout_s = float(timeout_s)
         self.retries = retries
+        token = token if token is not None else os.environ.get(TOKEN_ENV, "").strip() or None
+        self._metadata = (("authorization", f"Bearer {token}"),) if token else None
         self._channel = make_channel(target, secure=secure, retries=retries, backoff_s=backoff_s,
-                                     max_backoff_s=max_backoff_s)
+                                     max_backoff_s=max_backoff_s, ca_file=ca_file, cert_file=cert_file,
+                                     key_file=key_file)
         self._stub = pb_grpc.RecommenderStub(self._channel)
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -450,7 +492,7 @@ class PMRSClient:
 
     def _call(self, method: Callable[..., _R], request: Any) -> _R:
         try:
-            return method(request, timeout=self.timeout_s)
+            return method(request, timeout=self.timeout_s, metadata=self._metadata)
         except grpc.RpcError as err:
             raise PMRSError.from_rpc_error(err) from None
 
@@ -581,6 +623,43 @@ class PMRSClient:
         """What the server is serving: bundle version, counts, indexes and their recall."""
         return BundleInfo.from_proto(self._call(self._stub.GetBundleInfo,
                                                 pb.GetBundleInfoRequest()))
+
+    def record_plays(self, user_id: str, plays: Mapping[str, int] | Sequence[tuple[str, int]], *,
+                     request_id: str | None = None) -> "Written":
+        """Record that ``user_id`` played songs (``{song_id: count}`` or pairs); needs the write
+        token. Durable when this returns; the user's next recommendations reflect it.
+
+        Raises
+        ------
+        PMRSError
+            ``NOT_FOUND`` (an unknown song: nothing recorded), ``INVALID_ARGUMENT`` (a count not
+            in 1..100,000), ``UNAUTHENTICATED`` / ``PERMISSION_DENIED`` (token), ``UNAVAILABLE``.
+        """
+        pairs = list(plays.items()) if isinstance(plays, Mapping) else [tuple(p) for p in plays]
+        req = pb.RecordPlaysRequest(user_id=user_id, plays=[pb.Play(song_id=s, count=int(c)) for s, c in pairs],
+                                    request_id=request_id or uuid.uuid4().hex)
+        resp = self._call(self._stub.RecordPlays, req)
+        return Written(sequence=resp.sequence, duplicate=resp.duplicate)
+
+    def add_song(self, song_id: str, *, title: str = "", artist: str = "", release: str = "", year: int = 0,
+                 genre: str = "", tags: Sequence[str] = (), audio: bytes | str | os.PathLike | None = None,
+                 audio_filename: str | None = None, request_id: str | None = None) -> SongInfo:
+        """Add a song nobody has heard, with its audio clip (bytes, or a file path) or by its
+        fields alone; needs the write token. Returns the song as the server now knows it.
+
+        Raises
+        ------
+        PMRSError
+            ``ALREADY_EXISTS``, ``INVALID_ARGUMENT`` (audio that cannot be used, with the reason),
+            ``RESOURCE_EXHAUSTED`` (a clip over the size limit), token and availability errors.
+        """
+        if audio is not None and not isinstance(audio, (bytes, bytearray)):
+            path = Path(audio)
+            audio, audio_filename = path.read_bytes(), audio_filename or path.name
+        req = pb.AddSongRequest(song_id=song_id, title=title, artist=artist, release=release, year=year,
+                                genre=genre, tags=_strs(tags, "tags"), audio=bytes(audio or b""),
+                                audio_filename=audio_filename or "", request_id=request_id or uuid.uuid4().hex)
+        return SongInfo.from_proto(self._call(self._stub.AddSong, req).song)
 
     def ping(self) -> float:
         """Call the no-op method.

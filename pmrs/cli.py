@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-users-per-song", type=int)
     p.add_argument("--max-bad-fraction", type=float,
                    help="fail when more than this share of lines is malformed (default 0.5)")
+    p.add_argument("--no-live", dest="live", action="store_false",
+                   help="leave the write log (live/writes.sqlite) out; by default its plays and songs "
+                        "are taken in and the bundle built next records the last write it includes")
 
     p = sub.add_parser("train-wmf", help="weighted matrix factorization of the play counts")
     _common(p)
@@ -138,7 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("extract", help="audio clips -> features.lmdb (log-mel, MFCC summary)")
     _common(p)
-    p.add_argument("dir", help="audio folder, or a data folder holding audio/")
+    p.add_argument("dir", nargs="?", help="audio folder, or a data folder holding audio/")
+    p.add_argument("--live", action="store_true",
+                   help="also extract the clips of songs added live (written to live/audio/ by `pmrs ingest`)")
     p.add_argument("--workers", type=int, help="decoding processes (1: in this process)")
     return parser
 
@@ -172,7 +177,7 @@ def cmd_ingest(args) -> int:
     report = ingest(args.dir, cfgmod.resolve_workdir(args.workdir), cfg, triplets=args.triplets,
                     unique_tracks=args.unique_tracks, track_metadata=args.track_metadata,
                     genres=args.genres, sid_mismatches=args.sid_mismatches, lastfm=args.lastfm,
-                    show_progress=False if args.quiet else None)
+                    show_progress=False if args.quiet else None, live=args.live)
     print(format_ingest(report))
     return 0
 
@@ -318,7 +323,24 @@ def cmd_extract(args) -> int:
     cfg = cfgmod.build(ExtractConfig, "extract", toml, vars(args))
     fcfg = cfgmod.build(FeatureConfig, "features", toml)
     workdir = cfgmod.resolve_workdir(args.workdir)
-    report = extract(args.dir, workdir, cfg, fcfg, show_progress=False if args.quiet else None)
+    dirs = [args.dir] if args.dir else []
+    if args.live:
+        from .live.log import LIVE_DIR
+        from .live.rebuild import LIVE_AUDIO_DIR
+        live_audio = workdir / LIVE_DIR / LIVE_AUDIO_DIR
+        if live_audio.is_dir():
+            dirs.append(live_audio)
+        else:
+            print(f"no clips of songs added live in {live_audio} (`pmrs ingest` writes them there)")
+    if not dirs:
+        raise ValueError("give an audio folder, or --live for the clips of songs added live")
+    for d in dirs:
+        _extract_one_dir(extract, d, workdir, cfg, fcfg, args.quiet)
+    return 0
+
+
+def _extract_one_dir(extract, audio_dir, workdir, cfg, fcfg, quiet) -> None:
+    report = extract(audio_dir, workdir, cfg, fcfg, show_progress=False if quiet else None)
     c, t = report["counts"], report["timing"]
     print(f"found {c['found']} clips: {c['extracted']} extracted, {c['already_stored']} already "
           f"stored, {c['skipped']} skipped; {c['stored_total']} songs in {report['store']}")
@@ -329,7 +351,6 @@ def cmd_extract(args) -> int:
     print(f"{t['clips_per_second']} clips/s, {t['realtime_factor']}x real time "
           f"({t['total_seconds']} s, {t['workers']} workers)")
     print(f"report written to {workdir / 'features_report.json'}")
-    return 0
 
 
 COMMANDS = {"synth": cmd_synth, "ingest": cmd_ingest, "train-wmf": cmd_train_wmf,

@@ -175,8 +175,9 @@ def run_demo(directory: Path, config_path: Path = DEMO_CONFIG) -> None:
                                   for s, c in zip(g.songs, g.genre_confidences)]))
     print(f"({time.perf_counter() - t:.1f} s)")
 
-    t = _step("11. pmrs-server, the same calls over gRPC with pmrs-client, and a 10-second load test")
-    serve_and_query(work, user, cold_song)
+    t = _step("11. pmrs-server, the same calls over gRPC with pmrs-client, live writes, and a 10-second load test")
+    new_clip = _unheard_clip(directory, cfgmod.build(SynthConfig, "synth", toml))
+    serve_and_query(work, user, cold_song, new_clip)
     print(f"({time.perf_counter() - t:.1f} s)")
     print(f"\ndemo finished in {time.perf_counter() - t_start:.0f} s; work directory: {work}")
 
@@ -193,14 +194,34 @@ def _tool(name: str) -> list[str]:
     return [sys.executable, "-m", modules[name]]
 
 
-def serve_and_query(work: Path, user: str, cold_song: str) -> None:
-    """Start pmrs-server on a free port, call it with pmrs-client as a user would, load-test it
-    with pmrs-loadtest, stop it: each program as its own process, as a user runs them."""
+def _unheard_clip(directory: Path, synth_cfg: SynthConfig) -> tuple[Path, str]:
+    """A clip nobody has heard (a new song of the world's first genre, rendered now) as a WAV
+    file, and its genre."""
+    import soundfile as sf
+
+    from .synth.audio import make_styles, render_clip
+
+    style = make_styles(synth_cfg.genres, seed=synth_cfg.seed)[0]
+    path = directory / "unheard.wav"
+    sf.write(path, render_clip(style, song_seed=987_654_321, seconds=synth_cfg.clip_seconds), 22050)
+    return path, style.name
+
+
+def serve_and_query(work: Path, user: str, cold_song: str, new_clip: tuple[Path, str]) -> None:
+    """Start pmrs-server on a free port, call it with pmrs-client as a user would (reads, then
+    writes: plays that change the list, a clip nobody has heard), load-test it with pmrs-loadtest,
+    stop it: each program as its own process, as a user runs them."""
+    import os
+    import secrets
     import signal
     import subprocess
 
+    from clients.stub import PMRSClient
+
+    token = secrets.token_urlsafe(24)   # the server and the client get it from the environment
+    env = {**os.environ, "PMRS_WRITE_TOKEN": token, "PMRS_TOKEN": token}
     proc = subprocess.Popen(_tool("pmrs-server") + ["--workdir", str(work), "--bind", "127.0.0.1:0", "-q"],
-                            stdout=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, text=True, env=env)
     try:
         line = proc.stdout.readline()
         if "listening on" not in line:
@@ -212,6 +233,29 @@ def serve_and_query(work: Path, user: str, cold_song: str) -> None:
             print(f"$ pmrs-client --target {target} {' '.join(args)}", flush=True)
             subprocess.run(_tool("pmrs-client") + ["--target", target] + args, check=True)
             print(flush=True)
+
+        def client(*args: str) -> None:
+            print(f"$ pmrs-client --target {target} {' '.join(args)}", flush=True)
+            subprocess.run(_tool("pmrs-client") + ["--target", target, *args], check=True, env=env)
+            print(flush=True)
+
+        print("Live writes (the token comes from $PMRS_WRITE_TOKEN / $PMRS_TOKEN, never the command line):")
+        with PMRSClient(target, token=token) as pc:
+            before = pc.recommend(user, k=10).songs
+            played = [s.song_id for s in before[:3]]
+            client("play", user, *[f"{s}=5" for s in played])
+            after = pc.recommend(user, k=10).songs
+            client("recommend", user, "-k", "10")
+            kept = len({s.song_id for s in after} & {s.song_id for s in before})
+            print(f"after the plays: the 3 songs just played are gone ({not set(played) & {s.song_id for s in after}}), "
+                  f"{10 - kept} of the 10 songs are new\n")
+            clip, genre = new_clip
+            client("add-song", "DEMO-UNHEARD-1", "--audio", str(clip), "--title", "A song nobody has heard",
+                   "--artist", "Demo Artist", "--genre", genre)
+            client("similar", "DEMO-UNHEARD-1", "-k", "8", "--mode", "acoustic")
+            near = pc.similar("DEMO-UNHEARD-1", k=8, mode="acoustic")
+            same = sum(s.genre == genre for s in near)
+            print(f"the new clip ({genre}): {same} of its 8 acoustic neighbours are {genre}\n")
         print(f"$ pmrs-loadtest --target {target} --ids-from {work} --concurrency 4 --duration 10", flush=True)
         subprocess.run(_tool("pmrs-loadtest") + ["--target", target, "--ids-from", str(work), "--concurrency",
                                                  "4", "--duration", "10", "--mix", "recommend=0.7,similar=0.3", "-q"],

@@ -31,7 +31,7 @@ from .serving.recommend import (MIXED, NO_FILTERS, Filters, InvalidArgument, Ite
                                 resolve_k, similar_songs, user_query)
 from .text import quote_prefix
 
-__all__ = ["AlreadyExists", "BundleInfo", "LogUnavailable", "ReadOnly", "CallHooks", "Filters", "GenreList", "GenreRecommendations", "InvalidArgument",
+__all__ = ["AddedSong", "AlreadyExists", "BundleInfo", "LogUnavailable", "ReadOnly", "CallHooks", "Filters", "GenreList", "GenreRecommendations", "InvalidArgument",
            "ListInfo", "MIXED", "NotFound", "Recommendations", "Recommender", "ScoredSong", "ServingError",
            "Song", "SourceInfo"]
 
@@ -87,6 +87,16 @@ class Song:
     @property
     def has_audio(self) -> bool:
         return C.ACOUSTIC in self.sources
+
+
+@dataclass(frozen=True)
+class AddedSong:
+    """The result of :meth:`Recommender.add_song`: the song as now known, its write's sequence
+    number, and whether the request id had been written before (a retry: nothing new)."""
+
+    song: Song
+    seq: int
+    duplicate: bool = False
 
 
 @dataclass(frozen=True)
@@ -395,7 +405,7 @@ class Recommender:
 
     def add_song(self, song_id: str, *, title: str = "", artist: str = "", release: str = "", year: int = 0,
                  genre: str = "", tags: Sequence[str] = (), audio: bytes | None = None,
-                 filename: str = "clip", request_id: str | None = None) -> Song:
+                 filename: str = "clip", request_id: str | None = None) -> "AddedSong":
         """Add a song nobody has heard: catalog fields and, optionally, its audio clip (bytes in
         any container ``pmrs extract`` reads; ``filename`` hints the container). Its vectors come
         from the bundle's models (the CNN from the clip, the metadata model from the fields), so
@@ -405,8 +415,8 @@ class Recommender:
         fields = {"title": title, "artist": artist, "release": release, "year": year, "genre": genre,
                   "tags": list(tags)}
         clip = (filename or "clip", bytes(audio)) if audio is not None else None
-        self._writable().add_song(song_id, fields, clip, request_id)
-        return self.song(song_id)
+        done = self._writable().add_song(song_id, fields, clip, request_id)
+        return AddedSong(self.song(song_id), done.seq, done.duplicate)
 
     def refresh(self) -> int:
         """Apply writes other processes logged since the last call; returns how many."""

@@ -34,6 +34,9 @@ from pmrs.recommender import Recommender
 from pmrs.serving import contract
 from pmrs.serving.contract import CURRENT_FILE, ContractError, read_current
 
+from pmrs.live.log import LogUnavailable, WriteLog
+
+from .auth import READ_TOKEN_ENV, WRITE_TOKEN_ENV, Auth
 from .servicer import SERVICE_NAME, BundleHolder, RecommenderServicer
 from .transport import LoopThread, WorkerPool, recommender_handler, server_options
 
@@ -58,13 +61,22 @@ class ServerConfig:
     compute_slots: int = 1                # Recommend/SimilarSongs computing at once (0: no limit)
     tls_cert: str | None = None           # PEM certificate (chain) file: serve TLS
     tls_key: str | None = None            # its PEM private key file
+    tls_client_ca: str | None = None      # PEM CA file: require client certificates it signed
     insecure: bool = False                # allow plaintext on an address other than loopback
+    write_token_file: str | None = None   # file holding the write token (else $PMRS_WRITE_TOKEN)
+    read_token_file: str | None = None    # file holding the read token (else $PMRS_READ_TOKEN; none: open reads)
+    live: bool = True                     # apply the work directory's write log (live/writes.sqlite)
+    live_poll_seconds: float = 0.05       # how often writes of other processes are looked for
 
     def __post_init__(self) -> None:
         _split_bind(self.bind)
         for name, low in (("workers", 1), ("max_message_mb", 1), ("blas_threads", 1), ("compute_slots", 0)):
             if int(getattr(self, name)) < low:
                 raise ValueError(f"{name} must be >= {low}, got {getattr(self, name)}")
+        if not self.live_poll_seconds > 0:
+            raise ValueError(f"live_poll_seconds must be > 0, got {self.live_poll_seconds}")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ValueError("--tls-client-ca needs --tls-cert and --tls-key (client certificates are a TLS feature)")
         if not self.poll_seconds > 0 or not self.grace_seconds >= 0:
             raise ValueError(f"poll_seconds must be > 0 and grace_seconds >= 0, got {self.poll_seconds} "
                              f"and {self.grace_seconds}")
@@ -92,8 +104,9 @@ class BundleWatcher:
     """
 
     def __init__(self, workdir: str | os.PathLike, holder: BundleHolder, poll_seconds: float,
-                 on_change=None, defaults: contract.Defaults | dict | None = None):
+                 on_change=None, defaults: contract.Defaults | dict | None = None, live=None):
         self.workdir, self.holder, self.poll_seconds = Path(workdir), holder, float(poll_seconds)
+        self.live = live                 # the work directory's WriteLog (None: no live writes)
         self.defaults = defaults or {}   # overrides of the bundle's request defaults
         self.on_change = on_change or (lambda bundle: None)
         self._wake, self._stop = threading.Event(), threading.Event()
@@ -154,10 +167,12 @@ class BundleWatcher:
                 return False
             path = bundles / version
             try:
-                bundle = Recommender.open(path, verify=True)   # checksums + validation: never serve damage
+                # checksums + validation: never serve damage; then the logged writes after it
+                bundle = Recommender.open(path, verify=True, live=self.live or False)
                 if self.defaults:  # the server's flags override the bundle's defaults
                     try:
-                        bundle = Recommender(bundle.bundle, bundle.defaults.replace(**self.defaults))
+                        bundle = Recommender(bundle.bundle, bundle.defaults.replace(**self.defaults),
+                                             live=bundle.live)
                     except BaseException:
                         bundle.close()
                         raise
@@ -187,13 +202,49 @@ class BundleWatcher:
             self._wake.wait(self.poll_seconds)
 
 
+class LivePoller:
+    """Applies the writes other processes log (replicas over one work directory) to the served
+    recommender every ``poll_seconds``: a write accepted elsewhere is visible here within about
+    that long (docs/LIVE.md states the bound measured)."""
+
+    def __init__(self, holder: BundleHolder, poll_seconds: float):
+        self.holder, self.poll_seconds = holder, float(poll_seconds)
+        self._stop = threading.Event()
+        self._failing: str | None = None
+        self._thread = threading.Thread(target=self._run, name="pmrs-live-poller", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_seconds):
+            try:
+                with self.holder.use() as rec:
+                    if rec is not None:
+                        rec.refresh()
+                if self._failing:
+                    log.info("the write log can be read again")
+                    self._failing = None
+            except Exception as exc:   # the poller outlives a log that cannot be read for a while
+                if str(exc) != self._failing:
+                    self._failing = str(exc)
+                    log.error("cannot read the write log (reads go on without newer writes): %s", exc)
+
+
 class RunningServer:
     """A started server: ``address`` (host:port), ``port``, ``holder``, ``reload()``, ``stop()``."""
 
     def __init__(self, server: grpc.aio.Server, loop: LoopThread, pool: WorkerPool,
-                 host: str, port: int, holder: BundleHolder, health_servicer, watcher: BundleWatcher):
+                 host: str, port: int, holder: BundleHolder, health_servicer, watcher: BundleWatcher,
+                 poller: LivePoller | None = None, write_log=None):
         self.server, self.loop, self.pool, self.host, self.port = server, loop, pool, host, port
         self.holder, self.health, self.watcher = holder, health_servicer, watcher
+        self.poller, self.write_log = poller, write_log
         self._stopped = threading.Event()
 
     @property
@@ -212,11 +263,15 @@ class RunningServer:
         self._stopped.set()
         self.loop.run(self.health.enter_graceful_shutdown())
         self.watcher.stop()
+        if self.poller is not None:
+            self.poller.stop()
         log.info("stopping: draining calls in flight (grace %s s)", grace)
         self.loop.run(self.server.stop(grace))
         self.loop.stop()
         self.pool.shutdown()
         self.holder.close()  # (a call still computing keeps its bundle open until it returns)
+        if self.write_log is not None:
+            self.write_log.close()
         log.info("stopped")
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -244,11 +299,13 @@ def is_loopback(host: str) -> bool:
 
 
 def server_credentials(tls_cert: str | os.PathLike | None, tls_key: str | os.PathLike | None,
-                       bind: str, insecure: bool) -> grpc.ServerCredentials | None:
+                       bind: str, insecure: bool,
+                       client_ca: str | os.PathLike | None = None) -> grpc.ServerCredentials | None:
     """TLS credentials from a PEM certificate (chain) and key file, or ``None`` for plaintext.
 
     Plaintext on an address other than loopback is refused (``ValueError``) unless ``insecure``;
-    then it is logged as a warning. Missing files raise ``FileNotFoundError``.
+    then it is logged as a warning. Missing files raise ``FileNotFoundError``. ``client_ca``: a
+    PEM CA file; clients must then present a certificate it signed (mutual TLS).
     """
     if (tls_cert is None) != (tls_key is None):
         raise ValueError("--tls-cert and --tls-key go together (a PEM certificate and its key)")
@@ -264,6 +321,9 @@ def server_credentials(tls_cert: str | os.PathLike | None, tls_key: str | os.Pat
                         "and read the traffic", bind)
         return None
     cert, key = Path(tls_cert).read_bytes(), Path(tls_key).read_bytes()
+    if client_ca is not None:
+        return grpc.ssl_server_credentials([(key, cert)], root_certificates=Path(client_ca).read_bytes(),
+                                           require_client_auth=True)
     return grpc.ssl_server_credentials([(key, cert)])
 
 
@@ -272,7 +332,8 @@ def serve(workdir: str | os.PathLike, bind: str = "127.0.0.1:50051", workers: in
           poll_seconds: float = 2.0, max_message_mb: int = 16,
           blas_threads: int | None = None, compute_slots: int = 1,
           tls_cert: str | os.PathLike | None = None, tls_key: str | os.PathLike | None = None,
-          insecure: bool = False) -> RunningServer:
+          insecure: bool = False, auth: Auth | None = None, live: bool = True,
+          live_poll_seconds: float = 0.05, tls_client_ca: str | os.PathLike | None = None) -> RunningServer:
     """Start the recommender on ``bind`` over ``<workdir>/bundles/CURRENT`` and return at once.
 
     The bundle CURRENT names (if any) is loaded before the port opens; without one the service
@@ -284,28 +345,42 @@ def serve(workdir: str | os.PathLike, bind: str = "127.0.0.1:50051", workers: in
     parallelism, and a threaded BLAS under them only contends; MMR's matrix-vector products ran
     8 ms instead of 0.13 ms each with OpenBLAS's threads on 2 busy cores). ``None`` leaves BLAS
     alone. ``tls_cert`` / ``tls_key``: PEM files; serve TLS. Without them a bind address other
-    than loopback is refused (``ValueError``) unless ``insecure``.
+    than loopback is refused (``ValueError``) unless ``insecure``. ``auth``: the tokens
+    (``server.auth``; ``None``: the environment's, else open reads and no writes). ``live``: apply
+    and take writes through the work directory's write log (a work directory that cannot hold
+    one is served without; writes are then refused), polled every ``live_poll_seconds``.
     """
     cfg = ServerConfig(bind=bind, workers=workers, max_message_mb=max_message_mb,
                        default_acoustic_share=default_acoustic_share, default_diversity=default_diversity,
                        poll_seconds=poll_seconds, blas_threads=blas_threads or 1, compute_slots=compute_slots,
                        tls_cert=None if tls_cert is None else str(tls_cert),
-                       tls_key=None if tls_key is None else str(tls_key), insecure=insecure)
+                       tls_key=None if tls_key is None else str(tls_key), insecure=insecure, live=live,
+                       live_poll_seconds=live_poll_seconds,
+                       tls_client_ca=None if tls_client_ca is None else str(tls_client_ca))
     host = _split_bind(bind)
-    credentials = server_credentials(tls_cert, tls_key, bind, insecure)
+    credentials = server_credentials(tls_cert, tls_key, bind, insecure, tls_client_ca)
+    auth = auth if auth is not None else Auth.from_config()
+    write_log = None
+    if live:
+        try:
+            write_log = WriteLog.of(workdir)
+        except (OSError, LogUnavailable) as exc:
+            log.warning("no write log in %s (%s): serving without live writes", workdir, exc)
+    if auth.accepts_writes and write_log is None:
+        log.warning("a write token is set but there is no write log: writes will be refused")
     if blas_threads is not None:
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(int(blas_threads), user_api="blas")
     holder = BundleHolder()
-    servicer = RecommenderServicer(holder, compute_slots)
+    servicer = RecommenderServicer(holder, compute_slots, accepts_writes=auth.accepts_writes)
     overrides = cfg.default_overrides()
     pool = WorkerPool(workers)
     loop = LoopThread()
 
     async def make_server():
         server = grpc.aio.server(options=server_options(int(max_message_mb) * 1024 * 1024))
-        server.add_generic_rpc_handlers((recommender_handler(servicer, pool),))
+        server.add_generic_rpc_handlers((recommender_handler(servicer, pool, auth=auth),))
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(
@@ -333,20 +408,27 @@ def serve(workdir: str | os.PathLike, bind: str = "127.0.0.1:50051", workers: in
         watcher = BundleWatcher(
             workdir, holder, poll_seconds,
             on_change=lambda bundle: loop.run(set_status(health_servicer, bundle is not None)),
-            defaults=overrides)
+            defaults=overrides, live=write_log)
         watcher.check()
+        poller = LivePoller(holder, live_poll_seconds) if write_log is not None else None
         loop.run(server.start())
         watcher.start()
+        if poller is not None:
+            poller.start()
     except BaseException:
         if server is not None:
             loop.run(server.stop(None))
         loop.stop()
         pool.shutdown()
         holder.close()
+        if write_log is not None:
+            write_log.close()
         raise
-    running = RunningServer(server, loop, pool, host, port, holder, health_servicer, watcher)
-    log.info("listening on %s:%d (%s), serving bundle %s", host, port,
-             "TLS" if credentials is not None else "plaintext", holder.version or "none yet")
+    running = RunningServer(server, loop, pool, host, port, holder, health_servicer, watcher, poller, write_log)
+    log.info("listening on %s:%d (%s), serving bundle %s; writes %s, reads %s", host, port,
+             "TLS" if credentials is not None else "plaintext", holder.version or "none yet",
+             "need the write token" if auth.accepts_writes and write_log is not None else "refused",
+             "need a token" if auth.read is not None else "open")
     return running
 
 
@@ -365,8 +447,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grace-seconds", type=float, help="on SIGTERM, time calls in flight get (default 10)")
     p.add_argument("--tls-cert", help="PEM certificate (chain) file: serve TLS (with --tls-key)")
     p.add_argument("--tls-key", help="PEM private key file of --tls-cert")
+    p.add_argument("--tls-client-ca", help="PEM CA file: require client certificates signed by it (mutual TLS)")
     p.add_argument("--insecure", action="store_true", default=None,
                    help="allow plaintext on an address other than loopback (refused otherwise)")
+    p.add_argument("--write-token-file", help=f"file holding the write token (default: ${WRITE_TOKEN_ENV}; "
+                   "without one, writes are refused). Never pass a token itself on the command line")
+    p.add_argument("--read-token-file", help=f"file holding the read token (default: ${READ_TOKEN_ENV}; "
+                   "without one, reads are open)")
+    p.add_argument("--no-live", dest="live", action="store_false", default=None,
+                   help="serve the bundle alone: no write log, no writes")
+    p.add_argument("--live-poll-seconds", type=float,
+                   help="how often writes of other processes are looked for (default 0.05)")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     return p
 
@@ -384,7 +475,10 @@ def _run(args: argparse.Namespace) -> int:
                         default_diversity=cfg.default_diversity, poll_seconds=cfg.poll_seconds,
                         max_message_mb=cfg.max_message_mb, blas_threads=cfg.blas_threads,
                         compute_slots=cfg.compute_slots, tls_cert=cfg.tls_cert, tls_key=cfg.tls_key,
-                        insecure=cfg.insecure)
+                        insecure=cfg.insecure,
+                        auth=Auth.from_config(cfg.write_token_file, cfg.read_token_file),
+                        live=cfg.live, live_poll_seconds=cfg.live_poll_seconds,
+                        tls_client_ca=cfg.tls_client_ca)
     except OSError as exc:  # a busy port, an address this machine lacks: the settings' to fix
         raise ValueError(str(exc)) from None
     log.info("settings: %s; work directory %s", asdict(cfg), workdir)

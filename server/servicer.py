@@ -23,7 +23,9 @@ from typing import Iterator
 
 import grpc
 
-from pmrs.recommender import CallHooks, Filters, InvalidArgument, NotFound, Recommendations, Recommender
+from pmrs.recommender import (AlreadyExists, CallHooks, Filters, InvalidArgument, LogUnavailable, NotFound, ReadOnly,
+                              Recommendations, Recommender)
+from pmrs.live.songs import ClipRejected, ClipTooLarge
 from pmrs.serving.contract import ACOUSTIC, COLLABORATIVE, METADATA
 from pmrs.serving.recommend import MIXED, check_unit
 from pmrs.v1 import recommender_pb2 as pb
@@ -133,6 +135,16 @@ def _rpc(method):
             raise
         except _Abort as exc:
             code, message = exc.code, exc.message
+        except AlreadyExists as exc:
+            code, message = grpc.StatusCode.ALREADY_EXISTS, str(exc)
+        except ClipTooLarge as exc:
+            code, message = grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
+        except ClipRejected as exc:
+            code, message = grpc.StatusCode.INVALID_ARGUMENT, str(exc)
+        except LogUnavailable as exc:
+            code, message = grpc.StatusCode.UNAVAILABLE, f"the write was not recorded: {exc}; retry later"
+        except ReadOnly as exc:
+            code, message = grpc.StatusCode.FAILED_PRECONDITION, str(exc)
         except InvalidArgument as exc:
             code, message = grpc.StatusCode.INVALID_ARGUMENT, str(exc)
         except NotFound as exc:
@@ -199,6 +211,12 @@ def _shares(request, rec: Recommender) -> dict[str, float] | None:
     return shares or None
 
 
+def _song(s) -> pb.Song:
+    return pb.Song(song_id=s.song_id, title=s.title, artist=s.artist, release=s.release, year=s.year,
+                   genre=s.genre, has_plays=s.has_plays, has_audio=s.has_audio, sources=s.sources,
+                   genre_scores=[pb.GenreScore(genre=g, confidence=c) for g, c in s.genre_scores])
+
+
 def _scored(songs) -> list[pb.ScoredSong]:
     return [pb.ScoredSong(song_id=s.song_id, title=s.title, artist=s.artist, genre=s.genre, year=s.year,
                           score=s.score, source=_LEGACY_SOURCE.get(s.sources, pb.SOURCE_UNSPECIFIED),
@@ -213,8 +231,9 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
     lists takes none.
     """
 
-    def __init__(self, holder: BundleHolder, compute_slots: int = 1):
+    def __init__(self, holder: BundleHolder, compute_slots: int = 1, accepts_writes: bool = False):
         self.holder = holder
+        self.accepts_writes = accepts_writes
         if compute_slots < 0:
             raise ValueError(f"compute_slots must be >= 0 (0: no limit), got {compute_slots}")
         # one slot: a plain lock (its acquire is C code; a semaphore's runs Python on each call)
@@ -270,11 +289,26 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
     @_rpc
     def GetSong(self, request: pb.GetSongRequest, context) -> pb.GetSongResponse:
         with self._recommender(context) as (rec, _):
-            s = rec.song(request.song_id)
-            return pb.GetSongResponse(song=pb.Song(
-                song_id=s.song_id, title=s.title, artist=s.artist, release=s.release, year=s.year, genre=s.genre,
-                has_plays=s.has_plays, has_audio=s.has_audio, sources=s.sources,
-                genre_scores=[pb.GenreScore(genre=g, confidence=c) for g, c in s.genre_scores]))
+            return pb.GetSongResponse(song=_song(rec.song(request.song_id)))
+
+    @_rpc
+    def RecordPlays(self, request: pb.RecordPlaysRequest, context) -> pb.RecordPlaysResponse:
+        with self._recommender(context) as (rec, hooks):
+            hooks.check("before the write")
+            done = rec.record_plays(request.user_id, [(p.song_id, p.count) for p in request.plays],
+                                    request.request_id or None)
+            return pb.RecordPlaysResponse(sequence=done.seq, duplicate=done.duplicate)
+
+    @_rpc
+    def AddSong(self, request: pb.AddSongRequest, context) -> pb.AddSongResponse:
+        with self._recommender(context) as (rec, hooks):
+            hooks.check("before the write")
+            added = rec.add_song(request.song_id, title=request.title, artist=request.artist,
+                                release=request.release, year=request.year, genre=request.genre,
+                                tags=list(request.tags), audio=request.audio or None,
+                                filename=request.audio_filename or "clip",
+                                request_id=request.request_id or None)
+            return pb.AddSongResponse(song=_song(added.song), sequence=added.seq, duplicate=added.duplicate)
 
     @_rpc
     def GetBundleInfo(self, request: pb.GetBundleInfoRequest, context) -> pb.GetBundleInfoResponse:
@@ -292,7 +326,8 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
                 default_lists=[pb.DefaultListInfo(kind=d.kind, k=d.k, acoustic_share=d.shares.get(ACOUSTIC, 0.0),
                                                   diversity=d.diversity, shares=d.shares)
                                for d in info.default_lists],
-                format_version=info.format_version)
+                format_version=info.format_version, live_sequence=rec.live_seq,
+                accepts_writes=self.accepts_writes and rec.live is not None)
 
     def Ping(self, request: pb.PingRequest, context) -> pb.PingResponse:
         return pb.PingResponse()

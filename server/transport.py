@@ -66,6 +66,8 @@ MAX_CONNECTION_IDLE_MS = 300_000
 MAX_DETAILS_CHARS = 1024
 #: Methods answered on the event loop: cheap, and never behind a compute slot.
 LOOP_METHODS = frozenset({"Ping", "GetBundleInfo", "GetSong"})
+#: Methods that write (``server.auth.WRITE_METHODS``) run in the worker pool, like any method not
+#: named here.
 #: Methods tried on the event loop first: answered there when the default lists hold the answer
 #: (a lookup), moved to a worker thread when they must compute.
 LOOKUP_FIRST_METHODS = frozenset({"Recommend", "SimilarSongs"})
@@ -236,13 +238,19 @@ async def _read_request(requests, context: grpc.aio.ServicerContext, read_second
 
 
 def _handler(name: str, method: Callable, pool: WorkerPool | None, read_seconds: float,
-             loop_first: bool = False):
+             loop_first: bool = False, auth=None):
     """An aio handler that reads the request under the guard, then runs the blocking servicer
     ``method`` on the loop (``pool`` None) or in ``pool``, mapping its abort onto the call.
     ``loop_first``: try the call on the loop first, and move it to ``pool`` only when it needs to
-    compute (a call answered from the default lists is a lookup: it never leaves the loop)."""
+    compute (a call answered from the default lists is a lookup: it never leaves the loop).
+    ``auth``: a :class:`server.auth.Auth`, checked on the call's headers before its message is
+    read (an unauthorised caller cannot make the server read a 16 MiB clip)."""
 
     async def handle(requests, context: grpc.aio.ServicerContext):
+        if auth is not None:
+            denied = auth.check(name, context.invocation_metadata())
+            if denied is not None:
+                await context.abort(*denied)
         request = await _read_request(requests, context, read_seconds)
         try:
             if pool is None:
@@ -266,8 +274,8 @@ def _handler(name: str, method: Callable, pool: WorkerPool | None, read_seconds:
     return handle
 
 
-def recommender_handler(servicer, pool: WorkerPool,
-                        read_seconds: float | None = None) -> grpc.GenericRpcHandler:
+def recommender_handler(servicer, pool: WorkerPool, read_seconds: float | None = None,
+                        auth=None) -> grpc.GenericRpcHandler:
     """The ``pmrs.v1.Recommender`` service over the blocking ``servicer`` for an aio server: every
     method of the proto's service table, :data:`LOOP_METHODS` on the loop, the others in ``pool``.
 
@@ -283,7 +291,7 @@ def recommender_handler(servicer, pool: WorkerPool,
         handlers[method.name] = grpc.stream_unary_rpc_method_handler(
             _handler(method.name, getattr(servicer, method.name),
                      None if method.name in LOOP_METHODS else pool, read_seconds,
-                     loop_first=method.name in LOOKUP_FIRST_METHODS),
+                     loop_first=method.name in LOOKUP_FIRST_METHODS, auth=auth),
             request_deserializer=safe_deserializer(request_class),
             response_serializer=response_class.SerializeToString)
     return grpc.method_handlers_generic_handler(SERVICE.full_name, handlers)

@@ -180,7 +180,7 @@ def test_an_added_song_is_found_has_neighbours_and_can_be_recommended(fresh):
     enc = _encoder({"NEWSONG-1": twin_vec, "LOUD": twin_vec * 50})
     with pmrs.Recommender.open(fresh, live=True, encoder=enc) as rec:
         song = rec.add_song("NEWSONG-1", title="Fresh <Track> & \"quotes\"", artist="Nobody", year=2026,
-                            genre="rock", tags=["new", "demo"])
+                            genre="rock", tags=["new", "demo"]).song
         assert song.sources == (C.ACOUSTIC,) and song.title == "Fresh <Track> & \"quotes\""
         near = rec.similar_songs("NEWSONG-1", k=5, mode=C.ACOUSTIC).song_ids
         # (inner product: the twin's own query ranks the same songs, the twin among them)
@@ -220,3 +220,47 @@ def test_a_log_that_cannot_be_written_refuses_the_write_and_reads_go_on(fresh):
             brow = rec.bundle.user_row(user)
             assert u.counts.sum() == rec.bundle.play_counts(brow).sum() + accepted * len(big)
         assert rec.recommend(user, k=5).songs
+
+
+def test_a_rebuild_takes_the_logged_writes_in_exactly_once(serving_workdir, fresh):
+    from pmrs.cli import main
+    from pmrs.serving.bundle import Bundle
+
+    data = serving_workdir.parent / "data"
+    cfg = serving_workdir.parent / "c.toml"
+    with pmrs.Recommender.open(fresh, live=True) as rec:
+        b = rec.bundle
+        known = b.user_ids[0].decode()
+        song = next(b.song_id(r) for r in range(b.n_songs) if r not in set(b.played(0).tolist())
+                    and b.song_vector(C.COLLABORATIVE, r) is not None)
+        clip = sorted((data / "audio").glob("*.wav"))[0]
+        rec.record_plays(known, {song: 5})
+        rec.record_plays("rebuilt-newcomer", {song: 2})
+        added = rec.add_song("REBUILT-NEW", title="Made live", artist="Live Artist", genre="rock",
+                             tags=["fresh"], audio=clip.read_bytes(), filename=clip.name)
+        assert C.ACOUSTIC in added.song.sources
+        rec.record_plays("rebuilt-newcomer", {"REBUILT-NEW": 3})
+        last = rec.live.log.last_seq()
+    before = Interactions.load(fresh / INTERACTIONS_DIR)
+    old_count = before.matrix[before.user_index(known)].toarray()[0][before.song_index(song)] \
+        if song.encode() in set(before.song_ids.tolist()) else 0
+    common = ["--workdir", str(fresh), "--config", str(cfg), "-q"]
+    for args in (["ingest", str(data)], ["train-wmf", "--run", "w2", "--no-select"], ["extract", "--live"],
+                 ["train-cnn", "--run", "c2"], ["predict"]):
+        assert main(args + common) == 0, args
+    build_bundle(fresh, IndexerConfig(recall_queries=20, metadata=False), show_progress=False)
+    after = Interactions.load(fresh / INTERACTIONS_DIR)
+    assert after.matrix[after.user_index(known)].toarray()[0][after.song_index(song)] == old_count + 5
+    assert after.matrix[after.user_index("rebuilt-newcomer")].sum() == 5
+    with Bundle.open(C.current_bundle(fresh)) as nb:
+        assert nb.manifest["live_seq"] == last
+        row = nb.song_row("REBUILT-NEW")
+        assert row is not None and nb.song_vector(C.ACOUSTIC, row) is not None
+        assert nb.songs([row])[0]["title"] == "Made live"
+    with pmrs.Recommender.open(fresh, live=True) as rec:
+        assert not rec.live.changed and rec.live_seq == last      # nothing applied twice
+        assert rec.song("REBUILT-NEW").title == "Made live"
+        rec.record_plays("rebuilt-newcomer", {song: 1})          # a write after the cycle is live
+        assert rec.live.users["rebuilt-newcomer"].counts.sum() == 6
+    with pmrs.Recommender.open(fresh, live=True) as rec:
+        assert set(rec.live.users) == {"rebuilt-newcomer"}

@@ -33,10 +33,12 @@ import faiss
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..acoustic.runs import CNN_DIR
+from ..acoustic.runs import CNN_DIR, WEIGHTS as CNN_WEIGHTS
+from ..audio.store import FEATURES_FILE, FeatureStore
 from ..artifacts import new_run_name, resolve_run, save_npy, sha256_file, write_json
 from ..catalog import snapshot_catalog
 from ..interactions import INTERACTIONS_DIR, Interactions
+from ..live.rebuild import live_seq_of
 from ..metadata import MetadataConfig, catalog_vectors
 from ..serving import contract as C
 from ..serving.bundle import Bundle
@@ -214,6 +216,25 @@ def _acoustic_source(workdir: Path, cnn_run: str | None, acoustic_override: dict
         origin=pred.get("source", "injected")))
 
 
+def _copy_live_models(tmp: Path, workdir: Path, acoustic: SourceInput | None) -> dict:
+    """Copy what adding a song live needs into the bundle: the CNN of the acoustic source (when it
+    came from a run) and the feature settings of the store it was trained on."""
+    if acoustic is None or not (Path(acoustic.origin) / CNN_WEIGHTS).is_file():
+        return {}
+    run = Path(acoustic.origin)
+    store = workdir / FEATURES_FILE
+    if not store.is_file():
+        log.warning("no feature store at %s: the bundle cannot add songs from audio", store)
+        return {}
+    with FeatureStore(store, readonly=True) as fs:
+        features = asdict(fs.config())
+    shutil.copyfile(run / CNN_WEIGHTS, tmp / C.CNN_WEIGHTS_FILE)
+    shutil.copyfile(run / "config.json", tmp / C.CNN_CONFIG_FILE)
+    write_json(tmp / C.FEATURE_CONFIG_FILE, features)
+    return {"cnn": {"weights": C.CNN_WEIGHTS_FILE, "config": C.CNN_CONFIG_FILE,
+                    "features": C.FEATURE_CONFIG_FILE}}
+
+
 def _metadata_source(workdir: Path, cfg: IndexerConfig, mcfg: MetadataConfig | None) -> SourceInput | None:
     """The ``metadata`` source: every catalog song's metadata vector (``pmrs.metadata``), queried
     with the mean vector of a user's songs; ``None`` without a catalog."""
@@ -268,6 +289,7 @@ def _assemble(tmp: Path, workdir: Path, cfg: IndexerConfig, version: str, wmf_ru
     model, wmf_users, wmf_songs = load_run(wmf_dir, mmap=True)
     k = model.song_factors.shape[1]
     acoustic = _acoustic_source(workdir, cnn_run, acoustic_override, wmf_dir, k, cfg)
+    live_models = _copy_live_models(tmp, workdir, acoustic)
     others = ([acoustic] if acoustic is not None else []) + [_checked_source(s) for s in extra]
     names = [C.COLLABORATIVE] + [s.name for s in others]
     if len(set(names)) != len(names):
@@ -389,6 +411,8 @@ def _assemble(tmp: Path, workdir: Path, cfg: IndexerConfig, version: str, wmf_ru
         "sources": sources,
         "defaults": defaults.to_manifest(),
         "indexer_config": asdict(cfg),
+        "live_models": live_models,
+        "live_seq": live_seq_of(workdir / INTERACTIONS_DIR),
     }
 
 

@@ -26,6 +26,7 @@ Bad input is counted, never fatal line by line, and never silently empties the c
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import re
@@ -294,14 +295,15 @@ def build_catalog(out_path: Path, *, unique_tracks: Path | None = None,
                   track_metadata: Path | None = None, genres: Path | None = None,
                   sid_mismatches: Path | None = None,
                   lastfm: Sequence[Path] = (), max_similars: int | None = None,
-                  show_progress: bool | None = None) -> MetadataReport:
+                  show_progress: bool | None = None, extra_songs: Sequence[dict] = ()) -> MetadataReport:
     """Merge the given metadata files into ``out_path`` (``catalog.lmdb``), replacing it only
     when every file could be read and the result holds at least one song (:class:`IngestError`
     otherwise, with the old catalog untouched). ``sid_mismatches``: the MSD's list of wrong
     song/track matches, whose links are removed (so neither genre labels nor Last.fm data of such
     a track reach the song). ``lastfm``: Last.fm inputs
     (:mod:`pmrs.ingest.lastfm`), whose tags and similars (the ``max_similars`` highest scores)
-    are stored per song."""
+    are stored per song. ``extra_songs``: songs added live (``pmrs.live``; their fields and tags,
+    the tags at full weight), for ids the files do not have."""
     report = MetadataReport()
     songs: dict[str, dict] = {}
     track_song: dict[str, str] = {}
@@ -357,6 +359,16 @@ def build_catalog(out_path: Path, *, unique_tracks: Path | None = None,
             songs[song_id]["genre"] = votes.most_common(1)[0][0]
         if unknown_tracks:
             log.warning("%s: %d genre labels for tracks not in the metadata", genres, unknown_tracks)
+    live_tags: list = []
+    for extra in extra_songs:
+        if extra["song_id"] in songs:
+            continue
+        s = song(extra["song_id"])
+        for key in ("title", "artist", "release", "genre"):
+            s[key] = str(extra.get(key) or "")
+        s["year"] = int(extra.get("year") or 0)
+        if extra.get("tags"):
+            live_tags.append((extra["song_id"], {str(t): 100.0 for t in extra["tags"]}, None))
     if not songs:
         given = ", ".join(report.sources.values()) or "no metadata file given"
         raise IngestError(f"no song in the metadata files ({given}); the catalog is unchanged")
@@ -373,11 +385,12 @@ def build_catalog(out_path: Path, *, unique_tracks: Path | None = None,
         log.info("%s: %d text value(s) not UTF-8, read as Latin-1", source, n)
     info = {"songs": report.songs, "tracks": report.tracks, "genres": sorted(genre_counts),
             "sources": report.sources}
-    records, lfm = (), None
+    records, lfm = live_tags, None
     if lastfm:
         lfm = LastfmReport()
-        records = read_lastfm(lastfm, lambda t: track_song.get(t) or (t if t in songs else None), lfm,
-                              show_progress=show_progress)
+        records = itertools.chain(
+            read_lastfm(lastfm, lambda t: track_song.get(t) or (t if t in songs else None), lfm,
+                        show_progress=show_progress), live_tags)
 
     def final_info() -> dict:
         if lfm is not None:

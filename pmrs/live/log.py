@@ -149,6 +149,12 @@ class WriteLog:
                 raise
         return Appended(seq)
 
+    def find(self, request_id: str) -> int | None:
+        """The ``seq`` of the write made with ``request_id``, ``None`` when there is none."""
+        with self._guard():
+            row = self._conn().execute("SELECT seq FROM writes WHERE request_id = ?", (request_id,)).fetchone()
+        return None if row is None else int(row[0])
+
     def last_seq(self) -> int:
         """The newest write's ``seq`` (0 for an empty log)."""
         with self._guard():

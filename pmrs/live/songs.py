@@ -1,10 +1,125 @@
-"""Encoders for songs added live: their vectors from the bundle's own models."""
+"""Vectors for songs added live, from the bundle's own models.
+
+A bundle built from a CNN run carries that CNN (its state_dict and config) and the feature
+settings its clips were extracted with (manifest ``live_models``). :func:`bundle_encoder` makes
+an encoder of them: the clip's bytes are written to a private temporary file named like the
+upload (the extension tells the decoder the container), decoded and featurised by the same code
+as ``pmrs extract`` (``pmrs.audio.extract.extract_one``: the same middle-of-the-track window,
+resampling, silence and length checks), and the CNN predicts the song's factors (the acoustic
+source's vector), its embedding and its genre probabilities, as ``pmrs predict`` does. A bundle
+without those models adds songs by their catalog fields alone: they are found by id but have no
+vectors (and say so in their sources).
+
+The metadata source does not get a vector for a live song yet: its TF-IDF vocabulary and SVD
+are not in the bundle (docs/LIVE.md, "Not yet").
+"""
 
 from __future__ import annotations
 
-from .state import Encoder, no_encoder
+import dataclasses
+import json
+import logging
+import re
+import tempfile
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from ..serving import contract as C
+from ..serving.recommend import InvalidArgument
+from .state import EncodedSong, Encoder, no_encoder
+
+log = logging.getLogger(__name__)
+
+#: Largest clip an AddSong may carry, bytes (a 30 s clip is well under 1 MiB as MP3/OGG, ~5 MiB
+#: as 44.1 kHz stereo WAV; a whole track as FLAC fits too).
+MAX_CLIP_BYTES = 16 * 2**20
+
+
+class ClipRejected(InvalidArgument):
+    """A clip that cannot be used: undecodable, silent, too short (the reason says which)."""
+
+
+class ClipTooLarge(ClipRejected):
+    """A clip over :data:`MAX_CLIP_BYTES`."""
+
+
+_SAFE_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,8}$")
+
+
+class CNNEncoder:
+    """Encodes songs with the CNN and feature settings stored in a bundle. Thread-safe (one
+    prediction at a time: a clip's few windows take milliseconds)."""
+
+    def __init__(self, bundle, entry: dict):
+        from ..acoustic.model import CNNConfig, LatentFactorCNN
+        from ..audio.features import FeatureConfig
+        import torch
+
+        path = Path(bundle.path)
+        cfg = CNNConfig.from_dict(json.loads((path / entry["config"]).read_text(encoding="utf-8")))
+        state = torch.load(path / entry["weights"], map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+            raise ValueError(f"{path / entry['weights']} is not a state_dict of tensors")
+        model = LatentFactorCNN(cfg)
+        model.load_state_dict(state)
+        self.model = model.eval()
+        raw = json.loads((path / entry["features"]).read_text(encoding="utf-8"))
+        names = {f.name for f in dataclasses.fields(FeatureConfig)}
+        self.features = FeatureConfig(**{k: (tuple(v) if isinstance(v, list) else v)
+                                         for k, v in raw.items() if k in names})
+        self.genres = list(bundle.genres)
+        self._lock = threading.Lock()
+
+    def __call__(self, fields: dict, clip: tuple[str, bytes] | None) -> EncodedSong:
+        if clip is None:
+            return EncodedSong()
+        name, data = clip
+        if len(data) > MAX_CLIP_BYTES:
+            raise ClipTooLarge(f"the clip has {len(data):,} bytes; at most {MAX_CLIP_BYTES:,} are taken")
+        if not data:
+            raise ClipRejected("the clip is empty")
+        from ..acoustic.predict import predict_windows
+        from ..audio.extract import extract_one
+        from ..indexing.inputs import unit_rows
+
+        suffix = Path(name or "").suffix.lower()
+        suffix = suffix if _SAFE_SUFFIX.match(suffix) else ""
+        with tempfile.TemporaryDirectory(prefix="pmrs-clip-") as tmp:
+            path = Path(tmp) / f"clip{suffix}"
+            path.write_bytes(data)
+            got = extract_one(str(path), self.features)
+        if not got["ok"]:
+            raise ClipRejected(f"the clip cannot be used ({got['reason']}): {got['detail']}")
+        log_mel = np.asarray(got["features"].log_mel, np.float32)
+        with self._lock:
+            out = predict_windows(self.model, log_mel)
+        factors = out["factors"].mean(axis=0, dtype=np.float64).astype(np.float32)
+        emb = unit_rows(out["embeddings"].mean(axis=0, dtype=np.float64).astype(np.float32)[None, :])[0]
+        probs = out["genre_probs"]
+        probs = None if probs is None else probs.mean(axis=0, dtype=np.float64).astype(np.float32)
+        if probs is not None and len(probs) != len(self.genres):
+            probs = None
+        return EncodedSong({C.ACOUSTIC: factors}, emb, probs)
 
 
 def bundle_encoder(bundle) -> Encoder:
-    """The encoder of ``bundle``'s models (none yet: added songs get no vectors)."""
-    return no_encoder
+    """The encoder of ``bundle``'s models; :func:`~pmrs.live.state.no_encoder` (songs by their
+    fields alone) when the bundle carries none."""
+    entry = (bundle.manifest.get("live_models") or {}).get("cnn")
+    if not entry or not bundle.has_source(C.ACOUSTIC):
+        return _fields_only
+    try:
+        return CNNEncoder(bundle, entry)
+    except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        log.warning("bundle %s: cannot load its CNN for songs added live (%s); they get no vectors",
+                    bundle.version, exc)
+        return _fields_only
+
+
+def _fields_only(fields: dict, clip) -> EncodedSong:
+    if clip is not None:
+        raise ClipRejected("this bundle carries no CNN (it was built without a CNN run, or by an "
+                           "older indexer): add the song without audio, or rebuild the bundle")
+    return no_encoder(fields, clip)

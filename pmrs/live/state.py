@@ -25,7 +25,6 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..serving import contract as C
 from ..serving.recommend import InvalidArgument, NotFound
 from ..text import quote_prefix
 from .log import PLAYS, SONG, Appended, LogUnavailable, Write, WriteLog
@@ -292,6 +291,10 @@ class LiveState:
             _check_id("request_id", request_id)
         with self._lock:
             self.catch_up()
+            if request_id and self.log is not None:
+                seq = self.log.find(request_id)
+                if seq is not None:   # a retry of a call that was written: not an error
+                    return Appended(seq, duplicate=True)
             checked = self.check_song(song_id, fields)
             body = {"song_id": song_id, **checked}
             enc = self.encoder(body, clip)   # raises before anything is written

@@ -72,6 +72,12 @@ MAX_SOURCES = 8                   # a list entry records its sources as a bit ma
 #: genre-head probabilities (``GetSong``'s confidences).
 EMBEDDINGS_FILE = "acoustic_embeddings.npy"
 GENRE_PROBS_FILE = "genre_probs.npy"
+#: The models a server needs to add songs live (manifest ``live_models``): the CNN whose
+#: predictions fill the acoustic source (its state_dict, read with ``weights_only=True``, and
+#: config) and the feature settings its clips were extracted with.
+CNN_WEIGHTS_FILE = "cnn_weights.pt"
+CNN_CONFIG_FILE = "cnn_config.json"
+FEATURE_CONFIG_FILE = "feature_config.json"
 
 
 def source_files(name: str) -> dict[str, str]:

@@ -270,7 +270,7 @@ class DefaultListInfo(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., k: _Optional[int] = ..., acoustic_share: _Optional[float] = ..., diversity: _Optional[float] = ..., shares: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class GetBundleInfoResponse(_message.Message):
-    __slots__ = ("version", "created_at", "users", "songs", "songs_with_plays", "songs_with_audio", "indexes", "source_runs", "default_lists", "format_version")
+    __slots__ = ("live_sequence", "accepts_writes", "version", "created_at", "users", "songs", "songs_with_plays", "songs_with_audio", "indexes", "source_runs", "default_lists", "format_version")
     class SourceRunsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -278,6 +278,8 @@ class GetBundleInfoResponse(_message.Message):
         key: str
         value: str
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    LIVE_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTS_WRITES_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     USERS_FIELD_NUMBER: _ClassVar[int]
@@ -288,6 +290,8 @@ class GetBundleInfoResponse(_message.Message):
     SOURCE_RUNS_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_LISTS_FIELD_NUMBER: _ClassVar[int]
     FORMAT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    live_sequence: int
+    accepts_writes: bool
     version: str
     created_at: str
     users: int
@@ -298,7 +302,7 @@ class GetBundleInfoResponse(_message.Message):
     source_runs: _containers.ScalarMap[str, str]
     default_lists: _containers.RepeatedCompositeFieldContainer[DefaultListInfo]
     format_version: int
-    def __init__(self, version: _Optional[str] = ..., created_at: _Optional[str] = ..., users: _Optional[int] = ..., songs: _Optional[int] = ..., songs_with_plays: _Optional[int] = ..., songs_with_audio: _Optional[int] = ..., indexes: _Optional[_Iterable[_Union[IndexInfo, _Mapping]]] = ..., source_runs: _Optional[_Mapping[str, str]] = ..., default_lists: _Optional[_Iterable[_Union[DefaultListInfo, _Mapping]]] = ..., format_version: _Optional[int] = ...) -> None: ...
+    def __init__(self, live_sequence: _Optional[int] = ..., accepts_writes: _Optional[bool] = ..., version: _Optional[str] = ..., created_at: _Optional[str] = ..., users: _Optional[int] = ..., songs: _Optional[int] = ..., songs_with_plays: _Optional[int] = ..., songs_with_audio: _Optional[int] = ..., indexes: _Optional[_Iterable[_Union[IndexInfo, _Mapping]]] = ..., source_runs: _Optional[_Mapping[str, str]] = ..., default_lists: _Optional[_Iterable[_Union[DefaultListInfo, _Mapping]]] = ..., format_version: _Optional[int] = ...) -> None: ...
 
 class PingRequest(_message.Message):
     __slots__ = ()
@@ -307,3 +311,63 @@ class PingRequest(_message.Message):
 class PingResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class Play(_message.Message):
+    __slots__ = ("song_id", "count")
+    SONG_ID_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    song_id: str
+    count: int
+    def __init__(self, song_id: _Optional[str] = ..., count: _Optional[int] = ...) -> None: ...
+
+class RecordPlaysRequest(_message.Message):
+    __slots__ = ("user_id", "plays", "request_id")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    PLAYS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    plays: _containers.RepeatedCompositeFieldContainer[Play]
+    request_id: str
+    def __init__(self, user_id: _Optional[str] = ..., plays: _Optional[_Iterable[_Union[Play, _Mapping]]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class RecordPlaysResponse(_message.Message):
+    __slots__ = ("sequence", "duplicate")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    duplicate: bool
+    def __init__(self, sequence: _Optional[int] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+
+class AddSongRequest(_message.Message):
+    __slots__ = ("song_id", "title", "artist", "release", "year", "genre", "tags", "audio", "audio_filename", "request_id")
+    SONG_ID_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    ARTIST_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
+    YEAR_FIELD_NUMBER: _ClassVar[int]
+    GENRE_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FILENAME_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    song_id: str
+    title: str
+    artist: str
+    release: str
+    year: int
+    genre: str
+    tags: _containers.RepeatedScalarFieldContainer[str]
+    audio: bytes
+    audio_filename: str
+    request_id: str
+    def __init__(self, song_id: _Optional[str] = ..., title: _Optional[str] = ..., artist: _Optional[str] = ..., release: _Optional[str] = ..., year: _Optional[int] = ..., genre: _Optional[str] = ..., tags: _Optional[_Iterable[str]] = ..., audio: _Optional[bytes] = ..., audio_filename: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class AddSongResponse(_message.Message):
+    __slots__ = ("song", "sequence", "duplicate")
+    SONG_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    song: Song
+    sequence: int
+    duplicate: bool
+    def __init__(self, song: _Optional[_Union[Song, _Mapping]] = ..., sequence: _Optional[int] = ..., duplicate: _Optional[bool] = ...) -> None: ...

@@ -65,6 +65,16 @@ class RecommenderStub:
                 request_serializer=pmrs_dot_v1_dot_recommender__pb2.PingRequest.SerializeToString,
                 response_deserializer=pmrs_dot_v1_dot_recommender__pb2.PingResponse.FromString,
                 _registered_method=True)
+        self.RecordPlays = channel.unary_unary(
+                '/pmrs.v1.Recommender/RecordPlays',
+                request_serializer=pmrs_dot_v1_dot_recommender__pb2.RecordPlaysRequest.SerializeToString,
+                response_deserializer=pmrs_dot_v1_dot_recommender__pb2.RecordPlaysResponse.FromString,
+                _registered_method=True)
+        self.AddSong = channel.unary_unary(
+                '/pmrs.v1.Recommender/AddSong',
+                request_serializer=pmrs_dot_v1_dot_recommender__pb2.AddSongRequest.SerializeToString,
+                response_deserializer=pmrs_dot_v1_dot_recommender__pb2.AddSongResponse.FromString,
+                _registered_method=True)
 
 
 class RecommenderServicer:
@@ -114,6 +124,24 @@ class RecommenderServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordPlays(self, request, context):
+        """Records that a user played songs (a write: needs the write token). Acknowledged once durable
+        in the write log; the next Recommend for the user reflects the plays and leaves the songs
+        out. A user id the bundle does not know is created.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddSong(self, request, context):
+        """Adds a song nobody has heard (a write: needs the write token): catalog fields and, optionally,
+        its audio clip, from which the bundle's CNN predicts its vectors. Found by GetSong and
+        SimilarSongs, and recommendable, as soon as the call returns.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RecommenderServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -146,6 +174,16 @@ def add_RecommenderServicer_to_server(servicer, server):
                     servicer.Ping,
                     request_deserializer=pmrs_dot_v1_dot_recommender__pb2.PingRequest.FromString,
                     response_serializer=pmrs_dot_v1_dot_recommender__pb2.PingResponse.SerializeToString,
+            ),
+            'RecordPlays': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordPlays,
+                    request_deserializer=pmrs_dot_v1_dot_recommender__pb2.RecordPlaysRequest.FromString,
+                    response_serializer=pmrs_dot_v1_dot_recommender__pb2.RecordPlaysResponse.SerializeToString,
+            ),
+            'AddSong': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddSong,
+                    request_deserializer=pmrs_dot_v1_dot_recommender__pb2.AddSongRequest.FromString,
+                    response_serializer=pmrs_dot_v1_dot_recommender__pb2.AddSongResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -311,6 +349,60 @@ class Recommender:
             '/pmrs.v1.Recommender/Ping',
             pmrs_dot_v1_dot_recommender__pb2.PingRequest.SerializeToString,
             pmrs_dot_v1_dot_recommender__pb2.PingResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordPlays(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pmrs.v1.Recommender/RecordPlays',
+            pmrs_dot_v1_dot_recommender__pb2.RecordPlaysRequest.SerializeToString,
+            pmrs_dot_v1_dot_recommender__pb2.RecordPlaysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddSong(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pmrs.v1.Recommender/AddSong',
+            pmrs_dot_v1_dot_recommender__pb2.AddSongRequest.SerializeToString,
+            pmrs_dot_v1_dot_recommender__pb2.AddSongResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,114 @@
+"""Taking the write log into the next rebuild, so that nothing is counted twice or lost.
+
+``pmrs ingest`` (unless ``--no-live``) reads every write up to the log's last sequence number
+``N`` at that moment: the logged plays are added to the triplets' counts, the logged songs to
+the catalog (their fields and tags, tags at full weight), and their clips are written to
+``<workdir>/live/audio/<song_id><ext>``, where ``pmrs extract --live`` finds them. ``N`` is
+recorded in ``interactions/live.json``; ``indexer build`` copies it into the bundle's manifest
+(``live_seq``), and a server replays only the writes after it. A write made while the cycle runs
+has a larger number, so the server keeps applying it on top of the new bundle until the next
+cycle takes it in.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..artifacts import read_json
+from ..interactions import Interactions
+from .log import LIVE_DIR, PLAYS, SONG, WriteLog, log_path
+
+log = logging.getLogger(__name__)
+
+LIVE_AUDIO_DIR = "audio"
+LIVE_FILE = "live.json"     # in the interactions folder: {"live_seq", "plays", "songs"}
+_SAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+@dataclass
+class LoggedWrites:
+    """The writes of a log up to ``upto``: plays as (user, song, count), songs' fields."""
+
+    upto: int = 0
+    plays: list[tuple[str, str, int]] = field(default_factory=list)
+    songs: list[dict] = field(default_factory=list)
+    clips: dict[str, tuple[int, str]] = field(default_factory=dict)   # song_id -> (seq, file name)
+
+
+def read_logged(workdir: str | os.PathLike) -> LoggedWrites | None:
+    """Every write of the work directory's log up to its last one now; ``None`` without a log."""
+    if not log_path(workdir).is_file():
+        return None
+    with WriteLog.of(workdir) as wlog:
+        out = LoggedWrites(upto=wlog.last_seq())
+        for w in wlog.since(0, upto=out.upto):
+            if w.kind == PLAYS:
+                out.plays.extend((w.body["user_id"], s, int(c)) for s, c in w.body["plays"])
+            elif w.kind == SONG:
+                out.songs.append(w.body)
+                clip = wlog.clip(w.seq)
+                if clip is not None:
+                    out.clips[w.body["song_id"]] = (w.seq, clip[0])
+    return out
+
+
+def merge_plays(inter: Interactions, plays: list[tuple[str, str, int]]) -> Interactions:
+    """``inter`` with ``plays`` added (new users and songs get rows; counts of a pair add up)."""
+    if not plays:
+        return inter
+    users = np.asarray([p[0] for p in plays], dtype=object)
+    songs = np.asarray([p[1] for p in plays], dtype=object)
+    old_u = [u.decode() for u in inter.user_ids]
+    old_s = [s.decode() for s in inter.song_ids]
+    all_u = sorted(set(old_u) | set(users.tolist()))
+    all_s = sorted(set(old_s) | set(songs.tolist()))
+    u_index = {u: i for i, u in enumerate(all_u)}
+    s_index = {s: i for i, s in enumerate(all_s)}
+    m = inter.matrix.tocoo()
+    u_map = np.asarray([u_index[u] for u in old_u], np.int64)
+    s_map = np.asarray([s_index[s] for s in old_s], np.int64)
+    rows = np.concatenate([u_map[m.row], [u_index[u] for u in users]]).astype(np.int64)
+    cols = np.concatenate([s_map[m.col], [s_index[s] for s in songs]]).astype(np.int64)
+    vals = np.concatenate([m.data, [p[2] for p in plays]]).astype(inter.matrix.dtype)
+    matrix = sp.csr_matrix((vals, (rows, cols)), shape=(len(all_u), len(all_s)))
+    matrix.sum_duplicates()
+    matrix.sort_indices()
+    width = lambda ids: max(1, max(len(x.encode()) for x in ids))  # noqa: E731
+    return Interactions(matrix=matrix,
+                        user_ids=np.asarray([u.encode() for u in all_u], dtype=f"S{width(all_u)}"),
+                        song_ids=np.asarray([s.encode() for s in all_s], dtype=f"S{width(all_s)}"))
+
+
+def write_clips(workdir: str | os.PathLike, logged: LoggedWrites) -> Path:
+    """Write the logged clips to ``<workdir>/live/audio/<song_id><ext>`` (the ones not there yet)."""
+    folder = Path(workdir) / LIVE_DIR / LIVE_AUDIO_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    if not logged.clips:
+        return folder
+    with WriteLog.of(workdir) as wlog:
+        for song_id, (seq, name) in logged.clips.items():
+            suffix = Path(name).suffix.lower()
+            suffix = suffix if re.fullmatch(r"\.[a-z0-9]{1,8}", suffix) else ".bin"
+            target = folder / f"{song_id}{suffix}"
+            if target.exists() or _SAFE.search(song_id):
+                if _SAFE.search(song_id):
+                    log.warning("live song %r: its id is not a safe file name; its clip is not exported", song_id)
+                continue
+            clip = wlog.clip(seq)
+            tmp = target.with_name(f".{target.name}.tmp")
+            tmp.write_bytes(clip[1])
+            os.replace(tmp, target)
+    return folder
+
+
+def live_seq_of(interactions_dir: str | os.PathLike) -> int:
+    """The last write-log sequence number the ingested interactions include (0: none)."""
+    path = Path(interactions_dir) / LIVE_FILE
+    return int(read_json(path).get("live_seq", 0)) if path.is_file() else 0
