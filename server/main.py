@@ -52,7 +52,7 @@ class ServerConfig:
 
     bind: str = "127.0.0.1:50051"         # host:port; port 0 picks a free port
     workers: int = 2                      # threads running Recommend/SimilarSongs (see ARCHITECTURE)
-    max_message_mb: int = 16              # largest request or response, MiB
+    max_message_mb: int = 20              # largest request or response, MiB (an AddSong clip is at most 16)
     default_acoustic_share: float | None = None  # overrides the bundle's default share (then computes)
     default_diversity: float | None = None       # overrides the bundle's default Recommend diversity
     poll_seconds: float = 2.0             # how often bundles/CURRENT is checked
@@ -329,7 +329,7 @@ def server_credentials(tls_cert: str | os.PathLike | None, tls_key: str | os.Pat
 
 def serve(workdir: str | os.PathLike, bind: str = "127.0.0.1:50051", workers: int = 2,
           default_acoustic_share: float | None = None, default_diversity: float | None = None,
-          poll_seconds: float = 2.0, max_message_mb: int = 16,
+          poll_seconds: float = 2.0, max_message_mb: int = 20,
           blas_threads: int | None = None, compute_slots: int = 1,
           tls_cert: str | os.PathLike | None = None, tls_key: str | os.PathLike | None = None,
           insecure: bool = False, auth: Auth | None = None, live: bool = True,
@@ -440,7 +440,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, help="threads running Recommend and SimilarSongs (default 2)")
     p.add_argument("--compute-slots", type=int,
                    help="Recommend/SimilarSongs calls computing at once (default 1; 0: no limit)")
-    p.add_argument("--max-message-mb", type=int, help="largest request or response in MiB (default 16)")
+    p.add_argument("--max-message-mb", type=int,
+                   help="largest request or response in MiB (default 20: a 16 MiB AddSong clip fits)")
     p.add_argument("--default-acoustic-share", type=float, help="acoustic share when a request leaves it unset")
     p.add_argument("--default-diversity", type=float, help="MMR diversity when a Recommend request leaves it unset")
     p.add_argument("--poll-seconds", type=float, help="how often bundles/CURRENT is checked (default 2)")

@@ -289,15 +289,18 @@ class LiveState:
         add it. Nothing is logged when the clip cannot be used (:class:`InvalidArgument`)."""
         if request_id:
             _check_id("request_id", request_id)
-        with self._lock:
-            self.catch_up()
-            if request_id and self.log is not None:
+            if self.log is not None:
                 seq = self.log.find(request_id)
                 if seq is not None:   # a retry of a call that was written: not an error
+                    self.catch_up()
                     return Appended(seq, duplicate=True)
-            checked = self.check_song(song_id, fields)
-            body = {"song_id": song_id, **checked}
-            enc = self.encoder(body, clip)   # raises before anything is written
+        body = {"song_id": song_id, **self.check_song(song_id, fields)}
+        enc = self.encoder(body, clip)   # (outside the lock: other writes go on meanwhile) raises
+        with self._lock:                 # before anything is written
+            self.catch_up()
+            if request_id and self.log is not None and self.log.find(request_id) is not None:
+                return Appended(self.log.find(request_id), duplicate=True)
+            self.check_song(song_id, fields)   # (another process may have added it meanwhile)
             if self.log is None:
                 self.seq += 1
                 done = Appended(self.seq)
