@@ -38,7 +38,7 @@ from pmrs.live.log import LogUnavailable, WriteLog
 
 from .auth import READ_TOKEN_ENV, WRITE_TOKEN_ENV, Auth
 from .servicer import SERVICE_NAME, BundleHolder, RecommenderServicer
-from .transport import LoopThread, WorkerPool, recommender_handler, server_options
+from .transport import WRITE_WORKERS, LoopThread, WorkerPool, recommender_handler, server_options
 
 log = logging.getLogger("pmrs.server")
 
@@ -241,10 +241,10 @@ class RunningServer:
 
     def __init__(self, server: grpc.aio.Server, loop: LoopThread, pool: WorkerPool,
                  host: str, port: int, holder: BundleHolder, health_servicer, watcher: BundleWatcher,
-                 poller: LivePoller | None = None, write_log=None):
+                 poller: LivePoller | None = None, write_log=None, write_pool: WorkerPool | None = None):
         self.server, self.loop, self.pool, self.host, self.port = server, loop, pool, host, port
         self.holder, self.health, self.watcher = holder, health_servicer, watcher
-        self.poller, self.write_log = poller, write_log
+        self.poller, self.write_log, self.write_pool = poller, write_log, write_pool
         self._stopped = threading.Event()
 
     @property
@@ -269,6 +269,8 @@ class RunningServer:
         self.loop.run(self.server.stop(grace))
         self.loop.stop()
         self.pool.shutdown()
+        if self.write_pool is not None:
+            self.write_pool.shutdown()
         self.holder.close()  # (a call still computing keeps its bundle open until it returns)
         if self.write_log is not None:
             self.write_log.close()
@@ -376,11 +378,12 @@ def serve(workdir: str | os.PathLike, bind: str = "127.0.0.1:50051", workers: in
     servicer = RecommenderServicer(holder, compute_slots, accepts_writes=auth.accepts_writes)
     overrides = cfg.default_overrides()
     pool = WorkerPool(workers)
+    write_pool = WorkerPool(WRITE_WORKERS, name="pmrs-write")
     loop = LoopThread()
 
     async def make_server():
         server = grpc.aio.server(options=server_options(int(max_message_mb) * 1024 * 1024))
-        server.add_generic_rpc_handlers((recommender_handler(servicer, pool, auth=auth),))
+        server.add_generic_rpc_handlers((recommender_handler(servicer, pool, auth=auth, write_pool=write_pool),))
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(
@@ -420,11 +423,13 @@ def serve(workdir: str | os.PathLike, bind: str = "127.0.0.1:50051", workers: in
             loop.run(server.stop(None))
         loop.stop()
         pool.shutdown()
+        write_pool.shutdown()
         holder.close()
         if write_log is not None:
             write_log.close()
         raise
-    running = RunningServer(server, loop, pool, host, port, holder, health_servicer, watcher, poller, write_log)
+    running = RunningServer(server, loop, pool, host, port, holder, health_servicer, watcher, poller, write_log,
+                            write_pool)
     log.info("listening on %s:%d (%s), serving bundle %s; writes %s, reads %s", host, port,
              "TLS" if credentials is not None else "plaintext", holder.version or "none yet",
              "need the write token" if auth.accepts_writes and write_log is not None else "refused",

@@ -33,6 +33,7 @@ from google.protobuf.message import DecodeError
 
 from pmrs.v1 import recommender_pb2 as pb
 
+from .auth import WRITE_METHODS
 from .servicer import NeedsWorker
 
 log = logging.getLogger("pmrs.server")
@@ -66,8 +67,11 @@ MAX_CONNECTION_IDLE_MS = 300_000
 MAX_DETAILS_CHARS = 1024
 #: Methods answered on the event loop: cheap, and never behind a compute slot.
 LOOP_METHODS = frozenset({"Ping", "GetBundleInfo", "GetSong"})
-#: Methods that write (``server.auth.WRITE_METHODS``) run in the worker pool, like any method not
-#: named here.
+#: Methods that write (``server.auth.WRITE_METHODS``) run in a pool of their own,
+#: :data:`WRITE_WORKERS` threads, which mostly wait for the write log's fsync; concurrent
+#: RecordPlays calls are committed together (``pmrs.live.state``: group commit), so more threads
+#: mean more plays per fsync, and reads never queue behind a write.
+WRITE_WORKERS = 16
 #: Methods tried on the event loop first: answered there when the default lists hold the answer
 #: (a lookup), moved to a worker thread when they must compute.
 LOOKUP_FIRST_METHODS = frozenset({"Recommend", "SimilarSongs"})
@@ -275,7 +279,7 @@ def _handler(name: str, method: Callable, pool: WorkerPool | None, read_seconds:
 
 
 def recommender_handler(servicer, pool: WorkerPool, read_seconds: float | None = None,
-                        auth=None) -> grpc.GenericRpcHandler:
+                        auth=None, write_pool: WorkerPool | None = None) -> grpc.GenericRpcHandler:
     """The ``pmrs.v1.Recommender`` service over the blocking ``servicer`` for an aio server: every
     method of the proto's service table, :data:`LOOP_METHODS` on the loop, the others in ``pool``.
 
@@ -290,7 +294,8 @@ def recommender_handler(servicer, pool: WorkerPool, read_seconds: float | None =
         response_class = message_factory.GetMessageClass(method.output_type)
         handlers[method.name] = grpc.stream_unary_rpc_method_handler(
             _handler(method.name, getattr(servicer, method.name),
-                     None if method.name in LOOP_METHODS else pool, read_seconds,
+                     None if method.name in LOOP_METHODS
+                     else (write_pool or pool) if method.name in WRITE_METHODS else pool, read_seconds,
                      loop_first=method.name in LOOKUP_FIRST_METHODS, auth=auth),
             request_deserializer=safe_deserializer(request_class),
             response_serializer=response_class.SerializeToString)

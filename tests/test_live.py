@@ -264,3 +264,31 @@ def test_a_rebuild_takes_the_logged_writes_in_exactly_once(serving_workdir, fres
         assert rec.live.users["rebuilt-newcomer"].counts.sum() == 6
     with pmrs.Recommender.open(fresh, live=True) as rec:
         assert set(rec.live.users) == {"rebuilt-newcomer"}
+
+
+def test_concurrent_writes_are_each_applied_once(fresh):
+    import threading
+
+    with pmrs.Recommender.open(fresh, live=True) as rec:
+        songs = [rec.bundle.song_id(r) for r in range(10)]
+        errors = []
+
+        def writer(t):
+            try:
+                for i in range(20):
+                    rec.record_plays(f"conc-{t}", {songs[i % 10]: 1}, request_id=f"c-{t}-{i}")
+                    if i % 5 == 0:   # a retry in the middle of the others
+                        assert rec.record_plays(f"conc-{t}", {songs[i % 10]: 1}, request_id=f"c-{t}-{i}").duplicate
+            except Exception as exc:   # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=writer, args=(t,)) for t in range(8)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        assert not errors
+        assert rec.live.log.last_seq() == rec.live.seq == 160
+        for t in range(8):
+            u = rec.live.users[f"conc-{t}"]
+            assert u.counts.sum() == 20 and np.all(u.counts == 2)

@@ -177,7 +177,41 @@ def test_bad_writes_are_refused_and_change_nothing(server, catalog, tmp_path):
     assert server.stub.GetBundleInfo(pb.GetBundleInfoRequest(), timeout=10).live_sequence == seq + 1
 
 
+def test_python_client_and_pmrs_client_write(server, catalog, audio_dir, tmp_path, monkeypatch, capsys):
+    from clients import PMRSClient
+    from clients.cli import main as client_main
+    from clients.stub import PMRSError
+
+    songs = catalog["with_audio"]
+    with PMRSClient(server.address, token=TOKEN, timeout_s=60) as c:
+        done = c.record_plays("client-user", {songs[7]: 2, songs[8]: 1})
+        assert done.sequence > 0 and not done.duplicate
+        again = c.record_plays("client-user", {songs[7]: 2}, request_id="fixed-id")
+        assert c.record_plays("client-user", {songs[7]: 2}, request_id="fixed-id").duplicate
+        assert again.sequence > done.sequence
+        assert songs[7] not in [s.song_id for s in c.recommend("client-user", k=50).songs]
+        clip = sorted(audio_dir.glob("*.wav"))[5]
+        song = c.add_song("CLIENT-NEW", title="From the client", audio=clip)
+        assert song.has_audio and song.title == "From the client"
+    with PMRSClient(server.address, token="not-the-write-token-xxxx") as c:
+        with pytest.raises(PMRSError) as err:
+            c.record_plays("client-user", {songs[7]: 1})
+        assert err.value.code == "PERMISSION_DENIED"
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    assert client_main(["--target", server.address, "--timeout", "60", "--token-file", str(token_file), "play", "cli-user",
+                        f"{songs[9]}=3", songs[10]]) == 0
+    assert "recorded as write" in capsys.readouterr().out
+    monkeypatch.setenv("PMRS_TOKEN", TOKEN)
+    assert client_main(["--target", server.address, "--timeout", "60", "add-song", "CLI-NEW", "--title", "From the CLI",
+                        "--genre", "rock", "--tag", "live", "cli"]) == 0
+    assert "From the CLI" in capsys.readouterr().out
+    assert client_main(["--target", server.address, "play", "cli-user", "SONOSUCH=1"]) == 1
+    assert "NOT_FOUND" in capsys.readouterr().err
+
+
 def test_a_second_server_sees_every_write_and_kill_9_loses_none(server, work, catalog, tmp_path):
+    # (kills the module's server: keep this test after every other test that uses it)
     other = ServerProcess(work, tmp_path / "b.log", env={"PMRS_WRITE_TOKEN": TOKEN})
     try:
         user = "shared-listener"
@@ -229,35 +263,3 @@ def test_reads_need_the_read_token_when_one_is_set(work, tmp_path, catalog):
     finally:
         s.stop()
 
-
-def test_python_client_and_pmrs_client_write(server, catalog, audio_dir, tmp_path, monkeypatch, capsys):
-    from clients import PMRSClient
-    from clients.cli import main as client_main
-    from clients.stub import PMRSError
-
-    songs = catalog["with_audio"]
-    with PMRSClient(server.address, token=TOKEN, timeout_s=60) as c:
-        done = c.record_plays("client-user", {songs[7]: 2, songs[8]: 1})
-        assert done.sequence > 0 and not done.duplicate
-        again = c.record_plays("client-user", {songs[7]: 2}, request_id="fixed-id")
-        assert c.record_plays("client-user", {songs[7]: 2}, request_id="fixed-id").duplicate
-        assert again.sequence > done.sequence
-        assert songs[7] not in [s.song_id for s in c.recommend("client-user", k=50).songs]
-        clip = sorted(audio_dir.glob("*.wav"))[5]
-        song = c.add_song("CLIENT-NEW", title="From the client", audio=clip)
-        assert song.has_audio and song.title == "From the client"
-    with PMRSClient(server.address, token="not-the-write-token-xxxx") as c:
-        with pytest.raises(PMRSError) as err:
-            c.record_plays("client-user", {songs[7]: 1})
-        assert err.value.code == "PERMISSION_DENIED"
-    token_file = tmp_path / "token"
-    token_file.write_text(TOKEN + "\n")
-    assert client_main(["--target", server.address, "--timeout", "60", "--token-file", str(token_file), "play", "cli-user",
-                        f"{songs[9]}=3", songs[10]]) == 0
-    assert "recorded as write" in capsys.readouterr().out
-    monkeypatch.setenv("PMRS_TOKEN", TOKEN)
-    assert client_main(["--target", server.address, "--timeout", "60", "add-song", "CLI-NEW", "--title", "From the CLI",
-                        "--genre", "rock", "--tag", "live", "cli"]) == 0
-    assert "From the CLI" in capsys.readouterr().out
-    assert client_main(["--target", server.address, "play", "cli-user", "SONOSUCH=1"]) == 1
-    assert "NOT_FOUND" in capsys.readouterr().err

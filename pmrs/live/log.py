@@ -149,6 +149,42 @@ class WriteLog:
                 raise
         return Appended(seq)
 
+    def append_many(self, entries: list[tuple[str, dict, str | None]]) -> list[Appended]:
+        """Write several entries ``(kind, body, request_id)`` in one transaction (one fsync: group
+        commit); each as :meth:`append` would, a request id already in the log (or earlier in
+        ``entries``) giving a duplicate. Their sequence numbers are consecutive, in order."""
+        out: list[Appended] = []
+        with self._guard():
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                seen: dict[str, int] = {}
+                for kind, body, request_id in entries:
+                    if kind not in KINDS:
+                        raise ValueError(f"unknown write kind {kind!r}")
+                    if request_id:
+                        if request_id in seen:
+                            out.append(Appended(seen[request_id], duplicate=True))
+                            continue
+                        row = conn.execute("SELECT seq FROM writes WHERE request_id = ?",
+                                           (request_id,)).fetchone()
+                        if row is not None:
+                            out.append(Appended(int(row[0]), duplicate=True))
+                            continue
+                    cur = conn.execute(
+                        "INSERT INTO writes(kind, request_id, written_at, body) VALUES (?, ?, ?, ?)",
+                        (kind, request_id or None, time.time(),
+                         json.dumps(body, ensure_ascii=False, separators=(",", ":"))))
+                    out.append(Appended(int(cur.lastrowid)))
+                    if request_id:
+                        seen[request_id] = int(cur.lastrowid)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        return out
+
     def find(self, request_id: str) -> int | None:
         """The ``seq`` of the write made with ``request_id``, ``None`` when there is none."""
         with self._guard():

@@ -125,6 +125,8 @@ class LiveState:
         self.user_list: list[LiveUser] = []
         self.songs = SongTable(first_row=bundle.n_songs)
         self.skipped: list[str] = []   # writes a replay could not apply (and why)
+        self._queue: list[_Pending] = []   # RecordPlays calls waiting for the next group commit
+        self._queue_lock = threading.Lock()
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -203,24 +205,58 @@ class LiveState:
     def record_plays(self, user_id: str, plays: Sequence[tuple[str, float]],
                      request_id: str | None = None) -> Appended:
         """Log the plays durably, then apply them. See :meth:`check_plays` for what is refused;
-        :class:`~pmrs.live.log.LogUnavailable` when the log cannot take them."""
+        :class:`~pmrs.live.log.LogUnavailable` when the log cannot take them.
+
+        Group commit: calls that arrive while another commits wait for the write lock, and the
+        first to get it writes every waiting call in one transaction (one fsync), applies them
+        in order and hands each its result."""
         if request_id:
             _check_id("request_id", request_id)
-        with self._lock:
-            self.catch_up()   # songs other processes added may be named
+        try:
             rows = self.check_plays(user_id, plays)
-            body = {"user_id": user_id, "plays": [[s, int(c)] for s, c in plays]}
+        except NotFound:
+            self.catch_up()   # a song another process added, not polled yet?
+            rows = self.check_plays(user_id, plays)
+        body = {"user_id": user_id, "plays": [[s, int(c)] for s, c in plays]}
+        mine = _Pending(user_id, rows, body, request_id)
+        with self._queue_lock:
+            self._queue.append(mine)
+        with self._lock:
+            if not mine.done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._commit(batch)
+        if mine.error is not None:
+            raise mine.error
+        return mine.result
+
+    def _commit(self, batch: list["_Pending"]) -> None:
+        """Write ``batch`` in one transaction and apply it (holding the write lock)."""
+        try:
+            self.catch_up()
             if self.log is None:
-                self.seq += 1
-                done = Appended(self.seq)
+                results = []
+                for _ in batch:
+                    self.seq += 1
+                    results.append(Appended(self.seq))
             else:
-                done = self.log.append(PLAYS, body, request_id)
-                if done.duplicate:
-                    return done
-                self.catch_up_to(done.seq - 1)
-                self.seq = done.seq
-            self._apply_plays(user_id, rows)
-            return done
+                results = self.log.append_many([(PLAYS, p.body, p.request_id) for p in batch])
+                new = [r.seq for r in results if not r.duplicate]
+                if new:
+                    self.catch_up_to(min(new) - 1)
+        except BaseException as exc:
+            for p in batch:
+                p.error, p.done = exc, True
+            return
+        for p, r in zip(batch, results):
+            if not r.duplicate:
+                try:
+                    self._apply_plays(p.user_id, p.rows)
+                except Exception as exc:   # (durable already: the next replay applies it)
+                    log.exception("applying write %d failed", r.seq)
+                    self.skipped.append(f"write {r.seq} not applied: {exc}")
+                self.seq = max(self.seq, r.seq)
+            p.result, p.done = r, True
 
     def catch_up_to(self, seq: int) -> None:
         """Apply the log's writes up to ``seq`` (those other processes made before ours)."""
@@ -322,6 +358,19 @@ class LiveState:
         vectors = {n: v for n, v in enc.vectors.items() if self.bundle.has_source(n)}
         enc = EncodedSong(vectors, enc.embedding, enc.genre_probs)
         self.songs = self.songs.added(song_id, fields, enc, self.bundle.embedding_dim)
+
+
+@dataclass
+class _Pending:
+    """A RecordPlays call waiting to be committed."""
+
+    user_id: str
+    rows: list
+    body: dict
+    request_id: str | None
+    done: bool = False
+    result: Appended | None = None
+    error: BaseException | None = None
 
 
 class AlreadyExists(InvalidArgument):
