@@ -10,6 +10,13 @@ seconds come from its job completions (pmrs.wmf_spark); its first iteration also
 warm-up, so the summary gives the median as well as the mean.
 
     python -m bench.spark_bench [--users N --songs N --iterations N]
+
+``--translation`` measures instead how PMRS's constant ridge lambda is best handed to MLlib's
+per-row ridge ``regParam * n`` (bench/results/spark_translation.json): on small synthetic worlds
+(800 x 300, seeds 0 and 1, half the eligible users as test users, 32 factors, 10 iterations), for
+lambda 1, 10 and 50, hold-out recall@50 and mAP@500 of implicit and of Spark with regParam from
+three rules: ``mean_ridge`` (PMRS's: the mean ridge over user and song rows is lambda),
+``mean_user`` (the mean user's ridge is lambda) and ``untranslated`` (regParam = lambda).
 """
 
 from __future__ import annotations
@@ -56,12 +63,73 @@ def bench_spark(command: str, users: int = SPARK_USERS, songs: int = SPARK_SONGS
     return payload
 
 
+TRANSLATION_WORLD = (800, 300)
+TRANSLATION_SEEDS = (0, 1)
+TRANSLATION_LAMBDAS = (1.0, 10.0, 50.0)
+
+
+def _rules(lam: float, counts) -> dict:
+    import numpy as np
+
+    from pmrs.wmf_spark import reg_param
+
+    lengths = np.diff(counts.indptr)
+    return {"mean_ridge": reg_param(lam, counts), "mean_user": lam / lengths[lengths > 0].mean(),
+            "untranslated": lam}
+
+
+def bench_translation(command: str) -> dict:
+    import tempfile
+
+    from pmrs.cli import main as pmrs_main
+    from pmrs.evaluation.holdout import HoldoutConfig, make_split
+    from pmrs.evaluation.metrics import evaluate_scores
+    from pmrs.interactions import Interactions
+    from pmrs.wmf import WMFConfig, train_wmf
+    from pmrs.wmf_spark import SparkConfig, spark_session, train_wmf_spark
+
+    def metrics(model, split) -> dict:
+        m = evaluate_scores(model.scores, split, show_progress=False)
+        return {"recall@50": round(m["recall@50"], 4), "map@500": round(m["map@500"], 4)}
+
+    rows = []
+    users, songs = TRANSLATION_WORLD
+    with tempfile.TemporaryDirectory() as tmp, spark_session(SparkConfig(master="local[2]")) as spark:
+        for seed in TRANSLATION_SEEDS:
+            d = f"{tmp}/world{seed}"
+            for argv in (["synth", f"{d}/data", "--users", str(users), "--songs", str(songs), "--no-audio",
+                          "--lastfm", "none", "--seed", str(seed), "-q"],
+                         ["ingest", f"{d}/data", "--workdir", f"{d}/work", "-q"]):
+                assert pmrs_main(argv) == 0, argv
+            split = make_split(Interactions.load(f"{d}/work/interactions").matrix,
+                               HoldoutConfig(test_users=0.5, seed=seed))
+            for lam in TRANSLATION_LAMBDAS:
+                cfg = WMFConfig(factors=32, iterations=10, regularization=lam)
+                row = {"seed": seed, "lambda": lam,
+                       "implicit": metrics(train_wmf(split.train, cfg, show_progress=False), split)}
+                for rule, reg in _rules(lam, split.train).items():
+                    model, _ = train_wmf_spark(split.train, cfg, f"{tmp}/scratch", spark=spark, mllib_reg=reg)
+                    row[rule] = {"reg_param": round(reg, 5), **metrics(model, split)}
+                print(row, flush=True)
+                rows.append(row)
+    worst = {rule: {m: round(max(abs(r[rule][m] - r["implicit"][m]) for r in rows), 4)
+                    for m in ("recall@50", "map@500")} for rule in ("mean_ridge", "mean_user", "untranslated")}
+    payload = {"world": {"users": users, "songs": songs, "seeds": list(TRANSLATION_SEEDS)},
+               "factors": 32, "iterations": 10, "rows": rows, "largest_gap_to_implicit": worst}
+    write_result("spark_translation", payload, command)
+    return payload
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.spark_bench")
     p.add_argument("--users", type=int, default=SPARK_USERS)
     p.add_argument("--songs", type=int, default=SPARK_SONGS)
     p.add_argument("--iterations", type=int, default=5)
+    p.add_argument("--translation", action="store_true", help="compare regularization translations instead")
     args = p.parse_args(argv)
+    if args.translation:
+        bench_translation("python -m bench.spark_bench --translation")
+        return 0
     bench_spark("python -m bench.spark_bench " + " ".join(argv if argv is not None else sys.argv[1:]),
                 args.users, args.songs, args.iterations)
     return 0

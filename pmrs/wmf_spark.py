@@ -110,10 +110,12 @@ def reg_param(regularization: float, counts: sp.spmatrix) -> float:
     return float(regularization) * rows / (2.0 * max(int(counts.nnz), 1))
 
 
-def translation(cfg: WMFConfig, counts: sp.spmatrix, spark_cfg: SparkConfig) -> dict:
-    """What the run hands MLlib for ``cfg``, as recorded in ``config.json`` under ``"spark"``."""
+def translation(cfg: WMFConfig, counts: sp.spmatrix, spark_cfg: SparkConfig,
+                mllib_reg: float | None = None) -> dict:
+    """What the run hands MLlib for ``cfg``, as recorded in ``config.json`` under ``"spark"``
+    (``mllib_reg``: a ``regParam`` to use instead of the translation, for measuring it)."""
     counts = sp.csr_matrix(counts)
-    lam = reg_param(cfg.regularization, counts)
+    lam = reg_param(cfg.regularization, counts) if mllib_reg is None else float(mllib_reg)
     users = np.diff(counts.indptr)
     songs = np.bincount(counts.indices, minlength=counts.shape[1])
     return {"master": spark_cfg.master, "rank": cfg.factors, "max_iter": cfg.iterations,
@@ -123,9 +125,14 @@ def translation(cfg: WMFConfig, counts: sp.spmatrix, spark_cfg: SparkConfig) -> 
             "regularization_translation": "MLlib solves a row with n ratings with ridge reg_param * n "
                                           "(ALS-WR); reg_param = regularization * rows / (2 * pairs), "
                                           "so the mean ridge over user and song rows is PMRS's regularization",
-            "ridge_range": {"users": [lam * int(users[users > 0].min(initial=0)), lam * int(users.max(initial=0))],
-                            "songs": [lam * int(songs[songs > 0].min(initial=0)), lam * int(songs.max(initial=0))]},
+            "ridge_range": {"users": _ridge_range(lam, users), "songs": _ridge_range(lam, songs)},
             "seed": cfg.seed, "not_used": NOT_USED, "settings": asdict(spark_cfg)}
+
+
+def _ridge_range(lam: float, lengths: np.ndarray) -> list[float]:
+    """Smallest and largest per-row ridge ``lam * n`` over the rows with ratings."""
+    played = lengths[lengths > 0]
+    return [lam * int(played.min()), lam * int(played.max())] if played.size else [0.0, 0.0]
 
 
 # -- the session -------------------------------------------------------------------------------
@@ -287,16 +294,19 @@ class _IterationWatch:
 # -- training ----------------------------------------------------------------------------------
 
 def train_wmf_spark(counts: sp.spmatrix, cfg: WMFConfig, scratch: str | os.PathLike,
-                    spark_cfg: SparkConfig | None = None, spark=None) -> tuple[WMFModel, dict]:
+                    spark_cfg: SparkConfig | None = None, spark=None,
+                    mllib_reg: float | None = None) -> tuple[WMFModel, dict]:
     """Fit WMF to a users x songs play-count matrix with MLlib's ALS.
 
     ``scratch``: a directory for the Parquet in and out (created, then removed). ``spark``: a
     running SparkSession to use (else one is started for ``spark_cfg`` and stopped after).
-    Returns the model (factors in PMRS's rows and columns, ``config`` = ``cfg``, per-iteration
-    times in ``log``) and a dict of what was translated and how long each part took."""
+    ``mllib_reg``: MLlib's ``regParam`` as given instead of translated from ``cfg.regularization``
+    (the bench compares translations with it). Returns the model (factors in PMRS's rows and
+    columns, ``config`` = ``cfg``, per-iteration times in ``log``) and a dict of what was
+    translated and how long each part took."""
     spark_cfg = spark_cfg or SparkConfig()
     counts = sp.csr_matrix(counts)
-    info = translation(cfg, counts, spark_cfg)
+    info = translation(cfg, counts, spark_cfg, mllib_reg)
     scratch = Path(scratch)
     scratch.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="als-", dir=scratch))
@@ -307,7 +317,9 @@ def train_wmf_spark(counts: sp.spmatrix, cfg: WMFConfig, scratch: str | os.PathL
         if spark is not None:
             model = _fit(spark, cfg, spark_cfg, info, work, counts.shape)
         else:
+            t1 = time.perf_counter()
             with spark_session(spark_cfg) as session:
+                info["session_start_seconds"] = round(time.perf_counter() - t1, 3)
                 model = _fit(session, cfg, spark_cfg, info, work, counts.shape)
     finally:
         shutil.rmtree(work, ignore_errors=True)

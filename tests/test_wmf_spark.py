@@ -69,6 +69,9 @@ def test_spark_user_factors_are_the_pmrs_solve_with_mllib_ridge(spark, tmp_path)
     assert model.user_factors.dtype == np.float32
     assert not (tmp_path / "scratch").exists() or not any((tmp_path / "scratch").iterdir())
     assert info["reg_param"] == pytest.approx(reg_param(2.0, m))
+    n_u = np.diff(m.indptr)
+    assert info["ridge_range"]["users"] == pytest.approx([info["reg_param"] * n_u[n_u > 0].min(),
+                                                          info["reg_param"] * n_u.max()])
     c = confidence(m, cfg.alpha, cfg.eps)
     y = model.song_factors.astype(np.float64)
     for u in range(m.shape[0]):
