@@ -90,6 +90,7 @@ class SparkConfig:
     log_level: str = "ERROR"        # Spark's own (log4j) level: ERROR, WARN, INFO, ...
     scratch_dir: str = ""           # Parquet in and out; "" : <workdir>/spark
     checkpoint_interval: int = 10   # iterations between checkpoints of the factors (lineage)
+    java_options: str = ""          # more options for the driver's JVM (e.g. -XX:TieredStopAtLevel=1)
 
     def __post_init__(self) -> None:
         if self.blocks < 0 or self.checkpoint_interval < 1:
@@ -154,7 +155,7 @@ def spark_session(cfg: SparkConfig | None = None, app_name: str = "pmrs") -> Ite
         return
     conf_dir = Path(tempfile.mkdtemp(prefix="pmrs-spark-"))
     (conf_dir / "log4j2.properties").write_text(_LOG4J.format(level=cfg.log_level.lower()))
-    java_opts = f"-Dlog4j.configurationFile=file:{conf_dir / 'log4j2.properties'}"
+    java_opts = f"-Dlog4j.configurationFile=file:{conf_dir / 'log4j2.properties'} {cfg.java_options}".strip()
     builder = (SparkSession.builder.master(cfg.master).appName(app_name)
                .config("spark.driver.memory", cfg.driver_memory)
                .config("spark.driver.extraJavaOptions", java_opts)

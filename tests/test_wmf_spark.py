@@ -25,7 +25,9 @@ TOLERANCE = 0.03
 
 @pytest.fixture(scope="module")
 def spark():
-    with spark_session(SparkConfig(master="local[2]", driver_memory="1g")) as session:
+    # C1-compiled code only: a short-lived JVM spends less on compiling than it would gain
+    with spark_session(SparkConfig(master="local[2]", driver_memory="1g",
+                                   java_options="-XX:TieredStopAtLevel=1")) as session:
         yield session
 
 
