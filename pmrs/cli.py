@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
     _wmf_flags(p)
     g = p.add_argument_group("engine")
-    g.add_argument("--engine", choices=("implicit", "spark"), default="implicit",
+    g.add_argument("--engine", choices=cfgmod.WMF_ENGINES, default=cfgmod.WMF_ENGINES[0],
                    help="implicit in this process (default) or Apache Spark MLlib's ALS")
     g.add_argument("--spark-master", dest="master",
                    help="Spark master URL (default local[*]; [spark] in the config for more)")

@@ -7,15 +7,13 @@ import time
 from pathlib import Path
 
 from .artifacts import new_run_name
+from .config import WMF_ENGINES
 from .interactions import INTERACTIONS_DIR, Interactions
 from .neighbours import NEIGHBOURS_DIR, NeighboursConfig, build_neighbours
 from .neighbours import save_run as save_neighbours_run
 from .wmf import WMF_DIR, WMFConfig, save_run, train_wmf
 
 log = logging.getLogger(__name__)
-
-#: WMF training engines: ``implicit`` in this process, ``spark`` MLlib's ALS (pmrs.wmf_spark).
-ENGINES = ("implicit", "spark")
 
 
 def train_wmf_run(workdir: str | Path, cfg: WMFConfig, run: str | None = None,
@@ -38,8 +36,8 @@ def train_wmf_run(workdir: str | Path, cfg: WMFConfig, run: str | None = None,
     """
     from .tuning import select_settings
 
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine not in WMF_ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(WMF_ENGINES)}, got {engine!r}")
     workdir = Path(workdir)
     t0 = time.perf_counter()
     inter = Interactions.load(workdir / INTERACTIONS_DIR)

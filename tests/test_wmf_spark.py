@@ -152,3 +152,14 @@ def test_spark_run_from_the_cli_builds_a_bundle_that_serves(spark, workdir):
     scores[inter.matrix[0].indices] = -np.inf
     best = set(song_ids[np.argsort(-scores)[:30]].astype(str))
     assert len(best & set(got.song_ids)) >= 7
+
+
+def test_bad_spark_settings_are_usage_errors(tmp_path):
+    from pmrs.cli import main
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[spark]\nmastr = "local[2]"\n')  # a typo is never silently ignored
+    assert main(["train-wmf", "--workdir", str(tmp_path), "--engine", "spark", "--config", str(cfg), "-q"]) == 2
+    cfg.write_text('[spark]\nlog_level = "LOUD"\n')
+    assert main(["train-wmf", "--workdir", str(tmp_path), "--engine", "spark", "--config", str(cfg), "-q"]) == 2
+    assert main(["train-wmf", "--workdir", str(tmp_path), "--engine", "hadoop", "-q"]) == 2
