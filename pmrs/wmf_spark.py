@@ -100,7 +100,9 @@ class SparkConfig:
 
     @property
     def local(self) -> bool:
-        return self.master.startswith("local")
+        """One JVM for everything (``local``, ``local[N]``, ``local[*]``); ``local-cluster[...]``
+        starts executor JVMs like a cluster and counts as one."""
+        return self.master == "local" or self.master.startswith("local[")
 
 
 def reg_param(regularization: float, counts: sp.spmatrix) -> float:

@@ -163,3 +163,11 @@ def test_bad_spark_settings_are_usage_errors(tmp_path):
     cfg.write_text('[spark]\nlog_level = "LOUD"\n')
     assert main(["train-wmf", "--workdir", str(tmp_path), "--engine", "spark", "--config", str(cfg), "-q"]) == 2
     assert main(["train-wmf", "--workdir", str(tmp_path), "--engine", "hadoop", "-q"]) == 2
+
+
+@pytest.mark.parametrize("master,local", [("local", True), ("local[2]", True), ("local[*]", True),
+                                          ("local-cluster[1,2,1024]", False), ("spark://h:7077", False),
+                                          ("yarn", False)])
+def test_only_single_jvm_masters_count_as_local(master, local):
+    # a local master runs without the web UI; any other logs the UI's address
+    assert SparkConfig(master=master).local is local
