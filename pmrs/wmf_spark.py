@@ -172,6 +172,7 @@ def spark_session(cfg: SparkConfig | None = None, app_name: str = "pmrs") -> Ite
     try:
         session = builder.getOrCreate()
     except Exception as exc:  # no Java, or a JVM that would not start
+        shutil.rmtree(conf_dir, ignore_errors=True)
         raise RuntimeError(f"could not start Spark ({cfg.master}): {exc}; Spark needs Java 17 or "
                            "later (`java -version`; Debian: apt-get install openjdk-17-jre-headless)") from exc
     finally:
@@ -197,7 +198,9 @@ def write_plays_parquet(counts: sp.spmatrix, path: str | os.PathLike) -> Path:
     import pyarrow.parquet as pq
 
     m = sp.csr_matrix(counts)
-    m.sum_duplicates()  # one row per (user, song): MLlib would count repeats as separate ratings
+    if not m.has_canonical_format:  # one row per (user, song): MLlib would count repeats apart
+        m = m.copy()
+        m.sum_duplicates()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     schema = pa.schema([("user", pa.int32()), ("song", pa.int32()), ("plays", pa.int32())])

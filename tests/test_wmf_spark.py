@@ -50,6 +50,7 @@ def test_plays_parquet_holds_one_row_per_pair(tmp_path):
                       shape=(3, 2))
     table = pq.read_table(write_plays_parquet(m, tmp_path / "p.parquet")).to_pydict()
     assert sorted(zip(table["user"], table["song"], table["plays"])) == [(0, 1, 5), (2, 0, 1)]
+    assert m.nnz == 3 and list(m.data) == [2, 3, 1]  # the caller's matrix is left as it was
 
 
 def test_reg_param_averages_the_row_ridges_to_pmrs_lambda():
