@@ -78,6 +78,7 @@ class TreeMemory:
         self._thread.join()
         self.sample()
         self.peak_self_mb = max(self.peak_self_mb, peak_rss_mb())  # the kernel's exact peak of this process
+        self.peak_mb = max(self.peak_mb, self.peak_self_mb)  # a peak between two samples counts too
 
 
 def run_job(module: str, *args: str) -> dict:
