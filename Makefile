@@ -5,9 +5,21 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_DIR ?= demo-data
 
-.PHONY: install test demo bench proto clean
+.PHONY: install test demo bench proto clean java-check
+
+# Java 17 or later: Spark (`pmrs train-wmf --engine spark`, its tests and bench) runs in a JVM.
+JAVA_HELP := Spark needs Java 17 or later (java on PATH, or JAVA_HOME set). Debian/Ubuntu: \
+	apt-get install openjdk-17-jre-headless; elsewhere any JDK 17+ (e.g. Eclipse Temurin).
+JAVA_MAJOR = $$( { if [ -n "$$JAVA_HOME" ]; then "$$JAVA_HOME/bin/java" -version; else java -version; fi; } 2>&1 \
+	| sed -nE '1s/.*version "([0-9]+)(\.([0-9]+))?.*/\1 \3/p' | awk '{print ($$1 == 1) ? $$2 : $$1}')
 
 install: $(STAMP)
+	@major=$(JAVA_MAJOR); if [ -z "$$major" ] || [ "$$major" -lt 17 ]; then \
+		echo "warning: no Java 17+ found (found: $${major:-none}). $(JAVA_HELP)" >&2; fi
+
+java-check:
+	@major=$(JAVA_MAJOR); if [ -z "$$major" ] || [ "$$major" -lt 17 ]; then \
+		echo "error: no Java 17+ found (found: $${major:-none}); the Spark tests need it. $(JAVA_HELP)" >&2; exit 1; fi
 
 # CPU torch first, from the local wheel (a bare `torch` would pull a multi-GB CUDA build),
 # then the project in editable mode with its test extras. Re-runs only when pyproject changes.
@@ -18,13 +30,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-test: install
+test: install java-check
 	$(BIN)/python -m pytest -q
 
 demo: install
 	$(BIN)/python -m pmrs.demo --dir $(DEMO_DIR)
 
-bench: install
+bench: install java-check
 	$(BIN)/python -m bench.run
 
 # Regenerate the gRPC code from the .proto (committed; a test fails when it is stale).

@@ -34,6 +34,53 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+class TreeMemory:
+    """Peak resident memory of this process and all its descendants together (a JVM that pyspark
+    starts is a child; ``ru_maxrss`` would miss it), sampled every ``interval`` seconds by a thread.
+
+        with TreeMemory() as mem:
+            ...
+        mem.peak_mb, mem.peak_self_mb
+    """
+
+    def __init__(self, interval: float = 0.2):
+        import threading
+
+        self.interval = interval
+        self.peak_mb = self.peak_self_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def sample(self) -> None:
+        import psutil
+
+        me = psutil.Process()
+        total = own = me.memory_info().rss
+        for child in me.children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except psutil.Error:  # ended between listing and reading
+                pass
+        self.peak_mb = max(self.peak_mb, total / 2**20)
+        self.peak_self_mb = max(self.peak_self_mb, own / 2**20)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.sample()
+
+    def __enter__(self) -> "TreeMemory":
+        self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+        self.peak_self_mb = max(self.peak_self_mb, peak_rss_mb())  # the kernel's exact peak of this process
+        self.peak_mb = max(self.peak_mb, self.peak_self_mb)  # a peak between two samples counts too
+
+
 def run_job(module: str, *args: str) -> dict:
     """Run ``python -m module args`` in a fresh process (so its peak memory is its own); the job
     prints one JSON object as its last stdout line."""

@@ -9,7 +9,7 @@ import json
 import sys
 import time
 
-from bench.common import peak_rss_mb
+from bench.common import TreeMemory, peak_rss_mb
 
 
 def job_ingest(triplets: str, workdir: str) -> dict:
@@ -44,6 +44,31 @@ def job_wmf(workdir: str, factors: str, iterations: str) -> dict:
     return {"total_seconds": round(total, 2), "seconds_per_iteration": per_iter,
             "mean_seconds_per_iteration": round(sum(per_iter) / len(per_iter), 3),
             "peak_rss_mb": round(peak_rss_mb()), "run": str(run)}
+
+
+def job_wmf_engine(workdir: str, engine: str, factors: str, iterations: str, master: str = "local[2]") -> dict:
+    """``train_wmf_run`` with ``engine`` (implicit: every core; spark: ``master``), settings as
+    given (no selection); peak memory of the whole process tree (the JVM included)."""
+    from pmrs.training import train_wmf_run
+    from pmrs.wmf import WMFConfig, load_run
+    from pmrs.wmf_spark import SparkConfig
+    from pmrs.artifacts import read_json
+
+    t0 = time.perf_counter()
+    with TreeMemory() as mem:
+        run = train_wmf_run(workdir, WMFConfig(factors=int(factors), iterations=int(iterations)),
+                            show_progress=False, engine=engine, spark_cfg=SparkConfig(master=master))
+    total = time.perf_counter() - t0
+    model, _, _ = load_run(run)
+    per_iter = [r["seconds"] for r in model.log]
+    log = read_json(run / "train_log.json")
+    return {"engine": engine, **({"master": master} if engine == "spark" else {}),
+            "total_seconds": round(total, 2), "fit_seconds": log["fit_seconds"],
+            **({"spark_seconds": log["spark_seconds"]} if "spark_seconds" in log else {}),
+            "seconds_per_iteration": per_iter,
+            "mean_seconds_per_iteration": round(sum(per_iter) / len(per_iter), 3) if per_iter else None,
+            "peak_tree_rss_mb": round(mem.peak_mb), "peak_python_rss_mb": round(mem.peak_self_mb),
+            "run": str(run)}
 
 
 def job_bare_implicit(workdir: str, factors: str, iterations: str) -> dict:

@@ -5,8 +5,10 @@
 - cnn: CNN training and prediction throughput on 30 s clips (bench/cnn_bench.py)
 - index: a full-shape bundle: build time, recall, search latency, open time (bench/index_bench.py)
 - serving: pmrs-server start-up, QPS and latency at concurrency 1/8/32 (bench/serving_bench.py)
+- spark: WMF on Spark local[2] against implicit, seconds per iteration and peak memory (Python + JVM),
+  on a 50,000 x 10,000 world, 5 iterations (bench/spark_bench.py)
 
-    python -m bench.run [--only ingest,wmf,extract,cnn,index,serving] [--users N --songs N] [--iterations N]
+    python -m bench.run [--only ingest,wmf,extract,cnn,index,serving,spark] [--users N --songs N] [--iterations N]
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ def bench_wmf(workdir, iterations: int, command: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.run")
-    p.add_argument("--only", default="ingest,wmf,extract,cnn,index,serving,live")
+    p.add_argument("--only", default="ingest,wmf,extract,cnn,index,serving,live,spark")
     p.add_argument("--users", type=int, default=FULL_USERS)
     p.add_argument("--songs", type=int, default=FULL_SONGS)
     p.add_argument("--iterations", type=int, default=15)
@@ -88,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.cnn_bench import bench_cnn
 
         bench_cnn(command)
+    if "spark" in only:
+        from bench.spark_bench import bench_spark
+
+        bench_spark(command)
     return 0
 
 

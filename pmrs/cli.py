@@ -91,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train-wmf", help="weighted matrix factorization of the play counts")
     _common(p)
     _wmf_flags(p)
+    g = p.add_argument_group("engine")
+    g.add_argument("--engine", choices=cfgmod.WMF_ENGINES, default=cfgmod.WMF_ENGINES[0],
+                   help="implicit in this process (default) or Apache Spark MLlib's ALS")
+    g.add_argument("--spark-master", dest="master",
+                   help="Spark master URL (default local[*]; [spark] in the config for more)")
     p.add_argument("--run", help="run name (default: a timestamp)")
 
     p = sub.add_parser("train-neighbours", help="item-to-item neighbourhood model of the play counts")
@@ -208,6 +213,13 @@ def _select_config(args, toml: dict):
     return cfgmod.build(SelectConfig, "select", toml, overrides)
 
 
+def _spark_config(args, toml: dict):
+    """``[spark]`` with ``--spark-master``; checked whatever the engine, so a typo is never silent."""
+    from .wmf_spark import SparkConfig
+
+    return cfgmod.build(SparkConfig, "spark", toml, {"master": getattr(args, "master", None)})
+
+
 def cmd_train_wmf(args) -> int:
     from .training import train_wmf_run
     from .wmf import WMFConfig
@@ -217,7 +229,8 @@ def cmd_train_wmf(args) -> int:
     run_dir = train_wmf_run(workdir, _wmf_config(args, toml), run=args.run,
                             show_progress=False if args.quiet else None,
                             select=_select_config(args, toml),
-                            fixed=cfgmod.given(WMFConfig, "wmf", toml, _wmf_flags_given(args)))
+                            fixed=cfgmod.given(WMFConfig, "wmf", toml, _wmf_flags_given(args)),
+                            engine=args.engine, spark_cfg=_spark_config(args, toml))
     print(f"WMF run written to {run_dir}")
     return 0
 

@@ -21,6 +21,10 @@ T = TypeVar("T")
 
 DEFAULT_WORKDIR = "pmrs-data"
 
+#: WMF training engines (``pmrs train-wmf --engine``): ``implicit`` in this process, ``spark``
+#: Spark MLlib's ALS (pmrs.wmf_spark). Here so the command line lists them without importing either.
+WMF_ENGINES = ("implicit", "spark")
+
 
 def resolve_workdir(workdir: str | os.PathLike | None) -> Path:
     """The work directory: the flag, else ``$PMRS_HOME``, else ``./pmrs-data``."""

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from .artifacts import new_run_name
+from .config import WMF_ENGINES
 from .interactions import INTERACTIONS_DIR, Interactions
 from .neighbours import NEIGHBOURS_DIR, NeighboursConfig, build_neighbours
 from .neighbours import save_run as save_neighbours_run
@@ -17,16 +18,26 @@ log = logging.getLogger(__name__)
 
 def train_wmf_run(workdir: str | Path, cfg: WMFConfig, run: str | None = None,
                   show_progress: bool | None = None, select=None,
-                  fixed: frozenset[str] = frozenset()) -> Path:
+                  fixed: frozenset[str] = frozenset(), engine: str = "implicit",
+                  spark_cfg=None, spark=None) -> Path:
     """Train WMF on ``<workdir>/interactions`` and write ``models/wmf/<run>/``.
 
     ``select`` (a :class:`~pmrs.tuning.SelectConfig`, enabled): first choose the settings not
     named in ``fixed`` on a validation split of the interactions (:func:`~pmrs.tuning.select_settings`),
     then fit once on everything; the choice and the search table go into ``config.json`` and
     ``train_log.json`` under ``"selection"``.
+
+    ``engine``: ``"implicit"`` (this process) or ``"spark"`` (MLlib's ALS,
+    :mod:`pmrs.wmf_spark`, with ``spark_cfg`` or a running session ``spark``). Selection always
+    searches with implicit (on a sample of users when the data are large); its settings mean the
+    same to both engines, and the Spark fit translates the regularization. Both engines write the
+    same files; ``config.json`` and ``train_log.json`` name the engine, and a Spark run records
+    what was translated under ``"spark"``.
     """
     from .tuning import select_settings
 
+    if engine not in WMF_ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(WMF_ENGINES)}, got {engine!r}")
     workdir = Path(workdir)
     t0 = time.perf_counter()
     inter = Interactions.load(workdir / INTERACTIONS_DIR)
@@ -37,18 +48,29 @@ def train_wmf_run(workdir: str | Path, cfg: WMFConfig, run: str | None = None,
         selection = select_settings(inter.matrix, cfg, fixed, select)
         select_s = time.perf_counter() - t_sel
         cfg = selection.wmf
-    log.info("training WMF on %d users x %d songs (%d plays), %d factors",
-             inter.n_users, inter.n_songs, inter.matrix.nnz, cfg.factors)
+    log.info("training WMF (%s) on %d users x %d songs (%d plays), %d factors",
+             engine, inter.n_users, inter.n_songs, inter.matrix.nnz, cfg.factors)
     t1 = time.perf_counter()
-    model = train_wmf(inter.matrix, cfg, show_progress=show_progress)
+    translated, timings = {}, {}
+    if engine == "spark":
+        from .wmf_spark import SPARK_DIR, SparkConfig, train_wmf_spark
+
+        spark_cfg = spark_cfg or SparkConfig()
+        scratch = Path(spark_cfg.scratch_dir) if spark_cfg.scratch_dir else workdir / SPARK_DIR
+        model, info = train_wmf_spark(inter.matrix, cfg, scratch, spark_cfg, spark=spark)
+        timings = {k: info.pop(k) for k in list(info) if k.endswith("_seconds")}
+        translated = {"spark": info}
+    else:
+        model = train_wmf(inter.matrix, cfg, show_progress=show_progress)
     fit_s = time.perf_counter() - t1
     run_dir = workdir / WMF_DIR / (run or new_run_name())
     chosen = {"selection": selection.as_dict()} if selection is not None else {}
     save_run(model, run_dir, inter.user_ids, inter.song_ids,
-             extra={"load_seconds": round(load_s, 3), "select_seconds": round(select_s, 3),
-                    "fit_seconds": round(fit_s, 3), "users": inter.n_users, "songs": inter.n_songs,
-                    "nonzeros": int(inter.matrix.nnz), **chosen},
-             config_extra=chosen)
+             extra={"engine": engine, "load_seconds": round(load_s, 3), "select_seconds": round(select_s, 3),
+                    "fit_seconds": round(fit_s, 3), **({"spark_seconds": timings} if timings else {}),
+                    "users": inter.n_users, "songs": inter.n_songs, "nonzeros": int(inter.matrix.nnz),
+                    **translated, **chosen},
+             config_extra={"engine": engine, **translated, **chosen})
     log.info("WMF: %.1fs load, %.1fs selection, %.1fs fit -> %s", load_s, select_s, fit_s, run_dir)
     return run_dir
 
