@@ -235,7 +235,9 @@ def _demo_workdir() -> Path:
 def bench_live(command: str, workdir: Path | None = None) -> dict:
     workdir = workdir or DATA / f"work-{FULL_USERS}x{FULL_SONGS}"
     payload = {"record_plays_full_shape": bench_plays(workdir), "add_song": bench_add_song(_demo_workdir()),
-               "note": "client and servers share the 2 cores; writes fsync the SQLite WAL at every commit"}
+               "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
+               "note": "client and servers share the 2 cores; every commit fsyncs the SQLite WAL (group "
+                       "commit: concurrent RecordPlays share one)"}
     write_result("live", payload, command)
     return payload
 

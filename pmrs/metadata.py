@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -108,20 +108,27 @@ def _one_hot(tokens: Sequence[str | None]) -> tuple[sp.csr_matrix, list[str]]:
     return m, vocab.tolist()
 
 
-def _tag_matrix(tags: Sequence[Mapping[str, float]], min_songs: int) -> tuple[sp.csr_matrix, list[str]]:
+def _tag_terms(d: Mapping[str, float]) -> dict[str, float]:
+    return {t.strip().lower(): float(w) for t, w in d.items()}
+
+
+def _tag_matrix(tags: Sequence[Mapping[str, float]], min_songs: int
+                ) -> tuple[sp.csr_matrix, list[str], np.ndarray]:
+    """TF-IDF of the tags kept, their names and their idf weights."""
     from sklearn.feature_extraction import DictVectorizer
     from sklearn.feature_extraction.text import TfidfTransformer
 
     counts = DictVectorizer(dtype=np.float32, sort=True)
-    m = counts.fit_transform([{t.strip().lower(): float(w) for t, w in d.items()} for d in tags]).tocsc()
+    m = counts.fit_transform([_tag_terms(d) for d in tags]).tocsc()
     names = counts.get_feature_names_out()
     keep = np.flatnonzero(np.diff(m.indptr) >= min_songs)
     m = m[:, keep].tocsr()
     m.eliminate_zeros()  # tags of weight 0 say nothing
     if m.shape[1] == 0:
-        return sp.csr_matrix((len(tags), 0), dtype=np.float32), []
-    tfidf = TfidfTransformer(norm=None, smooth_idf=True).fit_transform(m)
-    return sp.csr_matrix(tfidf, dtype=np.float32), names[keep].tolist()
+        return sp.csr_matrix((len(tags), 0), dtype=np.float32), [], np.zeros(0, np.float32)
+    tf = TfidfTransformer(norm=None, smooth_idf=True)
+    tfidf = tf.fit_transform(m)
+    return sp.csr_matrix(tfidf, dtype=np.float32), names[keep].tolist(), tf.idf_.astype(np.float32)
 
 
 def _l2_rows(m: sp.csr_matrix) -> sp.csr_matrix:
@@ -135,50 +142,124 @@ def metadata_matrix(songs: Sequence[Mapping], tags: Sequence[Mapping[str, float]
     """The full sparse vectors ``(n_songs, n_features)`` float32 of ``songs`` (catalog fields)
     with their ``tags`` (``{tag: weight}``, one dict per song), and the columns of each part.
     Row ``i`` dotted with row ``j`` is ``sum_p weight_p * cosine_p(i, j)``."""
-    cfg = cfg or MetadataConfig()
+    full, columns, _ = _fit_matrix(songs, tags, cfg or MetadataConfig())
+    return full, columns
+
+
+def _fit_matrix(songs, tags, cfg: MetadataConfig) -> tuple[sp.csr_matrix, dict[str, slice], list[dict]]:
+    """:func:`metadata_matrix` and each part's vocabulary (and the tags' idf), for
+    :class:`MetadataModel`."""
     if len(songs) != len(tags):
         raise ValueError(f"{len(songs)} songs but {len(tags)} tag sets")
-    blocks, columns, start = [], {}, 0
+    blocks, columns, parts, start = [], {}, [], 0
     for part, weight in cfg.weights().items():
         if weight <= 0:
             continue
+        idf = None
         if part == "tags":
-            m, _ = _tag_matrix(tags, cfg.min_tag_songs)
+            m, vocab, idf = _tag_matrix(tags, cfg.min_tag_songs)
         else:
-            m, _ = _one_hot([_tokens(s, part) for s in songs])
+            m, vocab = _one_hot([_tokens(s, part) for s in songs])
         blocks.append(_l2_rows(m) * np.float32(np.sqrt(weight)))
         columns[part] = slice(start, start + m.shape[1])
+        entry = {"part": part, "weight": weight, "vocab": list(vocab),
+                 "idf": None if idf is None else idf.tolist()}
+        if part in ("artist", "release"):   # a song added live names its artist, not the MSD's id
+            entry["artist_ids"] = {str(s.get("artist") or "").strip().lower(): s["artist_id"]
+                                   for s in songs if s.get("artist_id") and s.get("artist")}
+        parts.append(entry)
         start += m.shape[1]
-    return sp.hstack(blocks, format="csr", dtype=np.float32), columns
+    return sp.hstack(blocks, format="csr", dtype=np.float32), columns, parts
+
+
+@dataclass
+class MetadataModel:
+    """What turns a song's fields and tags into its metadata vector, for songs that were not in
+    the catalog the vectors were made from (songs added live): each part's vocabulary (the
+    tags' idf too) and weight, and the reduction's components ``(d, n_features)`` (``None``: the
+    full vector was kept). ``vector(fields, tags)`` equals the song's row of
+    :func:`metadata_vectors` had it been in that catalog (tests check it)."""
+
+    parts: list[dict]
+    components: np.ndarray | None
+    dimensions: int
+    _indexes: list | None = field(default=None, init=False, repr=False, compare=False)
+
+    def vector(self, fields: Mapping, tags: Mapping[str, float]) -> np.ndarray:
+        if self._indexes is None:   # (token -> column per part; built once)
+            self._indexes = [{t: i for i, t in enumerate(p["vocab"])} for p in self.parts]
+        blocks = []
+        for p, index in zip(self.parts, self._indexes):
+            x = np.zeros(len(index), np.float32)
+            if p["part"] == "tags":
+                idf = np.asarray(p["idf"], np.float32)
+                for t, w in _tag_terms(tags).items():
+                    i = index.get(t)
+                    if i is not None and w:
+                        x[i] = w * idf[i]
+            else:
+                named = fields
+                alias = p.get("artist_ids", {}).get(str(fields.get("artist") or "").strip().lower())
+                if alias and not fields.get("artist_id"):
+                    named = {**fields, "artist_id": alias}
+                i = index.get(_tokens(named, p["part"]))
+                if i is not None:
+                    x[i] = 1.0
+            n = np.linalg.norm(x)
+            blocks.append(x / n * np.float32(np.sqrt(p["weight"])) if n > 0 else x)
+        full = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+        z = full if self.components is None else self.components @ full
+        z = np.asarray(z, np.float32)[: self.dimensions]
+        if len(z) < self.dimensions:
+            z = np.pad(z, (0, self.dimensions - len(z)))
+        n = np.linalg.norm(z)
+        return z / n if n > 0 else z
+
+    def to_json(self) -> dict:
+        return {"parts": self.parts, "dimensions": self.dimensions}
+
+    @classmethod
+    def from_json(cls, doc: Mapping, components: np.ndarray | None) -> "MetadataModel":
+        return cls(list(doc["parts"]), components, int(doc["dimensions"]))
 
 
 def reduce_vectors(full: sp.csr_matrix, cfg: MetadataConfig | None = None) -> np.ndarray:
     """Dense ``(n_songs, d)`` float32 L2-normalised rows (zero rows stay zero) from the full sparse
     vectors; ``d`` is ``cfg.dimensions``, or fewer when the matrix has fewer columns or rows."""
-    cfg = cfg or MetadataConfig()
+    return _reduce(full, cfg or MetadataConfig())[0]
+
+
+def _reduce(full: sp.csr_matrix, cfg: MetadataConfig) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`reduce_vectors` and the components ``(d, n_features)`` that map a full vector to its
+    reduced one before normalising (``None``: the full vector is kept)."""
     n, f = full.shape
     d = max(1, min(cfg.dimensions, f, n))
     if f == 0:
-        return np.zeros((n, 1), np.float32)
+        return np.zeros((n, 1), np.float32), np.zeros((1, 0), np.float32)
+    components = None
     if cfg.reduction == "random":
         from sklearn.random_projection import GaussianRandomProjection
 
-        z = GaussianRandomProjection(n_components=d, random_state=cfg.seed).fit_transform(full)
+        rp = GaussianRandomProjection(n_components=d, random_state=cfg.seed)
+        z = rp.fit_transform(full)
+        components = np.asarray(rp.components_.todense() if sp.issparse(rp.components_) else rp.components_)
     elif d >= min(f, n):  # nothing to reduce: the exact vectors, rotated by a dense SVD
-        z = full.toarray() if f <= cfg.dimensions else _dense_svd(full, d)
+        if f <= cfg.dimensions:
+            z = full.toarray()
+        else:
+            _, sv, vh = np.linalg.svd(full.toarray(), full_matrices=False)
+            components = vh[:d]
+            z = full @ components.T
     else:
         from sklearn.decomposition import TruncatedSVD
 
-        z = TruncatedSVD(n_components=d, algorithm="randomized", n_iter=7,
-                         random_state=cfg.seed).fit_transform(full)
+        svd = TruncatedSVD(n_components=d, algorithm="randomized", n_iter=7, random_state=cfg.seed)
+        z = svd.fit_transform(full)
+        components = svd.components_
     z = np.asarray(z, dtype=np.float32)
     norms = np.linalg.norm(z, axis=1, keepdims=True)
-    return np.divide(z, norms, out=np.zeros_like(z), where=norms > 0)
-
-
-def _dense_svd(full: sp.csr_matrix, d: int) -> np.ndarray:
-    u, s, _ = np.linalg.svd(full.toarray(), full_matrices=False)
-    return u[:, :d] * s[:d]
+    z = np.divide(z, norms, out=np.zeros_like(z), where=norms > 0)
+    return z, None if components is None else np.ascontiguousarray(components, dtype=np.float32)
 
 
 def metadata_vectors(songs: Sequence[Mapping], tags: Sequence[Mapping[str, float]],
@@ -201,6 +282,7 @@ class CatalogVectors:
     features: dict[str, int]
     seconds: float
     settings: dict
+    model: MetadataModel | None = None
 
 
 def catalog_vectors(catalog_path: str | os.PathLike, cfg: MetadataConfig | None = None) -> CatalogVectors:
@@ -218,8 +300,8 @@ def catalog_vectors(catalog_path: str | os.PathLike, cfg: MetadataConfig | None 
     if not tag_of:
         log.warning("%s has no Last.fm tags: the metadata vectors use artist, release, genre and "
                     "decade only (give `pmrs ingest` the Last.fm data to add them)", catalog_path)
-    full, columns = metadata_matrix([f for _, f in items], tags, cfg)
-    vectors = reduce_vectors(full, cfg)
+    full, columns, parts = _fit_matrix([f for _, f in items], tags, cfg)
+    vectors, components = _reduce(full, cfg)
     width = max((len(s.encode()) for s in ids), default=1)
     song_ids = np.array([s.encode() for s in ids], dtype=f"S{width}")
     seconds = time.perf_counter() - t0
@@ -227,8 +309,9 @@ def catalog_vectors(catalog_path: str | os.PathLike, cfg: MetadataConfig | None 
              len(ids), len(tag_of), full.shape[1], vectors.shape[1], seconds)
     return CatalogVectors(song_ids, vectors, len(tag_of),
                           {p: c.stop - c.start for p, c in columns.items()}, round(seconds, 3),
-                          {**asdict(cfg), "catalog": str(Path(catalog_path))})
+                          {**asdict(cfg), "catalog": str(Path(catalog_path))},
+                          MetadataModel(parts, components, int(vectors.shape[1])))
 
 
-__all__ = ["CATALOG_FILE", "CatalogVectors", "MetadataConfig", "PARTS", "catalog_vectors",
+__all__ = ["CATALOG_FILE", "CatalogVectors", "MetadataConfig", "MetadataModel", "PARTS", "catalog_vectors",
            "metadata_matrix", "metadata_vectors", "reduce_vectors"]

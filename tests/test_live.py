@@ -292,3 +292,32 @@ def test_concurrent_writes_are_each_applied_once(fresh):
         for t in range(8):
             u = rec.live.users[f"conc-{t}"]
             assert u.counts.sum() == 20 and np.all(u.counts == 2)
+
+
+def test_an_added_song_gets_the_metadata_vector_the_catalog_would_give_it(fresh):
+    from pmrs.catalog import Catalog
+    from pmrs.live.songs import MetadataEncoder
+
+    build_bundle(fresh, IndexerConfig(recall_queries=20), show_progress=False)   # with the metadata source
+    with Catalog(fresh / "catalog.lmdb") as cat:
+        fields = dict(cat.items())
+        tags = dict(cat.items_tags())
+    with pmrs.Recommender.open(fresh, live=True) as rec:
+        b = rec.bundle
+        assert C.METADATA in b.source_names and "metadata" in b.manifest["live_models"]
+        model = MetadataEncoder(b, b.manifest["live_models"]["metadata"]).model
+        # the model reproduces the bundle's vector of a catalog song from its fields and tags
+        for sid in list(tags)[:5]:
+            got = model.vector(fields[sid], tags[sid])
+            want = b.song_vector(C.METADATA, b.song_row(sid))
+            assert float(got @ want) > 0.999, sid
+        # a song added live with a catalog song's fields lands next to it
+        sid = max(tags, key=lambda s: len(tags[s]))
+        f = fields[sid]
+        added = rec.add_song("META-TWIN", title="twin", artist=f["artist"], release=f["release"], year=f["year"],
+                             genre=f["genre"], tags=sorted(tags[sid]))
+        assert C.METADATA in added.song.sources
+        near = rec.similar_songs("META-TWIN", k=3, mode=C.METADATA).song_ids
+        assert sid in near
+        nothing = rec.add_song("META-NOTHING", title="unknown words only")
+        assert C.METADATA not in nothing.song.sources

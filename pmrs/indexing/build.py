@@ -27,7 +27,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import faiss
 import numpy as np
@@ -67,6 +67,8 @@ class SourceInput:
     embeddings, genre_probs, genres: per-song extras (the acoustic source's): L2-normalised MMR
         embeddings ``(n, e)`` and genre-head probabilities ``(n, g)`` with their genre names.
     origin: where the vectors came from. settings: how they were made (the manifest records it).
+    live_model: writes into the bundle folder it is given what makes the vector of a song added
+        live, and returns its ``live_models`` manifest entry (the metadata source's model).
     """
 
     name: str
@@ -81,6 +83,7 @@ class SourceInput:
     genres: list[str] = field(default_factory=list)
     origin: str = "injected"
     settings: dict | None = None  # recorded in the manifest's entry for the source
+    live_model: Callable[[Path], dict] | None = None
 
 
 def _utc_now() -> str:
@@ -250,7 +253,19 @@ def _metadata_source(workdir: Path, cfg: IndexerConfig, mcfg: MetadataConfig | N
                 "seconds": mv.seconds}
     return SourceInput(C.METADATA, mv.song_ids, mv.vectors, C.METADATA_SPACE, covers_cold=True,
                        spec=cfg.metadata_spec, default_share=cfg.default_metadata_share,
-                       origin=str(catalog.resolve()), settings=settings)
+                       origin=str(catalog.resolve()), settings=settings,
+                       live_model=None if mv.model is None else lambda tmp: _write_metadata_model(tmp, mv.model))
+
+
+def _write_metadata_model(tmp: Path, model) -> dict:
+    """The metadata model of the bundle's vectors (``pmrs.metadata.MetadataModel``): vocabularies
+    and weights as JSON, the reduction's components as an array."""
+    write_json(tmp / C.METADATA_MODEL_FILE, model.to_json())
+    entry = {"model": C.METADATA_MODEL_FILE}
+    if model.components is not None:
+        save_npy(tmp / C.METADATA_COMPONENTS_FILE, model.components)
+        entry["components"] = C.METADATA_COMPONENTS_FILE
+    return entry
 
 
 def _checked_source(src: SourceInput) -> SourceInput:
@@ -277,7 +292,7 @@ def _checked_source(src: SourceInput) -> SourceInput:
         raise ValueError(f"{len(src.genres)} genre names for {extras['genre_probs'].shape[1]} genre probabilities")
     return SourceInput(src.name, ids if order is None else ids[order], vectors, src.space, src.covers_cold,
                        src.spec, src.default_share, extras["embeddings"], extras["genre_probs"],
-                       list(src.genres), src.origin, src.settings)
+                       list(src.genres), src.origin, src.settings, src.live_model)
 
 
 def _assemble(tmp: Path, workdir: Path, cfg: IndexerConfig, version: str, wmf_run: str | None,
@@ -290,6 +305,7 @@ def _assemble(tmp: Path, workdir: Path, cfg: IndexerConfig, version: str, wmf_ru
     k = model.song_factors.shape[1]
     acoustic = _acoustic_source(workdir, cnn_run, acoustic_override, wmf_dir, k, cfg)
     live_models = _copy_live_models(tmp, workdir, acoustic)
+    live_models.update({s.name: s.live_model(tmp) for s in extra if s.live_model is not None})
     others = ([acoustic] if acoustic is not None else []) + [_checked_source(s) for s in extra]
     names = [C.COLLABORATIVE] + [s.name for s in others]
     if len(set(names)) != len(names):

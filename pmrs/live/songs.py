@@ -10,8 +10,9 @@ source's vector), its embedding and its genre probabilities, as ``pmrs predict``
 without those models adds songs by their catalog fields alone: they are found by id but have no
 vectors (and say so in their sources).
 
-The metadata source does not get a vector for a live song yet: its TF-IDF vocabulary and SVD
-are not in the bundle (docs/LIVE.md, "Not yet").
+A bundle with a metadata source also carries its model (``pmrs.metadata.MetadataModel``:
+vocabularies, weights, the tags' idf, the SVD's components): an added song gets the metadata
+vector it would have had in the catalog the bundle was built from, with or without audio.
 """
 
 from __future__ import annotations
@@ -104,18 +105,53 @@ class CNNEncoder:
         return EncodedSong({C.ACOUSTIC: factors}, emb, probs)
 
 
+class MetadataEncoder:
+    """The metadata vector of an added song from the bundle's metadata model."""
+
+    def __init__(self, bundle, entry: dict):
+        from ..metadata import MetadataModel
+
+        path = Path(bundle.path)
+        doc = json.loads((path / entry["model"]).read_text(encoding="utf-8"))
+        components = (np.load(path / entry["components"], allow_pickle=False) if entry.get("components")
+                      else None)
+        self.model = MetadataModel.from_json(doc, components)
+
+    def __call__(self, fields: dict) -> np.ndarray:
+        tags = {str(t): 100.0 for t in fields.get("tags") or ()}   # (tags given at full weight)
+        return self.model.vector(fields, tags)
+
+
 def bundle_encoder(bundle) -> Encoder:
-    """The encoder of ``bundle``'s models; :func:`~pmrs.live.state.no_encoder` (songs by their
-    fields alone) when the bundle carries none."""
-    entry = (bundle.manifest.get("live_models") or {}).get("cnn")
-    if not entry or not bundle.has_source(C.ACOUSTIC):
-        return _fields_only
-    try:
-        return CNNEncoder(bundle, entry)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        log.warning("bundle %s: cannot load its CNN for songs added live (%s); they get no vectors",
-                    bundle.version, exc)
-        return _fields_only
+    """The encoder of ``bundle``'s models: the CNN for a clip (acoustic vector, embedding, genre
+    probabilities) and the metadata model for the fields; a song gets what the bundle carries
+    (a clip sent to a bundle without a CNN is refused, :class:`ClipRejected`)."""
+    models = bundle.manifest.get("live_models") or {}
+    cnn = meta = None
+    if models.get("cnn") and bundle.has_source(C.ACOUSTIC):
+        try:
+            cnn = CNNEncoder(bundle, models["cnn"])
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+            log.warning("bundle %s: cannot load its CNN for songs added live (%s); clips are refused",
+                        bundle.version, exc)
+    if models.get(C.METADATA) and bundle.has_source(C.METADATA):
+        try:
+            meta = MetadataEncoder(bundle, models[C.METADATA])
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("bundle %s: cannot load its metadata model (%s); added songs get no metadata vector",
+                        bundle.version, exc)
+
+    def encode(fields: dict, clip) -> EncodedSong:
+        enc = cnn(fields, clip) if cnn is not None else _fields_only(fields, clip)
+        if meta is None:
+            return enc
+        v = meta(fields)
+        vectors = dict(enc.vectors)
+        if np.any(v):   # (a song with no known token has no metadata vector, as in the catalog)
+            vectors[C.METADATA] = v
+        return EncodedSong(vectors, enc.embedding, enc.genre_probs)
+
+    return encode
 
 
 def _fields_only(fields: dict, clip) -> EncodedSong:

@@ -78,6 +78,9 @@ GENRE_PROBS_FILE = "genre_probs.npy"
 CNN_WEIGHTS_FILE = "cnn_weights.pt"
 CNN_CONFIG_FILE = "cnn_config.json"
 FEATURE_CONFIG_FILE = "feature_config.json"
+#: ... and the metadata source's model: vocabularies, weights and idf, and the SVD's components.
+METADATA_MODEL_FILE = "metadata_model.json"
+METADATA_COMPONENTS_FILE = "metadata_components.npy"
 
 
 def source_files(name: str) -> dict[str, str]:
