@@ -55,14 +55,14 @@ def bench_wmf(workdir, iterations: int, command: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.run")
-    p.add_argument("--only", default="ingest,wmf,extract,cnn,index,serving,live,spark")
+    p.add_argument("--only", default="ingest,wmf,extract,cnn,index,serving,live,replicas,spark")
     p.add_argument("--users", type=int, default=FULL_USERS)
     p.add_argument("--songs", type=int, default=FULL_SONGS)
     p.add_argument("--iterations", type=int, default=15)
     args = p.parse_args(argv)
     command = "python -m bench.run " + " ".join(argv if argv is not None else sys.argv[1:])
     only = set(args.only.split(","))
-    if only & {"ingest", "wmf", "index", "serving", "live"}:
+    if only & {"ingest", "wmf", "index", "serving", "live", "replicas"}:
         world = full_shape_world(args.users, args.songs)
         workdir = DATA / f"work-{args.users}x{args.songs}"
         if "ingest" in only or not (workdir / "interactions").exists():
@@ -82,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench.live_bench import bench_live
 
             bench_live(command, workdir)
+        if "replicas" in only:
+            from bench.replicas_bench import bench_replicas
+
+            bench_replicas(command, workdir)
     if "extract" in only:
         from bench.extract_bench import bench_extract
 

@@ -95,7 +95,8 @@ def _common(p: argparse.ArgumentParser, top: bool) -> None:
     # (pmrs-client --json info) is not overwritten by the subcommand's default.
     d = (lambda v: v) if top else (lambda v: argparse.SUPPRESS)
     p.add_argument("--target", default=d("127.0.0.1:50051"),
-                   help="server HOST:PORT (default: 127.0.0.1:50051)")
+                   help="server HOST:PORT, or replicas IP:PORT,IP:PORT,... balanced round robin "
+                        "(default: 127.0.0.1:50051)")
     p.add_argument("--timeout", type=float, default=d(5.0),
                    help="deadline per call in seconds (default: 5)")
     p.add_argument("--retries", type=int, default=d(3),

@@ -56,7 +56,7 @@ from pmrs.entry import run_cli
 from pmrs.v1 import recommender_pb2 as pb
 from pmrs.v1 import recommender_pb2_grpc as pb_grpc
 
-from .stub import make_channel
+from .stub import channel_target, make_channel
 
 __all__ = ["DEFAULT_MIX", "ENGINES", "RPCS", "format_report", "load_ids", "main", "parse_mix",
            "run_loadtest", "write_json_atomic"]
@@ -273,7 +273,8 @@ def _run_threads(target: str, concurrency: int, requests: _Requests, warmup_s: f
 async def _run_aio(target: str, concurrency: int, requests: _Requests, warmup_s: float,
                    duration_s: float, timeout_s: float, secure: bool, seed: int,
                    connect_timeout_s: float) -> tuple[list[_Recorder], float, float]:
-    opts = [("grpc.enable_retries", 0)]
+    target, balance = channel_target(target)
+    opts = [("grpc.enable_retries", 0), *balance]
     channel = (grpc.aio.secure_channel(target, grpc.ssl_channel_credentials(), options=opts)
                if secure else grpc.aio.insecure_channel(target, options=opts))
     async with channel:
@@ -490,7 +491,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``pmrs-loadtest`` argument parser."""
     p = argparse.ArgumentParser(prog="pmrs-loadtest",
                                 description="Closed-loop load test of a PMRS gRPC server.")
-    p.add_argument("--target", default="127.0.0.1:50051", help="HOST:PORT (default: %(default)s)")
+    p.add_argument("--target", default="127.0.0.1:50051",
+                   help="HOST:PORT, or replicas IP:PORT,IP:PORT,... balanced round robin (default: %(default)s)")
     p.add_argument("--concurrency", type=int, default=8, help="concurrent callers (default: 8)")
     p.add_argument("--duration", type=float, default=10.0, help="measured seconds (default: 10)")
     p.add_argument("--warmup", type=float, default=1.0, 

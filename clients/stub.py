@@ -54,6 +54,7 @@ __all__ = [
     "SOURCE_NAMES",
     "TOKEN_ENV",
     "Written",
+    "channel_target",
     "make_channel",
 ]
 
@@ -287,6 +288,12 @@ class BundleInfo:
         The model runs the bundle was built from, e.g. ``{"wmf": ..., "cnn": ...}``.
     default_lists : list of DefaultListInfo
         The default requests whose answers the bundle holds precomputed.
+    server : str
+        Which server answered (its address and process id): replicas share a bundle.
+    live_sequence : int
+        The last write of the write log the server has applied.
+    accepts_writes : bool
+        The server takes writes (it has a write token).
     """
 
     version: str
@@ -298,6 +305,9 @@ class BundleInfo:
     indexes: list[IndexInfo]
     source_runs: dict[str, str]
     default_lists: list[DefaultListInfo] = field(default_factory=list)
+    server: str = ""
+    live_sequence: int = 0
+    accepts_writes: bool = False
 
     @classmethod
     def from_proto(cls, m: pb.GetBundleInfoResponse) -> "BundleInfo":
@@ -310,7 +320,8 @@ class BundleInfo:
                    source_runs=dict(m.source_runs),
                    default_lists=[DefaultListInfo(kind=d.kind, k=d.k, acoustic_share=round(float(d.acoustic_share), 6),
                                                   diversity=round(float(d.diversity), 6))
-                                  for d in m.default_lists])
+                                  for d in m.default_lists],
+                   server=m.server, live_sequence=m.live_sequence, accepts_writes=m.accepts_writes)
 
 
 @dataclass(frozen=True)
@@ -357,7 +368,45 @@ def service_config(retries: int, backoff_s: float = 0.1, max_backoff_s: float = 
     return json.dumps({"methodConfig": [method]})
 
 
-def make_channel(target: str, *, secure: bool = False, retries: int = 0, backoff_s: float = 0.1,
+def channel_target(target: str | Sequence[str]) -> tuple[str, list[tuple[str, Any]]]:
+    """The gRPC target and channel options for one server or several replicas.
+
+    ``target``: ``HOST:PORT``; or several replicas, as a list or comma-separated
+    (``127.0.0.1:50051,127.0.0.1:50052``), each an IP address and port (``localhost`` allowed):
+    they become gRPC's ``ipv4:``/``ipv6:`` target with the ``round_robin`` policy, so calls (and
+    the connections under them) spread over the replicas and a replica that goes away is skipped.
+    A target with a scheme (``dns:///name:port``, ``ipv4:...``) is passed as it is, with
+    ``round_robin``: a DNS name that resolves to every replica balances the same way.
+    """
+    items = [t.strip() for t in ([target] if isinstance(target, str) else list(target)) for t in t.split(",")]
+    items = [t for t in items if t]
+    if not items:
+        raise ValueError("no target given")
+    if len(items) == 1 and ":" in items[0] and items[0].split(":", 1)[0] in ("dns", "ipv4", "ipv6", "unix"):
+        return items[0], [("grpc.lb_policy_name", "round_robin")]
+    if len(items) == 1:
+        return items[0], []
+    import ipaddress
+
+    family = set()
+    for t in items:
+        host, sep, port = t.rpartition(":")
+        host = "127.0.0.1" if host == "localhost" else host.strip("[]")
+        try:
+            family.add(ipaddress.ip_address(host).version)
+        except ValueError:
+            raise ValueError(f"several targets must be IP:PORT (got {t!r}); for host names use one DNS name "
+                             "that resolves to every replica, as dns:///NAME:PORT") from None
+        if not sep or not port.isdigit():
+            raise ValueError(f"a target is IP:PORT, got {t!r}")
+    if len(family) != 1:
+        raise ValueError("several targets must all be IPv4 or all IPv6")
+    scheme = "ipv4" if family == {4} else "ipv6"
+    addresses = ",".join(t.replace("localhost", "127.0.0.1") for t in items)
+    return f"{scheme}:{addresses}", [("grpc.lb_policy_name", "round_robin")]
+
+
+def make_channel(target: str | Sequence[str], *, secure: bool = False, retries: int = 0, backoff_s: float = 0.1,
                  max_backoff_s: float = 2.0,
                  options: Sequence[tuple[str, Any]] = (), ca_file: str | os.PathLike | None = None,
                  cert_file: str | os.PathLike | None = None,
@@ -366,8 +415,8 @@ def make_channel(target: str, *, secure: bool = False, retries: int = 0, backoff
 
     Parameters
     ----------
-    target : str
-        ``HOST:PORT``.
+    target : str or sequence of str
+        ``HOST:PORT``, or several replicas (:func:`channel_target`: round robin).
     secure : bool
         TLS instead of plaintext (implied by ``ca_file`` or ``cert_file``).
     ca_file : path, optional
@@ -393,6 +442,8 @@ def make_channel(target: str, *, secure: bool = False, retries: int = 0, backoff
     ]
     if (cert_file is None) != (key_file is None):
         raise ValueError("cert_file and key_file go together")
+    target, balance = channel_target(target)
+    opts += balance
     if secure or ca_file is not None or cert_file is not None:
         read = lambda p: None if p is None else Path(p).read_bytes()  # noqa: E731
         creds = grpc.ssl_channel_credentials(root_certificates=read(ca_file), private_key=read(key_file),

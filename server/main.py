@@ -408,6 +408,7 @@ def serve(workdir: str | os.PathLike, bind: str = "127.0.0.1:50051", workers: in
             raise OSError(f"cannot listen on {bind}: {exc}") from None
         if not port:
             raise OSError(f"cannot listen on {bind}")
+        servicer.identity = f"{host}:{port} pid {os.getpid()}"
         watcher = BundleWatcher(
             workdir, holder, poll_seconds,
             on_change=lambda bundle: loop.run(set_status(health_servicer, bundle is not None)),

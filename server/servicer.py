@@ -234,6 +234,7 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
     def __init__(self, holder: BundleHolder, compute_slots: int = 1, accepts_writes: bool = False):
         self.holder = holder
         self.accepts_writes = accepts_writes
+        self.identity = ""   # "host:port pid N", set once the port is bound
         if compute_slots < 0:
             raise ValueError(f"compute_slots must be >= 0 (0: no limit), got {compute_slots}")
         # one slot: a plain lock (its acquire is C code; a semaphore's runs Python on each call)
@@ -327,7 +328,7 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
                                                   diversity=d.diversity, shares=d.shares)
                                for d in info.default_lists],
                 format_version=info.format_version, live_sequence=rec.live_seq,
-                accepts_writes=self.accepts_writes and rec.live is not None)
+                accepts_writes=self.accepts_writes and rec.live is not None, server=self.identity)
 
     def Ping(self, request: pb.PingRequest, context) -> pb.PingResponse:
         return pb.PingResponse()

@@ -270,7 +270,7 @@ class DefaultListInfo(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., k: _Optional[int] = ..., acoustic_share: _Optional[float] = ..., diversity: _Optional[float] = ..., shares: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class GetBundleInfoResponse(_message.Message):
-    __slots__ = ("live_sequence", "accepts_writes", "version", "created_at", "users", "songs", "songs_with_plays", "songs_with_audio", "indexes", "source_runs", "default_lists", "format_version")
+    __slots__ = ("live_sequence", "accepts_writes", "server", "version", "created_at", "users", "songs", "songs_with_plays", "songs_with_audio", "indexes", "source_runs", "default_lists", "format_version")
     class SourceRunsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -280,6 +280,7 @@ class GetBundleInfoResponse(_message.Message):
         def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     LIVE_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     ACCEPTS_WRITES_FIELD_NUMBER: _ClassVar[int]
+    SERVER_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     USERS_FIELD_NUMBER: _ClassVar[int]
@@ -292,6 +293,7 @@ class GetBundleInfoResponse(_message.Message):
     FORMAT_VERSION_FIELD_NUMBER: _ClassVar[int]
     live_sequence: int
     accepts_writes: bool
+    server: str
     version: str
     created_at: str
     users: int
@@ -302,7 +304,7 @@ class GetBundleInfoResponse(_message.Message):
     source_runs: _containers.ScalarMap[str, str]
     default_lists: _containers.RepeatedCompositeFieldContainer[DefaultListInfo]
     format_version: int
-    def __init__(self, live_sequence: _Optional[int] = ..., accepts_writes: _Optional[bool] = ..., version: _Optional[str] = ..., created_at: _Optional[str] = ..., users: _Optional[int] = ..., songs: _Optional[int] = ..., songs_with_plays: _Optional[int] = ..., songs_with_audio: _Optional[int] = ..., indexes: _Optional[_Iterable[_Union[IndexInfo, _Mapping]]] = ..., source_runs: _Optional[_Mapping[str, str]] = ..., default_lists: _Optional[_Iterable[_Union[DefaultListInfo, _Mapping]]] = ..., format_version: _Optional[int] = ...) -> None: ...
+    def __init__(self, live_sequence: _Optional[int] = ..., accepts_writes: _Optional[bool] = ..., server: _Optional[str] = ..., version: _Optional[str] = ..., created_at: _Optional[str] = ..., users: _Optional[int] = ..., songs: _Optional[int] = ..., songs_with_plays: _Optional[int] = ..., songs_with_audio: _Optional[int] = ..., indexes: _Optional[_Iterable[_Union[IndexInfo, _Mapping]]] = ..., source_runs: _Optional[_Mapping[str, str]] = ..., default_lists: _Optional[_Iterable[_Union[DefaultListInfo, _Mapping]]] = ..., format_version: _Optional[int] = ...) -> None: ...
 
 class PingRequest(_message.Message):
     __slots__ = ()
