@@ -74,3 +74,16 @@ def code_of(call, *args, **kwargs):
     with pytest.raises(grpc.RpcError) as err:
         call(*args, **kwargs)
     return err.value.code(), err.value.details()
+
+
+def work_with_bundle(serving_workdir, tmp_path_factory, name: str, **indexer) -> Path:
+    """A copy of the session's tiny work directory with a bundle built (two sources unless
+    ``indexer`` says otherwise), for a module's tests to write into."""
+    import shutil
+
+    from pmrs.indexing import IndexerConfig, build_bundle
+
+    work = tmp_path_factory.mktemp(name) / "work"
+    shutil.copytree(serving_workdir, work)
+    build_bundle(work, IndexerConfig(**{"recall_queries": 20, "metadata": False, **indexer}), show_progress=False)
+    return work

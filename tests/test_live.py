@@ -15,14 +15,12 @@ from pmrs.live.log import LogUnavailable, WriteLog
 from pmrs.live.state import EncodedSong
 from pmrs.serving import contract as C
 from pmrs.wmf import WMFConfig, fold_in
+from servers import work_with_bundle
 
 
 @pytest.fixture(scope="module")
 def work(serving_workdir, tmp_path_factory):
-    work = tmp_path_factory.mktemp("live") / "work"
-    shutil.copytree(serving_workdir, work)
-    build_bundle(work, IndexerConfig(recall_queries=20, metadata=False), show_progress=False)
-    return work
+    return work_with_bundle(serving_workdir, tmp_path_factory, "live")
 
 
 @pytest.fixture()

@@ -2,18 +2,16 @@
 the write token may write, bad writes change nothing, an acknowledged write survives kill -9, and
 a second server over the same work directory sees every write."""
 
-import shutil
 import wave
 
 import grpc
 import numpy as np
 import pytest
 
-from pmrs.indexing import IndexerConfig, build_bundle
 from pmrs.live.songs import MAX_CLIP_BYTES
 from pmrs.serving.bundle import Bundle
 from pmrs.v1 import recommender_pb2 as pb
-from servers import ServerProcess, code_of, wait_for
+from servers import ServerProcess, code_of, wait_for, work_with_bundle
 
 TOKEN = "write-token-0123456789abcdef"
 READ_TOKEN = "read-token-0123456789abcdef"
@@ -22,10 +20,7 @@ AUTH = (("authorization", f"Bearer {TOKEN}"),)
 
 @pytest.fixture(scope="module")
 def work(serving_workdir, tmp_path_factory):
-    work = tmp_path_factory.mktemp("live") / "work"
-    shutil.copytree(serving_workdir, work)
-    build_bundle(work, IndexerConfig(recall_queries=20, metadata=False), show_progress=False)
-    return work
+    return work_with_bundle(serving_workdir, tmp_path_factory, "live")
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """Replicas: several pmrs-server processes over one work directory, one client balancing over
 them round robin; a bundle swap and a kill -9 of one replica cost a retrying client no call."""
 
-import shutil
 import threading
 import time
 
@@ -11,15 +10,12 @@ from clients import PMRSClient
 from clients.stub import PMRSError, channel_target
 from pmrs.indexing import IndexerConfig, build_bundle
 from pmrs.serving.contract import read_current
-from servers import ServerProcess, wait_for
+from servers import ServerProcess, wait_for, work_with_bundle
 
 
 @pytest.fixture(scope="module")
 def work(serving_workdir, tmp_path_factory):
-    work = tmp_path_factory.mktemp("replicas") / "work"
-    shutil.copytree(serving_workdir, work)
-    build_bundle(work, IndexerConfig(recall_queries=20, metadata=False, default_lists=False), show_progress=False)
-    return work
+    return work_with_bundle(serving_workdir, tmp_path_factory, "replicas", default_lists=False)
 
 
 def test_targets_of_several_replicas():
