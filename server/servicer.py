@@ -24,7 +24,7 @@ from typing import Iterator
 import grpc
 
 from pmrs.recommender import CallHooks, Filters, InvalidArgument, NotFound, Recommendations, Recommender
-from pmrs.serving.contract import ACOUSTIC, COLLABORATIVE, METADATA
+from pmrs.serving.contract import ACOUSTIC, COLLABORATIVE, METADATA, NEIGHBOURS
 from pmrs.serving.recommend import MIXED, check_unit
 from pmrs.v1 import recommender_pb2 as pb
 from pmrs.v1 import recommender_pb2_grpc as pb_grpc
@@ -35,7 +35,7 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Recommender"].full_name  # "pmrs.
 
 _MODES = {pb.SIMILARITY_MODE_UNSPECIFIED: MIXED, pb.SIMILARITY_MODE_MIXED: MIXED,
           pb.SIMILARITY_MODE_COLLABORATIVE: COLLABORATIVE, pb.SIMILARITY_MODE_ACOUSTIC: ACOUSTIC,
-          pb.SIMILARITY_MODE_METADATA: METADATA}
+          pb.SIMILARITY_MODE_METADATA: METADATA, pb.SIMILARITY_MODE_NEIGHBOURS: NEIGHBOURS}
 #: ScoredSong.source (the proto's two-source enum) for the sources a song came from.
 _LEGACY_SOURCE = {(COLLABORATIVE,): pb.SOURCE_COLLABORATIVE, (ACOUSTIC,): pb.SOURCE_ACOUSTIC,
                   (COLLABORATIVE, ACOUSTIC): pb.SOURCE_BOTH}
