@@ -519,10 +519,6 @@ class Bundle:
     def has_source(self, name: str) -> bool:
         return name in self._indexes or name in self._neighbours
 
-    def source_kind(self, name: str) -> str:
-        """``contract.VECTORS`` or ``contract.SPARSE_NEIGHBOURS`` (``KeyError``: no such source)."""
-        return self.sources[name].kind
-
     def source_size(self, name: str) -> int:
         """Vectors in source ``name``, or songs with neighbours in a neighbours source (0 when the
         bundle has no such source)."""

@@ -67,7 +67,7 @@ def _tops(bundle: Bundle, k: int) -> dict[str, int]:
     """What ``_Candidates`` asks each vector source for first (``recommend._blend``); a neighbours
     source is not batched: its search is a sum of sparse rows, as cheap one listener at a time."""
     return {name: min(candidate_count(k), bundle.source_size(name)) for name in bundle.source_names
-            if bundle.source_kind(name) == VECTORS}
+            if bundle.sources[name].kind == VECTORS}
 
 
 def lists_for_users(bundle: Bundle, start: int, stop: int, k: int, shares: dict[str, float],

@@ -223,7 +223,8 @@ def user_query(bundle, user_id: str, seed_song_ids: Sequence[str] = (),
     # Played seeds fold in by their WMF factors, unplayed ones by a stand-in source's vectors
     # (the acoustic source's CNN-predicted factors); other sources use the seeds' mean vector.
     wmf = [COLLABORATIVE, *bundle.stand_in_sources]
-    has = {name: bundle.covers(name, known) for name in bundle.source_names}
+    has = {name: bundle.covers(name, known) if _sparse(bundle, name) else bundle.song_vectors(name, known)[0]
+           for name in bundle.source_names}
     in_wmf = np.any([has[name] for name in wmf], axis=0)
     if not np.any([h for h in has.values()], axis=0).any():
         raise NotFound(f"none of the {known.size} known seed songs has a vector or neighbours in any source "
@@ -296,7 +297,7 @@ def similar_songs(bundle, song_row: int, k: int, mode: str = MIXED,
         names = [mode]
     queries: dict[str, np.ndarray] = {}
     for name in names:
-        if bundle.source_kind(name) == SPARSE_NEIGHBOURS:  # the song's own row of neighbours
+        if _sparse(bundle, name):  # the song's own row of neighbours
             if bundle.covers(name, [int(song_row)])[0]:
                 queries[name] = np.asarray([int(song_row)], np.int64)
             continue
@@ -342,6 +343,11 @@ def listed_items(lists, row: int) -> list[Item]:
             zip(rows[:n], lists.scores[row, :n].tolist(), lists.sources[row, :n].tolist())]
 
 
+def _sparse(bundle, name: str) -> bool:
+    """Whether source ``name`` is a neighbours source (searched with song rows, not a vector)."""
+    return bundle.sources[name].kind == SPARSE_NEIGHBOURS
+
+
 def _check_k(k: int) -> int:
     k = int(k)
     if not 1 <= k <= MAX_K:
@@ -360,7 +366,7 @@ class _Candidates:
     def __init__(self, bundle, name: str, query: np.ndarray, exclude: np.ndarray, filters: Filters,
                  catalog: dict[int, dict | None], top: int):
         # a vector source is searched with a query vector; a neighbours source with song rows
-        self.sparse = bundle.source_kind(name) == SPARSE_NEIGHBOURS
+        self.sparse = _sparse(bundle, name)
         self.bundle, self.name, self.query = bundle, name, query if self.sparse else query[None, :]
         self.exclude, self.filters, self.catalog = exclude, filters, catalog
         self.size = _index_size(bundle, name)
