@@ -5,8 +5,10 @@
 - cnn: CNN training and prediction throughput on 30 s clips (bench/cnn_bench.py)
 - index: a full-shape bundle: build time, recall, search latency, open time (bench/index_bench.py)
 - serving: pmrs-server start-up, QPS and latency at concurrency 1/8/32 (bench/serving_bench.py)
+- neighbours: the neighbourhood model's build time and memory, and a bundle with the neighbours
+  source served against Ping (bench/neighbours_bench.py)
 
-    python -m bench.run [--only ingest,wmf,extract,cnn,index,serving] [--users N --songs N] [--iterations N]
+    python -m bench.run [--only ingest,wmf,extract,cnn,index,serving,neighbours] [--users N --songs N] [--iterations N]
 """
 
 from __future__ import annotations
@@ -53,14 +55,14 @@ def bench_wmf(workdir, iterations: int, command: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.run")
-    p.add_argument("--only", default="ingest,wmf,extract,cnn,index,serving")
+    p.add_argument("--only", default="ingest,wmf,extract,cnn,index,serving,neighbours")
     p.add_argument("--users", type=int, default=FULL_USERS)
     p.add_argument("--songs", type=int, default=FULL_SONGS)
     p.add_argument("--iterations", type=int, default=15)
     args = p.parse_args(argv)
     command = "python -m bench.run " + " ".join(argv if argv is not None else sys.argv[1:])
     only = set(args.only.split(","))
-    if only & {"ingest", "wmf", "index", "serving"}:
+    if only & {"ingest", "wmf", "index", "serving", "neighbours"}:
         world = full_shape_world(args.users, args.songs)
         workdir = DATA / f"work-{args.users}x{args.songs}"
         if "ingest" in only or not (workdir / "interactions").exists():
@@ -76,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
             from bench.serving_bench import bench_serving
 
             bench_serving(command, workdir)
+        if "neighbours" in only:   # (after serving: its bundle becomes CURRENT)
+            from bench.neighbours_bench import bench_build, bench_serving as bench_neighbours_serving
+
+            bench_build(command, workdir)
+            bench_neighbours_serving(command, workdir)
     if "extract" in only:
         from bench.extract_bench import bench_extract
 

@@ -120,7 +120,7 @@ def build_bundle(workdir: str | os.PathLike, cfg: IndexerConfig | None = None,
                  wmf_run: str | None = None, cnn_run: str | None = None,
                  acoustic_override: dict | None = None, extra_sources: Sequence[SourceInput] = (),
                  show_progress: bool | None = None, metadata_cfg: MetadataConfig | None = None,
-                 neighbours_run: str | None = None) -> Path:
+                 neighbours_run: str | None = None, neighbours_override: NeighboursInput | None = None) -> Path:
     """Build ``<workdir>/bundles/<version>/`` (docs/SERVING.md) and point ``CURRENT`` at it.
 
     Parameters
@@ -140,6 +140,7 @@ def build_bundle(workdir: str | os.PathLike, cfg: IndexerConfig | None = None,
     neighbours_run: the ``pmrs train-neighbours`` run of the ``neighbours`` source (a name or a
         path); ``None``: the latest. The source is added when ``cfg.neighbours`` is on and a run
         exists (it must have been built from the work directory's interactions).
+    neighbours_override: for benchmarks: the neighbours source as given instead of a run's.
 
     Returns the bundle's directory.
     """
@@ -163,7 +164,8 @@ def build_bundle(workdir: str | os.PathLike, cfg: IndexerConfig | None = None,
             if cfg.metadata and not any(s.name == C.METADATA for s in extra):
                 meta = _metadata_source(workdir, cfg, metadata_cfg)
                 extra += [meta] if meta is not None else []
-            nb = _neighbours_source(workdir, cfg, neighbours_run) if cfg.neighbours else None
+            nb = (neighbours_override if neighbours_override is not None
+                  else _neighbours_source(workdir, cfg, neighbours_run) if cfg.neighbours else None)
             with tqdm(total=8 + len(extra) + (nb is not None), desc="indexer build", unit="step",
                       disable=not show_progress) as bar:
                 manifest = _assemble(tmp, workdir, cfg, version, wmf_run, cnn_run, acoustic_override,

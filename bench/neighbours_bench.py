@@ -1,0 +1,165 @@
+"""The neighbourhood model at the Taste Profile's shape (``make bench``; bench/results/neighbours.json).
+
+- ``build``: ``pmrs train-neighbours`` with fixed settings (asymmetric cosine, 100 neighbours per
+  song, no validation search) on the full-shape interactions, in a child process: build time,
+  peak resident memory, the run's size (``bench.jobs neighbours``).
+- ``serving``: a full-shape bundle with the ``neighbours`` source (collaborative, generated
+  acoustic vectors as bench/index_bench.py makes them, neighbours; no default lists, so every
+  call is computed), served by ``pmrs-server``; QPS and latency of Ping, of Recommend with the
+  neighbours source's share at 0 (collaborative + acoustic only) and at its default share, and of
+  SimilarSongs from the neighbours source alone, at concurrency 1 and 8. The neighbours source is
+  the latest neighbourhood run of the work directory when there is one; otherwise a *generated*
+  matrix of the same shape (100 neighbours per song drawn by popularity, decreasing scores; the
+  cost of a sum of sparse rows depends on the rows' lengths and the listener's songs, not on the
+  values), and the JSON says which.
+
+    python -m bench.neighbours_bench [build] [serving] [--workdir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import DATA, FULL_SONGS, FULL_USERS, peak_rss_mb, run_job, write_result
+
+CONCURRENCY = (1, 8)
+NEIGHBOURS = 100
+#: (result name, method, shares of the requests, SimilarSongs source)
+LOADS = (("ping", "ping", None, ""), ("recommend_without_neighbours", "recommend", {"neighbours": 0.0}, ""),
+         ("recommend_with_neighbours", "recommend", None, ""),
+         ("similar_neighbours", "similar", None, "neighbours"))
+
+
+def generated_neighbours(counts, song_ids: np.ndarray, k: int = NEIGHBOURS, seed: int = 0):
+    """A stand-in neighbourhood model: each song's ``k`` neighbours drawn in proportion to their
+    users (as co-occurrence favours popular songs), scores decreasing along the row."""
+    import scipy.sparse as sp
+
+    from pmrs.indexing import NeighboursInput
+
+    rng = np.random.default_rng(seed)
+    n = len(song_ids)
+    users = np.bincount(counts.indices, minlength=n).astype(np.float64)
+    cols = rng.choice(n, size=(n, k), p=users / users.sum()).astype(np.int32)
+    vals = np.sort(rng.random((n, k), dtype=np.float32), axis=1)[:, ::-1] + np.float32(1e-3)
+    s = sp.csr_matrix((vals.ravel(), cols.ravel(), np.arange(0, n * k + 1, k, dtype=np.int64)), shape=(n, n))
+    s.sum_duplicates()
+    return NeighboursInput("neighbours", np.asarray(song_ids), s, play_share=0.5,
+                           origin=f"generated: {k} neighbours per song drawn by popularity")
+
+
+def job_bundle(workdir: str) -> dict:
+    from bench.index_bench import generated_acoustic
+    from pmrs.artifacts import list_runs, resolve_run
+    from pmrs.indexing import IndexerConfig, build_bundle
+    from pmrs.interactions import Interactions
+    from pmrs.neighbours import NEIGHBOURS_DIR
+    from pmrs.wmf import WMF_DIR, load_run
+
+    work = Path(workdir)
+    model, _, song_ids = load_run(resolve_run(work / WMF_DIR), mmap=True)
+    acoustic = generated_acoustic(song_ids, model.song_factors)
+    del model
+    override = None
+    if not list_runs(work / NEIGHBOURS_DIR):
+        inter = Interactions.load(work / "interactions")
+        override = generated_neighbours(inter.matrix, inter.song_ids)
+        del inter
+    t0 = time.perf_counter()
+    out = build_bundle(work, IndexerConfig(keep=1, default_lists=False, metadata=False),
+                       acoustic_override=acoustic, neighbours_override=override, show_progress=False)
+    m = json.loads((out / "manifest.json").read_text())
+    return {"bundle": str(out), "build_seconds": round(time.perf_counter() - t0, 2),
+            "peak_rss_mb": round(peak_rss_mb()), "neighbours": m["sources"]["neighbours"]["index"],
+            "neighbours_origin": m["sources"]["neighbours"]["origin"],
+            "neighbours_bytes": sum((out / f).stat().st_size
+                                    for f in m["sources"]["neighbours"]["files"].values()),
+            "defaults": m["defaults"]}
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
+def bench_build(command: str, workdir: Path) -> dict:
+    ours = run_job("bench.jobs", "neighbours", str(workdir), str(NEIGHBOURS))
+    print(f"train-neighbours: {ours['total_seconds']} s, peak {ours['peak_rss_mb']} MB", flush=True)
+    write_result("neighbours_build", ours, command)
+    return ours
+
+
+def bench_serving(command: str, workdir: Path, duration_s: float = 6.0) -> dict:
+    from clients.loadtest import load_ids, run_loadtest
+
+    built = run_job("bench.neighbours_bench", "bundle", str(workdir))
+    print(f"bundle with neighbours: {built['build_seconds']} s, peak {built['peak_rss_mb']} MB", flush=True)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "server.main", "--workdir", str(workdir),
+                             "--bind", "127.0.0.1:0", "-q"], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    results: dict = {}
+    try:
+        line = proc.stdout.readline()
+        if "listening on" not in line:
+            raise RuntimeError(f"pmrs-server did not start: {line!r}")
+        target = line.strip().rsplit(" ", 1)[-1]
+        ready_s = time.perf_counter() - t0
+        users, songs = load_ids(built["bundle"])
+        for name, rpc, shares, source in LOADS:
+            for conc in CONCURRENCY:
+                report = run_loadtest(target, concurrency=conc, duration_s=duration_s, mix={rpc: 1.0},
+                                      user_ids=users, song_ids=songs, k=10, shares=shares,
+                                      similar_source=source, warmup_s=1.0, timeout_s=10.0)
+                o = report["overall"]
+                results.setdefault(name, {})[str(conc)] = {
+                    "qps": o["ok_qps"], "p50_ms": o["latency_ms"]["p50"], "p99_ms": o["latency_ms"]["p99"],
+                    "errors": o["errors"], "calls": o["calls"]}
+                print(f"{name:30s} c={conc}: {o['ok_qps']:8.1f} qps  p50 {o['latency_ms']['p50']:.2f} ms  "
+                      f"p99 {o['latency_ms']['p99']:.2f} ms  errors {o['errors']}", flush=True)
+        rss = _rss_mb(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    ratio = {name: {c: round(results[name][str(c)]["qps"] / results["ping"][str(c)]["qps"], 3)
+                    for c in CONCURRENCY} for name, *_ in LOADS[1:]}
+    payload = {"bundle_build": built, "startup_seconds": round(ready_s, 2), "server_rss_mb_after_load": rss,
+               "duration_s_per_point": duration_s, "results": results, "qps_over_ping_qps": ratio,
+               "note": "no default lists: every Recommend and SimilarSongs is computed; client and server "
+                       "share the machine's 2 cores with other work"}
+    write_result("neighbours_serving", payload, command)
+    return payload
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.neighbours_bench")
+    p.add_argument("parts", nargs="*", default=["build", "serving"])
+    p.add_argument("--workdir", type=Path, default=DATA / f"work-{FULL_USERS}x{FULL_SONGS}")
+    args = p.parse_args(argv)
+    command = "python -m bench.neighbours_bench " + " ".join(argv if argv is not None else sys.argv[1:])
+    if "build" in args.parts:
+        bench_build(command, args.workdir)
+    if "serving" in args.parts:
+        bench_serving(command, args.workdir)
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "bundle":
+        print(json.dumps(job_bundle(sys.argv[2])), flush=True)
+    else:
+        sys.exit(main())
