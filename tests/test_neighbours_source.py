@@ -31,7 +31,8 @@ def nwork(serving_workdir, tmp_path_factory):
     validation) and a bundle built from it."""
     work = tmp_path_factory.mktemp("nsource") / "work"
     shutil.copytree(serving_workdir, work)
-    assert pmrs_main(["train-neighbours", "--workdir", str(work), "--run", "n1", "-q"]) == 0
+    # (settings given: the search for them is tests/test_selection.py's; the share is still chosen)
+    assert pmrs_main(["train-neighbours", "--workdir", str(work), "--run", "n1", "--alpha", "0.3", "-q"]) == 0
     out = build_bundle(work, IndexerConfig(recall_queries=50), show_progress=False)
     return work, out
 
