@@ -13,7 +13,11 @@
   cost of a sum of sparse rows depends on the rows' lengths and the listener's songs, not on the
   values), and the JSON says which.
 
-    python -m bench.neighbours_bench [build] [serving] [--workdir DIR]
+- ``share``: the share ``pmrs train-neighbours`` chooses on validation, and its table, on two
+  small worlds (``pmrs synth`` default and ``--preset harder``, 3,000 users x 1,000 songs, no
+  audio), each after ``pmrs train-wmf`` with automatic settings, as a user would run them.
+
+    python -m bench.neighbours_bench [build] [serving] [share] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -21,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -86,13 +89,6 @@ def job_bundle(workdir: str) -> dict:
             "defaults": m["defaults"]}
 
 
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return float("nan")
-
-
 def bench_build(command: str, workdir: Path) -> dict:
     ours = run_job("bench.jobs", "neighbours", str(workdir), str(NEIGHBOURS))
     print(f"train-neighbours: {ours['total_seconds']} s, peak {ours['peak_rss_mb']} MB", flush=True)
@@ -101,7 +97,8 @@ def bench_build(command: str, workdir: Path) -> dict:
 
 
 def bench_serving(command: str, workdir: Path, duration_s: float = 6.0) -> dict:
-    from clients.loadtest import load_ids, run_loadtest
+    from bench.serving_bench import _rss_mb, measure, stop_server
+    from clients.loadtest import load_ids
 
     built = run_job("bench.neighbours_bench", "bundle", str(workdir))
     print(f"bundle with neighbours: {built['build_seconds']} s, peak {built['peak_rss_mb']} MB", flush=True)
@@ -119,22 +116,12 @@ def bench_serving(command: str, workdir: Path, duration_s: float = 6.0) -> dict:
         users, songs = load_ids(built["bundle"])
         for name, rpc, shares, source in LOADS:
             for conc in CONCURRENCY:
-                report = run_loadtest(target, concurrency=conc, duration_s=duration_s, mix={rpc: 1.0},
-                                      user_ids=users, song_ids=songs, k=10, shares=shares,
-                                      similar_source=source, warmup_s=1.0, timeout_s=10.0)
-                o = report["overall"]
-                results.setdefault(name, {})[str(conc)] = {
-                    "qps": o["ok_qps"], "p50_ms": o["latency_ms"]["p50"], "p99_ms": o["latency_ms"]["p99"],
-                    "errors": o["errors"], "calls": o["calls"]}
-                print(f"{name:30s} c={conc}: {o['ok_qps']:8.1f} qps  p50 {o['latency_ms']['p50']:.2f} ms  "
-                      f"p99 {o['latency_ms']['p99']:.2f} ms  errors {o['errors']}", flush=True)
+                results.setdefault(name, {})[str(conc)] = measure(target, name, rpc, conc, users, songs,
+                                                                  duration_s, shares=shares,
+                                                                  similar_source=source)
         rss = _rss_mb(proc.pid)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server(proc)
     ratio = {name: {c: round(results[name][str(c)]["qps"] / results["ping"][str(c)]["qps"], 3)
                     for c in CONCURRENCY} for name, *_ in LOADS[1:]}
     payload = {"bundle_build": built, "startup_seconds": round(ready_s, 2), "server_rss_mb_after_load": rss,
@@ -142,6 +129,40 @@ def bench_serving(command: str, workdir: Path, duration_s: float = 6.0) -> dict:
                "note": "no default lists: every Recommend and SimilarSongs is computed; client and server "
                        "share the machine's 2 cores with other work"}
     write_result("neighbours_serving", payload, command)
+    return payload
+
+
+def bench_share(command: str, users: int = 3000, songs: int = 1000) -> dict:
+    import shutil
+    import tempfile
+
+    from pmrs.cli import main as pmrs_main
+
+    worlds = {}
+    for preset in ("default", "harder"):
+        root = Path(tempfile.mkdtemp(prefix="pmrs-nshare-"))
+        try:
+            data, work = root / "data", root / "work"
+            assert pmrs_main(["synth", str(data), "--users", str(users), "--songs", str(songs), "--no-audio",
+                              "--preset", preset, "--lastfm", "none", "-q"]) == 0
+            assert pmrs_main(["ingest", str(data), "--workdir", str(work), "-q"]) == 0
+            t0 = time.perf_counter()
+            assert pmrs_main(["train-wmf", "--workdir", str(work), "--run", "w", "-q"]) == 0
+            t1 = time.perf_counter()
+            assert pmrs_main(["train-neighbours", "--workdir", str(work), "--run", "n", "-q"]) == 0
+            t2 = time.perf_counter()
+            config = json.loads((work / "models" / "neighbours" / "n" / "config.json").read_text())
+            chosen = config["serving_share"]
+            worlds[preset] = {"train_wmf_seconds": round(t1 - t0, 1), "train_neighbours_seconds": round(t2 - t1, 1),
+                              "neighbours": {k: config[k] for k in ("similarity", "alpha", "locality", "neighbours")},
+                              **chosen}
+            print(f"{preset}: share {chosen['share']} of "
+                  + ", ".join(f"{t['share']}: {t['map@500']:.4f}/{t['recall@50']:.4f}" for t in chosen["table"]),
+                  flush=True)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+    payload = {"users": users, "songs": songs, "worlds": worlds}
+    write_result("neighbours_share", payload, command)
     return payload
 
 
@@ -155,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
         bench_build(command, args.workdir)
     if "serving" in args.parts:
         bench_serving(command, args.workdir)
+    if "share" in args.parts:
+        bench_share(command)
     return 0
 
 
