@@ -13,11 +13,14 @@
   cost of a sum of sparse rows depends on the rows' lengths and the listener's songs, not on the
   values), and the JSON says which.
 
+- ``calls``: in process, without the transport, over that bundle: the time of 500 sampled
+  users' Recommend with the neighbours share at 0 and at its default, of the neighbours source's
+  search alone (the sum of the user's rows, ranked), and of SimilarSongs from it.
 - ``share``: the share ``pmrs train-neighbours`` chooses on validation, and its table, on two
   small worlds (``pmrs synth`` default and ``--preset harder``, 3,000 users x 1,000 songs, no
   audio), each after ``pmrs train-wmf`` with automatic settings, as a user would run them.
 
-    python -m bench.neighbours_bench [build] [serving] [share] [--workdir DIR]
+    python -m bench.neighbours_bench [build] [serving] [calls] [share] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -132,6 +135,41 @@ def bench_serving(command: str, workdir: Path, duration_s: float = 6.0) -> dict:
     return payload
 
 
+def bench_calls(command: str, workdir: Path, n: int = 500) -> dict:
+    import pmrs
+
+    with pmrs.Recommender.open(workdir, threads=1) as rec:
+        b = rec.bundle
+        rng = np.random.default_rng(3)
+        users = [b.user_ids[u].decode() for u in rng.choice(b.n_users, n, replace=False)]
+        songs = [b.song_id(r) for r in rng.choice(b.n_songs, n, replace=False)]
+
+        def timed(fn, ids) -> dict:
+            for i in ids[:20]:   # warm-up (page cache, catalog cache)
+                fn(i)
+            times = []
+            for i in ids:
+                t = time.perf_counter()
+                fn(i)
+                times.append(time.perf_counter() - t)
+            ms = np.asarray(times) * 1e3
+            return {"calls": len(ms), "mean_ms": round(float(ms.mean()), 3),
+                    "p50_ms": round(float(np.median(ms)), 3), "p99_ms": round(float(np.percentile(ms, 99)), 3)}
+
+        played = {u: b.played(b.user_row(u)) for u in users}
+        out = {"bundle": str(b.path), "neighbours_origin": b.manifest["sources"]["neighbours"]["origin"],
+               "mean_played_songs": round(float(np.mean([len(p) for p in played.values()])), 1),
+               "recommend_without_neighbours": timed(lambda u: rec.recommend(u, shares={"neighbours": 0.0}), users),
+               "recommend_with_neighbours": timed(lambda u: rec.recommend(u, shares=dict(rec.defaults.shares)), users),
+               "neighbours_search_only": timed(lambda u: b.search_songs("neighbours", played[u], 100), users),
+               "similar_neighbours": timed(lambda s: rec.similar_songs(s, mode="neighbours"), songs)}
+    for name, v in out.items():
+        if isinstance(v, dict):
+            print(f"{name:30s} mean {v['mean_ms']:.3f} ms  p50 {v['p50_ms']:.3f} ms  p99 {v['p99_ms']:.3f} ms")
+    write_result("neighbours_calls", out, command)
+    return out
+
+
 def bench_share(command: str, users: int = 3000, songs: int = 1000) -> dict:
     import shutil
     import tempfile
@@ -176,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         bench_build(command, args.workdir)
     if "serving" in args.parts:
         bench_serving(command, args.workdir)
+    if "calls" in args.parts:
+        bench_calls(command, args.workdir)
     if "share" in args.parts:
         bench_share(command)
     return 0
