@@ -443,7 +443,7 @@ def _assemble(tmp: Path, workdir: Path, cfg: IndexerConfig, version: str, wmf_ru
         index, entry = build_chosen_index(src.vectors, src.spec, queries, cfg)
         faiss.write_index(index, str(tmp / files["index"]))
         del index
-        desc = {"space": src.space, "covers_cold": bool(src.covers_cold), "files": files,
+        desc = {"kind": C.VECTORS, "space": src.space, "covers_cold": bool(src.covers_cold), "files": files,
                 "index": {"file": files["index"], **entry}, "origin": src.origin}
         if src.settings is not None:
             desc["settings"] = src.settings
