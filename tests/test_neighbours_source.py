@@ -306,3 +306,30 @@ def test_a_format_2_bundle_still_reads_and_answers_the_same(nwork, tmp_path):
         assert all(s.kind == C.VECTORS for s in r.bundle.sources.values())
         after = (r.recommend(uid, k=12).songs, r.similar_songs(r.bundle.song_id(int(r.bundle.played(3)[0]))).songs)
     assert after == before
+
+
+def test_dense_and_sparse_sums_and_the_top_cut_agree(rec, monkeypatch):
+    from pmrs.serving import bundle as bundle_mod
+
+    nm = rec.bundle._neighbours["neighbours"]
+    for u in range(0, rec.bundle.n_users, 17):
+        rows = np.unique(rec.bundle.played(u))
+        monkeypatch.setattr(bundle_mod, "DENSE_SUMS", 1e9)
+        sparse_cols, sparse_sums = nm.scores(rows)
+        monkeypatch.setattr(bundle_mod, "DENSE_SUMS", 0.0)
+        dense_cols, dense_sums = nm.scores(rows)
+        assert np.array_equal(sparse_cols, dense_cols) and np.array_equal(sparse_sums, dense_sums)
+        for top in (1, 3, 10):
+            c, v = nm.scores(rows, top)
+            assert np.array_equal(c, dense_cols[:top]) and np.array_equal(v, dense_sums[:top])
+    # ties at the cut: the lower rows first, as the full sort has them
+    n = 40
+    indptr = np.zeros(n + 1, np.int64)
+    indptr[1:] = 30
+    indptr[0] = 0
+    tied = bundle_mod._NeighbourMatrix("t", {}, indptr, np.arange(10, 40, dtype=np.int32),
+                                       np.r_[np.full(20, 0.5), np.full(10, 0.25)].astype(np.float32), n)
+    cols, vals = tied.scores(np.asarray([0]), 5)
+    assert cols.tolist() == [10, 11, 12, 13, 14] and (vals == 0.5).all()
+    cols, _ = tied.scores(np.asarray([0]))
+    assert cols[:20].tolist() == list(range(10, 30))

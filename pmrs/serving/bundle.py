@@ -180,6 +180,10 @@ class _VectorIndex:
         return scores, rows
 
 
+#: Entries per catalog song above which a listener's rows are summed densely (``_NeighbourMatrix``).
+DENSE_SUMS = 0.05
+
+
 def _padded(rows: np.ndarray, scores: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
     """One query's ``(scores (1, top) float32, rows (1, top) int64)``, padded with -inf / -1."""
     out_s = np.full((1, top), -np.inf, dtype=np.float32)
@@ -220,11 +224,16 @@ class _NeighbourMatrix:
     def position(self, song_rows: np.ndarray) -> np.ndarray:
         return _positions(self.rows, song_rows)
 
-    def scores(self, song_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(rows int64, scores float32)``: every song in the rows of ``S`` of ``song_rows``
-        (unique song rows: a listener's songs, or one song), scored with the sum of its
-        similarities there (``pmrs.neighbours``'s ``played @ S``, summed in float64), best first;
-        ties: the lower row first."""
+    def scores(self, song_rows: np.ndarray, top: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(rows int64, scores float32)``: the ``top`` (``None``: all) best songs in the rows
+        of ``S`` of ``song_rows`` (unique song rows: a listener's songs, or one song), scored
+        with the sum of their similarities there (``pmrs.neighbours``'s ``played @ S``, summed
+        in float64 in the rows' order), best first; ties: the lower row first.
+
+        A listener with many songs gathers many entries: above ``DENSE_SUMS`` entries per song
+        of the catalog they are summed into one catalog-long array instead of sorted first
+        (the same additions in the same order, so the same sums), and only the entries that can
+        be among the ``top`` are sorted."""
         songs = np.asarray(song_rows, dtype=np.int64).reshape(-1)
         starts = self.indptr[songs].astype(np.int64)
         lengths = self.indptr[songs + 1].astype(np.int64) - starts
@@ -238,13 +247,25 @@ class _NeighbourMatrix:
         else:
             ends = np.cumsum(lengths)
             entries = np.repeat(starts - ends + lengths, lengths) + np.arange(total)
-            cols, inv = np.unique(np.asarray(self.indices[entries]), return_inverse=True)
-            sums = np.bincount(inv, weights=self.data[entries], minlength=len(cols)).astype(np.float32)
-            cols = cols.astype(np.int64)
+            if total > DENSE_SUMS * self.n_songs:
+                dense = np.bincount(self.indices[entries], weights=self.data[entries], minlength=self.n_songs)
+                cols = np.flatnonzero(dense)
+                sums = dense[cols].astype(np.float32)
+            else:
+                cols, inv = np.unique(np.asarray(self.indices[entries]), return_inverse=True)
+                sums = np.bincount(inv, weights=self.data[entries], minlength=len(cols)).astype(np.float32)
+                cols = cols.astype(np.int64)
         keep = sums != 0
         if not keep.all():
             cols, sums = cols[keep], sums[keep]
+        if top is not None and 0 < top < len(sums) // 4:
+            # every song scored at least the top-th best score (ties included), in row order
+            kth = np.partition(sums, len(sums) - top)[len(sums) - top]
+            keep = sums >= kth
+            cols, sums = cols[keep], sums[keep]
         order = np.argsort(-sums, kind="stable")   # cols ascending: ties keep the lower row first
+        if top is not None:
+            order = order[:top]
         return cols[order], sums[order]
 
 
@@ -656,8 +677,8 @@ class Bundle:
         nm = self._neighbours.get(name)
         if nm is None:
             raise KeyError(f"bundle {self.version} has no neighbours source {name!r}")
-        rows, vals = nm.scores(np.unique(np.asarray(song_rows, np.int64)))
-        return _padded(rows[:top], vals[:top], int(top))
+        rows, vals = nm.scores(np.unique(np.asarray(song_rows, np.int64)), int(top))
+        return _padded(rows, vals, int(top))
 
     def search_each(self, name: str, queries: np.ndarray, top: int
                     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
