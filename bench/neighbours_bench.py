@@ -3,6 +3,9 @@
 - ``build``: ``pmrs train-neighbours`` with fixed settings (asymmetric cosine, 100 neighbours per
   song, no validation search) on the full-shape interactions, in a child process: build time,
   peak resident memory, the run's size (``bench.jobs neighbours``).
+- ``share-full``: the share's choice on validation (``pmrs train-neighbours``' last step) at that
+  shape, with the WMF run's settings, in a child process: time and peak memory
+  (``bench.jobs neighbours_share``).
 - ``serving``: a full-shape bundle with the ``neighbours`` source (collaborative, generated
   acoustic vectors as bench/index_bench.py makes them, neighbours; no default lists, so every
   call is computed), served by ``pmrs-server``; QPS and latency of Ping, of Recommend with the
@@ -20,7 +23,7 @@
   small worlds (``pmrs synth`` default and ``--preset harder``, 3,000 users x 1,000 songs, no
   audio), each after ``pmrs train-wmf`` with automatic settings, as a user would run them.
 
-    python -m bench.neighbours_bench [build] [serving] [calls] [share] [--workdir DIR]
+    python -m bench.neighbours_bench [build] [share-full] [serving] [calls] [share] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -96,6 +99,14 @@ def bench_build(command: str, workdir: Path) -> dict:
     ours = run_job("bench.jobs", "neighbours", str(workdir), str(NEIGHBOURS))
     print(f"train-neighbours: {ours['total_seconds']} s, peak {ours['peak_rss_mb']} MB", flush=True)
     write_result("neighbours_build", ours, command)
+    return ours
+
+
+def bench_share_full(command: str, workdir: Path) -> dict:
+    ours = run_job("bench.jobs", "neighbours_share", str(workdir))
+    print(f"neighbours share at full shape: {ours['seconds']} s, peak {ours['peak_rss_mb']} MB, "
+          f"share {ours['share']}", flush=True)
+    write_result("neighbours_share_full", ours, command)
     return ours
 
 
@@ -206,12 +217,14 @@ def bench_share(command: str, users: int = 3000, songs: int = 1000) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.neighbours_bench")
-    p.add_argument("parts", nargs="*", default=["build", "serving"])
+    p.add_argument("parts", nargs="*", default=["build", "share-full", "serving", "calls"])
     p.add_argument("--workdir", type=Path, default=DATA / f"work-{FULL_USERS}x{FULL_SONGS}")
     args = p.parse_args(argv)
     command = "python -m bench.neighbours_bench " + " ".join(argv if argv is not None else sys.argv[1:])
     if "build" in args.parts:
         bench_build(command, args.workdir)
+    if "share-full" in args.parts:
+        bench_share_full(command, args.workdir)
     if "serving" in args.parts:
         bench_serving(command, args.workdir)
     if "calls" in args.parts:

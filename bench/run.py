@@ -79,10 +79,13 @@ def main(argv: list[str] | None = None) -> int:
 
             bench_serving(command, workdir)
         if "neighbours" in only:   # (after serving: its bundle becomes CURRENT)
-            from bench.neighbours_bench import bench_build, bench_serving as bench_neighbours_serving
+            from bench.neighbours_bench import bench_build, bench_calls, bench_share_full
+            from bench.neighbours_bench import bench_serving as bench_neighbours_serving
 
             bench_build(command, workdir)
+            bench_share_full(command, workdir)
             bench_neighbours_serving(command, workdir)
+            bench_calls(command, workdir)
     if "extract" in only:
         from bench.extract_bench import bench_extract
 
