@@ -333,3 +333,20 @@ def test_dense_and_sparse_sums_and_the_top_cut_agree(rec, monkeypatch):
     assert cols.tolist() == [10, 11, 12, 13, 14] and (vals == 0.5).all()
     cols, _ = tied.scores(np.asarray([0]))
     assert cols[:20].tolist() == list(range(10, 30))
+
+
+def test_the_served_matrix_does_not_depend_on_the_runs_song_order():
+    from pmrs.indexing.build import NeighboursInput, _neighbour_arrays
+
+    n = 30
+    ids = np.array([f"S{i:03d}".encode() for i in range(n)])
+    m = sp.random(n, n, density=0.2, format="csr", dtype=np.float32, random_state=1)
+    universe = np.array(sorted([*ids, b"S999", b"A000"]))   # songs of other sources: empty rows
+    a = _neighbour_arrays(universe, NeighboursInput("neighbours", ids, m))
+    p = np.random.default_rng(0).permutation(n)
+    b = _neighbour_arrays(universe, NeighboursInput("neighbours", ids[p], m[p][:, p]))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    indptr, indices, data = a
+    assert indptr[1] == 0 and indptr[-1] == indptr[-2] == m.nnz == len(indices)
+    served = sp.csr_matrix((data, indices, indptr), shape=(len(universe), len(universe)))
+    assert abs(served[1:n + 1, 1:n + 1] - m).max() == 0

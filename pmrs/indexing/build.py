@@ -298,7 +298,6 @@ def _neighbours_source(workdir: Path, cfg: IndexerConfig, run: str | None) -> Ne
                            settings=settings)
 
 
-
 def _neighbour_arrays(universe: np.ndarray, nb: NeighboursInput) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The CSR arrays of ``nb``'s similarities over the bundle's song rows (``contract.
     neighbour_files``): ``(indptr int64 (n_songs + 1,), indices int32 ascending per row, data
@@ -312,8 +311,10 @@ def _neighbour_arrays(universe: np.ndarray, nb: NeighboursInput) -> tuple[np.nda
         raise ValueError("neighbours: similarities hold NaN or infinite values")
     s.eliminate_zeros()
     mapped = sp.csr_matrix((s.data, rows[s.indices], s.indptr), shape=(len(ids), len(universe)))
+    del s
     order = np.argsort(rows, kind="stable")
-    mapped = mapped[order]
+    if len(rows) > 1 and not (np.diff(rows) > 0).all():   # (the run's ids are sorted as a rule)
+        mapped = mapped[order]
     mapped.sum_duplicates()   # (sorts each row's indices)
     mapped.sort_indices()
     lengths = np.zeros(len(universe), np.int64)
