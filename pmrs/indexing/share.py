@@ -14,10 +14,9 @@ would search: each source's top ``max(4k, 100)`` candidates after the user's son
 At the Taste Profile's shape the split is drawn from a random sample of users (and the songs they
 played), as ``select_settings`` samples, but sized for the neighbourhood model: co-occurrences
 need listeners, so the sample keeps ``users_per_song`` listeners per played song on average (at
-least ``min_users`` users). With 20,000 of the full shape's 1,019,318 users (2.5 listeners per
-song) the neighbourhood model alone scored mAP@500 0.00004 on validation against WMF's 0.005, and
-the share chosen was 0 for want of data (docs/ARCHITECTURE.md). WMF is fitted there with the WMF
-run's settings, the neighbourhood model with the run's.
+least ``min_users`` users; docs/ARCHITECTURE.md, "The neighbours source", for what it gave at
+the full shape). WMF is fitted there with the WMF run's settings, the neighbourhood model with
+the run's.
 """
 
 from __future__ import annotations
