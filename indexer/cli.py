@@ -55,6 +55,10 @@ def summary(bundle_dir) -> str:
                  f"{c['songs_with_audio']} with audio), {m['dimensions']['factors']} factors"]
         for name, src in m["sources"].items():
             ix = src["index"]
+            if src.get("kind") == contract.SPARSE_NEIGHBOURS:
+                lines.append(f"  source {name}: {ix['spec']} of {ix['vectors']} songs ({ix['stored']} similarities; "
+                             f"exact sums of rows); {ix['build_seconds']:.1f} s")
+                continue
             params = ", ".join(f"{k}={v}" for k, v in ix["search_params"].items()) or "no search parameter"
             transform = "" if ix["transform"] == "none" else f", {ix['transform']}"
             lines.append(f"  source {name}: {ix['spec']} over {ix['vectors']} vectors{transform}; {params}; "
