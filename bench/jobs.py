@@ -94,6 +94,43 @@ def job_bare_implicit(workdir: str, factors: str, iterations: str) -> dict:
             "peak_rss_mb": round(peak_rss_mb())}
 
 
+def job_neighbours(workdir: str, neighbours: str = "100") -> dict:
+    """``pmrs train-neighbours`` with fixed settings (asymmetric cosine, ``neighbours`` per song,
+    no validation): the neighbourhood model's build time and this process's peak memory."""
+    from pmrs.neighbours import NeighboursConfig, load_run
+    from pmrs.training import train_neighbours_run
+
+    t0 = time.perf_counter()
+    run = train_neighbours_run(workdir, NeighboursConfig(neighbours=int(neighbours)), show_progress=True)
+    total = time.perf_counter() - t0
+    model, song_ids = load_run(run)
+    s = model.similarity
+    return {"total_seconds": round(total, 2), "build_seconds": model.log["build_seconds"],
+            "songs": int(len(song_ids)), "stored": int(s.nnz),
+            "songs_with_neighbours": int((s.indptr[1:] > s.indptr[:-1]).sum()),
+            "run_mb": round(sum(p.stat().st_size for p in run.iterdir()) / 2**20, 1),
+            "peak_rss_mb": round(peak_rss_mb()), "run": str(run)}
+
+
+def job_neighbours_share(workdir: str) -> dict:
+    """The neighbours source's share chosen on validation (``pmrs train-neighbours``' last step,
+    ``pmrs.indexing.share``) at the work directory's shape, with the latest WMF run's settings and
+    the default neighbourhood settings: time and this process's peak memory."""
+    from pmrs.indexing.share import choose_neighbours_share
+    from pmrs.interactions import Interactions
+    from pmrs.neighbours import NeighboursConfig
+    from pmrs.artifacts import read_json, resolve_run
+    from pmrs.wmf import WMF_DIR, WMFConfig
+
+    inter = Interactions.load(f"{workdir}/interactions")
+    names = set(WMFConfig.__dataclass_fields__)
+    wmf = WMFConfig(**{k: v for k, v in read_json(resolve_run(f"{workdir}/{WMF_DIR}") / "config.json").items()
+                       if k in names})
+    t0 = time.perf_counter()
+    out = choose_neighbours_share(inter.matrix, wmf, NeighboursConfig(neighbours=100), show_progress=True)
+    return {"seconds": round(time.perf_counter() - t0, 2), "peak_rss_mb": round(peak_rss_mb()), **out}
+
+
 if __name__ == "__main__":
     name, *args = sys.argv[1:]
     result = globals()[f"job_{name}"](*args)

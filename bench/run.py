@@ -7,8 +7,14 @@
 - serving: pmrs-server start-up, QPS and latency at concurrency 1/8/32 (bench/serving_bench.py)
 - spark: WMF on Spark local[2] against implicit, seconds per iteration and peak memory (Python + JVM),
   on a 50,000 x 10,000 world, 5 iterations (bench/spark_bench.py)
+- neighbours: the neighbourhood model's build time and memory, and a bundle with the neighbours
+  source served against Ping (bench/neighbours_bench.py)
+- live: RecordPlays rate and visibility across servers, AddSong to first neighbours, reads while
+  writing (bench/live_bench.py); replicas: one and two servers under one load test
+  (bench/replicas_bench.py)
 
-    python -m bench.run [--only ingest,wmf,extract,cnn,index,serving,spark] [--users N --songs N] [--iterations N]
+    python -m bench.run [--only ingest,wmf,extract,cnn,index,serving,live,replicas,neighbours,spark]
+                        [--users N --songs N] [--iterations N]
 """
 
 from __future__ import annotations
@@ -55,14 +61,14 @@ def bench_wmf(workdir, iterations: int, command: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.run")
-    p.add_argument("--only", default="ingest,wmf,extract,cnn,index,serving,live,replicas,spark")
+    p.add_argument("--only", default="ingest,wmf,extract,cnn,index,serving,live,replicas,neighbours,spark")
     p.add_argument("--users", type=int, default=FULL_USERS)
     p.add_argument("--songs", type=int, default=FULL_SONGS)
     p.add_argument("--iterations", type=int, default=15)
     args = p.parse_args(argv)
     command = "python -m bench.run " + " ".join(argv if argv is not None else sys.argv[1:])
     only = set(args.only.split(","))
-    if only & {"ingest", "wmf", "index", "serving", "live", "replicas"}:
+    if only & {"ingest", "wmf", "index", "serving", "live", "replicas", "neighbours"}:
         world = full_shape_world(args.users, args.songs)
         workdir = DATA / f"work-{args.users}x{args.songs}"
         if "ingest" in only or not (workdir / "interactions").exists():
@@ -86,6 +92,14 @@ def main(argv: list[str] | None = None) -> int:
             from bench.replicas_bench import bench_replicas
 
             bench_replicas(command, workdir)
+        if "neighbours" in only:   # (after serving: its bundle becomes CURRENT)
+            from bench.neighbours_bench import bench_build, bench_calls, bench_share_full
+            from bench.neighbours_bench import bench_serving as bench_neighbours_serving
+
+            bench_build(command, workdir)
+            bench_share_full(command, workdir)
+            bench_neighbours_serving(command, workdir)
+            bench_calls(command, workdir)
     if "extract" in only:
         from bench.extract_bench import bench_extract
 

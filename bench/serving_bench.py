@@ -35,9 +35,32 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def measure(target: str, name: str, rpc: str, conc: int, users, songs, duration_s: float, **request) -> dict:
+    """One load point: ``rpc`` alone at concurrency ``conc`` (``request``: ``run_loadtest``'s
+    request settings), printed and returned as the result JSON records it."""
+    from clients.loadtest import run_loadtest
+
+    report = run_loadtest(target, concurrency=conc, duration_s=duration_s, mix={rpc: 1.0}, user_ids=users,
+                          song_ids=songs, k=10, warmup_s=1.0, timeout_s=10.0, **request)
+    o = report["overall"]
+    print(f"{name:30s} c={conc:2d}: {o['ok_qps']:8.1f} qps  p50 {o['latency_ms']['p50']:.2f} ms  "
+          f"p99 {o['latency_ms']['p99']:.2f} ms  errors {o['errors']}", flush=True)
+    return {"qps": o["ok_qps"], "p50_ms": o["latency_ms"]["p50"], "p95_ms": o["latency_ms"]["p95"],
+            "p99_ms": o["latency_ms"]["p99"], "errors": o["errors"], "calls": o["calls"],
+            "client_cpu_percent": report.get("client_cpu_percent")}
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def bench_serving(command: str, workdir: Path | None = None, duration_s: float = 8.0) -> dict:
     from clients import PMRSClient
-    from clients.loadtest import load_ids, run_loadtest
+    from clients.loadtest import load_ids
     from pmrs.serving.contract import current_bundle
 
     workdir = workdir or DATA / f"work-{FULL_USERS}x{FULL_SONGS}"
@@ -61,23 +84,11 @@ def bench_serving(command: str, workdir: Path | None = None, duration_s: float =
         results: dict = {}
         for name, rpc, share in LOADS:
             for conc in CONCURRENCY:
-                report = run_loadtest(target, concurrency=conc, duration_s=duration_s, mix={rpc: 1.0},
-                                      user_ids=users, song_ids=songs, k=10, acoustic_share=share,
-                                      warmup_s=1.0, timeout_s=10.0)
-                o = report["overall"]
-                results.setdefault(name, {})[str(conc)] = {
-                    "qps": o["ok_qps"], "p50_ms": o["latency_ms"]["p50"], "p95_ms": o["latency_ms"]["p95"],
-                    "p99_ms": o["latency_ms"]["p99"], "errors": o["errors"], "calls": o["calls"],
-                    "client_cpu_percent": report.get("client_cpu_percent")}
-                print(f"{name:18s} c={conc:2d}: {o['ok_qps']:8.1f} qps  p50 {o['latency_ms']['p50']:.2f} ms  "
-                      f"p99 {o['latency_ms']['p99']:.2f} ms  errors {o['errors']}", flush=True)
+                results.setdefault(name, {})[str(conc)] = measure(target, name, rpc, conc, users, songs,
+                                                                  duration_s, acoustic_share=share)
         rss_end = _rss_mb(proc.pid)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server(proc)
     ratio = {name: {c: round(results[name][str(c)]["qps"] / results["ping"][str(c)]["qps"], 3)
                     for c in CONCURRENCY} for name, _, _ in LOADS[1:]}
     payload = {"bundle": str(bundle), "bundle_version": info.version, "users": info.users, "songs": info.songs,

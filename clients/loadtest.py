@@ -151,13 +151,17 @@ class _Requests:
     """Draws the next (rpc name, request) under the mix."""
 
     def __init__(self, mix: Mapping[str, float], user_ids: IdList, song_ids: IdList,
-                 k: int, acoustic_share: float | None = None) -> None:
+                 k: int, acoustic_share: float | None = None, shares: Mapping[str, float] | None = None,
+                 similar_source: str = "") -> None:
         self.names = list(mix)
         self.cum = np.cumsum([mix[n] for n in self.names]).tolist()
         self.cum[-1] = 1.0
         self.user_ids, self.song_ids, self.k = user_ids, song_ids, k
         # unset unless given: the server's default applies
         self.share = {} if acoustic_share is None else {"acoustic_share": float(acoustic_share)}
+        if shares:
+            self.share["shares"] = {str(n): float(v) for n, v in shares.items()}
+        self.similar = {"source": similar_source} if similar_source else {}
         if _NEEDS_USERS & set(self.names) and len(user_ids) == 0:
             raise ValueError("the mix has recommend calls but there are no user ids: "
                              "pass --ids-from BUNDLE_DIR or --user-id")
@@ -180,7 +184,8 @@ class _Requests:
         if name == "recommend":
             return name, pb.RecommendRequest(user_id=self._pick(self.user_ids, rng), k=self.k, **self.share)
         if name == "similar":
-            return name, pb.SimilarSongsRequest(song_id=self._pick(self.song_ids, rng), k=self.k, **self.share)
+            return name, pb.SimilarSongsRequest(song_id=self._pick(self.song_ids, rng), k=self.k, **self.share,
+                                                **self.similar)
         if name == "song":
             return name, pb.GetSongRequest(song_id=self._pick(self.song_ids, rng))
         if name == "info":
@@ -329,6 +334,7 @@ def _stats(latencies: Sequence[float], errors: Mapping[str, int], elapsed_s: flo
 def run_loadtest(target: str, concurrency: int, duration_s: float,
                  mix: Mapping[str, float] | str | None = None, user_ids: IdList = (),
                  song_ids: IdList = (), *, k: int = 10, acoustic_share: float | None = None,
+                 shares: Mapping[str, float] | None = None, similar_source: str = "",
                  warmup_s: float = 0.0,
                  timeout_s: float = 5.0, engine: str = "aio", secure: bool = False, seed: int = 0,
                  connect_timeout_s: float = 5.0) -> dict[str, Any]:
@@ -353,6 +359,10 @@ def run_loadtest(target: str, concurrency: int, duration_s: float,
     acoustic_share : float or None
         ``acoustic_share`` of Recommend and SimilarSongs requests; None leaves it unset (the
         server's default).
+    shares : mapping of str to float, or None
+        ``shares`` of Recommend and SimilarSongs requests by source name (None: unset).
+    similar_source : str
+        ``source`` of SimilarSongs requests (one source's neighbours); empty: mixed.
     warmup_s : float
         Seconds of calls before the measurement, not recorded.
     timeout_s : float
@@ -392,7 +402,7 @@ def run_loadtest(target: str, concurrency: int, duration_s: float,
     mix = parse_mix(mix) if isinstance(mix, str) else _normalise_mix(mix)
     if acoustic_share is not None and not 0.0 <= acoustic_share <= 1.0:
         raise ValueError(f"acoustic_share must be in [0, 1], got {acoustic_share}")
-    requests = _Requests(mix, user_ids, song_ids, k, acoustic_share)
+    requests = _Requests(mix, user_ids, song_ids, k, acoustic_share, shares, similar_source)
     date = datetime.now(timezone.utc).isoformat(timespec="seconds")
     log.info("load test of %s: %s engine, concurrency %d, %.1f s (+%.1f s warm-up), mix %s",
              target, engine, concurrency, duration_s, warmup_s, mix)
@@ -430,6 +440,8 @@ def run_loadtest(target: str, concurrency: int, duration_s: float,
         "mix": mix,
         "k": k,
         "acoustic_share": acoustic_share,
+        "shares": dict(shares or {}),
+        "similar_source": similar_source,
         "timeout_s": float(timeout_s),
         "date": date,
         "client_cpu_percent": 100.0 * cpu_s / (elapsed + warmup_s),

@@ -80,6 +80,7 @@ SIMILARITY_MODES: dict[str, int] = {
     "acoustic": pb.SIMILARITY_MODE_ACOUSTIC,
     "mixed": pb.SIMILARITY_MODE_MIXED,
     "metadata": pb.SIMILARITY_MODE_METADATA,
+    "neighbours": pb.SIMILARITY_MODE_NEIGHBOURS,
 }
 """``similar(mode=...)`` name -> ``SimilarityMode`` enum value."""
 

@@ -33,6 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "Last.fm tags; settings in [metadata])")
     p.add_argument("--metadata-share", dest="default_metadata_share", type=float,
                    help="the metadata source's share of a default list (default 0.1)")
+    p.add_argument("--no-neighbours", dest="neighbours", action="store_const", const=False,
+                   help="leave out the neighbours source (the sparse song similarities of the latest "
+                        "`pmrs train-neighbours` run; added whenever the work directory has one)")
+    p.add_argument("--neighbours-run", help="neighbourhood run of the neighbours source (default: latest)")
+    p.add_argument("--neighbours-share", dest="default_neighbours_share", type=float,
+                   help="the neighbours source's share of a default list (default: the share chosen "
+                        "on validation by `pmrs train-neighbours`)")
     p.add_argument("--no-default-lists", dest="default_lists", action="store_const", const=False,
                    help="do not precompute the default Recommend and SimilarSongs lists (the server "
                         "then computes every answer)")
@@ -48,6 +55,10 @@ def summary(bundle_dir) -> str:
                  f"{c['songs_with_audio']} with audio), {m['dimensions']['factors']} factors"]
         for name, src in m["sources"].items():
             ix = src["index"]
+            if src.get("kind") == contract.SPARSE_NEIGHBOURS:
+                lines.append(f"  source {name}: {ix['spec']} of {ix['vectors']} songs ({ix['stored']} similarities; "
+                             f"exact sums of rows); {ix['build_seconds']:.1f} s")
+                continue
             params = ", ".join(f"{k}={v}" for k, v in ix["search_params"].items()) or "no search parameter"
             transform = "" if ix["transform"] == "none" else f", {ix['transform']}"
             lines.append(f"  source {name}: {ix['spec']} over {ix['vectors']} vectors{transform}; {params}; "
@@ -62,6 +73,11 @@ def summary(bundle_dir) -> str:
             if not meta["songs_with_tags"]:
                 lines.append("  metadata: no Last.fm tags in the catalog (artist, release, genre, "
                              "decade only)")
+        nb = m["sources"].get(contract.NEIGHBOURS, {}).get("settings")
+        if nb:
+            lines.append(f"  neighbours: {nb.get('similarity')} similarity, default share "
+                         f"{b.defaults.shares.get(contract.NEIGHBOURS, 0):g} ({nb.get('share_from')}); "
+                         "songs without plays have no neighbours")
         for kind, lists in sorted(b.lists.items()):
             who = "user (Recommend)" if kind == "recommend" else "song (SimilarSongs, mixed)"
             shares = ", ".join(f"{n} {v:g}" for n, v in lists.shares.items())
@@ -76,7 +92,8 @@ def cmd_build(args) -> int:
     cfg = cfgmod.build(IndexerConfig, "indexer", toml, vars(args))
     out = build_bundle(cfgmod.resolve_workdir(args.workdir), cfg, wmf_run=args.wmf_run,
                        cnn_run=args.cnn_run, show_progress=False if args.quiet else None,
-                       metadata_cfg=cfgmod.build(MetadataConfig, "metadata", toml))
+                       metadata_cfg=cfgmod.build(MetadataConfig, "metadata", toml),
+                       neighbours_run=args.neighbours_run)
     print(summary(out))
     return 0
 

@@ -17,7 +17,8 @@ played (``played @ S``); a song's similar songs are its row.
 
 A run lives in ``models/neighbours/<run>/``: ``indptr.npy``, ``indices.npy``, ``data.npy`` (the
 CSR arrays of ``S``), ``song_ids.npy`` naming its rows and columns, ``config.json`` (the
-effective settings) and ``train_log.json``.
+effective settings; with ``serving_share``, the share of a serving blend chosen on validation,
+``pmrs.indexing.share``) and ``train_log.json``.
 """
 
 from __future__ import annotations
@@ -196,8 +197,8 @@ def save_run(model: NeighboursModel, run_dir: str | os.PathLike, song_ids: np.nd
         save_npy(tmp / "indices.npy", s.indices.astype(np.int32))
         save_npy(tmp / "data.npy", s.data.astype(np.float32))
         save_npy(tmp / "song_ids.npy", song_ids)
-        write_json(tmp / "config.json", {**asdict(model.config),
-                                         **({"selection": extra["selection"]} if extra and "selection" in extra else {})})
+        recorded = {key: extra[key] for key in ("selection", "serving_share") if extra and key in extra}
+        write_json(tmp / "config.json", {**asdict(model.config), **recorded})
         write_json(tmp / "train_log.json", {**model.log, **(extra or {})})
     return Path(run_dir)
 

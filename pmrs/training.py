@@ -94,6 +94,8 @@ def train_neighbours_run(workdir: str | Path, cfg: NeighboursConfig | None = Non
         chosen = {"selection": selection.as_dict()}
     cfg = cfg or NeighboursConfig()
     model = build_neighbours(inter.matrix, cfg, show_progress=show_progress)
+    if select is not None and select.enabled:
+        chosen["serving_share"] = _serving_share(workdir, inter.matrix, cfg, select, show_progress)
     run_dir = workdir / NEIGHBOURS_DIR / (run or new_run_name())
     save_neighbours_run(model, run_dir, inter.song_ids,
                         extra={"users": inter.n_users, "songs": inter.n_songs,
@@ -101,3 +103,20 @@ def train_neighbours_run(workdir: str | Path, cfg: NeighboursConfig | None = Non
     log.info("neighbours: %d similarities in %.1fs -> %s", model.similarity.nnz,
              model.log["build_seconds"], run_dir)
     return run_dir
+
+
+def _serving_share(workdir: Path, counts, cfg: NeighboursConfig, select, show_progress) -> dict:
+    """The neighbours source's default share in a bundle, chosen on a validation split
+    (:func:`pmrs.indexing.share.choose_neighbours_share`) with the latest WMF run's settings
+    (the defaults when there is none)."""
+    from .artifacts import list_runs, read_json
+    from .indexing.share import ShareConfig, choose_neighbours_share
+
+    runs = list_runs(workdir / WMF_DIR)
+    names = set(WMFConfig.__dataclass_fields__)
+    wmf_cfg = (WMFConfig(**{k: v for k, v in read_json(runs[-1] / "config.json").items() if k in names})
+               if runs else WMFConfig())
+    share_cfg = ShareConfig(seed=select.seed, holdout_fraction=select.holdout_fraction, min_songs=select.min_songs)
+    out = choose_neighbours_share(counts, wmf_cfg, cfg, share_cfg, show_progress=show_progress)
+    out["wmf_run"] = runs[-1].name if runs else None
+    return out

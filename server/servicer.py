@@ -26,7 +26,7 @@ import grpc
 from pmrs.recommender import (AlreadyExists, CallHooks, Filters, InvalidArgument, LogUnavailable, NotFound, ReadOnly,
                               Recommendations, Recommender)
 from pmrs.live.songs import ClipRejected, ClipTooLarge
-from pmrs.serving.contract import ACOUSTIC, COLLABORATIVE, METADATA
+from pmrs.serving.contract import ACOUSTIC, COLLABORATIVE, METADATA, NEIGHBOURS
 from pmrs.serving.recommend import MIXED, check_unit
 from pmrs.v1 import recommender_pb2 as pb
 from pmrs.v1 import recommender_pb2_grpc as pb_grpc
@@ -37,7 +37,7 @@ SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Recommender"].full_name  # "pmrs.
 
 _MODES = {pb.SIMILARITY_MODE_UNSPECIFIED: MIXED, pb.SIMILARITY_MODE_MIXED: MIXED,
           pb.SIMILARITY_MODE_COLLABORATIVE: COLLABORATIVE, pb.SIMILARITY_MODE_ACOUSTIC: ACOUSTIC,
-          pb.SIMILARITY_MODE_METADATA: METADATA}
+          pb.SIMILARITY_MODE_METADATA: METADATA, pb.SIMILARITY_MODE_NEIGHBOURS: NEIGHBOURS}
 #: ScoredSong.source (the proto's two-source enum) for the sources a song came from.
 _LEGACY_SOURCE = {(COLLABORATIVE,): pb.SOURCE_COLLABORATIVE, (ACOUSTIC,): pb.SOURCE_ACOUSTIC,
                   (COLLABORATIVE, ACOUSTIC): pb.SOURCE_BOTH}

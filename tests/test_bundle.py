@@ -229,9 +229,9 @@ def test_open_refuses_other_formats_and_corrupt_files(built, tmp_path):
     with pytest.raises(ValueError, match="collaborative_vectors.npy"):
         Bundle.open(copy, verify=True)
     m = json.loads((copy / "manifest.json").read_text())
-    m["format_version"] = 3
+    m["format_version"] = 4
     (copy / "manifest.json").write_text(json.dumps(m))
-    with pytest.raises(ValueError, match="format version 3"):
+    with pytest.raises(ValueError, match="format version 4"):
         Bundle.open(copy)
     with pytest.raises(FileNotFoundError, match="indexer build"):
         Bundle.open(tmp_path / "nothing")

@@ -319,3 +319,18 @@ def test_an_added_song_gets_the_metadata_vector_the_catalog_would_give_it(fresh)
         assert sid in near
         nothing = rec.add_song("META-NOTHING", title="unknown words only")
         assert C.METADATA not in nothing.song.sources
+
+
+def test_plays_reach_a_neighbours_source_too(serving_workdir, fresh):
+    from pmrs.cli import main
+
+    assert main(["train-neighbours", "--workdir", str(fresh), "--no-select", "-q"]) == 0
+    build_bundle(fresh, IndexerConfig(recall_queries=20, metadata=False), show_progress=False)
+    with pmrs.Recommender.open(fresh, live=True) as rec:
+        assert C.NEIGHBOURS in rec.sources
+        b = rec.bundle
+        songs = [b.song_id(r) for r in range(b.n_songs) if b.covers(C.NEIGHBOURS, [r])[0]][:3]
+        rec.record_plays("nb-listener", {s: 2 for s in songs})
+        got = rec.recommend("nb-listener", k=5, shares={C.NEIGHBOURS: 1.0})
+        assert len(got.songs) == 5 and not set(songs) & set(got.song_ids)
+        assert all(C.NEIGHBOURS in s.sources for s in got.songs)

@@ -114,7 +114,8 @@ def evaluate_diversity(workdir: str | Path, wmf_cfg: WMFConfig, cnn_cfg: CNNConf
         train_wmf_run(scratch, wmf_cfg, run="split", show_progress=False)
         train_cnn_run(scratch, cnn_cfg, wmf_run="split", run="split", show_progress=show_progress)
         predict_run(scratch, "split", show_progress=False)
-        bundle_dir = build_bundle(scratch, IndexerConfig(keep=1, metadata=False), show_progress=False)  # the two-source sweep
+        bundle_dir = build_bundle(scratch, IndexerConfig(keep=1, metadata=False, neighbours=False),
+                                  show_progress=False)  # the two-source sweep
         with Recommender.open(bundle_dir) as rec:
             result = _sweep(rec, inter, split, cfg)
     finally:

@@ -31,20 +31,23 @@ from typing import Callable, Sequence
 
 import faiss
 import numpy as np
+import scipy.sparse as sp
 from tqdm.auto import tqdm
 
 from ..acoustic.runs import CNN_DIR, WEIGHTS as CNN_WEIGHTS
+from ..artifacts import list_runs, new_run_name, read_json, resolve_run, save_npy, sha256_file, write_json
 from ..audio.store import FEATURES_FILE, FeatureStore
-from ..artifacts import new_run_name, resolve_run, save_npy, sha256_file, write_json
 from ..catalog import snapshot_catalog
 from ..interactions import INTERACTIONS_DIR, Interactions
 from ..live.rebuild import live_seq_of
 from ..metadata import MetadataConfig, catalog_vectors
+from ..neighbours import NEIGHBOURS_DIR
+from ..neighbours import load_run as load_neighbours_run
 from ..serving import contract as C
 from ..serving.bundle import Bundle
 from ..serving.default_lists import compute_default_lists
 from ..wmf import WMF_DIR, load_run
-from .config import IndexerConfig
+from .config import FALLBACK_NEIGHBOURS_SHARE, IndexerConfig
 from .inputs import cnn_inputs, resolve_cnn_run, rows_of, sorted_order, unit_rows
 from .specs import build_chosen_index
 
@@ -86,6 +89,34 @@ class SourceInput:
     live_model: Callable[[Path], dict] | None = None
 
 
+@dataclass
+class NeighboursInput:
+    """A ``neighbours``-kind source (docs/DESIGN.md, "Sources"): the neighbourhood model's sparse
+    top-K song similarities ``similarity`` (``(n, n)`` CSR, rows and columns named by
+    ``song_ids``; row: a song a listener played, column: a candidate), from a
+    ``pmrs train-neighbours`` run. Songs without plays have no row: ``covers_cold`` is false.
+
+    play_share: its share of the play-based part of a default list (collaborative + neighbours,
+    as chosen on validation): its default share is that times what the other non-primary
+    sources' default shares leave. default_share: its share of a default list as given (then
+    ``play_share`` is ignored). origin: the run. settings: the run's settings and the share chosen
+    on validation (recorded in the manifest)."""
+
+    name: str
+    song_ids: np.ndarray
+    similarity: sp.csr_matrix
+    play_share: float = 0.5
+    default_share: float | None = None
+    origin: str = "injected"
+    settings: dict | None = None
+
+    def share(self, others: float) -> float:
+        """Its default share beside other non-primary sources whose default shares sum to ``others``."""
+        if self.default_share is not None:
+            return float(self.default_share)
+        return round(self.play_share * max(0.0, 1.0 - others), 4)
+
+
 def _utc_now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
@@ -93,7 +124,8 @@ def _utc_now() -> str:
 def build_bundle(workdir: str | os.PathLike, cfg: IndexerConfig | None = None,
                  wmf_run: str | None = None, cnn_run: str | None = None,
                  acoustic_override: dict | None = None, extra_sources: Sequence[SourceInput] = (),
-                 show_progress: bool | None = None, metadata_cfg: MetadataConfig | None = None) -> Path:
+                 show_progress: bool | None = None, metadata_cfg: MetadataConfig | None = None,
+                 neighbours_run: str | None = None, neighbours_override: NeighboursInput | None = None) -> Path:
     """Build ``<workdir>/bundles/<version>/`` (docs/SERVING.md) and point ``CURRENT`` at it.
 
     Parameters
@@ -110,6 +142,10 @@ def build_bundle(workdir: str | os.PathLike, cfg: IndexerConfig | None = None,
     metadata_cfg: how the ``metadata`` source's vectors are made (``pmrs.metadata``); it is built
         from ``catalog.lmdb`` when ``cfg.metadata`` is on, the catalog exists and no extra source
         is named ``metadata``.
+    neighbours_run: the ``pmrs train-neighbours`` run of the ``neighbours`` source (a name or a
+        path); ``None``: the latest. The source is added when ``cfg.neighbours`` is on and a run
+        exists (it must have been built from the work directory's interactions).
+    neighbours_override: for benchmarks: the neighbours source as given instead of a run's.
 
     Returns the bundle's directory.
     """
@@ -133,9 +169,12 @@ def build_bundle(workdir: str | os.PathLike, cfg: IndexerConfig | None = None,
             if cfg.metadata and not any(s.name == C.METADATA for s in extra):
                 meta = _metadata_source(workdir, cfg, metadata_cfg)
                 extra += [meta] if meta is not None else []
-            with tqdm(total=8 + len(extra), desc="indexer build", unit="step", disable=not show_progress) as bar:
+            nb = (neighbours_override if neighbours_override is not None
+                  else _neighbours_source(workdir, cfg, neighbours_run) if cfg.neighbours else None)
+            with tqdm(total=8 + len(extra) + (nb is not None), desc="indexer build", unit="step",
+                      disable=not show_progress) as bar:
                 manifest = _assemble(tmp, workdir, cfg, version, wmf_run, cnn_run, acoustic_override,
-                                     extra, bar)
+                                     extra, bar, nb)
                 bar.set_postfix_str("default lists")
                 if cfg.default_lists:
                     manifest["default_lists"] = _write_default_lists(tmp, manifest, cfg, show_progress)
@@ -268,6 +307,59 @@ def _write_metadata_model(tmp: Path, model) -> dict:
     return entry
 
 
+def _neighbours_source(workdir: Path, cfg: IndexerConfig, run: str | None) -> NeighboursInput | None:
+    """The ``neighbours`` source from a ``pmrs train-neighbours`` run (``run``, else the latest);
+    ``None`` when the work directory has none. Its default share: ``cfg.default_neighbours_share``,
+    else the run's share chosen on validation (``NeighboursInput.play_share``)."""
+    parent = workdir / NEIGHBOURS_DIR
+    if run is None and not list_runs(parent):
+        log.info("no neighbourhood run under %s: building a bundle without the neighbours source", parent)
+        return None
+    run_dir = resolve_run(parent, run)
+    model, song_ids = load_neighbours_run(run_dir)
+    config = read_json(run_dir / "config.json")
+    chosen = (config.get("serving_share") or {}).get("share")
+    if chosen is None and cfg.default_neighbours_share is None:
+        log.warning("neighbourhood run %s records no share chosen on validation (trained with --no-select?): "
+                    "the neighbours source takes %g of the play-based share", run_dir.name,
+                    FALLBACK_NEIGHBOURS_SHARE)
+    why = ("given" if cfg.default_neighbours_share is not None
+           else "fallback" if chosen is None else "validation")
+    settings = {k: v for k, v in config.items() if k not in ("selection", "serving_share")}
+    settings.update({"share_from": why, "validated_share": chosen,
+                     "serving_share_table": (config.get("serving_share") or {}).get("table")})
+    return NeighboursInput(C.NEIGHBOURS, np.asarray(song_ids), model.similarity,
+                           play_share=FALLBACK_NEIGHBOURS_SHARE if chosen is None else float(chosen),
+                           default_share=cfg.default_neighbours_share, origin=str(run_dir.resolve()),
+                           settings=settings)
+
+
+def _neighbour_arrays(universe: np.ndarray, nb: NeighboursInput) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The CSR arrays of ``nb``'s similarities over the bundle's song rows (``contract.
+    neighbour_files``): ``(indptr int64 (n_songs + 1,), indices int32 ascending per row, data
+    float32)``, zeros dropped, a song of the universe without a row in the run an empty row."""
+    ids = np.asarray(nb.song_ids)
+    rows = rows_of(universe, ids).astype(np.int64)
+    s = sp.csr_matrix(nb.similarity, dtype=np.float32, copy=True)
+    if s.shape != (len(ids), len(ids)):
+        raise ValueError(f"neighbours: a {s.shape} similarity matrix for {len(ids)} songs")
+    if not np.isfinite(s.data).all():
+        raise ValueError("neighbours: similarities hold NaN or infinite values")
+    s.eliminate_zeros()
+    mapped = sp.csr_matrix((s.data, rows[s.indices], s.indptr), shape=(len(ids), len(universe)))
+    del s
+    order = np.argsort(rows, kind="stable")
+    if len(rows) > 1 and not (np.diff(rows) > 0).all():   # (the run's ids are sorted as a rule)
+        mapped = mapped[order]
+    mapped.sum_duplicates()   # (sorts each row's indices)
+    mapped.sort_indices()
+    lengths = np.zeros(len(universe), np.int64)
+    lengths[rows[order]] = np.diff(mapped.indptr)
+    indptr = np.zeros(len(universe) + 1, np.int64)
+    np.cumsum(lengths, out=indptr[1:])
+    return indptr, mapped.indices.astype(np.int32), mapped.data.astype(np.float32)
+
+
 def _checked_source(src: SourceInput) -> SourceInput:
     """``src`` with its ids sorted (vectors and extras in the same order), validated."""
     ids = np.asarray(src.song_ids)
@@ -296,7 +388,8 @@ def _checked_source(src: SourceInput) -> SourceInput:
 
 
 def _assemble(tmp: Path, workdir: Path, cfg: IndexerConfig, version: str, wmf_run: str | None,
-              cnn_run: str | None, acoustic_override: dict | None, extra: list[SourceInput], bar) -> dict:
+              cnn_run: str | None, acoustic_override: dict | None, extra: list[SourceInput], bar,
+              nb: NeighboursInput | None = None) -> dict:
     """Write every bundle file into ``tmp``; return the manifest without checksums."""
     # -- inputs ---------------------------------------------------------------------------------
     bar.set_postfix_str("inputs")
@@ -307,7 +400,7 @@ def _assemble(tmp: Path, workdir: Path, cfg: IndexerConfig, version: str, wmf_ru
     live_models = _copy_live_models(tmp, workdir, acoustic)
     live_models.update({s.name: s.live_model(tmp) for s in extra if s.live_model is not None})
     others = ([acoustic] if acoustic is not None else []) + [_checked_source(s) for s in extra]
-    names = [C.COLLABORATIVE] + [s.name for s in others]
+    names = [C.COLLABORATIVE] + [s.name for s in others] + ([nb.name] if nb is not None else [])
     if len(set(names)) != len(names):
         raise ValueError(f"source names must be distinct, got {names}")
     if len(names) > C.MAX_SOURCES:
@@ -324,6 +417,8 @@ def _assemble(tmp: Path, workdir: Path, cfg: IndexerConfig, version: str, wmf_ru
     universe = wmf_songs_sorted
     for s in others:
         universe = np.union1d(universe, s.song_ids)
+    if nb is not None:
+        universe = np.union1d(universe, np.asarray(nb.song_ids))
     user_ids = wmf_users if user_order is None else wmf_users[user_order]
     save_npy(tmp / C.SONG_IDS_FILE, np.ascontiguousarray(universe))
     save_npy(tmp / C.USER_IDS_FILE, np.ascontiguousarray(user_ids))
@@ -349,6 +444,10 @@ def _assemble(tmp: Path, workdir: Path, cfg: IndexerConfig, version: str, wmf_ru
     save_npy(tmp / C.PLAYED_INDPTR_FILE, indptr)
     save_npy(tmp / C.PLAYED_INDICES_FILE, played_indices)
     save_npy(tmp / C.PLAYED_COUNTS_FILE, np.ascontiguousarray(m.data, dtype=np.float32))
+    if nb is not None and not np.array_equal(np.asarray(nb.song_ids), inter.song_ids):
+        raise ValueError(f"neighbourhood run {Path(nb.origin).name} was built from other interactions than "
+                         f"{workdir / INTERACTIONS_DIR} (the data was re-ingested since): retrain it "
+                         "(`pmrs train-neighbours`) or leave the source out (--no-neighbours)")
     songs_with_plays = int(np.count_nonzero(np.bincount(played_indices, minlength=len(universe))))
     n_plays = int(m.nnz)
     del inter, m
@@ -384,7 +483,7 @@ def _assemble(tmp: Path, workdir: Path, cfg: IndexerConfig, version: str, wmf_ru
         index, entry = build_chosen_index(src.vectors, src.spec, queries, cfg)
         faiss.write_index(index, str(tmp / files["index"]))
         del index
-        desc = {"space": src.space, "covers_cold": bool(src.covers_cold), "files": files,
+        desc = {"kind": C.VECTORS, "space": src.space, "covers_cold": bool(src.covers_cold), "files": files,
                 "index": {"file": files["index"], **entry}, "origin": src.origin}
         if src.settings is not None:
             desc["settings"] = src.settings
@@ -399,6 +498,24 @@ def _assemble(tmp: Path, workdir: Path, cfg: IndexerConfig, version: str, wmf_ru
         sources[src.name] = desc
         bar.update()
 
+    if nb is not None:   # a neighbours-kind source: the CSR over song rows, no index
+        bar.set_postfix_str(f"{nb.name} matrix")
+        t0 = time.perf_counter()
+        files = C.neighbour_files(nb.name)
+        arrays = dict(zip(("indptr", "indices", "data"), _neighbour_arrays(universe, nb)))
+        for part, a in arrays.items():
+            save_npy(tmp / files[part], a)
+        lengths = np.diff(arrays["indptr"])
+        sources[nb.name] = {
+            "kind": C.SPARSE_NEIGHBOURS, "space": C.COOCCURRENCE_SPACE, "covers_cold": False, "files": files,
+            # what GetBundleInfo lists for a source: the sum of sparse rows is exact (recall 1)
+            "index": {"spec": f"sparse top-{int(lengths.max(initial=0))} neighbours", "exact": True,
+                      "transform": "none", "search_params": {}, "recall_at_10": 1.0,
+                      "vectors": int((lengths > 0).sum()), "stored": int(lengths.sum()),
+                      "build_seconds": round(time.perf_counter() - t0, 3)},
+            "origin": nb.origin, "settings": nb.settings}
+        bar.update()
+
     # -- catalog --------------------------------------------------------------------------------
     bar.set_postfix_str("catalog")
     catalog = workdir / C.CATALOG_FILE
@@ -408,14 +525,19 @@ def _assemble(tmp: Path, workdir: Path, cfg: IndexerConfig, version: str, wmf_ru
         log.warning("no %s: the bundle has no catalog (songs() gives ids only)", catalog)
     bar.update()
 
-    defaults = cfg.defaults({s.name: s.default_share for s in others if s.name != C.ACOUSTIC})
+    extra_shares = {s.name: s.default_share for s in others if s.name != C.ACOUSTIC}
+    if nb is not None:   # (scaled by what the sources this bundle has leave)
+        taken = sum(extra_shares.values()) + (cfg.default_acoustic_share if acoustic is not None else 0.0)
+        extra_shares[nb.name] = nb.share(taken)
+    defaults = cfg.defaults(extra_shares)
     # only the sources this bundle has (a bundle without a CNN run has no acoustic share)
     defaults = C.Defaults(defaults.k, {n: v for n, v in defaults.shares.items() if n in names},
                           defaults.diversity, defaults.similar_diversity)
     return {
         "format_version": C.FORMAT_VERSION, "version": version, "created_at": _utc_now(),
         "source_runs": {"wmf": str(wmf_dir.resolve()),
-                        "cnn": acoustic.origin if acoustic is not None else None},
+                        "cnn": acoustic.origin if acoustic is not None else None,
+                        **({C.NEIGHBOURS: nb.origin} if nb is not None else {})},
         "wmf_config": asdict(model.config),
         "counts": {"users": int(len(user_ids)), "songs": int(len(universe)),
                    "songs_with_plays": songs_with_plays, "songs_with_factors": int(len(collab_vectors)),

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..serving.contract import ACOUSTIC, DEFAULT_DIVERSITY, DEFAULT_K, DEFAULT_SHARES, METADATA, Defaults
+from ..serving.contract import (ACOUSTIC, DEFAULT_DIVERSITY, DEFAULT_K, DEFAULT_SHARES, METADATA, NEIGHBOURS,
+                                 Defaults)
 
 #: The metadata source's default share (docs/ARCHITECTURE.md, "The metadata source": measured on
 #: validation splits of several worlds).
 DEFAULT_METADATA_SHARE = 0.1
+#: The neighbours source's share of the play-based part of a default list (collaborative +
+#: neighbours) when its run records no share chosen on validation (``pmrs.serving_share``).
+FALLBACK_NEIGHBOURS_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,13 @@ class IndexerConfig:
         tags, ``pmrs.metadata``, settings in ``[metadata]``) when the work directory has a catalog.
     metadata_spec: a FAISS ``index_factory`` string for the metadata index (``None``: automatic).
     default_metadata_share: the metadata source's share of a default list.
+    neighbours: add the ``neighbours`` source (the sparse top-K song similarities of the latest
+        ``pmrs train-neighbours`` run, or ``build_bundle``'s ``neighbours_run``) when the work
+        directory has a neighbourhood run.
+    default_neighbours_share: the neighbours source's share of a default list; ``None``: the
+        share chosen on validation and recorded in the run (``serving_share`` in its
+        ``train_log.json``), which is its share of the play-based part of a list, scaled by what
+        the other non-primary sources' default shares leave.
     """
 
     exact_threshold: int = 50_000
@@ -69,6 +80,8 @@ class IndexerConfig:
     metadata: bool = True
     metadata_spec: str | None = None
     default_metadata_share: float = DEFAULT_METADATA_SHARE
+    neighbours: bool = True
+    default_neighbours_share: float | None = None
 
     def __post_init__(self) -> None:
         if self.keep < 1:
@@ -81,7 +94,9 @@ class IndexerConfig:
             raise ValueError("nlist must be at least 1")
         if not 0.0 < self.max_probe_fraction <= 1.0:
             raise ValueError("max_probe_fraction must be in (0, 1]")
-        self.defaults({METADATA: self.default_metadata_share})  # validates k, shares and diversity
+        self.defaults({METADATA: self.default_metadata_share,   # validates k, shares and diversity
+                       **({} if self.default_neighbours_share is None
+                          else {NEIGHBOURS: self.default_neighbours_share})})
         if self.list_workers is not None and self.list_workers < 1:
             raise ValueError("list_workers must be at least 1")
 

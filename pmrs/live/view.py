@@ -118,6 +118,16 @@ class LiveView:
         pos = np.minimum(np.searchsorted(lrows, rows), len(lrows) - 1)
         return np.where(lrows[pos] == rows, pos, -1), mat
 
+    def covers(self, name: str, song_rows) -> np.ndarray:
+        rows = np.asarray(song_rows, np.int64).reshape(-1)
+        old = rows < self._b.n_songs
+        out = np.zeros(len(rows), bool)
+        if old.any():
+            out[old] = self._b.covers(name, rows[old])
+        if (~old).any():   # an added song: a vector of its own (never a row of neighbours)
+            out[~old] = self._live_pos(name, rows[~old])[0] >= 0
+        return out
+
     def song_vector(self, name: str, song_row: int) -> np.ndarray | None:
         if int(song_row) < self._b.n_songs:
             return self._b.song_vector(name, song_row)

@@ -106,14 +106,7 @@ class _VectorIndex:
 
     def position(self, song_rows: np.ndarray) -> np.ndarray:
         """Position (FAISS id) of each song row, -1 where the row has no vector here."""
-        song_rows = np.asarray(song_rows, dtype=np.int64).reshape(-1)
-        if not len(self.rows):
-            return np.full(len(song_rows), -1, np.int64)
-        # searched in the rows' own dtype (int32): a wider key makes numpy cast all the rows on
-        # every call (30 us on 384,546 songs); clipping keeps keys out of range from wrapping
-        keys = np.clip(song_rows, -1, np.iinfo(self.rows.dtype).max).astype(self.rows.dtype)
-        pos = np.minimum(np.searchsorted(self.rows, keys), len(self.rows) - 1)
-        return np.where(self.rows[pos] == song_rows, pos, -1).astype(np.int64)
+        return _positions(self.rows, song_rows)
 
     def search(self, queries: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
         n = len(queries)
@@ -187,6 +180,95 @@ class _VectorIndex:
         return scores, rows
 
 
+#: Entries per catalog song above which a listener's rows are summed densely (``_NeighbourMatrix``).
+DENSE_SUMS = 0.05
+
+
+def _padded(rows: np.ndarray, scores: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
+    """One query's ``(scores (1, top) float32, rows (1, top) int64)``, padded with -inf / -1."""
+    out_s = np.full((1, top), -np.inf, dtype=np.float32)
+    out_r = np.full((1, top), -1, dtype=np.int64)
+    out_s[0, :len(rows)] = scores
+    out_r[0, :len(rows)] = rows
+    return out_s, out_r
+
+
+def _positions(rows: np.ndarray, song_rows: np.ndarray) -> np.ndarray:
+    """Position of each of ``song_rows`` in the ascending ``rows``, -1 where it is not there."""
+    song_rows = np.asarray(song_rows, dtype=np.int64).reshape(-1)
+    if not len(rows):
+        return np.full(len(song_rows), -1, np.int64)
+    # searched in the rows' own dtype (int32): a wider key makes numpy cast all the rows on
+    # every call (30 us on 384,546 songs); clipping keeps keys out of range from wrapping
+    keys = np.clip(song_rows, -1, np.iinfo(rows.dtype).max).astype(rows.dtype)
+    pos = np.minimum(np.searchsorted(rows, keys), len(rows) - 1)
+    return np.where(rows[pos] == song_rows, pos, -1).astype(np.int64)
+
+
+class _NeighbourMatrix:
+    """A ``neighbours``-kind source: the CSR arrays of its song x song similarity matrix ``S``
+    (``contract.neighbour_files``) and the song rows that have a (non-empty) row in it."""
+
+    def __init__(self, name: str, entry: dict, indptr: np.ndarray, indices: np.ndarray, data: np.ndarray,
+                 n_songs: int):
+        self.name, self.entry = name, entry
+        self.indptr, self.indices, self.data = indptr, indices, data
+        if indptr.ndim != 1 or len(indptr) != n_songs + 1 or indices.ndim != 1 or data.shape != indices.shape:
+            raise ValueError(f"{name}: a CSR of {len(indptr) - 1} rows with {indices.shape} indices and "
+                             f"{data.shape} values for {n_songs} songs")
+        lengths = np.diff(indptr)
+        self.rows = np.flatnonzero(lengths > 0).astype(np.int32)   # songs with neighbours, ascending
+        self.width = int(lengths.max(initial=0))                   # the most neighbours of a song
+        self.n_songs = n_songs
+
+    def position(self, song_rows: np.ndarray) -> np.ndarray:
+        return _positions(self.rows, song_rows)
+
+    def scores(self, song_rows: np.ndarray, top: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(rows int64, scores float32)``: the ``top`` (``None``: all) best songs in the rows
+        of ``S`` of ``song_rows`` (unique song rows: a listener's songs, or one song), scored
+        with the sum of their similarities there (``pmrs.neighbours``'s ``played @ S``, summed
+        in float64 in the rows' order), best first; ties: the lower row first.
+
+        A listener with many songs gathers many entries: above ``DENSE_SUMS`` entries per song
+        of the catalog they are summed into one catalog-long array instead of sorted first
+        (the same additions in the same order, so the same sums), and only the entries that can
+        be among the ``top`` are sorted."""
+        songs = np.asarray(song_rows, dtype=np.int64).reshape(-1)
+        starts = self.indptr[songs].astype(np.int64)
+        lengths = self.indptr[songs + 1].astype(np.int64) - starts
+        total = int(lengths.sum())
+        if total == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+        if len(songs) == 1:   # (SimilarSongs: one stored row, already sorted and unique)
+            s0 = int(starts[0])
+            cols = np.asarray(self.indices[s0:s0 + total], np.int64)
+            sums = np.asarray(self.data[s0:s0 + total], np.float32)
+        else:
+            ends = np.cumsum(lengths)
+            entries = np.repeat(starts - ends + lengths, lengths) + np.arange(total)
+            if total > DENSE_SUMS * self.n_songs:
+                dense = np.bincount(self.indices[entries], weights=self.data[entries], minlength=self.n_songs)
+                cols = np.flatnonzero(dense)
+                sums = dense[cols].astype(np.float32)
+            else:
+                cols, inv = np.unique(np.asarray(self.indices[entries]), return_inverse=True)
+                sums = np.bincount(inv, weights=self.data[entries], minlength=len(cols)).astype(np.float32)
+                cols = cols.astype(np.int64)
+        keep = sums != 0
+        if not keep.all():
+            cols, sums = cols[keep], sums[keep]
+        if top is not None and 0 < top < len(sums) // 4:
+            # every song scored at least the top-th best score (ties included), in row order
+            kth = np.partition(sums, len(sums) - top)[len(sums) - top]
+            keep = sums >= kth
+            cols, sums = cols[keep], sums[keep]
+        order = np.argsort(-sums, kind="stable")   # cols ascending: ties keep the lower row first
+        if top is not None:
+            order = order[:top]
+        return cols[order], sums[order]
+
+
 @dataclass(frozen=True)
 class DefaultLists:
     """Answers to a default request computed at build time (``indexer build``, docs/SERVING.md
@@ -214,6 +296,7 @@ class SourceSpec:
     space: str           # "wmf": queried with user factors; else with the mean of played songs' vectors
     covers_cold: bool    # has vectors for songs nobody played
     index: dict          # the index entry: spec, search_params, recall_at_10, ...
+    kind: str = C.VECTORS  # contract.SOURCE_KINDS: vectors + FAISS, or sparse neighbours
 
 
 class Bundle:
@@ -239,6 +322,7 @@ class Bundle:
         self.defaults = C.Defaults.from_manifest(manifest.get("defaults"))
         self.sources: dict[str, SourceSpec] = {}
         self._indexes: dict[str, _VectorIndex] = {}
+        self._neighbours: dict[str, _NeighbourMatrix] = {}   # neighbours-kind sources
         self.lists: dict[str, DefaultLists] = {}   # default lists by kind (contract.LIST_KINDS)
         self._embeddings = self._genre_probs = None
         self._extras_source: str | None = None     # the source whose rows the two above follow
@@ -301,11 +385,18 @@ class Bundle:
             raise ValueError(f"bundle {path}: user arrays disagree on the number of users")
         for i, (name, src) in enumerate(m["sources"].items()):
             files = src["files"]
-            self._indexes[name] = _VectorIndex(name, src["index"], _read_index(path / files["index"], self._mmap),
-                                               _load(path / files["rows"], self._mmap),
-                                               _load(path / files["vectors"], self._mmap))
+            kind = src.get("kind", C.VECTORS)
+            if kind == C.SPARSE_NEIGHBOURS:
+                self._neighbours[name] = _NeighbourMatrix(
+                    name, src, *(_load(path / files[part], self._mmap) for part in ("indptr", "indices", "data")),
+                    n_songs=n_songs)
+            else:
+                self._indexes[name] = _VectorIndex(name, src["index"],
+                                                   _read_index(path / files["index"], self._mmap),
+                                                   _load(path / files["rows"], self._mmap),
+                                                   _load(path / files["vectors"], self._mmap))
             self.sources[name] = SourceSpec(name, 1 << i, str(src.get("space", C.WMF_SPACE)),
-                                            bool(src.get("covers_cold")), dict(src["index"]))
+                                            bool(src.get("covers_cold")), dict(src.get("index") or {}), kind)
             if src.get("embeddings") and self._embeddings is None:
                 self._embeddings = _load(path / src["embeddings"], self._mmap)
                 self._extras_source = name
@@ -369,6 +460,21 @@ class Bundle:
                 raise bad(f"{name} rows are not ascending")
             if vectors.dtype != np.float32 or not np.isfinite(vectors).all():
                 raise bad(f"{name} vectors are not finite float32")
+        for name, nm in self._neighbours.items():
+            ptr, idx, data = nm.indptr, nm.indices, nm.data
+            if (ptr.dtype.kind != "i" or idx.dtype.kind != "i" or ptr[0] != 0 or ptr[-1] != len(idx)
+                    or (np.diff(ptr) < 0).any()):
+                raise bad(f"{name} indptr does not delimit its indices")
+            if len(idx) and (idx.min() < 0 or idx.max() >= n_songs):
+                raise bad(f"{name} song rows are out of [0, {n_songs})")
+            if len(idx) > 1:
+                rising = idx[1:] > idx[:-1]
+                starts = ptr[1:-1][(ptr[1:-1] > 0) & (ptr[1:-1] < len(idx))] - 1  # a row's last entry
+                rising[starts] = True
+                if not rising.all():
+                    raise bad(f"{name} song rows are not sorted and unique within a row")
+            if data.dtype != np.float32 or not np.isfinite(data).all():
+                raise bad(f"{name} similarities are not finite float32")
         for name, extra in (("embeddings", self._embeddings), ("genre probabilities", self._genre_probs)):
             if extra is not None:
                 ix = self._indexes[self._extras_source]
@@ -406,6 +512,7 @@ class Bundle:
             self._catalog.close()
             self._catalog = None
         self._indexes = {}
+        self._neighbours = {}
 
     def __enter__(self) -> "Bundle":
         return self
@@ -437,14 +544,18 @@ class Bundle:
         return list(self.sources)
 
     def has_source(self, name: str) -> bool:
-        return name in self._indexes
+        return name in self._indexes or name in self._neighbours
 
     def source_size(self, name: str) -> int:
-        """Vectors in source ``name`` (0 when the bundle has no such source)."""
-        ix = self._indexes.get(name)
+        """Vectors in source ``name``, or songs with neighbours in a neighbours source (0 when the
+        bundle has no such source)."""
+        ix = self._indexes.get(name) or self._neighbours.get(name)
         return 0 if ix is None else len(ix.rows)
 
     def source_dimension(self, name: str) -> int:
+        """The vectors' dimension; for a neighbours source, the most neighbours a song has."""
+        if name in self._neighbours:
+            return self._neighbours[name].width
         return int(self._indexes[name].vectors.shape[1])
 
     # -- ids ----------------------------------------------------------------------------------
@@ -494,9 +605,16 @@ class Bundle:
         return None if pos < 0 else np.asarray(ix.vectors[pos], dtype=np.float32)
 
     def song_sources(self, song_row: int) -> list[str]:
-        """The sources that have a vector for song ``song_row``, in bundle order."""
-        return [name for name, ix in self._indexes.items()
-                if int(ix.position(np.asarray([song_row]))[0]) >= 0]
+        """The sources that have a vector (or neighbours) for song ``song_row``, in bundle order."""
+        return [name for name in self.sources if self.covers(name, [song_row])[0]]
+
+    def covers(self, name: str, song_rows: Sequence[int] | np.ndarray) -> np.ndarray:
+        """``(n,)`` bool: which of ``song_rows`` source ``name`` can answer for (a vector, or a
+        non-empty row of neighbours); ``KeyError`` for a source the bundle lacks."""
+        ix = self._indexes.get(name) or self._neighbours.get(name)
+        if ix is None:
+            raise KeyError(f"bundle {self.version} has no {name!r} source (has: {', '.join(self.sources)})")
+        return ix.position(np.asarray(song_rows, dtype=np.int64)) >= 0
 
     def song_vectors(self, name: str, song_rows: Sequence[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(have, vectors)``: which of ``song_rows`` have a vector in source ``name`` (bool), and
@@ -553,7 +671,7 @@ class Bundle:
         """
         ix = self._indexes.get(name)
         if ix is None:
-            raise KeyError(f"bundle {self.version} has no {name!r} source (has: {', '.join(self._indexes)})")
+            raise KeyError(f"bundle {self.version} has no {name!r} vector source (has: {', '.join(self._indexes)})")
         q = np.ascontiguousarray(np.atleast_2d(np.asarray(queries, dtype=np.float32)))
         if q.ndim != 2 or q.shape[1] != ix.vectors.shape[1]:
             raise ValueError(f"queries must be (n, {ix.vectors.shape[1]}), got {np.shape(queries)}")
@@ -564,6 +682,18 @@ class Bundle:
             faiss.omp_set_num_threads(self.threads)
             _omp.threads = self.threads
         return ix.search(q, top)
+
+    def search_songs(self, name: str, song_rows: Sequence[int] | np.ndarray, top: int
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``top`` best songs of neighbours source ``name`` for a listener of ``song_rows``
+        (or one song): the sum of their rows of ``S``, as ``search`` returns for one query:
+        ``(scores (1, top) float32, song_rows (1, top) int64)``, padded with ``-inf`` / ``-1``.
+        The songs themselves are not left out (the caller excludes what it must)."""
+        nm = self._neighbours.get(name)
+        if nm is None:
+            raise KeyError(f"bundle {self.version} has no neighbours source {name!r}")
+        rows, vals = nm.scores(np.unique(np.asarray(song_rows, np.int64)), int(top))
+        return _padded(rows, vals, int(top))
 
     def search_each(self, name: str, queries: np.ndarray, top: int
                     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:

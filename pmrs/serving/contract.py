@@ -13,7 +13,11 @@ Layout of a work directory's bundles::
     <workdir>/bundles/.lock                held by the build in progress
 
 **Sources.** A bundle holds any number of named *sources* (at most ``MAX_SOURCES``), in the
-manifest's order; each is a set of song vectors with a FAISS index over them. A source's
+manifest's order. A source's *kind* says what it holds: ``"vectors"`` (every source of formats 1
+and 2) is a set of song vectors with a FAISS index over them; ``"neighbours"`` is a sparse top-K
+song-to-song similarity matrix ``S`` in CSR form over the bundle's song rows (the neighbourhood
+model, ``pmrs.neighbours``): a listener's scores are the sum of the rows of their songs, a song's
+neighbours its row, and only songs with plays have a row. A vector source's
 ``space`` says how a user is turned into a query for it: ``"wmf"`` sources live in the WMF
 latent space and are queried with the user's factors (the collaborative source, and the acoustic
 one whose CNN predicts WMF factors); any other space is queried with the mean of the vectors of
@@ -39,10 +43,11 @@ from ..artifacts import list_runs, read_json
 
 log = logging.getLogger(__name__)
 
-#: Written by today's indexer. Version 1 (two fixed sources, files named per source kind) is
-#: still read: ``upgrade_manifest`` turns its manifest into version 2's shape.
-FORMAT_VERSION = 2
-READABLE_FORMATS = (1, 2)
+#: Written by today's indexer. Version 3 is version 2 with a ``kind`` per source (version 2's
+#: sources are all ``"vectors"``); version 1 (two fixed sources, files named per source kind) and
+#: version 2 are still read: ``upgrade_manifest`` turns their manifests into version 3's shape.
+FORMAT_VERSION = 3
+READABLE_FORMATS = (1, 2, 3)
 
 BUNDLES_DIR = "bundles"
 CURRENT_FILE = "CURRENT"
@@ -65,8 +70,15 @@ CATALOG_FILE = "catalog.lmdb"
 COLLABORATIVE = "collaborative"   # WMF song factors: every bundle has it, and it comes first
 ACOUSTIC = "acoustic"             # CNN-predicted WMF factors (songs with audio, cold ones too)
 METADATA = "metadata"             # song vectors from metadata and tags (pmrs.metadata), cold songs too
+NEIGHBOURS = "neighbours"         # the neighbourhood model's top-K song similarities (songs with plays)
 WMF_SPACE = "wmf"
 METADATA_SPACE = "metadata"
+#: The neighbours source's space: co-occurrence similarities, queried with the listener's songs.
+COOCCURRENCE_SPACE = "cooccurrence"
+#: Source kinds (a manifest source's ``kind``; absent in formats 1 and 2: ``VECTORS``).
+VECTORS = "vectors"               # song vectors + a FAISS index (files: ``source_files``)
+SPARSE_NEIGHBOURS = "neighbours"  # a CSR song x song similarity matrix (files: ``neighbour_files``)
+SOURCE_KINDS = (VECTORS, SPARSE_NEIGHBOURS)
 MAX_SOURCES = 8                   # a list entry records its sources as a bit mask in one byte
 #: Per-song extras of the source that has them: L2-normalised embeddings for MMR re-ranking and
 #: genre-head probabilities (``GetSong``'s confidences).
@@ -87,6 +99,14 @@ def source_files(name: str) -> dict[str, str]:
     """The files of source ``name`` in a version-2 bundle: its FAISS index, the song rows of its
     vectors (ascending int32) and the vectors ``(n, d)`` float32."""
     return {"index": f"{name}.faiss", "rows": f"{name}_rows.npy", "vectors": f"{name}_vectors.npy"}
+
+
+def neighbour_files(name: str) -> dict[str, str]:
+    """The files of a ``neighbours``-kind source ``name``: the CSR arrays of its ``(n_songs,
+    n_songs)`` similarity matrix over the bundle's song rows: ``indptr`` (n_songs + 1,) int64,
+    ``indices`` (nnz,) int32 song rows, strictly ascending within a row, ``data`` (nnz,) float32
+    finite similarities. A song without plays has an empty row."""
+    return {part: f"{name}_{part}.npy" for part in ("indptr", "indices", "data")}
 
 
 _V1_FILES = {COLLABORATIVE: {"index": "collaborative.faiss", "rows": "collab_rows.npy",
@@ -286,7 +306,18 @@ def upgrade_manifest(manifest: dict) -> dict:
             entry["shares"] = {ACOUSTIC: float(entry.pop("acoustic_share", 0.0))}
             lists[kind] = entry
         m["default_lists"] = lists
-    names = list(m.get("sources") or {})
+    sources = {}
+    for name, entry in (m.get("sources") or {}).items():
+        entry = dict(entry)
+        kind = entry.setdefault("kind", VECTORS)
+        if kind not in SOURCE_KINDS:
+            raise ContractError(f"bundle {m.get('version')!r}: source {name!r} is of kind {kind!r}; this "
+                                f"PMRS reads {', '.join(SOURCE_KINDS)}")
+        sources[name] = entry
+    m["sources"] = sources
+    names = list(sources)
+    if names and sources[names[0]]["kind"] != VECTORS:
+        raise ContractError(f"bundle {m.get('version')!r}: the first source must hold vectors")
     if not names or names[0] != COLLABORATIVE:
         raise ContractError(f"bundle {m.get('version')!r}: the first source must be {COLLABORATIVE!r}, "
                             f"got {names}")

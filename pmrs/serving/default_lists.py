@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from ..processes import exit_with_parent
 from .bundle import Bundle
+from .contract import VECTORS
 from .recommend import (MIXED, candidate_count, check_shares, check_unit, known_user_query, recommend,
                         resolve_k, similar_songs, source_queries)
 
@@ -63,8 +64,10 @@ def _fill(out: tuple[np.ndarray, np.ndarray, np.ndarray], i: int, items) -> None
 
 
 def _tops(bundle: Bundle, k: int) -> dict[str, int]:
-    """What ``_Candidates`` asks each source for first (``recommend._blend``)."""
-    return {name: min(candidate_count(k), bundle.source_size(name)) for name in bundle.source_names}
+    """What ``_Candidates`` asks each vector source for first (``recommend._blend``); a neighbours
+    source is not batched: its search is a sum of sparse rows, as cheap one listener at a time."""
+    return {name: min(candidate_count(k), bundle.source_size(name)) for name in bundle.source_names
+            if bundle.sources[name].kind == VECTORS}
 
 
 def lists_for_users(bundle: Bundle, start: int, stop: int, k: int, shares: dict[str, float],

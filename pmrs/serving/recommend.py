@@ -5,7 +5,9 @@ public API over them, and the server only translates messages to its calls. The 
 docs/SERVING.md's ("Server semantics"):
 
 1. Candidates: the top ``c = max(4k, 100)`` songs of each source for the query (the user's
-   factors in WMF-space sources, the mean vector of the listener's songs in the others).
+   factors in WMF-space sources, the mean vector of the listener's songs in the other vector
+   sources; in a neighbours source, the sum of the similarity rows of the listener's songs, or
+   the song's own row for SimilarSongs).
    Excluded songs (played, seeds, the song itself) and songs the filters reject are dropped; when
    fewer than ``k`` survive in a source that the blend draws from, that source is searched again
    for 4x as many, up to the whole index.
@@ -33,12 +35,12 @@ from typing import Callable, Iterator, Mapping, Sequence
 import numpy as np
 
 from ..text import quote_prefix
-from .contract import (ACOUSTIC, COLLABORATIVE, DEFAULT_K, MAX_K, MAX_SEEDS, WMF_SPACE, quotas,
-                       resolve_shares)
+from .contract import (ACOUSTIC, COLLABORATIVE, DEFAULT_K, MAX_K, MAX_SEEDS, NEIGHBOURS, SPARSE_NEIGHBOURS,
+                       WMF_SPACE, quotas, resolve_shares)
 
 MIXED = "mixed"
 #: SimilarSongs modes besides a single source's name: every source that has the song's vector.
-MODES = (COLLABORATIVE, ACOUSTIC, MIXED)
+MODES = (COLLABORATIVE, ACOUSTIC, NEIGHBOURS, MIXED)
 
 MIN_CANDIDATES = 100
 CANDIDATES_PER_ITEM = 4
@@ -169,11 +171,17 @@ class Query:
 
 
 def source_queries(bundle, query: Query) -> dict[str, np.ndarray]:
-    """The query vector of ``query`` in each source of ``bundle`` that can answer it: the WMF
-    vector for WMF-space sources, the mean of the profile songs' vectors for the others."""
+    """The query of ``query`` in each source of ``bundle`` that can answer it: the WMF vector for
+    WMF-space sources, the mean of the profile songs' vectors for the other vector sources, and
+    for a neighbours source the profile's song rows that have neighbours there (int64)."""
     out = {}
     for name, src in bundle.sources.items():
-        if src.space == WMF_SPACE:
+        if src.kind == SPARSE_NEIGHBOURS:
+            rows = np.asarray(query.profile_rows, np.int64)
+            rows = rows[bundle.covers(name, rows)]
+            if rows.size:
+                out[name] = rows
+        elif src.space == WMF_SPACE:
             if query.vector is not None:
                 out[name] = query.vector
         else:
@@ -215,10 +223,11 @@ def user_query(bundle, user_id: str, seed_song_ids: Sequence[str] = (),
     # Played seeds fold in by their WMF factors, unplayed ones by a stand-in source's vectors
     # (the acoustic source's CNN-predicted factors); other sources use the seeds' mean vector.
     wmf = [COLLABORATIVE, *bundle.stand_in_sources]
-    has = {name: bundle.song_vectors(name, known)[0] for name in bundle.source_names}
+    has = {name: bundle.covers(name, known) if _sparse(bundle, name) else bundle.song_vectors(name, known)[0]
+           for name in bundle.source_names}
     in_wmf = np.any([has[name] for name in wmf], axis=0)
     if not np.any([h for h in has.values()], axis=0).any():
-        raise NotFound(f"none of the {known.size} known seed songs has a vector in any source "
+        raise NotFound(f"none of the {known.size} known seed songs has a vector or neighbours in any source "
                        f"(fold-in needs WMF or CNN-predicted song factors)")
     vector = (np.asarray(bundle.fold_in(known[in_wmf]), np.float32).reshape(-1) if in_wmf.any()
               else None)
@@ -288,6 +297,10 @@ def similar_songs(bundle, song_row: int, k: int, mode: str = MIXED,
         names = [mode]
     queries: dict[str, np.ndarray] = {}
     for name in names:
+        if _sparse(bundle, name):  # the song's own row of neighbours
+            if bundle.covers(name, [int(song_row)])[0]:
+                queries[name] = np.asarray([int(song_row)], np.int64)
+            continue
         v = bundle.song_vector(name, int(song_row))
         if v is not None:
             queries[name] = v
@@ -301,7 +314,8 @@ def similar_songs(bundle, song_row: int, k: int, mode: str = MIXED,
 
 
 _WHY_MISSING = {COLLABORATIVE: "the song has no plays, hence no collaborative vector",
-                ACOUSTIC: "the song has no audio, hence no acoustic vector"}
+                ACOUSTIC: "the song has no audio, hence no acoustic vector",
+                NEIGHBOURS: "the song has no plays shared with another song, hence no neighbours"}
 
 
 def candidate_count(k: int) -> int:
@@ -329,6 +343,11 @@ def listed_items(lists, row: int) -> list[Item]:
             zip(rows[:n], lists.scores[row, :n].tolist(), lists.sources[row, :n].tolist())]
 
 
+def _sparse(bundle, name: str) -> bool:
+    """Whether source ``name`` is a neighbours source (searched with song rows, not a vector)."""
+    return bundle.sources[name].kind == SPARSE_NEIGHBOURS
+
+
 def _check_k(k: int) -> int:
     k = int(k)
     if not 1 <= k <= MAX_K:
@@ -346,7 +365,9 @@ class _Candidates:
 
     def __init__(self, bundle, name: str, query: np.ndarray, exclude: np.ndarray, filters: Filters,
                  catalog: dict[int, dict | None], top: int):
-        self.bundle, self.name, self.query = bundle, name, query[None, :]
+        # a vector source is searched with a query vector; a neighbours source with song rows
+        self.sparse = _sparse(bundle, name)
+        self.bundle, self.name, self.query = bundle, name, query if self.sparse else query[None, :]
         self.exclude, self.filters, self.catalog = exclude, filters, catalog
         self.size = _index_size(bundle, name)
         self.top = min(top, self.size)
@@ -364,7 +385,8 @@ class _Candidates:
         self._fetch()
 
     def _fetch(self) -> None:
-        scores, rows = self.bundle.search(self.name, self.query, self.top)  # best first
+        search = self.bundle.search_songs if self.sparse else self.bundle.search
+        scores, rows = search(self.name, self.query, self.top)  # best first
         scores, rows = scores[0], rows[0]
         keep = rows >= 0
         if self.exclude.size:  # sorted, unique
@@ -437,6 +459,29 @@ def _select(bundle, cands: list["_Candidates"], quota: dict[str, int], k: int,
                     best = v
         items.append(Item(r, best, mask))
     return items
+
+
+class _List:
+    """A candidate list without a search behind it (``interleave``)."""
+
+    def __init__(self, rows: np.ndarray, scores: np.ndarray):
+        self.rows, self.scores = rows, scores
+
+
+def interleave(lists: Sequence[tuple[np.ndarray, np.ndarray]], shares: Sequence[float], k: int) -> list[int]:
+    """The song rows the blend returns (``diversity`` 0, nothing excluded) from candidate lists
+    ``(rows, scores)`` of the sources in bundle order (the first primary), each best first with
+    distinct rows, under ``shares``: the quotas and the interleaving by normalised score of a
+    Recommend (``contract.quotas``, ``_quota_picks``). For offline use (the neighbours source's
+    share is chosen on validation with it)."""
+    names = [str(i) for i in range(len(lists))]
+    quota = quotas(names, {n: float(v) for n, v in zip(names, shares)}, k)
+    cands, left = [], []
+    for name, (rows, scores) in zip(names, lists):
+        if len(rows):
+            cands.append(_List(np.asarray(rows, np.int64), np.asarray(scores, np.float32)))
+            left.append(quota[name])
+    return [r for r, _ in _quota_picks(cands, left, k)] if cands else []
 
 
 def _ranked(cands: list["_Candidates"]) -> Iterator[tuple[int, int]]:

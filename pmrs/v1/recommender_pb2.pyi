@@ -21,6 +21,7 @@ class SimilarityMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SIMILARITY_MODE_ACOUSTIC: _ClassVar[SimilarityMode]
     SIMILARITY_MODE_MIXED: _ClassVar[SimilarityMode]
     SIMILARITY_MODE_METADATA: _ClassVar[SimilarityMode]
+    SIMILARITY_MODE_NEIGHBOURS: _ClassVar[SimilarityMode]
 SOURCE_UNSPECIFIED: Source
 SOURCE_COLLABORATIVE: Source
 SOURCE_ACOUSTIC: Source
@@ -30,6 +31,7 @@ SIMILARITY_MODE_COLLABORATIVE: SimilarityMode
 SIMILARITY_MODE_ACOUSTIC: SimilarityMode
 SIMILARITY_MODE_MIXED: SimilarityMode
 SIMILARITY_MODE_METADATA: SimilarityMode
+SIMILARITY_MODE_NEIGHBOURS: SimilarityMode
 
 class Filters(_message.Message):
     __slots__ = ("genres", "min_year", "max_year", "exclude_artists")

@@ -1,0 +1,147 @@
+"""The neighbours source's default share, chosen on validation (``pmrs train-neighbours``).
+
+The server blends sources by quotas: a source with share ``s`` contributes ``round(s * k)`` songs
+of a list of ``k``, the primary (collaborative) source the rest, interleaved by score normalised
+within each source's candidate list (``pmrs.serving.recommend``). The share of the neighbours
+source is chosen the way the WMF settings are (``pmrs.tuning.select_settings``): on a validation
+split drawn from the training data, the share in ``SHARES`` whose blend of the two play-based
+sources (collaborative + neighbours) maximises mAP@500 + recall@50 of the validation users'
+held-out songs. The blend is the server's own code (``recommend.interleave``) over the lists it
+would search: each source's top ``max(4k, 100)`` candidates after the user's songs are left out
+(the neighbours source lists only songs with a non-zero score); mAP@500 is read from the list of
+500, recall@50 from the list of 50 (quotas differ with ``k``).
+
+At the Taste Profile's shape the split is drawn from a random sample of users (and the songs they
+played), as ``select_settings`` samples, but sized for the neighbourhood model: co-occurrences
+need listeners, so the sample keeps ``users_per_song`` listeners per played song on average (at
+least ``min_users`` users; docs/ARCHITECTURE.md, "The neighbours source", for what it gave at
+the full shape). WMF is fitted there with the WMF run's settings, the neighbourhood model with
+the run's.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from tqdm import tqdm
+
+from ..evaluation.metrics import ranking_metrics
+from ..evaluation.split import holdout_split
+from ..neighbours import NeighboursConfig, build_neighbours
+from ..serving.recommend import candidate_count, interleave
+from ..wmf import WMFConfig, train_wmf
+
+log = logging.getLogger(__name__)
+
+#: Shares of the neighbours source tried (0: collaborative alone, 1: neighbours alone).
+SHARES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+@dataclass(frozen=True)
+class ShareConfig:
+    """How the share is chosen (``[select]``'s seed and split settings are reused by the caller).
+
+    users_per_song: the sample's mean listeners per played song (``plays / songs`` of the whole
+    matrix times the sampled share of users); min_users: users sampled at least (all when there
+    are fewer). validation_users: users whose songs are held out (at most). holdout_fraction,
+    min_songs: as ``holdout_split``.
+    """
+
+    shares: tuple[float, ...] = SHARES
+    users_per_song: float = 10.0
+    min_users: int = 20_000
+    validation_users: int = 1000
+    holdout_fraction: float = 0.2
+    min_songs: int = 5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shares", tuple(float(s) for s in self.shares))
+        if not self.shares or not all(0.0 <= s <= 1.0 for s in self.shares):
+            raise ValueError(f"shares must be in [0, 1], got {self.shares}")
+        if self.min_users < 2 or self.validation_users < 1 or self.users_per_song <= 0:
+            raise ValueError("need min_users >= 2, validation_users >= 1 and users_per_song > 0")
+
+
+def _top_excluding(scores: np.ndarray, played: np.ndarray, top: int, nonzero: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The ``top`` best songs of one user's dense ``scores``, the user's ``played`` songs left out
+    (and, for a neighbours source, songs scored 0: not in its candidate lists); ties: lower row."""
+    s = np.asarray(scores, np.float32).copy()
+    s[played] = -np.inf
+    if nonzero:
+        s[s == 0] = -np.inf
+    n = min(top, int(np.isfinite(s).sum()))
+    if n <= 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.float32)
+    part = np.argpartition(-s, n - 1)[:n] if n < len(s) else np.arange(len(s))
+    order = np.lexsort((part, -s[part]))
+    rows = part[order][:n]
+    return rows.astype(np.int64), s[rows]
+
+
+def choose_neighbours_share(counts: sp.csr_matrix, wmf_cfg: WMFConfig | None = None,
+                            nb_cfg: NeighboursConfig | None = None, cfg: ShareConfig | None = None,
+                            show_progress: bool | None = None) -> dict:
+    """The neighbours source's share (module docstring) for the users x songs play counts
+    ``counts``. Returns ``{"share", "metric", "table": [{share, map@500, recall@50, score}],
+    "validation_users", "sampled_users", "sampled_songs", "wmf", "neighbours", "seconds"}``."""
+    t0 = time.perf_counter()
+    cfg = cfg or ShareConfig()
+    wmf_cfg = wmf_cfg or WMFConfig()
+    nb_cfg = nb_cfg or NeighboursConfig()
+    counts = sp.csr_matrix(counts)
+    rng = np.random.default_rng(cfg.seed)
+    n_users = counts.shape[0]
+    played_songs = max(1, int(np.count_nonzero(np.diff(counts.tocsc().indptr))))
+    wanted = int(np.ceil(cfg.users_per_song * played_songs * n_users / max(counts.nnz, 1)))
+    n_sample = max(cfg.min_users, wanted)
+    if n_users > n_sample:
+        sample = np.sort(rng.choice(n_users, n_sample, replace=False))
+        sub = counts[sample]
+        sub = sub[:, np.flatnonzero(np.diff(sub.tocsc().indptr) > 0)].tocsr()
+    else:
+        sub = counts
+    eligible = int((np.diff(sub.indptr) >= max(cfg.min_songs, 2)).sum())
+    n_val = min(cfg.validation_users, eligible)
+    if n_val < 1:
+        raise ValueError("no user has enough songs to draw a validation split from")
+    val = holdout_split(sub, test_users=n_val, holdout_fraction=cfg.holdout_fraction,
+                        min_songs=cfg.min_songs, seed=cfg.seed + 1)
+    wmf = train_wmf(val.train, wmf_cfg, show_progress=False)
+    nb = build_neighbours(val.train, nb_cfg, show_progress=False)
+    users = val.test_users[np.diff(val.test.indptr)[val.test_users] > 0]
+    lists = {500: {s: [] for s in cfg.shares}, 50: {s: [] for s in cfg.shares}}
+    train = val.train
+    for u in tqdm(users.tolist(), desc="neighbours share", unit="user", disable=not show_progress,
+                  leave=False):
+        played = train.indices[train.indptr[u]:train.indptr[u + 1]]
+        w_scores = wmf.scores(np.asarray([u]))[0]
+        n_scores = nb.scores(train[u])[0]
+        for k in (500, 50):
+            top = candidate_count(k)
+            sources = [_top_excluding(w_scores, played, top, nonzero=False),
+                       _top_excluding(n_scores, played, top, nonzero=True)]
+            for s in cfg.shares:
+                picked = interleave(sources, (1.0 - s, s), k)
+                row = np.full(k, -1, np.int64)
+                row[:len(picked)] = picked
+                lists[k][s].append(row)
+    table = []
+    for s in cfg.shares:
+        m500 = ranking_metrics(np.stack(lists[500][s]), val.test, users, ks=(500,))["map@500"]
+        r50 = ranking_metrics(np.stack(lists[50][s]), val.test, users, ks=(50,))["recall@50"]
+        table.append({"share": s, "map@500": round(m500, 5), "recall@50": round(r50, 5),
+                      "score": round(m500 + r50, 5)})
+    best = max(table, key=lambda t: np.nan_to_num(t["score"], nan=-1.0))  # ties: the smaller share
+    out = {"share": best["share"], "metric": "map@500+recall@50", "table": table,
+           "validation_users": int(len(users)), "sampled_users": int(sub.shape[0]), "users": int(n_users),
+           "sampled_songs": int(sub.shape[1]), "songs": int(counts.shape[1]),
+           "wmf": asdict(wmf_cfg), "neighbours": asdict(nb_cfg),
+           "seconds": round(time.perf_counter() - t0, 2)}
+    log.info("neighbours share %g chosen on %d validation users (mAP@500 %.4f, recall@50 %.4f; %.1f s)",
+             best["share"], len(users), best["map@500"], best["recall@50"], out["seconds"])
+    return out
