@@ -205,6 +205,48 @@ def test_python_client_and_pmrs_client_write(server, catalog, audio_dir, tmp_pat
     assert "NOT_FOUND" in capsys.readouterr().err
 
 
+def test_a_log_that_cannot_take_writes_answers_unavailable_and_reads_go_on(work, catalog, monkeypatch):
+    import sqlite3
+
+    from pmrs.live import log as logmod
+    from pmrs.v1 import recommender_pb2_grpc as pb_grpc
+    from server.auth import Auth
+    from server.main import serve
+
+    real = logmod.WriteLog._conn
+
+    class FullDisk:   # every INSERT fails as SQLite fails on a full disk
+        def __init__(self, conn):
+            self.conn = conn
+
+        def execute(self, sql, *args):
+            if sql.lstrip().upper().startswith("INSERT"):
+                raise sqlite3.OperationalError("database or disk is full")
+            return self.conn.execute(sql, *args)
+
+        def __getattr__(self, name):
+            return getattr(self.conn, name)
+
+    monkeypatch.setattr(logmod.WriteLog, "_conn", lambda self: FullDisk(real(self)))
+    running = serve(work, bind="127.0.0.1:0", auth=Auth(write=TOKEN))
+    try:
+        with grpc.insecure_channel(running.address) as channel:
+            stub = pb_grpc.RecommenderStub(channel)
+            before = stub.GetBundleInfo(pb.GetBundleInfoRequest(), timeout=10).live_sequence
+            code, msg = code_of(stub.RecordPlays, _plays("full-disk-user", [(catalog["with_audio"][0], 1)]),
+                                metadata=AUTH, timeout=10)
+            assert code == grpc.StatusCode.UNAVAILABLE and "full" in msg
+            code, _ = code_of(stub.AddSong, pb.AddSongRequest(song_id="FULL-DISK", title="x"), metadata=AUTH,
+                              timeout=10)
+            assert code == grpc.StatusCode.UNAVAILABLE
+            assert _recommend(stub, catalog["users"][5])          # reads go on
+            assert code_of(stub.Recommend, pb.RecommendRequest(user_id="full-disk-user"), timeout=10)[0] \
+                == grpc.StatusCode.NOT_FOUND                     # nothing was applied
+            assert stub.GetBundleInfo(pb.GetBundleInfoRequest(), timeout=10).live_sequence == before
+    finally:
+        running.stop(0)
+
+
 def test_a_second_server_sees_every_write_and_kill_9_loses_none(server, work, catalog, tmp_path):
     # (kills the module's server: keep this test after every other test that uses it)
     other = ServerProcess(work, tmp_path / "b.log", env={"PMRS_WRITE_TOKEN": TOKEN})
