@@ -205,7 +205,7 @@ class Recommender:
     @classmethod
     def open(cls, path: str | os.PathLike, *, verify: bool = False, threads: int | None = 1,
              defaults: C.Defaults | None = None, live: bool | WriteLog = False,
-             encoder: Encoder | None = None) -> "Recommender":
+             encoder: Encoder | None = None, warm_up: bool = False) -> "Recommender":
         """Open the bundle at ``path``: a bundle directory, or a work directory (then the bundle its
         ``bundles/CURRENT`` names). ``verify``: check every file's checksum first. ``threads``:
         FAISS threads per search (``None``: the process's setting).
@@ -215,7 +215,8 @@ class Recommender:
         work directory ``path`` is (or holds the bundle of), a :class:`~pmrs.live.log.WriteLog`
         is used as it is. The writes newer than the bundle are replayed now.
         encoder: makes added songs' vectors (default: the bundle's own models, when it carries
-        them, :func:`pmrs.live.songs.bundle_encoder`)."""
+        them, :func:`pmrs.live.songs.bundle_encoder`; ``warm_up``: run its audio path once in the
+        background now, so that the first added clip does not pay for loading it)."""
         bundle = Bundle.open(C.resolve_bundle(path), verify=verify, threads=threads)
         if not live:
             return cls(bundle, defaults)
@@ -223,7 +224,7 @@ class Recommender:
             wlog = live if isinstance(live, WriteLog) else WriteLog.of(C.workdir_of(path))
             if encoder is None:
                 from .live.songs import bundle_encoder
-                encoder = bundle_encoder(bundle)
+                encoder = bundle_encoder(bundle, warm_up=warm_up)
             state = LiveState(bundle, wlog, encoder)
             state.catch_up()
         except BaseException:

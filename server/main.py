@@ -168,7 +168,7 @@ class BundleWatcher:
             path = bundles / version
             try:
                 # checksums + validation: never serve damage; then the logged writes after it
-                bundle = Recommender.open(path, verify=True, live=self.live or False)
+                bundle = Recommender.open(path, verify=True, live=self.live or False, warm_up=True)
                 if self.defaults:  # the server's flags override the bundle's defaults
                     try:
                         bundle = Recommender(bundle.bundle, bundle.defaults.replace(**self.defaults),

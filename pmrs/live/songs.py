@@ -73,6 +73,26 @@ class CNNEncoder:
         self.genres = list(bundle.genres)
         self._lock = threading.Lock()
 
+    def warm_up(self) -> None:
+        """Encode two seconds of noise once (in a daemon thread): the first clip of a process
+        pays for loading the decoder, compiling the feature code and the CNN's first pass
+        (20 s on the loaded bench machine), which belongs to start-up, not to a caller's AddSong."""
+        import io
+
+        import soundfile as sf
+
+        def run() -> None:
+            try:
+                rate = self.features.sample_rate_hz
+                noise = np.random.default_rng(0).standard_normal(2 * rate).astype(np.float32) * 0.1
+                buf = io.BytesIO()
+                sf.write(buf, noise, rate, format="WAV")
+                self({}, ("warm-up.wav", buf.getvalue()))
+            except Exception as exc:   # (a warm-up that fails changes nothing)
+                log.debug("encoder warm-up failed: %s", exc)
+
+        threading.Thread(target=run, name="pmrs-encoder-warm-up", daemon=True).start()
+
     def __call__(self, fields: dict, clip: tuple[str, bytes] | None) -> EncodedSong:
         if clip is None:
             return EncodedSong()
@@ -122,15 +142,18 @@ class MetadataEncoder:
         return self.model.vector(fields, tags)
 
 
-def bundle_encoder(bundle) -> Encoder:
+def bundle_encoder(bundle, warm_up: bool = False) -> Encoder:
     """The encoder of ``bundle``'s models: the CNN for a clip (acoustic vector, embedding, genre
     probabilities) and the metadata model for the fields; a song gets what the bundle carries
-    (a clip sent to a bundle without a CNN is refused, :class:`ClipRejected`)."""
+    (a clip sent to a bundle without a CNN is refused, :class:`ClipRejected`). ``warm_up``: run
+    the CNN path once in the background now (servers)."""
     models = bundle.manifest.get("live_models") or {}
     cnn = meta = None
     if models.get("cnn") and bundle.has_source(C.ACOUSTIC):
         try:
             cnn = CNNEncoder(bundle, models["cnn"])
+            if warm_up:
+                cnn.warm_up()
         except (OSError, ValueError, KeyError, RuntimeError) as exc:
             log.warning("bundle %s: cannot load its CNN for songs added live (%s); clips are refused",
                         bundle.version, exc)
