@@ -5,8 +5,10 @@
 - cnn: CNN training and prediction throughput on 30 s clips (bench/cnn_bench.py)
 - index: a full-shape bundle: build time, recall, search latency, open time (bench/index_bench.py)
 - serving: pmrs-server start-up, QPS and latency at concurrency 1/8/32 (bench/serving_bench.py)
+- metadata: the metadata source at 384,546 songs with generated tags: vectors and index (time,
+  peak memory), SimilarSongs in metadata mode against Ping (bench/metadata_bench.py ``full``)
 
-    python -m bench.run [--only ingest,wmf,extract,cnn,index,serving] [--users N --songs N] [--iterations N]
+    python -m bench.run [--only ingest,wmf,extract,cnn,index,serving,metadata] [--users N --songs N] [--iterations N]
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ def bench_wmf(workdir, iterations: int, command: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.run")
-    p.add_argument("--only", default="ingest,wmf,extract,cnn,index,serving")
+    p.add_argument("--only", default="ingest,wmf,extract,cnn,index,serving,metadata")
     p.add_argument("--users", type=int, default=FULL_USERS)
     p.add_argument("--songs", type=int, default=FULL_SONGS)
     p.add_argument("--iterations", type=int, default=15)
@@ -84,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.cnn_bench import bench_cnn
 
         bench_cnn(command)
+    if "metadata" in only:
+        from bench.metadata_bench import bench_full
+
+        bench_full(command)
     return 0
 
 

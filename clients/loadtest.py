@@ -151,13 +151,14 @@ class _Requests:
     """Draws the next (rpc name, request) under the mix."""
 
     def __init__(self, mix: Mapping[str, float], user_ids: IdList, song_ids: IdList,
-                 k: int, acoustic_share: float | None = None) -> None:
+                 k: int, acoustic_share: float | None = None, similar_source: str = "") -> None:
         self.names = list(mix)
         self.cum = np.cumsum([mix[n] for n in self.names]).tolist()
         self.cum[-1] = 1.0
         self.user_ids, self.song_ids, self.k = user_ids, song_ids, k
         # unset unless given: the server's default applies
         self.share = {} if acoustic_share is None else {"acoustic_share": float(acoustic_share)}
+        self.source = {"source": similar_source} if similar_source else {}
         if _NEEDS_USERS & set(self.names) and len(user_ids) == 0:
             raise ValueError("the mix has recommend calls but there are no user ids: "
                              "pass --ids-from BUNDLE_DIR or --user-id")
@@ -180,7 +181,8 @@ class _Requests:
         if name == "recommend":
             return name, pb.RecommendRequest(user_id=self._pick(self.user_ids, rng), k=self.k, **self.share)
         if name == "similar":
-            return name, pb.SimilarSongsRequest(song_id=self._pick(self.song_ids, rng), k=self.k, **self.share)
+            return name, pb.SimilarSongsRequest(song_id=self._pick(self.song_ids, rng), k=self.k,
+                                                  **self.share, **self.source)
         if name == "song":
             return name, pb.GetSongRequest(song_id=self._pick(self.song_ids, rng))
         if name == "info":
@@ -328,7 +330,7 @@ def _stats(latencies: Sequence[float], errors: Mapping[str, int], elapsed_s: flo
 def run_loadtest(target: str, concurrency: int, duration_s: float,
                  mix: Mapping[str, float] | str | None = None, user_ids: IdList = (),
                  song_ids: IdList = (), *, k: int = 10, acoustic_share: float | None = None,
-                 warmup_s: float = 0.0,
+                 similar_source: str = "", warmup_s: float = 0.0,
                  timeout_s: float = 5.0, engine: str = "aio", secure: bool = False, seed: int = 0,
                  connect_timeout_s: float = 5.0) -> dict[str, Any]:
     """Load a PMRS server for a fixed duration and measure throughput and latency.
@@ -352,6 +354,9 @@ def run_loadtest(target: str, concurrency: int, duration_s: float,
     acoustic_share : float or None
         ``acoustic_share`` of Recommend and SimilarSongs requests; None leaves it unset (the
         server's default).
+    similar_source : str
+        The ``source`` of SimilarSongs requests (one source's neighbours, e.g. ``"metadata"``);
+        empty: mixed.
     warmup_s : float
         Seconds of calls before the measurement, not recorded.
     timeout_s : float
@@ -391,7 +396,7 @@ def run_loadtest(target: str, concurrency: int, duration_s: float,
     mix = parse_mix(mix) if isinstance(mix, str) else _normalise_mix(mix)
     if acoustic_share is not None and not 0.0 <= acoustic_share <= 1.0:
         raise ValueError(f"acoustic_share must be in [0, 1], got {acoustic_share}")
-    requests = _Requests(mix, user_ids, song_ids, k, acoustic_share)
+    requests = _Requests(mix, user_ids, song_ids, k, acoustic_share, similar_source)
     date = datetime.now(timezone.utc).isoformat(timespec="seconds")
     log.info("load test of %s: %s engine, concurrency %d, %.1f s (+%.1f s warm-up), mix %s",
              target, engine, concurrency, duration_s, warmup_s, mix)
