@@ -236,8 +236,9 @@ def metadata_variants(data: CatalogData, mcfg: MetadataConfig) -> tuple[dict[str
     is giving it weight 0: each part is normalised on its own); and each part's feature count."""
     full, cols = metadata_matrix(data.fields, data.tags, mcfg)
     out = {C.METADATA: reduce_vectors(full, mcfg)}
-    if len(cols) > 1:
-        for part in cols:
+    present = [p for p, c in cols.items() if c.stop > c.start]   # (a part the catalog lacks: nothing to leave out)
+    if len(present) > 1:
+        for part in present:
             out[f"{C.METADATA}_no_{part}"] = reduce_vectors(_columns(full, cols, [p for p in cols if p != part]), mcfg)
     return out, {p: c.stop - c.start for p, c in cols.items()}
 
@@ -286,9 +287,10 @@ def scaling(data: CatalogData, mcfg: MetadataConfig, acoustic: np.ndarray | None
     full, cols = metadata_matrix(data.fields, data.tags, mcfg)
     parts: list[str] = []
     for label, add in FEATURE_STEPS:
-        parts += [p for p in add if p in cols]
-        if not parts or not any(p in cols for p in add):
+        add = [p for p in add if p in cols and cols[p].stop > cols[p].start]
+        if not add:   # a part the catalog lacks (no tags, no years...) changes nothing
             continue
+        parts += add
         v = reduce_vectors(_columns(full, cols, parts), mcfg)
         out["features"].append({"features": label, "parts": list(parts),
                                 **neighbour_stats(v, out["thresholds"][C.METADATA], cfg, rng)})
