@@ -31,7 +31,7 @@ def render_report(m: dict) -> str:
            f"{d['songs_with_similars']:,} with Last.fm similars, {d['songs_with_audio']:,} with audio), "
            f"{d['users']:,} users ({d['test_users']:,} test users of the hold-out split). The bundle "
            f"(trained on the split's training plays) has the sources {', '.join(d['sources'])}. "
-           "Similarities are cosines (acoustic: the CNN's embeddings); see "
+           "Similarities are cosines (acoustic: of the CNN-predicted factors); see "
            "pmrs/evaluation/similarity.py for the definitions.", ""]
     out += [f"**Note:** {n}." for n in m["notes"]] + ([""] if m["notes"] else [])
     s = m["scaling"]
@@ -67,6 +67,11 @@ def render_report(m: dict) -> str:
                 f"songs have one (CI {a['songs_with_a_diverse_neighbour_ci'][0]:,.0f}-"
                 f"{a['songs_with_a_diverse_neighbour_ci'][1]:,.0f}); {a['diverse_other_genre_share']:.1%} of the "
                 f"distinct pairs cross genres.", ""]
+        out += ["The count under other \"far\" thresholds (percentiles of random pairs' metadata cosine; the "
+                f"median metadata cosine of the acoustic neighbour pairs is {a['metadata_neighbour_pairs_median']:.3f}):", "",
+                markdown_table(["percentile", "metadata cosine <=", "diverse pairs"],
+                               [[r["percentile"], r["metadata_far_threshold"], r["diverse_pairs"]]
+                                for r in a["diverse_pairs_by_far_percentile"]]), ""]
         if a["examples"]:
             out += [markdown_table(["song", "neighbour", "acoustic", "metadata"],
                                    [[_song(e["song"]), _song(e["neighbour"]), e["acoustic"], e["metadata"]]
@@ -125,7 +130,9 @@ def summary_lines(m: dict) -> list[str]:
         lines.append(f"2. diverse candidates (acoustic >= {a['acoustic_close_threshold']:.3f}, metadata <= "
                      f"{a['metadata_far_threshold']:.3f}): {a['diverse_pairs']:,} neighbour pairs, CI "
                      f"{a['diverse_pairs_ci'][0]:,.0f}-{a['diverse_pairs_ci'][1]:,.0f}; {a['songs_with_a_diverse_neighbour']:,} "
-                     f"songs of {a['queries']:,}")
+                     f"songs of {a['queries']:,}; at the 75th / 90th percentile: " + " / ".join(
+                         f"{r['diverse_pairs']:,}" for r in a["diverse_pairs_by_far_percentile"] if r["percentile"] in (75, 90))
+                     + " pairs")
     else:
         lines.append(f"2. agreement: not measured ({a['note']})")
     g = m["ground_truth"]
