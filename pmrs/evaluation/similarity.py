@@ -1,17 +1,16 @@
 """``pmrs evaluate --similarity``: the seed paper's similarity experiments, measured.
 
 A hold-out split is made as for ``--holdout``; WMF (and, where the work directory has audio
-features, the CNN) are trained on its training plays in a scratch work directory, and one bundle
-is built there by the real indexer with the collaborative, acoustic and metadata sources plus,
-for the ablation, one metadata source per left-out part (``metadata_no_tags``, ...; default
-share 0, so they never enter a default or mixed list). Every recommendation comes from
-:class:`pmrs.Recommender` over that bundle; metadata vectors from :mod:`pmrs.metadata`.
+features, the CNN) are trained on its training plays in a scratch work directory, and the real
+indexer builds two bundles there: the evaluated one (collaborative, acoustic, metadata) and, for
+the ablation, one with the collaborative source and one metadata source per left-out part
+(``metadata_no_tags``, ...). Every recommendation comes from :class:`pmrs.Recommender` over
+them; metadata vectors from :mod:`pmrs.metadata`.
 
 Similarities are cosines: metadata vectors are L2-normalised by construction; *acoustic
 similarity* is the cosine of the acoustic source's vectors (the CNN's predicted latent factors,
-the song's acoustic profile, which ``similar_songs(mode="acoustic")`` ranks by; the CNN's ReLU
-embeddings were tried first and put almost every pair above 0.95 on the demo world, so their
-neighbour statistics said nothing); collaborative similarity the cosine of WMF song factors. Every threshold is a percentile of the
+the song's acoustic profile, which ``similar_songs(mode="acoustic")`` ranks by); collaborative
+similarity the cosine of WMF song factors. Every threshold is a percentile of the
 similarities of random song pairs of the same data (never a fixed number), and the report
 states the values:
 
@@ -516,7 +515,7 @@ def evaluate_similarity(workdir: str | Path, wmf_cfg: WMFConfig, cnn_cfg: CNNCon
     variants, features = metadata_variants(data, mcfg)
     width = max((len(s.encode()) for s in data.song_ids), default=1)
     ids = np.array([s.encode() for s in data.song_ids], dtype=f"S{width}")
-    icfg = IndexerConfig(keep=1, default_lists=False, metadata=False)
+    icfg = IndexerConfig(keep=2, default_lists=False, metadata=False)
     sources = [SourceInput(name, ids, v, C.METADATA_SPACE, covers_cold=True,
                            default_share=icfg.default_metadata_share if name == C.METADATA else 0.0,
                            origin=str(workdir / CATALOG_FILE), settings=asdict(mcfg))
@@ -527,12 +526,24 @@ def evaluate_similarity(workdir: str | Path, wmf_cfg: WMFConfig, cnn_cfg: CNNCon
     try:
         t = time.perf_counter()
         train_wmf_run(scratch, wmf_cfg, run="split", show_progress=False)
+        # The ablation's bundle: collaborative and the metadata variants only, built before the
+        # CNN run exists (so without an acoustic source, on purpose). Its variants live apart
+        # from the evaluated bundle because a blend short of one source's songs fills the rest
+        # from any other source's candidates, and a variant must never be one of them.
+        build_log = logging.getLogger("pmrs.indexing.build")
+        level = build_log.level
+        build_log.setLevel(logging.ERROR)   # (its "no CNN run" warning is the intent here)
+        try:
+            ablation_dir = build_bundle(scratch, icfg, extra_sources=sources, show_progress=False)
+        finally:
+            build_log.setLevel(level)
         if audio:
             train_cnn_run(scratch, cnn_cfg, wmf_run="split", run="split", show_progress=show_progress)
             predict_run(scratch, "split", show_progress=False)
-        bundle_dir = build_bundle(scratch, icfg, extra_sources=sources, show_progress=False)
-        timings["models_and_bundle"] = round(time.perf_counter() - t, 1)
-        with Recommender.open(bundle_dir) as rec:
+        bundle_dir = build_bundle(scratch, icfg, extra_sources=[s for s in sources if s.name == C.METADATA],
+                                  show_progress=False)
+        timings["models_and_bundles"] = round(time.perf_counter() - t, 1)
+        with Recommender.open(bundle_dir) as rec, Recommender.open(ablation_dir) as ablation:
             b = rec.bundle
             acoustic = None
             if b.has_source(C.ACOUSTIC):
@@ -542,7 +553,7 @@ def evaluate_similarity(workdir: str | Path, wmf_cfg: WMFConfig, cnn_cfg: CNNCon
             steps = (("scaling", lambda: scaling(data, mcfg, acoustic, split.train.tocsr(), wmf_cfg, cfg)),
                      ("agreement", lambda: agreement(rec, cfg)),
                      ("ground_truth", lambda: ground_truth(rec, data.similars, [*_modes(rec)], cfg)),
-                     ("feature_importance", lambda: feature_importance(rec, inter, split, data.similars,
+                     ("feature_importance", lambda: feature_importance(ablation, inter, split, data.similars,
                                                                        features, cfg)),
                      ("diversity", lambda: diversity_sweep(rec, inter, split, cfg)))
             for name, step in steps:
@@ -570,10 +581,10 @@ def evaluate_similarity(workdir: str | Path, wmf_cfg: WMFConfig, cnn_cfg: CNNCon
 
 
 def _modes(rec) -> list[str]:
-    """The SimilarSongs modes compared with the similars: each real source, then mixed."""
+    """The SimilarSongs modes compared with the similars: each source, then mixed."""
     from ..recommender import MIXED
 
-    return [n for n in rec.sources if not n.startswith(f"{C.METADATA}_no_")] + [MIXED]
+    return [*rec.sources, MIXED]
 
 
 __all__ = ["FEATURE_STEPS", "SimilarityConfig", "agreement", "bootstrap_sum", "diversity_sweep",
