@@ -204,12 +204,10 @@ def job_vectors(workdir: str) -> dict:
 def bench_full(command: str, users: int = FULL_USERS_FOR_METADATA, duration_s: float = 8.0,
                songs: int | None = None) -> dict:
     """The metadata source at the full song count (module docstring); returns the payload."""
-    import os
-    import signal
     import subprocess
 
     from bench.common import DATA, FULL_SONGS, run_job, write_result
-    from bench.serving_bench import CONCURRENCY, _rss_mb
+    from bench.serving_bench import CONCURRENCY, _rss_mb, load_point, over_ping, served
 
     songs = songs or FULL_SONGS
     world = DATA / f"world-metadata-{users}x{songs}"
@@ -250,37 +248,18 @@ def bench_full(command: str, users: int = FULL_USERS_FOR_METADATA, duration_s: f
                "bundle_sources": {n: {k: s["index"].get(k) for k in ("spec", "search_params", "recall_at_10",
                                                                     "build_seconds", "vectors")}
                                   for n, s in manifest["sources"].items()}}
-    from clients.loadtest import load_ids, run_loadtest
+    from clients.loadtest import load_ids
 
-    proc = subprocess.Popen([sys.executable, "-m", "server.main", "--workdir", str(work), "--bind", "127.0.0.1:0",
-                             "-q"], stdout=subprocess.PIPE, text=True, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
     results: dict = {}
-    try:
-        line = proc.stdout.readline()
-        if "listening on" not in line:
-            raise RuntimeError(f"pmrs-server did not start: {line!r}")
-        target = line.strip().rsplit(" ", 1)[-1]
+    with served(work) as (target, proc):
         user_ids, song_ids = load_ids(bundle)
         for name, rpc, source in FULL_LOADS:
             for conc in CONCURRENCY:
-                o = run_loadtest(target, concurrency=conc, duration_s=duration_s, mix={rpc: 1.0},
-                                 user_ids=user_ids, song_ids=song_ids, k=10, similar_source=source,
-                                 warmup_s=1.0, timeout_s=10.0)["overall"]
-                results.setdefault(name, {})[str(conc)] = {
-                    "qps": o["ok_qps"], "p50_ms": o["latency_ms"]["p50"], "p99_ms": o["latency_ms"]["p99"],
-                    "errors": o["errors"], "calls": o["calls"]}
-                print(f"{name:18s} c={conc:2d}: {o['ok_qps']:8.1f} qps  p50 {o['latency_ms']['p50']:.2f} ms  "
-                      f"p99 {o['latency_ms']['p99']:.2f} ms  errors {o['errors']}", flush=True)
+                results.setdefault(name, {})[str(conc)] = load_point(target, name, rpc, conc, duration_s, user_ids,
+                                                                     song_ids, similar_source=source)
         payload["server_rss_mb_after_load"] = _rss_mb(proc.pid)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
     payload["results"] = results
-    payload["qps_over_ping_qps"] = {name: {c: round(results[name][str(c)]["qps"] / results["ping"][str(c)]["qps"], 3)
-                                           for c in CONCURRENCY} for name, _, _ in FULL_LOADS[1:]}
+    payload["qps_over_ping_qps"] = over_ping(results, [name for name, _, _ in FULL_LOADS[1:]])
     payload["duration_s_per_point"] = duration_s
     payload["note"] = ("client (pmrs-loadtest) and server share the machine's cores; every SimilarSongs "
                        "here is computed (no default lists)")

@@ -169,18 +169,13 @@ def plot_all(m: dict, directory: Path) -> None:
     k = m["k"]
     s = m["scaling"]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), dpi=110)
-    for name, rows in s["songs"].items():
-        rows = [r for r in rows if "top_mean" in r]
-        axes[0].plot([r["songs"] for r in rows], [r["top_mean"] for r in rows], marker="o", label=name)
-    axes[0].set_xscale("log")
-    axes[0].set_xlabel("songs")
-    axes[0].set_title(f"mean top-{k} cosine as songs grow")
-    for name, rows in s["users"].items():
-        rows = [r for r in rows if "top_mean" in r]
-        axes[1].plot([r["users"] for r in rows], [r["top_mean"] for r in rows], marker="s", label=name)
-    axes[1].set_xscale("log")
-    axes[1].set_xlabel("users")
-    axes[1].set_title(f"mean top-{k} cosine as users grow")
+    for ax, what in zip(axes, ("songs", "users")):
+        for name, rows in s[what].items():
+            rows = [r for r in rows if "top_mean" in r]
+            ax.plot([r[what] for r in rows], [r["top_mean"] for r in rows], marker="o", label=name)
+        ax.set_xscale("log")
+        ax.set_xlabel(what)
+        ax.set_title(f"mean top-{k} cosine as {what} grow")
     feats = [r for r in s["features"] if "top_mean" in r]
     x = range(len(feats))
     axes[2].plot(x, [r["top_mean"] for r in feats], marker="o", label=f"mean top-{k} cosine")
