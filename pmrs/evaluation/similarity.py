@@ -146,11 +146,13 @@ def pair_similarity(a: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", a[i], a[j]) if len(i) else np.zeros(0, np.float32)
 
 
-def top_neighbours(v: np.ndarray, queries: np.ndarray, k: int, chunk: int = 1024
+def top_neighbours(v: np.ndarray, queries: np.ndarray, k: int, chunk: int | None = None
                    ) -> tuple[np.ndarray, np.ndarray]:
     """Each query row's ``k`` most similar other rows of ``v`` (inner products, best first):
-    ``(similarities (q, k'), rows (q, k'))``, ``k' = min(k, n - 1)``."""
+    ``(similarities (q, k'), rows (q, k'))``, ``k' = min(k, n - 1)``; ``chunk`` queries at a
+    time (default: a block of at most 2^25 similarities, 128 MB)."""
     n = len(v)
+    chunk = chunk or max(1, min(1024, 2**25 // max(n, 1)))
     k = min(k, n - 1)
     sims, rows = np.zeros((len(queries), max(k, 0)), np.float32), np.zeros((len(queries), max(k, 0)), np.int64)
     if k <= 0:
