@@ -151,7 +151,11 @@ def summary_lines(m: dict) -> list[str]:
             f"{'all' if r['left_out'] == '(none)' else 'no ' + r['left_out']} {r[f'similars_precision@{k}']:.3f}"
             for r in f["rows"]))
     rows = m["diversity"]["rows"]
-    for r in (rows[0], max(rows, key=lambda r: r["genres_per_list"]), max(rows, key=lambda r: r["cold_share"])):
+    if len(rows) > 6:   # the corners (one source alone) and the most diverse mixes
+        corners = [r for r in rows if max(r["collaborative_share"], r["acoustic_share"], r["metadata_share"]) == 1]
+        rows = list({id(r): r for r in corners + [max(rows, key=lambda r: r["genres_per_list"]),
+                                                  max(rows, key=lambda r: r["cold_share"])]}.values())
+    for r in rows:
         ild = f"{r['intra_list_distance']:.3f}" if "intra_list_distance" in r else "n/a (no audio)"
         lines.append(f"5. shares c/a/m {r['collaborative_share']:.2f}/{r['acoustic_share']:.2f}/{r['metadata_share']:.2f}: "
                      f"recall@{k} {r['recall']:.3f}, genres/list {r['genres_per_list']:.2f}, intra-list distance "
