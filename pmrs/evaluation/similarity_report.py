@@ -70,7 +70,7 @@ def render_report(m: dict) -> str:
         out += ["The count under other \"far\" thresholds (percentiles of random pairs' metadata cosine; the "
                 f"median metadata cosine of the acoustic neighbour pairs is {a['metadata_neighbour_pairs_median']:.3f}):", "",
                 markdown_table(["percentile", "metadata cosine <=", "diverse pairs"],
-                               [[r["percentile"], r["metadata_far_threshold"], r["diverse_pairs"]]
+                               [[f"{r['percentile']:g}", r["metadata_far_threshold"], r["diverse_pairs"]]
                                 for r in a["diverse_pairs_by_far_percentile"]]), ""]
         if a["examples"]:
             out += [markdown_table(["song", "neighbour", "acoustic", "metadata"],
