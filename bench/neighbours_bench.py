@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -111,31 +109,21 @@ def bench_share_full(command: str, workdir: Path) -> dict:
 
 
 def bench_serving(command: str, workdir: Path, duration_s: float = 6.0) -> dict:
-    from bench.serving_bench import _rss_mb, measure, stop_server
+    from bench.serving_bench import _rss_mb, load_point, served
     from clients.loadtest import load_ids
 
     built = run_job("bench.neighbours_bench", "bundle", str(workdir))
     print(f"bundle with neighbours: {built['build_seconds']} s, peak {built['peak_rss_mb']} MB", flush=True)
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "server.main", "--workdir", str(workdir),
-                             "--bind", "127.0.0.1:0", "-q"], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
     results: dict = {}
-    try:
-        line = proc.stdout.readline()
-        if "listening on" not in line:
-            raise RuntimeError(f"pmrs-server did not start: {line!r}")
-        target = line.strip().rsplit(" ", 1)[-1]
+    with served(workdir) as (target, proc):
         ready_s = time.perf_counter() - t0
         users, songs = load_ids(built["bundle"])
         for name, rpc, shares, source in LOADS:
             for conc in CONCURRENCY:
-                results.setdefault(name, {})[str(conc)] = measure(target, name, rpc, conc, users, songs,
-                                                                  duration_s, shares=shares,
-                                                                  similar_source=source)
+                results.setdefault(name, {})[str(conc)] = load_point(target, name, rpc, conc, duration_s, users,
+                                                                     songs, shares=shares, similar_source=source)
         rss = _rss_mb(proc.pid)
-    finally:
-        stop_server(proc)
     ratio = {name: {c: round(results[name][str(c)]["qps"] / results["ping"][str(c)]["qps"], 3)
                     for c in CONCURRENCY} for name, *_ in LOADS[1:]}
     payload = {"bundle_build": built, "startup_seconds": round(ready_s, 2), "server_rss_mb_after_load": rss,

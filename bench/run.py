@@ -13,7 +13,10 @@
   writing (bench/live_bench.py); replicas: one and two servers under one load test
   (bench/replicas_bench.py)
 
-    python -m bench.run [--only ingest,wmf,extract,cnn,index,serving,live,replicas,neighbours,spark]
+- metadata: the metadata source at 384,546 songs with generated tags: vectors and index (time,
+  peak memory), SimilarSongs in metadata mode against Ping (bench/metadata_bench.py ``full``)
+
+    python -m bench.run [--only ingest,wmf,extract,cnn,index,serving,live,replicas,neighbours,metadata,spark]
                         [--users N --songs N] [--iterations N]
 """
 
@@ -61,7 +64,7 @@ def bench_wmf(workdir, iterations: int, command: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.run")
-    p.add_argument("--only", default="ingest,wmf,extract,cnn,index,serving,live,replicas,neighbours,spark")
+    p.add_argument("--only", default="ingest,wmf,extract,cnn,index,serving,live,replicas,neighbours,metadata,spark")
     p.add_argument("--users", type=int, default=FULL_USERS)
     p.add_argument("--songs", type=int, default=FULL_SONGS)
     p.add_argument("--iterations", type=int, default=15)
@@ -108,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.cnn_bench import bench_cnn
 
         bench_cnn(command)
+    if "metadata" in only:
+        from bench.metadata_bench import bench_full
+
+        bench_full(command)
     if "spark" in only:
         from bench.spark_bench import bench_spark
 

@@ -9,6 +9,7 @@ Client and server share this machine's 2 cores, so the figures include the load 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 from bench.common import DATA, FULL_SONGS, FULL_USERS, write_result
 
@@ -35,27 +37,47 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def measure(target: str, name: str, rpc: str, conc: int, users, songs, duration_s: float, **request) -> dict:
-    """One load point: ``rpc`` alone at concurrency ``conc`` (``request``: ``run_loadtest``'s
-    request settings), printed and returned as the result JSON records it."""
+@contextlib.contextmanager
+def served(workdir: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``pmrs-server`` over ``workdir`` on a free local port, as its own process: yields
+    ``(target, process)`` once it listens; stopped (SIGTERM, then killed) on exit."""
+    proc = subprocess.Popen([sys.executable, "-m", "server.main", "--workdir", str(workdir),
+                             "--bind", "127.0.0.1:0", "-q"], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+    try:
+        line = proc.stdout.readline()
+        if "listening on" not in line:
+            raise RuntimeError(f"pmrs-server did not start: {line!r}")
+        yield line.strip().rsplit(" ", 1)[-1], proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def load_point(target: str, name: str, rpc: str, concurrency: int, duration_s: float, users, songs,
+               **request) -> dict:
+    """One point of a load curve: ``rpc`` alone at ``concurrency`` for ``duration_s`` (after a 1 s
+    warm-up), k 10 and ``request``'s settings (``run_loadtest``'s keywords); printed, and
+    returned as the result entry."""
     from clients.loadtest import run_loadtest
 
-    report = run_loadtest(target, concurrency=conc, duration_s=duration_s, mix={rpc: 1.0}, user_ids=users,
-                          song_ids=songs, k=10, warmup_s=1.0, timeout_s=10.0, **request)
+    report = run_loadtest(target, concurrency=concurrency, duration_s=duration_s, mix={rpc: 1.0},
+                          user_ids=users, song_ids=songs, k=10, warmup_s=1.0, timeout_s=10.0, **request)
     o = report["overall"]
-    print(f"{name:30s} c={conc:2d}: {o['ok_qps']:8.1f} qps  p50 {o['latency_ms']['p50']:.2f} ms  "
+    print(f"{name:18s} c={concurrency:2d}: {o['ok_qps']:8.1f} qps  p50 {o['latency_ms']['p50']:.2f} ms  "
           f"p99 {o['latency_ms']['p99']:.2f} ms  errors {o['errors']}", flush=True)
     return {"qps": o["ok_qps"], "p50_ms": o["latency_ms"]["p50"], "p95_ms": o["latency_ms"]["p95"],
             "p99_ms": o["latency_ms"]["p99"], "errors": o["errors"], "calls": o["calls"],
             "client_cpu_percent": report.get("client_cpu_percent")}
 
 
-def stop_server(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+def over_ping(results: dict, names) -> dict:
+    """Each load's QPS over Ping's at the same concurrency."""
+    return {name: {c: round(results[name][str(c)]["qps"] / results["ping"][str(c)]["qps"], 3)
+                   for c in CONCURRENCY} for name in names}
 
 
 def bench_serving(command: str, workdir: Path | None = None, duration_s: float = 8.0) -> dict:
@@ -67,14 +89,7 @@ def bench_serving(command: str, workdir: Path | None = None, duration_s: float =
     bundle = current_bundle(workdir)
     info_lists = json.loads((bundle / "manifest.json").read_text()).get("default_lists")
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "server.main", "--workdir", str(workdir),
-                             "--bind", "127.0.0.1:0", "-q"], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
-    try:
-        line = proc.stdout.readline()
-        if "listening on" not in line:
-            raise RuntimeError(f"pmrs-server did not start: {line!r}")
-        target = line.strip().rsplit(" ", 1)[-1]
+    with served(workdir) as (target, proc):
         with PMRSClient(target, timeout_s=30) as client:
             info = client.bundle_info()
             users, songs = load_ids(bundle)
@@ -84,13 +99,10 @@ def bench_serving(command: str, workdir: Path | None = None, duration_s: float =
         results: dict = {}
         for name, rpc, share in LOADS:
             for conc in CONCURRENCY:
-                results.setdefault(name, {})[str(conc)] = measure(target, name, rpc, conc, users, songs,
-                                                                  duration_s, acoustic_share=share)
+                results.setdefault(name, {})[str(conc)] = load_point(target, name, rpc, conc, duration_s, users,
+                                                                     songs, acoustic_share=share)
         rss_end = _rss_mb(proc.pid)
-    finally:
-        stop_server(proc)
-    ratio = {name: {c: round(results[name][str(c)]["qps"] / results["ping"][str(c)]["qps"], 3)
-                    for c in CONCURRENCY} for name, _, _ in LOADS[1:]}
+    ratio = over_ping(results, [name for name, _, _ in LOADS[1:]])
     payload = {"bundle": str(bundle), "bundle_version": info.version, "users": info.users, "songs": info.songs,
                "indexes": [{"name": ix.name, "spec": ix.spec, "recall_at_10": ix.recall_at_10,
                             "search_params": dict(ix.search_params)} for ix in info.indexes],

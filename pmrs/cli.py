@@ -116,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="songs held out of WMF: CNN vs MFCC ridge vs random vs upper bound")
     mode.add_argument("--diversity", action="store_true",
                       help="accuracy against diversity as acoustic_share goes from 0 to 1")
+    mode.add_argument("--similarity", action="store_true",
+                      help="the paper's similarity experiments: scaling, acoustic vs metadata agreement, "
+                           "Last.fm similars, metadata ablation, three-source diversity sweep")
     _wmf_flags(p, seed_flag="--wmf-seed")
     p.add_argument("--split-seed", type=int, help="seed of the test users and held-out songs drawn")
     p.add_argument("--test-users", type=float, help="count (>= 1) or share (< 1) of eligible users")
@@ -290,6 +293,18 @@ def cmd_evaluate(args) -> int:
                                  cfgmod.build(DiversityConfig, "diversity", toml),
                                  cfgmod.build(HoldoutConfig, "evaluate", toml, _split_flags_given(args)), run=args.run,
                                  show_progress=False if args.quiet else None)
+        print((out / "report.md").read_text())
+        print(f"report written to {out}")
+        return 0
+    if args.similarity:
+        from .evaluation.similarity import SimilarityConfig, evaluate_similarity
+        from .metadata import MetadataConfig
+
+        out = evaluate_similarity(workdir, _wmf_config(args, toml), _cnn_config(argparse.Namespace(), toml),
+                                  cfgmod.build(SimilarityConfig, "similarity", toml),
+                                  cfgmod.build(HoldoutConfig, "evaluate", toml, _split_flags_given(args)),
+                                  cfgmod.build(MetadataConfig, "metadata", toml), run=args.run,
+                                  show_progress=False if args.quiet else None)
         print((out / "report.md").read_text())
         print(f"report written to {out}")
         return 0

@@ -3,7 +3,8 @@
 synth (small) -> ingest -> evaluate --holdout -> train-wmf, then for two users their most played
 songs and their top recommendations with title, artist and genre; then the acoustic half:
 extract -> train-cnn -> predict -> evaluate --cold-start, and what the CNN recommends to those
-users among songs nobody has played yet.
+users among songs nobody has played yet; then the bundle, the Python API, the server, and the
+similarity experiments (``pmrs evaluate --similarity``) with a short summary of each.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ from .acoustic.stages import predict_run, train_cnn_run
 from .audio.extract import ExtractConfig, extract
 from .audio.features import FeatureConfig
 from .evaluation.cold_start import ColdStartConfig, evaluate_cold_start
+from .evaluation.similarity import SimilarityConfig, evaluate_similarity
+from .evaluation.similarity_report import summary_lines
+from .metadata import MetadataConfig
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.toml"
 
@@ -179,6 +183,12 @@ def run_demo(directory: Path, config_path: Path = DEMO_CONFIG) -> None:
     new_clip = _unheard_clip(directory, cfgmod.build(SynthConfig, "synth", toml))
     serve_and_query(work, user, cold_song, new_clip)
     print(f"({time.perf_counter() - t:.1f} s)")
+    t = _step("12. pmrs evaluate --similarity: the seed paper's similarity experiments")
+    out = evaluate_similarity(work, wmf_cfg, cnn_cfg, cfgmod.build(SimilarityConfig, "similarity", toml),
+                              cfgmod.build(HoldoutConfig, "evaluate", toml),
+                              cfgmod.build(MetadataConfig, "metadata", toml), show_progress=False)
+    print("\n".join(summary_lines(read_json(out / "metrics.json"))))
+    print(f"(report: {out}; {time.perf_counter() - t:.1f} s)")
     print(f"\ndemo finished in {time.perf_counter() - t_start:.0f} s; work directory: {work}")
 
 

@@ -384,3 +384,21 @@ def test_cli_build_with_toml_and_flags(work, tmp_path, capsys):
 def test_current_bundle_without_a_build(tmp_path):
     with pytest.raises(FileNotFoundError, match="indexer build"):
         current_bundle(tmp_path)
+
+
+def test_recall_counts_tied_vectors_as_hits():
+    # metadata vectors of songs with equal metadata are equal: exact search picks among them
+    # arbitrarily, so an index returning other tied vectors has found the right answer
+    from pmrs.indexing.specs import exact_top, recall_at, recall_with_ties
+
+    rng = np.random.default_rng(0)
+    distinct = rng.standard_normal((30, 8)).astype(np.float32)
+    vectors = np.repeat(distinct, 20, axis=0)        # each vector 20 times
+    queries = distinct[:5] + 0.01 * rng.standard_normal((5, 8)).astype(np.float32)
+    truth = exact_top(queries, vectors, 10)
+    other_ties = np.array([[r - r % 20 + (r % 20 + 10) % 20 for r in row] for row in truth])  # same groups
+    assert recall_at(other_ties, truth) < 0.5 and recall_with_ties(other_ties, truth, queries, vectors) == 1.0
+    wrong = (truth + 200) % len(vectors)             # other vectors, lower scores
+    assert recall_with_ties(wrong, truth, queries, vectors) == recall_at(wrong, truth) == 0.0
+    half = np.where(np.arange(10) < 5, truth, -1)    # missing entries are misses
+    assert recall_with_ties(half, truth, queries, vectors) == 0.5

@@ -12,16 +12,31 @@ from pathlib import Path
 import numpy as np
 
 
+#: Artists form loose clusters (a "style" each); users like one or two styles.
+STYLES = 6
+
+
+def _structure(rng: np.random.Generator, songs: int, artists: int):
+    artist_of = rng.integers(0, artists, size=songs)
+    song_pop = (rng.permutation(songs) + 1.0) ** -1.1
+    style_of = rng.integers(0, STYLES, size=artists)
+    return artist_of, song_pop, style_of
+
+
+def independent_world_truth(songs: int = 600, artists: int = 80, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The hidden structure of ``write_independent_world(songs=, artists=, seed=)``: each song's
+    artist and each song's style (song ``i`` is ``SO%016d`` % i)."""
+    artist_of, _, style_of = _structure(np.random.default_rng(seed), songs, artists)
+    return artist_of, style_of[artist_of]
+
+
 def write_independent_world(path: Path, users: int = 1500, songs: int = 600, artists: int = 80,
                             seed: int = 0) -> Path:
     """Write ``train_triplets.txt`` (user<TAB>song<TAB>count) under ``path``; returns the file."""
     rng = np.random.default_rng(seed)
-    artist_of = rng.integers(0, artists, size=songs)
-    song_pop = (rng.permutation(songs) + 1.0) ** -1.1
+    artist_of, song_pop, style_of = _structure(rng, songs, artists)
     artist_pop = np.bincount(artist_of, weights=song_pop, minlength=artists)
-    # Artists form loose clusters (a "style" each); users like one or two styles.
-    styles = 6
-    style_of = rng.integers(0, styles, size=artists)
+    styles = STYLES
     lines = []
     for u in range(users):
         liked = rng.choice(styles, size=rng.integers(1, 3), replace=False)

@@ -30,6 +30,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Hashable, Mapping, Sequence
 
 import numpy as np
 
@@ -81,17 +82,22 @@ class _ListStats:
     def __init__(self, n_songs: int):
         self.seen = np.zeros(n_songs, dtype=bool)
         self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}   # of "mean_" keys: the lists that have the measure
         self.n_lists = 0
         self.n_items = 0
 
     def add(self, key: str, value: float, weight: int = 1) -> None:
+        """``list_`` keys are averaged over lists, ``item_`` keys over list items, ``mean_`` keys
+        over the lists they were added for."""
         self.sums[key] = self.sums.get(key, 0.0) + value * weight
+        self.counts[key] = self.counts.get(key, 0) + 1
 
     def result(self) -> dict:
         out = {key: v / max(self.n_lists, 1) for key, v in self.sums.items() if key.startswith("list_")}
         out.update({key: v / max(self.n_items, 1) for key, v in self.sums.items() if key.startswith("item_")})
+        out.update({key: v / self.counts[key] for key, v in self.sums.items() if key.startswith("mean_")})
         out["coverage"] = float(self.seen.mean())
-        return {k.removeprefix("list_").removeprefix("item_"): float(v) for k, v in out.items()}
+        return {k.removeprefix("list_").removeprefix("item_").removeprefix("mean_"): float(v) for k, v in out.items()}
 
 
 def evaluate_diversity(workdir: str | Path, wmf_cfg: WMFConfig, cnn_cfg: CNNConfig,
@@ -135,14 +141,39 @@ def evaluate_diversity(workdir: str | Path, wmf_cfg: WMFConfig, cnn_cfg: CNNConf
 def _sweep(rec, inter: Interactions, split, cfg: DiversityConfig) -> dict:
     """The sweep over ``rec`` (a :class:`pmrs.Recommender` over a bundle trained on the split's
     training plays, so each user's played songs there are their training history)."""
+    settings = [(("share", s), {"acoustic": s}, 0.0) for s in cfg.shares] + \
+               [(("mmr", w), {"acoustic": cfg.mmr_share}, w) for w in cfg.mmr_weights]
+    out = sweep_lists(rec, inter, split, settings, cfg.k, cfg.max_users, cfg.familiar_percentile)
+    stats = out.pop("results")
+    by_share = [{"acoustic_share": v, **stats[("share", v)]} for v in cfg.shares]
+    by_mmr = [{"diversity": v, "acoustic_share": cfg.mmr_share, **stats[("mmr", v)]} for v in cfg.mmr_weights]
+    return {**out, "by_acoustic_share": by_share, "by_mmr": by_mmr}
+
+
+def sample_test_users(split, max_users: int, rng: np.random.Generator) -> np.ndarray:
+    """The split's test users with at least one held-out song, at most ``max_users`` of them
+    (drawn with ``rng``), ascending."""
+    test = split.test.tocsr()
+    users = np.asarray(split.test_users)
+    users = users[np.diff(test.indptr)[users] > 0]
+    if len(users) > max_users:
+        users = np.sort(rng.choice(users, size=max_users, replace=False))
+    return users
+
+
+def sweep_lists(rec, inter: Interactions, split, settings: Sequence[tuple[Hashable, Mapping[str, float], float]],
+                k: int, max_users: int, familiar_percentile: float = 95.0) -> dict:
+    """The list measures of the module docstring for each setting ``(key, shares, diversity)``:
+    every test user of ``split`` (at most ``max_users``, drawn with seed 0) gets
+    ``rec.recommend(user, k, shares=shares, diversity=diversity)``. ``rec`` is a
+    :class:`pmrs.Recommender` over a bundle trained on the split's training plays (so a user's
+    played songs there are their training history). Returns ``{"users", "bundle_songs",
+    "cold_songs_in_bundle", "familiar_cosine_threshold", "results": {key: measures}}``."""
     bundle = rec.bundle
     rng = np.random.default_rng(0)
     test = split.test.tocsr()
     train = split.train.tocsr()
-    users = np.asarray(split.test_users)
-    users = users[np.diff(test.indptr)[users] > 0]
-    if len(users) > cfg.max_users:
-        users = np.sort(rng.choice(users, size=cfg.max_users, replace=False))
+    users = sample_test_users(split, max_users, rng)
     # Bundle rows of the interaction songs (the bundle's universe also holds cold songs).
     inter_to_bundle = bundle.song_rows([s.decode() for s in inter.song_ids])
     n_bundle = bundle.n_songs
@@ -164,31 +195,30 @@ def _sweep(rec, inter: Interactions, split, cfg: DiversityConfig) -> dict:
     has_audio = norms[:, 0] > 0
     audio_rows = np.flatnonzero(has_audio)
     pairs = rng.choice(audio_rows, size=(5000, 2)) if len(audio_rows) > 1 else np.zeros((0, 2), int)
-    threshold = float(np.percentile((emb[pairs[:, 0]] * emb[pairs[:, 1]]).sum(1), cfg.familiar_percentile)) \
+    threshold = float(np.percentile((emb[pairs[:, 0]] * emb[pairs[:, 1]]).sum(1), familiar_percentile)) \
         if len(pairs) else 1.0
 
-    settings = [("share", s, s, 0.0) for s in cfg.shares] + \
-               [("mmr", w, cfg.mmr_share, w) for w in cfg.mmr_weights]
-    stats = {(kind, v): _ListStats(n_bundle) for kind, v, _, _ in settings}
+    stats = {key: _ListStats(n_bundle) for key, _, _ in settings}
     for u in users:
         history = inter_to_bundle[train.indices[train.indptr[u]:train.indptr[u + 1]]]
         relevant = set(inter_to_bundle[test.indices[test.indptr[u]:test.indptr[u + 1]]].tolist())
         user_id = inter.user_ids[u].decode()
         hist_audio = history[has_audio[history]]
         hist_genres, hist_artists = set(genre[history]), set(artist[history])
-        for kind, value, share, weight in settings:
-            songs = rec.recommend(user_id, k=cfg.k, shares={"acoustic": share}, diversity=weight).song_ids
+        for key, shares, weight in settings:
+            songs = rec.recommend(user_id, k=k, shares=shares, diversity=weight).song_ids
             rows = np.asarray(bundle.song_rows(songs), dtype=np.int64)
-            st = stats[(kind, value)]
+            st = stats[key]
             st.n_lists += 1
             st.n_items += len(rows)
             st.seen[rows] = True
             st.add("list_recall", len(relevant.intersection(rows.tolist())) / len(relevant))
             e = emb[rows]
-            if len(rows) > 1:
-                sim = e @ e.T
-                n = len(rows)
-                st.add("list_intra_list_distance", float((n * n - sim.sum()) / (n * (n - 1))))
+            ea = e[has_audio[rows]]   # the distance is measured between songs that have audio
+            if len(ea) > 1:
+                sim = ea @ ea.T
+                n = len(ea)
+                st.add("mean_intra_list_distance", float((n * n - sim.sum()) / (n * (n - 1))))
             st.add("list_genres_per_list", len(set(genre[rows]) - {""}))
             st.add("list_artists_per_list", len(set(artist[rows]) - {""}))
             st.add("item_long_tail_share", float((~head[rows]).sum()))
@@ -201,12 +231,10 @@ def _sweep(rec, inter: Interactions, split, cfg: DiversityConfig) -> dict:
                 new_artist = np.array([a not in hist_artists for a in artist[rows]])
                 st.add("item_familiar_sound_new_genre", float((close & new_genre).sum()))
                 st.add("item_familiar_sound_new_artist", float((close & new_artist).sum()))
-    by_share = [{"acoustic_share": v, **stats[("share", v)].result()} for v in cfg.shares]
-    by_mmr = [{"diversity": v, "acoustic_share": cfg.mmr_share, **stats[("mmr", v)].result()}
-              for v in cfg.mmr_weights]
     return {"users": int(len(users)), "bundle_songs": int(n_bundle),
             "cold_songs_in_bundle": int((~played_any & has_audio).sum()),
-            "familiar_cosine_threshold": threshold, "by_acoustic_share": by_share, "by_mmr": by_mmr}
+            "familiar_cosine_threshold": threshold,
+            "results": {key: stats[key].result() for key, _, _ in settings}}
 
 
 COLUMNS = ("recall", "intra_list_distance", "genres_per_list", "artists_per_list", "coverage",

@@ -85,6 +85,23 @@ def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
     return hits / truth.size
 
 
+def recall_with_ties(found: np.ndarray, truth: np.ndarray, queries: np.ndarray, vectors: np.ndarray,
+                     tol: float = 1e-5) -> float:
+    """:func:`recall_at` that counts a found id as a hit when its exact inner product is at least
+    the row's last exact one (within ``tol``, relative): where many vectors tie (metadata vectors
+    of songs with the same artist, release and tags are equal), exact search's choice among them
+    is arbitrary, and an index that returns other tied vectors is not wrong. Without ties it
+    equals :func:`recall_at`."""
+    if truth.size == 0:
+        return 1.0
+    q = np.asarray(queries, dtype=np.float32)
+    kth = np.einsum("qd,qd->q", vectors[truth[:, -1]], q)
+    ok = found >= 0
+    scores = np.einsum("qkd,qd->qk", vectors[np.where(ok, found, 0)], q)
+    hits = ok & (scores >= kth[:, None] - tol * np.maximum(np.abs(kth[:, None]), 1.0))
+    return float(np.minimum(hits.sum(axis=1), truth.shape[1]).sum() / truth.size)
+
+
 def index_kind(index: faiss.Index) -> str:
     """``ivf``, ``hnsw``, ``flat`` or ``other``: which search parameter the index has."""
     if faiss.try_extract_index_ivf(index) is not None:
@@ -113,7 +130,8 @@ def apply_search_params(index: faiss.Index, params: dict) -> None:
 def build_index(vectors: np.ndarray, spec: str, queries: np.ndarray | dict[str, np.ndarray],
                 cfg: IndexerConfig) -> tuple[faiss.Index, dict]:
     """Build the index ``spec`` over ``vectors`` (ids = positions), then raise its search parameter
-    (doubling) until recall@10 on ``queries`` against exact inner-product search reaches
+    (doubling) until recall@10 on ``queries`` against exact inner-product search (ties counted as
+    hits: :func:`recall_with_ties`) reaches
     ``cfg.target_recall`` or the parameter is exhausted. ``queries``: one array, or named groups
     (``{"users": ..., "songs": ...}``) that must *each* reach the target: the recall is the
     smallest group's (user vectors are harder queries than song vectors, and Recommend asks with
@@ -175,7 +193,8 @@ def build_index(vectors: np.ndarray, spec: str, queries: np.ndarray | dict[str, 
             apply_search_params(index, {param: v})
         t1 = time.perf_counter()
         _, found = index.search(q, top)
-        by_group = {name: recall_at(found[a:b], truth[a:b]) for name, a, b in zip(groups, bounds[:-1], bounds[1:])}
+        by_group = {name: recall_with_ties(found[a:b], truth[a:b], queries[a:b], vectors)
+                    for name, a, b in zip(groups, bounds[:-1], bounds[1:])}
         r = min(by_group.values())
         tried.append({**({param: v} if param else {}), "recall_at_10": round(r, 4),
                       **({"recall_at_10_by_queries": {name: round(x, 4) for name, x in by_group.items()}}
