@@ -59,7 +59,8 @@ def job(kind: str, workdir: str) -> dict:
         sel = json.loads((run / "config.json").read_text())["selection"]
         out.update({k: sel[k] for k in ("sampled_users", "sampled_songs", "validation_users",
                                         "spent_in_plain_fits", "budget_in_plain_fits",
-                                        "final_fit_in_plain_fits", "seconds") if k in sel},
+                                        "final_fit_in_plain_fits") if k in sel},
+                   search_seconds=sel["seconds"],
                    chosen=sel["wmf"], wmf_share=sel["wmf_share"],
                    trials=sum(t["model"] == "wmf" for t in sel["trials"]))
     return out
