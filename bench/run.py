@@ -1,7 +1,7 @@
 """``make bench``: every benchmark; JSON in bench/results/.
 
 - ingest, wmf: a Taste-Profile-shaped synthetic file (1,019,318 users, 384,546 songs, ~48M lines)
-- extract: 30 s clips as wav, mp3 and opus (bench/extract_bench.py)
+- extract: 30 s clips as wav, mp3, opus and vorbis, and 4-minute recordings (bench/extract_bench.py)
 - cnn: CNN training and prediction throughput on 30 s clips (bench/cnn_bench.py)
 - index: a full-shape bundle: build time, recall, search latency, open time (bench/index_bench.py)
 - serving: pmrs-server start-up, QPS and latency at concurrency 1/8/32 (bench/serving_bench.py)
@@ -12,11 +12,13 @@
 - live: RecordPlays rate and visibility across servers, AddSong to first neighbours, reads while
   writing (bench/live_bench.py); replicas: one and two servers under one load test
   (bench/replicas_bench.py)
-
 - metadata: the metadata source at 384,546 songs with generated tags: vectors and index (time,
   peak memory), SimilarSongs in metadata mode against Ping (bench/metadata_bench.py ``full``)
 
-    python -m bench.run [--only ingest,wmf,extract,cnn,index,serving,live,replicas,neighbours,metadata,spark]
+- select: ``train-wmf`` with settings chosen from the data against a plain 15-iteration fit, full
+  shape (bench/select_bench.py; the neighbourhood build there with ``--kinds``)
+
+    python -m bench.run [--only ingest,wmf,extract,cnn,index,serving,select,live,replicas,neighbours,metadata,spark]
                         [--users N --songs N] [--iterations N]
 """
 
@@ -64,22 +66,23 @@ def bench_wmf(workdir, iterations: int, command: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.run")
-    p.add_argument("--only", default="ingest,wmf,extract,cnn,index,serving,live,replicas,neighbours,metadata,spark")
+    p.add_argument("--only", default="ingest,wmf,extract,cnn,index,serving,select,live,replicas,neighbours,metadata,spark")
     p.add_argument("--users", type=int, default=FULL_USERS)
     p.add_argument("--songs", type=int, default=FULL_SONGS)
     p.add_argument("--iterations", type=int, default=15)
     args = p.parse_args(argv)
     command = "python -m bench.run " + " ".join(argv if argv is not None else sys.argv[1:])
     only = set(args.only.split(","))
-    if only & {"ingest", "wmf", "index", "serving", "live", "replicas", "neighbours"}:
+    if only & {"ingest", "wmf", "index", "serving", "select", "live", "replicas", "neighbours"}:
         world = full_shape_world(args.users, args.songs)
         workdir = DATA / f"work-{args.users}x{args.songs}"
         if "ingest" in only or not (workdir / "interactions").exists():
             shutil.rmtree(workdir, ignore_errors=True)
             bench_ingest(world, workdir, command)
-        if "wmf" in only or not (workdir / "models" / "wmf").exists():
+        serves = bool(only & {"index", "serving", "live", "replicas", "neighbours"})  # a model and a bundle
+        if "wmf" in only or (serves and not (workdir / "models" / "wmf").exists()):
             bench_wmf(workdir, args.iterations, command)
-        if "index" in only or not (workdir / "bundles" / "CURRENT").exists():
+        if "index" in only or (serves and not (workdir / "bundles" / "CURRENT").exists()):
             from bench.index_bench import bench_index
 
             bench_index(command)
@@ -87,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench.serving_bench import bench_serving
 
             bench_serving(command, workdir)
+        if "select" in only:
+            from bench.select_bench import bench_select
+
+            bench_select(command, args.users, args.songs, kinds=("plain", "selected"))
         if "live" in only:
             from bench.live_bench import bench_live
 

@@ -156,22 +156,28 @@ class SelectConfig:
     builds and every scoring of the validation users, counted with ``EVAL_UNITS`` and
     ``BUILD_UNITS``) may spend ``budget`` plain fits, and only settings whose final fit on the
     whole matrix costs at most ``final_fit`` plain fits can be chosen, so a run costs at most
-    ``budget + final_fit`` plain fits (2 by default). Both limits are at least ``min_cost`` units,
-    so small data get a full search. When the planned search (``target_trials`` WMF trials, every
-    neighbour candidate, every blend share) would not fit in the budget on the whole matrix, it
-    runs on a random sample of users sized so that it does. The first WMF trial and the first
-    neighbour setting always run, so a tiny budget can be exceeded by them.
+    ``budget + final_fit`` plain fits. On small data that would be too little to search at all,
+    so the whole run may always cost ``min_cost`` units (about 17 s of one core here): the final
+    fit at least ``min_final_share`` of it and the search the rest. In all, a run costs at most
+    ``max((budget + final_fit) x plain fit, min_cost)`` units. When the planned search
+    (``target_trials`` WMF trials, every neighbour candidate, every blend share) would not fit
+    in its budget on the whole matrix, it runs on a random sample of users sized so that it
+    does, and on the songs at least ``sample_min_users`` of them played (a held-out song no
+    other sampled user played cannot be learnt, and every song is a row to fit). The first WMF trial and the first neighbour setting always run, so a tiny budget can
+    be exceeded by them.
     """
 
     enabled: bool = True
     budget: float = 1.0
     final_fit: float = 1.0
     plain_iterations: int = 15
-    min_cost: float = 4e9
+    min_cost: float = 4e9            # the whole run's floor, in cost units
+    min_final_share: float = 0.25    # of min_cost, the floor of the final fit's cap
     target_trials: int = 12
     checkpoints: tuple[int, ...] = (5, 10, 15, 25)  # iterations scored in each trial
     validation_users: float = 0.5    # share of the eligible users whose songs are held out
     max_validation_users: int = 5000
+    sample_min_users: int = 3        # in a sample of users, the songs at least this many played
     holdout_fraction: float = 0.2
     min_songs: int = 5
     metric: str = "map@500+recall@50"  # a metric, or a sum of metrics joined by "+"
@@ -187,6 +193,10 @@ class SelectConfig:
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.budget < 0 or self.target_trials < 1 or not self.checkpoints:
             raise ValueError("need budget >= 0, target_trials >= 1 and at least one checkpoint")
+        if self.final_fit <= 0 or self.min_cost < 0 or not 0 <= self.min_final_share <= 1:
+            raise ValueError("need final_fit > 0, min_cost >= 0 and 0 <= min_final_share <= 1")
+        if self.sample_min_users < 1:
+            raise ValueError("sample_min_users must be >= 1")
         for term in self.metric.split("+"):
             if "@" not in term and term != "auc":
                 raise ValueError(f"metric must be map@500, recall@50, ndcg@10, auc or a sum of them "
@@ -216,6 +226,35 @@ def fit_cost(matrix_shape_nnz: tuple[int, int, int], factors: int, iterations: i
     return (float(nnz) + ROW_UNITS * float(n_users + n_songs)) * factors * iterations
 
 
+def final_fit_cost(matrix_shape_nnz: tuple[int, int, int], factors: int, iterations: int) -> float:
+    """Cost units of the final fit on the whole matrix: :func:`fit_cost` with at least the default
+    factors. On a large matrix ALS waits on memory (a random song row per stored pair), not on
+    arithmetic: at the Taste Profile's shape an iteration took 22.2 CPU s at 16 factors and
+    22.6 at 64, so fewer factors must not buy more iterations there. (The search's fits, on a
+    sample whose factors stay in cache, do scale with factors.)"""
+    return fit_cost(matrix_shape_nnz, max(factors, WMFConfig().factors), iterations)
+
+
+def run_caps(plain: float, cfg: SelectConfig) -> tuple[float, float]:
+    """(the final fit's cap, the search's budget) in cost units, for data whose plain fit costs
+    ``plain`` units: together at most ``max((budget + final_fit) x plain, min_cost)``."""
+    final_cap = max(cfg.final_fit * plain, cfg.min_final_share * cfg.min_cost)
+    return final_cap, max(cfg.budget * plain, cfg.min_cost - final_cap)
+
+
+def _at_least(k: int, n: np.ndarray, p: float) -> np.ndarray:
+    """P(Binomial(n, p) >= k) for each n (0 <= p < 1, small k)."""
+    if k <= 0:
+        return np.ones_like(n, dtype=np.float64)
+    q = 1.0 - p
+    term = q ** n                      # P(X = 0)
+    below = term.copy()
+    for i in range(k - 1):             # add P(X = i + 1)
+        term = term * np.maximum(n - i, 0) / (i + 1) * (p / q)
+        below += term
+    return np.clip(1.0 - below, 0.0, 1.0)
+
+
 def _shape_nnz(m: sp.csr_matrix) -> tuple[int, int, int]:
     return int(m.shape[0]), int(m.shape[1]), int(m.nnz)
 
@@ -238,13 +277,12 @@ def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
     counts = sp.csr_matrix(counts)
     n_users, n_songs = counts.shape
     plain = fit_cost(_shape_nnz(counts), WMFConfig().factors, cfg.plain_iterations)
-    budget = max(cfg.budget * plain, cfg.min_cost)
+    final_cap, budget = run_caps(plain, cfg)
     tcfg = TuneConfig(trials=cfg.target_trials - 1, seed=cfg.seed, metric=cfg.metric)
-    final_cap = max(cfg.final_fit * plain, cfg.min_cost)
     iterations = (base.iterations,) if "iterations" in fixed else cfg.checkpoints
     full = _shape_nnz(counts)
     candidates = [c for c in _candidates(tcfg, base, fixed)
-                  if fit_cost(full, c.factors, min(iterations)) <= final_cap or not with_wmf]
+                  if final_fit_cost(full, c.factors, min(iterations)) <= final_cap or not with_wmf]
     if not candidates:  # even the cheapest setting over the cap: the base as given
         candidates = [base]
     if neighbours is not None:
@@ -259,24 +297,44 @@ def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
     # Plan: the share of users to search on, so that the planned fits, neighbour builds and
     # scorings of validation users fit in the budget.
     rng = np.random.default_rng(cfg.seed)
-    pool = np.setdiff1d(np.arange(n_users), exclude_users if exclude_users is not None else [])
+    in_pool = np.ones(n_users, dtype=bool)
+    if exclude_users is not None:
+        in_pool[np.asarray(exclude_users, dtype=np.int64)] = False
+    pool = np.flatnonzero(in_pool)
     lengths = np.diff(counts.indptr)[pool].astype(np.float64)
     min_len = max(cfg.min_songs, 2)
-    users_per_song = np.bincount(counts[pool].indices, minlength=n_songs).astype(np.float64)
+    pool_indices = counts.indices if pool.size == n_users else counts[pool].indices
+    users_per_song = np.bincount(pool_indices, minlength=n_songs)
+    played = users_per_song > 0
+    # songs by their number of users (a few thousand distinct values at most): the expectations
+    # below are sums over these
+    song_users, song_count = np.unique(users_per_song[played], return_counts=True)
+    song_users = song_users.astype(np.float64)
 
-    def songs_in(share: float) -> float:
-        """Expected number of songs played by a random share of the pool's users."""
-        return float((1.0 - (1.0 - share) ** users_per_song).sum())
+    def sample_shape(share: float) -> tuple[float, float, float]:
+        """Expected songs, pairs and sum of squared row lengths of the search's matrix when it
+        runs on a random share of the pool's users: in a sample, only the songs that at least
+        ``sample_min_users`` sampled users played (``cfg.sample_min_users``)."""
+        if share >= 1.0:
+            return float(played.sum()), float(lengths.sum()), float((lengths ** 2).sum())
+        k, n = cfg.sample_min_users, song_users
+        songs = float((song_count * _at_least(k, n, share)).sum())
+        # a play stays when at least k - 1 of its song's other users are sampled too
+        pairs = float((song_count * n * share * _at_least(k - 1, n - 1, share)).sum())
+        kept = pairs / max(share * float(lengths.sum()), 1.0)
+        return songs, pairs, share * float(((kept * lengths) ** 2).sum())
 
     n_evals = (len(candidates) * len(iterations) if with_wmf else 0) + len(n_candidates) + len(shares)
     mean_factors = float(np.mean([c.factors for c in candidates]))
 
     def planned(share: float) -> float:
-        songs = songs_in(share)
-        fits = fit_cost((share * pool.size, songs, share * lengths.sum()), mean_factors,
+        songs, pairs, squares = sample_shape(share)
+        fits = fit_cost((share * pool.size, songs, pairs), mean_factors,
                         max(iterations)) * len(candidates) if with_wmf else 0.0
-        builds = len(n_candidates) * BUILD_UNITS * share * float((lengths ** 2).sum())
-        v = min(cfg.validation_users * share * float((lengths >= min_len).sum()), cfg.max_validation_users)
+        builds = len(n_candidates) * BUILD_UNITS * squares
+        kept = pairs / max(share * float(lengths.sum()), 1.0)
+        v = min(cfg.validation_users * share * float((kept * lengths >= min_len).sum()),
+                cfg.max_validation_users)
         return fits + builds + n_evals * v * songs * EVAL_UNITS
 
     share = 1.0
@@ -289,8 +347,8 @@ def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
     sample = np.sort(rng.choice(pool, size=max(1, int(round(share * pool.size))), replace=False)) \
         if share < 1.0 else pool
     sub = counts[sample] if share < 1.0 else counts
-    if share < 1.0:  # the search's catalog: the songs the sampled users played
-        sub = sub[:, np.flatnonzero(np.diff(sub.tocsc().indptr) > 0)].tocsr()
+    if share < 1.0:  # the search's catalog: the songs enough sampled users played
+        sub = sub[:, np.flatnonzero(np.diff(sub.tocsc().indptr) >= cfg.sample_min_users)].tocsr()
     # a sample holds no excluded user; the whole matrix keeps them, as training rows only
     exclude = None if share < 1.0 else exclude_users
     eligible_rows = np.diff(sub.indptr) >= min_len
@@ -321,7 +379,8 @@ def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
     t_start = time.perf_counter()
     for wcfg in candidates if with_wmf else []:
         # checkpoints whose final fit stays under the cap (the first one always counts)
-        its = tuple(n for n in iterations if fit_cost(full, wcfg.factors, n) <= final_cap) or iterations[:1]
+        its = tuple(n for n in iterations if final_fit_cost(full, wcfg.factors, n) <= final_cap) \
+            or iterations[:1]
         cost = fit_cost(_shape_nnz(val.train), wcfg.factors, max(its)) + len(its) * eval_cost
         if trials and spent + cost > budget:
             continue  # a cheaper candidate further on may still fit
@@ -383,6 +442,8 @@ def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
                "sampled_songs": int(sub.shape[1]), "songs": int(n_songs),
                "cost_budget": budget, "cost_spent": spent, "final_fit_cap": final_cap,
                "budget_in_plain_fits": round(budget / plain, 3), "spent_in_plain_fits": round(spent / plain, 3),
+               "final_fit_cap_in_plain_fits": round(final_cap / plain, 3),
+               "final_fit_in_plain_fits": round(final_fit_cost(full, chosen.factors, chosen.iterations) / plain, 3),
                "seconds": round(time.perf_counter() - t_start, 2)}
     log.info("selected WMF %s, neighbours %s, WMF share %g on %d validation users (%.2f plain fits)",
              {k: getattr(chosen, k) for k in (*SEARCHED, "iterations")}, asdict(nb_best), best_share[1],

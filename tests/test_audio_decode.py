@@ -124,3 +124,42 @@ def test_truncated_files_decode_what_is_there(tmp_path):
 def test_audio_error_pickles_with_its_reason():
     err = pickle.loads(pickle.dumps(AudioError("too-short", "1.0 s")))
     assert (err.reason, err.detail) == ("too-short", "1.0 s")
+
+
+SEEKING = [p for p in FORMATS if p.id in ("flac-44k-stereo", "ogg-vorbis-44k", "ogg-opus-48k",
+                                          "mp3-44k-stereo")]
+
+
+@pytest.mark.parametrize("ext,sr,channels,kw", SEEKING)
+def test_the_kept_middle_is_reached_by_seeking_or_by_decoding_to_it(tmp_path, monkeypatch, ext, sr,
+                                                                    channels, kw):
+    # 3 s at 220 Hz, 4 s at 440 Hz, 3 s at 880 Hz: the middle 4 s are the 440 Hz part.
+    y = np.concatenate([tone(220.0, 3.0, sr, channels), tone(440.0, 4.0, sr, channels),
+                        tone(880.0, 3.0, sr, channels)])
+    sf.write(tmp_path / f"long.{ext}", y, sr, **kw)
+    sought = decode_audio(tmp_path / f"long.{ext}", max_seconds=2.0)
+    assert sought.seek == "seek" and not sought.truncated
+    assert dominant_hz(sought.samples) == pytest.approx(440.0, abs=2.0)
+    assert decode_audio(tmp_path / f"long.{ext}").seek == "none"   # nothing to skip
+    # A container libsndfile cannot seek: the frames before the middle are decoded and dropped,
+    # giving the same samples.
+    monkeypatch.setattr(sf.SoundFile, "seekable", lambda self: False)
+    decoded = decode_audio(tmp_path / f"long.{ext}", max_seconds=2.0)
+    assert decoded.seek == "decode" and not decoded.truncated
+    np.testing.assert_allclose(decoded.samples, sought.samples, atol=1e-6)
+
+
+def test_the_fallback_decoder_says_it_decoded_the_whole_file(tmp_path, monkeypatch):
+    import pmrs.audio.decode as decode
+
+    sr = 22050
+    y = np.concatenate([tone(220.0, 3.0, sr), tone(440.0, 4.0, sr), tone(880.0, 3.0, sr)])
+    sf.write(tmp_path / "long.wav", y, sr, subtype="PCM_16")
+
+    def cannot_open(path, max_seconds):
+        raise decode._CannotOpen("format not recognised")
+
+    monkeypatch.setattr(decode, "_read_soundfile", cannot_open)
+    dec = decode_audio(tmp_path / "long.wav", max_seconds=2.0)
+    assert dec.source_format == "audioread" and dec.seek == "decode"
+    assert dominant_hz(dec.samples) == pytest.approx(440.0, abs=2.0)

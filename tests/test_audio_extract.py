@@ -85,6 +85,8 @@ def test_extract_skips_bad_files_and_keeps_good_ones(messy):
     t = report["timing"]
     assert t["audio_seconds"] > 16.0 and t["clips_per_second"] > 0 and t["workers"] == 2
     assert set(t["per_clip_seconds"]) == {"decode", "resample", "features", "write"}
+    # every clip is shorter than max_seconds: nothing to seek past
+    assert t["seek"] == {"none": 5} and t["decoded_to_skip_by_format"] == {}
     assert report["feature_config"] == dataclasses.asdict(FeatureConfig())
 
     with FeatureStore(work / "features.lmdb", readonly=True) as store:

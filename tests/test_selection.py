@@ -8,7 +8,7 @@ import pytest
 from pmrs.cli import main
 from pmrs.evaluation.split import holdout_split
 from pmrs.synth.world import SynthConfig, iter_plays, make_catalog, make_users
-from pmrs.tuning import SelectConfig, fit_cost, select_settings
+from pmrs.tuning import SelectConfig, fit_cost, run_caps, select_settings
 from pmrs.wmf import WMFConfig, load_run
 from pmrs.neighbours import load_run as load_neighbours
 
@@ -85,8 +85,21 @@ def test_train_wmf_without_settings_selects_and_records_them(tmp_path):
     assert nb.similarity.shape == (len(song_ids), len(song_ids)) and nb.similarity.nnz > 0
 
 
+def test_a_run_costs_at_most_two_plain_fits_or_the_floor():
+    cfg = SelectConfig()
+    for plain in (1e7, 1e8, 1e9, 1.5e9, 2e9, 3e9, 1e10, 9.6e10):
+        final_cap, budget = run_caps(plain, cfg)
+        assert final_cap + budget == pytest.approx(max((cfg.budget + cfg.final_fit) * plain, cfg.min_cost))
+        assert final_cap >= cfg.final_fit * plain and budget >= cfg.budget * plain
+    # the tests' worlds (a plain fit of about 1e8 units) get the whole floor, most of it to search
+    final_cap, budget = run_caps(1e8, cfg)
+    assert budget == pytest.approx((1 - cfg.min_final_share) * cfg.min_cost)
+
+
 def test_bad_select_config_is_rejected():
     with pytest.raises(ValueError):
         SelectConfig(metric="map")
     with pytest.raises(ValueError):
         SelectConfig(checkpoints=())
+    with pytest.raises(ValueError):
+        SelectConfig(min_final_share=1.5)

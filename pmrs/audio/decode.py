@@ -7,7 +7,13 @@ equals resampling every channel, at a fraction of the cost), and soxr resamples 
 quality when the file's rate differs from the target.
 
 Clips longer than ``max_seconds`` keep their middle ``max_seconds`` (intros and fade-outs are the
-least typical part of a track); only those frames are decoded, after a seek.
+least typical part of a track); only those frames are decoded, after a seek, where the container
+can seek. :attr:`DecodedAudio.seek` says what happened: ``"seek"`` (libsndfile 1.2 seeks WAV,
+FLAC, OGG Vorbis, OGG Opus and MP3 files), ``"decode"`` (the part before the kept frames was
+decoded and thrown away: libsndfile says the file cannot seek, or only the audioread fallback
+opens it, or the file is shorter than its header says and its middle had to be found by reading
+it all), ``"head"`` (the header gives no length: the first ``max_seconds`` are kept) or
+``"none"`` (nothing to skip). Extraction counts them, so a folder whose files cannot seek shows.
 
 Truncated files are decoded as far as they go: libsndfile either returns fewer frames than the
 header declares (WAV, MP3) or raises part-way (FLAC "lost sync"); in the second case the file is
@@ -40,6 +46,11 @@ _UNKNOWN_LENGTH_CAP_S = 2 * 3600
 _SHORT_READ = 0.99
 
 _SF_ERRORS = (sf.LibsndfileError, RuntimeError)
+
+#: Seconds decoded (and dropped) before the kept part after a seek.
+_SEEK_PREROLL_S = 0.25
+#: Values of :attr:`DecodedAudio.seek`.
+SEEK_MODES = ("seek", "decode", "head", "none")
 
 
 class AudioError(ValueError):
@@ -88,6 +99,10 @@ class DecodedAudio:
         Decoding stopped before the declared end (the file is cut short or damaged).
     detail : str
         Why ``truncated`` is set; empty otherwise.
+    seek : str
+        How the part before the kept frames was skipped (see :data:`SEEK_MODES`): ``"seek"``,
+        ``"decode"`` (decoded from the start and thrown away), ``"head"`` (length unknown: the
+        first ``max_seconds`` kept) or ``"none"`` (nothing skipped).
     decode_seconds : float
         Wall time spent decoding and averaging to mono, in seconds.
     resample_seconds : float
@@ -102,6 +117,7 @@ class DecodedAudio:
     declared_seconds: float | None
     truncated: bool
     detail: str
+    seek: str
     decode_seconds: float
     resample_seconds: float
 
@@ -169,10 +185,10 @@ def decode_audio(path: str | os.PathLike, sample_rate_hz: int = 22050,
 
     t0 = time.perf_counter()
     try:
-        frames, sr, channels, fmt, declared, expected, err = _read_soundfile(path, max_seconds)
+        frames, sr, channels, fmt, declared, expected, err, seek = _read_soundfile(path, max_seconds)
     except _CannotOpen as exc:
-        frames, sr, channels, fmt, declared, expected, err = _read_fallback(path, max_seconds,
-                                                                             str(exc))
+        frames, sr, channels, fmt, declared, expected, err, seek = _read_fallback(path, max_seconds,
+                                                                                   str(exc))
     if len(frames) == 0:
         if err is not None:
             raise AudioError("truncated", f"no audio decodes before the error: {err}")
@@ -198,12 +214,12 @@ def decode_audio(path: str | os.PathLike, sample_rate_hz: int = 22050,
     return DecodedAudio(samples=mono, sample_rate_hz=int(sample_rate_hz),
                         source_sample_rate_hz=int(sr), source_channels=int(channels),
                         source_format=fmt, declared_seconds=declared_s, truncated=truncated,
-                        detail=detail, decode_seconds=t1 - t0, resample_seconds=t2 - t1)
+                        detail=detail, seek=seek, decode_seconds=t1 - t0, resample_seconds=t2 - t1)
 
 
 def _read_soundfile(path: Path, max_seconds: float | None):
     """(frames (n, channels) float32, rate, channels, format, declared frames (0: unknown),
-    frames aimed at, error message or None)."""
+    frames aimed at, error message or None, seek mode)."""
     try:
         f = sf.SoundFile(str(path))  # opened once: some decoders scan the whole file to open it
     except _SF_ERRORS as exc:
@@ -218,37 +234,60 @@ def _read_soundfile(path: Path, max_seconds: float | None):
             # Length unknown: read from the start until the end (or the cap).
             limit_s = max_seconds if max_seconds is not None else _UNKNOWN_LENGTH_CAP_S
             data, err = _read_blocks(f, 0, int(np.ceil(limit_s * sr)), block, channels)
-            return data, sr, channels, fmt, 0, 0, err
+            return data, sr, channels, fmt, 0, 0, err, "head" if max_seconds is not None else "none"
         max_frames = declared if max_seconds is None else min(declared, int(np.ceil(max_seconds * sr)))
         start = (declared - max_frames) // 2
+        can_seek = f.seekable()
+        seek = "none" if not start else "seek" if can_seek else "decode"
+        if start and not can_seek:
+            log.info("%s (%s) cannot seek: decoding its first %.1f s to skip them", path, fmt, start / sr)
         try:
-            if start:
-                f.seek(start)
-            data, err = f.read(max_frames, dtype="float32", always_2d=True), None
+            if start and can_seek:
+                # A quarter second early: an MP3 decoder's first ~0.12 s after a seek come out
+                # as silence (the bit reservoir of the frames before it is missing).
+                preroll = min(start, int(_SEEK_PREROLL_S * sr))
+                f.seek(start - preroll)
+                data, err = f.read(preroll + max_frames, dtype="float32", always_2d=True)[preroll:], None
+            elif start:
+                data, err = _read_blocks(f, start, max_frames, block, channels, seek=False)
+            else:
+                data, err = f.read(max_frames, dtype="float32", always_2d=True), None
         except _SF_ERRORS as exc:
             data, err = None, str(exc)
     if data is None:  # broke off part-way: salvage what decodes, block by block
         with sf.SoundFile(str(path)) as f:
-            data, err = _read_blocks(f, start, max_frames, block, channels)
+            data, err = _read_blocks(f, start, max_frames, block, channels, seek=can_seek)
     if start > 0 and len(data) < _SHORT_READ * max_frames:
         # Shorter than its header says, so the "middle" was misplaced: read it all, keep its middle.
         with sf.SoundFile(str(path)) as f:
             data, err2 = _read_blocks(f, 0, declared, block, channels)
         err = err or err2 or "shorter than its header declares"
+        seek = "decode"
         if len(data) > max_frames:
             s = (len(data) - max_frames) // 2
             data = data[s:s + max_frames]
-    return data, sr, channels, fmt, declared, max_frames, err
+    return data, sr, channels, fmt, declared, max_frames, err, seek
 
 
-def _read_blocks(f: sf.SoundFile, start: int, frames: int, block: int, channels: int):
+def _read_blocks(f: sf.SoundFile, start: int, frames: int, block: int, channels: int,
+                 seek: bool = True):
     """Read up to ``frames`` frames from ``start`` in blocks; stop at the end or the first error
-    (keeping every block before it)."""
+    (keeping every block before it). ``seek=False``: reach ``start`` by decoding the frames
+    before it (thrown away block by block), for a file that cannot seek."""
     chunks: list[np.ndarray] = []
     got, err = 0, None
     try:
-        if start:
+        if start and seek:
             f.seek(start)
+        elif start:
+            buf = np.empty((block, channels), np.float32)
+            skipped = 0
+            while skipped < start:
+                n = len(f.read(min(block, start - skipped), dtype="float32", always_2d=True,
+                               out=buf[:min(block, start - skipped)]))
+                skipped += n
+                if n == 0:
+                    break
         while got < frames:
             want = min(block, frames - got)
             chunk = f.read(want, dtype="float32", always_2d=True,
@@ -288,9 +327,11 @@ def _read_fallback(path: Path, max_seconds: float | None, sf_error: str):
         raise AudioError("unreadable", f"soundfile: {sf_error}; audioread: {why}") from None
     frames = np.atleast_2d(y).T  # (n, channels)
     sr = int(sr)
+    seek = "none"
     if max_seconds is not None:
         max_frames = int(np.ceil(max_seconds * sr))
         if len(frames) > max_frames:
             s = (len(frames) - max_frames) // 2
             frames = frames[s:s + max_frames]
-    return np.ascontiguousarray(frames), sr, frames.shape[1], "audioread", 0, 0, None
+            seek = "decode"  # audioread decodes the whole file
+    return np.ascontiguousarray(frames), sr, frames.shape[1], "audioread", 0, 0, None, seek

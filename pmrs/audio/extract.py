@@ -184,11 +184,13 @@ def extract_one(path: str, cfg: FeatureConfig) -> dict:
     Returns
     -------
     dict
-        ``{"ok": True, "features": ClipFeatures, "decode_s", "resample_s", "feature_s",
-        "truncated", "detail", "source_format", "source_sample_rate_hz", "source_channels"}``
-        or ``{"ok": False, "reason", "detail"}``. Times are wall seconds in the worker.
+        ``{"ok": True, "features": ClipFeatures, "decode_s", "resample_s", "feature_s", "cpu_s",
+        "truncated", "detail", "seek", "source_format", "source_sample_rate_hz", "source_channels"}``
+        or ``{"ok": False, "reason", "detail"}``. Times are wall seconds in the worker, except
+        ``cpu_s``: the worker's CPU seconds for the whole clip (steady when the machine is shared).
     """
     try:
+        c0 = time.process_time()
         dec = decode_audio(path, cfg.sample_rate_hz, cfg.max_seconds)
         t0 = time.perf_counter()
         y = dec.samples
@@ -202,7 +204,8 @@ def extract_one(path: str, cfg: FeatureConfig) -> dict:
         feats = clip_features(y, cfg)
         return {"ok": True, "features": feats, "decode_s": dec.decode_seconds,
                 "resample_s": dec.resample_seconds, "feature_s": time.perf_counter() - t0,
-                "truncated": dec.truncated, "detail": dec.detail,
+                "cpu_s": time.process_time() - c0,
+                "truncated": dec.truncated, "detail": dec.detail, "seek": dec.seek,
                 "source_format": dec.source_format,
                 "source_sample_rate_hz": dec.source_sample_rate_hz,
                 "source_channels": dec.source_channels}
@@ -304,8 +307,10 @@ def extract(audio_dir: str | os.PathLike, workdir: str | os.PathLike,
         reason, detail}``), ``partial`` (list of ``{file, song_id, seconds, detail}``: truncated
         files extracted from what decodes), ``timing`` (``total_seconds``, ``clips_per_second``,
         ``audio_seconds``, ``realtime_factor``, ``workers``, ``per_clip_seconds`` means
-        ``{decode, resample, features, write}``, ``worker_seconds`` totals and
-        ``worker_utilisation``), ``feature_config`` and ``extract_config``.
+        ``{decode, resample, features, write}``, ``worker_seconds`` totals,
+        ``worker_cpu_seconds_per_clip``, ``worker_utilisation``, ``seek``: extracted files by how the part before their kept middle
+        was skipped (:data:`~pmrs.audio.decode.SEEK_MODES`) and ``decoded_to_skip_by_format``: the
+        source formats that could not seek), ``feature_config`` and ``extract_config``.
     """
     t_start = time.perf_counter()
     workdir = Path(workdir)
@@ -353,6 +358,8 @@ def extract(audio_dir: str | os.PathLike, workdir: str | os.PathLike,
             runner = (_run_serial(jobs, feature_cfg) if cfg.workers == 1 or len(jobs) <= 1
                       else _run_pool(jobs, feature_cfg, cfg.workers, cfg.tasks_per_worker))
             sums = Counter()
+            seeks: Counter = Counter()      # how each file's skipped part was skipped
+            unseekable: Counter = Counter()  # source formats decoded from the start to skip it
             extracted = 0
             t_work = time.perf_counter()
             bar = tqdm(total=len(jobs), unit="clip", desc="extract", leave=False,
@@ -367,8 +374,12 @@ def extract(audio_dir: str | os.PathLike, workdir: str | os.PathLike,
                         sums["decode"] += result["decode_s"]
                         sums["resample"] += result["resample_s"]
                         sums["features"] += result["feature_s"]
+                        sums["cpu"] += result["cpu_s"]
                         sums["audio"] += result["features"].seconds
                         extracted += 1
+                        seeks[result["seek"]] += 1
+                        if result["seek"] == "decode":
+                            unseekable[result["source_format"]] += 1
                         if result["truncated"]:
                             partial.append({"file": rel, "song_id": song,
                                             "seconds": round(result["features"].seconds, 3),
@@ -406,13 +417,20 @@ def extract(audio_dir: str | os.PathLike, workdir: str | os.PathLike,
             "per_clip_seconds": {k: round(sums[k] / extracted, 5) if extracted else None
                                  for k in ("decode", "resample", "features", "write")},
             "worker_seconds": {k: round(sums[k], 3) for k in ("decode", "resample", "features")},
+            "worker_cpu_seconds_per_clip": round(sums["cpu"] / extracted, 5) if extracted else None,
             "worker_utilisation": (round(worker_total / (n_workers * work_seconds), 3)
                                    if work_seconds > 0 and extracted else None),
+            "seek": dict(sorted(seeks.items())),
+            "decoded_to_skip_by_format": dict(sorted(unseekable.items())),
         },
         "feature_config": dataclasses.asdict(feature_cfg),
         "extract_config": dict(dataclasses.asdict(cfg), extensions=list(cfg.extensions)),
     }
     write_json(workdir / REPORT_FILE, report)
+    if unseekable:
+        log.warning("%d files could not seek to their middle %g s and were decoded from the start "
+                    "(by format: %s)", sum(unseekable.values()), feature_cfg.max_seconds,
+                    dict(unseekable))
     log.info("extracted %d clips (%d already stored, %d skipped) in %.1f s",
              extracted, already, len(skipped), total)
     return report
