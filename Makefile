@@ -34,7 +34,7 @@ test: install java-check
 	$(BIN)/python -m pytest -q
 
 demo: install
-	$(BIN)/python -m pmrs.demo --dir $(DEMO_DIR)
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pmrs.demo --dir $(DEMO_DIR)
 
 bench: install java-check
 	$(BIN)/python -m bench.run

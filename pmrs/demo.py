@@ -15,29 +15,35 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+from .entry import set_thread_policy
 
-from . import config as cfgmod
-from .catalog import CATALOG_FILE, Catalog
-from .evaluation.holdout import HoldoutConfig, evaluate_holdout
-from .ingest import IngestConfig, ingest
-from .interactions import INTERACTIONS_DIR, Interactions
-from .topk import most_played, top_k
-from .report import format_ingest, markdown_table
-from .artifacts import read_json
-from .synth.generate import synthesize
-from .synth.world import SynthConfig
-from .training import train_wmf_run
-from .wmf import WMFConfig, load_run
-from .acoustic.model import CNNConfig
-from .acoustic.runs import load_predictions
-from .acoustic.stages import predict_run, train_cnn_run
-from .audio.extract import ExtractConfig, extract
-from .audio.features import FeatureConfig
-from .evaluation.cold_start import ColdStartConfig, evaluate_cold_start
-from .evaluation.similarity import SimilarityConfig, evaluate_similarity
-from .evaluation.similarity_report import summary_lines
-from .metadata import MetadataConfig
+# before torch is imported (below): its OpenMP threads read the policy once, when it loads; spinning
+# ones made the demo's CNN training take over 25 minutes instead of about one on a busy machine
+set_thread_policy()
+
+import numpy as np  # noqa: E402
+
+from . import config as cfgmod  # noqa: E402
+from .catalog import CATALOG_FILE, Catalog  # noqa: E402
+from .evaluation.holdout import HoldoutConfig, evaluate_holdout  # noqa: E402
+from .ingest import IngestConfig, ingest  # noqa: E402
+from .interactions import INTERACTIONS_DIR, Interactions  # noqa: E402
+from .topk import most_played, top_k  # noqa: E402
+from .report import format_ingest, markdown_table  # noqa: E402
+from .artifacts import read_json  # noqa: E402
+from .synth.generate import synthesize  # noqa: E402
+from .synth.world import SynthConfig  # noqa: E402
+from .training import train_wmf_run  # noqa: E402
+from .wmf import WMFConfig, load_run  # noqa: E402
+from .acoustic.model import CNNConfig  # noqa: E402
+from .acoustic.runs import load_predictions  # noqa: E402
+from .acoustic.stages import predict_run, train_cnn_run  # noqa: E402
+from .audio.extract import ExtractConfig, extract  # noqa: E402
+from .audio.features import FeatureConfig  # noqa: E402
+from .evaluation.cold_start import ColdStartConfig, evaluate_cold_start  # noqa: E402
+from .evaluation.similarity import SimilarityConfig, evaluate_similarity  # noqa: E402
+from .evaluation.similarity_report import summary_lines  # noqa: E402
+from .metadata import MetadataConfig  # noqa: E402
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.toml"
 
