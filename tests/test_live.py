@@ -334,3 +334,20 @@ def test_plays_reach_a_neighbours_source_too(serving_workdir, fresh):
         got = rec.recommend("nb-listener", k=5, shares={C.NEIGHBOURS: 1.0})
         assert len(got.songs) == 5 and not set(songs) & set(got.song_ids)
         assert all(C.NEIGHBOURS in s.sources for s in got.songs)
+
+
+def test_a_replay_reuses_the_logged_songs_encodings(fresh):
+    calls = []
+
+    def counting(fields, clip):
+        calls.append(fields["song_id"])
+        return EncodedSong({C.ACOUSTIC: np.full(8, 0.5, np.float32)}, np.ones(16, np.float32) / 4.0)
+
+    with pmrs.Recommender.open(fresh, live=True, encoder=counting) as rec:
+        rec.add_song("CACHED-1", title="one")
+        rec.add_song("CACHED-2", title="two")
+    assert calls == ["CACHED-1", "CACHED-2"]
+    with pmrs.Recommender.open(fresh, live=True, encoder=counting) as rec:   # a restart: no encoding
+        assert calls == ["CACHED-1", "CACHED-2"]
+        assert C.ACOUSTIC in rec.song("CACHED-2").sources
+        np.testing.assert_allclose(rec.live.songs.vectors[C.ACOUSTIC][1][1], np.full(8, 0.5))

@@ -49,6 +49,12 @@ CREATE TABLE IF NOT EXISTS clips (
     name TEXT NOT NULL,
     data BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS encoded (
+    seq INTEGER NOT NULL REFERENCES writes(seq),
+    bundle TEXT NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (seq, bundle)
+);
 """
 
 
@@ -210,6 +216,21 @@ class WriteLog:
         for s, kind, body, rid, at in rows:
             if kind in kinds:
                 yield Write(int(s), kind, json.loads(body), rid, float(at))
+
+    def encoded(self, seq: int, bundle: str) -> bytes | None:
+        """What write ``seq``'s song was encoded to by bundle ``bundle``'s models (a cache: a
+        replay need not decode and predict again), ``None`` when not cached."""
+        with self._guard():
+            row = self._conn().execute("SELECT data FROM encoded WHERE seq = ? AND bundle = ?",
+                                       (int(seq), bundle)).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def cache_encoded(self, seq: int, bundle: str, data: bytes) -> None:
+        """Remember :meth:`encoded` (not durable on its own: a lost entry is encoded again)."""
+        with self._guard():
+            conn = self._conn()
+            conn.execute("INSERT OR REPLACE INTO encoded(seq, bundle, data) VALUES (?, ?, ?)",
+                         (int(seq), bundle, sqlite3.Binary(data)))
 
     def clip(self, seq: int) -> tuple[str, bytes] | None:
         """The audio clip sent with write ``seq`` (its file name and bytes), ``None`` without one."""

@@ -160,8 +160,7 @@ class LiveState:
             if w.kind == PLAYS:
                 self._apply_plays(w.body["user_id"], self._resolve_plays(w.body["plays"]))
             elif w.kind == SONG:
-                clip = self.log.clip(w.seq) if self.log is not None else None
-                self._apply_song(w.body, self.encoder(w.body, clip))
+                self._apply_song(w.body, self._replayed_song(w))
         except (InvalidArgument, NotFound, KeyError, TypeError, ValueError) as exc:
             # e.g. a song added by a newer bundle's writes that this bundle cannot encode
             why = f"write {w.seq} ({w.kind}) not applied: {exc}"
@@ -346,8 +345,33 @@ class LiveState:
                     return done
                 self.catch_up_to(done.seq - 1)
                 self.seq = done.seq
+                self._cache(done.seq, enc)
             self._apply_song(body, enc)
             return done
+
+    def _replayed_song(self, w: Write) -> EncodedSong:
+        """The encoding of logged song ``w`` for this bundle: cached in the log by an earlier
+        replay or the process that added it, else encoded from its clip again (and cached)."""
+        version = str(self.bundle.version)
+        if self.log is not None:
+            raw = self.log.encoded(w.seq, version)
+            if raw is not None:
+                try:
+                    return _unpack(raw)
+                except (ValueError, KeyError, OSError):
+                    pass   # a damaged cache entry: encode again
+        clip = self.log.clip(w.seq) if self.log is not None else None
+        enc = self.encoder(w.body, clip)
+        self._cache(w.seq, enc)
+        return enc
+
+    def _cache(self, seq: int, enc: EncodedSong) -> None:
+        if self.log is None:
+            return
+        try:
+            self.log.cache_encoded(seq, str(self.bundle.version), _pack(enc))
+        except LogUnavailable as exc:   # a cache: the next replay encodes again
+            log.debug("cannot cache the encoding of write %d: %s", seq, exc)
 
     def _apply_song(self, body: dict, enc: EncodedSong) -> None:
         song_id = body["song_id"]
@@ -371,6 +395,29 @@ class _Pending:
     done: bool = False
     result: Appended | None = None
     error: BaseException | None = None
+
+
+def _pack(enc: EncodedSong) -> bytes:
+    """An encoding as ``.npz`` bytes (arrays only: read back with ``allow_pickle=False``)."""
+    import io
+
+    arrays = {f"v_{name}": np.asarray(v, np.float32) for name, v in enc.vectors.items()}
+    if enc.embedding is not None:
+        arrays["embedding"] = np.asarray(enc.embedding, np.float32)
+    if enc.genre_probs is not None:
+        arrays["genre_probs"] = np.asarray(enc.genre_probs, np.float32)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def _unpack(raw: bytes) -> EncodedSong:
+    import io
+
+    with np.load(io.BytesIO(raw), allow_pickle=False) as z:
+        vectors = {k[2:]: z[k] for k in z.files if k.startswith("v_")}
+        return EncodedSong(vectors, z["embedding"] if "embedding" in z.files else None,
+                           z["genre_probs"] if "genre_probs" in z.files else None)
 
 
 class AlreadyExists(InvalidArgument):
