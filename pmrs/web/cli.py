@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
@@ -86,6 +87,10 @@ def _run(args: argparse.Namespace) -> int:
 
     server = Server(uvicorn.Config(app, log_level="warning" if args.quiet else "info", access_log=False,
                                    timeout_graceful_shutdown=5))
+    # uvicorn re-raises the signal that stopped it once it has shut down; these handlers take it,
+    # so SIGTERM and Ctrl-C end pmrs-web with 0 like pmrs-server
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: log.info("stopped by %s", signal.Signals(signum).name))
     server.run(sockets=[sock])
     return 0
 

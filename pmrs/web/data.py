@@ -175,8 +175,9 @@ class _Snapshot:
         out = []
         for i, row in enumerate(rows.tolist()):
             sid = song_ids[row].decode()
-            genre = genres[int(np.argmax(probs[i]))] if probs is not None else \
-                str(catalog.get(sid, {}).get("genre") or "")
+            genre = str(catalog.get(sid, {}).get("genre") or "")   # the label, else the genre head's guess
+            if not genre and probs is not None:
+                genre = genres[int(np.argmax(probs[i]))]
             out.append(MapPoint(sid, float(xy[i, 0]), float(xy[i, 1]), genre, row not in played))
         return out
 

@@ -1,0 +1,106 @@
+"""A served world for the web page's tests: a copy of the serving work directory whose catalog
+holds hostile text (markup, ampersands, quotes, non-Latin scripts), a bundle built from it, and
+what the tests need to know about it."""
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pmrs.catalog import CATALOG_FILE, Catalog, write_catalog
+from pmrs.indexing import IndexerConfig, build_bundle
+from pmrs.serving.bundle import Bundle
+from pmrs.serving.contract import current_bundle
+
+TOKEN = "web-write-token-0123456789abcdef"
+#: A title no page may show unescaped.
+HOSTILE = '<script>alert("x")</script> & <b>Ünïcödé</b> 東京 \'q\''
+
+
+@dataclass
+class World:
+    work: Path
+    audio_dir: Path
+    users: list[str]
+    hostile_song: str       # its title is HOSTILE
+    clip_song: str          # a song with a clip and plays
+    cold_song: str          # a song nobody played, with a clip
+    genres: list[str]
+
+
+def make_world(serving_workdir: Path, root: Path) -> World:
+    work = root / "work"
+    shutil.copytree(serving_workdir, work)
+    with Catalog(work / CATALOG_FILE) as cat:
+        items, tracks, info = list(cat.items()), list(cat.tracks()), cat.info()
+        tags = list(cat.items_tags())
+    hostile = items[0][0]
+    items[0] = (hostile, {**items[0][1], "title": HOSTILE, "artist": "Ärtist & <i>Co</i>"})
+    write_catalog(work / CATALOG_FILE, items, tracks, info, ((s, t, None) for s, t in tags))
+    build_bundle(work, IndexerConfig(recall_queries=20), show_progress=False)
+    audio_dir = serving_workdir.parent / "data" / "audio"
+    with Bundle.open(current_bundle(work)) as b:
+        rows = np.arange(b.n_songs)
+        have_audio, _ = b.song_vectors("acoustic", rows)
+        have_plays, _ = b.song_vectors("collaborative", rows)
+        ids = [b.song_id(r) for r in rows]
+        users = [u.decode() for u in b.user_ids[:20]]
+        genres = list(b.genres)
+    clips = {p.stem for p in audio_dir.iterdir()}
+    clip_song = next(s for s, a, p in zip(ids, have_audio, have_plays) if a and p and s in clips)
+    cold_song = next(s for s, a, p in zip(ids, have_audio, have_plays) if a and not p and s in clips)
+    return World(work, audio_dir, users, hostile, clip_song, cold_song, genres)
+
+
+class WebProcess:
+    """``python -m pmrs.web`` on a free port against ``target``; ``url`` once it is listening."""
+
+    def __init__(self, workdir, target: str, log_path, env=None):
+        import os
+        import queue
+        import subprocess
+        import sys
+        import threading
+
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        self.log = open(log_path, "w")
+        self.log_path = log_path
+        self.proc = subprocess.Popen([sys.executable, "-m", "pmrs.web", "--workdir", str(workdir), "--target",
+                                      target, "--bind", "127.0.0.1:0", "-q"], cwd=Path(__file__).resolve().parents[1],
+                                     env=env, stdout=subprocess.PIPE, stderr=self.log, text=True)
+        lines: queue.Queue = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(x) for x in self.proc.stdout], daemon=True).start()
+        try:
+            line = lines.get(timeout=60)
+        except queue.Empty:
+            self.stop()
+            raise AssertionError(f"pmrs-web did not start: {Path(log_path).read_text()}") from None
+        assert line.startswith("pmrs-web listening on http://127.0.0.1:"), (line, Path(log_path).read_text())
+        self.url = line.split()[-1]
+
+    def raw_get(self, path: str) -> tuple[int, bytes]:
+        """GET with ``path`` sent exactly as given (no client-side normalisation of ``..``)."""
+        import http.client
+        from urllib.parse import urlsplit
+
+        u = urlsplit(self.url)
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=10)
+        try:
+            conn.putrequest("GET", path, skip_accept_encoding=True)
+            conn.endheaders()
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
