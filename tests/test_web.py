@@ -237,6 +237,11 @@ def test_upload_lands_on_the_new_songs_page(web, world):
     assert r.status_code == 303 and r.headers["location"] == "/songs/WEB-NEW-1"
     page = web.get("/songs/WEB-NEW-1")
     assert page.status_code == 200 and "Brand &lt;new&gt;" in page.text
+    # its clip plays before any rebuild (from the write log), with ranges
+    assert 'src="/media/WEB-NEW-1"' in page.text
+    clip = web.get("/media/WEB-NEW-1", headers={"Range": "bytes=0-11"})
+    assert clip.status_code == 206 and clip.content == _wav_bytes(world)[:12]
+    assert clip.headers["content-type"] == "audio/wav"
     assert page.text.split('data-source="acoustic"', 1)[1].split("</section>")[0].count("<li>") == 8
 
 

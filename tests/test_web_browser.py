@@ -140,6 +140,8 @@ def test_upload_a_clip_and_land_on_its_page(site, browser, world):
     assert browser.find_element(By.TAG_NAME, "h1").text.startswith("Heard <first> here")
     acoustic = browser.find_element(By.CSS_SELECTOR, ".neighbour-list[data-source='acoustic']")
     assert len(acoustic.find_elements(By.TAG_NAME, "li")) == 8
+    browser.execute_script("document.getElementById('clip').play();")   # its clip, before any rebuild
+    wait(browser).until(lambda d: d.execute_script("return document.getElementById('clip').currentTime") > 0.3)
 
 
 def test_errors_are_readable_pages(site, browser, tmp_path):

@@ -12,6 +12,7 @@ answered 500 with a short message, never a traceback. Templates autoescape every
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import re
@@ -409,6 +410,16 @@ def create_app(workdir, target: str, *, token: str | None = None, timeout_s: flo
         Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
     ]
     handlers = {PMRSError: on_pmrs_error, BadQuery: on_bad_query, HTTPException: on_http, Exception: on_crash}
-    app = Starlette(routes=routes, exception_handlers=handlers)
-    app.state.web = Web(workdir, client, can_write=bool(token))
+    web = Web(workdir, client, can_write=bool(token))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        try:
+            yield
+        finally:
+            web.data.close()
+            client.close()
+
+    app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
+    app.state.web = web
     return app

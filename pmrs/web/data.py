@@ -18,6 +18,8 @@ import json
 import logging
 import mimetypes
 import os
+import shutil
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +29,8 @@ import numpy as np
 from pmrs.audio.extract import MAPPING_FILE, REPORT_FILE, find_clips, read_mapping
 from pmrs.catalog import Catalog
 from pmrs.evaluation.holdout import REPORTS_DIR
-from pmrs.live.log import LIVE_DIR
+from pmrs.artifacts import tmp_path
+from pmrs.live.log import LIVE_DIR, SONG, WriteLog, log_path
 from pmrs.live.rebuild import LIVE_AUDIO_DIR
 from pmrs.serving import contract
 
@@ -190,6 +193,13 @@ class WorkdirData:
         self._snap: _Snapshot | None = None
         self._clips: dict[Path, dict[str, Path]] = {}
         self._lock = threading.Lock()
+        self._cache: Path | None = None    # clips of songs added live, copied out of the write log
+
+    def close(self) -> None:
+        """Remove the private copies of live clips."""
+        if self._cache is not None:
+            shutil.rmtree(self._cache, ignore_errors=True)
+            self._cache = None
 
     # -- the served bundle ---------------------------------------------------------------------
 
@@ -295,7 +305,29 @@ class WorkdirData:
                         return real, mime or "application/octet-stream"
                 if refresh or root.name != LIVE_AUDIO_DIR:
                     break
-        return None
+        return self._logged_clip(song_id)
+
+    def _logged_clip(self, song_id: str) -> tuple[Path, str] | None:
+        """A song added live (``AddSong``) before a rebuild wrote its clip to ``live/audio``: the
+        clip the write log holds, copied once into this process's private folder (served from
+        there, with ranges, like any clip)."""
+        path = log_path(self.workdir)
+        if not path.is_file():
+            return None
+        with WriteLog(path) as wlog:
+            seq = next((w.seq for w in wlog.since(0, kinds=(SONG,)) if w.body.get("song_id") == song_id), None)
+            found = wlog.clip(seq) if seq is not None else None
+        if found is None or (ext := Path(found[0]).suffix.lower()) not in AUDIO_TYPES:
+            return None
+        with self._lock:
+            if self._cache is None:
+                self._cache = Path(tempfile.mkdtemp(prefix="pmrs-web-clips-"))
+            target = self._cache / f"{seq}{ext}"
+            if not target.is_file():
+                tmp = tmp_path(target)
+                tmp.write_bytes(found[1])
+                os.replace(tmp, target)
+        return target, AUDIO_TYPES[ext]
 
     # -- reports ------------------------------------------------------------------------------
 
