@@ -136,7 +136,8 @@ def test_upload_a_clip_and_land_on_its_page(site, browser, world):
         form.find_element(By.NAME, name).send_keys(value)
     form.find_element(By.NAME, "clip").send_keys(str(world.audio_dir / f"{world.clip_song}.wav"))
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    wait(browser, 60).until(lambda d: d.current_url.endswith("/songs/BROWSER-NEW-1"))
+    wait(browser, 60).until(lambda d: d.current_url.endswith("/songs/BROWSER-NEW-1") or d.find_elements(By.CSS_SELECTOR, ".error"))
+    assert browser.current_url.endswith("/songs/BROWSER-NEW-1"), browser.find_element(By.CSS_SELECTOR, ".error").text
     assert browser.find_element(By.TAG_NAME, "h1").text.startswith("Heard <first> here")
     acoustic = browser.find_element(By.CSS_SELECTOR, ".neighbour-list[data-source='acoustic']")
     assert len(acoustic.find_elements(By.TAG_NAME, "li")) == 8

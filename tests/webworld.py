@@ -12,6 +12,7 @@ from pmrs.catalog import CATALOG_FILE, Catalog, write_catalog
 from pmrs.indexing import IndexerConfig, build_bundle
 from pmrs.serving.bundle import Bundle
 from pmrs.serving.contract import current_bundle
+from pmrs.web.showcase import WebApp
 
 TOKEN = "web-write-token-0123456789abcdef"
 #: A title no page may show unescaped.
@@ -70,31 +71,12 @@ def make_world(serving_workdir: Path, root: Path) -> World:
     return World(work, audio_dir, users, hostile, clip_song, cold_song, genres)
 
 
-class WebProcess:
-    """``python -m pmrs.web`` on a free port against ``target``; ``url`` once it is listening."""
+class WebProcess(WebApp):
+    """``pmrs-web`` as a process (:class:`pmrs.web.showcase.WebApp`), its log in ``log_path``."""
 
     def __init__(self, workdir, target: str, log_path, env=None):
-        import os
-        import queue
-        import subprocess
-        import sys
-        import threading
-
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
         self.log = open(log_path, "w")
-        self.log_path = log_path
-        self.proc = subprocess.Popen([sys.executable, "-m", "pmrs.web", "--workdir", str(workdir), "--target",
-                                      target, "--bind", "127.0.0.1:0", "-q"], cwd=Path(__file__).resolve().parents[1],
-                                     env=env, stdout=subprocess.PIPE, stderr=self.log, text=True)
-        lines: queue.Queue = queue.Queue()
-        threading.Thread(target=lambda: [lines.put(x) for x in self.proc.stdout], daemon=True).start()
-        try:
-            line = lines.get(timeout=60)
-        except queue.Empty:
-            self.stop()
-            raise AssertionError(f"pmrs-web did not start: {Path(log_path).read_text()}") from None
-        assert line.startswith("pmrs-web listening on http://127.0.0.1:"), (line, Path(log_path).read_text())
-        self.url = line.split()[-1]
+        super().__init__(workdir, target, token=(env or {}).get("PMRS_WRITE_TOKEN"), stderr=self.log)
 
     def raw_get(self, path: str) -> tuple[int, bytes]:
         """GET with ``path`` sent exactly as given (no client-side normalisation of ``..``)."""
@@ -111,13 +93,7 @@ class WebProcess:
         finally:
             conn.close()
 
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except Exception:
-                self.proc.kill()
-                self.proc.wait()
+    def stop(self) -> int | None:
+        code = super().stop()
         self.log.close()
-        return self.proc.returncode
+        return code

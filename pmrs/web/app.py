@@ -61,7 +61,8 @@ class WebConfig:
 
     bind: str = "127.0.0.1:8080"
     target: str = "127.0.0.1:50051"
-    timeout_s: float = 5.0
+    timeout_s: float = 5.0          # deadline of a read (a page makes a few)
+    upload_timeout_s: float = 60.0  # deadline of AddSong (the server decodes the clip and runs its CNN)
     retries: int = 1
     token_file: str | None = None
     ca_file: str | None = None
@@ -70,8 +71,9 @@ class WebConfig:
 class Web:
     """The application's state: the client, the work directory's data, the templates."""
 
-    def __init__(self, workdir, client: PMRSClient, can_write: bool):
+    def __init__(self, workdir, client: PMRSClient, can_write: bool, uploader: PMRSClient | None = None):
         self.client, self.data, self.can_write = client, WorkdirData(workdir), can_write
+        self.uploader = uploader or client
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                                  undefined=jinja2.StrictUndefined)
         env.filters["colour"] = self.colour
@@ -253,7 +255,7 @@ def media(request: Request) -> Response:
 
 
 def upload_form(request: Request) -> Response:
-    return _web(request).page(request, "upload.html", form={}, error=None)
+    return _web(request).page(request, "upload.html", form={}, error=None, status=200)
 
 
 async def upload(request: Request) -> Response:
@@ -262,13 +264,14 @@ async def upload(request: Request) -> Response:
     try:
         form = await request.form(max_files=1, max_fields=20, max_part_size=MAX_CLIP_BYTES + 1)
     except Exception as exc:   # a malformed or oversized multipart body
-        return web.page(request, "upload.html", 400 if "size" not in str(exc).lower() else 413,
-                        form={}, error=f"the upload could not be read: {exc}")
+        code = 413 if "size" in str(exc).lower() else 400
+        return web.page(request, "upload.html", code, form={}, error=f"the upload could not be read: {exc}",
+                        status=code)
     fields = {k: str(form.get(k) or "").strip() for k in ("song_id", "title", "artist", "genre", "year")}
     clip = form.get("clip")
 
     def refuse(status: int, message: str) -> Response:
-        return web.page(request, "upload.html", status, form=fields, error=message)
+        return web.page(request, "upload.html", status, form=fields, error=message, status=status)
 
     if not web.can_write:
         return refuse(403, "this web app was started without a write token (PMRS_WRITE_TOKEN), so it cannot add songs")
@@ -290,7 +293,7 @@ async def upload(request: Request) -> Response:
         return refuse(400, f"{clip.filename!r} is not an audio file this server reads "
                            f"({', '.join(sorted(AUDIO_TYPES))})")
     try:
-        await run_in_threadpool(lambda: web.client.add_song(
+        await run_in_threadpool(lambda: web.uploader.add_song(
             fields["song_id"], title=fields["title"], artist=fields["artist"], genre=fields["genre"],
             year=int(fields["year"] or 0), audio=data, audio_filename=f"upload{suffix}"))
     except PMRSError as exc:
@@ -389,11 +392,12 @@ async def on_crash(request: Request, exc: Exception) -> Response:
     return _error(request, 500, "something went wrong on this page (the web app's log has the details)")
 
 
-def create_app(workdir, target: str, *, token: str | None = None, timeout_s: float = 5.0,
-               retries: int = 1, ca_file: str | None = None, client: PMRSClient | None = None) -> Starlette:
+def create_app(workdir, target: str, *, token: str | None = None, timeout_s: float = WebConfig.timeout_s,
+               retries: int = WebConfig.retries, ca_file: str | None = None,
+               upload_timeout_s: float = WebConfig.upload_timeout_s) -> Starlette:
     """The application: talks to ``pmrs-server`` at ``target`` with ``token`` for writes."""
-    client = client or PMRSClient(target, timeout_s=timeout_s, retries=retries, token=token or "",
-                                  ca_file=ca_file)
+    client = PMRSClient(target, timeout_s=timeout_s, retries=retries, token=token or "", ca_file=ca_file)
+    uploader = PMRSClient(target, timeout_s=upload_timeout_s, retries=retries, token=token or "", ca_file=ca_file)
     routes = [
         Route("/", index),
         Route("/fragment/recommend", fragment),
@@ -410,7 +414,7 @@ def create_app(workdir, target: str, *, token: str | None = None, timeout_s: flo
         Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
     ]
     handlers = {PMRSError: on_pmrs_error, BadQuery: on_bad_query, HTTPException: on_http, Exception: on_crash}
-    web = Web(workdir, client, can_write=bool(token))
+    web = Web(workdir, client, can_write=bool(token), uploader=uploader)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -419,6 +423,7 @@ def create_app(workdir, target: str, *, token: str | None = None, timeout_s: flo
         finally:
             web.data.close()
             client.close()
+            uploader.close()
 
     app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
     app.state.web = web

@@ -74,7 +74,7 @@ def _run(args: argparse.Namespace) -> int:
     workdir = cfgmod.resolve_workdir(args.workdir)
     token = web_token(cfg.token_file)
     app = create_app(workdir, cfg.target, token=token, timeout_s=cfg.timeout_s, retries=cfg.retries,
-                     ca_file=cfg.ca_file)
+                     ca_file=cfg.ca_file, upload_timeout_s=cfg.upload_timeout_s)
     sock = listen(cfg.bind)
     host, port = sock.getsockname()[:2]
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"

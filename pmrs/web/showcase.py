@@ -22,12 +22,13 @@ class WebApp:
     ``token``: the write token it gets through its environment. A context manager."""
 
     def __init__(self, workdir: str | os.PathLike, target: str, *, token: str | None = None,
-                 bind: str = "127.0.0.1:0", timeout_s: float = 60.0):
+                 bind: str = "127.0.0.1:0", timeout_s: float = 60.0, stderr=None):
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         if token:
             env["PMRS_WRITE_TOKEN"] = token
         self.proc = subprocess.Popen([sys.executable, "-m", "pmrs.web", "--workdir", str(workdir), "--target",
-                                      target, "--bind", bind, "-q"], stdout=subprocess.PIPE, text=True, env=env)
+                                      target, "--bind", bind, "-q"], stdout=subprocess.PIPE, stderr=stderr, text=True,
+                                     env=env, cwd=Path(__file__).resolve().parents[2])
         lines: queue.Queue = queue.Queue()
         threading.Thread(target=lambda: [lines.put(x) for x in self.proc.stdout], daemon=True).start()
         try:
