@@ -7,6 +7,7 @@
 - serving: pmrs-server start-up, QPS and latency at concurrency 1/8/32 (bench/serving_bench.py)
 - spark: WMF on Spark local[2] against implicit, seconds per iteration and peak memory (Python + JVM),
   on a 50,000 x 10,000 world, 5 iterations (bench/spark_bench.py)
+- web: pmrs-web's page load times in headless Chromium on the demo world (bench/web_bench.py)
 
     python -m bench.run [--only ingest,wmf,extract,cnn,index,serving,spark] [--users N --songs N] [--iterations N]
 """
@@ -55,7 +56,7 @@ def bench_wmf(workdir, iterations: int, command: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.run")
-    p.add_argument("--only", default="ingest,wmf,extract,cnn,index,serving,live,spark")
+    p.add_argument("--only", default="ingest,wmf,extract,cnn,index,serving,live,spark,web")
     p.add_argument("--users", type=int, default=FULL_USERS)
     p.add_argument("--songs", type=int, default=FULL_SONGS)
     p.add_argument("--iterations", type=int, default=15)
@@ -94,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.spark_bench import bench_spark
 
         bench_spark(command)
+    if "web" in only:
+        from bench.web_bench import main as bench_web
+
+        bench_web([])
     return 0
 
 
