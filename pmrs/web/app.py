@@ -16,6 +16,8 @@ import contextlib
 import logging
 import math
 import re
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +49,10 @@ HINTS = {"UNAVAILABLE": "pmrs-server is not answering (down, restarting, or load
          "DEADLINE_EXCEEDED": "pmrs-server took too long to answer; try again.",
          "PERMISSION_DENIED": "pmrs-server refused this web app's token (see its write token setting).",
          "UNAUTHENTICATED": "pmrs-server wants a token this web app was not given."}
+#: Threads making the calls a page makes at once (per-genre lists beside the list, neighbours).
+CALL_THREADS = 4
+#: How long the bundle's description is reused, seconds.
+INFO_TTL_S = 1.0
 #: Songs the listener's view asks for; neighbours per source on a song's page.
 LIST_K, NEIGHBOURS_K, GENRE_K = 20, 8, 5
 GENRE_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -79,6 +85,8 @@ class Web:
         env.filters["colour"] = self.colour
         self.templates = Jinja2Templates(env=env)
         self._genres: list[str] = []
+        self._info: tuple[float, object] | None = None
+        self.pool = ThreadPoolExecutor(max_workers=CALL_THREADS, thread_name_prefix="pmrs-web-calls")
 
     def colour(self, genre: str) -> str:
         if genre not in self._genres:
@@ -92,7 +100,13 @@ class Web:
         return self.templates.TemplateResponse(request, name, context, status_code=code)
 
     def info(self):
-        return self.client.bundle_info()
+        """The served bundle's description, asked at most every ``INFO_TTL_S`` seconds (every page
+        shows it; a swapped bundle shows within that long)."""
+        now = time.monotonic()
+        cached = self._info
+        if cached is None or now - cached[0] > INFO_TTL_S:
+            cached = self._info = (now, self.client.bundle_info())
+        return cached[1]
 
 
 def _web(request: Request) -> Web:
@@ -152,11 +166,18 @@ def recommendations(web: Web, q: dict) -> dict:
         raise BadQuery("type a user id (or its first characters), or pick seed songs")
 
     def ask(user: str):
-        return web.client.recommend(user or None, seed_song_ids=q["seeds"], k=LIST_K,
-                                    shares=q["shares"] or None, diversity=q["diversity"], genres=q["genres"],
-                                    min_year=q["min_year"], max_year=q["max_year"])
+        """The list and (at once, on another thread) the per-genre lists."""
+        genres = web.pool.submit(web.client.recommend_by_genre, user or None, seed_song_ids=q["seeds"], k=GENRE_K)
+        try:
+            recs = web.client.recommend(user or None, seed_song_ids=q["seeds"], k=LIST_K,
+                                        shares=q["shares"] or None, diversity=q["diversity"],
+                                        genres=q["genres"], min_year=q["min_year"], max_year=q["max_year"])
+        except BaseException:
+            genres.cancel()
+            raise
+        return recs, genres
     try:
-        recs = ask(user)
+        recs, genres = ask(user)
     except PMRSError as exc:
         if exc.code != "NOT_FOUND" or not user:
             raise
@@ -164,8 +185,8 @@ def recommendations(web: Web, q: dict) -> dict:
         if not matches:
             raise PMRSError("NOT_FOUND", f"no user {user!r}, and no user id starts with it") from None
         user, note = matches[0], f"no user {user!r}: showing {matches[0]}, the first id that starts with it"
-        recs = ask(user)
-    by_genre = web.client.recommend_by_genre(user or None, seed_song_ids=q["seeds"], k=GENRE_K)
+        recs, genres = ask(user)
+    by_genre = genres.result()
     return {"user": user, "note": note, "songs": recs.songs, "folded_in": recs.folded_in,
             "by_genre": by_genre, "version": recs.bundle_version}
 
@@ -231,14 +252,17 @@ def song_page(request: Request) -> Response:
     song_id = request.path_params["song_id"]
     song = web.client.song(song_id)
     info = web.info()
-    neighbours = {}
-    for index in info.indexes:
+
+    def near(source: str):
         try:
-            neighbours[index.name] = web.client.similar(song_id, k=NEIGHBOURS_K, mode=index.name)
+            return web.client.similar(song_id, k=NEIGHBOURS_K, mode=source)
         except PMRSError as exc:
             if exc.code != "NOT_FOUND":
                 raise
-            neighbours[index.name] = None     # the song has no vector in this source
+            return None     # the song has no vector in this source
+    # one call per source, at once (the server answers them in parallel)
+    names = [index.name for index in info.indexes]
+    neighbours = dict(zip(names, web.pool.map(near, names)))
     clip = web.data.clip(song_id)
     tags = sorted(web.data.tags(song_id).items(), key=lambda kv: (-kv[1], kv[0]))[:30]
     return web.page(request, "song.html", song=song, neighbours=neighbours, has_clip=clip is not None,
@@ -422,6 +446,7 @@ def create_app(workdir, target: str, *, token: str | None = None, timeout_s: flo
             yield
         finally:
             web.data.close()
+            web.pool.shutdown(wait=False)
             client.close()
             uploader.close()
 
