@@ -323,3 +323,18 @@ def test_reports_are_shown_and_served(world, server, tmp_path):
         assert "<td>0.25</td>" in lab and 'src="/lab/files/holdout-1/recall.png"' in lab
         r = c.get("/lab/files/holdout-1/recall.png")
         assert r.status_code == 200 and r.content == png and r.headers["content-type"] == "image/png"
+
+
+def test_command_line_errors_and_the_token(tmp_path, monkeypatch):
+    from pmrs.web.cli import main, web_token
+    assert main(["--bind", "no-port"]) == 2
+    assert main(["--config", str(tmp_path / "missing.toml")]) == 2
+    (tmp_path / "c.toml").write_text("[web]\nnot_a_setting = 1\n")
+    assert main(["--config", str(tmp_path / "c.toml")]) == 2
+    monkeypatch.delenv("PMRS_WRITE_TOKEN", raising=False)
+    monkeypatch.setenv("PMRS_TOKEN", "from-the-client-variable")
+    assert web_token(None) == "from-the-client-variable"
+    monkeypatch.setenv("PMRS_WRITE_TOKEN", "from-the-write-variable")
+    assert web_token(None) == "from-the-write-variable"
+    (tmp_path / "t").write_text(" from-a-file \n")
+    assert web_token(str(tmp_path / "t")) == "from-a-file"
