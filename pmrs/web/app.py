@@ -85,18 +85,22 @@ class Web:
         env.filters["colour"] = self.colour
         self.templates = Jinja2Templates(env=env)
         self._genres: list[str] = []
+        self._known: list[str] = []
         self._info: tuple[float, object] | None = None
         self.pool = ThreadPoolExecutor(max_workers=CALL_THREADS, thread_name_prefix="pmrs-web-calls")
 
     def colour(self, genre: str) -> str:
+        """A genre's colour: by its place among the bundle's genres (the ones it does not list
+        after them, in the order first seen)."""
         if genre not in self._genres:
-            self._genres = sorted(set(self._genres) | {genre})
-        known = self.data.genres() or self._genres
+            self._genres = self._genres + [genre]
+        known = self._known
         i = known.index(genre) if genre in known else len(known) + self._genres.index(genre)
         return GENRE_COLOURS[i % len(GENRE_COLOURS)]
 
     def page(self, request: Request, name: str, code: int = 200, **context) -> Response:
         context.setdefault("can_write", self.can_write)
+        self._known = self.data.genres()   # (once a page: the map colours thousands of points)
         return self.templates.TemplateResponse(request, name, context, status_code=code)
 
     def info(self):
