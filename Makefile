@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_DIR ?= demo-data
 
-.PHONY: install test demo bench proto clean java-check
+.PHONY: install test demo bench proto clean java-check browser
 
 # Java 17 or later: Spark (`pmrs train-wmf --engine spark`, its tests and bench) runs in a JVM.
 JAVA_HELP := Spark needs Java 17 or later (java on PATH, or JAVA_HOME set). Debian/Ubuntu: \
@@ -13,9 +13,23 @@ JAVA_HELP := Spark needs Java 17 or later (java on PATH, or JAVA_HOME set). Debi
 JAVA_MAJOR = $$( { if [ -n "$$JAVA_HOME" ]; then "$$JAVA_HOME/bin/java" -version; else java -version; fi; } 2>&1 \
 	| sed -nE '1s/.*version "([0-9]+)(\.([0-9]+))?.*/\1 \3/p' | awk '{print ($$1 == 1) ? $$2 : $$1}')
 
-install: $(STAMP)
+install: $(STAMP) browser
 	@major=$(JAVA_MAJOR); if [ -z "$$major" ] || [ "$$major" -lt 17 ]; then \
 		echo "warning: no Java 17+ found (found: $${major:-none}). $(JAVA_HELP)" >&2; fi
+
+# A headless Chromium and its driver: pmrs-web's browser tests, `make demo`'s screenshots and the
+# page-load bench drive it through Selenium. Installed with apt as root when missing (as in CI).
+BROWSER_HELP := pmrs-web's browser tests need Chromium and chromedriver: on Debian/Ubuntu \
+	apt-get install chromium chromium-driver (as root); elsewhere install Chromium or Chrome with the \
+	matching chromedriver on PATH (or set PMRS_CHROMIUM and PMRS_CHROMEDRIVER).
+browser:
+	@if { [ -n "$$PMRS_CHROMIUM" ] || command -v chromium >/dev/null 2>&1; } && \
+		{ [ -n "$$PMRS_CHROMEDRIVER" ] || command -v chromedriver >/dev/null 2>&1; }; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing chromium and chromium-driver (pmrs-web's browser tests)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null \
+		|| echo "warning: could not install them. $(BROWSER_HELP)" >&2; \
+	else echo "warning: no headless browser found. $(BROWSER_HELP)" >&2; fi
 
 java-check:
 	@major=$(JAVA_MAJOR); if [ -z "$$major" ] || [ "$$major" -lt 17 ]; then \

@@ -276,6 +276,9 @@ def serve_and_query(work: Path, user: str, cold_song: str, new_clip: tuple[Path,
         subprocess.run(_tool("pmrs-loadtest") + ["--target", target, "--ids-from", str(work), "--concurrency",
                                                  "4", "--duration", "10", "--mix", "recommend=0.7,similar=0.3", "-q"],
                        check=True)
+        print("\n$ pmrs-web --target " + target, flush=True)   # the web page beside the server
+        from .web.showcase import serve_beside
+        serve_beside(work, target, token, user, cold_song)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

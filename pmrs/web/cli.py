@@ -1,0 +1,103 @@
+"""``pmrs-web``: the interactive web page over a running ``pmrs-server``.
+
+``pmrs-web [--bind HOST:PORT] [--target HOST:PORT] [--workdir DIR] [--config FILE]``; settings in
+``[web]`` of a TOML file (:class:`pmrs.web.app.WebConfig`), flags override. The write token (for
+"played it" and uploads) comes from ``--token-file`` / ``token_file``, else ``$PMRS_WRITE_TOKEN``,
+else ``$PMRS_TOKEN``: never from the page, never from a flag's value. Prints
+``pmrs-web listening on http://HOST:PORT`` once it accepts connections; SIGTERM or Ctrl-C stops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+from pmrs import config as cfgmod
+from pmrs.entry import run_cli
+
+from .app import WebConfig, create_app
+
+log = logging.getLogger("pmrs.web")
+TOKEN_ENVS = ("PMRS_WRITE_TOKEN", "PMRS_TOKEN")
+
+
+def web_token(token_file: str | None) -> str | None:
+    """The write token from ``token_file``, else the first of :data:`TOKEN_ENVS` set; None."""
+    if token_file:
+        token = Path(token_file).read_text(encoding="utf-8").strip()
+        if not token:
+            raise ValueError(f"token file {token_file} is empty")
+        return token
+    return next((v.strip() for e in TOKEN_ENVS if (v := os.environ.get(e, "")).strip()), None)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pmrs-web", description=__doc__.split("\n\n")[0])
+    p.add_argument("--workdir", help="work directory (default: $PMRS_HOME, else ./pmrs-data)")
+    p.add_argument("--config", help="TOML config file ([web] table); flags override it")
+    p.add_argument("--bind", help="HOST:PORT to listen on (default 127.0.0.1:8080; port 0: any free port)")
+    p.add_argument("--target", help="pmrs-server's HOST:PORT (default 127.0.0.1:50051)")
+    p.add_argument("--timeout-s", type=float, help="deadline of each call to pmrs-server (default 5)")
+    p.add_argument("--token-file", help="file holding the write token (default: $PMRS_WRITE_TOKEN, else $PMRS_TOKEN)")
+    p.add_argument("--ca-file", help="PEM CA file: talk TLS to pmrs-server, trusting it")
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    return p
+
+
+def listen(bind: str) -> socket.socket:
+    """A listening socket on ``HOST:PORT`` (port 0: any free port)."""
+    host, sep, port = bind.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"bind address must be HOST:PORT, got {bind!r}")
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, int(port)))
+    except OSError as exc:
+        sock.close()
+        raise ValueError(f"cannot listen on {bind}: {exc.strerror or exc}") from None
+    sock.listen(128)
+    return sock
+
+
+def _run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    cfg = cfgmod.build(WebConfig, "web", cfgmod.load_toml(args.config), vars(args))
+    workdir = cfgmod.resolve_workdir(args.workdir)
+    token = web_token(cfg.token_file)
+    app = create_app(workdir, cfg.target, token=token, timeout_s=cfg.timeout_s, retries=cfg.retries,
+                     ca_file=cfg.ca_file, upload_timeout_s=cfg.upload_timeout_s)
+    sock = listen(cfg.bind)
+    host, port = sock.getsockname()[:2]
+    url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+    log.info("pmrs-web for %s over %s (writes: %s)", cfg.target, workdir, "on" if token else "off, no token")
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets=None) -> None:
+            await super().startup(sockets)
+            print(f"pmrs-web listening on {url}", flush=True)
+
+    server = Server(uvicorn.Config(app, log_level="warning" if args.quiet else "info", access_log=False,
+                                   timeout_graceful_shutdown=5))
+    # uvicorn re-raises the signal that stopped it once it has shut down; these handlers take it,
+    # so SIGTERM and Ctrl-C end pmrs-web with 0 like pmrs-server
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: log.info("stopped by %s", signal.Signals(signum).name))
+    server.run(sockets=[sock])
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli("pmrs-web", build_parser(), _run, argv)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,361 @@
+"""What the web page reads from the work directory itself, read-only: the served bundle's catalog
+snapshot (catalog search), its user ids (id prefixes), its acoustic embeddings (the map), the audio
+clips (``pmrs extract``'s audio folder and ``live/audio``) and ``reports/``.
+
+Recommendations, songs and the bundle's description always come from ``pmrs-server`` through the
+Python client; this module only serves what the API has no call for. Everything is keyed by the
+bundle version ``bundles/CURRENT`` names and rebuilt when it changes.
+
+File serving never leaves the media folders: a clip is found through an index built by listing
+them (a request names a song id, which is a key into that index, never a path), and the file found
+must still resolve inside its folder (a symlink pointing out of it is refused). Report files are
+looked up under ``reports/`` the same way: resolved, then checked to be inside it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import mimetypes
+import os
+import shutil
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pmrs.audio.extract import MAPPING_FILE, REPORT_FILE, find_clips, read_mapping
+from pmrs.catalog import Catalog
+from pmrs.evaluation.holdout import REPORTS_DIR
+from pmrs.artifacts import tmp_path
+from pmrs.live.log import LIVE_DIR, SONG, WriteLog, log_path
+from pmrs.live.rebuild import LIVE_AUDIO_DIR
+from pmrs.serving import contract
+
+log = logging.getLogger(__name__)
+
+#: Longest catalog search or user prefix accepted; longer is refused as absurd (HTTP 400).
+MAX_QUERY_CHARS = 200
+#: Songs a catalog search returns at most.
+SEARCH_LIMIT = 20
+#: Points the map draws at most (an even sample of the songs beyond that).
+MAP_MAX_POINTS = 4000
+#: Clip formats served, with their MIME types (the ones ``pmrs extract`` reads).
+AUDIO_TYPES = {".wav": "audio/wav", ".ogg": "audio/ogg", ".oga": "audio/ogg", ".opus": "audio/ogg",
+               ".mp3": "audio/mpeg", ".flac": "audio/flac", ".m4a": "audio/mp4", ".aac": "audio/aac",
+               ".aif": "audio/aiff", ".aiff": "audio/aiff", ".au": "audio/basic", ".webm": "audio/webm"}
+#: Report files served (the lab shows tables and plots).
+REPORT_TYPES = {".png": "image/png", ".svg": "image/svg+xml", ".json": "application/json",
+                ".md": "text/markdown; charset=utf-8", ".csv": "text/csv; charset=utf-8"}
+
+
+class BadQuery(ValueError):
+    """A search or prefix that is empty or absurd (HTTP 400)."""
+
+
+def check_query(text: str | None, what: str) -> str:
+    """``text`` stripped; :class:`BadQuery` when empty, too long or holding control characters."""
+    text = (text or "").strip()
+    if not text:
+        raise BadQuery(f"type a {what} first")
+    if len(text) > MAX_QUERY_CHARS:
+        raise BadQuery(f"a {what} of {len(text):,} characters is not something to search for "
+                       f"(at most {MAX_QUERY_CHARS})")
+    if any(ord(c) < 32 for c in text):
+        raise BadQuery(f"a {what} cannot hold control characters")
+    return text
+
+
+def inside(path: Path, root: Path) -> Path | None:
+    """``path`` resolved (symlinks followed) when it is a regular file inside ``root`` resolved;
+    ``None`` otherwise."""
+    try:
+        real, base = path.resolve(strict=True), root.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None
+    if not real.is_relative_to(base) or not real.is_file():
+        return None
+    return real
+
+
+@dataclass(frozen=True)
+class MapPoint:
+    song_id: str
+    x: float
+    y: float
+    genre: str
+    cold: bool
+
+
+class _Snapshot:
+    """What one bundle version gives the page: its catalog rows, user ids, map points."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.manifest = json.loads((path / contract.MANIFEST_FILE).read_text(encoding="utf-8"))
+        self.version = self.manifest.get("version", path.name)
+        self._songs: list[tuple[str, str, str, dict]] | None = None   # (id, title key, artist key, fields)
+        self._users: np.ndarray | None = None
+        self._map: list[MapPoint] | None = None
+        self._lock = threading.RLock()   # (the map reads the songs under it)
+
+    def _catalog(self) -> Catalog | None:
+        p = self.path / contract.CATALOG_FILE
+        return Catalog(p) if p.is_file() else None
+
+    def songs(self) -> list[tuple[str, str, str, dict]]:
+        with self._lock:
+            if self._songs is None:
+                cat = self._catalog()
+                rows = []
+                if cat is not None:
+                    with cat:
+                        for sid, f in cat.items():
+                            rows.append((sid, str(f.get("title") or "").casefold(),
+                                         str(f.get("artist") or "").casefold(), f))
+                self._songs = rows
+            return self._songs
+
+    def tags(self, song_id: str) -> dict[str, float]:
+        cat = self._catalog()
+        if cat is None:
+            return {}
+        with cat:
+            return cat.tags(song_id)
+
+    def fields(self, song_id: str) -> dict:
+        cat = self._catalog()
+        if cat is None:
+            return {}
+        with cat:
+            return cat.get(song_id) or {}
+
+    def users(self) -> np.ndarray:
+        with self._lock:
+            if self._users is None:
+                p = self.path / contract.USER_IDS_FILE
+                self._users = (np.load(p, mmap_mode="r", allow_pickle=False) if p.is_file()
+                               else np.zeros(0, dtype="S1"))
+            return self._users
+
+    def _source_arrays(self, name: str, key: str) -> tuple[np.ndarray, np.ndarray]:
+        src = self.manifest["sources"][name]
+        return (np.load(self.path / src["files"]["rows"], allow_pickle=False),
+                np.load(self.path / src[key], allow_pickle=False))
+
+    def map_points(self) -> list[MapPoint]:
+        with self._lock:
+            if self._map is None:
+                self._map = self._compute_map()
+            return self._map
+
+    def _compute_map(self) -> list[MapPoint]:
+        sources = self.manifest.get("sources") or {}
+        name = next((n for n, s in sources.items() if s.get("embeddings")), None)
+        if name is None:
+            return []
+        rows, emb = self._source_arrays(name, "embeddings")
+        genres = list(self.manifest.get("genres") or [])
+        gp = sources[name].get("genre_probs")
+        probs = (np.load(self.path / gp, allow_pickle=False)
+                 if genres and gp and (self.path / gp).is_file() else None)
+        if len(rows) < 2:
+            return []
+        if len(rows) > MAP_MAX_POINTS:
+            take = np.linspace(0, len(rows) - 1, MAP_MAX_POINTS).astype(np.int64)
+            rows, emb = rows[take], emb[take]
+            probs = probs[take] if probs is not None else None
+        x = np.asarray(emb, dtype=np.float64)
+        x = x - x.mean(axis=0)
+        _, _, vt = np.linalg.svd(x, full_matrices=False)   # PCA: the two main directions
+        xy = x @ vt[:2].T if vt.shape[0] >= 2 else np.c_[x @ vt[:1].T, np.zeros(len(x))]
+        song_ids = np.load(self.path / contract.SONG_IDS_FILE, mmap_mode="r", allow_pickle=False)
+        collab = sources.get(contract.COLLABORATIVE, {}).get("files", {}).get("rows")
+        played = set(np.load(self.path / collab, allow_pickle=False).tolist()) if collab else set()
+        catalog = {sid: f for sid, _, _, f in self.songs()}
+        out = []
+        for i, row in enumerate(rows.tolist()):
+            sid = song_ids[row].decode()
+            genre = str(catalog.get(sid, {}).get("genre") or "")   # the label, else the genre head's guess
+            if not genre and probs is not None:
+                genre = genres[int(np.argmax(probs[i]))]
+            out.append(MapPoint(sid, float(xy[i, 0]), float(xy[i, 1]), genre, row not in played))
+        return out
+
+
+class WorkdirData:
+    """Read-only access to what the page needs from ``workdir`` beyond the API (module docstring)."""
+
+    def __init__(self, workdir: str | os.PathLike):
+        self.workdir = Path(workdir)
+        self._snap: _Snapshot | None = None
+        self._clips: dict[Path, dict[str, Path]] = {}
+        self._lock = threading.Lock()
+        self._cache: Path | None = None    # clips of songs added live, copied out of the write log
+
+    def close(self) -> None:
+        """Remove the private copies of live clips."""
+        if self._cache is not None:
+            shutil.rmtree(self._cache, ignore_errors=True)
+            self._cache = None
+
+    # -- the served bundle ---------------------------------------------------------------------
+
+    def snapshot(self) -> _Snapshot | None:
+        """The current bundle's snapshot, ``None`` when there is none (or CURRENT is unreadable)."""
+        try:
+            path = contract.current_bundle(self.workdir)
+        except (FileNotFoundError, ValueError):
+            return None
+        with self._lock:
+            if self._snap is None or self._snap.path != path:
+                try:
+                    self._snap = _Snapshot(path)
+                except (OSError, ValueError) as exc:
+                    log.warning("cannot read bundle %s: %s", path, exc)
+                    return None
+            return self._snap
+
+    def search(self, query: str, limit: int = SEARCH_LIMIT) -> list[dict]:
+        """Catalog songs whose title or artist holds ``query`` (case-insensitive), those where it
+        starts the title or artist first. :class:`BadQuery` for an empty or absurd query."""
+        q = check_query(query, "title or artist").casefold()
+        snap = self.snapshot()
+        if snap is None:
+            return []
+        first, rest = [], []
+        for sid, title, artist, fields in snap.songs():
+            if q in title or q in artist or q == sid.casefold():
+                (first if title.startswith(q) or artist.startswith(q) or q == sid.casefold()
+                 else rest).append({"song_id": sid, "title": fields.get("title") or "",
+                                    "artist": fields.get("artist") or "", "year": fields.get("year") or 0,
+                                    "genre": fields.get("genre") or ""})
+                if len(first) >= limit:
+                    break
+        return (first + rest)[:limit]
+
+    def users(self, prefix: str, limit: int = 10) -> list[str]:
+        """Known user ids starting with ``prefix`` (sorted; at most ``limit``)."""
+        p = check_query(prefix, "user id").encode()
+        snap = self.snapshot()
+        if snap is None:
+            return []
+        ids = snap.users()
+        lo = int(np.searchsorted(ids, p, side="left"))
+        out = []
+        for raw in ids[lo:lo + limit]:
+            if not bytes(raw).startswith(p):
+                break
+            out.append(bytes(raw).decode())
+        return out
+
+    def genres(self) -> list[str]:
+        snap = self.snapshot()
+        return list(snap.manifest.get("genres") or []) if snap else []
+
+    def tags(self, song_id: str) -> dict[str, float]:
+        snap = self.snapshot()
+        return snap.tags(song_id) if snap else {}
+
+    def map_points(self) -> list[MapPoint]:
+        snap = self.snapshot()
+        return snap.map_points() if snap else []
+
+    # -- media --------------------------------------------------------------------------------
+
+    def media_roots(self) -> list[Path]:
+        """The folders clips are served from: the audio folder ``pmrs extract`` last read (its
+        ``features_report.json``) and ``<workdir>/live/audio``."""
+        roots = []
+        try:
+            report = json.loads((self.workdir / REPORT_FILE).read_text(encoding="utf-8"))
+            if report.get("audio_dir"):
+                roots.append(Path(report["audio_dir"]))
+        except (OSError, ValueError):
+            pass
+        roots.append(self.workdir / LIVE_DIR / LIVE_AUDIO_DIR)
+        return [r for r in roots if r.is_dir()]
+
+    def _index(self, root: Path, refresh: bool = False) -> dict[str, Path]:
+        with self._lock:
+            if refresh or root not in self._clips:
+                found: dict[str, Path] = {}
+                for rel in find_clips(root, tuple(AUDIO_TYPES)):
+                    found.setdefault(rel.name.rsplit(".", 1)[0], root / rel)
+                if (root / MAPPING_FILE).is_file():
+                    for fname, sid in read_mapping(root / MAPPING_FILE).items():
+                        if (root / fname).suffix.lower() in AUDIO_TYPES:
+                            found.setdefault(sid, root / fname)
+                self._clips[root] = found
+            return self._clips[root]
+
+    def clip(self, song_id: str) -> tuple[Path, str] | None:
+        """``(file, MIME type)`` of the song's clip, ``None`` when there is none to serve."""
+        snap = self.snapshot()
+        names = [song_id] + list((snap.fields(song_id).get("track_ids") or []) if snap else [])
+        for root in self.media_roots():
+            for refresh in (False, True):   # a live song's clip may have arrived since
+                index = self._index(root, refresh)
+                for name in names:
+                    path = index.get(name)
+                    if path is not None and (real := inside(path, root)) is not None:
+                        mime = AUDIO_TYPES.get(real.suffix.lower()) or mimetypes.guess_type(real.name)[0]
+                        return real, mime or "application/octet-stream"
+                if refresh or root.name != LIVE_AUDIO_DIR:
+                    break
+        return self._logged_clip(song_id)
+
+    def _logged_clip(self, song_id: str) -> tuple[Path, str] | None:
+        """A song added live (``AddSong``) before a rebuild wrote its clip to ``live/audio``: the
+        clip the write log holds, copied once into this process's private folder (served from
+        there, with ranges, like any clip)."""
+        path = log_path(self.workdir)
+        if not path.is_file():
+            return None
+        with WriteLog(path) as wlog:
+            seq = next((w.seq for w in wlog.since(0, kinds=(SONG,)) if w.body.get("song_id") == song_id), None)
+            found = wlog.clip(seq) if seq is not None else None
+        if found is None or (ext := Path(found[0]).suffix.lower()) not in AUDIO_TYPES:
+            return None
+        with self._lock:
+            if self._cache is None:
+                self._cache = Path(tempfile.mkdtemp(prefix="pmrs-web-clips-"))
+            target = self._cache / f"{seq}{ext}"
+            if not target.is_file():
+                tmp = tmp_path(target)
+                tmp.write_bytes(found[1])
+                os.replace(tmp, target)
+        return target, AUDIO_TYPES[ext]
+
+    # -- reports ------------------------------------------------------------------------------
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.workdir / REPORTS_DIR
+
+    def reports(self) -> list[dict]:
+        """Each report run: its name, ``report.md`` text, ``metrics.json`` (flattened to rows) and
+        plot file names, newest first."""
+        root = self.reports_dir
+        if not root.is_dir():
+            return []
+        out = []
+        for run in sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                          key=lambda p: p.stat().st_mtime, reverse=True):
+            md = run / "report.md"
+            out.append({"name": run.name,
+                        "markdown": md.read_text(encoding="utf-8", errors="replace") if md.is_file() else "",
+                        "plots": sorted(p.name for p in run.iterdir()
+                                        if p.suffix.lower() in (".png", ".svg") and inside(p, root))})
+        return out
+
+    def report_file(self, rel: str) -> tuple[Path, str] | None:
+        """``(file, MIME type)`` of ``reports/<rel>`` when it is a report file inside ``reports/``."""
+        if not rel or "\x00" in rel or Path(rel).is_absolute():
+            return None
+        path = self.reports_dir / rel
+        mime = REPORT_TYPES.get(path.suffix.lower())
+        real = inside(path, self.reports_dir) if mime else None
+        return (real, mime) if real is not None else None

@@ -1,0 +1,340 @@
+"""pmrs-web over HTTP (Starlette's TestClient) against a real pmrs-server process: every page
+answers from the server, errors are readable pages with the right status, catalog text is
+escaped, clips are served with their MIME type and ranges, and no file outside the media and
+report folders can be reached."""
+
+import json
+import os
+import wave
+
+import pytest
+from starlette.testclient import TestClient
+
+from pmrs.live.songs import MAX_CLIP_BYTES
+from pmrs.web.app import create_app, markdown_blocks
+from pmrs.web.data import MAX_QUERY_CHARS, WorkdirData
+from servers import ServerProcess
+from webworld import HOSTILE, TOKEN, WebProcess, make_world
+
+
+@pytest.fixture(scope="module")
+def world(serving_workdir, tmp_path_factory):
+    return make_world(serving_workdir, tmp_path_factory.mktemp("web"))
+
+
+@pytest.fixture(scope="module")
+def server(world, tmp_path_factory):
+    s = ServerProcess(world.work, tmp_path_factory.mktemp("weblog") / "s.log", env={"PMRS_WRITE_TOKEN": TOKEN})
+    yield s
+    s.kill()
+
+
+@pytest.fixture(scope="module")
+def web(world, server):
+    with TestClient(create_app(world.work, server.address, token=TOKEN), raise_server_exceptions=False) as c:
+        yield c
+
+
+def _alert(html: str) -> str:
+    assert 'role="alert"' in html, html[:500]
+    return html.split('role="alert"', 1)[1].split("</div>", 1)[0]
+
+
+def test_listener_view_shows_a_users_list_with_badges_scores_and_genre_tabs(web, world):
+    r = web.get("/", params={"user": world.users[0]})
+    assert r.status_code == 200
+    assert r.text.count("<tr data-song=") == 20
+    for source in ("collaborative", "acoustic", "metadata"):   # the bundle's sources, as badges
+        assert f'class="badge src-{source}">{source}</span>' in r.text
+    assert 'role="tab"' in r.text and 'role="tabpanel"' in r.text
+    # a prefix: the first known id that starts with it, said so
+    prefix = world.users[0][:3]
+    r = web.get("/fragment/recommend", params={"user": prefix})
+    assert r.status_code == 200 and "first id that starts with it" in r.text
+    first = sorted(u for u in world.users if u.startswith(prefix))[0]
+    assert f'data-user="{first}"' in r.text
+
+
+def test_sliders_and_filters_change_the_answer(web, world):
+    user = world.users[1]
+
+    def badges(**params):
+        r = web.get("/fragment/recommend", params={"user": user, **params})
+        assert r.status_code == 200, r.text
+        rows = r.text.split("<tr data-song=")[1:]
+        return [row.split("</tr>")[0] for row in rows]
+
+    def order(rows):
+        return [row.split('"', 2)[1] for row in rows]
+
+    only_acoustic = badges(**{"share.acoustic": 1})
+    none_acoustic = badges(**{"share.acoustic": 0, "share.metadata": 0})
+    # (in this 80-song world every source's candidates hold every song, so each row carries
+    # every badge; the order is what the shares decide)
+    assert all(">acoustic<" in row for row in only_acoustic)
+    assert all(">collaborative<" in row for row in none_acoustic)
+    assert order(only_acoustic) != order(none_acoustic)
+    assert order(badges(diversity=1)) != order(badges(diversity=0))
+    genre = world.genres[0]
+    rows = badges(genre=genre)
+    assert rows and all(f"</span>{genre}</td>" in row for row in rows)
+    years = badges(min_year=1990, max_year=1999)
+    assert all(any(f"<td>{y}</td>" in row for y in range(1990, 2000)) for row in years)
+
+
+def test_seed_songs_from_the_catalog_search(web, world):
+    found = web.get("/api/search", params={"q": "a"}).json()["songs"]
+    assert found and all("a" in (s["title"] + s["artist"]).lower() for s in found)
+    r = web.get("/fragment/recommend", params={"seeds": ",".join(s["song_id"] for s in found[:3])})
+    assert r.status_code == 200 and r.text.count("<tr data-song=") == 20
+    assert not {s["song_id"] for s in found[:3]} & set(r.text.split('data-song="')[1:])
+
+
+@pytest.mark.parametrize("q,status", [("", 400), ("   ", 400), ("x" * (MAX_QUERY_CHARS + 1), 400),
+                                      ("a\x01b", 400), ("zzzzqqqq-no-such-song", 200)])
+def test_empty_and_absurd_searches(web, q, status):
+    r = web.get("/api/search", params={"q": q})
+    assert r.status_code == status
+    assert ("error" in r.json()) == (status == 400)
+    if status == 200:
+        assert r.json()["songs"] == []
+
+
+def test_catalog_text_is_escaped_everywhere(web, world):
+    song = world.hostile_song
+    pages = [web.get(f"/songs/{song}").text]
+    r = web.get("/api/search", params={"q": "東京"})
+    assert [s["song_id"] for s in r.json()["songs"]] == [song] and r.json()["songs"][0]["title"] == HOSTILE
+    pages.append(web.get("/", params={"seeds": song}).text)
+    for html in pages:
+        assert "<script>alert" not in html and "<b>Ünïcödé</b>" not in html
+        assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; &lt;b&gt;Ünïcödé&lt;/b&gt; 東京 &#39;q&#39;" in html
+
+
+def test_song_page_has_fields_genre_chart_neighbours_per_source_and_a_clip(web, world):
+    r = web.get(f"/songs/{world.clip_song}")
+    assert r.status_code == 200
+    assert 'id="genre-chart"' in r.text and r.text.count("<rect") >= len(world.genres)
+    for source in ("collaborative", "acoustic", "metadata"):
+        part = r.text.split(f'data-source="{source}"', 1)[1].split("</section>", 1)[0]
+        assert part.count("<li>") == 8
+    assert f'src="/media/{world.clip_song}"' in r.text
+    cold = web.get(f"/songs/{world.cold_song}").text
+    assert "has no collaborative vector" in cold
+    assert cold.split('data-source="acoustic"', 1)[1].split("</section>")[0].count("<li>") == 8
+
+
+def test_clips_are_served_with_their_type_and_ranges(web, world):
+    path = world.audio_dir / f"{world.clip_song}.wav"
+    whole = web.get(f"/media/{world.clip_song}")
+    assert whole.status_code == 200 and whole.headers["content-type"] == "audio/wav"
+    assert whole.content == path.read_bytes() and whole.headers["accept-ranges"] == "bytes"
+    part = web.get(f"/media/{world.clip_song}", headers={"Range": "bytes=100-299"})
+    assert part.status_code == 206 and part.content == path.read_bytes()[100:300]
+    assert part.headers["content-range"] == f"bytes 100-299/{path.stat().st_size}"
+    assert web.get(f"/media/{world.clip_song}", headers={"Range": "bytes=999999999-"}).status_code == 416
+
+
+@pytest.mark.parametrize("url", ["/media/%2e%2e", "/media/..%2f..%2fetc%2fpasswd",
+                                 "/media/%2e%2e%2f%2e%2e%2fbundles%2fCURRENT", "/media//etc/passwd",
+                                 "/media/%2Fetc%2Fpasswd",
+                                 "/lab/files/..%2f..%2fbundles%2fCURRENT", "/lab/files/%2fetc%2fpasswd",
+                                 "/lab/files//etc/passwd", "/static/..%2f..%2fapp.py", "/media/NO-SUCH-SONG"])
+def test_nothing_outside_the_media_and_report_folders(web, url):
+    r = web.get(url)
+    assert r.status_code == 404
+    assert b"root:" not in r.content and b"import" not in r.content
+
+
+def test_raw_paths_with_dot_segments_reach_nothing(world, server, tmp_path):
+    """Paths sent as they are (a browser or httpx would remove the dot segments first), to the
+    real ``pmrs-web`` process."""
+    proc = WebProcess(world.work, server.address, tmp_path / "web.log")
+    try:
+        for path in ("/media/..", "/media/../../etc/passwd", "/media/%2e%2e/%2e%2e/etc/passwd",
+                     "/lab/files/../bundles/CURRENT", "/lab/files/../../../../etc/passwd",
+                     "/lab/files/%2e%2e/%2e%2e/etc/passwd", "/static/../app.py", "/static/%2e%2e/app.py",
+                     "/lab/files/..%5c..%5cetc%5cpasswd", "/media/%00", "/lab/files/a%00.png"):
+            status, body = proc.raw_get(path)
+            assert status in (400, 404), (path, status)
+            assert b"root:" not in body and b"import " not in body and b"bundles" not in body[:100]
+        status, body = proc.raw_get(f"/media/{world.clip_song}")
+        assert status == 200 and body[:4] == b"RIFF"
+    finally:
+        assert proc.stop() == 0
+
+
+def test_symlinks_out_of_the_media_folders_are_refused(tmp_path, world):
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    good = audio / "GOOD.wav"
+    good.write_bytes((world.audio_dir / f"{world.clip_song}.wav").read_bytes())
+    secret = tmp_path / "secret.wav"
+    secret.write_bytes(b"RIFF secret")
+    (audio / "EVIL.wav").symlink_to(secret)
+    (tmp_path / "work" / "reports" / "r1").mkdir(parents=True)
+    (tmp_path / "work" / "reports" / "r1" / "plot.png").symlink_to(secret)
+    (tmp_path / "work" / "features_report.json").write_text(json.dumps({"audio_dir": str(audio)}))
+    data = WorkdirData(tmp_path / "work")
+    assert data.clip("GOOD") == (good.resolve(), "audio/wav")
+    assert data.clip("EVIL") is None and data.clip("../secret") is None
+    assert data.report_file("r1/plot.png") is None and data.report_file("../features_report.json") is None
+    assert data.report_file(str(secret)) is None
+
+
+def test_unknown_ids_are_readable_404s(web):
+    for url, words in (("/songs/NO-SUCH-SONG", "unknown song"), ("/?user=zz-no-such-user", "no user"),
+                       ("/fragment/recommend?user=zz-no-such-user", "no user"), ("/nowhere", "no such page")):
+        r = web.get(url)
+        assert r.status_code == 404 and words in _alert(r.text) and "Traceback" not in r.text
+
+
+@pytest.mark.parametrize("params,words", [({"user": "x", "share.acoustic": "2"}, "between 0 and 1"),
+                                          ({"user": "x", "share.acoustic": "nan"}, "between 0 and 1"),
+                                          ({"user": "x", "diversity": "lots"}, "must be a number"),
+                                          ({"user": "x", "min_year": "-3"}, "must be a year"),
+                                          ({"user": "x", "share.acoustic": ".7", "share.metadata": ".7"}, "more than 1"),
+                                          ({}, "type a user id")])
+def test_bad_settings_are_readable_400s(web, params, words):
+    r = web.get("/fragment/recommend", params=params)
+    assert r.status_code == 400 and words in _alert(r.text)
+
+
+def test_a_server_that_is_down_is_a_readable_503(world):
+    import socket
+    with socket.socket() as s:       # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(world.work, f"127.0.0.1:{port}", timeout_s=1.0, retries=0)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        for url in ("/", f"/?user={world.users[0]}", f"/songs/{world.clip_song}", "/map", "/lab",
+                    f"/fragment/recommend?user={world.users[0]}"):
+            r = c.get(url)
+            assert r.status_code == 503, url
+            assert "not answering" in _alert(r.text) and "Traceback" not in r.text
+
+
+def test_played_it_records_a_play_and_the_list_changes(web, world):
+    user = world.users[2]
+    before = web.get("/fragment/recommend", params={"user": user}).text
+    first = before.split('<tr data-song="', 1)[1].split('"', 1)[0]
+    r = web.post("/api/play", data={"user": user, "song": first})
+    assert r.status_code == 200 and r.json()["sequence"] >= 1
+    after = web.get("/fragment/recommend", params={"user": user}).text
+    assert f'<tr data-song="{first}"' not in after
+    assert web.post("/api/play", data={"user": user, "song": "NO-SUCH-SONG"}).status_code == 404
+    assert web.post("/api/play", data={"user": "", "song": first}).status_code == 400
+
+
+def _wav_bytes(world):
+    return (world.audio_dir / f"{world.clip_song}.wav").read_bytes()
+
+
+def test_upload_lands_on_the_new_songs_page(web, world):
+    r = web.post("/upload", data={"song_id": "WEB-NEW-1", "title": "Brand <new>", "artist": "Web Artist",
+                                  "genre": world.genres[0], "year": "2020"},
+                 files={"clip": ("mine.wav", _wav_bytes(world), "audio/wav")}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == "/songs/WEB-NEW-1"
+    page = web.get("/songs/WEB-NEW-1")
+    assert page.status_code == 200 and "Brand &lt;new&gt;" in page.text
+    # its clip plays before any rebuild (from the write log), with ranges
+    assert 'src="/media/WEB-NEW-1"' in page.text
+    clip = web.get("/media/WEB-NEW-1", headers={"Range": "bytes=0-11"})
+    assert clip.status_code == 206 and clip.content == _wav_bytes(world)[:12]
+    assert clip.headers["content-type"] == "audio/wav"
+    assert page.text.split('data-source="acoustic"', 1)[1].split("</section>")[0].count("<li>") == 8
+
+
+def _silence_wav(path, seconds=5):
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1), w.setsampwidth(2), w.setframerate(22050)
+        w.writeframes(b"\x00\x00" * 22050 * seconds)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("case", ["not audio", "silent", "wrong type", "no file", "too large", "bad id",
+                                  "no title", "exists"])
+def test_bad_uploads_are_readable_with_their_status(web, world, tmp_path, case):
+    form = {"song_id": f"WEB-BAD-{case.replace(' ', '-')}", "title": "T", "artist": "A"}
+    clip = ("x.wav", _wav_bytes(world), "audio/wav")
+    expect, words = 400, None
+    if case == "not audio":
+        clip, words = ("x.wav", b"this is not audio at all" * 100, "audio/wav"), "INVALID_ARGUMENT" 
+    elif case == "silent":
+        clip = ("x.wav", _silence_wav(tmp_path / "s.wav"), "audio/wav")
+    elif case == "wrong type":
+        clip, words = ("notes.txt", b"hello", "text/plain"), "not an audio file"
+    elif case == "no file":
+        clip, words = ("", b"", "application/octet-stream"), "choose an audio clip"
+    elif case == "too large":
+        clip, expect = ("big.wav", b"\0" * (MAX_CLIP_BYTES + 10), "audio/wav"), 413
+    elif case == "bad id":
+        form["song_id"], words = "../../etc", "song id is"
+    elif case == "no title":
+        form["title"], words = "", "title and an artist"
+    elif case == "exists":
+        form["song_id"], expect = world.clip_song, 409
+    r = web.post("/upload", data=form, files={"clip": clip}, follow_redirects=False)
+    assert r.status_code == expect, r.text[:300]
+    alert = _alert(r.text)
+    assert "Traceback" not in r.text and len(alert) > 20
+    if words and words != "INVALID_ARGUMENT":
+        assert words in alert
+
+
+def test_writes_need_the_web_apps_token(world, server):
+    with TestClient(create_app(world.work, server.address), raise_server_exceptions=False) as c:
+        assert c.post("/api/play", data={"user": world.users[0], "song": world.clip_song}).status_code == 403
+        r = c.post("/upload", data={"song_id": "WEB-X", "title": "T", "artist": "A"},
+                   files={"clip": ("x.wav", _wav_bytes(world), "audio/wav")})
+        assert r.status_code == 403 and "write token" in _alert(r.text)
+        assert ">played it<" not in c.get("/", params={"user": world.users[0]}).text
+
+
+def test_map_and_lab(web, world, tmp_path):
+    r = web.get("/map")
+    assert r.status_code == 200
+    points = r.text.count('class="point')
+    cold = r.text.count('class="point cold"')
+    assert points >= 60 and 0 < cold < points
+    assert f'href="/songs/{world.cold_song}" class="point cold"' in r.text
+    lab = web.get("/lab")
+    assert lab.status_code == 200 and 'id="sources"' in lab.text
+    for source in ("collaborative", "acoustic", "metadata"):
+        assert f">{source}</span>" in lab.text.split('id="sources"', 1)[1]
+
+
+def test_report_markdown_tables_become_rows():
+    blocks = markdown_blocks("# Hold-out\n\n| k | recall |\n|---|---|\n| 10 | 0.2 |\n| 50 | <b>0.4</b> |\ntext")
+    assert blocks == [("h", "Hold-out"), ("table", (["k", "recall"], [["10", "0.2"], ["50", "<b>0.4</b>"]])),
+                      ("p", "text")]
+
+
+def test_reports_are_shown_and_served(world, server, tmp_path):
+    import shutil
+    work = tmp_path / "w"
+    (work / "reports" / "holdout-1").mkdir(parents=True)
+    shutil.copytree(world.work / "bundles", work / "bundles")
+    (work / "reports" / "holdout-1" / "report.md").write_text("# Hold-out\n\n| k | recall |\n|---|---|\n| 10 | 0.25 |\n")
+    png = b"\x89PNG\r\n\x1a\n" + os.urandom(64)
+    (work / "reports" / "holdout-1" / "recall.png").write_bytes(png)
+    with TestClient(create_app(work, server.address), raise_server_exceptions=False) as c:
+        lab = c.get("/lab").text
+        assert "<td>0.25</td>" in lab and 'src="/lab/files/holdout-1/recall.png"' in lab
+        r = c.get("/lab/files/holdout-1/recall.png")
+        assert r.status_code == 200 and r.content == png and r.headers["content-type"] == "image/png"
+
+
+def test_command_line_errors_and_the_token(tmp_path, monkeypatch):
+    from pmrs.web.cli import main, web_token
+    assert main(["--bind", "no-port"]) == 2
+    assert main(["--config", str(tmp_path / "missing.toml")]) == 2
+    (tmp_path / "c.toml").write_text("[web]\nnot_a_setting = 1\n")
+    assert main(["--config", str(tmp_path / "c.toml")]) == 2
+    monkeypatch.delenv("PMRS_WRITE_TOKEN", raising=False)
+    monkeypatch.setenv("PMRS_TOKEN", "from-the-client-variable")
+    assert web_token(None) == "from-the-client-variable"
+    monkeypatch.setenv("PMRS_WRITE_TOKEN", "from-the-write-variable")
+    assert web_token(None) == "from-the-write-variable"
+    (tmp_path / "t").write_text(" from-a-file \n")
+    assert web_token(str(tmp_path / "t")) == "from-a-file"

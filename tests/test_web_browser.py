@@ -1,0 +1,175 @@
+"""pmrs-web in a real headless Chromium (Debian's chromium + chromium-driver through Selenium)
+against real pmrs-server and pmrs-web processes on a tiny bundle: a user's list, sliders that
+re-query, seed songs, the per-genre tabs, a song's clip playing, a play recorded, a clip uploaded,
+error pages. Without a browser these fail when ``CI`` is set (``make install`` provides one) and
+are skipped with the install hint otherwise."""
+
+import os
+
+import pytest
+
+from pmrs.web.browser import INSTALL_HINT, find_browser, headless
+from servers import ServerProcess
+from webworld import TOKEN, WebProcess, make_world
+
+if find_browser() is None:
+    if os.environ.get("CI"):
+        pytest.fail(f"no headless browser in CI: {INSTALL_HINT}", pytrace=False)
+    pytest.skip(INSTALL_HINT, allow_module_level=True)
+
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def world(serving_workdir, tmp_path_factory):
+    return make_world(serving_workdir, tmp_path_factory.mktemp("webb"))
+
+
+@pytest.fixture(scope="module")
+def site(world, tmp_path_factory):
+    logs = tmp_path_factory.mktemp("webblog")
+    server = ServerProcess(world.work, logs / "s.log", env={"PMRS_WRITE_TOKEN": TOKEN})
+    web = WebProcess(world.work, server.address, logs / "w.log", env={"PMRS_WRITE_TOKEN": TOKEN})
+    yield web
+    web.stop()
+    server.kill()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    driver = headless()
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def wait(driver, timeout=15):
+    return WebDriverWait(driver, timeout)
+
+
+def rows(driver):
+    return driver.execute_script("return Array.from(document.querySelectorAll('#rec-list tbody tr'))"
+                                 ".map(r => r.dataset.song);")
+
+
+def test_typing_a_user_prefix_and_enter_shows_the_list(site, browser, world):
+    browser.get(site.url + "/")
+    box = browser.find_element(By.ID, "user")
+    box.send_keys(world.users[0][:4] + Keys.ENTER)
+    wait(browser).until(lambda d: len(rows(d)) == 20)
+    shown = browser.find_element(By.ID, "shown-user").text
+    assert shown.startswith(world.users[0][:4])
+    badges = {b.text for b in browser.find_elements(By.CSS_SELECTOR, "#rec-list .badge")}
+    assert badges == {"collaborative", "acoustic", "metadata"}
+    assert "user=" in browser.current_url     # the view is a link one can share
+
+
+def test_moving_a_slider_requeries(site, browser, world):
+    browser.get(f"{site.url}/?user={world.users[1]}")
+    before = rows(browser)
+    assert len(before) == 20
+    for name, value in (("share.acoustic", 1), ("diversity", 1)):
+        slider = browser.find_element(By.NAME, name)
+        browser.execute_script("arguments[0].value = arguments[1];"
+                               "arguments[0].dispatchEvent(new Event('input', {bubbles: true}));", slider, value)
+        wait(browser).until(lambda d: rows(d) and rows(d) != before)
+        assert f"{name}=1" in browser.current_url
+        out = slider.find_element(By.XPATH, "following-sibling::output").text
+        assert out == "1.00"
+        before = rows(browser)
+
+
+def test_seed_songs_from_the_search(site, browser):
+    browser.get(site.url + "/")
+    browser.find_element(By.ID, "seed-search").send_keys("an")
+    first = wait(browser).until(EC.element_to_be_clickable((By.CSS_SELECTOR, "#seed-results li[data-song]")))
+    seed = first.get_attribute("data-song")
+    first.click()
+    wait(browser).until(lambda d: len(rows(d)) == 20)
+    assert seed not in rows(browser)
+    assert browser.find_element(By.CSS_SELECTOR, f"#seed-list li[data-song='{seed}']")
+
+
+def test_genre_tabs(site, browser, world):
+    for user in world.users[4:]:     # a user whose recommendations span several genres
+        browser.get(f"{site.url}/?user={user}")
+        tabs = browser.find_elements(By.CSS_SELECTOR, ".tab")
+        if len(tabs) >= 2:
+            break
+    panels = browser.find_elements(By.CSS_SELECTOR, ".panel")
+    assert len(tabs) >= 2 and len(tabs) == len(panels)
+    assert panels[0].is_displayed() and not panels[1].is_displayed()
+    assert "%" in tabs[0].text
+    tabs[1].click()
+    assert panels[1].is_displayed() and not panels[0].is_displayed()
+    assert panels[1].find_elements(By.CSS_SELECTOR, "tbody tr")
+
+
+def test_a_song_page_plays_its_clip(site, browser, world):
+    browser.get(f"{site.url}/songs/{world.clip_song}")
+    assert browser.find_elements(By.CSS_SELECTOR, "#genre-chart rect")
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".neighbour-list")) == 3
+    browser.execute_script("document.getElementById('clip').play();")
+    wait(browser).until(lambda d: d.execute_script("return document.getElementById('clip').currentTime") > 0.3)
+    # seeking works: the clip is served with ranges
+    browser.execute_script("const a = document.getElementById('clip'); a.currentTime = 2.5;")
+    wait(browser).until(lambda d: d.execute_script("return document.getElementById('clip').currentTime") >= 2.5)
+    assert browser.execute_script("return document.getElementById('clip').error") is None
+
+
+def test_played_it_removes_the_song_from_the_list(site, browser, world):
+    browser.get(f"{site.url}/?user={world.users[3]}")
+    first = rows(browser)[0]
+    browser.find_element(By.CSS_SELECTOR, f"button.played[data-song='{first}']").click()
+    wait(browser).until(lambda d: first not in rows(d) and len(rows(d)) == 20)
+    assert "recorded a play" in browser.find_element(By.ID, "status").text
+
+
+def test_upload_a_clip_and_land_on_its_page(site, browser, world):
+    browser.get(site.url + "/upload")
+    form = browser.find_element(By.ID, "upload")
+    for name, value in (("song_id", "BROWSER-NEW-1"), ("title", "Heard <first> here"), ("artist", "Browser"),
+                        ("genre", world.genres[0])):
+        form.find_element(By.NAME, name).send_keys(value)
+    form.find_element(By.NAME, "clip").send_keys(str(world.audio_dir / f"{world.clip_song}.wav"))
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    wait(browser, 60).until(lambda d: d.current_url.endswith("/songs/BROWSER-NEW-1") or d.find_elements(By.CSS_SELECTOR, ".error"))
+    assert browser.current_url.endswith("/songs/BROWSER-NEW-1"), browser.find_element(By.CSS_SELECTOR, ".error").text
+    assert browser.find_element(By.TAG_NAME, "h1").text.startswith("Heard <first> here")
+    acoustic = browser.find_element(By.CSS_SELECTOR, ".neighbour-list[data-source='acoustic']")
+    assert len(acoustic.find_elements(By.TAG_NAME, "li")) == 8
+    browser.execute_script("document.getElementById('clip').play();")   # its clip, before any rebuild
+    wait(browser).until(lambda d: d.execute_script("return document.getElementById('clip').currentTime") > 0.3)
+
+
+def test_errors_are_readable_pages(site, browser, tmp_path):
+    browser.get(site.url + "/songs/NO-SUCH-SONG")
+    assert "unknown song" in browser.find_element(By.CSS_SELECTOR, ".error").text
+    browser.get(site.url + "/?user=zz-nobody")
+    assert "no user" in browser.find_element(By.CSS_SELECTOR, ".error").text
+    browser.get(site.url + "/upload")
+    form = browser.find_element(By.ID, "upload")
+    for name, value in (("song_id", "BROWSER-BAD"), ("title", "T"), ("artist", "A")):
+        form.find_element(By.NAME, name).send_keys(value)
+    bad = tmp_path / "not-audio.wav"
+    bad.write_bytes(b"not audio " * 200)
+    form.find_element(By.NAME, "clip").send_keys(str(bad))
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    error = wait(browser, 30).until(EC.presence_of_element_located((By.CSS_SELECTOR, ".error")))
+    assert error.text and browser.current_url.endswith("/upload")
+    browser.get(site.url + "/")
+    browser.find_element(By.ID, "seed-search").send_keys("x" * 300)
+    wait(browser).until(lambda d: "not something to search for" in d.find_element(By.ID, "seed-results").text)
+
+
+def test_the_map_opens_a_song(site, browser):
+    browser.get(site.url + "/map")
+    points = browser.find_elements(By.CSS_SELECTOR, "#map a.point.cold")
+    assert points
+    song = points[0].get_attribute("data-song")
+    browser.execute_script("arguments[0].dispatchEvent(new MouseEvent('click', {bubbles: true}))", points[0])
+    wait(browser).until(lambda d: d.current_url.endswith(f"/songs/{song}"))
+    assert "nobody yet" in browser.page_source
