@@ -15,11 +15,12 @@
 - metadata: the metadata source at 384,546 songs with generated tags: vectors and index (time,
   peak memory), SimilarSongs in metadata mode against Ping (bench/metadata_bench.py ``full``)
 - web: pmrs-web's page load times in headless Chromium on the demo world (bench/web_bench.py)
+- scale: one source of 3,845,460 generated songs indexed and searched (bench/scale_bench.py)
 
 - select: ``train-wmf`` with settings chosen from the data against a plain 15-iteration fit, full
   shape (bench/select_bench.py; the neighbourhood build there with ``--kinds``)
 
-    python -m bench.run [--only ingest,wmf,extract,cnn,index,serving,select,live,replicas,neighbours,metadata,spark,web]
+    python -m bench.run [--only ingest,wmf,extract,cnn,index,serving,select,live,replicas,neighbours,metadata,spark,web,scale]
                         [--users N --songs N] [--iterations N]
 """
 
@@ -67,7 +68,7 @@ def bench_wmf(workdir, iterations: int, command: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.run")
-    p.add_argument("--only", default="ingest,wmf,extract,cnn,index,serving,select,live,replicas,neighbours,metadata,spark,web")
+    p.add_argument("--only", default="ingest,wmf,extract,cnn,index,serving,select,live,replicas,neighbours,metadata,spark,web,scale")
     p.add_argument("--users", type=int, default=FULL_USERS)
     p.add_argument("--songs", type=int, default=FULL_SONGS)
     p.add_argument("--iterations", type=int, default=15)
@@ -131,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.web_bench import main as bench_web
 
         bench_web([])
+    if "scale" in only:
+        from bench.scale_bench import bench_scale
+
+        bench_scale(command)
     return 0
 
 
