@@ -82,7 +82,8 @@ def job_build(songs: str) -> dict:
 
 def bench_scale(command: str, songs: int = 10 * FULL_SONGS) -> dict:
     result = run_job("bench.scale_bench", "--job", str(songs))
-    payload = {"point": result, "taste_profile_songs": FULL_SONGS,
+    base = run_job("bench.scale_bench", "--job", str(FULL_SONGS))   # the same method at the Taste Profile's size
+    payload = {"point": result, "taste_profile_songs": FULL_SONGS, "baseline_taste_profile_songs": base,
                "note": "generated vectors (see the module docstring); 2 cores, shared with the load of the day"}
     write_result("scale", payload, command)
     print(f"{songs:,} songs: {result['spec']} built in {result['build_seconds']} s, peak {result['peak_rss_mb']} MB, "
