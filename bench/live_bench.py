@@ -15,9 +15,6 @@ Client and servers share this machine's 2 cores.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -32,28 +29,23 @@ AUTH = (("authorization", f"Bearer {TOKEN}"),)
 
 
 class _Server:
+    """A pmrs-server that takes writes (``bench.serving_bench.served``) and a stub to call it."""
+
     def __init__(self, workdir: Path):
-        env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", "PMRS_WRITE_TOKEN": TOKEN}
-        self.proc = subprocess.Popen([sys.executable, "-m", "server.main", "--workdir", str(workdir),
-                                      "--bind", "127.0.0.1:0", "-q"], stdout=subprocess.PIPE, text=True, env=env)
-        line = self.proc.stdout.readline()
-        if "listening on" not in line:
-            self.proc.kill()
-            raise RuntimeError(f"pmrs-server did not start: {line!r}")
-        self.target = line.strip().rsplit(" ", 1)[-1]
+        import contextlib
+
         import grpc
 
+        from bench.serving_bench import served
         from pmrs.v1 import recommender_pb2_grpc as pb_grpc
-        self.channel = grpc.insecure_channel(self.target)
+
+        self._stack = contextlib.ExitStack()
+        self.target, self.proc = self._stack.enter_context(served(workdir, env={"PMRS_WRITE_TOKEN": TOKEN}))
+        self.channel = self._stack.enter_context(grpc.insecure_channel(self.target))
         self.stub = pb_grpc.RecommenderStub(self.channel)
 
     def stop(self) -> None:
-        self.channel.close()
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        self._stack.close()
 
 
 def _percentiles(ms: list[float]) -> dict:

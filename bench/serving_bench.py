@@ -38,12 +38,13 @@ def _rss_mb(pid: int) -> float:
 
 
 @contextlib.contextmanager
-def served(workdir: Path) -> Iterator[tuple[str, subprocess.Popen]]:
-    """``pmrs-server`` over ``workdir`` on a free local port, as its own process: yields
-    ``(target, process)`` once it listens; stopped (SIGTERM, then killed) on exit."""
+def served(workdir: Path, env: dict | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``pmrs-server`` over ``workdir`` on a free local port, as its own process (``env``: more
+    environment, e.g. a write token): yields ``(target, process)`` once it listens; stopped
+    (SIGTERM, then killed) on exit."""
     proc = subprocess.Popen([sys.executable, "-m", "server.main", "--workdir", str(workdir),
                              "--bind", "127.0.0.1:0", "-q"], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"})
+                            env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE", **(env or {})})
     try:
         line = proc.stdout.readline()
         if "listening on" not in line:

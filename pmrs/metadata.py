@@ -162,12 +162,8 @@ def _fit_matrix(songs, tags, cfg: MetadataConfig) -> tuple[sp.csr_matrix, dict[s
             m, vocab = _one_hot([_tokens(s, part) for s in songs])
         blocks.append(_l2_rows(m) * np.float32(np.sqrt(weight)))
         columns[part] = slice(start, start + m.shape[1])
-        entry = {"part": part, "weight": weight, "vocab": list(vocab),
-                 "idf": None if idf is None else idf.tolist()}
-        if part in ("artist", "release"):   # a song added live names its artist, not the MSD's id
-            entry["artist_ids"] = {str(s.get("artist") or "").strip().lower(): s["artist_id"]
-                                   for s in songs if s.get("artist_id") and s.get("artist")}
-        parts.append(entry)
+        parts.append({"part": part, "weight": weight, "vocab": list(vocab),
+                      "idf": None if idf is None else idf.tolist()})
         start += m.shape[1]
     return sp.hstack(blocks, format="csr", dtype=np.float32), columns, parts
 
@@ -183,11 +179,17 @@ class MetadataModel:
     parts: list[dict]
     components: np.ndarray | None
     dimensions: int
+    artist_ids: dict = field(default_factory=dict)   # artist name (lower case) -> MSD artist id
     _indexes: list | None = field(default=None, init=False, repr=False, compare=False)
 
     def vector(self, fields: Mapping, tags: Mapping[str, float]) -> np.ndarray:
         if self._indexes is None:   # (token -> column per part; built once)
             self._indexes = [{t: i for i, t in enumerate(p["vocab"])} for p in self.parts]
+        # a song added live names its artist, not the MSD's artist id the vocabulary holds
+        named = fields
+        alias = self.artist_ids.get(str(fields.get("artist") or "").strip().lower())
+        if alias and not fields.get("artist_id"):
+            named = {**fields, "artist_id": alias}
         blocks = []
         for p, index in zip(self.parts, self._indexes):
             x = np.zeros(len(index), np.float32)
@@ -198,10 +200,6 @@ class MetadataModel:
                     if i is not None and w:
                         x[i] = w * idf[i]
             else:
-                named = fields
-                alias = p.get("artist_ids", {}).get(str(fields.get("artist") or "").strip().lower())
-                if alias and not fields.get("artist_id"):
-                    named = {**fields, "artist_id": alias}
                 i = index.get(_tokens(named, p["part"]))
                 if i is not None:
                     x[i] = 1.0
@@ -216,11 +214,11 @@ class MetadataModel:
         return z / n if n > 0 else z
 
     def to_json(self) -> dict:
-        return {"parts": self.parts, "dimensions": self.dimensions}
+        return {"parts": self.parts, "dimensions": self.dimensions, "artist_ids": self.artist_ids}
 
     @classmethod
     def from_json(cls, doc: Mapping, components: np.ndarray | None) -> "MetadataModel":
-        return cls(list(doc["parts"]), components, int(doc["dimensions"]))
+        return cls(list(doc["parts"]), components, int(doc["dimensions"]), dict(doc.get("artist_ids") or {}))
 
 
 def reduce_vectors(full: sp.csr_matrix, cfg: MetadataConfig | None = None) -> np.ndarray:
@@ -310,7 +308,9 @@ def catalog_vectors(catalog_path: str | os.PathLike, cfg: MetadataConfig | None 
     return CatalogVectors(song_ids, vectors, len(tag_of),
                           {p: c.stop - c.start for p, c in columns.items()}, round(seconds, 3),
                           {**asdict(cfg), "catalog": str(Path(catalog_path))},
-                          MetadataModel(parts, components, int(vectors.shape[1])))
+                          MetadataModel(parts, components, int(vectors.shape[1]),
+                                        {str(f.get("artist") or "").strip().lower(): f["artist_id"]
+                                         for _, f in items if f.get("artist_id") and f.get("artist")}))
 
 
 __all__ = ["CATALOG_FILE", "CatalogVectors", "MetadataConfig", "MetadataModel", "PARTS", "catalog_vectors",

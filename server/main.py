@@ -104,9 +104,11 @@ class BundleWatcher:
     """
 
     def __init__(self, workdir: str | os.PathLike, holder: BundleHolder, poll_seconds: float,
-                 on_change=None, defaults: contract.Defaults | dict | None = None, live=None):
+                 on_change=None, defaults: contract.Defaults | dict | None = None, live=None,
+                 warm_up: bool = False):
         self.workdir, self.holder, self.poll_seconds = Path(workdir), holder, float(poll_seconds)
         self.live = live                 # the work directory's WriteLog (None: no live writes)
+        self.warm_up = warm_up           # load the models that add songs when a bundle opens
         self.defaults = defaults or {}   # overrides of the bundle's request defaults
         self.on_change = on_change or (lambda bundle: None)
         self._wake, self._stop = threading.Event(), threading.Event()
@@ -168,7 +170,7 @@ class BundleWatcher:
             path = bundles / version
             try:
                 # checksums + validation: never serve damage; then the logged writes after it
-                bundle = Recommender.open(path, verify=True, live=self.live or False, warm_up=True)
+                bundle = Recommender.open(path, verify=True, live=self.live or False, warm_up=self.warm_up)
                 if self.defaults:  # the server's flags override the bundle's defaults
                     try:
                         bundle = Recommender(bundle.bundle, bundle.defaults.replace(**self.defaults),
@@ -412,7 +414,7 @@ def serve(workdir: str | os.PathLike, bind: str = "127.0.0.1:50051", workers: in
         watcher = BundleWatcher(
             workdir, holder, poll_seconds,
             on_change=lambda bundle: loop.run(set_status(health_servicer, bundle is not None)),
-            defaults=overrides, live=write_log)
+            defaults=overrides, live=write_log, warm_up=auth.accepts_writes and write_log is not None)
         watcher.check()
         poller = LivePoller(holder, live_poll_seconds) if write_log is not None else None
         loop.run(server.start())

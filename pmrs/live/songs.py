@@ -74,24 +74,21 @@ class CNNEncoder:
         self._lock = threading.Lock()
 
     def warm_up(self) -> None:
-        """Encode two seconds of noise once (in a daemon thread): the first clip of a process
-        pays for loading the decoder, compiling the feature code and the CNN's first pass
-        (20 s on the loaded bench machine), which belongs to start-up, not to a caller's AddSong."""
+        """Encode two seconds of noise once: the first clip of a process pays for loading the
+        decoder, compiling the feature code and the CNN's first pass (20 s on the loaded bench
+        machine), which belongs to start-up, not to a caller's AddSong."""
         import io
 
         import soundfile as sf
 
-        def run() -> None:
-            try:
-                rate = self.features.sample_rate_hz
-                noise = np.random.default_rng(0).standard_normal(2 * rate).astype(np.float32) * 0.1
-                buf = io.BytesIO()
-                sf.write(buf, noise, rate, format="WAV")
-                self({}, ("warm-up.wav", buf.getvalue()))
-            except Exception as exc:   # (a warm-up that fails changes nothing)
-                log.debug("encoder warm-up failed: %s", exc)
-
-        threading.Thread(target=run, name="pmrs-encoder-warm-up", daemon=True).start()
+        try:
+            rate = self.features.sample_rate_hz
+            noise = np.random.default_rng(0).standard_normal(2 * rate).astype(np.float32) * 0.1
+            buf = io.BytesIO()
+            sf.write(buf, noise, rate, format="WAV")
+            self({}, ("warm-up.wav", buf.getvalue()))
+        except Exception as exc:   # (a warm-up that fails changes nothing)
+            log.debug("encoder warm-up failed: %s", exc)
 
     def __call__(self, fields: dict, clip: tuple[str, bytes] | None) -> EncodedSong:
         if clip is None:
@@ -142,29 +139,53 @@ class MetadataEncoder:
         return self.model.vector(fields, tags)
 
 
-def bundle_encoder(bundle, warm_up: bool = False) -> Encoder:
+class BundleEncoder:
     """The encoder of ``bundle``'s models: the CNN for a clip (acoustic vector, embedding, genre
     probabilities) and the metadata model for the fields; a song gets what the bundle carries
-    (a clip sent to a bundle without a CNN is refused, :class:`ClipRejected`). ``warm_up``: run
-    the CNN path once in the background now (servers)."""
-    models = bundle.manifest.get("live_models") or {}
-    cnn = meta = None
-    if models.get("cnn") and bundle.has_source(C.ACOUSTIC):
-        try:
-            cnn = CNNEncoder(bundle, models["cnn"])
-            if warm_up:
-                cnn.warm_up()
-        except (OSError, ValueError, KeyError, RuntimeError) as exc:
-            log.warning("bundle %s: cannot load its CNN for songs added live (%s); clips are refused",
-                        bundle.version, exc)
-    if models.get(C.METADATA) and bundle.has_source(C.METADATA):
-        try:
-            meta = MetadataEncoder(bundle, models[C.METADATA])
-        except (OSError, ValueError, KeyError) as exc:
-            log.warning("bundle %s: cannot load its metadata model (%s); added songs get no metadata vector",
-                        bundle.version, exc)
+    (a clip sent to a bundle without a CNN is refused, :class:`ClipRejected`).
 
-    def encode(fields: dict, clip) -> EncodedSong:
+    The models are loaded on the first song (torch, the weights, a metadata vocabulary that can
+    hold hundreds of thousands of tokens), not when a bundle is opened: a server that never adds
+    a song never pays for them. :meth:`warm_up` loads them and runs the audio path once in a
+    daemon thread (a server that takes writes calls it when it opens a bundle)."""
+
+    def __init__(self, bundle):
+        self.bundle = bundle
+        self._models = bundle.manifest.get("live_models") or {}
+        self._loaded: tuple | None = None
+        self._lock = threading.Lock()
+
+    def _load(self) -> tuple:
+        with self._lock:
+            if self._loaded is not None:
+                return self._loaded
+            b, models = self.bundle, self._models
+            cnn = meta = None
+            if models.get("cnn") and b.has_source(C.ACOUSTIC):
+                try:
+                    cnn = CNNEncoder(b, models["cnn"])
+                except (OSError, ValueError, KeyError, RuntimeError) as exc:
+                    log.warning("bundle %s: cannot load its CNN for songs added live (%s); clips are refused",
+                                b.version, exc)
+            if models.get(C.METADATA) and b.has_source(C.METADATA):
+                try:
+                    meta = MetadataEncoder(b, models[C.METADATA])
+                except (OSError, ValueError, KeyError) as exc:
+                    log.warning("bundle %s: cannot load its metadata model (%s); added songs get no "
+                                "metadata vector", b.version, exc)
+            self._loaded = (cnn, meta)
+            return self._loaded
+
+    def warm_up(self) -> None:
+        def run() -> None:
+            cnn, _ = self._load()
+            if cnn is not None:
+                cnn.warm_up()
+
+        threading.Thread(target=run, name="pmrs-encoder-load", daemon=True).start()
+
+    def __call__(self, fields: dict, clip) -> EncodedSong:
+        cnn, meta = self._load()
         enc = cnn(fields, clip) if cnn is not None else _fields_only(fields, clip)
         if meta is None:
             return enc
@@ -174,7 +195,13 @@ def bundle_encoder(bundle, warm_up: bool = False) -> Encoder:
             vectors[C.METADATA] = v
         return EncodedSong(vectors, enc.embedding, enc.genre_probs)
 
-    return encode
+
+def bundle_encoder(bundle, warm_up: bool = False) -> Encoder:
+    """:class:`BundleEncoder` of ``bundle``; ``warm_up``: load and run it once in the background now."""
+    enc = BundleEncoder(bundle)
+    if warm_up:
+        enc.warm_up()
+    return enc
 
 
 def _fields_only(fields: dict, clip) -> EncodedSong:

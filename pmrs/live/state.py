@@ -92,6 +92,14 @@ class SongTable:
     def row(self, song_id: str) -> int | None:
         return self.index.get(song_id)
 
+    def stand_ins(self, sources: Sequence[str]) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(rows, vectors)`` of the added songs in the first of ``sources`` (the bundle's WMF-space
+        stand-in sources) that has any: what ``Bundle.fold_in`` takes as ``extra``."""
+        for name in sources:
+            if name in self.vectors:
+                return self.vectors[name]
+        return None
+
     def added(self, song_id: str, fields: dict, enc: EncodedSong, embedding_dim: int) -> "SongTable":
         row = self.first_row + len(self.ids)
         vectors = dict(self.vectors)
@@ -119,8 +127,7 @@ class LiveState:
         self.log = log_
         self.encoder = encoder
         self._lock = threading.RLock()
-        self.base_seq = int(bundle.manifest.get("live_seq") or 0)
-        self.seq = self.base_seq
+        self.seq = int(bundle.manifest.get("live_seq") or 0)   # the last write applied
         self.users: dict[str, LiveUser] = {}
         self.user_list: list[LiveUser] = []
         self.songs = SongTable(first_row=bundle.n_songs)
@@ -281,12 +288,7 @@ class LiveState:
         allc = np.concatenate([counts, new_counts])
         uniq, inv = np.unique(allr, return_inverse=True)
         summed = np.bincount(inv, weights=allc, minlength=len(uniq))
-        table = self.songs
-        extra = None
-        stand_in = [n for n in b.stand_in_sources if n in table.vectors]
-        if stand_in:
-            extra = table.vectors[stand_in[0]]
-        vector = b.fold_in(uniq, summed, extra=extra)
+        vector = b.fold_in(uniq, summed, extra=self.songs.stand_ins(b.stand_in_sources))
         row = old.row if old is not None else b.n_users + len(self.user_list)
         user = LiveUser(user_id, row, brow, uniq, summed, vector)
         if old is None:

@@ -227,6 +227,5 @@ class LiveView:
 
     def fold_in(self, song_rows, counts=None, extra=None) -> np.ndarray:
         if extra is None:
-            stand_in = [n for n in self._b.stand_in_sources if n in self._songs.vectors]
-            extra = self._songs.vectors[stand_in[0]] if stand_in else None
+            extra = self._songs.stand_ins(self._b.stand_in_sources)
         return self._b.fold_in(song_rows, counts, extra=extra)
