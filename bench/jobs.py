@@ -106,6 +106,7 @@ def job_neighbours(workdir: str, neighbours: str = "100") -> dict:
     model, song_ids = load_run(run)
     s = model.similarity
     return {"total_seconds": round(total, 2), "build_seconds": model.log["build_seconds"],
+            "build_cpu_seconds": model.log["build_cpu_seconds"], "threads": model.log["threads"],
             "songs": int(len(song_ids)), "stored": int(s.nnz),
             "songs_with_neighbours": int((s.indptr[1:] > s.indptr[:-1]).sum()),
             "run_mb": round(sum(p.stat().st_size for p in run.iterdir()) / 2**20, 1),

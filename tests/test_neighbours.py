@@ -37,6 +37,35 @@ def test_top_k_keeps_the_largest_similarities_of_each_song():
         assert np.all(row.data >= kth - 1e-7) and np.allclose(row.data, full[i, row.indices])
 
 
+def test_top_k_cut_keeps_the_lowest_columns_among_ties():
+    from pmrs.neighbours import _top_per_row
+
+    rng = np.random.default_rng(5)
+    dense = rng.integers(0, 4, size=(40, 90)).astype(np.float32)  # many ties, some zeros
+    block = sp.csr_matrix(dense)
+    perm = rng.permutation(block.nnz)  # columns unsorted within rows, as a sparse product leaves them
+    rows = np.repeat(np.arange(40), np.diff(block.indptr))
+    order = np.lexsort((perm, rows))
+    shuffled = sp.csr_matrix((block.data[order], block.indices[order], block.indptr), shape=block.shape)
+    for k in (1, 7, 30, 90):
+        top = _top_per_row(shuffled, k)
+        for r in range(40):
+            nz = np.flatnonzero(dense[r])
+            expected = nz[np.lexsort((nz, -dense[r, nz]))][:k]  # by value, then lower column
+            assert np.array_equal(top[r].indices, np.sort(expected))
+            assert np.array_equal(top[r].data, dense[r, np.sort(expected)])
+
+
+def test_threads_give_the_same_model_as_one_thread():
+    counts = random_counts(n_users=300, n_songs=200, seed=6)
+    one = build_neighbours(counts, NeighboursConfig(neighbours=12, block_songs=16, threads=1),
+                           show_progress=False).similarity
+    three = build_neighbours(counts, NeighboursConfig(neighbours=12, block_songs=16, threads=3),
+                             show_progress=False)
+    assert three.log["threads"] == 3
+    assert (one != three.similarity).nnz == 0 and np.array_equal(one.indices, three.similarity.indices)
+
+
 @pytest.mark.filterwarnings("ignore:Method expects CSR input")
 def test_bm25_similarities_equal_implicits_bm25_recommender():
     from implicit.nearest_neighbours import BM25Recommender
@@ -85,3 +114,5 @@ def test_bad_config_is_rejected():
         NeighboursConfig(similarity="jaccard")
     with pytest.raises(ValueError):
         NeighboursConfig(alpha=1.5)
+    with pytest.raises(ValueError):
+        NeighboursConfig(threads=-1)
