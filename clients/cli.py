@@ -26,7 +26,8 @@ from pmrs.entry import run_cli
 
 from .stub import BundleInfo, PMRSClient, PMRSError, SongInfo, SongResult
 
-__all__ = ["build_parser", "format_info", "format_song", "format_songs", "main"]
+__all__ = ["build_parser", "connection_args", "format_info", "format_song", "format_songs", "main",
+           "read_token"]
 
 _MAX_TEXT = 40  # characters shown of a title or artist in a table
 
@@ -102,6 +103,11 @@ def _common(p: argparse.ArgumentParser, top: bool) -> None:
     p.add_argument("--retries", type=int, default=d(3),
                    help="retries on UNAVAILABLE, 0 to 4 (default: 3)")
     p.add_argument("--json", action="store_true", default=d(False), help="print JSON")
+    connection_args(p, d)
+
+
+def connection_args(p: argparse.ArgumentParser, d=lambda v: v) -> None:
+    """The token and TLS flags of every command-line client (``d`` wraps each default)."""
     p.add_argument("--token-file", default=d(None), metavar="FILE",
                    help="file holding the bearer token (default: $PMRS_TOKEN); writes need the write token")
     p.add_argument("--tls", action="store_true", default=d(False), help="connect with TLS")
@@ -109,6 +115,11 @@ def _common(p: argparse.ArgumentParser, top: bool) -> None:
                    help="root certificates to trust (a private CA or a self-signed server; implies --tls)")
     p.add_argument("--cert-file", default=d(None), metavar="PEM", help="client certificate (mutual TLS)")
     p.add_argument("--key-file", default=d(None), metavar="PEM", help="client certificate's key")
+
+
+def read_token(path: str | None) -> str | None:
+    """The token in the file ``--token-file`` names (None without one: ``$PMRS_TOKEN`` applies)."""
+    return Path(path).read_text(encoding="utf-8").strip() if path else None
 
 
 def _filters(p: argparse.ArgumentParser) -> None:
@@ -249,9 +260,8 @@ def _run(client: PMRSClient, args: argparse.Namespace) -> tuple[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``pmrs-client``; returns the exit code (0 ok, 1 failed call, 2 usage)."""
     def command(args: argparse.Namespace) -> int:
-        token = Path(args.token_file).read_text(encoding="utf-8").strip() if args.token_file else None
         with PMRSClient(args.target, timeout_s=args.timeout, retries=args.retries, secure=args.tls,
-                        token=token, ca_file=args.ca_file, cert_file=args.cert_file,
+                        token=read_token(args.token_file), ca_file=args.ca_file, cert_file=args.cert_file,
                         key_file=args.key_file) as client:
             text, obj = _run(client, args)
         print(json.dumps(obj, indent=2, ensure_ascii=False) if args.json else text)

@@ -56,7 +56,8 @@ from pmrs.entry import run_cli
 from pmrs.v1 import recommender_pb2 as pb
 from pmrs.v1 import recommender_pb2_grpc as pb_grpc
 
-from .stub import channel_target, make_channel
+from .cli import connection_args, read_token
+from .stub import auth_metadata, channel_credentials, channel_target, make_channel
 
 __all__ = ["DEFAULT_MIX", "ENGINES", "RPCS", "format_report", "load_ids", "main", "parse_mix",
            "run_loadtest", "write_json_atomic"]
@@ -234,10 +235,23 @@ def _caller(requests: _Requests, rng: random.Random, rec: _Recorder, t_start: fl
             rec.add(name, time.perf_counter() - t0, code)
 
 
+@dataclass(frozen=True)
+class _Connection:
+    """How to reach the server: TLS files (see :func:`clients.stub.channel_credentials`) and the
+    metadata every call carries (a bearer token, or None)."""
+
+    secure: bool = False
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    metadata: tuple[tuple[str, str], ...] | None = None
+
+
 def _run_threads(target: str, concurrency: int, requests: _Requests, warmup_s: float,
-                 duration_s: float, timeout_s: float, secure: bool, seed: int,
+                 duration_s: float, timeout_s: float, conn: _Connection, seed: int,
                  connect_timeout_s: float) -> tuple[list[_Recorder], float, float]:
-    channel = make_channel(target, secure=secure, retries=0)
+    channel = make_channel(target, secure=conn.secure, retries=0, ca_file=conn.ca_file,
+                           cert_file=conn.cert_file, key_file=conn.key_file)
     try:
         ready = grpc.channel_ready_future(channel)
         try:
@@ -257,7 +271,7 @@ def _run_threads(target: str, concurrency: int, requests: _Requests, warmup_s: f
                 while True:
                     code = None
                     try:
-                        methods[name](req, timeout=timeout_s)
+                        methods[name](req, timeout=timeout_s, metadata=conn.metadata)
                     except grpc.RpcError as err:
                         code = _code_name(err)
                     name, req = loop.send(code)
@@ -276,12 +290,13 @@ def _run_threads(target: str, concurrency: int, requests: _Requests, warmup_s: f
 
 
 async def _run_aio(target: str, concurrency: int, requests: _Requests, warmup_s: float,
-                   duration_s: float, timeout_s: float, secure: bool, seed: int,
+                   duration_s: float, timeout_s: float, conn: _Connection, seed: int,
                    connect_timeout_s: float) -> tuple[list[_Recorder], float, float]:
     target, balance = channel_target(target)
     opts = [("grpc.enable_retries", 0), *balance]
-    channel = (grpc.aio.secure_channel(target, grpc.ssl_channel_credentials(), options=opts)
-               if secure else grpc.aio.insecure_channel(target, options=opts))
+    creds = channel_credentials(conn.secure, conn.ca_file, conn.cert_file, conn.key_file)
+    channel = (grpc.aio.secure_channel(target, creds, options=opts)
+               if creds is not None else grpc.aio.insecure_channel(target, options=opts))
     async with channel:
         try:
             await asyncio.wait_for(channel.channel_ready(), timeout=connect_timeout_s)
@@ -299,7 +314,7 @@ async def _run_aio(target: str, concurrency: int, requests: _Requests, warmup_s:
                 while True:
                     code = None
                     try:
-                        await methods[name](req, timeout=timeout_s)
+                        await methods[name](req, timeout=timeout_s, metadata=conn.metadata)
                     except grpc.RpcError as err:
                         code = _code_name(err)
                     name, req = loop.send(code)
@@ -337,7 +352,8 @@ def run_loadtest(target: str, concurrency: int, duration_s: float,
                  shares: Mapping[str, float] | None = None, similar_source: str = "",
                  warmup_s: float = 0.0,
                  timeout_s: float = 5.0, engine: str = "aio", secure: bool = False, seed: int = 0,
-                 connect_timeout_s: float = 5.0) -> dict[str, Any]:
+                 connect_timeout_s: float = 5.0, token: str | None = None, ca_file: str | None = None,
+                 cert_file: str | None = None, key_file: str | None = None) -> dict[str, Any]:
     """Load a PMRS server for a fixed duration and measure throughput and latency.
 
     Parameters
@@ -370,7 +386,13 @@ def run_loadtest(target: str, concurrency: int, duration_s: float,
     engine : {"aio", "threads"}
         ``grpc.aio`` coroutines or blocking threads, over one shared channel.
     secure : bool
-        TLS (system root certificates) instead of plaintext.
+        TLS instead of plaintext (implied by ``ca_file`` or ``cert_file``).
+    token : str, optional
+        Bearer token sent with every call (a server with a read token needs it); default
+        ``$PMRS_TOKEN``.
+    ca_file, cert_file, key_file : path, optional
+        Root certificates to trust (default: the system's), and the client's certificate and
+        key for a server that requires them (mutual TLS).
     seed : int
         Seed of the request sampling.
     connect_timeout_s : float
@@ -408,7 +430,10 @@ def run_loadtest(target: str, concurrency: int, duration_s: float,
              target, engine, concurrency, duration_s, warmup_s, mix)
 
     cpu0 = time.process_time()
-    args = (target, concurrency, requests, warmup_s, duration_s, timeout_s, secure, seed,
+    if (cert_file is None) != (key_file is None):
+        raise ValueError("cert_file and key_file go together")
+    conn = _Connection(secure, ca_file, cert_file, key_file, auth_metadata(token))
+    args = (target, concurrency, requests, warmup_s, duration_s, timeout_s, conn, seed,
             connect_timeout_s)
     if engine == "threads":
         recorders, t_start, t_done = _run_threads(*args)
@@ -530,7 +555,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--song-id", nargs="+", action="extend", default=[], metavar="ID",
                    help="song ids to draw from")
     p.add_argument("--seed", type=int, default=0, help="request sampling seed")
-    p.add_argument("--secure", action="store_true", help="TLS instead of plaintext")
+    connection_args(p)
+    p.add_argument("--secure", dest="tls", action="store_true", help="the same as --tls")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors on stderr")
     return p
 
@@ -547,7 +573,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             songs = songs or b_songs
         report = run_loadtest(args.target, args.concurrency, args.duration, mix, users, songs,
                               k=args.k, acoustic_share=args.acoustic_share, warmup_s=args.warmup,
-                              timeout_s=args.timeout, engine=args.engine, secure=args.secure, seed=args.seed)
+                              timeout_s=args.timeout, engine=args.engine, secure=args.tls, seed=args.seed,
+                              token=read_token(args.token_file), ca_file=args.ca_file,
+                              cert_file=args.cert_file, key_file=args.key_file)
         print(format_report(report))
         if args.json:
             write_json_atomic(args.json, report)

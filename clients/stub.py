@@ -54,6 +54,8 @@ __all__ = [
     "SOURCE_NAMES",
     "TOKEN_ENV",
     "Written",
+    "auth_metadata",
+    "channel_credentials",
     "channel_target",
     "make_channel",
 ]
@@ -441,16 +443,33 @@ def make_channel(target: str | Sequence[str], *, secure: bool = False, retries: 
         ("grpc.enable_retries", 1 if retries else 0),
         *options,
     ]
-    if (cert_file is None) != (key_file is None):
-        raise ValueError("cert_file and key_file go together")
     target, balance = channel_target(target)
     opts += balance
-    if secure or ca_file is not None or cert_file is not None:
-        read = lambda p: None if p is None else Path(p).read_bytes()  # noqa: E731
-        creds = grpc.ssl_channel_credentials(root_certificates=read(ca_file), private_key=read(key_file),
-                                             certificate_chain=read(cert_file))
+    creds = channel_credentials(secure, ca_file, cert_file, key_file)
+    if creds is not None:
         return grpc.secure_channel(target, creds, options=opts)
     return grpc.insecure_channel(target, options=opts)
+
+
+def channel_credentials(secure: bool = False, ca_file: str | os.PathLike | None = None,
+                        cert_file: str | os.PathLike | None = None,
+                        key_file: str | os.PathLike | None = None) -> grpc.ChannelCredentials | None:
+    """TLS credentials for a channel (sync or ``grpc.aio``), or None for plaintext: TLS when
+    ``secure`` or any file is given; ``ca_file`` the roots to trust (default: the system's),
+    ``cert_file`` and ``key_file`` (together) the client's certificate for mutual TLS."""
+    if (cert_file is None) != (key_file is None):
+        raise ValueError("cert_file and key_file go together")
+    if not (secure or ca_file is not None or cert_file is not None):
+        return None
+    read = lambda p: None if p is None else Path(p).read_bytes()  # noqa: E731
+    return grpc.ssl_channel_credentials(root_certificates=read(ca_file), private_key=read(key_file),
+                                        certificate_chain=read(cert_file))
+
+
+def auth_metadata(token: str | None = None) -> tuple[tuple[str, str], ...] | None:
+    """The call metadata that carries a bearer token (``token``, else ``$PMRS_TOKEN``), or None."""
+    token = token if token is not None else os.environ.get(TOKEN_ENV, "").strip() or None
+    return (("authorization", f"Bearer {token}"),) if token else None
 
 
 def _set_optional(req, **fields) -> None:
@@ -517,8 +536,7 @@ class PMRSClient:
         self.target = target
         self.timeout_s = float(timeout_s)
         self.retries = retries
-        token = token if token is not None else os.environ.get(TOKEN_ENV, "").strip() or None
-        self._metadata = (("authorization", f"Bearer {token}"),) if token else None
+        self._metadata = auth_metadata(token)
         self._channel = make_channel(target, secure=secure, retries=retries, backoff_s=backoff_s,
                                      max_backoff_s=max_backoff_s, ca_file=ca_file, cert_file=cert_file,
                                      key_file=key_file)

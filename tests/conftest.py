@@ -50,3 +50,38 @@ def serving_workdir(tmp_path_factory):
                  ["train-cnn", "--run", "c1"], ["predict"]):
         assert main(args + ["--workdir", str(work), "--config", str(cfg), "-q"]) == 0, args
     return work
+
+
+def _openssl(*args: str) -> None:
+    import subprocess
+
+    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory):
+    """PEM files made by openssl: a private CA (``ca``), a server certificate for localhost /
+    127.0.0.1 (``cert``, ``key``) and a client certificate (``client_cert``, ``client_key``), both
+    signed by the CA, and a second CA that signed neither (``other_ca``). Without openssl the
+    tests that need it fail under CI and are skipped elsewhere."""
+    import shutil
+
+    if shutil.which("openssl") is None:
+        if os.environ.get("CI"):
+            pytest.fail("no openssl command in CI (Debian: apt-get install openssl)", pytrace=False)
+        pytest.skip("no openssl command")
+    d = tmp_path_factory.mktemp("tls")
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")
+    for ca in ("ca", "other_ca"):
+        _openssl("req", "-x509", *ec, "-keyout", str(d / f"{ca}.key"), "-out", str(d / f"{ca}.pem"),
+                 "-days", "2", "-subj", f"/CN=PMRS test {ca}")
+    ext = d / "server.ext"
+    ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    for name, extra in (("server", ("-extfile", str(ext))), ("client", ())):
+        _openssl("req", *ec, "-keyout", str(d / f"{name}.key"), "-out", str(d / f"{name}.csr"),
+                 "-subj", f"/CN={'localhost' if name == 'server' else 'pmrs-test-client'}")
+        _openssl("x509", "-req", "-in", str(d / f"{name}.csr"), "-CA", str(d / "ca.pem"),
+                 "-CAkey", str(d / "ca.key"), "-CAcreateserial", "-out", str(d / f"{name}.pem"),
+                 "-days", "2", *extra)
+    return {"ca": d / "ca.pem", "other_ca": d / "other_ca.pem", "cert": d / "server.pem",
+            "key": d / "server.key", "client_cert": d / "client.pem", "client_key": d / "client.key"}

@@ -2,10 +2,10 @@
 protocol junk, overlong ids, plaintext off loopback, TLS, and a damaged or vanished
 ``bundles/CURRENT``. In process (``server.main.serve``) on 127.0.0.1, with a tiny bundle."""
 
+import json
 import logging
 import os
 import shutil
-import subprocess
 import threading
 import time
 from contextlib import contextmanager
@@ -224,28 +224,14 @@ def test_plaintext_off_loopback_is_refused_unless_insecure(work, capsys, caplog)
     assert any("PLAINTEXT" in r.getMessage() for r in caplog.records)
 
 
-@pytest.fixture(scope="module")
-def self_signed(tmp_path_factory):
-    """A self-signed certificate for localhost / 127.0.0.1 and its key (PEM), made by openssl."""
-    if shutil.which("openssl") is None:
-        pytest.skip("no openssl command")
-    d = tmp_path_factory.mktemp("tls")
-    cert, key = d / "cert.pem", d / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-                   check=True, capture_output=True, timeout=60)
-    return cert, key
-
-
-def test_tls(work, bundle_dir, self_signed):
+def test_tls(work, bundle_dir, tls_files):
     from server.main import server_credentials
 
-    cert, key = self_signed
+    cert, key = tls_files["cert"], tls_files["key"]
     assert server_credentials(cert, key, "0.0.0.0:50051", insecure=False) is not None  # TLS: any address
     server = serve(work, bind="127.0.0.1:0", poll_seconds=3600, tls_cert=cert, tls_key=key)
     try:
-        creds = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
+        creds = grpc.ssl_channel_credentials(root_certificates=tls_files["ca"].read_bytes())
         with grpc.secure_channel(server.address, creds) as channel:
             stub = pb_grpc.RecommenderStub(channel)
             assert stub.Ping(pb.PingRequest(), timeout=10) == pb.PingResponse()
@@ -254,6 +240,69 @@ def test_tls(work, bundle_dir, self_signed):
             with pytest.raises(grpc.RpcError) as err:
                 pb_grpc.RecommenderStub(plain).Ping(pb.PingRequest(), timeout=3)
             assert err.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+    finally:
+        server.stop(grace=0)
+
+
+def test_mutual_tls_and_a_read_token_for_every_client(work, bundle_dir, tls_files, tmp_path, capsys):
+    """A server that wants a client certificate its CA signed and a read token: the Python
+    client, pmrs-client and pmrs-loadtest (both engines) get through with both and are refused
+    without either."""
+    from clients.cli import main as client_main
+    from clients.loadtest import main as loadtest_main
+    from clients.loadtest import run_loadtest
+    from clients.stub import PMRSClient, PMRSError
+    from server.auth import Auth
+
+    read = "r" * 24
+    server = serve(work, bind="127.0.0.1:0", poll_seconds=3600, tls_cert=tls_files["cert"],
+                   tls_key=tls_files["key"], tls_client_ca=tls_files["ca"], auth=Auth(write=None, read=read))
+    mine = {"ca_file": tls_files["ca"], "cert_file": tls_files["client_cert"], "key_file": tls_files["client_key"]}
+    try:
+        with PMRSClient(server.address, retries=0, token=read, **mine) as client:
+            assert client.bundle_info().version == bundle_dir.name
+        with PMRSClient(server.address, retries=0, token="w" * 24, **mine) as client:
+            with pytest.raises(PMRSError) as err:
+                client.ping()
+            assert err.value.code == "PERMISSION_DENIED"
+        for files in ({"ca_file": tls_files["ca"]},                                   # no certificate
+                      {**mine, "ca_file": tls_files["other_ca"]}):                    # server not trusted
+            with PMRSClient(server.address, retries=0, timeout_s=3, token=read, **files) as client:
+                with pytest.raises(PMRSError) as err:
+                    client.ping()
+                assert err.value.code == "UNAVAILABLE"
+
+        token_file = tmp_path / "read.token"
+        token_file.write_text(read + "\n")
+        flags = ["--target", server.address, "--ca-file", str(tls_files["ca"]),
+                 "--cert-file", str(tls_files["client_cert"]), "--key-file", str(tls_files["client_key"]),
+                 "--token-file", str(token_file)]
+        assert client_main([*flags, "--json", "info"]) == 0
+        assert json.loads(capsys.readouterr().out)["version"] == bundle_dir.name
+        for engine in ("aio", "threads"):
+            report = run_loadtest(server.address, 2, 0.5, {"ping": 1.0}, engine=engine, token=read,
+                                  ca_file=str(tls_files["ca"]), cert_file=str(tls_files["client_cert"]),
+                                  key_file=str(tls_files["client_key"]))
+            assert report["overall"]["calls"] > 0 and report["overall"]["errors"] == {}
+            bare = run_loadtest(server.address, 2, 0.5, {"ping": 1.0}, engine=engine, token="",
+                                **{k: str(v) for k, v in mine.items()})
+            assert bare["overall"]["ok"] == 0 and set(bare["overall"]["errors"]) == {"UNAUTHENTICATED"}
+        from starlette.testclient import TestClient
+
+        from pmrs.web.app import create_app
+
+        for conn, status in ((mine, 200), ({"tls": True, "ca_file": tls_files["ca"]}, 503)):
+            app = create_app(work, server.address, token=read, retries=0, timeout_s=3,
+                             **{k: str(v) if k != "tls" else v for k, v in conn.items()})
+            with TestClient(app) as web:
+                page = web.get("/lab")   # the bundle's description, from the server
+            assert page.status_code == status, page.text[:300]
+            assert (bundle_dir.name in page.text) == (status == 200)
+        out = tmp_path / "load.json"
+        assert loadtest_main([*flags, "--rpc", "ping", "--duration", "0.5", "--warmup", "0",
+                              "--json", str(out), "-q"]) == 0
+        saved = json.loads(out.read_text())
+        assert saved["overall"]["ok"] == saved["overall"]["calls"] > 0
     finally:
         server.stop(grace=0)
 

@@ -71,7 +71,10 @@ class WebConfig:
     upload_timeout_s: float = 60.0  # deadline of AddSong (the server decodes the clip and runs its CNN)
     retries: int = 1
     token_file: str | None = None
-    ca_file: str | None = None
+    tls: bool = False               # TLS to pmrs-server (implied by ca_file or cert_file)
+    ca_file: str | None = None      # roots to trust (a private CA); default: the system's
+    cert_file: str | None = None    # the web app's client certificate, for a server that wants one
+    key_file: str | None = None
 
 
 class Web:
@@ -421,11 +424,14 @@ async def on_crash(request: Request, exc: Exception) -> Response:
 
 
 def create_app(workdir, target: str, *, token: str | None = None, timeout_s: float = WebConfig.timeout_s,
-               retries: int = WebConfig.retries, ca_file: str | None = None,
+               retries: int = WebConfig.retries, tls: bool = False, ca_file: str | None = None,
+               cert_file: str | None = None, key_file: str | None = None,
                upload_timeout_s: float = WebConfig.upload_timeout_s) -> Starlette:
-    """The application: talks to ``pmrs-server`` at ``target`` with ``token`` for writes."""
-    client = PMRSClient(target, timeout_s=timeout_s, retries=retries, token=token or "", ca_file=ca_file)
-    uploader = PMRSClient(target, timeout_s=upload_timeout_s, retries=retries, token=token or "", ca_file=ca_file)
+    """The application: talks to ``pmrs-server`` at ``target`` with ``token`` for writes (TLS
+    settings as :class:`clients.stub.PMRSClient`'s)."""
+    conn = {"token": token or "", "secure": tls, "ca_file": ca_file, "cert_file": cert_file, "key_file": key_file}
+    client = PMRSClient(target, timeout_s=timeout_s, retries=retries, **conn)
+    uploader = PMRSClient(target, timeout_s=upload_timeout_s, retries=retries, **conn)
     routes = [
         Route("/", index),
         Route("/fragment/recommend", fragment),

@@ -44,7 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", help="pmrs-server's HOST:PORT (default 127.0.0.1:50051)")
     p.add_argument("--timeout-s", type=float, help="deadline of each call to pmrs-server (default 5)")
     p.add_argument("--token-file", help="file holding the write token (default: $PMRS_WRITE_TOKEN, else $PMRS_TOKEN)")
+    p.add_argument("--tls", action="store_true", default=None, help="talk TLS to pmrs-server")
     p.add_argument("--ca-file", help="PEM CA file: talk TLS to pmrs-server, trusting it")
+    p.add_argument("--cert-file", help="PEM client certificate, for a server that requires one (mutual TLS)")
+    p.add_argument("--key-file", help="the client certificate's PEM key")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     return p
 
@@ -74,7 +77,8 @@ def _run(args: argparse.Namespace) -> int:
     workdir = cfgmod.resolve_workdir(args.workdir)
     token = web_token(cfg.token_file)
     app = create_app(workdir, cfg.target, token=token, timeout_s=cfg.timeout_s, retries=cfg.retries,
-                     ca_file=cfg.ca_file, upload_timeout_s=cfg.upload_timeout_s)
+                     tls=cfg.tls, ca_file=cfg.ca_file, cert_file=cfg.cert_file, key_file=cfg.key_file,
+                     upload_timeout_s=cfg.upload_timeout_s)
     sock = listen(cfg.bind)
     host, port = sock.getsockname()[:2]
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
