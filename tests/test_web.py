@@ -245,6 +245,26 @@ def test_upload_lands_on_the_new_songs_page(web, world):
     assert page.text.split('data-source="acoustic"', 1)[1].split("</section>")[0].count("<li>") == 8
 
 
+def test_songs_and_users_added_live_are_searched_suggested_and_mapped_before_a_rebuild(web, world):
+    assert web.get("/api/search", params={"q": "zyzzyva"}).json()["songs"] == []
+    r = web.post("/upload", data={"song_id": "WEB-LIVE-2", "title": "Zyzzyva Nights", "artist": "Live Act",
+                                  "genre": world.genres[1], "year": "2021"},
+                 files={"clip": ("z.wav", _wav_bytes(world), "audio/wav")}, follow_redirects=False)
+    assert r.status_code == 303
+    found = web.get("/api/search", params={"q": "zyzzyva"}).json()["songs"]
+    assert [(s["song_id"], s["artist"], s["genre"]) for s in found] == [("WEB-LIVE-2", "Live Act", world.genres[1])]
+    assert web.get("/api/search", params={"q": "live act"}).json()["songs"][0]["song_id"] == "WEB-LIVE-2"
+    points = web.get("/map").text
+    assert 'href="/songs/WEB-LIVE-2" class="point cold"' in points   # placed by its embedding
+
+    user = "web-live-listener-1"
+    assert web.get("/api/users", params={"prefix": "web-live-"}).json()["users"] == []
+    assert web.post("/api/play", data={"user": user, "song": "WEB-LIVE-2"}).status_code == 200
+    assert web.get("/api/users", params={"prefix": "web-live-"}).json()["users"] == [user]
+    known = world.users[0]
+    assert web.get("/api/users", params={"prefix": known}).json()["users"] == [known]   # once
+
+
 def _silence_wav(path, seconds=5):
     with wave.open(str(path), "wb") as w:
         w.setnchannels(1), w.setsampwidth(2), w.setframerate(22050)

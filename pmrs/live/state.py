@@ -359,7 +359,7 @@ class LiveState:
             raw = self.log.encoded(w.seq, version)
             if raw is not None:
                 try:
-                    return _unpack(raw)
+                    return unpack_encoding(raw)
                 except (ValueError, KeyError, OSError):
                     pass   # a damaged cache entry: encode again
         clip = self.log.clip(w.seq) if self.log is not None else None
@@ -371,7 +371,7 @@ class LiveState:
         if self.log is None:
             return
         try:
-            self.log.cache_encoded(seq, str(self.bundle.version), _pack(enc))
+            self.log.cache_encoded(seq, str(self.bundle.version), pack_encoding(enc))
         except LogUnavailable as exc:   # a cache: the next replay encodes again
             log.debug("cannot cache the encoding of write %d: %s", seq, exc)
 
@@ -399,7 +399,7 @@ class _Pending:
     error: BaseException | None = None
 
 
-def _pack(enc: EncodedSong) -> bytes:
+def pack_encoding(enc: EncodedSong) -> bytes:
     """An encoding as ``.npz`` bytes (arrays only: read back with ``allow_pickle=False``)."""
     import io
 
@@ -413,7 +413,8 @@ def _pack(enc: EncodedSong) -> bytes:
     return buf.getvalue()
 
 
-def _unpack(raw: bytes) -> EncodedSong:
+def unpack_encoding(raw: bytes) -> EncodedSong:
+    """An encoding :func:`pack_encoding` wrote (``ValueError``, ``KeyError`` or ``OSError`` when damaged)."""
     import io
 
     with np.load(io.BytesIO(raw), allow_pickle=False) as z:

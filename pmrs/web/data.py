@@ -4,7 +4,9 @@ clips (``pmrs extract``'s audio folder and ``live/audio``) and ``reports/``.
 
 Recommendations, songs and the bundle's description always come from ``pmrs-server`` through the
 Python client; this module only serves what the API has no call for. Everything is keyed by the
-bundle version ``bundles/CURRENT`` names and rebuilt when it changes.
+bundle version ``bundles/CURRENT`` names and rebuilt when it changes. Songs and users added live
+after that bundle (the write log's writes after its ``live_seq``) join the catalog search, the
+user suggestions and the map at once, read incrementally from the log (``_LiveAdditions``).
 
 File serving never leaves the media folders: a clip is found through an index built by listing
 them (a request names a song id, which is a key into that index, never a path), and the file found
@@ -14,6 +16,7 @@ looked up under ``reports/`` the same way: resolved, then checked to be inside i
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import mimetypes
@@ -30,7 +33,8 @@ from pmrs.audio.extract import MAPPING_FILE, REPORT_FILE, find_clips, read_mappi
 from pmrs.catalog import Catalog
 from pmrs.evaluation.holdout import REPORTS_DIR
 from pmrs.artifacts import tmp_path
-from pmrs.live.log import LIVE_DIR, SONG, WriteLog, log_path
+from pmrs.live.log import LIVE_DIR, PLAYS, SONG, LogUnavailable, WriteLog, log_path
+from pmrs.live.state import unpack_encoding
 from pmrs.live.rebuild import LIVE_AUDIO_DIR
 from pmrs.serving import contract
 
@@ -99,6 +103,7 @@ class _Snapshot:
         self._songs: list[tuple[str, str, str, dict]] | None = None   # (id, title key, artist key, fields)
         self._users: np.ndarray | None = None
         self._map: list[MapPoint] | None = None
+        self._projection: tuple[np.ndarray, np.ndarray] | None = None   # the map's (mean, 2 axes)
         self._lock = threading.RLock()   # (the map reads the songs under it)
 
     def _catalog(self) -> Catalog | None:
@@ -168,9 +173,12 @@ class _Snapshot:
             rows, emb = rows[take], emb[take]
             probs = probs[take] if probs is not None else None
         x = np.asarray(emb, dtype=np.float64)
-        x = x - x.mean(axis=0)
+        mean = x.mean(axis=0)
+        x = x - mean
         _, _, vt = np.linalg.svd(x, full_matrices=False)   # PCA: the two main directions
-        xy = x @ vt[:2].T if vt.shape[0] >= 2 else np.c_[x @ vt[:1].T, np.zeros(len(x))]
+        axes = vt[:2] if vt.shape[0] >= 2 else np.r_[vt[:1], np.zeros((1, vt.shape[1]))]
+        self._projection = (mean, axes)
+        xy = x @ axes.T
         song_ids = np.load(self.path / contract.SONG_IDS_FILE, mmap_mode="r", allow_pickle=False)
         collab = sources.get(contract.COLLABORATIVE, {}).get("files", {}).get("rows")
         played = set(np.load(self.path / collab, allow_pickle=False).tolist()) if collab else set()
@@ -185,18 +193,113 @@ class _Snapshot:
         return out
 
 
+    def project(self, embedding: np.ndarray) -> tuple[float, float] | None:
+        """Where a song with ``embedding`` falls on the map (None before the map or without one)."""
+        self.map_points()
+        if self._projection is None:
+            return None
+        mean, axes = self._projection
+        e = np.asarray(embedding, dtype=np.float64).ravel()
+        if e.shape != mean.shape:
+            return None
+        x, y = (e - mean) @ axes.T
+        return float(x), float(y)
+
+
+class _LiveAdditions:
+    """The songs and users the write log added after one bundle (writes after its ``live_seq``),
+    read incrementally: each call reads only the writes since the previous one. A song's map
+    point comes from the encoding the server cached in the log for this bundle version (its
+    acoustic embedding), so the web app never runs the CNN itself."""
+
+    def __init__(self, log_file: Path, snap: _Snapshot):
+        self.log_file = log_file
+        self.snap = snap
+        self.seq = int(snap.manifest.get("live_seq") or 0)
+        self.songs: list[tuple[str, str, str, dict]] = []   # as _Snapshot.songs(): (id, title key, artist key, fields)
+        self.song_seq: dict[str, int] = {}
+        self.users: list[str] = []                          # sorted
+        self._user_set: set[str] = set()
+        self.tags: dict[str, dict[str, float]] = {}
+        self._points: dict[str, MapPoint | None] = {}       # None: encoded, but no map point
+        self._lock = threading.Lock()
+        self._wlog: WriteLog | None = None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._wlog is not None:
+                self._wlog.close()
+                self._wlog = None
+
+    def refresh(self) -> "_LiveAdditions":
+        if not self.log_file.is_file():
+            return self
+        with self._lock:
+            try:
+                if self._wlog is None:
+                    self._wlog = WriteLog(self.log_file)
+                new_users = False
+                for w in self._wlog.since(self.seq):
+                    if w.kind == SONG and isinstance(w.body.get("song_id"), str):
+                        f = {k: w.body.get(k) for k in ("title", "artist", "genre", "year", "release")}
+                        sid = w.body["song_id"]
+                        self.songs.append((sid, str(f["title"] or "").casefold(),
+                                           str(f["artist"] or "").casefold(), f))
+                        self.song_seq[sid] = w.seq
+                        self.tags[sid] = {str(t): 1.0 for t in w.body.get("tags") or []}
+                    elif w.kind == PLAYS and isinstance(w.body.get("user_id"), str):
+                        if w.body["user_id"] not in self._user_set:
+                            self._user_set.add(w.body["user_id"])
+                            new_users = True
+                    self.seq = w.seq
+                if new_users:
+                    self.users = sorted(self._user_set)
+                self._add_points(self._wlog)
+            except LogUnavailable as exc:   # the page goes on with what it has read
+                log.warning("cannot read the write log: %s", exc)
+        return self
+
+    def _add_points(self, wlog: WriteLog) -> None:
+        genres = list(self.snap.manifest.get("genres") or [])
+        for sid, _, _, fields in self.songs:
+            if sid in self._points:
+                continue
+            raw = wlog.encoded(self.song_seq[sid], str(self.snap.version))
+            if raw is None:
+                continue   # not encoded for this bundle yet: the next call looks again
+            try:
+                enc = unpack_encoding(raw)
+                xy = self.snap.project(enc.embedding) if enc.embedding is not None else None
+            except (ValueError, KeyError, OSError):
+                xy = None
+            if xy is None:   # damaged, or no embedding (a bundle without the CNN)
+                self._points[sid] = None
+                continue
+            genre = str(fields.get("genre") or "")
+            if not genre and enc.genre_probs is not None and len(genres) == len(enc.genre_probs):
+                genre = genres[int(np.argmax(enc.genre_probs))]
+            self._points[sid] = MapPoint(sid, xy[0], xy[1], genre, True)
+
+    def points(self) -> list[MapPoint]:
+        with self._lock:
+            return [p for p in self._points.values() if p is not None]
+
+
 class WorkdirData:
     """Read-only access to what the page needs from ``workdir`` beyond the API (module docstring)."""
 
     def __init__(self, workdir: str | os.PathLike):
         self.workdir = Path(workdir)
         self._snap: _Snapshot | None = None
+        self._live: _LiveAdditions | None = None
         self._clips: dict[Path, dict[str, Path]] = {}
         self._lock = threading.Lock()
         self._cache: Path | None = None    # clips of songs added live, copied out of the write log
 
     def close(self) -> None:
-        """Remove the private copies of live clips."""
+        """Close the write log; remove the private copies of live clips."""
+        if self._live is not None:
+            self._live.close()
         if self._cache is not None:
             shutil.rmtree(self._cache, ignore_errors=True)
             self._cache = None
@@ -218,6 +321,16 @@ class WorkdirData:
                     return None
             return self._snap
 
+    def live(self, snap: _Snapshot) -> _LiveAdditions:
+        """What the write log added after ``snap``'s bundle, read up to now."""
+        with self._lock:
+            if self._live is None or self._live.snap is not snap:
+                if self._live is not None:
+                    self._live.close()
+                self._live = _LiveAdditions(log_path(self.workdir), snap)
+            live = self._live
+        return live.refresh()
+
     def search(self, query: str, limit: int = SEARCH_LIMIT) -> list[dict]:
         """Catalog songs whose title or artist holds ``query`` (case-insensitive), those where it
         starts the title or artist first. :class:`BadQuery` for an empty or absurd query."""
@@ -226,7 +339,7 @@ class WorkdirData:
         if snap is None:
             return []
         first, rest = [], []
-        for sid, title, artist, fields in snap.songs():
+        for sid, title, artist, fields in (*self.live(snap).songs, *snap.songs()):
             if q in title or q in artist or q == sid.casefold():
                 (first if title.startswith(q) or artist.startswith(q) or q == sid.casefold()
                  else rest).append({"song_id": sid, "title": fields.get("title") or "",
@@ -249,7 +362,10 @@ class WorkdirData:
             if not bytes(raw).startswith(p):
                 break
             out.append(bytes(raw).decode())
-        return out
+        live = self.live(snap).users   # users whose first plays came after the bundle
+        at = bisect.bisect_left(live, p.decode())
+        out += [u for u in live[at:at + limit] if u.startswith(p.decode())]
+        return sorted(set(out))[:limit]
 
     def genres(self) -> list[str]:
         snap = self.snapshot()
@@ -257,11 +373,13 @@ class WorkdirData:
 
     def tags(self, song_id: str) -> dict[str, float]:
         snap = self.snapshot()
-        return snap.tags(song_id) if snap else {}
+        if snap is None:
+            return {}
+        return snap.tags(song_id) or dict(self.live(snap).tags.get(song_id, {}))
 
     def map_points(self) -> list[MapPoint]:
         snap = self.snapshot()
-        return snap.map_points() if snap else []
+        return [*snap.map_points(), *self.live(snap).points()] if snap else []
 
     # -- media --------------------------------------------------------------------------------
 
