@@ -80,6 +80,21 @@ def test_worker_processes_and_other_settings_give_the_online_answers(built, monk
         assert (other["rows"][row, n:] == -1).all()
 
 
+def test_batched_searches_in_several_faiss_calls_equal_one_query_searches(built, monkeypatch):
+    from pmrs.serving import bundle as bundle_mod
+
+    _, _, b = built
+    monkeypatch.setattr(bundle_mod, "SEARCH_EACH_BATCH", 7)   # 200 queries: 29 FAISS calls
+    for name in b.source_names:
+        vectors = np.asarray(b.song_vectors(name, np.arange(b.n_songs))[1], np.float32)
+        queries = np.resize(vectors, (200, vectors.shape[1])) * np.linspace(0.5, 1.5, 200, dtype=np.float32)[:, None]
+        found = list(b.search_each(name, queries, 15))
+        assert len(found) == 200
+        for i, (scores, rows) in enumerate(found):
+            one_scores, one_rows = b.search(name, queries[i:i + 1], 15)
+            assert np.array_equal(rows, one_rows) and np.array_equal(scores, one_scores), (name, i)
+
+
 def test_build_without_default_lists(serving_workdir, tmp_path):
     work = tmp_path / "work"
     shutil.copytree(serving_workdir, work)
