@@ -113,12 +113,11 @@ def job_neighbours(workdir: str, neighbours: str = "100") -> dict:
             "peak_rss_mb": round(peak_rss_mb()), "run": str(run)}
 
 
-def job_neighbours_share(workdir: str, whole: str = "") -> dict:
+def job_neighbours_share(workdir: str) -> dict:
     """The neighbours source's share chosen on validation (``pmrs train-neighbours``' last step,
     ``pmrs.indexing.share``) at the work directory's shape, with the latest WMF run's settings and
-    the default neighbourhood settings: time and this process's peak memory. ``whole``: on the
-    whole matrix (no sample of users)."""
-    from pmrs.indexing.share import ShareConfig, choose_neighbours_share
+    the default neighbourhood settings: time and this process's peak memory."""
+    from pmrs.indexing.share import choose_neighbours_share
     from pmrs.interactions import Interactions
     from pmrs.neighbours import NeighboursConfig
     from pmrs.artifacts import read_json, resolve_run
@@ -129,9 +128,7 @@ def job_neighbours_share(workdir: str, whole: str = "") -> dict:
     wmf = WMFConfig(**{k: v for k, v in read_json(resolve_run(f"{workdir}/{WMF_DIR}") / "config.json").items()
                        if k in names})
     t0 = time.perf_counter()
-    share_cfg = ShareConfig(min_users=inter.matrix.shape[0]) if whole else ShareConfig()
-    out = choose_neighbours_share(inter.matrix, wmf, NeighboursConfig(neighbours=100), share_cfg,
-                                  show_progress=True)
+    out = choose_neighbours_share(inter.matrix, wmf, NeighboursConfig(neighbours=100), show_progress=True)
     return {"seconds": round(time.perf_counter() - t0, 2), "peak_rss_mb": round(peak_rss_mb()), **out}
 
 

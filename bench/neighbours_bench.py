@@ -16,10 +16,6 @@
   cost of a sum of sparse rows depends on the rows' lengths and the listener's songs, not on the
   values), and the JSON says which.
 
-- ``share-whole``: the same choice on the whole matrix (no sample of users; 1,000 validation
-  users, 20% of their songs held out), to see whether the sample is what decides the share
-  (bench/results/neighbours_share_whole.json; not part of ``make bench``).
-
 - ``calls``: in process, without the transport, over that bundle: the time of 500 sampled
   users' Recommend with the neighbours share at 0 and at its default, of the neighbours source's
   search alone (the sum of the user's rows, ranked), and of SimilarSongs from it.
@@ -27,7 +23,7 @@
   small worlds (``pmrs synth`` default and ``--preset harder``, 3,000 users x 1,000 songs, no
   audio), each after ``pmrs train-wmf`` with automatic settings, as a user would run them.
 
-    python -m bench.neighbours_bench [build] [share-full] [share-whole] [serving] [calls] [share] [--workdir DIR]
+    python -m bench.neighbours_bench [build] [share-full] [serving] [calls] [share] [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -104,11 +100,11 @@ def bench_build(command: str, workdir: Path) -> dict:
     return ours
 
 
-def bench_share_full(command: str, workdir: Path, whole: bool = False) -> dict:
-    ours = run_job("bench.jobs", "neighbours_share", str(workdir), *(["whole"] if whole else []))
-    print(f"neighbours share at full shape{' on the whole matrix' if whole else ''}: {ours['seconds']} s, "
-          f"peak {ours['peak_rss_mb']} MB, share {ours['share']}", flush=True)
-    write_result("neighbours_share_whole" if whole else "neighbours_share_full", ours, command)
+def bench_share_full(command: str, workdir: Path) -> dict:
+    ours = run_job("bench.jobs", "neighbours_share", str(workdir))
+    print(f"neighbours share at full shape: {ours['seconds']} s, peak {ours['peak_rss_mb']} MB, "
+          f"share {ours['share']}", flush=True)
+    write_result("neighbours_share_full", ours, command)
     return ours
 
 
@@ -217,8 +213,6 @@ def main(argv: list[str] | None = None) -> int:
         bench_build(command, args.workdir)
     if "share-full" in args.parts:
         bench_share_full(command, args.workdir)
-    if "share-whole" in args.parts:
-        bench_share_full(command, args.workdir, whole=True)
     if "serving" in args.parts:
         bench_serving(command, args.workdir)
     if "calls" in args.parts:

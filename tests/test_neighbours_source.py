@@ -280,11 +280,14 @@ def test_interleave_is_the_blend_of_two_lists():
 
 def test_share_choice_on_a_world_where_neighbours_help(serving_workdir):
     inter = Interactions.load(serving_workdir / "interactions")
-    # 200 users, about 80 songs and a few thousand plays: 4 listeners per song from 30 users
-    cfg = ShareConfig(shares=(0.0, 0.5, 1.0), users_per_song=4, min_users=30, validation_users=40)
+    # 200 users, about 80 songs and a few thousand plays: all of them, or a sample over the cap
+    whole = choose_neighbours_share(inter.matrix, cfg=ShareConfig(shares=(0.0, 0.5, 1.0), validation_users=40))
+    assert whole["sampled_users"] == 200 and whole["sampled_plays"] == inter.matrix.nnz
+    cap = inter.matrix.nnz // 3
+    cfg = ShareConfig(shares=(0.0, 0.5, 1.0), max_plays=cap, validation_users=40)
     out = choose_neighbours_share(inter.matrix, cfg=cfg)
-    songs = np.count_nonzero(np.diff(inter.matrix.tocsc().indptr))
-    assert out["sampled_users"] == max(30, int(np.ceil(4 * songs * 200 / inter.matrix.nnz))) < 200
+    assert out["sampled_users"] == int(np.ceil(200 * cap / inter.matrix.nnz)) < 200
+    assert 0.6 * cap < out["sampled_plays"] < 1.4 * cap
     assert 0 < out["validation_users"] <= 40
     assert [t["share"] for t in out["table"]] == [0.0, 0.5, 1.0]
     assert out["share"] in (0.0, 0.5, 1.0)

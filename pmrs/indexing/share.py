@@ -11,12 +11,13 @@ would search: each source's top ``max(4k, 100)`` candidates after the user's son
 (the neighbours source lists only songs with a non-zero score); mAP@500 is read from the list of
 500, recall@50 from the list of 50 (quotas differ with ``k``).
 
-At the Taste Profile's shape the split is drawn from a random sample of users (and the songs they
-played), as ``select_settings`` samples, but sized for the neighbourhood model: co-occurrences
-need listeners, so the sample keeps ``users_per_song`` listeners per played song on average (at
-least ``min_users`` users; docs/ARCHITECTURE.md, "The neighbours source", for what it gave at
-the full shape). WMF is fitted there with the WMF run's settings, the neighbourhood model with
-the run's.
+The split is drawn from the whole matrix up to ``max_plays`` plays (about twice the Taste
+Profile's), and from a random sample of users holding about that many above it. Not from a
+small sample, as ``select_settings`` searches WMF settings: co-occurrences need every listener a
+song has, and at the Taste Profile's shape the neighbourhood model of a sample sized for 10
+listeners per song scored nearly nothing where the whole matrix's beat WMF on mAP@500
+(docs/ARCHITECTURE.md, "The neighbours source"). WMF is fitted there with the WMF run's
+settings, the neighbourhood model with the run's, so the choice costs about one fit of each.
 """
 
 from __future__ import annotations
@@ -45,15 +46,13 @@ SHARES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 class ShareConfig:
     """How the share is chosen (``[select]``'s seed and split settings are reused by the caller).
 
-    users_per_song: the sample's mean listeners per played song (``plays / songs`` of the whole
-    matrix times the sampled share of users); min_users: users sampled at least (all when there
-    are fewer). validation_users: users whose songs are held out (at most). holdout_fraction,
-    min_songs: as ``holdout_split``.
+    max_plays: the whole matrix up to this many stored plays; above it, a random sample of users
+    holding about this many. validation_users: users whose songs are held out (at most).
+    holdout_fraction, min_songs: as ``holdout_split``.
     """
 
     shares: tuple[float, ...] = SHARES
-    users_per_song: float = 10.0
-    min_users: int = 20_000
+    max_plays: int = 100_000_000
     validation_users: int = 1000
     holdout_fraction: float = 0.2
     min_songs: int = 5
@@ -63,8 +62,8 @@ class ShareConfig:
         object.__setattr__(self, "shares", tuple(float(s) for s in self.shares))
         if not self.shares or not all(0.0 <= s <= 1.0 for s in self.shares):
             raise ValueError(f"shares must be in [0, 1], got {self.shares}")
-        if self.min_users < 2 or self.validation_users < 1 or self.users_per_song <= 0:
-            raise ValueError("need min_users >= 2, validation_users >= 1 and users_per_song > 0")
+        if self.max_plays < 1 or self.validation_users < 1:
+            raise ValueError("need max_plays >= 1 and validation_users >= 1")
 
 
 def _top_excluding(scores: np.ndarray, played: np.ndarray, top: int, nonzero: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -88,7 +87,8 @@ def choose_neighbours_share(counts: sp.csr_matrix, wmf_cfg: WMFConfig | None = N
                             show_progress: bool | None = None) -> dict:
     """The neighbours source's share (module docstring) for the users x songs play counts
     ``counts``. Returns ``{"share", "metric", "table": [{share, map@500, recall@50, score}],
-    "validation_users", "sampled_users", "sampled_songs", "wmf", "neighbours", "seconds"}``."""
+    "validation_users", "sampled_users", "sampled_plays", "sampled_songs", "wmf", "neighbours",
+    "seconds"}``."""
     t0 = time.perf_counter()
     cfg = cfg or ShareConfig()
     wmf_cfg = wmf_cfg or WMFConfig()
@@ -96,9 +96,8 @@ def choose_neighbours_share(counts: sp.csr_matrix, wmf_cfg: WMFConfig | None = N
     counts = sp.csr_matrix(counts)
     rng = np.random.default_rng(cfg.seed)
     n_users = counts.shape[0]
-    played_songs = max(1, int(np.count_nonzero(np.diff(counts.tocsc().indptr))))
-    wanted = int(np.ceil(cfg.users_per_song * played_songs * n_users / max(counts.nnz, 1)))
-    n_sample = max(cfg.min_users, wanted)
+    n_sample = n_users if counts.nnz <= cfg.max_plays else \
+        max(2, int(np.ceil(n_users * cfg.max_plays / counts.nnz)))
     if n_users > n_sample:
         sample = np.sort(rng.choice(n_users, n_sample, replace=False))
         sub = counts[sample]
@@ -139,6 +138,7 @@ def choose_neighbours_share(counts: sp.csr_matrix, wmf_cfg: WMFConfig | None = N
     best = max(table, key=lambda t: np.nan_to_num(t["score"], nan=-1.0))  # ties: the smaller share
     out = {"share": best["share"], "metric": "map@500+recall@50", "table": table,
            "validation_users": int(len(users)), "sampled_users": int(sub.shape[0]), "users": int(n_users),
+           "sampled_plays": int(sub.nnz), "plays": int(counts.nnz),
            "sampled_songs": int(sub.shape[1]), "songs": int(counts.shape[1]),
            "wmf": asdict(wmf_cfg), "neighbours": asdict(nb_cfg),
            "seconds": round(time.perf_counter() - t0, 2)}
