@@ -230,9 +230,10 @@ class IndexInfo:
     Attributes
     ----------
     name : str
-        ``"collaborative"`` or ``"acoustic"``.
+        The source's name, e.g. ``"collaborative"``, ``"acoustic"``, ``"metadata"``, ``"neighbours"``.
     spec : str
-        FAISS ``index_factory`` string, e.g. ``"Flat"`` or ``"IVF1024,Flat"``.
+        FAISS ``index_factory`` string, e.g. ``"Flat"`` or ``"IVF1024,Flat"`` (the neighbours
+        source: ``"sparse top-K neighbours"``).
     vectors : int
         Number of vectors indexed.
     dimension : int
@@ -241,6 +242,13 @@ class IndexInfo:
         Search parameters, e.g. ``{"nprobe": "32"}``.
     recall_at_10 : float
         recall@10 against exact search, measured at build time.
+    space : str
+        ``"wmf"`` (queried with the user's factors), ``"cooccurrence"`` (the neighbours source:
+        sums of song-to-song similarity rows, no vectors) or another vector space.
+    covers_cold : bool
+        The source holds songs nobody played (it can recommend them).
+    default_share : float
+        Its share of a list when a request names no shares.
     """
 
     name: str
@@ -249,6 +257,9 @@ class IndexInfo:
     dimension: int
     search_params: dict[str, str]
     recall_at_10: float
+    space: str = ""
+    covers_cold: bool = False
+    default_share: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -319,7 +330,9 @@ class BundleInfo:
                    songs_with_plays=m.songs_with_plays, songs_with_audio=m.songs_with_audio,
                    indexes=[IndexInfo(name=i.name, spec=i.spec, vectors=i.vectors,
                                       dimension=i.dimension, search_params=dict(i.search_params),
-                                      recall_at_10=float(i.recall_at_10)) for i in m.indexes],
+                                      recall_at_10=float(i.recall_at_10), space=i.space,
+                                      covers_cold=bool(i.covers_cold),
+                                      default_share=round(float(i.default_share), 6)) for i in m.indexes],
                    source_runs=dict(m.source_runs),
                    default_lists=[DefaultListInfo(kind=d.kind, k=d.k, acoustic_share=round(float(d.acoustic_share), 6),
                                                   diversity=round(float(d.diversity), 6))

@@ -1,6 +1,6 @@
 """``make demo``: the whole pipeline on the synthetic default, with real recommendations shown.
 
-synth (small) -> ingest -> evaluate --holdout -> train-wmf, then for two users their most played
+synth (small) -> ingest -> evaluate --holdout -> train-wmf -> train-neighbours, then for two users their most played
 songs and their top recommendations with title, artist and genre; then the acoustic half:
 extract -> train-cnn -> predict -> evaluate --cold-start, and what the CNN recommends to those
 users among songs nobody has played yet; then the bundle, the Python API, the server, and the
@@ -33,7 +33,8 @@ from .report import format_ingest, markdown_table  # noqa: E402
 from .artifacts import read_json  # noqa: E402
 from .synth.generate import synthesize  # noqa: E402
 from .synth.world import SynthConfig  # noqa: E402
-from .training import train_wmf_run  # noqa: E402
+from .training import train_neighbours_run, train_wmf_run  # noqa: E402
+from .tuning import SelectConfig  # noqa: E402
 from .wmf import WMFConfig, load_run  # noqa: E402
 from .acoustic.model import CNNConfig  # noqa: E402
 from .acoustic.runs import load_predictions  # noqa: E402
@@ -106,6 +107,16 @@ def run_demo(directory: Path, config_path: Path = DEMO_CONFIG) -> None:
             top, scores = top_k(model.user_factors[row], model.song_factors, 10, exclude=exclude)
             print("top 10 recommendations (not yet played):")
             print(song_rows(catalog, [song_ids[i].decode() for i in top], scores, "score"))
+    print(f"({time.perf_counter() - t:.1f} s)")
+
+    t = _step("4b. pmrs train-neighbours: song-to-song similarities, settings and share chosen on validation")
+    nrun = train_neighbours_run(work, None, show_progress=False, select=cfgmod.build(SelectConfig, "select", toml))
+    ncfg = read_json(nrun / "config.json")
+    share = ncfg.get("serving_share") or {}
+    print(f"{ncfg['similarity']} (alpha {ncfg['alpha']}, locality {ncfg['locality']}), "
+          f"{ncfg['neighbours']} neighbours per song; share of the play-based part of a list: "
+          f"{share.get('share')} (validation mAP@500 + recall@50 by share: "
+          + ", ".join(f"{row['share']:g} {row['score']:.3f}" for row in share.get("table", [])) + ")")
     print(f"({time.perf_counter() - t:.1f} s)")
 
     t = _step("5. pmrs extract: log-mel spectrograms and MFCCs of every clip")

@@ -76,7 +76,8 @@ class FakeRecommender(pb_grpc.RecommenderServicer):
             indexes=[pb.IndexInfo(name="collaborative", spec="Flat", vectors=4000, dimension=32,
                                   recall_at_10=1.0),
                      pb.IndexInfo(name="acoustic", spec="IVF64,Flat", vectors=3000, dimension=32,
-                                  search_params={"nprobe": "8"}, recall_at_10=0.97)],
+                                  search_params={"nprobe": "8"}, recall_at_10=0.97, space="acoustic",
+                                  covers_cold=True, default_share=0.2)],
             default_lists=[pb.DefaultListInfo(kind="recommend", k=10, acoustic_share=0.2)])
 
     def Ping(self, request, context):
@@ -166,6 +167,8 @@ def test_song_bundle_info_ping(client):
     assert [type(i) for i in info.indexes] == [IndexInfo, IndexInfo]
     assert info.indexes[1].search_params == {"nprobe": "8"}
     assert info.indexes[1].recall_at_10 == pytest.approx(0.97)
+    assert (info.indexes[1].space, info.indexes[1].covers_cold, info.indexes[1].default_share) == ("acoustic", True, 0.2)
+    assert (info.indexes[0].space, info.indexes[0].covers_cold) == ("", False)
     assert [(d.kind, d.k, d.acoustic_share, d.diversity) for d in info.default_lists] == \
         [("recommend", 10, 0.2, 0.0)]
     assert 0 < client.ping() < 2.0

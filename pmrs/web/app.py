@@ -272,7 +272,8 @@ def song_page(request: Request) -> Response:
     neighbours = dict(zip(names, web.pool.map(near, names)))
     clip = web.data.clip(song_id)
     tags = sorted(web.data.tags(song_id).items(), key=lambda kv: (-kv[1], kv[0]))[:30]
-    return web.page(request, "song.html", song=song, neighbours=neighbours, has_clip=clip is not None,
+    spaces = {index.name: index.space for index in info.indexes}
+    return web.page(request, "song.html", song=song, neighbours=neighbours, spaces=spaces, has_clip=clip is not None,
                     clip_type=clip[1] if clip else "", tags=tags)
 
 
