@@ -351,3 +351,24 @@ def test_a_replay_reuses_the_logged_songs_encodings(fresh):
         assert calls == ["CACHED-1", "CACHED-2"]
         assert C.ACOUSTIC in rec.song("CACHED-2").sources
         np.testing.assert_allclose(rec.live.songs.vectors[C.ACOUSTIC][1][1], np.full(8, 0.5))
+
+
+def test_a_read_only_log_reads_every_write_creates_nothing_and_refuses_writes(tmp_path):
+    path = tmp_path / "live" / "writes.sqlite"
+    with pytest.raises(LogUnavailable):
+        WriteLog(path, readonly=True)            # no log yet: nothing is created
+    assert not path.parent.exists()
+    with WriteLog(path) as wlog:
+        first = wlog.append("plays", {"user_id": "u1", "plays": [["s1", 2]]}, "r1")
+        wlog.append("song", {"song_id": "new-1", "title": "T"}, "r2", clip=("a.ogg", b"OggS..."))
+    # the writer has closed: the WAL was checkpointed and its files removed; a reader still reads
+    with WriteLog(path, readonly=True) as reader:
+        assert [(w.seq, w.kind) for w in reader.since(0)] == [(first.seq, "plays"), (first.seq + 1, "song")]
+        assert reader.clip(first.seq + 1) == ("a.ogg", b"OggS...")
+        with pytest.raises(LogUnavailable):
+            reader.append("plays", {"user_id": "u2", "plays": [["s1", 1]]}, "r3")
+        # and while a writer has it open, it sees new writes
+        with WriteLog(path) as writer:
+            third = writer.append("plays", {"user_id": "u3", "plays": [["s1", 1]]}, "r4")
+            assert [w.seq for w in reader.since(first.seq + 1)] == [third.seq]
+    assert WriteLog(path).last_seq() == third.seq

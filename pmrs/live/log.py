@@ -86,14 +86,23 @@ def log_path(workdir: str | os.PathLike) -> Path:
 
 class WriteLog:
     """The write log of a work directory (created on first open). Thread-safe: one connection
-    per thread."""
+    per thread. ``readonly``: open an existing log for reading only (``mode=ro``: nothing is
+    created and every write raises :class:`LogUnavailable`), as a reader without write access to
+    ``live/`` needs (``pmrs-web``)."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, readonly: bool = False):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.readonly = readonly
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
+        if readonly:
+            if not self.path.is_file():
+                raise LogUnavailable(f"no write log at {self.path}")
+            with self._guard():
+                self._conn()
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._guard():
             conn = self._conn()
             conn.executescript(_SCHEMA)
@@ -105,10 +114,15 @@ class WriteLog:
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None,
-                                   check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")   # fsync the WAL at every commit
+            if self.readonly:
+                conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True,
+                                       timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None,
+                                       check_same_thread=False)
+            else:
+                conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None,
+                                       check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=FULL")   # fsync the WAL at every commit
             self._local.conn = conn
             with self._conns_lock:
                 self._conns.append(conn)

@@ -237,7 +237,7 @@ class _LiveAdditions:
         with self._lock:
             try:
                 if self._wlog is None:
-                    self._wlog = WriteLog(self.log_file)
+                    self._wlog = WriteLog(self.log_file, readonly=True)
                 new_users = False
                 for w in self._wlog.since(self.seq):
                     if w.kind == SONG and isinstance(w.body.get("song_id"), str):
@@ -432,9 +432,13 @@ class WorkdirData:
         path = log_path(self.workdir)
         if not path.is_file():
             return None
-        with WriteLog(path) as wlog:
-            seq = next((w.seq for w in wlog.since(0, kinds=(SONG,)) if w.body.get("song_id") == song_id), None)
-            found = wlog.clip(seq) if seq is not None else None
+        try:
+            with WriteLog(path, readonly=True) as wlog:
+                seq = next((w.seq for w in wlog.since(0, kinds=(SONG,)) if w.body.get("song_id") == song_id), None)
+                found = wlog.clip(seq) if seq is not None else None
+        except LogUnavailable as exc:
+            log.warning("cannot read the write log: %s", exc)
+            return None
         if found is None or (ext := Path(found[0]).suffix.lower()) not in AUDIO_TYPES:
             return None
         with self._lock:
