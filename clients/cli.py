@@ -85,9 +85,10 @@ def format_info(info: BundleInfo) -> str:
     if info.indexes:
         rows = [[i.name, i.spec, f"{i.vectors:,}", str(i.dimension),
                  ", ".join(f"{k}={v}" for k, v in sorted(i.search_params.items())) or "-",
-                 f"{i.recall_at_10:.3f}"] for i in info.indexes]
-        lines += ["", _table(["index", "spec", "vectors", "dim", "search", "recall@10"], rows,
-                             right={2, 3, 5})]
+                 f"{i.recall_at_10:.3f}", f"{i.default_share:.2f}", "yes" if i.covers_cold else "no"]
+                for i in info.indexes]
+        lines += ["", _table(["source", "spec", "vectors", "dim", "search", "recall@10", "share", "cold songs"],
+                             rows, right={2, 3, 5, 6})]
     return "\n".join(lines)
 
 

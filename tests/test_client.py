@@ -285,6 +285,8 @@ def test_cli_similar_song_info(fake, capsys):
     code, out, _ = run_cli(capsys, "--target", fake.target, "info")
     assert code == 0 and "v-test" in out and "IVF64,Flat" in out and "nprobe=8" in out
     assert "recommend lists  precomputed for k=10, acoustic_share=0.2, diversity=0" in out
+    acoustic_row = next(line for line in out.splitlines() if line.startswith("acoustic"))
+    assert acoustic_row.split()[-2:] == ["0.20", "yes"]   # its default share, it holds cold songs
     code, out, _ = run_cli(capsys, "--target", fake.target, "info", "--json")
     assert code == 0 and json.loads(out)["indexes"][0]["name"] == "collaborative"
 
