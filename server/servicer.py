@@ -25,7 +25,7 @@ import grpc
 
 from pmrs.recommender import (AlreadyExists, CallHooks, Filters, InvalidArgument, LogUnavailable, NotFound, ReadOnly,
                               Recommendations, Recommender)
-from pmrs.live.songs import ClipRejected, ClipTooLarge
+from pmrs.live.songs import ClipTooLarge
 from pmrs.serving.contract import ACOUSTIC, COLLABORATIVE, METADATA, NEIGHBOURS
 from pmrs.serving.recommend import MIXED, check_unit
 from pmrs.v1 import recommender_pb2 as pb
@@ -124,6 +124,14 @@ class _Abort(Exception):
         self.code, self.message = code, message
 
 
+#: The library's errors and their status codes, a subclass before its base (the first match wins;
+#: ``ClipRejected`` is an ``InvalidArgument``).
+_STATUS = ((AlreadyExists, grpc.StatusCode.ALREADY_EXISTS), (ClipTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
+           (ReadOnly, grpc.StatusCode.FAILED_PRECONDITION), (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
+           (NotFound, grpc.StatusCode.NOT_FOUND))
+_KNOWN = tuple(kind for kind, _ in _STATUS)
+
+
 def _rpc(method):
     """Map exceptions to status codes; ``context.abort`` is called outside every ``try``."""
 
@@ -135,20 +143,10 @@ def _rpc(method):
             raise
         except _Abort as exc:
             code, message = exc.code, exc.message
-        except AlreadyExists as exc:
-            code, message = grpc.StatusCode.ALREADY_EXISTS, str(exc)
-        except ClipTooLarge as exc:
-            code, message = grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc)
-        except ClipRejected as exc:
-            code, message = grpc.StatusCode.INVALID_ARGUMENT, str(exc)
         except LogUnavailable as exc:
             code, message = grpc.StatusCode.UNAVAILABLE, f"the write was not recorded: {exc}; retry later"
-        except ReadOnly as exc:
-            code, message = grpc.StatusCode.FAILED_PRECONDITION, str(exc)
-        except InvalidArgument as exc:
-            code, message = grpc.StatusCode.INVALID_ARGUMENT, str(exc)
-        except NotFound as exc:
-            code, message = grpc.StatusCode.NOT_FOUND, str(exc)
+        except _KNOWN as exc:
+            code, message = next(c for kind, c in _STATUS if isinstance(exc, kind)), str(exc)
         except Exception as exc:
             log.exception("%s failed", method.__name__)
             code, message = grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}"

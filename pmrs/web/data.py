@@ -192,7 +192,6 @@ class _Snapshot:
             out.append(MapPoint(sid, float(xy[i, 0]), float(xy[i, 1]), genre, row not in played))
         return out
 
-
     def project(self, embedding: np.ndarray) -> tuple[float, float] | None:
         """Where a song with ``embedding`` falls on the map (None before the map or without one)."""
         self.map_points()
@@ -254,10 +253,23 @@ class _LiveAdditions:
                     self.seq = w.seq
                 if new_users:
                     self.users = sorted(self._user_set)
-                self._add_points(self._wlog)
             except LogUnavailable as exc:   # the page goes on with what it has read
                 log.warning("cannot read the write log: %s", exc)
         return self
+
+    def clip(self, song_id: str) -> tuple[int, tuple[str, bytes]] | None:
+        """``(seq, (file name, bytes))`` of the clip logged with song ``song_id``: one added since
+        the bundle, else an older one the bundle took in (read from the log, songs only)."""
+        with self._lock:
+            if self._wlog is None:
+                return None
+            seq = self.song_seq.get(song_id)
+            if seq is None:
+                seq = next((w.seq for w in self._wlog.since(0, upto=int(self.snap.manifest.get("live_seq") or 0),
+                                                             kinds=(SONG,))
+                            if w.body.get("song_id") == song_id), None)
+            found = self._wlog.clip(seq) if seq is not None else None
+        return None if found is None else (seq, found)
 
     def _add_points(self, wlog: WriteLog) -> None:
         genres = list(self.snap.manifest.get("genres") or [])
@@ -281,7 +293,14 @@ class _LiveAdditions:
             self._points[sid] = MapPoint(sid, xy[0], xy[1], genre, True)
 
     def points(self) -> list[MapPoint]:
+        """Map points of the songs added since the bundle (placed when the map is asked for:
+        projecting computes the map's axes)."""
         with self._lock:
+            if self._wlog is not None:
+                try:
+                    self._add_points(self._wlog)
+                except LogUnavailable as exc:
+                    log.warning("cannot read the write log: %s", exc)
             return [p for p in self._points.values() if p is not None]
 
 
@@ -429,18 +448,17 @@ class WorkdirData:
         """A song added live (``AddSong``) before a rebuild wrote its clip to ``live/audio``: the
         clip the write log holds, copied once into this process's private folder (served from
         there, with ranges, like any clip)."""
-        path = log_path(self.workdir)
-        if not path.is_file():
+        snap = self.snapshot()
+        if snap is None:
             return None
         try:
-            with WriteLog(path, readonly=True) as wlog:
-                seq = next((w.seq for w in wlog.since(0, kinds=(SONG,)) if w.body.get("song_id") == song_id), None)
-                found = wlog.clip(seq) if seq is not None else None
+            logged = self.live(snap).clip(song_id)
         except LogUnavailable as exc:
             log.warning("cannot read the write log: %s", exc)
             return None
-        if found is None or (ext := Path(found[0]).suffix.lower()) not in AUDIO_TYPES:
+        if logged is None or (ext := Path(logged[1][0]).suffix.lower()) not in AUDIO_TYPES:
             return None
+        seq, found = logged
         with self._lock:
             if self._cache is None:
                 self._cache = Path(tempfile.mkdtemp(prefix="pmrs-web-clips-"))
