@@ -31,8 +31,8 @@ def bench_cnn(command: str, songs: int = 600, users: int = 2000, max_epochs: int
     from pmrs.ingest import ingest
     from pmrs.synth.generate import synthesize
     from pmrs.synth.world import SynthConfig
-    from pmrs.training import train_wmf_run
-    from pmrs.wmf import WMFConfig, load_run
+    from pmrs.collaborative.training import train_wmf_run
+    from pmrs.collaborative.wmf import WMFConfig, load_run
 
     with tempfile.TemporaryDirectory(prefix="pmrs-cnn-bench-") as tmp:
         root = Path(tmp)

@@ -70,7 +70,7 @@ def job_catalog(world: str, workdir: str) -> dict:
 def job_build(workdir: str) -> dict:
     from pmrs.indexing import IndexerConfig, build_bundle
     from pmrs.artifacts import resolve_run
-    from pmrs.wmf import WMF_DIR, load_run
+    from pmrs.collaborative.wmf import WMF_DIR, load_run
 
     work = Path(workdir)
     model, _, song_ids = load_run(resolve_run(work / WMF_DIR), mmap=True)

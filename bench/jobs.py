@@ -32,8 +32,8 @@ def job_pandas(triplets: str) -> dict:
 
 
 def job_wmf(workdir: str, factors: str, iterations: str) -> dict:
-    from pmrs.training import train_wmf_run
-    from pmrs.wmf import WMFConfig, load_run
+    from pmrs.collaborative.training import train_wmf_run
+    from pmrs.collaborative.wmf import WMFConfig, load_run
 
     t0 = time.perf_counter()
     run = train_wmf_run(workdir, WMFConfig(factors=int(factors), iterations=int(iterations)),
@@ -49,9 +49,9 @@ def job_wmf(workdir: str, factors: str, iterations: str) -> dict:
 def job_wmf_engine(workdir: str, engine: str, factors: str, iterations: str, master: str = "local[2]") -> dict:
     """``train_wmf_run`` with ``engine`` (implicit: every core; spark: ``master``), settings as
     given (no selection); peak memory of the whole process tree (the JVM included)."""
-    from pmrs.training import train_wmf_run
-    from pmrs.wmf import WMFConfig, load_run
-    from pmrs.wmf_spark import SparkConfig
+    from pmrs.collaborative.training import train_wmf_run
+    from pmrs.collaborative.wmf import WMFConfig, load_run
+    from pmrs.collaborative.spark import SparkConfig
     from pmrs.artifacts import read_json
 
     t0 = time.perf_counter()
@@ -78,7 +78,7 @@ def job_bare_implicit(workdir: str, factors: str, iterations: str) -> dict:
     from threadpoolctl import threadpool_limits
 
     from pmrs.interactions import Interactions
-    from pmrs.wmf import WMFConfig, confidence
+    from pmrs.collaborative.wmf import WMFConfig, confidence
 
     cfg = WMFConfig()
     inter = Interactions.load(f"{workdir}/interactions")
@@ -97,8 +97,8 @@ def job_bare_implicit(workdir: str, factors: str, iterations: str) -> dict:
 def job_neighbours(workdir: str, neighbours: str = "100") -> dict:
     """``pmrs train-neighbours`` with fixed settings (asymmetric cosine, ``neighbours`` per song,
     no validation): the neighbourhood model's build time and this process's peak memory."""
-    from pmrs.neighbours import NeighboursConfig, load_run
-    from pmrs.training import train_neighbours_run
+    from pmrs.collaborative.neighbours import NeighboursConfig, load_run
+    from pmrs.collaborative.training import train_neighbours_run
 
     t0 = time.perf_counter()
     run = train_neighbours_run(workdir, NeighboursConfig(neighbours=int(neighbours)), show_progress=True)
@@ -115,13 +115,13 @@ def job_neighbours(workdir: str, neighbours: str = "100") -> dict:
 
 def job_neighbours_share(workdir: str) -> dict:
     """The neighbours source's share chosen on validation (``pmrs train-neighbours``' last step,
-    ``pmrs.indexing.share``) at the work directory's shape, with the latest WMF run's settings and
+    ``pmrs.collaborative.share``) at the work directory's shape, with the latest WMF run's settings and
     the default neighbourhood settings: time and this process's peak memory."""
-    from pmrs.indexing.share import choose_neighbours_share
+    from pmrs.collaborative.share import choose_neighbours_share
     from pmrs.interactions import Interactions
-    from pmrs.neighbours import NeighboursConfig
+    from pmrs.collaborative.neighbours import NeighboursConfig
     from pmrs.artifacts import read_json, resolve_run
-    from pmrs.wmf import WMF_DIR, WMFConfig
+    from pmrs.collaborative.wmf import WMF_DIR, WMFConfig
 
     inter = Interactions.load(f"{workdir}/interactions")
     names = set(WMFConfig.__dataclass_fields__)

@@ -121,12 +121,12 @@ def bench_time(n_songs: int, seed: int = 0) -> list[dict]:
 def bench_share(worlds: int, shares: list[float], users: int, songs: int) -> list[dict]:
     from pmrs.cli import main as pmrs_main
     from pmrs.evaluation.diversity import _scratch_workdir
-    from pmrs.evaluation.holdout import HoldoutConfig, make_split
+    from pmrs.evaluation.split import HoldoutConfig, make_split
     from pmrs.indexing import IndexerConfig, build_bundle
     from pmrs.interactions import INTERACTIONS_DIR, Interactions
     from pmrs.recommender import Recommender
-    from pmrs.training import train_wmf_run
-    from pmrs.wmf import WMFConfig
+    from pmrs.collaborative.training import train_wmf_run
+    from pmrs.collaborative.wmf import WMFConfig
 
     rows = []
     for seed in range(worlds):

@@ -69,8 +69,8 @@ def job_bundle(workdir: str) -> dict:
     from pmrs.artifacts import list_runs, resolve_run
     from pmrs.indexing import IndexerConfig, build_bundle
     from pmrs.interactions import Interactions
-    from pmrs.neighbours import NEIGHBOURS_DIR
-    from pmrs.wmf import WMF_DIR, load_run
+    from pmrs.collaborative.neighbours import NEIGHBOURS_DIR
+    from pmrs.collaborative.wmf import WMF_DIR, load_run
 
     work = Path(workdir)
     model, _, song_ids = load_run(resolve_run(work / WMF_DIR), mmap=True)

@@ -4,7 +4,7 @@
 (default: the Taste Profile's shape) times, each in its own process so its peak memory is its
 own: a plain 15-iteration WMF fit at the default settings (``train-wmf --no-select``),
 ``train-wmf`` with its settings chosen on a validation split (the search plus the final fit,
-:class:`~pmrs.tuning.SelectConfig` defaults), and the neighbourhood model's build. Each job
+:class:`~pmrs.collaborative.selection.SelectConfig` defaults), and the neighbourhood model's build. Each job
 reports wall seconds and CPU seconds (user + system, all threads of its process): the
 development machine is shared, and CPU time is the steadier measure under other people's load,
 so the ratio is given both ways, with the load average around each job. The selected run's
@@ -34,9 +34,9 @@ def cpu_seconds() -> float:
 
 
 def job(kind: str, workdir: str) -> dict:
-    from pmrs.training import train_neighbours_run, train_wmf_run
-    from pmrs.tuning import SelectConfig
-    from pmrs.wmf import WMFConfig
+    from pmrs.collaborative.training import train_neighbours_run, train_wmf_run
+    from pmrs.collaborative.selection import SelectConfig
+    from pmrs.collaborative.wmf import WMFConfig
 
     load = os.getloadavg()[0]
     c0, t0 = cpu_seconds(), time.perf_counter()
@@ -45,7 +45,7 @@ def job(kind: str, workdir: str) -> dict:
     elif kind == "selected":
         run = train_wmf_run(workdir, WMFConfig(), show_progress=False, select=SelectConfig())
     else:
-        from pmrs.neighbours import NeighboursConfig
+        from pmrs.collaborative.neighbours import NeighboursConfig
 
         run = train_neighbours_run(workdir, NeighboursConfig(), show_progress=False)
     out = {"seconds": round(time.perf_counter() - t0, 2), "cpu_seconds": round(cpu_seconds() - c0, 2),
@@ -61,7 +61,7 @@ def job(kind: str, workdir: str) -> dict:
                                         "spent_in_plain_fits", "budget_in_plain_fits",
                                         "final_fit_in_plain_fits") if k in sel},
                    search_seconds=sel["seconds"],
-                   chosen=sel["wmf"], wmf_share=sel["wmf_share"],
+                   chosen=sel["wmf"],
                    trials=sum(t["model"] == "wmf" for t in sel["trials"]))
     return out
 

@@ -6,7 +6,7 @@ bench's time on 2 cores) is ingested once; then, each in its own process so that
 own, ``train_wmf_run`` with 64 factors and ``--iterations`` iterations on the implicit engine
 (every core) and on the Spark engine (``local[2]``, MLlib's ALS, the JVM's 2 GB default heap).
 Peak memory is that of the whole process tree (Python and the JVM). Spark's per-iteration
-seconds come from its job completions (pmrs.wmf_spark); its first iteration also pays the JVM's
+seconds come from its job completions (pmrs.collaborative.spark); its first iteration also pays the JVM's
 warm-up, so the summary gives the median as well as the mean.
 
     python -m bench.spark_bench [--users N --songs N --iterations N]
@@ -71,7 +71,7 @@ TRANSLATION_LAMBDAS = (1.0, 10.0, 50.0)
 def _rules(lam: float, counts) -> dict:
     import numpy as np
 
-    from pmrs.wmf_spark import reg_param
+    from pmrs.collaborative.spark import reg_param
 
     lengths = np.diff(counts.indptr)
     return {"mean_ridge": reg_param(lam, counts), "mean_user": lam / lengths[lengths > 0].mean(),
@@ -82,11 +82,11 @@ def bench_translation(command: str) -> dict:
     import tempfile
 
     from pmrs.cli import main as pmrs_main
-    from pmrs.evaluation.holdout import HoldoutConfig, make_split
+    from pmrs.evaluation.split import HoldoutConfig, make_split
     from pmrs.evaluation.metrics import evaluate_scores
     from pmrs.interactions import Interactions
-    from pmrs.wmf import WMFConfig, train_wmf
-    from pmrs.wmf_spark import SparkConfig, spark_session, train_wmf_spark
+    from pmrs.collaborative.wmf import WMFConfig, train_wmf
+    from pmrs.collaborative.spark import SparkConfig, spark_session, train_wmf_spark
 
     def metrics(model, split) -> dict:
         m = evaluate_scores(model.scores, split, show_progress=False)

@@ -124,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-users", type=float, help="count (>= 1) or share (< 1) of eligible users")
     p.add_argument("--holdout-fraction", type=float, help="share of each test user's songs removed")
     p.add_argument("--held-out-share", type=float, help="cold start: share of songs held out")
+    p.add_argument("--keep-bundle", action="store_true",
+                   help="hold-out: keep the bundle the pmrs row was served from (reports/<run>/served)")
     p.add_argument("--run", help="report name (default: a timestamp)")
 
     p = sub.add_parser("tune", help="hyperparameter search on a validation split")
@@ -201,14 +203,14 @@ def _split_flags_given(args) -> dict:
 
 
 def _wmf_config(args, toml: dict):
-    from .wmf import WMFConfig
+    from .collaborative.wmf import WMFConfig
 
     return cfgmod.build(WMFConfig, "wmf", toml, _wmf_flags_given(args))
 
 
 def _select_config(args, toml: dict):
     """``[select]`` with the flags: a disabled one when ``--no-select`` is given."""
-    from .tuning import SelectConfig
+    from .collaborative.selection import SelectConfig
 
     overrides = {"budget": getattr(args, "budget", None)}
     if getattr(args, "select", None) is False:
@@ -218,14 +220,14 @@ def _select_config(args, toml: dict):
 
 def _spark_config(args, toml: dict):
     """``[spark]`` with ``--spark-master``; checked whatever the engine, so a typo is never silent."""
-    from .wmf_spark import SparkConfig
+    from .collaborative.spark import SparkConfig
 
     return cfgmod.build(SparkConfig, "spark", toml, {"master": getattr(args, "master", None)})
 
 
 def cmd_train_wmf(args) -> int:
-    from .training import train_wmf_run
-    from .wmf import WMFConfig
+    from .collaborative.training import train_wmf_run
+    from .collaborative.wmf import WMFConfig
 
     toml = _toml(args)
     workdir = cfgmod.resolve_workdir(args.workdir)
@@ -239,15 +241,18 @@ def cmd_train_wmf(args) -> int:
 
 
 def cmd_train_neighbours(args) -> int:
-    from .neighbours import NeighboursConfig
-    from .training import train_neighbours_run
+    from .collaborative.neighbours import NeighboursConfig
+    from .collaborative.training import train_neighbours_run
 
     toml = _toml(args)
     given = cfgmod.given(NeighboursConfig, "neighbours", toml, vars(args))
     cfg = cfgmod.build(NeighboursConfig, "neighbours", toml, vars(args)) if given else None
+    from .metadata import MetadataConfig
+
     run_dir = train_neighbours_run(cfgmod.resolve_workdir(args.workdir), cfg, run=args.run,
                                    show_progress=False if args.quiet else None,
-                                   select=_select_config(args, toml))
+                                   select=_select_config(args, toml),
+                                   metadata_cfg=cfgmod.build(MetadataConfig, "metadata", toml))
     print(f"neighbourhood run written to {run_dir}")
     return 0
 
@@ -317,22 +322,27 @@ def cmd_evaluate(args) -> int:
         print((out / "report.md").read_text())
         print(f"report written to {out}")
         return 0
-    from .neighbours import NeighboursConfig
-    from .wmf import WMFConfig
+    from .collaborative.neighbours import NeighboursConfig
+    from .collaborative.wmf import WMFConfig
+    from .indexing.config import IndexerConfig
+    from .metadata import MetadataConfig
 
     ecfg = cfgmod.build(HoldoutConfig, "evaluate", toml, _split_flags_given(args))
     ncfg = cfgmod.build(NeighboursConfig, "neighbours", toml) if "neighbours" in toml else None
     out = evaluate_holdout(workdir, _wmf_config(args, toml), ecfg, run=args.run,
                            show_progress=False if args.quiet else None,
                            select=_select_config(args, toml),
-                           fixed=cfgmod.given(WMFConfig, "wmf", toml, _wmf_flags_given(args)), neighbours_cfg=ncfg)
+                           fixed=cfgmod.given(WMFConfig, "wmf", toml, _wmf_flags_given(args)), neighbours_cfg=ncfg,
+                           indexer_cfg=cfgmod.build(IndexerConfig, "indexer", toml),
+                           metadata_cfg=cfgmod.build(MetadataConfig, "metadata", toml),
+                           keep_bundle=args.keep_bundle)
     print((out / "report.md").read_text())
     print(f"report written to {out}")
     return 0
 
 
 def cmd_tune(args) -> int:
-    from .tuning import TuneConfig, tune
+    from .collaborative.selection import TuneConfig, tune
 
     toml = _toml(args)
     workdir = cfgmod.resolve_workdir(args.workdir)

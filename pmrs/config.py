@@ -22,7 +22,7 @@ T = TypeVar("T")
 DEFAULT_WORKDIR = "pmrs-data"
 
 #: WMF training engines (``pmrs train-wmf --engine``): ``implicit`` in this process, ``spark``
-#: Spark MLlib's ALS (pmrs.wmf_spark). Here so the command line lists them without importing either.
+#: Spark MLlib's ALS (pmrs.collaborative.spark). Here so the command line lists them without importing either.
 WMF_ENGINES = ("implicit", "spark")
 
 

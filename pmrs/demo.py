@@ -28,14 +28,14 @@ from .catalog import CATALOG_FILE, Catalog  # noqa: E402
 from .evaluation.holdout import HoldoutConfig, evaluate_holdout  # noqa: E402
 from .ingest import IngestConfig, ingest  # noqa: E402
 from .interactions import INTERACTIONS_DIR, Interactions  # noqa: E402
-from .topk import most_played, top_k  # noqa: E402
+from .collaborative.topk import most_played, top_k  # noqa: E402
 from .report import format_ingest, markdown_table  # noqa: E402
 from .artifacts import read_json  # noqa: E402
 from .synth.generate import synthesize  # noqa: E402
 from .synth.world import SynthConfig  # noqa: E402
-from .training import train_neighbours_run, train_wmf_run  # noqa: E402
-from .tuning import SelectConfig  # noqa: E402
-from .wmf import WMFConfig, load_run  # noqa: E402
+from .collaborative.training import train_neighbours_run, train_wmf_run  # noqa: E402
+from .collaborative.selection import SelectConfig  # noqa: E402
+from .collaborative.wmf import WMFConfig, load_run  # noqa: E402
 from .acoustic.model import CNNConfig  # noqa: E402
 from .acoustic.runs import load_predictions  # noqa: E402
 from .acoustic.stages import predict_run, train_cnn_run  # noqa: E402
@@ -110,7 +110,8 @@ def run_demo(directory: Path, config_path: Path = DEMO_CONFIG) -> None:
     print(f"({time.perf_counter() - t:.1f} s)")
 
     t = _step("4b. pmrs train-neighbours: song-to-song similarities, settings and share chosen on validation")
-    nrun = train_neighbours_run(work, None, show_progress=False, select=cfgmod.build(SelectConfig, "select", toml))
+    nrun = train_neighbours_run(work, None, show_progress=False, select=cfgmod.build(SelectConfig, "select", toml),
+                                metadata_cfg=cfgmod.build(MetadataConfig, "metadata", toml))
     ncfg = read_json(nrun / "config.json")
     share = ncfg.get("serving_share") or {}
     print(f"{ncfg['similarity']} (alpha {ncfg['alpha']}, locality {ncfg['locality']}), "

@@ -28,7 +28,7 @@ from .serving import contract as C
 from .serving.bundle import Bundle
 from .serving.recommend import (MIXED, NO_FILTERS, Filters, InvalidArgument, Item, NotFound, ServingError,
                                 check_shares, check_unit, listed_items, lists_answer, recommend,
-                                resolve_k, similar_songs, user_query)
+                                check_k, similar_songs, user_query)
 from .text import quote_prefix
 
 __all__ = ["AddedSong", "AlreadyExists", "BundleInfo", "LogUnavailable", "ReadOnly", "CallHooks", "Filters", "GenreList", "GenreRecommendations", "InvalidArgument",
@@ -455,7 +455,7 @@ class Recommender:
     # -- helpers ------------------------------------------------------------------------------
 
     def _k(self, k: int | None) -> int:
-        return self.defaults.k if not k else resolve_k(k)
+        return self.defaults.k if not k else check_k(k)
 
     def _shares(self, shares: Mapping[str, float] | None) -> dict[str, float]:
         return check_shares(self.bundle, shares, self.defaults.shares) if shares else self._default_shares

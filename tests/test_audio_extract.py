@@ -98,7 +98,7 @@ def test_extract_skips_bad_files_and_keeps_good_ones(messy):
         # Stored features are those of the decoded audio.
         ref = clip_features(sf.read(messy / "data" / "audio" / f"{song(0)}.wav", dtype="float32")[0])
         np.testing.assert_array_equal(f.log_mel, ref.log_mel)
-        np.testing.assert_allclose(f.mfcc_summary, ref.mfcc_summary, rtol=1e-6)
+        np.testing.assert_allclose(f.mfcc_summary, ref.mfcc_summary, rtol=1e-5, atol=1e-6)
         assert store.get_log_mel(song(1)).shape[0] == 128
         assert store.mfcc_summaries([song(2), song(0)]).shape == (2, 78)
         assert song(6) not in store and store.get(song(6)) is None

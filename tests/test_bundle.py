@@ -13,7 +13,7 @@ from pmrs.acoustic.runs import load_predictions
 from pmrs.catalog import Catalog
 from pmrs.interactions import Interactions
 from pmrs.serving.bundle import Bundle
-from pmrs.wmf import WMFConfig, fold_in, load_run
+from pmrs.collaborative.wmf import WMFConfig, fold_in, load_run
 
 
 @pytest.fixture(scope="module")

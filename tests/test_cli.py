@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from pmrs.cli import main
-from pmrs.wmf import load_run
+from pmrs.collaborative.wmf import load_run
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from pmrs.evaluation.cold_start import ColdStartConfig, evaluate_cold_start
 from pmrs.ingest import ingest
 from pmrs.synth.generate import synthesize
 from pmrs.synth.world import SynthConfig
-from pmrs.wmf import WMFConfig
+from pmrs.collaborative.wmf import WMFConfig
 
 
 def test_cnn_closes_most_of_the_auc_gap_and_beats_mfcc_ridge(tmp_path):

@@ -6,7 +6,7 @@ from pmrs.evaluation.holdout import HoldoutConfig, evaluate_holdout
 from pmrs.ingest import ingest
 from pmrs.synth.generate import synthesize
 from pmrs.synth.world import SynthConfig
-from pmrs.wmf import WMFConfig
+from pmrs.collaborative.wmf import WMFConfig
 
 
 def test_wmf_recall_at_50_is_at_least_twice_popularity(tmp_path):

@@ -19,7 +19,7 @@ from indexer.cli import main
 from pmrs.acoustic.runs import load_predictions
 from pmrs.interactions import Interactions
 from pmrs.serving.bundle import Bundle
-from pmrs.wmf import load_run
+from pmrs.collaborative.wmf import load_run
 
 
 @pytest.fixture

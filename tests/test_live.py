@@ -14,7 +14,7 @@ from pmrs.interactions import INTERACTIONS_DIR, Interactions
 from pmrs.live.log import LogUnavailable, WriteLog
 from pmrs.live.state import EncodedSong
 from pmrs.serving import contract as C
-from pmrs.wmf import WMFConfig, fold_in
+from pmrs.collaborative.wmf import WMFConfig, fold_in
 from servers import work_with_bundle
 
 

@@ -17,7 +17,7 @@ from pmrs.serving.bundle import Bundle
 from pmrs.serving.contract import resolve_bundle
 from pmrs.synth.lastfm import scene_tags
 from pmrs.serving.recommend import MIXED, NotFound, listed_items, recommend, similar_songs, user_query
-from pmrs.wmf import load_run
+from pmrs.collaborative.wmf import load_run
 
 
 def _song(artist="", release="", genre="", year=0):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from pmrs.neighbours import NeighboursConfig, build_neighbours, load_run, save_run
+from pmrs.collaborative.neighbours import NeighboursConfig, build_neighbours, load_run, save_run
 
 
 def random_counts(n_users=150, n_songs=60, density=0.1, seed=0):
@@ -38,7 +38,7 @@ def test_top_k_keeps_the_largest_similarities_of_each_song():
 
 
 def test_top_k_cut_keeps_the_lowest_columns_among_ties():
-    from pmrs.neighbours import _top_per_row
+    from pmrs.collaborative.neighbours import _top_per_row
 
     rng = np.random.default_rng(5)
     dense = rng.integers(0, 4, size=(40, 90)).astype(np.float32)  # many ties, some zeros

@@ -14,12 +14,13 @@ import pmrs
 from indexer.cli import main as indexer_main
 from pmrs.cli import main as pmrs_main
 from pmrs.indexing import IndexerConfig, build_bundle
-from pmrs.indexing.share import ShareConfig, choose_neighbours_share
+from pmrs.collaborative.share import ShareConfig, choose_neighbours_share
 from pmrs.interactions import Interactions
-from pmrs.neighbours import load_run as load_neighbours
+from pmrs.collaborative.neighbours import load_run as load_neighbours
 from pmrs.serving import contract as C
 from pmrs.serving.bundle import Bundle
-from pmrs.serving.recommend import interleave, quotas
+from pmrs.blend import interleave
+from pmrs.serving.contract import quotas
 from pmrs.v1 import recommender_pb2 as pb
 from pmrs.v1 import recommender_pb2_grpc as pb_grpc
 from server.main import serve
@@ -77,10 +78,15 @@ def test_the_bundle_holds_the_neighbours_source_and_validates(nwork, rec):
     assert (src["kind"], src["space"], src["covers_cold"]) == ("neighbours", "cooccurrence", False)
     assert all(m["checksums"][f] for f in C.neighbour_files("neighbours").values())
     assert m["source_runs"]["neighbours"].endswith("n1")
-    # the default share: the validated share of the play-based part, scaled by what acoustic (0.2)
-    # and metadata (0.1) leave
+    # the default shares: metadata's chosen on validation through the served blend, and the
+    # neighbours' validated share of the play-based part, scaled by what acoustic (0.2) and
+    # metadata leave
     chosen = json.loads((work / "models" / "neighbours" / "n1" / "config.json").read_text())["serving_share"]
-    assert b.defaults.shares["neighbours"] == pytest.approx(round(chosen["share"] * 0.7, 4))
+    assert {t["metadata_share"] for t in chosen["metadata_table"]} == {0.0, 0.05, 0.1, 0.2, 0.3}
+    best = max(chosen["metadata_table"], key=lambda t: t["score"])
+    assert chosen["metadata_share"] == best["metadata_share"] == b.defaults.shares["metadata"]
+    assert m["sources"]["metadata"]["settings"]["share_from"] == "validation"
+    assert b.defaults.shares["neighbours"] == pytest.approx(round(chosen["share"] * (0.8 - chosen["metadata_share"]), 4))
     assert src["settings"]["share_from"] == "validation"
     # the stored CSR is the run's matrix over the bundle's song rows
     model, song_ids = _run(work)

@@ -1,4 +1,4 @@
-"""Settings from the data: the search of pmrs.tuning.select_settings and its use by train-wmf."""
+"""Settings from the data: the search of pmrs.collaborative.selection.select_settings and its use by train-wmf."""
 
 import json
 
@@ -8,9 +8,9 @@ import pytest
 from pmrs.cli import main
 from pmrs.evaluation.split import holdout_split
 from pmrs.synth.world import SynthConfig, iter_plays, make_catalog, make_users
-from pmrs.tuning import SelectConfig, fit_cost, run_caps, select_settings
-from pmrs.wmf import WMFConfig, load_run
-from pmrs.neighbours import load_run as load_neighbours
+from pmrs.collaborative.selection import SelectConfig, fit_cost, run_caps, select_settings
+from pmrs.collaborative.wmf import WMFConfig, load_run
+from pmrs.collaborative.neighbours import load_run as load_neighbours
 
 
 def world(users=500, songs=200, seed=0):
@@ -25,7 +25,7 @@ def world(users=500, songs=200, seed=0):
 
 
 SMALL = SelectConfig(target_trials=3, checkpoints=(3, 6), neighbour_alphas=(0.5,),
-                     neighbour_localities=(1.0, 2.0), wmf_shares=(0.0, 0.5, 1.0))
+                     neighbour_localities=(1.0, 2.0))
 
 
 def test_fixed_settings_are_not_searched_and_the_budget_holds():
@@ -42,7 +42,17 @@ def test_fixed_settings_are_not_searched_and_the_budget_holds():
     best = max(wmf_trials, key=lambda t: t[sel.summary["metric"]])
     assert (sel.wmf.alpha, sel.wmf.eps, sel.wmf.iterations) == (best["alpha"], best["eps"], best["iterations"])
     again = select_settings(counts, base, fixed={"factors", "regularization"}, cfg=SMALL)
-    assert again.wmf == sel.wmf and again.wmf_share == sel.wmf_share  # deterministic
+    assert again.wmf == sel.wmf and again.trials == [{**t, "seconds": a["seconds"]} if "seconds" in t else t
+                                                     for t, a in zip(sel.trials, again.trials)]  # deterministic
+    assert sel.neighbours is None and {t["model"] for t in sel.trials} == {"wmf"}  # WMF's search only
+
+
+def test_the_neighbourhood_search_is_its_own():
+    sel = select_settings(world(), cfg=SMALL, with_wmf=False)
+    assert {t["model"] for t in sel.trials} == {"neighbours"} and len(sel.trials) == 3   # 2 localities + bm25
+    best = max(sel.trials, key=lambda t: t[sel.summary["metric"]])
+    assert (sel.neighbours.similarity, sel.neighbours.alpha, sel.neighbours.locality) == \
+        (best["similarity"], best["alpha"], best["locality"])
 
 
 def test_a_small_budget_searches_a_sample_of_users_and_never_evaluation_users():

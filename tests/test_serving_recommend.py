@@ -6,7 +6,7 @@ import pytest
 
 from pmrs.serving.bundle import SourceSpec
 from pmrs.serving.contract import Defaults, quotas
-from pmrs.serving.recommend import (Filters, InvalidArgument, Item, NotFound, recommend_for_vector, resolve_k,
+from pmrs.serving.recommend import (Filters, InvalidArgument, Item, NotFound, recommend_for_vector, check_k,
                                     similar_songs, user_query)
 
 COLLAB, ACOUSTIC, BOTH = 1, 2, 3   # source masks: bit 0 collaborative, bit 1 acoustic
@@ -274,6 +274,7 @@ def reference_mmr(bundle, query, k, diversity, c=100):
 def test_diversity_zero_scan_equals_the_greedy_loop(bundle, share):
     # the diversity-0 fast path (one merged pass) against the general greedy MMR loop with a
     # zero weight, including lists that cannot meet their quota (a filter leaves a few songs)
+    from pmrs import blend
     from pmrs.serving import recommend as R
 
     rng = np.random.default_rng(3)
@@ -288,9 +289,9 @@ def test_diversity_zero_scan_equals_the_greedy_loop(bundle, share):
         left = [quota[c.name] for c in cands]
         rows = np.concatenate([c.rows for c in cands])
         src = np.concatenate([np.full(c.rows.size, i) for i, c in enumerate(cands)])
-        rel = np.concatenate([R._min_max(c.scores) for c in cands])
-        greedy = R._mmr_picks(bundle, rows, src, rel, list(left), k, 0.0)
-        assert R._quota_picks(cands, list(left), k) == greedy
+        rel = np.concatenate([blend.min_max(c.scores) for c in cands])
+        greedy = blend._mmr_picks(bundle.embedding, rows, src, rel, list(left), k, 0.0)
+        assert blend._quota_picks([(c.rows, c.scores) for c in cands], list(left), k) == greedy
         assert len(greedy) == min(k, np.unique(rows).size)
 
 
@@ -337,10 +338,10 @@ def test_similar_songs_modes(bundle):
 
 
 def test_validation():
-    assert resolve_k(0) == 10 and resolve_k(1000) == 1000
-    for bad in (-1, 1001):
+    assert check_k(1) == 1 and check_k(1000) == 1000
+    for bad in (-1, 0, 1001):
         with pytest.raises(InvalidArgument, match="k must"):
-            resolve_k(bad)
+            check_k(bad)
     b = FakeBundle()
     for kwargs in ({"shares": {"acoustic": 1.5}}, {"shares": {"acoustic": float("nan")}}, {"shares": {"metadata": 0.1}}, {"diversity": -0.1}):
         with pytest.raises(InvalidArgument):

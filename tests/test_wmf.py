@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from pmrs.wmf import WMFConfig, confidence, fold_in, load_run, save_run, train_wmf
+from pmrs.collaborative.wmf import WMFConfig, confidence, fold_in, load_run, save_run, train_wmf
 
 
 def random_counts(n_users=120, n_songs=80, density=0.08, seed=0):

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from pmrs.evaluation.holdout import HoldoutConfig, make_split
+from pmrs.evaluation.split import HoldoutConfig, make_split
 from pmrs.evaluation.metrics import evaluate_scores, top_k
 from pmrs.interactions import INTERACTIONS_DIR, Interactions
-from pmrs.wmf import WMFConfig, confidence, load_run, train_wmf
-from pmrs.wmf_spark import SparkConfig, reg_param, spark_session, train_wmf_spark, write_plays_parquet
+from pmrs.collaborative.wmf import WMFConfig, confidence, load_run, train_wmf
+from pmrs.collaborative.spark import SparkConfig, reg_param, spark_session, train_wmf_spark, write_plays_parquet
 
 #: The Spark run's hold-out recall@50 and mAP@500 may differ from the implicit run's by this much
 #: (absolute). Both engines fit the same objective up to the ridge translation, from different
@@ -119,7 +119,7 @@ def test_spark_run_from_the_cli_builds_a_bundle_that_serves(spark, workdir):
     import pmrs
     from pmrs.cli import main
     from pmrs.indexing.build import build_bundle
-    from pmrs.wmf import WMF_DIR
+    from pmrs.collaborative.wmf import WMF_DIR
 
     assert main(["train-wmf", "--workdir", str(workdir), "--engine", "spark", "--spark-master", "local[2]",
                  "--iterations", "4", "--run", "spark-run", "-q"]) == 0

@@ -19,7 +19,7 @@ import numpy as np
 from ..artifacts import new_run_name, replace_dir, resolve_run
 from ..audio.store import FEATURES_FILE, FeatureStore
 from ..catalog import CATALOG_FILE, Catalog
-from ..wmf import WMF_DIR, load_run
+from ..collaborative.wmf import WMF_DIR, load_run
 from .model import CNNConfig
 from .runs import CNN_DIR, load_cnn_run, save_cnn_run, save_predictions
 

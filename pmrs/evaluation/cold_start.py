@@ -35,7 +35,7 @@ from ..audio.store import FEATURES_FILE, FeatureStore
 from ..catalog import CATALOG_FILE
 from ..interactions import INTERACTIONS_DIR, Interactions
 from ..report import markdown_table
-from ..wmf import WMFConfig, train_wmf
+from ..collaborative.wmf import WMFConfig, train_wmf
 from .metrics import evaluate_scores
 from .split import HoldoutSplit
 

@@ -24,9 +24,7 @@ share, for each MMR ``diversity`` weight) the report gives:
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -36,12 +34,11 @@ import numpy as np
 
 from ..acoustic.model import CNNConfig
 from ..artifacts import new_run_name, staged_dir, write_json, write_text
-from ..audio.store import FEATURES_FILE
-from ..catalog import CATALOG_FILE
 from ..interactions import INTERACTIONS_DIR, Interactions
 from ..report import markdown_table
-from ..wmf import WMFConfig
-from .holdout import HoldoutConfig, make_split
+from ..collaborative.wmf import WMFConfig
+from .scratch import scratch_workdir
+from .split import HoldoutConfig, make_split
 
 log = logging.getLogger(__name__)
 
@@ -62,18 +59,6 @@ class DiversityConfig:
         object.__setattr__(self, "mmr_weights", tuple(float(s) for s in self.mmr_weights))
         if not 1 <= self.k <= 1000:
             raise ValueError("k must be in 1..1000")
-
-
-def _scratch_workdir(workdir: Path, inter: Interactions, train) -> Path:
-    """A work directory whose interactions are the split's training part, sharing the catalog and
-    the features of ``workdir`` (symlinks)."""
-    scratch = Path(tempfile.mkdtemp(prefix=".diversity-", dir=workdir))
-    Interactions(matrix=train.tocsr(), user_ids=inter.user_ids, song_ids=inter.song_ids).save(
-        scratch / INTERACTIONS_DIR)
-    for name in (CATALOG_FILE, FEATURES_FILE):
-        if (workdir / name).exists():
-            os.symlink((workdir / name).resolve(), scratch / name)
-    return scratch
 
 
 class _ListStats:
@@ -107,7 +92,7 @@ def evaluate_diversity(workdir: str | Path, wmf_cfg: WMFConfig, cnn_cfg: CNNConf
     from ..acoustic.stages import predict_run, train_cnn_run
     from ..indexing import IndexerConfig, build_bundle
     from ..recommender import Recommender
-    from ..training import train_wmf_run
+    from ..collaborative.training import train_wmf_run
 
     cfg = cfg or DiversityConfig()
     holdout = holdout or HoldoutConfig()
@@ -115,7 +100,7 @@ def evaluate_diversity(workdir: str | Path, wmf_cfg: WMFConfig, cnn_cfg: CNNConf
     t0 = time.perf_counter()
     inter = Interactions.load(workdir / INTERACTIONS_DIR)
     split = make_split(inter.matrix, holdout)
-    scratch = _scratch_workdir(workdir, inter, split.train)
+    scratch = scratch_workdir(workdir, inter, split.train, ".diversity-")
     try:
         train_wmf_run(scratch, wmf_cfg, run="split", show_progress=False)
         train_cnn_run(scratch, cnn_cfg, wmf_run="split", run="split", show_progress=show_progress)

@@ -1,12 +1,17 @@
-"""``pmrs evaluate --holdout``: the hold-out protocol, PMRS's models against reference models.
+"""``pmrs evaluate --holdout``: the hold-out protocol, PMRS as served against reference models.
 
 For a random set of test users, a random share of their songs is removed; every model is trained
-on the rest (every other user untouched) and asked to rank, for each test user, all songs they
+on the rest (every other user untouched) and asked to rank, for each test user, the songs they
 have not played in training. The metrics measure whether the removed songs come back.
 
-PMRS's models are WMF, the neighbourhood model and ``pmrs`` (their blend, as PMRS would serve
-it); with a :class:`~pmrs.tuning.SelectConfig` their settings are chosen inside the training part
-of the split (validation users are never test users). The reference models
+PMRS's rows are what PMRS would serve after the commands a user runs, run on the split's training
+part in a scratch work directory: ``pmrs train-wmf`` and ``pmrs train-neighbours`` (settings and
+the neighbours source's share chosen on validation, as those commands choose them), then
+``indexer build``. The ``pmrs`` row is the served :class:`pmrs.Recommender` over that bundle: each
+metric at ``k`` scores the list a request for ``k`` songs gets (quotas depend on ``k``). The
+``wmf`` and ``neighbours`` rows are those same two runs alone, scored over every song. The
+acoustic source is not in that bundle: its CNN predicts the latent space of one WMF run (trained
+on every play), not of the split's run, and the report says so. The reference models
 (:mod:`pmrs.evaluation.baselines`) are fitted on the same training matrix and scored by the same
 code; the report's first table puts them side by side and the lift compares PMRS with the best
 of them.
@@ -15,149 +20,203 @@ of them.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
-from ..artifacts import new_run_name, staged_dir, write_json, write_text
-from ..blend import blend_scores
-from ..interactions import INTERACTIONS_DIR, Interactions
-from ..neighbours import NeighboursConfig, build_neighbours
+from ..artifacts import new_run_name, read_json, staged_dir, write_json, write_text
+from ..collaborative.neighbours import load_run as load_neighbours_run
+from ..collaborative.training import train_neighbours_run, train_wmf_run
+from ..collaborative.wmf import WMFConfig, load_run as load_wmf_run
+from ..interactions import INTERACTIONS_DIR, Interactions, lookup_many
 from ..report import markdown_table
-from ..wmf import WMFConfig, train_wmf
 from .baselines import REFERENCE_MODELS, reference_scores
-from .metrics import evaluate_scores
-from .split import HoldoutSplit, holdout_split
+from .metrics import evaluate_scores, ranking_metrics
+from .scratch import scratch_workdir
+from .split import HoldoutConfig, HoldoutSplit, make_split
+
+__all__ = ["HoldoutConfig", "PMRS_MODELS", "evaluate_holdout", "make_split", "served_lists", "served_metrics"]
 
 log = logging.getLogger(__name__)
 
 REPORTS_DIR = "reports"
 #: Cut-offs reported besides the configured ones, for the recall curve.
 CURVE_KS = (1, 5, 10, 20, 50, 100, 200, 500)
-#: PMRS's rows of the report; ``pmrs`` is what PMRS serves (the blend at the chosen share).
+#: PMRS's rows of the report; ``pmrs`` is what PMRS serves (the served Recommender's answers).
 PMRS_MODELS = ("pmrs", "wmf", "neighbours")
 #: Columns of the side-by-side table, and the metrics the lift is reported on.
 SIDE_BY_SIDE = ("map@500", "recall@50", "ndcg@10", "auc")
+#: The scratch work directory's bundle, kept in the report folder when asked (``keep_bundle``).
+SERVED_DIR = "served"
 
 
-@dataclass(frozen=True)
-class HoldoutConfig:
-    """Settings for the hold-out protocol (``[evaluate]`` in a TOML config)."""
-
-    test_users: float = 0.1       # share (< 1) or count (>= 1) of eligible users
-    holdout_fraction: float = 0.2
-    min_songs: int = 5
-    max_test_users: int = 20_000  # evaluation cost cap on big matrices
-    seed: int = 0
-    batch_size: int = 512
-    ks: tuple[int, ...] = (10, 50, 500)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "ks", tuple(int(k) for k in self.ks))
-        if self.test_users <= 0:
-            raise ValueError("test_users must be positive")
+def served_lists(rec, user_ids: list[str], song_ids: np.ndarray, k: int) -> np.ndarray:
+    """``(len(user_ids), k)`` int64: the columns (indices into the sorted ``song_ids``) of what
+    ``rec.recommend(user, k=k)`` answers for each user, best first, -1 past the end of a short
+    list. ``rec``: a :class:`pmrs.Recommender` (or anything with its ``recommend``)."""
+    out = np.full((len(user_ids), k), -1, np.int64)
+    for i, user in enumerate(user_ids):
+        got = rec.recommend(user, k=k).song_ids
+        if got:
+            out[i, :len(got)] = lookup_many(song_ids, got)
+    return out
 
 
-def make_split(counts, cfg: HoldoutConfig) -> HoldoutSplit:
-    """The test split of ``counts`` under ``cfg`` (capped at ``max_test_users``)."""
-    n_eligible = int((np.diff(counts.indptr) >= max(cfg.min_songs, 2)).sum())
-    share = cfg.test_users < 1
-    n_test = int(round(cfg.test_users * n_eligible)) if share else int(cfg.test_users)
-    n_test = max(1, min(n_test, cfg.max_test_users, n_eligible))
-    return holdout_split(counts, test_users=n_test, holdout_fraction=cfg.holdout_fraction,
-                         min_songs=cfg.min_songs, seed=cfg.seed)
+def served_metrics(rec, split: HoldoutSplit, user_ids: np.ndarray, song_ids: np.ndarray, ks,
+                   show_progress: bool | None = None) -> dict[str, float]:
+    """The hold-out metrics of the answers ``rec`` serves: for each ``k`` of ``ks``, precision,
+    recall, mAP, NDCG and coverage at ``k`` of the list a request for ``k`` songs gets, for every
+    test user with a held-out song; ``auc`` from the longest list, the songs it leaves out tied
+    below it (a served list has no order beyond its end)."""
+    users = split.test_users[np.diff(split.test.indptr)[split.test_users] > 0]
+    ids = [u.decode() for u in np.asarray(user_ids)[users]]
+    out: dict[str, float] = {}
+    longest = None
+    for k in tqdm(sorted(set(ks)), desc="served lists", unit="k", disable=not show_progress, leave=False):
+        lists = served_lists(rec, ids, song_ids, k)
+        out.update(ranking_metrics(lists, split.test, users, ks=(k,)))
+        longest = lists
+    out["auc"] = _list_auc(longest, split, users) if longest is not None else float("nan")
+    return out
 
 
-def compare_on_split(split: HoldoutSplit, wmf_cfg: WMFConfig, ks, batch_size: int = 512,
-                     show_progress: bool | None = None, neighbours_cfg: NeighboursConfig | None = None,
-                     wmf_share: float = 1.0, references=REFERENCE_MODELS) -> dict:
-    """Train PMRS's models and the reference models on ``split.train``; metrics of each on ``split``.
-
-    Returns ``{"models": {name: metrics}, "seconds": {name: fit seconds, "evaluate": ...}}`` with
-    PMRS's models first (``pmrs``: the blend at ``wmf_share``), then ``references``.
-    """
-    neighbours_cfg = neighbours_cfg or NeighboursConfig()
-    seconds: dict[str, float] = {}
-    t0 = time.perf_counter()
-    model = train_wmf(split.train, wmf_cfg, show_progress=show_progress)
-    seconds["wmf"] = round(time.perf_counter() - t0, 2)
-    t0 = time.perf_counter()
-    nb = build_neighbours(split.train, neighbours_cfg, show_progress=False)
-    seconds["neighbours"] = round(time.perf_counter() - t0, 2)
-    seconds["pmrs"] = round(seconds["wmf"] + seconds["neighbours"], 2)
-    train = split.train
-    fns = {"pmrs": lambda rows: blend_scores(model.scores(rows), nb.scores(train[np.asarray(rows)]), wmf_share),
-           "wmf": model.scores,
-           "neighbours": lambda rows: nb.scores(train[np.asarray(rows)])}
-    for name, (fn, fit_s) in reference_scores(train, references, seed=wmf_cfg.seed).items():
-        fns[name] = fn
-        seconds[name] = fit_s
-    t1 = time.perf_counter()
-    models = {name: evaluate_scores(fn, split, ks=ks, batch_size=batch_size, show_progress=show_progress)
-              for name, fn in fns.items()}
-    seconds["evaluate"] = round(time.perf_counter() - t1, 2)
-    return {"models": models, "seconds": seconds}
+def _list_auc(lists: np.ndarray, split: HoldoutSplit, users: np.ndarray) -> float:
+    """Mean AUC of ranked lists: a held-out song in the list beats the negatives below it and all
+    unlisted ones; one outside the list ties with the unlisted negatives (half credit)."""
+    n_songs = split.test.shape[1]
+    train_len = np.diff(split.train.indptr)
+    aucs = []
+    for row, u in zip(lists, users):
+        pos = set(split.test.indices[split.test.indptr[u]:split.test.indptr[u + 1]].tolist())
+        n_neg = n_songs - int(train_len[u]) - len(pos)
+        if not pos or n_neg <= 0:
+            continue
+        listed = row[row >= 0].tolist()
+        credit, neg_above, neg_listed = 0.0, 0, 0
+        for r in listed:
+            if r in pos:
+                credit += n_neg - neg_above
+            else:
+                neg_above += 1
+                neg_listed += 1
+        unlisted_pos = len(pos) - sum(1 for r in listed if r in pos)
+        credit += unlisted_pos * (n_neg - neg_listed) / 2.0
+        aucs.append(credit / (len(pos) * n_neg))
+    return float(np.mean(aucs)) if aucs else float("nan")
 
 
 def evaluate_holdout(workdir: str | Path, wmf_cfg: WMFConfig, cfg: HoldoutConfig | None = None,
                      run: str | None = None, show_progress: bool | None = None,
                      select=None, fixed: frozenset[str] = frozenset(),
-                     neighbours_cfg: NeighboursConfig | None = None) -> Path:
+                     neighbours_cfg=None, indexer_cfg=None, metadata_cfg=None,
+                     references=REFERENCE_MODELS, keep_bundle: bool = False) -> Path:
     """Run the protocol on ``<workdir>/interactions``; write ``reports/<run>/``; return its path.
 
-    ``select`` (a :class:`~pmrs.tuning.SelectConfig`, enabled): choose the WMF settings not named
-    in ``fixed``, the neighbourhood model's (unless ``neighbours_cfg`` is given) and the blend
-    share on a validation split drawn from this split's training part; otherwise ``wmf_cfg`` and
-    ``neighbours_cfg`` (default settings) are used as given and ``pmrs`` is WMF alone.
+    The split's training part goes through ``train_wmf_run`` (``wmf_cfg``; with ``select``, a
+    :class:`~pmrs.collaborative.selection.SelectConfig` that is enabled, the settings not named in
+    ``fixed`` are chosen on validation), ``train_neighbours_run`` (``neighbours_cfg`` as given,
+    else chosen with ``select``) and ``build_bundle`` (``indexer_cfg``, ``metadata_cfg``: as
+    ``indexer build`` takes them; no default lists, which equal the computed answers) in a scratch
+    work directory under ``reports/``, removed afterwards unless ``keep_bundle`` (then the bundle
+    is moved to ``reports/<run>/served/``).
     """
-    from ..tuning import select_settings
+    from ..indexing.build import build_bundle
+    from ..indexing.config import IndexerConfig
+    from ..recommender import Recommender
 
     cfg = cfg or HoldoutConfig()
     workdir = Path(workdir)
     inter = Interactions.load(workdir / INTERACTIONS_DIR)
     split = make_split(inter.matrix, cfg)
     ks = tuple(sorted(set(cfg.ks) | set(CURVE_KS) | {10, 50, 500}))
-    selection = None
-    wmf_share = 1.0
-    if select is not None and select.enabled:
-        selection = select_settings(split.train, wmf_cfg, fixed, select, exclude_users=split.test_users,
-                                    neighbours=neighbours_cfg)
-        wmf_cfg, neighbours_cfg, wmf_share = selection.wmf, selection.neighbours, selection.wmf_share
-    neighbours_cfg = neighbours_cfg or NeighboursConfig()
-    result = compare_on_split(split, wmf_cfg, ks, cfg.batch_size, show_progress=show_progress,
-                              neighbours_cfg=neighbours_cfg, wmf_share=wmf_share)
-    models = result["models"]
+    (workdir / REPORTS_DIR).mkdir(parents=True, exist_ok=True)
+    scratch = scratch_workdir(workdir, inter, split.train, ".holdout-", parent=workdir / REPORTS_DIR)
+    seconds: dict[str, float] = {}
+    try:
+        t0 = time.perf_counter()
+        wmf_dir = train_wmf_run(scratch, wmf_cfg, select=select, fixed=fixed, show_progress=show_progress)
+        seconds["wmf"] = round(time.perf_counter() - t0, 2)
+        t0 = time.perf_counter()
+        nb_dir = train_neighbours_run(scratch, neighbours_cfg, select=select, show_progress=show_progress,
+                                      metadata_cfg=metadata_cfg)
+        seconds["neighbours"] = round(time.perf_counter() - t0, 2)
+        t0 = time.perf_counter()
+        icfg = replace(indexer_cfg or IndexerConfig(), default_lists=False, keep=1)
+        bundle_dir = build_bundle(scratch, icfg, metadata_cfg=metadata_cfg, show_progress=False)
+        seconds["pmrs"] = round(seconds["wmf"] + seconds["neighbours"] + time.perf_counter() - t0, 2)
+
+        t1 = time.perf_counter()
+        wmf_model, _, _ = load_wmf_run(wmf_dir)
+        nb_model, _ = load_neighbours_run(nb_dir)
+        train = split.train
+        with Recommender.open(bundle_dir) as rec:
+            models = {"pmrs": served_metrics(rec, split, inter.user_ids, inter.song_ids, ks, show_progress),
+                      **_score_models({"wmf": wmf_model.scores,
+                                       "neighbours": lambda rows: nb_model.scores(train[np.asarray(rows)])},
+                                      split, ks, cfg.batch_size, show_progress)}
+            served = {"bundle": bundle_dir.name, "sources": rec.sources,
+                      "shares": dict(rec.info().defaults.shares),
+                      "default_shares": {s.name: s.default_share for s in rec.info().sources}}
+        seconds["evaluate_pmrs"] = round(time.perf_counter() - t1, 2)
+        wmf_conf = read_json(wmf_dir / "config.json")
+        nb_conf = read_json(nb_dir / "config.json")
+        fitted = reference_scores(train, references, seed=wmf_model.config.seed)
+        t1 = time.perf_counter()
+        for name, (fn, fit_s) in fitted.items():
+            models[name] = evaluate_scores(fn, split, ks=ks, batch_size=cfg.batch_size, show_progress=show_progress)
+            seconds[name] = fit_s
+        seconds["evaluate"] = round(time.perf_counter() - t1, 2)
+        out = workdir / REPORTS_DIR / (run or f"holdout-{new_run_name()}")
+        metrics = _metrics(inter, split, cfg, models, seconds, wmf_conf, nb_conf, served,
+                           selected=select is not None and select.enabled)
+        with staged_dir(out) as tmp:
+            write_json(tmp / "metrics.json", metrics)
+            _plot_recall(metrics, tmp / "recall_at_k.png")
+            write_text(tmp / "report.md", render_report(metrics, cfg.ks))
+            if keep_bundle:
+                shutil.move(str(bundle_dir), str(tmp / SERVED_DIR))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return out
+
+
+def _score_models(fns: dict, split: HoldoutSplit, ks, batch_size: int, show_progress) -> dict[str, dict]:
+    return {name: evaluate_scores(fn, split, ks=ks, batch_size=batch_size, show_progress=show_progress)
+            for name, fn in fns.items()}
+
+
+def _metrics(inter: Interactions, split: HoldoutSplit, cfg: HoldoutConfig, models: dict, seconds: dict,
+             wmf_conf: dict, nb_conf: dict, served: dict, selected: bool) -> dict:
     n_eval = int((np.diff(split.test.indptr)[split.test_users] > 0).sum())
     references = [m for m in models if m not in PMRS_MODELS]
     best_reference = {k: max(references, key=lambda m: np.nan_to_num(models[m][k], nan=-1.0))
-                      for k in SIDE_BY_SIDE}
-    metrics = {
+                      for k in SIDE_BY_SIDE} if references else {}
+    wmf_sel, nb_sel = wmf_conf.pop("selection", None), nb_conf.pop("selection", None)
+    share = nb_conf.pop("serving_share", None)
+    return {
         "protocol": "holdout",
         "data": {"users": inter.n_users, "songs": inter.n_songs, "pairs": int(inter.matrix.nnz),
                  "test_users": int(len(split.test_users)), "evaluated_users": n_eval,
                  "held_out_pairs": int(split.test.nnz)},
-        "config": {"holdout": asdict(cfg), "wmf": asdict(wmf_cfg), "neighbours": asdict(neighbours_cfg),
-                   "wmf_share": wmf_share,
-                   "settings": "selected on validation" if selection is not None else "as given"},
+        "config": {"holdout": asdict(cfg), "wmf": wmf_conf, "neighbours": nb_conf,
+                   "served": served,
+                   "settings": "selected on validation" if selected else "as given"},
         "models": models,
         "pmrs_models": list(PMRS_MODELS),
         "reference_models": references,
         "best_reference": best_reference,
-        "lift": {k: _ratio(models["pmrs"][k], models[best_reference[k]][k]) for k in SIDE_BY_SIDE},
+        "lift": {k: _ratio(models["pmrs"][k], models[best_reference[k]][k]) for k in best_reference},
         "lift_over_popularity": {k: _ratio(models["pmrs"][k], models["popularity"][k])
                                  for k in models["pmrs"] if not k.startswith("coverage")}
         if "popularity" in models else {},
-        "selection": selection.as_dict() if selection is not None else None,
-        "seconds": result["seconds"],
+        "selection": {"wmf": wmf_sel, "neighbours": nb_sel,
+                      "neighbours_share": share} if selected else None,
+        "seconds": seconds,
     }
-    out = workdir / REPORTS_DIR / (run or f"holdout-{new_run_name()}")
-    with staged_dir(out) as tmp:
-        write_json(tmp / "metrics.json", metrics)
-        _plot_recall(metrics, tmp / "recall_at_k.png")
-        write_text(tmp / "report.md", render_report(metrics, cfg.ks))
-    return out
 
 
 def _ratio(a: float, b: float) -> float | None:
@@ -180,8 +239,9 @@ def render_report(metrics: dict, ks) -> str:
     headers = ["model"] + [f"{n}@{k}" for k in ks for n in names] + ["auc"]
     rows = [[model] + [m[f"{n}@{k}"] for k in ks for n in names] + [m["auc"]]
             for model, m in metrics["models"].items()]
-    w, nb = c["wmf"], c["neighbours"]
-    lift = ", ".join(f"{k} {metrics['lift'][k]}x ({metrics['best_reference'][k]})" for k in SIDE_BY_SIDE)
+    w, nb, served = c["wmf"], c["neighbours"], c["served"]
+    lift = ", ".join(f"{k} {metrics['lift'][k]}x ({metrics['best_reference'][k]})" for k in metrics["lift"])
+    shares = ", ".join(f"{name} {share:.3g}" for name, share in served["default_shares"].items())
     lines = [
         "# Hold-out evaluation",
         "",
@@ -191,12 +251,19 @@ def render_report(metrics: dict, ks) -> str:
         "",
         side_by_side(metrics),
         "",
-        f"PMRS against the best reference model on each metric: {lift}.",
+        f"PMRS against the best reference model on each metric: {lift}." if lift else "",
+        "",
+        "`pmrs` is what PMRS serves: `pmrs.Recommender`'s answers over a bundle that `indexer build` "
+        "made from the runs `pmrs train-wmf` and `pmrs train-neighbours` made on the training part; "
+        "each metric at k scores the answer to a request for k songs, and its AUC ranks the songs past "
+        "the longest list as tied. `wmf` and `neighbours` are those two runs alone, over every song. "
+        f"Served shares: {shares}. The acoustic source is left out of this bundle: its CNN predicts "
+        "the latent space of a WMF run trained on every play, not of this split's run "
+        "(`pmrs evaluate --cold-start` measures it).",
         "",
         f"Settings {c['settings']}. WMF: {w['factors']} factors, alpha {w['alpha']}, eps {w['eps']}, "
         f"regularization {w['regularization']}, {w['iterations']} iterations. Neighbours: "
-        f"{nb['similarity']}, alpha {nb['alpha']}, locality {nb['locality']}, {nb['neighbours']} per song. "
-        f"pmrs = WMF share {c['wmf_share']} of the blend.",
+        f"{nb['similarity']}, alpha {nb['alpha']}, locality {nb['locality']}, {nb['neighbours']} per song.",
         "",
         "## All metrics",
         "",
@@ -205,15 +272,29 @@ def render_report(metrics: dict, ks) -> str:
         "![recall at k](recall_at_k.png)",
         "",
     ]
-    if metrics.get("selection"):
-        from ..tuning import selection_table
+    sel = metrics.get("selection") or {}
+    for what in ("wmf", "neighbours"):
+        found = sel.get(what)
+        if found:
+            from ..collaborative.selection import selection_table
 
-        sel = metrics["selection"]
-        lines += ["## Settings search (validation split of the training part)", "",
-                  f"{sel['validation_users']:,} validation users of {sel['sampled_users']:,} sampled; "
-                  f"cost {sel['spent_in_plain_fits']} plain fits of {sel['budget_in_plain_fits']} allowed; "
-                  f"{sel['seconds']} s; scored by {sel['metric']}.", "",
-                  selection_table(sel["trials"]), ""]
+            lines += [f"## {what} settings search (validation split of the training part)", "",
+                      f"{found['validation_users']:,} validation users of {found['sampled_users']:,} "
+                      f"sampled; cost {found['spent_in_plain_fits']} plain fits of "
+                      f"{found['budget_in_plain_fits']} allowed; {found['seconds']} s; scored by "
+                      f"{found['metric']}.", "", selection_table(found["trials"]), ""]
+    share = sel.get("neighbours_share")
+    if share:
+        lines += ["## Neighbours source's share (through the served blend)", "",
+                  markdown_table(["share", "map@500", "recall@50", "score"],
+                                 [[t["share"], t["map@500"], t["recall@50"], t["score"]] for t in share["table"]]),
+                  "", f"Chosen: {share['share']} on {share['validation_users']:,} validation users.", ""]
+        if share.get("metadata_table"):
+            lines += ["Then the metadata source's share, given that one:", "",
+                      markdown_table(["metadata share", "neighbours share", "map@500", "recall@50", "score"],
+                                     [[t["metadata_share"], t["neighbours_share"], t["map@500"], t["recall@50"],
+                                       t["score"]] for t in share["metadata_table"]]),
+                      "", f"Chosen: {share['metadata_share']}.", ""]
     return "\n".join(lines)
 
 

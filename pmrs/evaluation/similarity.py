@@ -56,10 +56,12 @@ from ..audio.store import FEATURES_FILE
 from ..catalog import CATALOG_FILE, Catalog
 from ..interactions import INTERACTIONS_DIR, Interactions
 from ..metadata import MetadataConfig, metadata_matrix, metadata_vectors, reduce_vectors
+from ..indexing.config import DEFAULT_METADATA_SHARE
 from ..serving import contract as C
-from ..wmf import WMFConfig, train_wmf
-from .diversity import _scratch_workdir, sample_test_users, sweep_lists
-from .holdout import HoldoutConfig, make_split
+from ..collaborative.wmf import WMFConfig, train_wmf
+from .diversity import sample_test_users, sweep_lists
+from .scratch import scratch_workdir
+from .split import HoldoutConfig, make_split
 
 log = logging.getLogger(__name__)
 
@@ -493,7 +495,7 @@ def evaluate_similarity(workdir: str | Path, wmf_cfg: WMFConfig, cnn_cfg: CNNCon
     from ..acoustic.stages import predict_run, train_cnn_run
     from ..indexing import IndexerConfig, SourceInput, build_bundle
     from ..recommender import Recommender
-    from ..training import train_wmf_run
+    from ..collaborative.training import train_wmf_run
     from .similarity_report import plot_all, render_report
 
     cfg = cfg or SimilarityConfig()
@@ -519,11 +521,11 @@ def evaluate_similarity(workdir: str | Path, wmf_cfg: WMFConfig, cnn_cfg: CNNCon
     ids = np.array([s.encode() for s in data.song_ids], dtype=f"S{width}")
     icfg = IndexerConfig(keep=2, default_lists=False, metadata=False)
     sources = [SourceInput(name, ids, v, C.METADATA_SPACE, covers_cold=True,
-                           default_share=icfg.default_metadata_share if name == C.METADATA else 0.0,
+                           default_share=DEFAULT_METADATA_SHARE if name == C.METADATA else 0.0,
                            origin=str(workdir / CATALOG_FILE), settings=asdict(mcfg))
                for name, v in variants.items()]
     split = make_split(inter.matrix, holdout)
-    scratch = _scratch_workdir(workdir, inter, split.train)
+    scratch = scratch_workdir(workdir, inter, split.train, ".similarity-")
     timings = {}
     try:
         t = time.perf_counter()

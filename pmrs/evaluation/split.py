@@ -191,3 +191,31 @@ def validation_split(split: HoldoutSplit, **kwargs: Any) -> HoldoutSplit:
     if extra is not None:
         exclude = np.union1d(exclude, np.asarray(extra, dtype=np.int64))
     return holdout_split(split.train, exclude_users=exclude, **kwargs)
+
+
+@dataclass(frozen=True)
+class HoldoutConfig:
+    """Settings for the hold-out protocol (``[evaluate]`` in a TOML config)."""
+
+    test_users: float = 0.1       # share (< 1) or count (>= 1) of eligible users
+    holdout_fraction: float = 0.2
+    min_songs: int = 5
+    max_test_users: int = 20_000  # evaluation cost cap on big matrices
+    seed: int = 0
+    batch_size: int = 512
+    ks: tuple[int, ...] = (10, 50, 500)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ks", tuple(int(k) for k in self.ks))
+        if self.test_users <= 0:
+            raise ValueError("test_users must be positive")
+
+
+def make_split(counts, cfg: HoldoutConfig) -> HoldoutSplit:
+    """The test split of ``counts`` under ``cfg`` (capped at ``max_test_users``)."""
+    n_eligible = int((np.diff(counts.indptr) >= max(cfg.min_songs, 2)).sum())
+    share = cfg.test_users < 1
+    n_test = int(round(cfg.test_users * n_eligible)) if share else int(cfg.test_users)
+    n_test = max(1, min(n_test, cfg.max_test_users, n_eligible))
+    return holdout_split(counts, test_users=n_test, holdout_fraction=cfg.holdout_fraction,
+                         min_songs=cfg.min_songs, seed=cfg.seed)

@@ -41,13 +41,13 @@ from ..catalog import snapshot_catalog
 from ..interactions import INTERACTIONS_DIR, Interactions
 from ..live.rebuild import live_seq_of
 from ..metadata import MetadataConfig, catalog_vectors
-from ..neighbours import NEIGHBOURS_DIR
-from ..neighbours import load_run as load_neighbours_run
+from ..collaborative.neighbours import NEIGHBOURS_DIR
+from ..collaborative.neighbours import load_run as load_neighbours_run
 from ..serving import contract as C
 from ..serving.bundle import Bundle
 from ..serving.default_lists import compute_default_lists
-from ..wmf import WMF_DIR, load_run
-from .config import FALLBACK_NEIGHBOURS_SHARE, IndexerConfig
+from ..collaborative.wmf import WMF_DIR, load_run
+from .config import DEFAULT_METADATA_SHARE, FALLBACK_NEIGHBOURS_SHARE, IndexerConfig
 from .inputs import cnn_inputs, resolve_cnn_run, rows_of, sorted_order, unit_rows
 from .specs import build_chosen_index
 
@@ -166,11 +166,11 @@ def build_bundle(workdir: str | os.PathLike, cfg: IndexerConfig | None = None,
         os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700; a server may run as another user
         try:
             extra = list(extra_sources)
-            if cfg.metadata and not any(s.name == C.METADATA for s in extra):
-                meta = _metadata_source(workdir, cfg, metadata_cfg)
-                extra += [meta] if meta is not None else []
             nb = (neighbours_override if neighbours_override is not None
                   else _neighbours_source(workdir, cfg, neighbours_run) if cfg.neighbours else None)
+            if cfg.metadata and not any(s.name == C.METADATA for s in extra):
+                meta = _metadata_source(workdir, cfg, metadata_cfg, nb)
+                extra += [meta] if meta is not None else []
             with tqdm(total=8 + len(extra) + (nb is not None), desc="indexer build", unit="step",
                       disable=not show_progress) as bar:
                 manifest = _assemble(tmp, workdir, cfg, version, wmf_run, cnn_run, acoustic_override,
@@ -277,9 +277,12 @@ def _copy_live_models(tmp: Path, workdir: Path, acoustic: SourceInput | None) ->
                     "features": C.FEATURE_CONFIG_FILE}}
 
 
-def _metadata_source(workdir: Path, cfg: IndexerConfig, mcfg: MetadataConfig | None) -> SourceInput | None:
+def _metadata_source(workdir: Path, cfg: IndexerConfig, mcfg: MetadataConfig | None,
+                     nb: "NeighboursInput | None" = None) -> SourceInput | None:
     """The ``metadata`` source: every catalog song's metadata vector (``pmrs.metadata``), queried
-    with the mean vector of a user's songs; ``None`` without a catalog."""
+    with the mean vector of a user's songs; ``None`` without a catalog. Its default share:
+    ``cfg.default_metadata_share``, else the one chosen on validation that the neighbourhood
+    run ``nb`` records, else ``DEFAULT_METADATA_SHARE``."""
     catalog = workdir / C.CATALOG_FILE
     if not catalog.is_file():
         log.warning("no %s: building a bundle without the metadata source", catalog)
@@ -288,10 +291,15 @@ def _metadata_source(workdir: Path, cfg: IndexerConfig, mcfg: MetadataConfig | N
     if not len(mv.song_ids):
         log.warning("%s holds no song: building a bundle without the metadata source", catalog)
         return None
+    chosen = (nb.settings or {}).get("validated_metadata_share") if nb is not None else None
+    share, why = ((cfg.default_metadata_share, "given") if cfg.default_metadata_share is not None
+                  else (float(chosen), "validation") if chosen is not None
+                  else (DEFAULT_METADATA_SHARE, "fallback"))
     settings = {**mv.settings, "songs_with_tags": mv.songs_with_tags, "features": mv.features,
-                "seconds": mv.seconds}
+                "seconds": mv.seconds, "share_from": why,
+                "serving_share_table": (nb.settings or {}).get("metadata_share_table") if chosen is not None else None}
     return SourceInput(C.METADATA, mv.song_ids, mv.vectors, C.METADATA_SPACE, covers_cold=True,
-                       spec=cfg.metadata_spec, default_share=cfg.default_metadata_share,
+                       spec=cfg.metadata_spec, default_share=share,
                        origin=str(catalog.resolve()), settings=settings,
                        live_model=None if mv.model is None else lambda tmp: _write_metadata_model(tmp, mv.model))
 
@@ -326,8 +334,10 @@ def _neighbours_source(workdir: Path, cfg: IndexerConfig, run: str | None) -> Ne
     why = ("given" if cfg.default_neighbours_share is not None
            else "fallback" if chosen is None else "validation")
     settings = {k: v for k, v in config.items() if k not in ("selection", "serving_share")}
-    settings.update({"share_from": why, "validated_share": chosen,
-                     "serving_share_table": (config.get("serving_share") or {}).get("table")})
+    served = config.get("serving_share") or {}
+    settings.update({"share_from": why, "validated_share": chosen, "serving_share_table": served.get("table"),
+                     "validated_metadata_share": served.get("metadata_share"),
+                     "metadata_share_table": served.get("metadata_table")})
     return NeighboursInput(C.NEIGHBOURS, np.asarray(song_ids), model.similarity,
                            play_share=FALLBACK_NEIGHBOURS_SHARE if chosen is None else float(chosen),
                            default_share=cfg.default_neighbours_share, origin=str(run_dir.resolve()),

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from ..serving.contract import (ACOUSTIC, DEFAULT_DIVERSITY, DEFAULT_K, DEFAULT_SHARES, METADATA, NEIGHBOURS,
                                  Defaults)
 
-#: The metadata source's default share (docs/ARCHITECTURE.md, "The metadata source": measured on
-#: validation splits of several worlds).
+#: The metadata source's default share when the neighbourhood run records none chosen on
+#: validation (``pmrs.collaborative.share``; docs/ARCHITECTURE.md, "The metadata source").
 DEFAULT_METADATA_SHARE = 0.1
 #: The neighbours source's share of the play-based part of a default list (collaborative +
 #: neighbours) when its run records no share chosen on validation (``pmrs.serving_share``).
@@ -52,7 +52,9 @@ class IndexerConfig:
     metadata: add the ``metadata`` source (song vectors from ``catalog.lmdb``'s metadata and
         tags, ``pmrs.metadata``, settings in ``[metadata]``) when the work directory has a catalog.
     metadata_spec: a FAISS ``index_factory`` string for the metadata index (``None``: automatic).
-    default_metadata_share: the metadata source's share of a default list.
+    default_metadata_share: the metadata source's share of a default list; ``None``: the share
+        chosen on validation through the served blend and recorded in the neighbourhood run the
+        bundle uses (``serving_share.metadata_share``), else ``DEFAULT_METADATA_SHARE``.
     neighbours: add the ``neighbours`` source (the sparse top-K song similarities of the latest
         ``pmrs train-neighbours`` run, or ``build_bundle``'s ``neighbours_run``) when the work
         directory has a neighbourhood run.
@@ -79,7 +81,7 @@ class IndexerConfig:
     list_workers: int | None = None
     metadata: bool = True
     metadata_spec: str | None = None
-    default_metadata_share: float = DEFAULT_METADATA_SHARE
+    default_metadata_share: float | None = None
     neighbours: bool = True
     default_neighbours_share: float | None = None
 
@@ -94,7 +96,7 @@ class IndexerConfig:
             raise ValueError("nlist must be at least 1")
         if not 0.0 < self.max_probe_fraction <= 1.0:
             raise ValueError("max_probe_fraction must be in (0, 1]")
-        self.defaults({METADATA: self.default_metadata_share,   # validates k, shares and diversity
+        self.defaults({METADATA: self.default_metadata_share or 0.0,   # validates k, shares and diversity
                        **({} if self.default_neighbours_share is None
                           else {NEIGHBOURS: self.default_neighbours_share})})
         if self.list_workers is not None and self.list_workers < 1:

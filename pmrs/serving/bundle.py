@@ -32,7 +32,7 @@ import numpy as np
 from ..artifacts import sha256_file
 from ..catalog import Catalog
 from ..interactions import find, lookup_many
-from ..wmf import WMFConfig
+from ..collaborative.wmf import WMFConfig
 from . import contract as C
 
 log = logging.getLogger(__name__)
@@ -236,7 +236,7 @@ class _NeighbourMatrix:
     def scores(self, song_rows: np.ndarray, top: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(rows int64, scores float32)``: the ``top`` (``None``: all) best songs in the rows
         of ``S`` of ``song_rows`` (unique song rows: a listener's songs, or one song), scored
-        with the sum of their similarities there (``pmrs.neighbours``'s ``played @ S``, summed
+        with the sum of their similarities there (``pmrs.collaborative.neighbours``'s ``played @ S``, summed
         in float64 in the rows' order), best first; ties: the lower row first.
 
         A listener with many songs gathers many entries: above ``DENSE_SUMS`` entries per song
@@ -731,7 +731,7 @@ class Bundle:
         """``(k,)`` float32 factors of a user who played ``song_rows`` (``counts`` times each; ``None``:
         once): one exact ALS half-step against the fixed song factors, with the manifest's alpha,
         eps and regularization (implicit's ``recalculate_user``). For songs with WMF factors this
-        equals (to float tolerance) ``pmrs.wmf.fold_in`` on a one-row count matrix; ``Y^T Y`` is
+        equals (to float tolerance) ``pmrs.collaborative.wmf.fold_in`` on a one-row count matrix; ``Y^T Y`` is
         computed once per bundle.
 
         A song nobody has played has no WMF factors; when another source in the WMF space has a
@@ -780,7 +780,7 @@ class Bundle:
         if not len(y) and not len(cold):
             return np.zeros(k, dtype=np.float32)
         cfg = self._wmf
-        c_y = 1.0 + cfg.alpha * np.log1p(cy / cfg.eps)       # confidences, as pmrs.wmf.confidence
+        c_y = 1.0 + cfg.alpha * np.log1p(cy / cfg.eps)       # confidences, as pmrs.collaborative.wmf.confidence
         c_c = 1.0 + cfg.alpha * np.log1p(cc / cfg.eps)
         a = (self._yty() + cfg.regularization * np.eye(k) + (y.T * (c_y - 1.0)) @ y
              + (cold.T * c_c) @ cold)

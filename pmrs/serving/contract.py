@@ -16,7 +16,7 @@ Layout of a work directory's bundles::
 manifest's order. A source's *kind* says what it holds: ``"vectors"`` (every source of formats 1
 and 2) is a set of song vectors with a FAISS index over them; ``"neighbours"`` is a sparse top-K
 song-to-song similarity matrix ``S`` in CSR form over the bundle's song rows (the neighbourhood
-model, ``pmrs.neighbours``): a listener's scores are the sum of the rows of their songs, a song's
+model, ``pmrs.collaborative.neighbours``): a listener's scores are the sum of the rows of their songs, a song's
 neighbours its row, and only songs with plays have a row. A vector source's
 ``space`` says how a user is turned into a query for it: ``"wmf"`` sources live in the WMF
 latent space and are queried with the user's factors (the collaborative source, and the acoustic

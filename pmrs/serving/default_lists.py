@@ -23,11 +23,12 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 from tqdm import tqdm
 
+from ..blend import candidate_count
 from ..processes import exit_with_parent
 from .bundle import Bundle
 from .contract import VECTORS
-from .recommend import (MIXED, candidate_count, check_shares, check_unit, known_user_query, recommend,
-                        resolve_k, similar_songs, source_queries)
+from .recommend import (MIXED, check_k, check_shares, check_unit, known_user_query, recommend, similar_songs,
+                        source_queries)
 
 #: Users or songs per batched search (and per task of a worker process).
 CHUNK = 4096
@@ -145,7 +146,7 @@ def compute_default_lists(bundle: Bundle | str | os.PathLike, kind: str = "recom
     """
     if kind not in _KINDS:
         raise ValueError(f"kind must be one of {', '.join(_KINDS)}, got {kind!r}")
-    k = resolve_k(k)
+    k = check_k(k)
     diversity = check_unit("diversity", diversity)
     with contextlib.ExitStack() as stack:
         if not isinstance(bundle, Bundle):

@@ -30,20 +30,20 @@ user or song, or a song without the vector a mode needs); the server maps them t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
+from .. import blend
+from ..blend import candidate_count
 from ..text import quote_prefix
-from .contract import (ACOUSTIC, COLLABORATIVE, DEFAULT_K, MAX_K, MAX_SEEDS, NEIGHBOURS, SPARSE_NEIGHBOURS,
-                       WMF_SPACE, quotas, resolve_shares)
+from .contract import (ACOUSTIC, COLLABORATIVE, MAX_K, MAX_SEEDS, NEIGHBOURS, SPARSE_NEIGHBOURS, WMF_SPACE, quotas,
+                       resolve_shares)
 
 MIXED = "mixed"
 #: SimilarSongs modes besides a single source's name: every source that has the song's vector.
 MODES = (COLLABORATIVE, ACOUSTIC, NEIGHBOURS, MIXED)
 
-MIN_CANDIDATES = 100
-CANDIDATES_PER_ITEM = 4
 WIDEN_FACTOR = 4
 
 
@@ -127,13 +127,12 @@ class Filters:
 NO_FILTERS = Filters()
 
 
-def resolve_k(k: int) -> int:
-    """The number of songs to return: ``k`` in 1..1000, 0 means 10."""
+def check_k(k: int) -> int:
+    """``k`` as the number of songs to return, 1 to ``MAX_K``, else :class:`InvalidArgument`
+    (a request's "unset" k is resolved by :class:`pmrs.Recommender` to its default first)."""
     k = int(k)
-    if k == 0:
-        return DEFAULT_K
     if not 1 <= k <= MAX_K:
-        raise InvalidArgument(f"k must be between 1 and {MAX_K} (0 means {DEFAULT_K}), got {k}")
+        raise InvalidArgument(f"k must be between 1 and {MAX_K}, got {k}")
     return k
 
 
@@ -255,12 +254,13 @@ def recommend(bundle, query: Query, k: int, shares: Mapping[str, float] | None =
     re-ranking; ``query.exclude_rows`` are never returned. ``before_widening`` is called before
     each repeated, wider search (the server checks the call's deadline there: a rare filter can
     widen to the whole index). ``queries``: :func:`source_queries` of ``query`` when the caller
-    has them already (the default lists compute them for a batch).
+    has them already (the default lists compute them for a batch). ``k`` (1 to ``MAX_K``) and
+    ``diversity`` (in [0, 1]) are checked once, where a request enters: :class:`pmrs.Recommender`
+    (or :func:`recommend_for_vector`); shares already resolved (``contract.Shares``) pass as they are.
     """
-    k = _check_k(k)
     queries = source_queries(bundle, query) if queries is None else queries
-    return _blend(bundle, queries, k, check_shares(bundle, shares),
-                  check_unit("diversity", diversity), query.exclude_rows, filters, before_widening)
+    return _blend(bundle, queries, k, check_shares(bundle, shares), diversity, query.exclude_rows, filters,
+                  before_widening)
 
 
 def recommend_for_vector(bundle, vector: np.ndarray, k: int, shares: Mapping[str, float] | None = None,
@@ -268,7 +268,9 @@ def recommend_for_vector(bundle, vector: np.ndarray, k: int, shares: Mapping[str
                          filters: Filters = NO_FILTERS, *,
                          before_widening: Callable[[], None] | None = None) -> list[Item]:
     """:func:`recommend` for any vector ``(f,)`` in the WMF space (a user's factors, a fold-in, a
-    probe), leaving out ``exclude_rows``; sources outside the WMF space are not searched."""
+    probe), leaving out ``exclude_rows``; sources outside the WMF space are not searched. Checks
+    ``k`` and ``diversity`` (:func:`recommend` does not)."""
+    k, diversity = check_k(k), check_unit("diversity", diversity)
     exclude = np.asarray(exclude_rows, np.int64).reshape(-1)
     query = Query(np.asarray(vector, np.float32).reshape(-1), exclude, False, np.zeros(0, np.int64))
     return recommend(bundle, query, k, shares, diversity, filters, before_widening=before_widening)
@@ -283,9 +285,9 @@ def similar_songs(bundle, song_row: int, k: int, mode: str = MIXED,
     ``mode``: a source's name queries that source with the song's own vector there; ``"mixed"``
     queries every source that has a vector for the song, blended under ``shares`` (a song
     with only some kinds of vector gets those sources' neighbours). Raises :class:`NotFound` when
-    the song lacks the vector the mode needs. ``before_widening``: as in :func:`recommend`.
+    the song lacks the vector the mode needs. ``before_widening``, ``k``, ``diversity``: as in
+    :func:`recommend`.
     """
-    k = _check_k(k)
     if mode != MIXED and not bundle.has_source(mode):
         raise InvalidArgument(f"mode must be {MIXED!r} or one of the bundle's sources "
                               f"({', '.join(bundle.source_names)}), got {mode!r}")
@@ -309,18 +311,13 @@ def similar_songs(bundle, song_row: int, k: int, mode: str = MIXED,
             raise NotFound("the song has no vector in any source, so it has no neighbours")
         raise NotFound(f"{_WHY_MISSING.get(mode, f'the song has no {mode} vector')}; ask for another "
                        f"source or mixed similarity")
-    return _blend(bundle, queries, k, resolved, check_unit("diversity", diversity),
+    return _blend(bundle, queries, k, resolved, diversity,
                   np.asarray([int(song_row)], np.int64), filters, before_widening)
 
 
 _WHY_MISSING = {COLLABORATIVE: "the song has no plays, hence no collaborative vector",
                 ACOUSTIC: "the song has no audio, hence no acoustic vector",
                 NEIGHBOURS: "the song has no plays shared with another song, hence no neighbours"}
-
-
-def candidate_count(k: int) -> int:
-    """Candidates first fetched from each source for a list of ``k``: ``max(4k, 100)``."""
-    return max(CANDIDATES_PER_ITEM * k, MIN_CANDIDATES)
 
 
 def lists_answer(bundle, lists, k: int, shares: Mapping[str, float], diversity: float) -> bool:
@@ -346,13 +343,6 @@ def listed_items(lists, row: int) -> list[Item]:
 def _sparse(bundle, name: str) -> bool:
     """Whether source ``name`` is a neighbours source (searched with song rows, not a vector)."""
     return bundle.sources[name].kind == SPARSE_NEIGHBOURS
-
-
-def _check_k(k: int) -> int:
-    k = int(k)
-    if not 1 <= k <= MAX_K:
-        raise InvalidArgument(f"k must be between 1 and {MAX_K}, got {k}")
-    return k
 
 
 def _index_size(bundle, name: str) -> int:
@@ -432,19 +422,12 @@ def _blend(bundle, queries: dict[str, np.ndarray], k: int, shares: Mapping[str, 
 
 def _select(bundle, cands: list["_Candidates"], quota: dict[str, int], k: int,
             diversity: float) -> list[Item]:
-    """Greedy MMR over the candidate entries of both indexes, under each index's quota."""
-    cands = [c for c in cands if c.rows.size]
-    if not cands:
+    """The blend (:func:`pmrs.blend.pick`) of the candidate lists; a song several lists hold is
+    scored with the highest of its scores and marked with each of their sources."""
+    picks = blend.pick([(c.rows, c.scores) for c in cands], [quota[c.name] for c in cands], k, diversity,
+                       embedding=bundle.embedding)
+    if not picks:
         return []
-    left = [quota[c.name] for c in cands]
-    if diversity > 0:
-        rows = np.concatenate([c.rows for c in cands])
-        src = np.concatenate([np.full(c.rows.size, i) for i, c in enumerate(cands)])
-        rel = np.concatenate([_min_max(c.scores) for c in cands])
-        picks = _mmr_picks(bundle, rows, src, rel, left, k, diversity)
-    else:
-        picks = _quota_picks(cands, left, k)
-    # a song several lists hold is scored with the highest of its scores and marked with each
     by_list = [dict(zip(c.rows.tolist(), c.scores.tolist())) for c in cands]
     bits = [bundle.sources[c.name].bit for c in cands]
     lists = list(zip(by_list, bits))
@@ -459,115 +442,3 @@ def _select(bundle, cands: list["_Candidates"], quota: dict[str, int], k: int,
                     best = v
         items.append(Item(r, best, mask))
     return items
-
-
-class _List:
-    """A candidate list without a search behind it (``interleave``)."""
-
-    def __init__(self, rows: np.ndarray, scores: np.ndarray):
-        self.rows, self.scores = rows, scores
-
-
-def interleave(lists: Sequence[tuple[np.ndarray, np.ndarray]], shares: Sequence[float], k: int) -> list[int]:
-    """The song rows the blend returns (``diversity`` 0, nothing excluded) from candidate lists
-    ``(rows, scores)`` of the sources in bundle order (the first primary), each best first with
-    distinct rows, under ``shares``: the quotas and the interleaving by normalised score of a
-    Recommend (``contract.quotas``, ``_quota_picks``). For offline use (the neighbours source's
-    share is chosen on validation with it)."""
-    names = [str(i) for i in range(len(lists))]
-    quota = quotas(names, {n: float(v) for n, v in zip(names, shares)}, k)
-    cands, left = [], []
-    for name, (rows, scores) in zip(names, lists):
-        if len(rows):
-            cands.append(_List(np.asarray(rows, np.int64), np.asarray(scores, np.float32)))
-            left.append(quota[name])
-    return [r for r, _ in _quota_picks(cands, left, k)] if cands else []
-
-
-def _ranked(cands: list["_Candidates"]) -> Iterator[tuple[int, int]]:
-    """Every candidate entry as ``(list index, song row)``, best normalised score first, ties in
-    list order: a lazy merge of the lists (each sorted best first), with ``rel`` as
-    ``_min_max`` computes it. A Recommend reads only the first dozen or so entries."""
-    lists = []
-    for i, c in enumerate(cands):
-        scores = c.scores.tolist()
-        lists.append((i, c.rows.tolist(), scores, scores[-1], scores[0] - scores[-1]))
-    pos = [0] * len(lists)
-    while True:
-        best, best_rel = -1, 0.0
-        for j, (_, rows, scores, lo, span) in enumerate(lists):
-            p = pos[j]
-            if p < len(rows):
-                rel = (scores[p] - lo) / span if span > 0 else 1.0
-                if best < 0 or rel > best_rel:   # strictly better: ties go to the earlier list
-                    best, best_rel = j, rel
-        if best < 0:
-            return
-        i, rows = lists[best][0], lists[best][1]
-        yield i, rows[pos[best]]
-        pos[best] += 1
-
-
-def _quota_picks(cands: list["_Candidates"], left: list[int], k: int) -> list[tuple[int, int]]:
-    """MMR with ``diversity == 0``: the objective is fixed, so the greedy picks are one pass over
-    the entries in descending normalised score (ties: the earlier list first, as ``argmax`` over
-    the concatenated lists), taking an entry when its song is not taken and its list has quota
-    left; when the quotas cannot be met, a second pass fills the rest from whatever is left.
-    Returns ``(song row, list index)`` in pick order."""
-    taken: set[int] = set()
-    picks: list[tuple[int, int]] = []
-    for s, r in _ranked(cands):
-        if r not in taken and left[s] > 0:
-            taken.add(r)
-            left[s] -= 1
-            picks.append((r, s))
-            if len(picks) == k:
-                return picks
-    for s, r in _ranked(cands):  # an index ran out of candidates: the others fill its share
-        if r not in taken:
-            taken.add(r)
-            picks.append((r, s))
-            if len(picks) == k:
-                break
-    return picks
-
-
-def _mmr_picks(bundle, rows: np.ndarray, src: np.ndarray, rel: np.ndarray, left_l: list[int], k: int,
-               diversity: float) -> list[tuple[int, int]]:
-    """Greedy MMR: ``argmax (1 - diversity) * rel - diversity * max cosine to the picks`` under
-    the quotas. Returns ``(song row, list index)`` in pick order."""
-    uniq, inv = np.unique(rows, return_inverse=True)
-    left = np.asarray(left_l, np.int64)
-    n = min(k, uniq.size)
-    taken = np.zeros(uniq.size, bool)
-    picks: list[tuple[int, int]] = []
-    emb = np.asarray(bundle.embedding(uniq), np.float32)
-    base = (1.0 - diversity) * rel
-    max_sim = None
-    for _ in range(n):
-        avail = ~taken[inv]
-        eligible = avail & (left[src] > 0)
-        if not eligible.any():
-            # An index ran out of candidates: the others fill its share.
-            left[:] = n - len(picks)
-            eligible = avail
-        obj = base if max_sim is None else base - diversity * max_sim[inv]
-        j = int(np.argmax(np.where(eligible, obj, -np.inf)))
-        u = int(inv[j])
-        taken[u] = True
-        left[src[j]] -= 1
-        picks.append((int(uniq[u]), int(src[j])))
-        sim = emb @ emb[u]
-        max_sim = sim if max_sim is None else np.maximum(max_sim, sim)
-    return picks
-
-
-def _min_max(scores: np.ndarray) -> np.ndarray:
-    """Scores rescaled to [0, 1] within one candidate list (all 1 when they are all equal)."""
-    s = np.asarray(scores, np.float64)
-    if not s.size:
-        return s
-    lo, hi = s.min(), s.max()
-    if hi - lo <= 0:
-        return np.ones_like(s)
-    return (s - lo) / (hi - lo)

@@ -23,7 +23,7 @@ import scipy.sparse as sp
 from implicit.cpu.als import AlternatingLeastSquares
 from threadpoolctl import threadpool_limits
 
-from .artifacts import load_npy, read_json, save_npy, staged_dir, write_json
+from ..artifacts import load_npy, read_json, save_npy, staged_dir, write_json
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """WMF on Apache Spark: MLlib's ALS (``implicitPrefs=True``) fitted to PMRS's confidence.
 
 ``pmrs train-wmf --engine spark`` trains the same model as the ``implicit`` engine
-(:mod:`pmrs.wmf`) and writes the same ``models/wmf/<run>/`` files, so the CNN, the indexer and the
+(:mod:`pmrs.collaborative.wmf`) and writes the same ``models/wmf/<run>/`` files, so the CNN, the indexer and the
 server cannot tell which engine trained a run. The translation:
 
 - **Confidence.** MLlib's implicit ALS uses ``c = 1 + alpha * r`` and ``p = 1[r > 0]`` for each
@@ -62,7 +62,7 @@ JOB_GROUP = "pmrs-wmf-als"
 _FITS = itertools.count(1)
 #: Rows of the play-count Parquet file per row group (Spark splits its input by row group).
 ROW_GROUP = 1 << 20
-#: The settings of :class:`~pmrs.wmf.WMFConfig` MLlib's ALS has no counterpart for.
+#: The settings of :class:`~pmrs.collaborative.wmf.WMFConfig` MLlib's ALS has no counterpart for.
 NOT_USED = {"use_cg": "MLlib solves every row exactly (Cholesky)",
             "threads": "set by the Spark master (local[N] or the cluster's executors)",
             "calculate_loss": "MLlib's ALS does not report a loss"}

@@ -6,9 +6,9 @@ import logging
 import time
 from pathlib import Path
 
-from .artifacts import new_run_name
-from .config import WMF_ENGINES
-from .interactions import INTERACTIONS_DIR, Interactions
+from ..artifacts import new_run_name
+from ..config import WMF_ENGINES
+from ..interactions import INTERACTIONS_DIR, Interactions
 from .neighbours import NEIGHBOURS_DIR, NeighboursConfig, build_neighbours
 from .neighbours import save_run as save_neighbours_run
 from .wmf import WMF_DIR, WMFConfig, save_run, train_wmf
@@ -22,19 +22,19 @@ def train_wmf_run(workdir: str | Path, cfg: WMFConfig, run: str | None = None,
                   spark_cfg=None, spark=None) -> Path:
     """Train WMF on ``<workdir>/interactions`` and write ``models/wmf/<run>/``.
 
-    ``select`` (a :class:`~pmrs.tuning.SelectConfig`, enabled): first choose the settings not
-    named in ``fixed`` on a validation split of the interactions (:func:`~pmrs.tuning.select_settings`),
+    ``select`` (a :class:`~pmrs.collaborative.selection.SelectConfig`, enabled): first choose the settings not
+    named in ``fixed`` on a validation split of the interactions (:func:`~pmrs.collaborative.selection.select_settings`),
     then fit once on everything; the choice and the search table go into ``config.json`` and
     ``train_log.json`` under ``"selection"``.
 
     ``engine``: ``"implicit"`` (this process) or ``"spark"`` (MLlib's ALS,
-    :mod:`pmrs.wmf_spark`, with ``spark_cfg`` or a running session ``spark``). Selection always
+    :mod:`pmrs.collaborative.spark`, with ``spark_cfg`` or a running session ``spark``). Selection always
     searches with implicit (on a sample of users when the data are large); its settings mean the
     same to both engines, and the Spark fit translates the regularization. Both engines write the
     same files; ``config.json`` and ``train_log.json`` name the engine, and a Spark run records
     what was translated under ``"spark"``.
     """
-    from .tuning import select_settings
+    from .selection import select_settings
 
     if engine not in WMF_ENGINES:
         raise ValueError(f"engine must be one of {', '.join(WMF_ENGINES)}, got {engine!r}")
@@ -53,7 +53,7 @@ def train_wmf_run(workdir: str | Path, cfg: WMFConfig, run: str | None = None,
     t1 = time.perf_counter()
     translated, timings = {}, {}
     if engine == "spark":
-        from .wmf_spark import SPARK_DIR, SparkConfig, train_wmf_spark
+        from .spark import SPARK_DIR, SparkConfig, train_wmf_spark
 
         spark_cfg = spark_cfg or SparkConfig()
         scratch = Path(spark_cfg.scratch_dir) if spark_cfg.scratch_dir else workdir / SPARK_DIR
@@ -76,14 +76,14 @@ def train_wmf_run(workdir: str | Path, cfg: WMFConfig, run: str | None = None,
 
 
 def train_neighbours_run(workdir: str | Path, cfg: NeighboursConfig | None = None, run: str | None = None,
-                         show_progress: bool | None = None, select=None) -> Path:
+                         show_progress: bool | None = None, select=None, metadata_cfg=None) -> Path:
     """Build the neighbourhood model on ``<workdir>/interactions``; write ``models/neighbours/<run>/``.
 
     With ``cfg`` None and ``select`` enabled, its settings are chosen on a validation split
-    (the neighbourhood part of :func:`~pmrs.tuning.select_settings`); otherwise ``cfg`` (default
+    (the neighbourhood part of :func:`~pmrs.collaborative.selection.select_settings`); otherwise ``cfg`` (default
     settings if None) is used as given.
     """
-    from .tuning import select_settings
+    from .selection import select_settings
 
     workdir = Path(workdir)
     inter = Interactions.load(workdir / INTERACTIONS_DIR)
@@ -95,7 +95,7 @@ def train_neighbours_run(workdir: str | Path, cfg: NeighboursConfig | None = Non
     cfg = cfg or NeighboursConfig()
     model = build_neighbours(inter.matrix, cfg, show_progress=show_progress)
     if select is not None and select.enabled:
-        chosen["serving_share"] = _serving_share(workdir, inter.matrix, cfg, select, show_progress)
+        chosen["serving_share"] = _serving_share(workdir, inter, cfg, select, show_progress, metadata_cfg)
     run_dir = workdir / NEIGHBOURS_DIR / (run or new_run_name())
     save_neighbours_run(model, run_dir, inter.song_ids,
                         extra={"users": inter.n_users, "songs": inter.n_songs,
@@ -105,18 +105,28 @@ def train_neighbours_run(workdir: str | Path, cfg: NeighboursConfig | None = Non
     return run_dir
 
 
-def _serving_share(workdir: Path, counts, cfg: NeighboursConfig, select, show_progress) -> dict:
-    """The neighbours source's default share in a bundle, chosen on a validation split
-    (:func:`pmrs.indexing.share.choose_neighbours_share`) with the latest WMF run's settings
-    (the defaults when there is none)."""
-    from .artifacts import list_runs, read_json
-    from .indexing.share import ShareConfig, choose_neighbours_share
+def _serving_share(workdir: Path, inter: Interactions, cfg: NeighboursConfig, select, show_progress,
+                   metadata_cfg=None) -> dict:
+    """The neighbours source's default share in a bundle, and the metadata source's when the work
+    directory has a catalog (``metadata_cfg``: how ``indexer build`` will make its vectors),
+    chosen on a validation split (:func:`pmrs.collaborative.share.choose_neighbours_share`) with
+    the latest WMF run's settings (the defaults when there is none)."""
+    from ..artifacts import list_runs, read_json
+    from ..catalog import CATALOG_FILE
+    from .share import ShareConfig, choose_neighbours_share
 
     runs = list_runs(workdir / WMF_DIR)
     names = set(WMFConfig.__dataclass_fields__)
     wmf_cfg = (WMFConfig(**{k: v for k, v in read_json(runs[-1] / "config.json").items() if k in names})
                if runs else WMFConfig())
+    metadata = None
+    if (workdir / CATALOG_FILE).is_file():
+        from ..metadata import catalog_vectors
+
+        mv = catalog_vectors(workdir / CATALOG_FILE, metadata_cfg)
+        metadata = (mv.song_ids, mv.vectors)
     share_cfg = ShareConfig(seed=select.seed, holdout_fraction=select.holdout_fraction, min_songs=select.min_songs)
-    out = choose_neighbours_share(counts, wmf_cfg, cfg, share_cfg, show_progress=show_progress)
+    out = choose_neighbours_share(inter.matrix, wmf_cfg, cfg, share_cfg, show_progress=show_progress,
+                                  song_ids=inter.song_ids, metadata=metadata)
     out["wmf_run"] = runs[-1].name if runs else None
     return out

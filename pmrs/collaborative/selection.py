@@ -6,9 +6,11 @@ users are test users, so tuning never sees a held-out test song. Each trial trai
 validation split's training part and is scored on its held-out part.
 
 :func:`select_settings` is the same search run automatically by ``pmrs train-wmf`` and
-``pmrs evaluate --holdout`` when settings are not given, within a cost budget (see
-:class:`SelectConfig`); it also chooses the neighbourhood model's settings and the share of WMF in
-a blend of the two.
+``pmrs train-neighbours`` when settings are not given, within a cost budget (see
+:class:`SelectConfig`): WMF's settings or the neighbourhood model's, each on its own. The share
+each source gets in a served list is chosen through the server's blend
+(:mod:`pmrs.collaborative.share`), and ``pmrs evaluate --holdout`` runs these same commands on
+its split.
 """
 
 from __future__ import annotations
@@ -22,14 +24,12 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm import tqdm
 
-from .artifacts import new_run_name, staged_dir, write_json, write_text
-from .evaluation.holdout import HoldoutConfig, make_split
-from .evaluation.metrics import evaluate_scores
-from .blend import blend_scores
-from .evaluation.split import holdout_split, validation_split
-from .interactions import INTERACTIONS_DIR, Interactions
+from ..artifacts import new_run_name, staged_dir, write_json, write_text
+from ..evaluation.metrics import evaluate_scores
+from ..evaluation.split import HoldoutConfig, holdout_split, make_split, validation_split
+from ..interactions import INTERACTIONS_DIR, Interactions
 from .neighbours import NeighboursConfig, build_neighbours
-from .report import markdown_table
+from ..report import markdown_table
 from .wmf import WMFConfig, train_wmf
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,8 @@ def to_toml(section: str, values: dict) -> str:
 @dataclass(frozen=True)
 class SelectConfig:
     """Settings from the data (``[select]`` in a TOML config): how ``pmrs train-wmf`` and
-    ``pmrs evaluate --holdout`` choose what the user did not fix.
+    ``pmrs train-neighbours`` (and ``pmrs evaluate --holdout``, which runs both on its split)
+    choose what the user did not fix.
 
     Cost is counted in units of ``(stored pairs + ROW_UNITS x (users + songs)) x factors x
     iterations``, which ALS's time follows (measured; see ``ROW_UNITS``); a deterministic count, so the same
@@ -184,12 +185,10 @@ class SelectConfig:
     neighbour_alphas: tuple[float, ...] = (0.15, 0.3, 0.5)
     neighbour_localities: tuple[float, ...] = (1.0, 2.0, 3.0)
     neighbour_counts: tuple[int, ...] = (200,)
-    wmf_shares: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("checkpoints", "neighbour_alphas", "neighbour_localities", "neighbour_counts",
-                     "wmf_shares"):
+        for name in ("checkpoints", "neighbour_alphas", "neighbour_localities", "neighbour_counts"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.budget < 0 or self.target_trials < 1 or not self.checkpoints:
             raise ValueError("need budget >= 0, target_trials >= 1 and at least one checkpoint")
@@ -207,16 +206,16 @@ class SelectConfig:
 class Selection:
     """What :func:`select_settings` chose, and the table it chose from."""
 
-    wmf: WMFConfig
-    neighbours: NeighboursConfig
-    wmf_share: float                 # 1: WMF alone, 0: the neighbourhood model alone
+    wmf: WMFConfig                   # the base as given when only the neighbourhood model was searched
+    neighbours: NeighboursConfig | None  # None when only WMF was searched
     fixed: tuple[str, ...]           # WMF settings given by the user (not searched)
     trials: list[dict] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        return {"wmf": asdict(self.wmf), "neighbours": asdict(self.neighbours),
-                "wmf_share": self.wmf_share, "fixed": list(self.fixed), **self.summary,
+        return {"wmf": asdict(self.wmf),
+                "neighbours": asdict(self.neighbours) if self.neighbours is not None else None,
+                "fixed": list(self.fixed), **self.summary,
                 "trials": self.trials}
 
 
@@ -261,15 +260,14 @@ def _shape_nnz(m: sp.csr_matrix) -> tuple[int, int, int]:
 
 def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
                     fixed: frozenset[str] | set[str] = frozenset(), cfg: SelectConfig | None = None,
-                    exclude_users: np.ndarray | None = None,
-                    neighbours: NeighboursConfig | None = None, with_wmf: bool = True) -> Selection:
-    """Choose WMF settings (those not in ``fixed``), the neighbourhood model's and the blend
-    share on a validation split of ``counts`` (users x songs play counts).
+                    exclude_users: np.ndarray | None = None, with_wmf: bool = True) -> Selection:
+    """Choose WMF settings (those not in ``fixed``; ``pmrs train-wmf``) or, with
+    ``with_wmf=False``, the neighbourhood model's (``pmrs train-neighbours``) on a validation split
+    of ``counts`` (users x songs play counts). How the two are mixed in a served list is chosen
+    apart, through the server's blend (:mod:`pmrs.collaborative.share`).
 
-    Validation users are drawn among the users not in ``exclude_users`` (an evaluation's test
-    users); their held-out songs are the only thing scored. ``neighbours``, if given, is used as
-    is (not searched). ``with_wmf=False`` searches the neighbourhood model only (no WMF trial,
-    no blend; share 0). Deterministic for a given input and ``cfg.seed``.
+    Validation users are drawn among the users not in ``exclude_users``; their held-out songs are
+    the only thing scored. Deterministic for a given input and ``cfg.seed``.
     """
     base = base or WMFConfig()
     cfg = cfg or SelectConfig()
@@ -285,14 +283,10 @@ def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
                   if final_fit_cost(full, c.factors, min(iterations)) <= final_cap or not with_wmf]
     if not candidates:  # even the cheapest setting over the cap: the base as given
         candidates = [base]
-    if neighbours is not None:
-        n_candidates = [neighbours]
-    else:
-        n_candidates = [NeighboursConfig(similarity="asymmetric-cosine", alpha=a, locality=q, neighbours=k)
-                        for k in cfg.neighbour_counts for a in cfg.neighbour_alphas
-                        for q in cfg.neighbour_localities]
-        n_candidates += [NeighboursConfig(similarity="bm25", neighbours=k) for k in cfg.neighbour_counts]
-    shares = [w for w in cfg.wmf_shares if 0.0 < w < 1.0] if with_wmf else []
+    n_candidates = [] if with_wmf else (
+        [NeighboursConfig(similarity="asymmetric-cosine", alpha=a, locality=q, neighbours=k)
+         for k in cfg.neighbour_counts for a in cfg.neighbour_alphas for q in cfg.neighbour_localities]
+        + [NeighboursConfig(similarity="bm25", neighbours=k) for k in cfg.neighbour_counts])
 
     # Plan: the share of users to search on, so that the planned fits, neighbour builds and
     # scorings of validation users fit in the budget.
@@ -324,7 +318,7 @@ def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
         kept = pairs / max(share * float(lengths.sum()), 1.0)
         return songs, pairs, share * float(((kept * lengths) ** 2).sum())
 
-    n_evals = (len(candidates) * len(iterations) if with_wmf else 0) + len(n_candidates) + len(shares)
+    n_evals = (len(candidates) * len(iterations) if with_wmf else 0) + len(n_candidates)
     mean_factors = float(np.mean([c.factors for c in candidates]))
 
     def planned(share: float) -> float:
@@ -374,7 +368,7 @@ def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
 
     trials: list[dict] = []
     spent = 0.0
-    best_wmf: tuple[float, WMFConfig, np.ndarray, np.ndarray] | None = None
+    best_wmf: tuple[float, WMFConfig] | None = None
     bar = tqdm(total=len(candidates), desc="select", unit="trial", disable=None, leave=False)
     t_start = time.perf_counter()
     for wcfg in candidates if with_wmf else []:
@@ -387,27 +381,23 @@ def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
         spent += cost
         t0 = time.perf_counter()
         wcfg = replace(wcfg, iterations=max(its))
-        found: list[tuple[float, int, np.ndarray, np.ndarray]] = []
+        found: list[tuple[float, int]] = []
 
         def checkpoint(n: int, model) -> None:
             if n in its:
                 m = score(model.scores)
                 trials.append({"model": "wmf", **{k: getattr(wcfg, k) for k in SEARCHED},
                                "iterations": n, **m})
-                found.append((m[key], n, model.user_factors.copy(), model.song_factors.copy()))
+                found.append((m[key], n))
 
         train_wmf(val.train, wcfg, show_progress=False, after_iteration=checkpoint)
         trials[-1]["seconds"] = round(time.perf_counter() - t0, 3)
-        for value, n, uf, sf in found:
+        for value, n in found:
             if best_wmf is None or np.nan_to_num(value, nan=-1.0) > best_wmf[0]:
-                best_wmf = (np.nan_to_num(value, nan=-1.0), replace(wcfg, iterations=n), uf, sf)
+                best_wmf = (np.nan_to_num(value, nan=-1.0), replace(wcfg, iterations=n))
         bar.update(1)
     bar.close()
-    if with_wmf:
-        _, wmf_best, uf, sf = best_wmf
-        wmf_scores = lambda rows: uf[np.asarray(rows)] @ sf.T  # noqa: E731
-    else:
-        wmf_best = base
+    wmf_best = best_wmf[1] if with_wmf else base
 
     best_nb = None
     for ncfg in n_candidates:
@@ -421,21 +411,8 @@ def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
                        "locality": ncfg.locality, "neighbours": ncfg.neighbours, **m,
                        "seconds": round(time.perf_counter() - t0, 3)})
         if best_nb is None or np.nan_to_num(m[key], nan=-1.0) > best_nb[0]:
-            best_nb = (np.nan_to_num(m[key], nan=-1.0), ncfg, nb, m)
-    _, nb_best, nb_model, nb_metrics = best_nb
-
-    best_share = (0.0, 0.0)
-    if with_wmf:  # shares 0 and 1 rank as the two models alone: their scores are known
-        best_share = max((np.nan_to_num(nb_metrics[key], nan=-1.0), 0.0), (best_wmf[0], 1.0),
-                         key=lambda t: t[0])
-        for w in shares:
-            if spent + eval_cost > budget:
-                break
-            spent += eval_cost
-            m = score(lambda rows, w=w: blend_scores(wmf_scores(rows), nb_model.scores(val.train[np.asarray(rows)]), w))
-            trials.append({"model": "blend", "wmf_share": w, **m})
-            if np.nan_to_num(m[key], nan=-1.0) > best_share[0]:
-                best_share = (np.nan_to_num(m[key], nan=-1.0), w)
+            best_nb = (np.nan_to_num(m[key], nan=-1.0), ncfg)
+    nb_best = best_nb[1] if best_nb is not None else None
     chosen = replace(base, **{k: getattr(wmf_best, k) for k in (*SEARCHED, "iterations") if k not in fixed})
     summary = {"metric": key, "validation_users": int(len(val.test_users)),
                "sampled_users": int(sub.shape[0]), "users": int(n_users),
@@ -445,10 +422,13 @@ def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
                "final_fit_cap_in_plain_fits": round(final_cap / plain, 3),
                "final_fit_in_plain_fits": round(final_fit_cost(full, chosen.factors, chosen.iterations) / plain, 3),
                "seconds": round(time.perf_counter() - t_start, 2)}
-    log.info("selected WMF %s, neighbours %s, WMF share %g on %d validation users (%.2f plain fits)",
-             {k: getattr(chosen, k) for k in (*SEARCHED, "iterations")}, asdict(nb_best), best_share[1],
-             len(val.test_users), spent / plain)
-    return Selection(wmf=chosen, neighbours=nb_best, wmf_share=best_share[1], fixed=tuple(sorted(fixed)),
+    if with_wmf:
+        log.info("selected WMF %s on %d validation users (%.2f plain fits)",
+                 {k: getattr(chosen, k) for k in (*SEARCHED, "iterations")}, len(val.test_users), spent / plain)
+    else:
+        log.info("selected neighbours %s on %d validation users (%.2f plain fits)", asdict(nb_best),
+                 len(val.test_users), spent / plain)
+    return Selection(wmf=chosen, neighbours=nb_best, fixed=tuple(sorted(fixed)),
                      trials=trials, summary=summary)
 
 
@@ -460,9 +440,7 @@ def selection_table(trials: list[dict]) -> str:
         if t["model"] == "wmf":
             s = (f"factors {t['factors']}, reg {t['regularization']}, alpha {t['alpha']}, "
                  f"eps {t['eps']}, {t['iterations']} it")
-        elif t["model"] == "neighbours":
-            s = (f"{t['similarity']}, alpha {t['alpha']}, q {t['locality']}, K {t['neighbours']}")
         else:
-            s = f"WMF share {t['wmf_share']}"
+            s = (f"{t['similarity']}, alpha {t['alpha']}, q {t['locality']}, K {t['neighbours']}")
         rows.append([t["model"], s, t["map@500"], t["recall@50"], t["auc"]])
     return markdown_table(headers, rows)

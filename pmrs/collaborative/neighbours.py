@@ -18,7 +18,7 @@ played (``played @ S``); a song's similar songs are its row.
 A run lives in ``models/neighbours/<run>/``: ``indptr.npy``, ``indices.npy``, ``data.npy`` (the
 CSR arrays of ``S``), ``song_ids.npy`` naming its rows and columns, ``config.json`` (the
 effective settings; with ``serving_share``, the share of a serving blend chosen on validation,
-``pmrs.indexing.share``) and ``train_log.json``.
+``pmrs.collaborative.share``) and ``train_log.json``.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm import tqdm
 
-from .artifacts import load_npy, read_json, save_npy, staged_dir, write_json
+from ..artifacts import load_npy, read_json, save_npy, staged_dir, write_json
 
 log = logging.getLogger(__name__)
 
