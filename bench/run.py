@@ -20,6 +20,8 @@
 - select: ``train-wmf`` with settings chosen from the data against a plain 15-iteration fit, full
   shape (bench/select_bench.py; the neighbourhood build there with ``--kinds``)
 
+Last, docs/BENCHMARKS.md is rendered from every file in bench/results/ (bench/report.py).
+
     python -m bench.run [--only ingest,wmf,extract,cnn,index,serving,select,live,replicas,neighbours,metadata,spark,web,scale]
                         [--users N --songs N] [--iterations N]
 """
@@ -136,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
         from bench.scale_bench import bench_scale
 
         bench_scale(command)
+    from bench.report import write as write_report   # docs/BENCHMARKS.md from every result file
+
+    print(f"wrote {write_report()}", flush=True)
     return 0
 
 

@@ -1,10 +1,11 @@
 """What every PMRS command does around its work: thread settings, logging and exit codes.
 
-``pmrs``, ``indexer``, ``pmrs-server``, ``pmrs-client`` and ``pmrs-loadtest`` all run through
-:func:`run_cli`, so they behave alike: exit 0 on success, 2 for bad arguments or input (a usage
-error, a missing or malformed file, a setting out of range: something the user can fix), 1 for a
-failure while running (a server that cannot be reached, an I/O error), 130 when interrupted; the
-error is one line on standard error, prefixed with the program's name, never a traceback.
+Every command (``pmrs``, ``indexer``, ``pmrs-server``, ``pmrs-client``, ``pmrs-loadtest`` and
+``pmrs-web``) runs through :func:`run_cli`, so they behave alike: exit 0 on success, 2 for bad
+arguments or input (a usage error, a missing or malformed file, a setting out of range: something
+the user can fix), 1 for a failure while running (a server that cannot be reached, an I/O error),
+130 when interrupted; the error is one line on standard error, prefixed with the program's name,
+never a traceback.
 """
 
 from __future__ import annotations

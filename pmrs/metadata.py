@@ -18,8 +18,9 @@ sharing the artist counts half as much as having the same tags, sharing a releas
 The full vector (one column per tag, artist, release, ...) is reduced to ``dimensions`` dense
 float32 components by a truncated SVD (randomised, scikit-learn's ``TruncatedSVD``), and each
 song's vector is L2-normalised, so an inner-product index returns cosine neighbours. A song with
-no metadata at all has the zero vector. docs/ARCHITECTURE.md gives the measurements behind the
-choices (SVD against a random projection, the number of dimensions).
+no metadata at all has the zero vector. Why these choices (SVD against a random projection, the
+number of dimensions): docs/ARCHITECTURE.md, "The metadata source"; the measurements are
+docs/BENCHMARKS.md's ``metadata_*.json``.
 """
 
 from __future__ import annotations

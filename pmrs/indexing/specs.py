@@ -1,6 +1,6 @@
 """FAISS index specs for a source's vectors: the automatic choice, the L2 reduction of inner-product
 search, and the search parameter raised until a target recall@10 against exact search is reached
-(docs/ARCHITECTURE.md, "Serving")."""
+(docs/ARCHITECTURE.md, "Indexes: exact, or IVF over l2-augmented vectors")."""
 
 from __future__ import annotations
 
@@ -36,9 +36,10 @@ def choose_spec(n_vectors: int, spec: str | None, cfg: IndexerConfig) -> str:
 
 
 def needs_l2_augmentation(spec: str, l2_reduction: bool = True) -> bool:
-    """Whether ``spec`` is built as an L2 index over vectors with one extra coordinate (DESIGN.md,
-    "Approximate search with inner products"): always for a graph built for a metric (HNSW, NSG),
-    for any other approximate spec when ``l2_reduction``, never for exact ``Flat``."""
+    """Whether ``spec`` is built as an L2 index over vectors with one extra coordinate: always for a
+    graph built for a metric (HNSW, NSG), for any other approximate spec when ``l2_reduction``,
+    never for exact ``Flat`` (docs/SERVING.md, "Build details"; why: docs/ARCHITECTURE.md,
+    "Indexes: exact, or IVF over l2-augmented vectors")."""
     top = [part.strip().upper() for part in spec.split(",")]
     if top == ["FLAT"]:
         return False

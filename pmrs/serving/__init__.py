@@ -1,3 +1,3 @@
-"""Serving: the bundle reader (``bundle.py``) and the recommendation logic over a bundle
-(``recommend.py``). The gRPC layer that exposes them is the ``server`` package; see
-docs/SERVING.md for the contract."""
+"""Serving: the bundle contract, the bundle reader and the recommendation logic over a bundle.
+The public API over them is :class:`pmrs.Recommender`; the gRPC server (``pmrs-server``) exposes
+that object, not this package. docs/SERVING.md is the contract."""

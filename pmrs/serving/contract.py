@@ -96,8 +96,8 @@ METADATA_COMPONENTS_FILE = "metadata_components.npy"
 
 
 def source_files(name: str) -> dict[str, str]:
-    """The files of source ``name`` in a version-2 bundle: its FAISS index, the song rows of its
-    vectors (ascending int32) and the vectors ``(n, d)`` float32."""
+    """The files of a ``vectors``-kind source ``name`` (formats 2 and 3): its FAISS index, the song
+    rows of its vectors (ascending int32) and the vectors ``(n, d)`` float32."""
     return {"index": f"{name}.faiss", "rows": f"{name}_rows.npy", "vectors": f"{name}_vectors.npy"}
 
 
@@ -277,7 +277,7 @@ def quotas(sources: list[str], shares: Mapping[str, float], k: int) -> dict[str,
 
 
 def upgrade_manifest(manifest: dict) -> dict:
-    """A manifest of any readable format in version 2's shape (a copy); ``ContractError`` for a
+    """A manifest of any readable format in version 3's shape (a copy); ``ContractError`` for a
     format this code does not read."""
     fv = manifest.get("format_version")
     if fv not in READABLE_FORMATS:
