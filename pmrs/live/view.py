@@ -16,18 +16,25 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..serving.bundle import SONG_FIELDS
+from ..serving.view import Forwarding
 
 
-class LiveView:
+class LiveView(Forwarding):
+    """A :class:`~pmrs.serving.view.SongSpace`: the bundle's, with live users and songs."""
+
+    #: The members live writes do not change: the bundle's own (``tests/test_song_space.py``
+    #: holds every other member of ``SongSpace`` to an answer of this class).
+    BUNDLE_OWN = frozenset({"version", "sources", "source_names", "defaults", "genres", "stand_in_sources",
+                            "has_source", "search_each",
+                            "search_songs"})   # (a neighbours source learns no live songs before a rebuild)
+
     def __init__(self, bundle, state):
+        super().__init__(bundle)
         self._b = bundle
         self._state = state
         self._songs = state.songs
         self._users = state.users
         self._user_list = state.user_list
-
-    def __getattr__(self, name):   # everything not overridden is the bundle's
-        return getattr(self._b, name)
 
     # -- users --------------------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from ..catalog import Catalog
 from ..interactions import find, lookup_many
 from ..collaborative.wmf import WMFConfig
 from . import contract as C
+from .foldin import FoldIn
 
 log = logging.getLogger(__name__)
 
@@ -337,7 +338,7 @@ class Bundle:
         self._extras_source: str | None = None     # the source whose rows the two above follow
         self._catalog: Catalog | None = None
         self._song_cache: dict[int, dict] = {}
-        self._gram: np.ndarray | None = None
+        self._fold: FoldIn | None = None
         self._gram_lock = threading.Lock()
         self._wmf = WMFConfig(**{k: v for k, v in manifest["wmf_config"].items()
                                  if k in WMFConfig.__dataclass_fields__})
@@ -719,73 +720,15 @@ class Bundle:
 
     # -- fold-in ------------------------------------------------------------------------------
 
-    def _yty(self) -> np.ndarray:
-        with self._gram_lock:
-            if self._gram is None:
-                y = np.asarray(self._indexes[C.COLLABORATIVE].vectors, dtype=np.float32)
-                self._gram = (y.T @ y).astype(np.float64)  # float32 BLAS, as implicit computes it
-            return self._gram
-
     def fold_in(self, song_rows: Sequence[int] | np.ndarray, counts: Sequence[float] | np.ndarray | None = None,
                 extra: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-        """``(k,)`` float32 factors of a user who played ``song_rows`` (``counts`` times each; ``None``:
-        once): one exact ALS half-step against the fixed song factors, with the manifest's alpha,
-        eps and regularization (implicit's ``recalculate_user``). For songs with WMF factors this
-        equals (to float tolerance) ``pmrs.collaborative.wmf.fold_in`` on a one-row count matrix; ``Y^T Y`` is
-        computed once per bundle.
-
-        A song nobody has played has no WMF factors; when another source in the WMF space has a
-        vector for it (the acoustic source's CNN-predicted factors l'_j, trained to live in the
-        same space), that vector stands in for y_j, as one more column of the solve: it adds
-        c * l' l'^T (it is not in ``Y^T Y``) where a played song adds (c - 1) y y^T.
-        ``extra``: ``(rows, vectors)`` stand-ins for rows the bundle does not hold (songs added
-        live). Rows with no usable vector are ignored; repeated rows count once without ``counts``
-        and add their counts with them; no usable row gives zeros."""
-        rows = np.asarray(song_rows, dtype=np.int64).reshape(-1)
-        if counts is None:
-            rows = np.unique(rows)
-            cnt = np.ones(len(rows))
-        else:
-            cnt = np.asarray(counts, np.float64).reshape(-1)
-            if len(cnt) != len(rows):
-                raise ValueError("counts must be aligned with song_rows")
-            rows, inv = np.unique(rows, return_inverse=True)
-            cnt = np.bincount(inv, weights=cnt, minlength=len(rows))
-        ix = self._indexes[C.COLLABORATIVE]
-        k = ix.vectors.shape[1]
-        pos = ix.position(rows)
-        hit = pos >= 0
-        y = np.asarray(ix.vectors[pos[hit]], dtype=np.float64).reshape(-1, k)
-        cy = cnt[hit]
-        cold_rows, cold_cnt = rows[~hit], cnt[~hit]
-        colds, ccs = [], []
-        for name in self.stand_in_sources:
-            if not len(cold_rows):
-                break
-            sx = self._indexes[name]
-            spos = sx.position(cold_rows)
-            have = spos >= 0
-            colds.append(np.asarray(sx.vectors[spos[have]], dtype=np.float64).reshape(-1, k))
-            ccs.append(cold_cnt[have])
-            cold_rows, cold_cnt = cold_rows[~have], cold_cnt[~have]
-        if extra is not None and len(cold_rows):
-            xrows, xvec = extra
-            xpos = np.searchsorted(xrows, cold_rows)
-            xpos = np.minimum(xpos, max(len(xrows) - 1, 0))
-            have = (np.asarray(xrows)[xpos] == cold_rows) if len(xrows) else np.zeros(len(cold_rows), bool)
-            colds.append(np.asarray(xvec, np.float64)[xpos[have]].reshape(-1, k))
-            ccs.append(cold_cnt[have])
-        cold = np.concatenate(colds) if colds else np.zeros((0, k))
-        cc = np.concatenate(ccs) if ccs else np.zeros(0)
-        if not len(y) and not len(cold):
-            return np.zeros(k, dtype=np.float32)
-        cfg = self._wmf
-        c_y = 1.0 + cfg.alpha * np.log1p(cy / cfg.eps)       # confidences, as pmrs.collaborative.wmf.confidence
-        c_c = 1.0 + cfg.alpha * np.log1p(cc / cfg.eps)
-        a = (self._yty() + cfg.regularization * np.eye(k) + (y.T * (c_y - 1.0)) @ y
-             + (cold.T * c_c) @ cold)
-        b = y.T @ c_y + cold.T @ c_c
-        return np.linalg.solve(a, b).astype(np.float32)
+        """``(k,)`` float32 factors of a listener of ``song_rows`` (``counts`` times each):
+        :class:`pmrs.serving.foldin.FoldIn` over this bundle's WMF-space sources."""
+        with self._gram_lock:
+            if self._fold is None:
+                self._fold = FoldIn(self._wmf, self._indexes[C.COLLABORATIVE],
+                                    [self._indexes[n] for n in self.stand_in_sources])
+        return self._fold(song_rows, counts, extra)
 
     @property
     def stand_in_sources(self) -> list[str]:

@@ -27,6 +27,7 @@ from ..blend import candidate_count
 from ..processes import exit_with_parent
 from .bundle import Bundle
 from .contract import VECTORS
+from .view import MEMBERS, Forwarding
 from .recommend import (MIXED, check_k, check_shares, check_unit, known_user_query, recommend, similar_songs,
                         source_queries)
 
@@ -34,16 +35,17 @@ from .recommend import (MIXED, check_k, check_shares, check_unit, known_user_que
 CHUNK = 4096
 
 
-class _Prefetched:
+class _Prefetched(Forwarding):
     """A bundle whose next ``search`` of each index returns a result computed beforehand (one
     row of a batched search); any other search, such as a widened one, goes to the bundle."""
 
+    #: Every member but ``search`` is the bundle's (``tests/test_song_space.py``).
+    BUNDLE_OWN = frozenset(MEMBERS) - {"search"}
+
     def __init__(self, bundle: Bundle):
+        super().__init__(bundle)
         self._bundle = bundle
         self.next: dict[str, tuple[int, tuple[np.ndarray, np.ndarray]]] = {}
-
-    def __getattr__(self, name):
-        return getattr(self._bundle, name)
 
     def search(self, name: str, queries: np.ndarray, top: int):
         hit = self.next.pop(name, None)

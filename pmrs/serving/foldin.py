@@ -1,0 +1,101 @@
+"""Fold-in: the WMF vector of a listener the model was not trained on, from the songs they played.
+
+One exact ALS half-step against fixed song factors (implicit's ``recalculate_user``), with the
+run's alpha, eps and regularization. A song nobody has played has no WMF factors; when another
+source in the WMF space has a vector for it (the acoustic source's CNN-predicted factors l'_j,
+trained to live in the same space), that vector stands in for y_j, as one more column of the
+solve: it adds ``c * l' l'^T`` (it is not in ``Y^T Y``) where a played song adds
+``(c - 1) y y^T``.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from ..collaborative.wmf import WMFConfig
+
+
+class Vectors(Protocol):
+    """A source's vectors by song row: ``position(rows)`` gives each row's index into ``vectors``
+    (-1 where the source has none)."""
+
+    vectors: np.ndarray
+
+    def position(self, song_rows: np.ndarray) -> np.ndarray: ...
+
+
+class FoldIn:
+    """Folds listeners into the WMF space of ``primary`` (the collaborative source's song factors),
+    with ``stand_ins`` (other WMF-space sources, in order) for songs ``primary`` lacks. ``Y^T Y``
+    is computed once, on first use. Thread-safe."""
+
+    def __init__(self, cfg: WMFConfig, primary: Vectors, stand_ins: Sequence[Vectors] = ()):
+        self.cfg = cfg
+        self.primary = primary
+        self.stand_ins = list(stand_ins)
+        self._gram: np.ndarray | None = None
+        self._lock = threading.Lock()
+
+    def gram(self) -> np.ndarray:
+        """``Y^T Y`` ``(k, k)`` float64 of the primary song factors."""
+        with self._lock:
+            if self._gram is None:
+                y = np.asarray(self.primary.vectors, dtype=np.float32)
+                self._gram = (y.T @ y).astype(np.float64)  # float32 BLAS, as implicit computes it
+            return self._gram
+
+    def __call__(self, song_rows: Sequence[int] | np.ndarray, counts: Sequence[float] | np.ndarray | None = None,
+                 extra: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+        """``(k,)`` float32 factors of a user who played ``song_rows`` (``counts`` times each;
+        ``None``: once). For songs with WMF factors this equals (to float tolerance)
+        ``pmrs.collaborative.wmf.fold_in`` on a one-row count matrix. ``extra``: ``(rows,
+        vectors)`` stand-ins for rows no source holds (songs added live). Rows with no usable
+        vector are ignored; repeated rows count once without ``counts`` and add their counts with
+        them; no usable row gives zeros."""
+        rows = np.asarray(song_rows, dtype=np.int64).reshape(-1)
+        if counts is None:
+            rows = np.unique(rows)
+            cnt = np.ones(len(rows))
+        else:
+            cnt = np.asarray(counts, np.float64).reshape(-1)
+            if len(cnt) != len(rows):
+                raise ValueError("counts must be aligned with song_rows")
+            rows, inv = np.unique(rows, return_inverse=True)
+            cnt = np.bincount(inv, weights=cnt, minlength=len(rows))
+        ix = self.primary
+        k = ix.vectors.shape[1]
+        pos = ix.position(rows)
+        hit = pos >= 0
+        y = np.asarray(ix.vectors[pos[hit]], dtype=np.float64).reshape(-1, k)
+        cy = cnt[hit]
+        cold_rows, cold_cnt = rows[~hit], cnt[~hit]
+        colds, ccs = [], []
+        for sx in self.stand_ins:
+            if not len(cold_rows):
+                break
+            spos = sx.position(cold_rows)
+            have = spos >= 0
+            colds.append(np.asarray(sx.vectors[spos[have]], dtype=np.float64).reshape(-1, k))
+            ccs.append(cold_cnt[have])
+            cold_rows, cold_cnt = cold_rows[~have], cold_cnt[~have]
+        if extra is not None and len(cold_rows):
+            xrows, xvec = extra
+            xpos = np.searchsorted(xrows, cold_rows)
+            xpos = np.minimum(xpos, max(len(xrows) - 1, 0))
+            have = (np.asarray(xrows)[xpos] == cold_rows) if len(xrows) else np.zeros(len(cold_rows), bool)
+            colds.append(np.asarray(xvec, np.float64)[xpos[have]].reshape(-1, k))
+            ccs.append(cold_cnt[have])
+        cold = np.concatenate(colds) if colds else np.zeros((0, k))
+        cc = np.concatenate(ccs) if ccs else np.zeros(0)
+        if not len(y) and not len(cold):
+            return np.zeros(k, dtype=np.float32)
+        cfg = self.cfg
+        c_y = 1.0 + cfg.alpha * np.log1p(cy / cfg.eps)       # confidences, as pmrs.collaborative.wmf.confidence
+        c_c = 1.0 + cfg.alpha * np.log1p(cc / cfg.eps)
+        a = (self.gram() + cfg.regularization * np.eye(k) + (y.T * (c_y - 1.0)) @ y
+             + (cold.T * c_c) @ cold)
+        b = y.T @ c_y + cold.T @ c_c
+        return np.linalg.solve(a, b).astype(np.float32)
