@@ -19,6 +19,14 @@ from .artifacts import load_npy, save_npy
 
 SONG_IDS_FILE = "song_ids.npy"
 INTERACTIONS_DIR = "interactions"
+#: Largest stored play count of a (user, song) pair (int32 storage). Wherever counts are added
+#: (duplicate lines, logged live plays) they are summed in int64 and capped here: a sum never wraps.
+MAX_COUNT = 2**31 - 1
+
+
+def capped_counts(values) -> np.ndarray:
+    """Play counts summed in a wider type, as stored: int32, capped at :data:`MAX_COUNT`."""
+    return np.minimum(np.asarray(values, np.int64), MAX_COUNT).astype(np.int32)
 
 
 @dataclass

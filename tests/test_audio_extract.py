@@ -323,3 +323,42 @@ def test_kill_9_of_extract_leaves_no_worker_behind(tmp_path):
             proc.kill()
             proc.wait()
         proc.stderr.close()
+
+
+def test_every_folder_is_kept_with_its_report_and_found_from_anywhere(messy, tmp_path, monkeypatch):
+    # extract from the data folder's parent with a relative path, then from another folder
+    from pmrs.audio.extract import audio_folders
+    from pmrs.web.data import WorkdirData
+
+    monkeypatch.chdir(messy)
+    work = Path("work")
+    first = extract("data", work, ExtractConfig(workers=1), FeatureConfig(), show_progress=False)
+    other = tmp_path / "more"
+    other.mkdir()
+    sf.write(other / "SOMORE00000000001.wav", clip(11), SR, subtype="PCM_16")
+    second = extract(other, work, ExtractConfig(workers=1), FeatureConfig(), show_progress=False)
+    audio = (messy / "data" / "audio").resolve()
+    assert Path(first["audio_dir"]) == audio and Path(second["audio_dir"]) == other.resolve()
+    # the first folder's report survives the second run, skipped clips included
+    folders = json.loads((work / "features_report.json").read_text())["folders"]
+    assert set(folders) == {str(audio), str(other.resolve())}
+    assert {s["file"]: s["reason"] for s in folders[str(audio)]["skipped"]} == EXPECTED_SKIPS
+    assert folders[str(other.resolve())]["counts"]["extracted"] == 1
+    # read from another directory, the recorded folders mean the same
+    monkeypatch.chdir(tmp_path.parent)
+    assert audio_folders(messy / "work") == [audio, other.resolve()]
+    web = WorkdirData(messy / "work")
+    try:
+        assert web.clip(song(0))[0] == audio / f"{song(0)}.wav"
+        assert web.clip("SOMORE00000000001")[0] == other.resolve() / "SOMORE00000000001.wav"
+    finally:
+        web.close()
+
+
+def test_a_relative_folder_an_older_report_recorded_is_taken_from_the_workdir_parent(tmp_path):
+    from pmrs.audio.extract import audio_folders
+
+    (tmp_path / "data" / "audio").mkdir(parents=True)
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "features_report.json").write_text(json.dumps({"audio_dir": "data/audio"}))
+    assert audio_folders(tmp_path / "work") == [(tmp_path / "data" / "audio").resolve()]

@@ -26,6 +26,7 @@ is extracted from what decodes and listed under ``partial`` in the report.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import re
@@ -86,6 +87,29 @@ class ExtractConfig:
 
 
 # ------------------------------------------------------------------------------ finding clips
+
+
+def audio_folders(workdir: str | os.PathLike, with_reports: bool = False):
+    """The audio folders ``pmrs extract`` has read into ``<workdir>``'s store, as absolute paths
+    (from ``features_report.json``; a relative path an older PMRS recorded is taken from the work
+    directory's parent, where ``make demo`` ran); with ``with_reports``, ``{path: its last
+    report}``."""
+    workdir = Path(workdir)
+    try:
+        report = json.loads((workdir / REPORT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {} if with_reports else []
+    found = dict(report.get("folders") or {})
+    if not found and report.get("audio_dir"):
+        found[report["audio_dir"]] = {k: report.get(k) for k in ("counts", "skipped", "partial")}
+    out = {}
+    for path, rep in found.items():
+        p = Path(path)
+        if not p.is_absolute():
+            p = (workdir.resolve().parent / p) if not p.is_dir() else p.resolve()
+        out[str(p)] = rep
+    return out if with_reports else [Path(p) for p in out]
+
 
 
 def resolve_audio_dir(path: str | os.PathLike) -> Path:
@@ -310,11 +334,14 @@ def extract(audio_dir: str | os.PathLike, workdir: str | os.PathLike,
         ``{decode, resample, features, write}``, ``worker_seconds`` totals,
         ``worker_cpu_seconds_per_clip``, ``worker_utilisation``, ``seek``: extracted files by how the part before their kept middle
         was skipped (:data:`~pmrs.audio.decode.SEEK_MODES`) and ``decoded_to_skip_by_format``: the
-        source formats that could not seek), ``feature_config`` and ``extract_config``.
+        source formats that could not seek), ``feature_config`` and ``extract_config``: this
+        run's; and ``folders``: every audio folder extracted into this store so far (absolute
+        paths) with its last run's ``counts``, ``skipped`` and ``partial`` (a run over another
+        folder, such as ``pmrs extract --live``, keeps the others' reports).
     """
     t_start = time.perf_counter()
     workdir = Path(workdir)
-    audio_dir = resolve_audio_dir(audio_dir)
+    audio_dir = resolve_audio_dir(audio_dir).resolve()   # recorded: it must mean the same from anywhere
     rels = find_clips(audio_dir, cfg.extensions)
     log.info("found %d audio files under %s", len(rels), audio_dir)
 
@@ -426,6 +453,9 @@ def extract(audio_dir: str | os.PathLike, workdir: str | os.PathLike,
         "feature_config": dataclasses.asdict(feature_cfg),
         "extract_config": dict(dataclasses.asdict(cfg), extensions=list(cfg.extensions)),
     }
+    folders = {**audio_folders(workdir, with_reports=True),
+               str(audio_dir): {k: report[k] for k in ("counts", "skipped", "partial")}}
+    report["folders"] = dict(sorted(folders.items()))
     write_json(workdir / REPORT_FILE, report)
     if unseekable:
         log.warning("%d files could not seek to their middle %g s and were decoded from the start "

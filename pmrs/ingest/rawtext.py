@@ -4,9 +4,9 @@ Every ingest reader applies the same rules, stated here once:
 
 - A line is at most :data:`MAX_LINE_BYTES` bytes (line end excluded); a longer one is a malformed
   line (``"line too long"``) whose bytes are never held in memory whole.
-- A line must be valid UTF-8 (``"not valid UTF-8"``); ids must be valid UTF-8 text, hold no NUL
-  byte (numpy's fixed-width bytes would drop a trailing one and merge two ids) and be at most
-  :data:`MAX_ID_BYTES` bytes (ids are stored fixed-width: one long id widens every stored id).
+- A line must be valid UTF-8 (``"not valid UTF-8"``); ids follow :mod:`pmrs.ids` (the rule live
+  writes follow too): UTF-8, no NUL, at most :data:`MAX_ID_BYTES` bytes; readers trim whitespace
+  around a field first.
 - Lines end in ``\\n`` or ``\\r\\n``; line numbers count from 1.
 - A UTF-16 or UTF-32 file (byte-order mark, or the NUL pattern of ASCII text in UTF-16) is
   refused with an error naming the file and the encoding.
@@ -25,22 +25,21 @@ from typing import BinaryIO, Iterator
 import numpy as np
 import pyarrow as pa
 
+from ..ids import EMPTY_ID, ID_TOO_LONG, MAX_ID_BYTES, NOT_UTF8, NUL_IN_ID, id_problem
 from .errors import IngestError
+
+__all__ = ["EMPTY_ID", "ID_TOO_LONG", "MAX_ID_BYTES", "MAX_LINE_BYTES", "NOT_UTF8", "NUL_IN_ID", "QUOTE_BYTES",
+           "TOO_LONG", "check_input_file", "id_problem", "iter_lines", "open_stream", "quote", "read_head",
+           "sniff_encoding"]
 
 log = logging.getLogger(__name__)
 
 #: Longest accepted line, in bytes (without its line end). The real files' lines are under 200.
 MAX_LINE_BYTES = 64 * 1024
-#: Longest accepted id, in bytes of UTF-8 (MSD user ids are 40, song and track ids 18).
-MAX_ID_BYTES = 256
 #: Bytes of an offending line or value quoted in reports and messages.
 QUOTE_BYTES = 200
 
 TOO_LONG = "line too long"
-NOT_UTF8 = "not valid UTF-8"
-NUL_IN_ID = "NUL byte in an id"
-ID_TOO_LONG = "id too long"
-EMPTY_ID = "empty id"
 
 _SNIFF_BYTES = 4096
 _BOMS = ((b"\xff\xfe\x00\x00", "UTF-32-LE"), (b"\x00\x00\xfe\xff", "UTF-32-BE"),
@@ -109,21 +108,6 @@ def read_head(path: str | os.PathLike) -> bytes:
         raise IngestError(f"{path}: cannot read: {exc}") from None
     finally:
         stream.close()
-
-
-def id_problem(raw: bytes) -> str | None:
-    """Why ``raw`` (an id, whitespace already trimmed) cannot be an id, or ``None`` when it can."""
-    if not raw:
-        return EMPTY_ID
-    try:
-        raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return NOT_UTF8
-    if b"\x00" in raw:
-        return NUL_IN_ID
-    if len(raw) > MAX_ID_BYTES:
-        return ID_TOO_LONG
-    return None
 
 
 def iter_lines(fh: BinaryIO) -> Iterator[tuple[int, bytes | None]]:

@@ -33,7 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import scipy.sparse as sp
 
-from ..interactions import Interactions
+from ..interactions import MAX_COUNT, Interactions, capped_counts
 from .errors import IngestError
 from .rawtext import (EMPTY_ID, ID_TOO_LONG, MAX_ID_BYTES, MAX_LINE_BYTES, NOT_UTF8, NUL_IN_ID,
                       TOO_LONG, CleanLines, check_input_file, open_stream, quote, read_head,
@@ -41,8 +41,6 @@ from .rawtext import (EMPTY_ID, ID_TOO_LONG, MAX_ID_BYTES, MAX_LINE_BYTES, NOT_U
 
 log = logging.getLogger(__name__)
 
-#: Largest play count accepted (int32 storage); larger values are reported as malformed.
-MAX_COUNT = 2**31 - 1
 _EXAMPLES = 10
 _ABORT_AFTER = 10_000  # field-count errors seen before the "mostly garbage" check may abort the read
 
@@ -253,7 +251,7 @@ def read_triplets(path: str | os.PathLike, cfg: IngestConfig | None = None) -> t
     del coo
     matrix.sum_duplicates()
     report.duplicate_pairs_merged = report.good_lines - matrix.nnz
-    matrix.data = np.minimum(matrix.data, MAX_COUNT).astype(np.int32)
+    matrix.data = capped_counts(matrix.data)
     matrix.indices = matrix.indices.astype(np.int32, copy=False)
     timer("build CSR")
 

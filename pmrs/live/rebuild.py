@@ -22,7 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..artifacts import read_json
-from ..interactions import Interactions
+from ..interactions import Interactions, capped_counts
 from .log import LIVE_DIR, PLAYS, SONG, WriteLog, log_path
 
 log = logging.getLogger(__name__)
@@ -76,10 +76,11 @@ def merge_plays(inter: Interactions, plays: list[tuple[str, str, int]]) -> Inter
     s_map = np.asarray([s_index[s] for s in old_s], np.int64)
     rows = np.concatenate([u_map[m.row], [u_index[u] for u in users]]).astype(np.int64)
     cols = np.concatenate([s_map[m.col], [s_index[s] for s in songs]]).astype(np.int64)
-    vals = np.concatenate([m.data, [p[2] for p in plays]]).astype(inter.matrix.dtype)
-    matrix = sp.csr_matrix((vals, (rows, cols)), shape=(len(all_u), len(all_s)))
-    matrix.sum_duplicates()
+    vals = np.concatenate([np.asarray(m.data, np.int64), np.asarray([p[2] for p in plays], np.int64)])
+    matrix = sp.csr_matrix((vals, (rows, cols)), shape=(len(all_u), len(all_s)), dtype=np.int64)
+    matrix.sum_duplicates()   # in int64: logged plays on one pair must not wrap
     matrix.sort_indices()
+    matrix.data = capped_counts(matrix.data)
     width = lambda ids: max(1, max(len(x.encode()) for x in ids))  # noqa: E731
     return Interactions(matrix=matrix,
                         user_ids=np.asarray([u.encode() for u in all_u], dtype=f"S{width(all_u)}"),

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pmrs.audio.extract import MAPPING_FILE, REPORT_FILE, find_clips, read_mapping
+from pmrs.audio.extract import MAPPING_FILE, audio_folders, find_clips, read_mapping
 from pmrs.catalog import Catalog
 from pmrs.evaluation.holdout import REPORTS_DIR
 from pmrs.artifacts import tmp_path
@@ -403,17 +403,11 @@ class WorkdirData:
     # -- media --------------------------------------------------------------------------------
 
     def media_roots(self) -> list[Path]:
-        """The folders clips are served from: the audio folder ``pmrs extract`` last read (its
-        ``features_report.json``) and ``<workdir>/live/audio``."""
-        roots = []
-        try:
-            report = json.loads((self.workdir / REPORT_FILE).read_text(encoding="utf-8"))
-            if report.get("audio_dir"):
-                roots.append(Path(report["audio_dir"]))
-        except (OSError, ValueError):
-            pass
-        roots.append(self.workdir / LIVE_DIR / LIVE_AUDIO_DIR)
-        return [r for r in roots if r.is_dir()]
+        """The folders clips are served from: every audio folder ``pmrs extract`` read (its
+        ``features_report.json``, :func:`pmrs.audio.extract.audio_folders`) and
+        ``<workdir>/live/audio``."""
+        roots = [*audio_folders(self.workdir), (self.workdir / LIVE_DIR / LIVE_AUDIO_DIR).resolve()]
+        return [r for r in dict.fromkeys(roots) if r.is_dir()]
 
     def _index(self, root: Path, refresh: bool = False) -> dict[str, Path]:
         with self._lock:
