@@ -82,3 +82,66 @@ def test_unknown_format_is_refused_with_a_clear_message(tmp_path):
     (bad / contract.MANIFEST_FILE).write_text(json.dumps(m))
     with pytest.raises(contract.ContractError, match="format version 99.*reads versions 1, 2"):
         Bundle.open(bad)
+
+
+# Versions 2 and 3: bundles written by the indexer of the last commit that wrote each format, and
+# the answers that commit's code gave (tests/fixtures/record_answers.py; sources as names).
+LATER = {"v2": (2, ["collaborative", "acoustic", "metadata"]),
+         "v3": (3, ["collaborative", "acoustic", "metadata", "neighbours"])}
+
+
+def _recorded(recs):
+    return [[s.song_id, round(s.score, 5), list(s.sources)] for s in recs.songs]
+
+
+def _filters(a):
+    return pmrs.Filters(genres=tuple(a["genres"])) if a["genres"] else None
+
+
+def _differences(rec, answers, kind):
+    """Every recorded answer of ``kind`` that today's code gives differently: (request, recorded,
+    got)."""
+    out = []
+    for a in answers[kind]:
+        req = {k: v for k, v in a.items() if k != "songs"}
+        if kind == "recommend":
+            got = _recorded(rec.recommend(a["user_id"], k=a["k"], shares=a["shares"], diversity=a["diversity"],
+                                          include_played=a["include_played"], filters=_filters(a)))
+        elif kind == "seeds":
+            r = rec.recommend(seed_song_ids=a["seeds"])
+            got = _recorded(r) if r.folded_in else "NOT_FOLDED_IN"
+        else:
+            try:
+                got = _recorded(rec.similar_songs(a["song_id"], k=a["k"], mode=a["mode"], shares=a["shares"],
+                                                  diversity=a["diversity"]))
+            except pmrs.NotFound:
+                got = "NOT_FOUND"
+        if got != a["songs"]:
+            out.append((req, a["songs"], got))
+    return out
+
+
+@pytest.fixture(scope="module", params=sorted(LATER))
+def later(request):
+    name = request.param
+    answers = json.loads((FIXTURES / f"bundle_{name}_answers.json").read_text())
+    with pmrs.Recommender.open(FIXTURES / f"bundle_{name}", verify=True) as r:
+        yield name, r, answers
+
+
+def test_later_bundle_opens_with_its_format_and_sources(later):
+    name, rec, answers = later
+    version, sources = LATER[name]
+    info = rec.info()
+    assert info.format_version == version == answers["format_version"]
+    assert [s.name for s in info.sources] == sources == answers["sources"]
+    assert {dl.kind: dl.k for dl in info.default_lists} == {"recommend": 10, "similar": 10}
+
+
+@pytest.mark.parametrize("kind", ["recommend", "similar", "seeds"])
+def test_later_answers_unchanged(later, kind):
+    name, rec, answers = later
+    assert answers[kind]
+    diffs = _differences(rec, answers, kind)
+    assert not diffs, (f"{len(diffs)} of {len(answers[kind])} {kind} answers over bundle_{name} differ; first: "
+                       + "\n".join(f"{req}\n  recorded {want}\n  now      {got}" for req, want, got in diffs[:5]))
