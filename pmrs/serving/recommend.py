@@ -34,6 +34,7 @@ from typing import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from ..errors import InvalidArgument, NotFound, PMRSError
 from ..text import quote_prefix
 from .contract import (ACOUSTIC, COLLABORATIVE, DEFAULT_K, MAX_K, MAX_SEEDS, NEIGHBOURS, SPARSE_NEIGHBOURS,
                        WMF_SPACE, quotas, resolve_shares)
@@ -47,16 +48,8 @@ CANDIDATES_PER_ITEM = 4
 WIDEN_FACTOR = 4
 
 
-class ServingError(Exception):
-    """A request the bundle cannot answer; the message is meant for the caller."""
-
-
-class InvalidArgument(ServingError, ValueError):
-    """A setting or filter out of range, or a request that names neither a user nor seeds."""
-
-
-class NotFound(ServingError, LookupError):
-    """An unknown user or song, or a song without the vector the request needs."""
+#: The old name of the errors' root (:class:`pmrs.PMRSError`), kept for imports.
+ServingError = PMRSError
 
 
 @dataclass(frozen=True)
