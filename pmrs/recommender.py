@@ -17,149 +17,25 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
 from typing import Callable, ContextManager, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from .live.log import Appended, LogUnavailable, WriteLog
-from .live.state import AlreadyExists, Encoder, LiveState
+from .errors import AlreadyExists, InvalidArgument, LogUnavailable, NotFound, ReadOnly
+from .live.log import WriteLog
+from .live.state import Encoder, LiveState
+from .results import (AddedSong, Appended, BundleInfo, GenreList, GenreRecommendations, GenreScore, ListInfo,
+                      Recommendations, ScoredSong, Song, SourceInfo)
 from .serving import contract as C
 from .serving.bundle import Bundle
-from .serving.recommend import (MIXED, NO_FILTERS, Filters, InvalidArgument, Item, NotFound, ServingError,
-                                check_shares, check_unit, listed_items, lists_answer, recommend,
-                                check_k, similar_songs, user_query)
+from .serving.recommend import (MIXED, NO_FILTERS, Filters, Item, ServingError, check_k, check_shares, check_unit,
+                                listed_items, lists_answer, recommend, similar_songs, user_query)
 from .text import quote_prefix
 
-__all__ = ["AddedSong", "AlreadyExists", "BundleInfo", "LogUnavailable", "ReadOnly", "CallHooks", "Filters", "GenreList", "GenreRecommendations", "InvalidArgument",
-           "ListInfo", "MIXED", "NotFound", "Recommendations", "Recommender", "ScoredSong", "ServingError",
-           "Song", "SourceInfo"]
-
-
-@dataclass(slots=True)
-class ScoredSong:
-    """A recommended song: catalog fields ("" / 0 when unknown), its score (the inner product of
-    the query with the song's vector in the source that ranked it highest) and the sources whose
-    candidate lists held it, in bundle order."""
-
-    song_id: str
-    title: str
-    artist: str
-    genre: str
-    year: int
-    score: float
-    sources: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class Recommendations:
-    """Songs best first; the bundle that answered; whether the user was folded in from seed songs;
-    whether the answer came from the bundle's precomputed default lists."""
-
-    songs: list[ScoredSong]
-    bundle_version: str
-    folded_in: bool = False
-    precomputed: bool = False
-
-    @property
-    def song_ids(self) -> list[str]:
-        return [s.song_id for s in self.songs]
-
-
-@dataclass(frozen=True)
-class Song:
-    """A song as the bundle knows it: catalog fields, the sources with a vector for it, and the
-    genre head's confidences (highest first; empty without audio or head)."""
-
-    song_id: str
-    title: str
-    artist: str
-    release: str
-    year: int
-    genre: str
-    sources: tuple[str, ...]
-    genre_scores: tuple[tuple[str, float], ...] = ()
-
-    @property
-    def has_plays(self) -> bool:
-        return C.COLLABORATIVE in self.sources
-
-    @property
-    def has_audio(self) -> bool:
-        return C.ACOUSTIC in self.sources
-
-
-@dataclass(frozen=True)
-class AddedSong:
-    """The result of :meth:`Recommender.add_song`: the song as now known, its write's sequence
-    number, and whether the request id had been written before (a retry: nothing new)."""
-
-    song: Song
-    seq: int
-    duplicate: bool = False
-
-
-@dataclass(frozen=True)
-class SourceInfo:
-    """One source of the bundle: its space, whether it covers songs without plays, its index and
-    the recall@10 measured at build time, and its share of a default list."""
-
-    name: str
-    space: str
-    covers_cold: bool
-    spec: str
-    vectors: int
-    dimension: int
-    search_params: dict
-    recall_at_10: float
-    default_share: float
-
-
-@dataclass(frozen=True)
-class ListInfo:
-    """Default lists the bundle holds: requests of ``kind`` with these settings and no filters are
-    answered by lookup."""
-
-    kind: str
-    k: int
-    shares: dict
-    diversity: float
-
-
-@dataclass(frozen=True)
-class BundleInfo:
-    version: str
-    created_at: str
-    format_version: int
-    users: int
-    songs: int
-    songs_with_plays: int
-    songs_with_audio: int
-    sources: list[SourceInfo]
-    source_runs: dict
-    default_lists: list[ListInfo]
-    defaults: C.Defaults
-
-
-@dataclass(frozen=True)
-class GenreList:
-    """The songs recommended under one genre, best first, each with the confidence that it
-    belongs to the genre (``genre_confidences``, aligned with ``songs``), and ``confidence``: how
-    much of the listener's recommendations lean to this genre (the genres' confidences sum to 1)."""
-
-    genre: str
-    confidence: float
-    songs: list[ScoredSong]
-    genre_confidences: list[float]
-
-
-@dataclass(frozen=True)
-class GenreRecommendations:
-    """Recommendations under each genre, the genres in decreasing confidence."""
-
-    genres: list[GenreList]
-    bundle_version: str
-    folded_in: bool = False
+# (the result types and errors are defined in pmrs.results and pmrs.errors; importable from here too)
+__all__ = ["AddedSong", "AlreadyExists", "Appended", "BundleInfo", "CallHooks", "Filters", "GenreList",
+           "GenreRecommendations", "GenreScore", "InvalidArgument", "ListInfo", "LogUnavailable", "MIXED", "NotFound",
+           "ReadOnly", "Recommendations", "Recommender", "ScoredSong", "ServingError", "Song", "SourceInfo"]
 
 
 #: Candidates drawn (per source, before grouping) for the per-genre lists.
@@ -380,7 +256,7 @@ class Recommender:
         scores: tuple = ()
         if probs is not None and len(b.genres) == len(probs):
             order = np.argsort(-np.asarray(probs), kind="stable")
-            scores = tuple((b.genres[i], float(probs[i])) for i in order)
+            scores = tuple(GenreScore(b.genres[i], float(probs[i])) for i in order)
         return Song(song_id=s["song_id"], title=s["title"], artist=s["artist"], release=s["release"],
                     year=int(s["year"] or 0), genre=s["genre"], sources=tuple(b.song_sources(row)),
                     genre_scores=scores)
@@ -406,7 +282,7 @@ class Recommender:
 
     def add_song(self, song_id: str, *, title: str = "", artist: str = "", release: str = "", year: int = 0,
                  genre: str = "", tags: Sequence[str] = (), audio: bytes | None = None,
-                 filename: str = "clip", request_id: str | None = None) -> "AddedSong":
+                 filename: str = "clip", request_id: str | None = None) -> AddedSong:
         """Add a song nobody has heard: catalog fields and, optionally, its audio clip (bytes in
         any container ``pmrs extract`` reads; ``filename`` hints the container). Its vectors come
         from the bundle's models (the CNN from the clip, the metadata model from the fields), so
@@ -450,7 +326,8 @@ class Recommender:
                           songs_with_audio=int(counts.get("songs_with_audio", 0)), sources=sources,
                           source_runs={str(a): str(v) for a, v in (m.get("source_runs") or {}).items()
                                        if v is not None},
-                          default_lists=lists, defaults=self.defaults)
+                          default_lists=lists, defaults=self.defaults, live_seq=self.live_seq,
+                          accepts_writes=self.live is not None)
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -480,10 +357,6 @@ class Recommender:
         return [ScoredSong(s["song_id"], s["title"], s["artist"], s["genre"], int(s["year"] or 0), it.score,
                            names[it.sources])
                 for it, s in zip(items, songs)]
-
-
-class ReadOnly(ServingError):
-    """A write to a recommender that takes none."""
 
 
 def _widening(hooks: CallHooks) -> Callable[[], None] | None:

@@ -23,9 +23,9 @@ from typing import Iterator
 
 import grpc
 
-from pmrs.recommender import (AlreadyExists, CallHooks, Filters, InvalidArgument, LogUnavailable, NotFound, ReadOnly,
-                              Recommendations, Recommender)
+from pmrs.errors import AlreadyExists, InvalidArgument, LogUnavailable, NotFound, ReadOnly
 from pmrs.live.songs import ClipTooLarge
+from pmrs.recommender import CallHooks, Filters, Recommendations, Recommender
 from pmrs.serving.contract import ACOUSTIC, COLLABORATIVE, METADATA, NEIGHBOURS
 from pmrs.serving.recommend import MIXED, check_unit
 from pmrs.v1 import recommender_pb2 as pb
@@ -124,12 +124,10 @@ class _Abort(Exception):
         self.code, self.message = code, message
 
 
-#: The library's errors and their status codes, a subclass before its base (the first match wins;
-#: ``ClipRejected`` is an ``InvalidArgument``).
-_STATUS = ((AlreadyExists, grpc.StatusCode.ALREADY_EXISTS), (ClipTooLarge, grpc.StatusCode.RESOURCE_EXHAUSTED),
-           (ReadOnly, grpc.StatusCode.FAILED_PRECONDITION), (InvalidArgument, grpc.StatusCode.INVALID_ARGUMENT),
-           (NotFound, grpc.StatusCode.NOT_FOUND))
-_KNOWN = tuple(kind for kind, _ in _STATUS)
+#: The library's errors a call answers with the status each names in its ``code`` (``pmrs.errors``;
+#: ``AlreadyExists`` and ``ClipTooLarge`` are ``InvalidArgument``\ s with codes of their own). Any
+#: other exception is a bug: INTERNAL, logged.
+_ANSWERED = (AlreadyExists, ClipTooLarge, ReadOnly, InvalidArgument, NotFound)
 
 
 def _rpc(method):
@@ -144,9 +142,9 @@ def _rpc(method):
         except _Abort as exc:
             code, message = exc.code, exc.message
         except LogUnavailable as exc:
-            code, message = grpc.StatusCode.UNAVAILABLE, f"the write was not recorded: {exc}; retry later"
-        except _KNOWN as exc:
-            code, message = next(c for kind, c in _STATUS if isinstance(exc, kind)), str(exc)
+            code, message = grpc.StatusCode[exc.code], f"the write was not recorded: {exc}; retry later"
+        except _ANSWERED as exc:
+            code, message = grpc.StatusCode[exc.code], str(exc)
         except Exception as exc:
             log.exception("%s failed", method.__name__)
             code, message = grpc.StatusCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}"
@@ -259,7 +257,7 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
                 request.diversity if request.HasField("diversity") else None, _filters(request),
                 request.include_played, hooks=hooks)
             return pb.RecommendResponse(songs=_scored(r.songs), bundle_version=r.bundle_version,
-                                        folded_in=r.folded_in)
+                                        folded_in=r.folded_in, precomputed=r.precomputed)
 
     @_rpc
     def SimilarSongs(self, request: pb.SimilarSongsRequest, context) -> pb.SimilarSongsResponse:
@@ -273,7 +271,8 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
             r = rec.similar_songs(request.song_id, request.k, mode, _shares(request, rec),
                                   request.diversity if request.HasField("diversity") else None,
                                   _filters(request), hooks=hooks)
-            return pb.SimilarSongsResponse(songs=_scored(r.songs), bundle_version=r.bundle_version)
+            return pb.SimilarSongsResponse(songs=_scored(r.songs), bundle_version=r.bundle_version,
+                                           precomputed=r.precomputed)
 
     @_rpc
     def RecommendByGenre(self, request: pb.RecommendByGenreRequest, context) -> pb.RecommendByGenreResponse:
@@ -325,8 +324,10 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
                 default_lists=[pb.DefaultListInfo(kind=d.kind, k=d.k, acoustic_share=d.shares.get(ACOUSTIC, 0.0),
                                                   diversity=d.diversity, shares=d.shares)
                                for d in info.default_lists],
-                format_version=info.format_version, live_sequence=rec.live_seq,
-                accepts_writes=self.accepts_writes and rec.live is not None, server=self.identity)
+                format_version=info.format_version, live_sequence=info.live_seq,
+                accepts_writes=self.accepts_writes and info.accepts_writes, server=self.identity,
+                defaults=pb.Defaults(k=info.defaults.k, shares=info.defaults.shares, diversity=info.defaults.diversity,
+                                     similar_diversity=info.defaults.similar_diversity))
 
     def Ping(self, request: pb.PingRequest, context) -> pb.PingResponse:
         return pb.PingResponse()

@@ -34,6 +34,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from ..errors import AudioError
+
 log = logging.getLogger(__name__)
 
 #: soxr quality preset used for every resampling.
@@ -51,29 +53,6 @@ _SF_ERRORS = (sf.LibsndfileError, RuntimeError)
 _SEEK_PREROLL_S = 0.25
 #: Values of :attr:`DecodedAudio.seek`.
 SEEK_MODES = ("seek", "decode", "head", "none")
-
-
-class AudioError(ValueError):
-    """A file that cannot be used as a clip.
-
-    Attributes
-    ----------
-    reason : str
-        Short machine-readable reason: ``"unreadable"`` (no decoder could open it), ``"empty"``
-        (no audio in it), ``"truncated"`` (it breaks off before any usable audio),
-        ``"non-finite"`` (NaN or infinite samples); the extractor adds ``"too-short"`` and
-        ``"silent"``.
-    detail : str
-        A human-readable explanation.
-    """
-
-    def __init__(self, reason: str, detail: str = ""):
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
-
-    def __reduce__(self):  # picklable across process pools
-        return (type(self), (self.reason, self.detail))
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
-"""The error ``pmrs ingest`` raises for input it cannot use."""
+"""The error ``pmrs ingest`` raises for input it cannot use (defined with the others in
+:mod:`pmrs.errors`)."""
 
 from __future__ import annotations
 
+from ..errors import IngestError
 
-class IngestError(ValueError):
-    """The input cannot produce a usable model or catalog (missing, not a file, empty, in an
-    unsupported encoding, or mostly malformed). The message names the file and says what to fix."""
+__all__ = ["IngestError"]

@@ -28,6 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+from ..errors import LogUnavailable
+from ..results import Appended
+
 LIVE_DIR = "live"
 LOG_FILE = "writes.sqlite"
 #: Seconds a writer waits for another process's write lock before giving up (UNAVAILABLE).
@@ -58,10 +61,6 @@ CREATE TABLE IF NOT EXISTS encoded (
 """
 
 
-class LogUnavailable(RuntimeError):
-    """The log cannot take (or give) writes now: full disk, read-only file, lock timeout."""
-
-
 @dataclass(frozen=True)
 class Write:
     seq: int
@@ -69,15 +68,6 @@ class Write:
     body: dict
     request_id: str | None = None
     written_at: float = 0.0
-
-
-@dataclass(frozen=True)
-class Appended:
-    """The result of an append: the write's sequence number, and whether the request id had been
-    written before (then nothing new was written and ``seq`` is the first write's)."""
-
-    seq: int
-    duplicate: bool = False
 
 
 def log_path(workdir: str | os.PathLike) -> Path:

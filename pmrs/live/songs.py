@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..serving import contract as C
-from ..serving.recommend import InvalidArgument
+from ..errors import InvalidArgument, ResourceExhausted
 from .state import EncodedSong, Encoder, no_encoder
 
 log = logging.getLogger(__name__)
@@ -42,8 +42,10 @@ class ClipRejected(InvalidArgument):
     """A clip that cannot be used: undecodable, silent, too short (the reason says which)."""
 
 
-class ClipTooLarge(ClipRejected):
-    """A clip over :data:`MAX_CLIP_BYTES`."""
+class ClipTooLarge(ClipRejected, ResourceExhausted):
+    """A clip over :data:`MAX_CLIP_BYTES` (gRPC RESOURCE_EXHAUSTED)."""
+
+    code = ResourceExhausted.code
 
 
 _SAFE_SUFFIX = re.compile(r"^\.[A-Za-z0-9]{1,8}$")

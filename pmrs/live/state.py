@@ -25,7 +25,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..serving.recommend import InvalidArgument, NotFound
+from ..errors import AlreadyExists, InvalidArgument, NotFound
 from ..text import quote_prefix
 from .log import PLAYS, SONG, Appended, LogUnavailable, Write, WriteLog
 
@@ -421,10 +421,6 @@ def unpack_encoding(raw: bytes) -> EncodedSong:
         vectors = {k[2:]: z[k] for k in z.files if k.startswith("v_")}
         return EncodedSong(vectors, z["embedding"] if "embedding" in z.files else None,
                            z["genre_probs"] if "genre_probs" in z.files else None)
-
-
-class AlreadyExists(InvalidArgument):
-    """A song id that is already in the catalog (gRPC ALREADY_EXISTS)."""
 
 
 def _check_id(name: str, value: str) -> None:

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Iterator, Mapping
 
 from ..artifacts import list_runs, read_json
+from ..errors import ContractError
 
 log = logging.getLogger(__name__)
 
@@ -135,10 +136,6 @@ DEFAULT_SHARES: Mapping[str, float] = {ACOUSTIC: 0.2}
 DEFAULT_DIVERSITY = 0.0
 #: SimilarSongs re-ranks only when asked, whatever Recommend's default diversity is.
 DEFAULT_SIMILAR_DIVERSITY = 0.0
-
-
-class ContractError(ValueError):
-    """A bundle or a ``CURRENT`` file that breaks the contract; the message says what and where."""
 
 
 def _unit(name: str, value: float) -> float:

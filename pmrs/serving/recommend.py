@@ -36,6 +36,7 @@ import numpy as np
 
 from .. import blend
 from ..blend import candidate_count
+from ..errors import InvalidArgument, NotFound, PMRSError
 from ..text import quote_prefix
 from .contract import (ACOUSTIC, COLLABORATIVE, MAX_K, MAX_SEEDS, NEIGHBOURS, SPARSE_NEIGHBOURS, WMF_SPACE, quotas,
                        resolve_shares)
@@ -47,16 +48,8 @@ MODES = (COLLABORATIVE, ACOUSTIC, NEIGHBOURS, MIXED)
 WIDEN_FACTOR = 4
 
 
-class ServingError(Exception):
-    """A request the bundle cannot answer; the message is meant for the caller."""
-
-
-class InvalidArgument(ServingError, ValueError):
-    """A setting or filter out of range, or a request that names neither a user nor seeds."""
-
-
-class NotFound(ServingError, LookupError):
-    """An unknown user or song, or a song without the vector the request needs."""
+#: The old name of the errors' root (:class:`pmrs.PMRSError`), kept for imports.
+ServingError = PMRSError
 
 
 @dataclass(frozen=True)

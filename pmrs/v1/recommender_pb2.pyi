@@ -93,14 +93,16 @@ class ScoredSong(_message.Message):
     def __init__(self, song_id: _Optional[str] = ..., title: _Optional[str] = ..., artist: _Optional[str] = ..., genre: _Optional[str] = ..., year: _Optional[int] = ..., score: _Optional[float] = ..., source: _Optional[_Union[Source, str]] = ..., sources: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RecommendResponse(_message.Message):
-    __slots__ = ("songs", "bundle_version", "folded_in")
+    __slots__ = ("songs", "bundle_version", "folded_in", "precomputed")
     SONGS_FIELD_NUMBER: _ClassVar[int]
     BUNDLE_VERSION_FIELD_NUMBER: _ClassVar[int]
     FOLDED_IN_FIELD_NUMBER: _ClassVar[int]
+    PRECOMPUTED_FIELD_NUMBER: _ClassVar[int]
     songs: _containers.RepeatedCompositeFieldContainer[ScoredSong]
     bundle_version: str
     folded_in: bool
-    def __init__(self, songs: _Optional[_Iterable[_Union[ScoredSong, _Mapping]]] = ..., bundle_version: _Optional[str] = ..., folded_in: _Optional[bool] = ...) -> None: ...
+    precomputed: bool
+    def __init__(self, songs: _Optional[_Iterable[_Union[ScoredSong, _Mapping]]] = ..., bundle_version: _Optional[str] = ..., folded_in: _Optional[bool] = ..., precomputed: _Optional[bool] = ...) -> None: ...
 
 class SimilarSongsRequest(_message.Message):
     __slots__ = ("song_id", "k", "mode", "acoustic_share", "diversity", "filters", "shares", "source")
@@ -130,12 +132,14 @@ class SimilarSongsRequest(_message.Message):
     def __init__(self, song_id: _Optional[str] = ..., k: _Optional[int] = ..., mode: _Optional[_Union[SimilarityMode, str]] = ..., acoustic_share: _Optional[float] = ..., diversity: _Optional[float] = ..., filters: _Optional[_Union[Filters, _Mapping]] = ..., shares: _Optional[_Mapping[str, float]] = ..., source: _Optional[str] = ...) -> None: ...
 
 class SimilarSongsResponse(_message.Message):
-    __slots__ = ("songs", "bundle_version")
+    __slots__ = ("songs", "bundle_version", "precomputed")
     SONGS_FIELD_NUMBER: _ClassVar[int]
     BUNDLE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PRECOMPUTED_FIELD_NUMBER: _ClassVar[int]
     songs: _containers.RepeatedCompositeFieldContainer[ScoredSong]
     bundle_version: str
-    def __init__(self, songs: _Optional[_Iterable[_Union[ScoredSong, _Mapping]]] = ..., bundle_version: _Optional[str] = ...) -> None: ...
+    precomputed: bool
+    def __init__(self, songs: _Optional[_Iterable[_Union[ScoredSong, _Mapping]]] = ..., bundle_version: _Optional[str] = ..., precomputed: _Optional[bool] = ...) -> None: ...
 
 class RecommendByGenreRequest(_message.Message):
     __slots__ = ("user_id", "seed_song_ids", "k", "genres", "include_played")
@@ -271,8 +275,27 @@ class DefaultListInfo(_message.Message):
     shares: _containers.ScalarMap[str, float]
     def __init__(self, kind: _Optional[str] = ..., k: _Optional[int] = ..., acoustic_share: _Optional[float] = ..., diversity: _Optional[float] = ..., shares: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
+class Defaults(_message.Message):
+    __slots__ = ("k", "shares", "diversity", "similar_diversity")
+    class SharesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    K_FIELD_NUMBER: _ClassVar[int]
+    SHARES_FIELD_NUMBER: _ClassVar[int]
+    DIVERSITY_FIELD_NUMBER: _ClassVar[int]
+    SIMILAR_DIVERSITY_FIELD_NUMBER: _ClassVar[int]
+    k: int
+    shares: _containers.ScalarMap[str, float]
+    diversity: float
+    similar_diversity: float
+    def __init__(self, k: _Optional[int] = ..., shares: _Optional[_Mapping[str, float]] = ..., diversity: _Optional[float] = ..., similar_diversity: _Optional[float] = ...) -> None: ...
+
 class GetBundleInfoResponse(_message.Message):
-    __slots__ = ("live_sequence", "accepts_writes", "server", "version", "created_at", "users", "songs", "songs_with_plays", "songs_with_audio", "indexes", "source_runs", "default_lists", "format_version")
+    __slots__ = ("live_sequence", "accepts_writes", "server", "version", "created_at", "users", "songs", "songs_with_plays", "songs_with_audio", "indexes", "source_runs", "default_lists", "format_version", "defaults")
     class SourceRunsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -293,6 +316,7 @@ class GetBundleInfoResponse(_message.Message):
     SOURCE_RUNS_FIELD_NUMBER: _ClassVar[int]
     DEFAULT_LISTS_FIELD_NUMBER: _ClassVar[int]
     FORMAT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    DEFAULTS_FIELD_NUMBER: _ClassVar[int]
     live_sequence: int
     accepts_writes: bool
     server: str
@@ -306,7 +330,8 @@ class GetBundleInfoResponse(_message.Message):
     source_runs: _containers.ScalarMap[str, str]
     default_lists: _containers.RepeatedCompositeFieldContainer[DefaultListInfo]
     format_version: int
-    def __init__(self, live_sequence: _Optional[int] = ..., accepts_writes: _Optional[bool] = ..., server: _Optional[str] = ..., version: _Optional[str] = ..., created_at: _Optional[str] = ..., users: _Optional[int] = ..., songs: _Optional[int] = ..., songs_with_plays: _Optional[int] = ..., songs_with_audio: _Optional[int] = ..., indexes: _Optional[_Iterable[_Union[IndexInfo, _Mapping]]] = ..., source_runs: _Optional[_Mapping[str, str]] = ..., default_lists: _Optional[_Iterable[_Union[DefaultListInfo, _Mapping]]] = ..., format_version: _Optional[int] = ...) -> None: ...
+    defaults: Defaults
+    def __init__(self, live_sequence: _Optional[int] = ..., accepts_writes: _Optional[bool] = ..., server: _Optional[str] = ..., version: _Optional[str] = ..., created_at: _Optional[str] = ..., users: _Optional[int] = ..., songs: _Optional[int] = ..., songs_with_plays: _Optional[int] = ..., songs_with_audio: _Optional[int] = ..., indexes: _Optional[_Iterable[_Union[IndexInfo, _Mapping]]] = ..., source_runs: _Optional[_Mapping[str, str]] = ..., default_lists: _Optional[_Iterable[_Union[DefaultListInfo, _Mapping]]] = ..., format_version: _Optional[int] = ..., defaults: _Optional[_Union[Defaults, _Mapping]] = ...) -> None: ...
 
 class PingRequest(_message.Message):
     __slots__ = ()
