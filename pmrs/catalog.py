@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -90,28 +91,59 @@ def snapshot_catalog(src: str | os.PathLike, dst: str | os.PathLike) -> None:
                       ((song_id, tags, None) for song_id, tags in cat.items_tags()))
 
 
+class _Shared:
+    """One LMDB environment of a catalog file, shared by every :class:`Catalog` of this process
+    that reads it (LMDB refuses to open one file twice in a process: two readers of one bundle,
+    such as two recommenders or a burst of page loads, must share it)."""
+
+    def __init__(self, path: Path):
+        self.env = lmdb.open(str(path), subdir=False, readonly=True, lock=False, max_dbs=len(_DBS),
+                             readahead=False)
+        self.dbs = [self.env.open_db(n, create=False) for n in _DBS[:3]] + [self._optional_db(n) for n in _DBS[3:]]
+        self.users = 0
+
+    def _optional_db(self, name: bytes):
+        """A named database of a newer catalog; ``None`` in one written before it existed."""
+        with self.env.begin() as txn:
+            if txn.get(name) is None:  # named databases are keys of the unnamed one
+                return None
+        return self.env.open_db(name, create=False)
+
+
+#: Open catalog files by (device, inode): what LMDB itself tells apart.
+_OPEN: dict[tuple[int, int], _Shared] = {}
+_OPEN_LOCK = threading.Lock()
+
+
 class Catalog:
-    """Read-only access to ``catalog.lmdb``."""
+    """Read-only access to ``catalog.lmdb``; thread-safe. Catalogs of one file share one LMDB
+    environment (closed with the last of them)."""
 
     def __init__(self, path: str | os.PathLike):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no catalog at {path}; run `pmrs ingest DATA_DIR` first")
         self.path = path
-        self._env = lmdb.open(str(path), subdir=False, readonly=True, lock=False,
-                              max_dbs=len(_DBS), readahead=False)
-        self._songs, self._tracks, self._meta = (self._env.open_db(n, create=False) for n in _DBS[:3])
-        self._tags, self._similars = (self._optional_db(n) for n in _DBS[3:])
-
-    def _optional_db(self, name: bytes):
-        """A named database of a newer catalog; ``None`` in one written before it existed."""
-        with self._env.begin() as txn:
-            if txn.get(name) is None:  # named databases are keys of the unnamed one
-                return None
-        return self._env.open_db(name, create=False)
+        st = path.stat()
+        self._key = (st.st_dev, st.st_ino)
+        with _OPEN_LOCK:
+            shared = _OPEN.get(self._key)
+            if shared is None:
+                shared = _OPEN[self._key] = _Shared(path)
+            shared.users += 1
+        self._shared = shared
+        self._env = shared.env
+        self._songs, self._tracks, self._meta, self._tags, self._similars = shared.dbs
 
     def close(self) -> None:
-        self._env.close()
+        shared, self._shared = self._shared, None
+        if shared is None:
+            return
+        with _OPEN_LOCK:
+            shared.users -= 1
+            if shared.users == 0:
+                _OPEN.pop(self._key, None)
+                shared.env.close()
 
     def __enter__(self) -> "Catalog":
         return self

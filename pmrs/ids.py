@@ -11,6 +11,8 @@ with ``InvalidArgument``.
 
 from __future__ import annotations
 
+from .errors import InvalidArgument
+
 #: Longest accepted id, in bytes of UTF-8 (MSD user ids are 40, song and track ids 18).
 MAX_ID_BYTES = 256
 
@@ -49,8 +51,6 @@ def id_problem(value: str | bytes) -> str | None:
 
 def check_id(name: str, value) -> str:
     """``value`` when it is an id; else :class:`pmrs.InvalidArgument` naming ``name`` and why."""
-    from .serving.recommend import InvalidArgument
-
     if not isinstance(value, str):
         raise InvalidArgument(f"{name} must be a string, got {type(value).__name__}")
     why = id_problem(value)

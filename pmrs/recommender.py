@@ -277,7 +277,11 @@ class Recommender:
         Raises :class:`NotFound` (an unknown song; nothing is recorded), :class:`InvalidArgument`
         (counts not whole numbers in 1..100,000, too many pairs), :class:`ReadOnly`, or
         ``LogUnavailable`` (the log cannot be written; nothing is recorded)."""
-        pairs = list(plays.items()) if isinstance(plays, Mapping) else [tuple(p) for p in plays]
+        try:
+            pairs = list(plays.items()) if isinstance(plays, Mapping) else [tuple(p) for p in plays]
+        except TypeError:
+            raise InvalidArgument("plays must be {song_id: count} or (song_id, count) pairs, "
+                                  f"got {type(plays).__name__}") from None
         return self._writable().record_plays(user_id, pairs, request_id)
 
     def add_song(self, song_id: str, *, title: str = "", artist: str = "", release: str = "", year: int = 0,
@@ -290,7 +294,7 @@ class Recommender:
         recommended at once. Raises ``AlreadyExists`` (a known id), :class:`InvalidArgument`
         (fields out of range; audio that cannot be decoded, silent, too short or too long)."""
         fields = {"title": title, "artist": artist, "release": release, "year": year, "genre": genre,
-                  "tags": list(tags)}
+                  "tags": tags}
         clip = (filename or "clip", bytes(audio)) if audio is not None else None
         done = self._writable().add_song(song_id, fields, clip, request_id)
         return AddedSong(self.song(song_id), done.seq, done.duplicate)

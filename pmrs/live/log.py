@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from ..errors import LogUnavailable
+from ..errors import AlreadyExists, LogUnavailable
 from ..results import Appended
+from ..text import quote_prefix
 
 LIVE_DIR = "live"
 LOG_FILE = "writes.sqlite"
@@ -52,6 +53,7 @@ CREATE TABLE IF NOT EXISTS clips (
     name TEXT NOT NULL,
     data BLOB NOT NULL
 );
+CREATE INDEX IF NOT EXISTS song_writes ON writes(json_extract(body, '$.song_id')) WHERE kind = 'song';
 CREATE TABLE IF NOT EXISTS encoded (
     seq INTEGER NOT NULL REFERENCES writes(seq),
     bundle TEXT NOT NULL,
@@ -133,7 +135,10 @@ class WriteLog:
     def append(self, kind: str, body: dict, request_id: str | None = None,
                clip: tuple[str, bytes] | None = None) -> Appended:
         """Write one entry durably and return its ``seq``; a ``request_id`` already in the log
-        returns the first write's ``seq`` with ``duplicate=True`` and writes nothing."""
+        returns the first write's ``seq`` with ``duplicate=True`` and writes nothing. A song whose
+        id a logged song write already has raises :class:`~pmrs.errors.AlreadyExists` and writes
+        nothing: the check and the write are one transaction, so of two processes adding one new
+        song id at once, exactly one succeeds."""
         if kind not in KINDS:
             raise ValueError(f"unknown write kind {kind!r}")
         text = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
@@ -146,6 +151,13 @@ class WriteLog:
                     if row is not None:
                         conn.execute("ROLLBACK")
                         return Appended(int(row[0]), duplicate=True)
+                if kind == SONG:
+                    row = conn.execute("SELECT seq FROM writes WHERE kind = 'song' AND "
+                                       "json_extract(body, '$.song_id') = ?", (body["song_id"],)).fetchone()
+                    if row is not None:
+                        conn.execute("ROLLBACK")
+                        raise AlreadyExists(f"song {quote_prefix(body['song_id'])} was added already "
+                                            f"(write {int(row[0])})")
                 cur = conn.execute("INSERT INTO writes(kind, request_id, written_at, body) VALUES (?, ?, ?, ?)",
                                    (kind, request_id or None, time.time(), text))
                 seq = int(cur.lastrowid)

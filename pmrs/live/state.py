@@ -26,6 +26,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from ..errors import AlreadyExists, InvalidArgument, NotFound
+from ..ids import check_id
 from ..text import quote_prefix
 from .log import PLAYS, SONG, Appended, LogUnavailable, Write, WriteLog
 
@@ -35,7 +36,6 @@ log = logging.getLogger(__name__)
 MAX_PLAYS_PER_CALL = 10_000
 MAX_PLAY_COUNT = 100_000
 #: Longest id (user, song or request) a write may carry, characters.
-MAX_ID_CHARS = 256
 #: Catalog text fields of an added song and their longest value, characters.
 SONG_TEXT_FIELDS = ("title", "artist", "release", "genre")
 MAX_FIELD_CHARS = 1024
@@ -180,19 +180,18 @@ class LiveState:
     def check_plays(self, user_id: str, plays: Sequence[tuple[str, float]]) -> list[tuple[int, float]]:
         """``plays`` as (song row, count) pairs; :class:`InvalidArgument` for a bad id or count,
         :class:`NotFound` naming the first unknown song (nothing is applied then)."""
-        _check_id("user_id", user_id)
+        check_id("user_id", user_id)
         if not plays:
             raise InvalidArgument("plays is empty: send at least one (song_id, count) pair")
         if len(plays) > MAX_PLAYS_PER_CALL:
             raise InvalidArgument(f"at most {MAX_PLAYS_PER_CALL} plays per call, got {len(plays)}")
         out = []
-        for song_id, count in plays:
-            _check_id("song_id", song_id)
-            c = float(count)
-            if not (0 < c <= MAX_PLAY_COUNT) or c != int(c):
-                raise InvalidArgument(f"play counts must be whole numbers in 1..{MAX_PLAY_COUNT}; "
-                                      f"song {quote_prefix(song_id)} has {count}")
-            out.append((song_id, c))
+        for pair in plays:
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise InvalidArgument(f"plays are (song_id, count) pairs, got {pair!r:.60}")
+            song_id, count = pair
+            check_id("song_id", song_id)
+            out.append((song_id, float(_play_count(song_id, count))))
         return self._resolve_plays(out)
 
     def _resolve_plays(self, plays) -> list[tuple[int, float]]:
@@ -217,13 +216,13 @@ class LiveState:
         first to get it writes every waiting call in one transaction (one fsync), applies them
         in order and hands each its result."""
         if request_id:
-            _check_id("request_id", request_id)
+            check_id("request_id", request_id)
         try:
             rows = self.check_plays(user_id, plays)
         except NotFound:
             self.catch_up()   # a song another process added, not polled yet?
             rows = self.check_plays(user_id, plays)
-        body = {"user_id": user_id, "plays": [[s, int(c)] for s, c in plays]}
+        body = {"user_id": user_id, "plays": [[s, _play_count(s, c)] for s, c in plays]}
         mine = _Pending(user_id, rows, body, request_id)
         with self._queue_lock:
             self._queue.append(mine)
@@ -301,20 +300,31 @@ class LiveState:
 
     def check_song(self, song_id: str, fields: Mapping) -> dict:
         """The catalog fields of a song to add, checked; ``AlreadyExists`` for a known id."""
-        _check_id("song_id", song_id)
+        check_id("song_id", song_id)
         if self._song_row(song_id) is not None:
             raise AlreadyExists(f"song {quote_prefix(song_id)} is already in the catalog")
         out: dict = {}
         for name in SONG_TEXT_FIELDS:
-            v = str(fields.get(name) or "")
+            v = fields.get(name) or ""
+            if not isinstance(v, str):
+                raise InvalidArgument(f"{name} must be a string, got {type(v).__name__}")
             if len(v) > MAX_FIELD_CHARS:
                 raise InvalidArgument(f"{name} is longer than {MAX_FIELD_CHARS} characters")
+            _utf8(name, v)
             out[name] = v
-        year = int(fields.get("year") or 0)
+        try:
+            year = int(fields.get("year") or 0)
+        except (TypeError, ValueError, OverflowError):
+            raise InvalidArgument(f"year must be a whole number in 0..9999, got {fields.get('year')!r:.40}") from None
         if not 0 <= year <= 9999:
             raise InvalidArgument(f"year must be in 0..9999 (0: unknown), got {year}")
         out["year"] = year
-        tags = [str(t) for t in (fields.get("tags") or ()) if str(t).strip()]
+        raw_tags = fields.get("tags") or ()
+        if isinstance(raw_tags, (str, bytes)) or not isinstance(raw_tags, (list, tuple, set, frozenset)):
+            raise InvalidArgument(f"tags must be a list of strings, got {type(raw_tags).__name__}")
+        if not all(isinstance(t, str) for t in raw_tags):
+            raise InvalidArgument("tags must be a list of strings")
+        tags = [_utf8("tag", t) for t in raw_tags if t.strip()]
         if len(tags) > MAX_TAGS or any(len(t) > MAX_FIELD_CHARS for t in tags):
             raise InvalidArgument(f"at most {MAX_TAGS} tags of at most {MAX_FIELD_CHARS} characters")
         out["tags"] = tags
@@ -325,7 +335,7 @@ class LiveState:
         """Encode the song (decode and predict from ``clip`` when given), log it durably, then
         add it. Nothing is logged when the clip cannot be used (:class:`InvalidArgument`)."""
         if request_id:
-            _check_id("request_id", request_id)
+            check_id("request_id", request_id)
             if self.log is not None:
                 seq = self.log.find(request_id)
                 if seq is not None:   # a retry of a call that was written: not an error
@@ -423,11 +433,30 @@ def unpack_encoding(raw: bytes) -> EncodedSong:
                            z["genre_probs"] if "genre_probs" in z.files else None)
 
 
-def _check_id(name: str, value: str) -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidArgument(f"{name} is required")
-    if len(value) > MAX_ID_CHARS:
-        raise InvalidArgument(f"{name} is longer than {MAX_ID_CHARS} characters")
+def _utf8(name: str, value: str) -> str:
+    """``value`` when it encodes as UTF-8 (no lone surrogates), else :class:`InvalidArgument`."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidArgument(f"{name} is not valid Unicode text (it cannot be encoded as UTF-8)") from None
+    return value
+
+
+def _play_count(song_id: str, value) -> int:
+    """A play count as an int in 1..``MAX_PLAY_COUNT``; :class:`InvalidArgument` otherwise (a
+    string, ``None``, a fraction, a huge or non-finite number)."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if ok:
+        try:
+            c = float(value)
+        except OverflowError:
+            ok = False
+        else:
+            ok = 0 < c <= MAX_PLAY_COUNT and c == int(c)
+    if not ok:
+        raise InvalidArgument(f"play counts must be whole numbers in 1..{MAX_PLAY_COUNT}; "
+                              f"song {quote_prefix(song_id)} has {value!r:.40}")
+    return int(c)
 
 
 __all__ = ["AlreadyExists", "EncodedSong", "LiveState", "LiveUser", "LogUnavailable", "SongTable"]
