@@ -31,8 +31,22 @@ def set_thread_policy() -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
-def setup_logging(quiet: bool = False) -> None:
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
+def setup_logging(quiet: bool = False, log_format: str | None = None) -> None:
+    """Log to standard error: text lines, or one JSON object per line when ``log_format`` (else
+    ``$PMRS_LOG_FORMAT``) is ``"json"`` (:func:`pmrs.telemetry.json_formatter`)."""
+    from .telemetry import LOG_FORMAT_ENV, LOG_FORMATS
+
+    log_format = log_format or os.environ.get(LOG_FORMAT_ENV) or "text"
+    if log_format not in LOG_FORMATS:
+        raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, got {log_format!r}")
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        from .telemetry import json_formatter
+
+        handler.setFormatter(json_formatter())
+    else:
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, handlers=[handler])
     logging.getLogger("faiss").setLevel(logging.WARNING)  # its loader reports every CPU variant tried
 
 
@@ -49,9 +63,9 @@ def run_cli(prog: str, parser: argparse.ArgumentParser, command: Callable[[argpa
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: 2 for a usage error, 0 for --help
         return int(exc.code or 0)
-    setup_logging(bool(getattr(args, "quiet", False)))
     name = " ".join([prog] + ([args.command] if isinstance(getattr(args, "command", None), str) else []))
     try:
+        setup_logging(bool(getattr(args, "quiet", False)), getattr(args, "log_format", None))
         return int(command(args) or 0)
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)

@@ -36,7 +36,10 @@ from pmrs.serving.contract import CURRENT_FILE, ContractError, read_current
 
 from pmrs.live.log import LogUnavailable, WriteLog
 
+from pmrs.telemetry import serve_metrics
+
 from .auth import READ_TOKEN_ENV, WRITE_TOKEN_ENV, Auth
+from .metrics import ServerMetrics
 from .servicer import SERVICE_NAME, BundleHolder, RecommenderServicer
 from .transport import WRITE_WORKERS, LoopThread, WorkerPool, recommender_handler, server_options
 
@@ -67,6 +70,8 @@ class ServerConfig:
     read_token_file: str | None = None    # file holding the read token (else $PMRS_READ_TOKEN; none: open reads)
     live: bool = True                     # apply the work directory's write log (live/writes.sqlite)
     live_poll_seconds: float = 0.05       # how often writes of other processes are looked for
+    metrics_bind: str = "127.0.0.1:0"     # Prometheus metrics (HOST:PORT; port 0: any free port; "": none)
+    metrics_public: bool = False          # allow metrics on an address other than loopback
 
     def __post_init__(self) -> None:
         _split_bind(self.bind)
@@ -243,15 +248,22 @@ class RunningServer:
 
     def __init__(self, server: grpc.aio.Server, loop: LoopThread, pool: WorkerPool,
                  host: str, port: int, holder: BundleHolder, health_servicer, watcher: BundleWatcher,
-                 poller: LivePoller | None = None, write_log=None, write_pool: WorkerPool | None = None):
+                 poller: LivePoller | None = None, write_log=None, write_pool: WorkerPool | None = None,
+                 metrics: ServerMetrics | None = None, endpoint=None):
         self.server, self.loop, self.pool, self.host, self.port = server, loop, pool, host, port
         self.holder, self.health, self.watcher = holder, health_servicer, watcher
         self.poller, self.write_log, self.write_pool = poller, write_log, write_pool
+        self.metrics, self.endpoint = metrics, endpoint
         self._stopped = threading.Event()
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def metrics_url(self) -> str | None:
+        """Where the Prometheus metrics are scraped (``None`` when they are not served)."""
+        return self.endpoint.url if self.endpoint is not None else None
 
     def reload(self) -> None:
         """Check CURRENT now (what SIGHUP does)."""
@@ -276,6 +288,8 @@ class RunningServer:
         self.holder.close()  # (a call still computing keeps its bundle open until it returns)
         if self.write_log is not None:
             self.write_log.close()
+        if self.endpoint is not None:
+            self.endpoint.stop()
         log.info("stopped")
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -337,7 +351,8 @@ def serve(workdir: str | os.PathLike, bind: str = "127.0.0.1:50051", workers: in
           blas_threads: int | None = None, compute_slots: int = 1,
           tls_cert: str | os.PathLike | None = None, tls_key: str | os.PathLike | None = None,
           insecure: bool = False, auth: Auth | None = None, live: bool = True,
-          live_poll_seconds: float = 0.05, tls_client_ca: str | os.PathLike | None = None) -> RunningServer:
+          live_poll_seconds: float = 0.05, tls_client_ca: str | os.PathLike | None = None,
+          metrics_bind: str | None = "127.0.0.1:0", metrics_public: bool = False) -> RunningServer:
     """Start the recommender on ``bind`` over ``<workdir>/bundles/CURRENT`` and return at once.
 
     The bundle CURRENT names (if any) is loaded before the port opens; without one the service
@@ -353,6 +368,8 @@ def serve(workdir: str | os.PathLike, bind: str = "127.0.0.1:50051", workers: in
     (``server.auth``; ``None``: the environment's, else open reads and no writes). ``live``: apply
     and take writes through the work directory's write log (a work directory that cannot hold
     one is served without; writes are then refused), polled every ``live_poll_seconds``.
+    ``metrics_bind``: where the Prometheus metrics (``server.metrics``) are served (``None`` or
+    ``""``: nowhere; off loopback only with ``metrics_public``); ``RunningServer.metrics_url``.
     """
     cfg = ServerConfig(bind=bind, workers=workers, max_message_mb=max_message_mb,
                        default_acoustic_share=default_acoustic_share, default_diversity=default_diversity,
@@ -377,7 +394,9 @@ def serve(workdir: str | os.PathLike, bind: str = "127.0.0.1:50051", workers: in
 
         threadpool_limits(int(blas_threads), user_api="blas")
     holder = BundleHolder()
-    servicer = RecommenderServicer(holder, compute_slots, accepts_writes=auth.accepts_writes)
+    metrics = ServerMetrics()
+    metrics.watch(lambda: _served_state(holder, write_log))
+    servicer = RecommenderServicer(holder, compute_slots, accepts_writes=auth.accepts_writes, metrics=metrics)
     overrides = cfg.default_overrides()
     pool = WorkerPool(workers)
     write_pool = WorkerPool(WRITE_WORKERS, name="pmrs-write")
@@ -385,7 +404,8 @@ def serve(workdir: str | os.PathLike, bind: str = "127.0.0.1:50051", workers: in
 
     async def make_server():
         server = grpc.aio.server(options=server_options(int(max_message_mb) * 1024 * 1024))
-        server.add_generic_rpc_handlers((recommender_handler(servicer, pool, auth=auth, write_pool=write_pool),))
+        server.add_generic_rpc_handlers((recommender_handler(servicer, pool, auth=auth, write_pool=write_pool,
+                                                             metrics=metrics),))
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(
@@ -399,8 +419,9 @@ def serve(workdir: str | os.PathLike, bind: str = "127.0.0.1:50051", workers: in
         for name in ("", SERVICE_NAME):
             await health_servicer.set(name, status)
 
-    server = None
+    server = endpoint = None
     try:
+        endpoint = serve_metrics(metrics.registry, metrics_bind, metrics_public) if metrics_bind else None
         server, health_servicer = loop.run(make_server())
         loop.run(set_status(health_servicer, False))
         try:
@@ -422,6 +443,8 @@ def serve(workdir: str | os.PathLike, bind: str = "127.0.0.1:50051", workers: in
         if poller is not None:
             poller.start()
     except BaseException:
+        if endpoint is not None:
+            endpoint.stop()
         if server is not None:
             loop.run(server.stop(None))
         loop.stop()
@@ -432,12 +455,24 @@ def serve(workdir: str | os.PathLike, bind: str = "127.0.0.1:50051", workers: in
             write_log.close()
         raise
     running = RunningServer(server, loop, pool, host, port, holder, health_servicer, watcher, poller, write_log,
-                            write_pool)
+                            write_pool, metrics, endpoint)
     log.info("listening on %s:%d (%s), serving bundle %s; writes %s, reads %s", host, port,
              "TLS" if credentials is not None else "plaintext", holder.version or "none yet",
              "need the write token" if auth.accepts_writes and write_log is not None else "refused",
              "need a token" if auth.read is not None else "open")
+    if endpoint is not None:
+        log.info("metrics on %s", endpoint.url)
     return running
+
+
+def _served_state(holder: BundleHolder, write_log) -> dict:
+    """What the metrics read of the bundle served (``ServerMetrics.watch``)."""
+    rec = holder.bundle
+    if rec is None:
+        return {}
+    live = getattr(rec, "live", None)
+    return {"version": rec.version, "created_at": rec.bundle.manifest.get("created_at"), "live_seq": rec.live_seq,
+            "log_seq": write_log.last_seq() if write_log is not None and live is not None else None}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -467,6 +502,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="serve the bundle alone: no write log, no writes")
     p.add_argument("--live-poll-seconds", type=float,
                    help="how often writes of other processes are looked for (default 0.05)")
+    p.add_argument("--metrics-bind", help="HOST:PORT of the Prometheus metrics (default 127.0.0.1:0: loopback, "
+                   "any free port, printed at start; '' for none)")
+    p.add_argument("--metrics-public", action="store_true", default=None,
+                   help="allow the metrics on an address other than loopback")
+    p.add_argument("--log-format", choices=("text", "json"), help="log lines as text (default) or JSON objects")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     return p
 
@@ -487,7 +527,8 @@ def _run(args: argparse.Namespace) -> int:
                         insecure=cfg.insecure,
                         auth=Auth.from_config(cfg.write_token_file, cfg.read_token_file),
                         live=cfg.live, live_poll_seconds=cfg.live_poll_seconds,
-                        tls_client_ca=cfg.tls_client_ca)
+                        tls_client_ca=cfg.tls_client_ca, metrics_bind=cfg.metrics_bind,
+                        metrics_public=cfg.metrics_public)
     except OSError as exc:  # a busy port, an address this machine lacks: the settings' to fix
         raise ValueError(str(exc)) from None
     log.info("settings: %s; work directory %s", asdict(cfg), workdir)
@@ -503,6 +544,8 @@ def _run(args: argparse.Namespace) -> int:
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, lambda signum, frame: running.reload())
     print(f"pmrs-server listening on {running.address}", flush=True)
+    if running.metrics_url:
+        print(f"pmrs-server metrics on {running.metrics_url}", flush=True)
     while not stop.wait(1.0):
         pass
     running.stop(cfg.grace_seconds)

@@ -156,10 +156,10 @@ def _rpc(method):
 class _Hooks(CallHooks):
     """A call's deadline and the server's compute slot, for :class:`pmrs.Recommender`."""
 
-    __slots__ = ("context", "gate")
+    __slots__ = ("context", "gate", "metrics")
 
-    def __init__(self, context, gate):
-        self.context, self.gate = context, gate
+    def __init__(self, context, gate, metrics=None):
+        self.context, self.gate, self.metrics = context, gate, metrics
 
     def check(self, stage: str) -> None:
         remaining = self.context.time_remaining()
@@ -176,9 +176,16 @@ class _Hooks(CallHooks):
             yield
             return
         remaining = self.context.time_remaining()
-        # (without a deadline grpc reports a remaining time too large for a lock timeout)
-        got = (gate.acquire() if remaining is None or remaining >= threading.TIMEOUT_MAX
-               else gate.acquire(timeout=max(remaining, 0.0)))
+        queue = self.metrics.queue if self.metrics is not None else None
+        if queue is not None:
+            queue.inc()
+        try:
+            # (without a deadline grpc reports a remaining time too large for a lock timeout)
+            got = (gate.acquire() if remaining is None or remaining >= threading.TIMEOUT_MAX
+                   else gate.acquire(timeout=max(remaining, 0.0)))
+        finally:
+            if queue is not None:
+                queue.dec()
         if not got:
             raise _Abort(grpc.StatusCode.DEADLINE_EXCEEDED,
                          "the deadline passed while the call waited for a compute slot")
@@ -227,8 +234,10 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
     lists takes none.
     """
 
-    def __init__(self, holder: BundleHolder, compute_slots: int = 1, accepts_writes: bool = False):
+    def __init__(self, holder: BundleHolder, compute_slots: int = 1, accepts_writes: bool = False,
+                 metrics=None):
         self.holder = holder
+        self.metrics = metrics   # (server.metrics.ServerMetrics: the compute-slot queue's depth)
         self.accepts_writes = accepts_writes
         self.identity = ""   # "host:port pid N", set once the port is bound
         if compute_slots < 0:
@@ -241,7 +250,7 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
     def _recommender(self, context) -> Iterator[tuple[Recommender, _Hooks]]:
         """The current recommender for one call (UNAVAILABLE while none is loaded) and the call's
         hooks."""
-        hooks = _Hooks(context, self._gate)
+        hooks = _Hooks(context, self._gate, self.metrics)
         hooks.check("before the call started")
         with self.holder.use() as rec:
             if rec is None:

@@ -25,6 +25,7 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from typing import Any, Awaitable, Callable, TypeVar
 
 import grpc
@@ -242,14 +243,49 @@ async def _read_request(requests, context: grpc.aio.ServicerContext, read_second
 
 
 def _handler(name: str, method: Callable, pool: WorkerPool | None, read_seconds: float,
-             loop_first: bool = False, auth=None):
+             loop_first: bool = False, auth=None, metrics=None):
     """An aio handler that reads the request under the guard, then runs the blocking servicer
     ``method`` on the loop (``pool`` None) or in ``pool``, mapping its abort onto the call.
     ``loop_first``: try the call on the loop first, and move it to ``pool`` only when it needs to
     compute (a call answered from the default lists is a lookup: it never leaves the loop).
     ``auth``: a :class:`server.auth.Auth`, checked on the call's headers before its message is
-    read (an unauthorised caller cannot make the server read a 16 MiB clip)."""
+    read (an unauthorised caller cannot make the server read a 16 MiB clip). ``metrics``: a
+    :class:`server.metrics.ServerMetrics` told how every call ended."""
 
+    if metrics is None:
+        return _serve_call(name, method, pool, read_seconds, loop_first, auth)
+    inner = _serve_call(name, method, pool, read_seconds, loop_first, auth)
+
+    async def measured(requests, context: grpc.aio.ServicerContext):
+        t0 = time.perf_counter()
+        metrics.in_flight.inc()
+        code, answer = "UNKNOWN", None
+        try:
+            answer = await inner(requests, context)
+            code = "OK"
+            return answer
+        except BaseException:
+            code = _code_name(context)
+            raise
+        finally:
+            metrics.in_flight.dec()
+            metrics.ended(name, code, time.perf_counter() - t0, getattr(answer, "precomputed", None))
+
+    measured.__name__ = name
+    return measured
+
+
+def _code_name(context) -> str:
+    """The status code a call was aborted with (``UNKNOWN`` when the transport does not say)."""
+    try:
+        code = context.code()
+    except Exception:
+        code = None
+    return code.name if isinstance(code, grpc.StatusCode) else "CANCELLED" if code is None else str(code)
+
+
+def _serve_call(name: str, method: Callable, pool: WorkerPool | None, read_seconds: float,
+                loop_first: bool, auth):
     async def handle(requests, context: grpc.aio.ServicerContext):
         if auth is not None:
             denied = auth.check(name, context.invocation_metadata())
@@ -279,7 +315,7 @@ def _handler(name: str, method: Callable, pool: WorkerPool | None, read_seconds:
 
 
 def recommender_handler(servicer, pool: WorkerPool, read_seconds: float | None = None,
-                        auth=None, write_pool: WorkerPool | None = None) -> grpc.GenericRpcHandler:
+                        auth=None, write_pool: WorkerPool | None = None, metrics=None) -> grpc.GenericRpcHandler:
     """The ``pmrs.v1.Recommender`` service over the blocking ``servicer`` for an aio server: every
     method of the proto's service table, :data:`LOOP_METHODS` on the loop, the others in ``pool``.
 
@@ -296,7 +332,7 @@ def recommender_handler(servicer, pool: WorkerPool, read_seconds: float | None =
             _handler(method.name, getattr(servicer, method.name),
                      None if method.name in LOOP_METHODS
                      else (write_pool or pool) if method.name in WRITE_METHODS else pool, read_seconds,
-                     loop_first=method.name in LOOKUP_FIRST_METHODS, auth=auth),
+                     loop_first=method.name in LOOKUP_FIRST_METHODS, auth=auth, metrics=metrics),
             request_deserializer=safe_deserializer(request_class),
             response_serializer=response_class.SerializeToString)
     return grpc.method_handlers_generic_handler(SERVICE.full_name, handlers)
