@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO_DIR ?= demo-data
 
-.PHONY: install test demo bench proto clean java-check browser
+.PHONY: install test demo bench proto clean java-check browser FORCE
 
 # Java 17 or later: Spark (`pmrs train-wmf --engine spark`, its tests and bench) runs in a JVM.
 JAVA_HELP := Spark needs Java 17 or later (java on PATH, or JAVA_HOME set). Debian/Ubuntu: \
@@ -36,13 +36,23 @@ java-check:
 		echo "error: no Java 17+ found (found: $${major:-none}); the Spark tests need it. $(JAVA_HELP)" >&2; exit 1; fi
 
 # CPU torch first, from the local wheel (a bare `torch` would pull a multi-GB CUDA build),
-# then the project in editable mode with its test extras. Re-runs only when pyproject changes.
-$(STAMP): pyproject.toml
+# then the project in editable mode with its test extras. Strict editable mode: the packages are
+# a link tree (build/__editable__.*) on sys.path, so a folder named like one of them in the
+# current directory (a work directory /data/pmrs, and `cd /data; python -c "import pmrs"`) cannot
+# hide it, as it does under setuptools' default mode (a finder asked only after sys.path). A link
+# tree links files: the install re-runs when pyproject.toml or the set of package files changes.
+$(STAMP): pyproject.toml $(VENV)/.files
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test]' --config-settings editable_mode=strict
 	touch $(STAMP)
+
+# The package files' names, rewritten only when they change (a file added, removed or renamed).
+$(VENV)/.files: FORCE
+	@mkdir -p $(VENV)
+	@find pmrs server clients indexer -type f ! -path '*/__pycache__/*' | LC_ALL=C sort > $@.new
+	@if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
 
 test: install java-check
 	$(BIN)/python -m pytest -q

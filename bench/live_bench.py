@@ -117,7 +117,7 @@ def _visibility(a: _Server, b: _Server, songs: list[str], samples: int) -> dict:
 
 
 def bench_plays(workdir: Path, duration_s: float = 6.0) -> dict:
-    from clients.loadtest import load_ids, run_loadtest
+    from pmrs_clients.loadtest import load_ids, run_loadtest
     from pmrs.serving.contract import current_bundle
 
     bundle = current_bundle(workdir)

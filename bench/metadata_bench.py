@@ -235,7 +235,7 @@ def bench_full(command: str, users: int = FULL_USERS_FOR_METADATA, duration_s: f
           f"recall@10 {vectors['index']['recall_at_10']} in {vectors['index_seconds']} s; "
           f"peak {vectors['peak_rss_mb']} MB", flush=True)
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "indexer.cli", "build", "--workdir", str(work), "--keep", "1",
+    subprocess.run([sys.executable, "-m", "pmrs_indexer.cli", "build", "--workdir", str(work), "--keep", "1",
                     "--no-default-lists", "-q"], check=True, stdout=subprocess.DEVNULL)
     build_s = round(time.perf_counter() - t0, 1)
     from pmrs.serving.contract import current_bundle
@@ -248,7 +248,7 @@ def bench_full(command: str, users: int = FULL_USERS_FOR_METADATA, duration_s: f
                "bundle_sources": {n: {k: s["index"].get(k) for k in ("spec", "search_params", "recall_at_10",
                                                                     "build_seconds", "vectors")}
                                   for n, s in manifest["sources"].items()}}
-    from clients.loadtest import load_ids
+    from pmrs_clients.loadtest import load_ids
 
     results: dict = {}
     with served(work) as (target, proc):

@@ -110,7 +110,7 @@ def bench_share_full(command: str, workdir: Path) -> dict:
 
 def bench_serving(command: str, workdir: Path, duration_s: float = 6.0) -> dict:
     from bench.serving_bench import _rss_mb, load_point, served
-    from clients.loadtest import load_ids
+    from pmrs_clients.loadtest import load_ids
 
     built = run_job("bench.neighbours_bench", "bundle", str(workdir))
     print(f"bundle with neighbours: {built['build_seconds']} s, peak {built['peak_rss_mb']} MB", flush=True)

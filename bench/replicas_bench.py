@@ -22,7 +22,7 @@ CONCURRENCY = 32
 
 
 def bench_replicas(command: str, workdir=None, duration_s: float = 8.0) -> dict:
-    from clients.loadtest import load_ids, run_loadtest
+    from pmrs_clients.loadtest import load_ids, run_loadtest
     from pmrs.serving.contract import current_bundle
 
     workdir = workdir or DATA / f"work-{FULL_USERS}x{FULL_SONGS}"

@@ -42,7 +42,7 @@ def served(workdir: Path, env: dict | None = None) -> Iterator[tuple[str, subpro
     """``pmrs-server`` over ``workdir`` on a free local port, as its own process (``env``: more
     environment, e.g. a write token): yields ``(target, process)`` once it listens; stopped
     (SIGTERM, then killed) on exit."""
-    proc = subprocess.Popen([sys.executable, "-m", "server.main", "--workdir", str(workdir),
+    proc = subprocess.Popen([sys.executable, "-m", "pmrs_server.main", "--workdir", str(workdir),
                              "--bind", "127.0.0.1:0", "-q"], stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE", **(env or {})})
     try:
@@ -63,7 +63,7 @@ def load_point(target: str, name: str, rpc: str, concurrency: int, duration_s: f
     """One point of a load curve: ``rpc`` alone at ``concurrency`` for ``duration_s`` (after a 1 s
     warm-up), k 10 and ``request``'s settings (``run_loadtest``'s keywords); printed, and
     returned as the result entry."""
-    from clients.loadtest import run_loadtest
+    from pmrs_clients.loadtest import run_loadtest
 
     report = run_loadtest(target, concurrency=concurrency, duration_s=duration_s, mix={rpc: 1.0},
                           user_ids=users, song_ids=songs, k=10, warmup_s=1.0, timeout_s=10.0, **request)
@@ -82,8 +82,8 @@ def over_ping(results: dict, names) -> dict:
 
 
 def bench_serving(command: str, workdir: Path | None = None, duration_s: float = 8.0) -> dict:
-    from clients import PMRSClient
-    from clients.loadtest import load_ids
+    import pmrs
+    from pmrs_clients.loadtest import load_ids
     from pmrs.serving.contract import current_bundle
 
     workdir = workdir or DATA / f"work-{FULL_USERS}x{FULL_SONGS}"
@@ -91,8 +91,8 @@ def bench_serving(command: str, workdir: Path | None = None, duration_s: float =
     info_lists = json.loads((bundle / "manifest.json").read_text()).get("default_lists")
     t0 = time.perf_counter()
     with served(workdir) as (target, proc):
-        with PMRSClient(target, timeout_s=30) as client:
-            info = client.bundle_info()
+        with pmrs.connect(target, timeout=30) as client:
+            info = client.info()
             users, songs = load_ids(bundle)
             client.recommend(users[0].decode(), k=10)
         ready_s = time.perf_counter() - t0
@@ -106,7 +106,7 @@ def bench_serving(command: str, workdir: Path | None = None, duration_s: float =
     ratio = over_ping(results, [name for name, _, _ in LOADS[1:]])
     payload = {"bundle": str(bundle), "bundle_version": info.version, "users": info.users, "songs": info.songs,
                "indexes": [{"name": ix.name, "spec": ix.spec, "recall_at_10": ix.recall_at_10,
-                            "search_params": dict(ix.search_params)} for ix in info.indexes],
+                            "search_params": dict(ix.search_params)} for ix in info.sources],
                "acoustic_vectors": "generated (no audio at full shape; see index.json)",
                "startup_to_first_answer_seconds": round(ready_s, 2),
                "server_rss_mb": {"after_start": rss_start, "after_load": rss_end},

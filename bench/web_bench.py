@@ -35,7 +35,7 @@ def _pcts(values: list[float]) -> dict:
 
 
 def _start_server(workdir: Path) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "server.main", "--workdir", str(workdir), "--bind",
+    proc = subprocess.Popen([sys.executable, "-m", "pmrs_server.main", "--workdir", str(workdir), "--bind",
                              "127.0.0.1:0", "-q"], stdout=subprocess.PIPE, text=True)
     line = proc.stdout.readline()
     if "listening on" not in line:
@@ -45,15 +45,15 @@ def _start_server(workdir: Path) -> tuple[subprocess.Popen, str]:
 
 
 def bench_web(command: str, workdir: Path, loads: int = 20) -> dict:
-    from clients.stub import PMRSClient
+    import pmrs
     from pmrs.web.browser import VIEWS, headless, load_ms
     from pmrs.web.data import WorkdirData
     from pmrs.web.showcase import WebApp
 
     server, target = _start_server(workdir)
     try:
-        with PMRSClient(target) as client:
-            info = client.bundle_info()
+        with pmrs.connect(target) as client:
+            info = client.info()
             user = bytes(WorkdirData(workdir).snapshot().users()[0]).decode()
             song = client.recommend(user, k=1).songs[0].song_id
         with WebApp(workdir, target) as web:
@@ -91,7 +91,7 @@ def bench_web(command: str, workdir: Path, loads: int = 20) -> dict:
     worst = max(v["load"]["p90_ms"] for v in views.values())
     load_avg = [round(x, 2) for x in os.getloadavg()]   # other work on the machine slows the browser most
     payload = {"workdir": str(workdir), "bundle": info.version, "users": info.users, "songs": info.songs,
-               "sources": [i.name for i in info.indexes], "views": views, "aim_ms": AIM_MS,
+               "sources": [s.name for s in info.sources], "views": views, "aim_ms": AIM_MS,
                "worst_p90_ms": worst, "within_aim": worst < AIM_MS,
                "load_average_1_5_15_min": load_avg,
                "median_of_medians_ms": round(statistics.median(v["load"]["median_ms"] for v in views.values()), 1)}

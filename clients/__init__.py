@@ -1,15 +1,7 @@
-"""PMRS clients of the ``pmrs.v1.Recommender`` gRPC service.
+"""PMRS's command-line clients of ``pmrs-server`` (installed as ``pmrs_clients``).
 
-- :mod:`clients.stub`: :class:`PMRSClient`, a typed Python client (plain dataclasses in,
-  :class:`PMRSError` with the gRPC status code name on failure, per-call deadlines, retries with
-  exponential backoff on ``UNAVAILABLE``);
-- :mod:`clients.cli`: ``pmrs-client``, the command line over it;
-- :mod:`clients.loadtest`: ``pmrs-loadtest`` and :func:`clients.loadtest.run_loadtest`, a
-  closed-loop load test reporting QPS, latency percentiles and errors by status code.
+- :mod:`pmrs_clients.cli`: ``pmrs-client``, the command line over the remote recommender
+  :func:`pmrs.connect` (the Python client is the library's: ``pmrs.connect(target)``);
+- :mod:`pmrs_clients.loadtest`: ``pmrs-loadtest`` and :func:`pmrs_clients.loadtest.run_loadtest`,
+  a closed-loop load test reporting QPS, latency percentiles and errors by status code.
 """
-
-from .stub import (BundleInfo, DefaultListInfo, GenreScore, IndexInfo, PMRSClient, PMRSError,
-                   Recommendations, SongInfo, SongResult)
-
-__all__ = ["BundleInfo", "DefaultListInfo", "GenreScore", "IndexInfo", "PMRSClient", "PMRSError",
-           "Recommendations", "SongInfo", "SongResult"]

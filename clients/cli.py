@@ -1,8 +1,9 @@
 """``pmrs-client``: query a PMRS server from the command line.
 
-A thin layer over :class:`clients.stub.PMRSClient`: it parses arguments, makes one call, and
-prints the answer as an aligned table (or JSON with ``--json``). A failed call prints one line,
-``pmrs-client: CODE: message``, to stderr and exits 1; a usage error exits 2.
+A thin layer over the remote recommender (:func:`pmrs.connect`): it parses arguments, makes one
+call, and prints the answer as an aligned table (or JSON with ``--json``). A failed call prints
+one line, ``pmrs-client: CODE: message`` (the error's gRPC status and the server's message), to
+stderr and exits 1; a usage error exits 2.
 
 Examples
 --------
@@ -22,9 +23,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pmrs
 from pmrs.entry import run_cli
-
-from .stub import BundleInfo, PMRSClient, PMRSError, SongInfo, SongResult
+from pmrs.results import BundleInfo, ScoredSong, Song
 
 __all__ = ["build_parser", "connection_args", "format_info", "format_song", "format_songs", "main",
            "read_token"]
@@ -46,18 +47,22 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]
     return "\n".join(out)
 
 
-def format_songs(songs: Sequence[SongResult]) -> str:
+class CallFailed(Exception):
+    """A call the server (or the channel) answered with an error: ``CODE: message``."""
+
+
+def format_songs(songs: Sequence[ScoredSong]) -> str:
     """Songs as an aligned table: rank, title, artist, genre, year, score, sources, song id."""
     if not songs:
         return "(no songs)"
     header = ["rank", "title", "artist", "genre", "year", "score", "sources", "song id"]
     rows = [[str(i), _clip(s.title) or "-", _clip(s.artist) or "-", s.genre or "-",
-             str(s.year) if s.year else "-", f"{s.score:#.4g}", "+".join(s.sources) or s.source, s.song_id]
+             str(s.year) if s.year else "-", f"{s.score:#.4g}", "+".join(s.sources) or "-", s.song_id]
             for i, s in enumerate(songs, 1)]
     return _table(header, rows, right={0, 4, 5})
 
 
-def format_song(song: SongInfo) -> str:
+def format_song(song: Song) -> str:
     """One song's catalog entry as aligned ``field  value`` lines."""
     fields = [("song id", song.song_id), ("title", song.title or "-"),
               ("artist", song.artist or "-"), ("release", song.release or "-"),
@@ -78,15 +83,16 @@ def format_info(info: BundleInfo) -> str:
               ("with plays", f"{info.songs_with_plays:,}"),
               ("with audio", f"{info.songs_with_audio:,}")]
     fields += [(f"{name} run", run) for name, run in sorted(info.source_runs.items())]
-    fields += [(f"{d.kind} lists", f"precomputed for k={d.k}, acoustic_share={d.acoustic_share:g}, "
+    fields += [(f"{d.kind} lists", f"precomputed for k={d.k}, shares "
+                f"{' '.join(f'{name}={share:g}' for name, share in d.shares.items()) or '-'}, "
                 f"diversity={d.diversity:g}") for d in info.default_lists]
     w = max(len(k) for k, _ in fields)
     lines = [f"{k.ljust(w)}  {v}" for k, v in fields]
-    if info.indexes:
+    if info.sources:
         rows = [[i.name, i.spec, f"{i.vectors:,}", str(i.dimension),
                  ", ".join(f"{k}={v}" for k, v in sorted(i.search_params.items())) or "-",
                  f"{i.recall_at_10:.3f}", f"{i.default_share:.2f}", "yes" if i.covers_cold else "no"]
-                for i in info.indexes]
+                for i in info.sources]
         lines += ["", _table(["source", "spec", "vectors", "dim", "search", "recall@10", "share", "cold songs"],
                              rows, right={2, 3, 5, 6})]
     return "\n".join(lines)
@@ -223,52 +229,69 @@ def _shares(items: Sequence[str]) -> dict[str, float]:
     return out
 
 
-def _run(client: PMRSClient, args: argparse.Namespace) -> tuple[str, Any]:
-    """Make the call; returns (text, JSON-able object)."""
-    if args.command in ("recommend", "similar"):
-        filters = dict(acoustic_share=args.acoustic_share, shares=_shares(args.share), diversity=args.diversity,
-                       genres=args.genre, min_year=args.min_year, max_year=args.max_year,
-                       exclude_artists=args.exclude_artist)
-        if args.command == "recommend":
-            recs = client.recommend(args.user_id or None, seed_song_ids=args.seed, k=args.k,
-                                    include_played=args.include_played, **filters)
-            head = f"bundle {recs.bundle_version or '-'}"
-            if recs.folded_in:
-                head += f"  (unknown user folded in from {len(args.seed)} seed songs)"
-            return f"{head}\n{format_songs(recs.songs)}", dataclasses.asdict(recs)
-        songs = client.similar(args.song_id, k=args.k, mode=args.mode, **filters)
-        return format_songs(songs), {"songs": [dataclasses.asdict(s) for s in songs]}
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The shares, diversity and filters of a ``recommend`` or ``similar`` command."""
+    shares = _shares(args.share)
+    if args.acoustic_share is not None:   # (the older flag: the acoustic source's share)
+        if "acoustic" in shares:
+            raise ValueError("give --acoustic-share or --share acoustic=F, not both")
+        shares["acoustic"] = args.acoustic_share
+    filters = pmrs.Filters(genres=tuple(args.genre), min_year=args.min_year, max_year=args.max_year,
+                           exclude_artists=tuple(args.exclude_artist))
+    return {"shares": shares or None, "diversity": args.diversity, "filters": filters}
+
+
+def _run(rec, args: argparse.Namespace) -> tuple[str, Any]:
+    """Make the call on ``rec`` (a :class:`pmrs.Recommender` or the remote one); returns (text,
+    JSON-able object)."""
+    if args.command == "recommend":
+        recs = rec.recommend(args.user_id or None, args.seed, k=args.k, include_played=args.include_played,
+                             **_settings(args))
+        head = f"bundle {recs.bundle_version or '-'}"
+        if recs.folded_in:
+            head += f"  (unknown user folded in from {len(args.seed)} seed songs)"
+        return f"{head}\n{format_songs(recs.songs)}", dataclasses.asdict(recs)
+    if args.command == "similar":
+        recs = rec.similar_songs(args.song_id, k=args.k, mode=args.mode, **_settings(args))
+        return format_songs(recs.songs), dataclasses.asdict(recs)
     if args.command == "genres":
-        lists = client.recommend_by_genre(args.user_id or None, seed_song_ids=args.seed, k=args.k,
-                                          genres=args.genre)
-        text = "\n\n".join(f"{g.genre}  (confidence {g.confidence:.2f})\n{format_songs(g.songs)}" for g in lists)
-        return text or "(no songs)", {"genres": [dataclasses.asdict(g) for g in lists]}
+        by_genre = rec.recommend_by_genre(args.user_id or None, args.seed, k=args.k, genres=args.genre)
+        text = "\n\n".join(f"{g.genre}  (confidence {g.confidence:.2f})\n{format_songs(g.songs)}"
+                            for g in by_genre.genres)
+        return text or "(no songs)", dataclasses.asdict(by_genre)
     if args.command == "play":
-        done = client.record_plays(args.user_id, _plays(args.plays), request_id=args.request_id)
+        done = rec.record_plays(args.user_id, _plays(args.plays), request_id=args.request_id)
         note = " (a retry: recorded before)" if done.duplicate else ""
-        return f"recorded as write {done.sequence}{note}", dataclasses.asdict(done)
+        return f"recorded as write {done.seq}{note}", dataclasses.asdict(done)
     if args.command == "add-song":
-        song = client.add_song(args.song_id, title=args.title, artist=args.artist, release=args.release,
-                               year=args.year, genre=args.genre, tags=args.tag, audio=args.audio)
-        return format_song(song), dataclasses.asdict(song)
+        clip = Path(args.audio) if args.audio else None
+        added = rec.add_song(args.song_id, title=args.title, artist=args.artist, release=args.release,
+                             year=args.year, genre=args.genre, tags=args.tag,
+                             audio=clip.read_bytes() if clip else None, filename=clip.name if clip else "clip")
+        return format_song(added.song), dataclasses.asdict(added)
     if args.command == "song":
-        song = client.song(args.song_id)
+        song = rec.song(args.song_id)
         return format_song(song), dataclasses.asdict(song)
-    info = client.bundle_info()
+    info = rec.info()
     return format_info(info), dataclasses.asdict(info)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``pmrs-client``; returns the exit code (0 ok, 1 failed call, 2 usage)."""
     def command(args: argparse.Namespace) -> int:
-        with PMRSClient(args.target, timeout_s=args.timeout, retries=args.retries, secure=args.tls,
-                        token=read_token(args.token_file), ca_file=args.ca_file, cert_file=args.cert_file,
-                        key_file=args.key_file) as client:
-            text, obj = _run(client, args)
+        # (settings a channel cannot take, e.g. --retries 9, are usage errors: InvalidArgument is a ValueError)
+        rec = pmrs.connect(args.target, timeout=args.timeout, retries=args.retries, tls=args.tls,
+                           token=read_token(args.token_file), ca_file=args.ca_file, cert_file=args.cert_file,
+                           key_file=args.key_file)
+        with rec:
+            try:
+                text, obj = _run(rec, args)
+            except pmrs.PMRSError as exc:
+                raise CallFailed(f"{exc.code}: {exc}") from None
         print(json.dumps(obj, indent=2, ensure_ascii=False) if args.json else text)
         return 0
 
-    return run_cli("pmrs-client", build_parser(), command, argv, failures=(PMRSError,))
+    return run_cli("pmrs-client", build_parser(), command, argv, failures=(CallFailed,))
 
 
 if __name__ == "__main__":

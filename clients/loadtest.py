@@ -6,7 +6,10 @@ picks the method of its next call at random under ``mix`` (e.g. 70 % Recommend, 
 SimilarSongs) and the user or song id at random from the given ids (a bundle's ``user_ids.npy``
 and ``song_ids.npy``, or explicit lists).
 
-Two engines drive the workers over ONE shared channel (no retries on it: every failure counts):
+Two engines drive the workers over ONE shared channel (:mod:`pmrs.channel`'s, without retries:
+every failure counts), sending the generated messages directly rather than through
+:func:`pmrs.connect`, so that what is measured is the server and the transport, not the client's
+conversion into result types:
 
 - ``"threads"``: N threads, each with its own blocking stub;
 - ``"aio"``: N coroutines of one ``grpc.aio`` event loop.
@@ -52,12 +55,12 @@ from typing import Any, Generator
 import grpc
 import numpy as np
 
+from pmrs.channel import auth_metadata, channel_credentials, channel_target, make_channel
 from pmrs.entry import run_cli
 from pmrs.v1 import recommender_pb2 as pb
 from pmrs.v1 import recommender_pb2_grpc as pb_grpc
 
 from .cli import connection_args, read_token
-from .stub import auth_metadata, channel_credentials, channel_target, make_channel
 
 __all__ = ["DEFAULT_MIX", "ENGINES", "RPCS", "format_report", "load_ids", "main", "parse_mix",
            "run_loadtest", "write_json_atomic"]
@@ -237,7 +240,7 @@ def _caller(requests: _Requests, rng: random.Random, rec: _Recorder, t_start: fl
 
 @dataclass(frozen=True)
 class _Connection:
-    """How to reach the server: TLS files (see :func:`clients.stub.channel_credentials`) and the
+    """How to reach the server: TLS files (see :func:`pmrs.channel.channel_credentials`) and the
     metadata every call carries (a bearer token, or None)."""
 
     secure: bool = False
@@ -250,7 +253,7 @@ class _Connection:
 def _run_threads(target: str, concurrency: int, requests: _Requests, warmup_s: float,
                  duration_s: float, timeout_s: float, conn: _Connection, seed: int,
                  connect_timeout_s: float) -> tuple[list[_Recorder], float, float]:
-    channel = make_channel(target, secure=conn.secure, retries=0, ca_file=conn.ca_file,
+    channel = make_channel(target, tls=conn.secure, retries=0, ca_file=conn.ca_file,
                            cert_file=conn.cert_file, key_file=conn.key_file)
     try:
         ready = grpc.channel_ready_future(channel)

@@ -12,7 +12,10 @@ The effective settings are written next to every artefact they produced (``asdic
 from __future__ import annotations
 
 import dataclasses
+import importlib.machinery
+import logging
 import os
+import sys
 import tomllib
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,10 +30,18 @@ WMF_ENGINES = ("implicit", "spark")
 
 
 def resolve_workdir(workdir: str | os.PathLike | None) -> Path:
-    """The work directory: the flag, else ``$PMRS_HOME``, else ``./pmrs-data``."""
-    if workdir:
-        return Path(workdir)
-    return Path(os.environ.get("PMRS_HOME") or DEFAULT_WORKDIR)
+    """The work directory: the flag, else ``$PMRS_HOME``, else ``./pmrs-data``. Logs a warning
+    when its name would hide the library (:func:`shadowed_package`)."""
+    path = Path(workdir) if workdir else Path(os.environ.get("PMRS_HOME") or DEFAULT_WORKDIR)
+    hidden = shadowed_package(path)
+    if hidden:
+        logging.getLogger(__name__).warning(
+            "the work directory %s would hide the installed %s package from Python started in %s "
+            "(`python -c`, `python -m`, a notebook): a folder named like a package in the current "
+            "directory wins over a package installed by setuptools' default editable mode. Rename the "
+            "work directory, or reinstall PMRS with `make install` (a strict editable install).",
+            path, hidden, path.resolve().parent)
+    return path
 
 
 def load_toml(path: str | os.PathLike | None) -> dict[str, Any]:
@@ -77,3 +88,30 @@ def given(cls: type, section: str, toml: dict[str, Any] | None = None,
     table = (toml or {}).get(section, {})
     from_flags = {k for k, v in (overrides or {}).items() if v is not None and k in names}
     return frozenset((set(table) & names) | from_flags)
+
+
+#: The top-level packages PMRS installs.
+INSTALLED_PACKAGES = ("pmrs", "pmrs_server", "pmrs_clients", "pmrs_indexer")
+
+
+def shadowed_package(folder: str | os.PathLike, path: list[str] | None = None) -> str | None:
+    """The name of the PMRS package that Python started in ``folder``'s parent would import from
+    ``folder`` instead of the installed one, or ``None``.
+
+    Python puts the current directory first on ``sys.path`` (``python -c``, ``python -m``, the
+    REPL), and a folder there without ``__init__.py`` becomes a namespace package unless a
+    regular package of the same name is found on *any* entry of ``sys.path``. A normal install
+    (a wheel in site-packages) and a strict editable install (a link tree on ``sys.path``) are
+    such packages and win; setuptools' default editable install is not (a finder that is asked
+    only after the path, too late), so there ``cd /data && python -c "import pmrs"`` with a work
+    directory ``/data/pmrs`` imports the empty folder. ``path``: the path searched after the
+    current directory (default: this process's ``sys.path`` after its first entry, which is the
+    script's or the current directory)."""
+    folder = Path(folder).absolute()
+    name = folder.name
+    if name not in INSTALLED_PACKAGES or (folder / "__init__.py").exists():
+        return None
+    spec = importlib.machinery.PathFinder.find_spec(name, sys.path[1:] if path is None else path)
+    regular = spec is not None and spec.origin not in (None, "namespace")
+    return None if regular else name
+

@@ -218,7 +218,7 @@ def _scored_table(songs) -> str:
 
 def _tool(name: str) -> list[str]:
     """The command of one of PMRS's programs, run with this interpreter."""
-    modules = {"pmrs-server": "server.main", "pmrs-client": "clients.cli", "pmrs-loadtest": "clients.loadtest"}
+    modules = {"pmrs-server": "pmrs_server.main", "pmrs-client": "pmrs_clients.cli", "pmrs-loadtest": "pmrs_clients.loadtest"}
     return [sys.executable, "-m", modules[name]]
 
 
@@ -244,7 +244,7 @@ def serve_and_query(work: Path, user: str, cold_song: str, new_clip: tuple[Path,
     import signal
     import subprocess
 
-    from clients.stub import PMRSClient
+    from .remote import connect
 
     token = secrets.token_urlsafe(24)   # the server and the client get it from the environment
     env = {**os.environ, "PMRS_WRITE_TOKEN": token, "PMRS_TOKEN": token}
@@ -268,7 +268,7 @@ def serve_and_query(work: Path, user: str, cold_song: str, new_clip: tuple[Path,
             print(flush=True)
 
         print("Live writes (the token comes from $PMRS_WRITE_TOKEN / $PMRS_TOKEN, never the command line):")
-        with PMRSClient(target, token=token) as pc:
+        with connect(target, token=token) as pc:
             before = pc.recommend(user, k=10).songs
             played = [s.song_id for s in before[:3]]
             client("play", user, *[f"{s}=5" for s in played])
@@ -281,7 +281,7 @@ def serve_and_query(work: Path, user: str, cold_song: str, new_clip: tuple[Path,
             client("add-song", "DEMO-UNHEARD-1", "--audio", str(clip), "--title", "A song nobody has heard",
                    "--artist", "Demo Artist", "--genre", genre)
             client("similar", "DEMO-UNHEARD-1", "-k", "8", "--mode", "acoustic")
-            near = pc.similar("DEMO-UNHEARD-1", k=8, mode="acoustic")
+            near = pc.similar_songs("DEMO-UNHEARD-1", k=8, mode="acoustic").songs
             same = sum(s.genre == genre for s in near)
             print(f"the new clip ({genre}): {same} of its 8 acoustic neighbours are {genre}\n")
         print(f"$ pmrs-loadtest --target {target} --ids-from {work} --concurrency 4 --duration 10", flush=True)

@@ -144,7 +144,7 @@ class Recommender:
         share = self._shares(shares)
         div = self.defaults.diversity if diversity is None else check_unit("diversity", diversity)
         filters = filters or NO_FILTERS
-        seeds = list(seed_song_ids)
+        seeds = _strs(seed_song_ids, "seed_song_ids")
         if (user_id and not include_played and not filters.active and len(seeds) <= C.MAX_SEEDS
                 and not (self.live is not None and self.live.has_user(user_id))
                 and lists_answer(b, b.lists.get("recommend"), k, share, div)):
@@ -208,13 +208,14 @@ class Recommender:
         hooks = hooks or _NO_HOOKS
         b = self._view()
         k = self._k(k)
+        wanted = {g.strip().casefold() for g in _strs(genres, "genres") if g.strip()}
+        seeds = _strs(seed_song_ids, "seed_song_ids")
         with hooks.slot():
-            query = user_query(b, user_id or "", list(seed_song_ids), include_played)
+            query = user_query(b, user_id or "", seeds, include_played)
             hooks.check("before the search")
             items = recommend(b, query, GENRE_CANDIDATES, self._default_shares, 0.0,
                               before_widening=_widening(hooks))
         hooks.check("before the answer was ready")
-        wanted = {g.strip().casefold() for g in genres if g.strip()}
         rows = np.asarray([it.song_row for it in items], np.int64)
         scored = self._scored(items, b)
         have, probs = b.genre_probs_many(rows)
@@ -361,6 +362,12 @@ class Recommender:
         return [ScoredSong(s["song_id"], s["title"], s["artist"], s["genre"], int(s["year"] or 0), it.score,
                            names[it.sources])
                 for it, s in zip(items, songs)]
+
+
+def _strs(values: Sequence[str], what: str) -> list[str]:
+    if isinstance(values, str):  # a bare string would be split into characters
+        raise TypeError(f"{what} must be a sequence of strings, not a string")
+    return list(values)
 
 
 def _widening(hooks: CallHooks) -> Callable[[], None] | None:

@@ -19,14 +19,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 class ServerProcess:
-    """``python -m server.main`` on a free port; ``address`` once it printed its ready line."""
+    """``python -m pmrs_server.main`` on a free port; ``address`` once it printed its ready line."""
 
     def __init__(self, workdir, log_path, *flags, env=None):
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_WAIT_POLICY": "PASSIVE", **(env or {})}
         self.log_path = log_path
         self.log = open(log_path, "w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server.main", "--workdir", str(workdir), "--bind", "127.0.0.1:0",
+            [sys.executable, "-m", "pmrs_server.main", "--workdir", str(workdir), "--bind", "127.0.0.1:0",
              *flags], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=self.log, text=True)
         lines: queue.Queue = queue.Queue()
         threading.Thread(target=lambda: [lines.put(line) for line in self.proc.stdout], daemon=True).start()

@@ -129,7 +129,7 @@ class _Context:
 
 
 def test_server_answers_only_the_default_request_from_the_lists(built, monkeypatch):
-    import server.servicer as sv
+    import pmrs_server.servicer as sv
 
     _, _, b = built
     servicer = sv.RecommenderServicer(sv.BundleHolder(Recommender(b)))
@@ -161,7 +161,7 @@ def test_server_answers_only_the_default_request_from_the_lists(built, monkeypat
 
 
 def test_server_answers_only_the_default_similar_songs_request_from_the_lists(built, monkeypatch):
-    import server.servicer as sv
+    import pmrs_server.servicer as sv
 
     _, _, b = built
     servicer = sv.RecommenderServicer(sv.BundleHolder(Recommender(b)))

@@ -57,7 +57,7 @@ def test_k_genres_seeds_and_errors(rec):
 
 
 def test_the_rpc_gives_what_the_api_gives(rec):
-    from server.servicer import BundleHolder, RecommenderServicer
+    from pmrs_server.servicer import BundleHolder, RecommenderServicer
 
     class Ctx:
         def time_remaining(self):

@@ -15,7 +15,7 @@ from pmrs.indexing import IndexerConfig, build_bundle
 from pmrs.indexing.specs import choose_spec, exact_top, needs_l2_augmentation
 from pmrs.serving import contract
 from pmrs.serving.contract import current_bundle, list_bundles, prune_bundles
-from indexer.cli import main
+from pmrs_indexer.cli import main
 from pmrs.acoustic.runs import load_predictions
 from pmrs.interactions import Interactions
 from pmrs.serving.bundle import Bundle
@@ -321,7 +321,7 @@ def test_no_cnn_run_gives_a_collaborative_only_bundle(work):
     # the bundle's default share of the acoustic source it lacks is moot: it serves
     from pmrs import InvalidArgument, Recommender
     from pmrs.v1 import recommender_pb2 as pb
-    from server.servicer import BundleHolder, RecommenderServicer
+    from pmrs_server.servicer import BundleHolder, RecommenderServicer
 
     with Recommender.open(work) as rec:
         user = rec.bundle.user_ids[0].decode()

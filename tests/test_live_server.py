@@ -2,6 +2,7 @@
 the write token may write, bad writes change nothing, an acknowledged write survives kill -9, and
 a second server over the same work directory sees every write."""
 
+import json
 import wave
 
 import grpc
@@ -172,26 +173,11 @@ def test_bad_writes_are_refused_and_change_nothing(server, catalog, tmp_path):
     assert server.stub.GetBundleInfo(pb.GetBundleInfoRequest(), timeout=10).live_sequence == seq + 1
 
 
-def test_python_client_and_pmrs_client_write(server, catalog, audio_dir, tmp_path, monkeypatch, capsys):
-    from clients import PMRSClient
-    from clients.cli import main as client_main
-    from clients.stub import PMRSError
+def test_pmrs_client_writes(server, catalog, audio_dir, tmp_path, monkeypatch, capsys):
+    # (the Python API's writes, in process and over gRPC: tests/test_api.py)
+    from pmrs_clients.cli import main as client_main
 
     songs = catalog["with_audio"]
-    with PMRSClient(server.address, token=TOKEN, timeout_s=60) as c:
-        done = c.record_plays("client-user", {songs[7]: 2, songs[8]: 1})
-        assert done.sequence > 0 and not done.duplicate
-        again = c.record_plays("client-user", {songs[7]: 2}, request_id="fixed-id")
-        assert c.record_plays("client-user", {songs[7]: 2}, request_id="fixed-id").duplicate
-        assert again.sequence > done.sequence
-        assert songs[7] not in [s.song_id for s in c.recommend("client-user", k=50).songs]
-        clip = sorted(audio_dir.glob("*.wav"))[5]
-        song = c.add_song("CLIENT-NEW", title="From the client", audio=clip)
-        assert song.has_audio and song.title == "From the client"
-    with PMRSClient(server.address, token="not-the-write-token-xxxx") as c:
-        with pytest.raises(PMRSError) as err:
-            c.record_plays("client-user", {songs[7]: 1})
-        assert err.value.code == "PERMISSION_DENIED"
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
     assert client_main(["--target", server.address, "--timeout", "60", "--token-file", str(token_file), "play", "cli-user",
@@ -201,6 +187,11 @@ def test_python_client_and_pmrs_client_write(server, catalog, audio_dir, tmp_pat
     assert client_main(["--target", server.address, "--timeout", "60", "add-song", "CLI-NEW", "--title", "From the CLI",
                         "--genre", "rock", "--tag", "live", "cli"]) == 0
     assert "From the CLI" in capsys.readouterr().out
+    clip = sorted(audio_dir.glob("*.wav"))[5]
+    assert client_main(["--target", server.address, "--timeout", "60", "--json", "add-song", "CLI-CLIP", "--audio",
+                        str(clip), "--title", "A clip"]) == 0
+    added = json.loads(capsys.readouterr().out)
+    assert added["seq"] > 0 and "acoustic" in added["song"]["sources"]
     assert client_main(["--target", server.address, "play", "cli-user", "SONOSUCH=1"]) == 1
     assert "NOT_FOUND" in capsys.readouterr().err
 
@@ -210,8 +201,8 @@ def test_a_log_that_cannot_take_writes_answers_unavailable_and_reads_go_on(work,
 
     from pmrs.live import log as logmod
     from pmrs.v1 import recommender_pb2_grpc as pb_grpc
-    from server.auth import Auth
-    from server.main import serve
+    from pmrs_server.auth import Auth
+    from pmrs_server.main import serve
 
     real = logmod.WriteLog._conn
 

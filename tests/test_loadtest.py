@@ -1,4 +1,4 @@
-"""clients.loadtest (run_loadtest, pmrs-loadtest) against a fake server on a real port."""
+"""pmrs_clients.loadtest (run_loadtest, pmrs-loadtest) against a fake server on a real port."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from conftest import running_fake
 
-from clients import loadtest
-from clients.loadtest import format_report, load_ids, parse_mix, run_loadtest
+from pmrs_clients import loadtest
+from pmrs_clients.loadtest import format_report, load_ids, parse_mix, run_loadtest
 from pmrs.v1 import recommender_pb2 as pb
 from pmrs.v1 import recommender_pb2_grpc as pb_grpc
 

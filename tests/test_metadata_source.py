@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from indexer.cli import main as indexer_main
+from pmrs_indexer.cli import main as indexer_main
 from pmrs import Recommender
 from pmrs.catalog import Catalog, write_catalog
 from pmrs.cli import main as pmrs_main
@@ -147,7 +147,7 @@ def test_recommend_and_similar_songs_by_metadata(three):
     assert np.allclose([scores[b.song_row(s.song_id)] for s in sim.songs], np.sort(scores)[::-1][:5], atol=1e-5)
     # over gRPC's message types: the proto's METADATA mode and a source name give the same list
     from pmrs.v1 import recommender_pb2 as pb
-    from server.servicer import BundleHolder, RecommenderServicer
+    from pmrs_server.servicer import BundleHolder, RecommenderServicer
 
     class Ctx:
         def time_remaining(self):

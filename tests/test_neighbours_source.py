@@ -11,7 +11,7 @@ import pytest
 import scipy.sparse as sp
 
 import pmrs
-from indexer.cli import main as indexer_main
+from pmrs_indexer.cli import main as indexer_main
 from pmrs.cli import main as pmrs_main
 from pmrs.indexing import IndexerConfig, build_bundle
 from pmrs.collaborative.share import ShareConfig, choose_neighbours_share
@@ -23,7 +23,7 @@ from pmrs.blend import interleave
 from pmrs.serving.contract import quotas
 from pmrs.v1 import recommender_pb2 as pb
 from pmrs.v1 import recommender_pb2_grpc as pb_grpc
-from server.main import serve
+from pmrs_server.main import serve
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,9 @@ import time
 
 import pytest
 
-from clients import PMRSClient
-from clients.stub import PMRSError, channel_target
+from pmrs import connect
+from pmrs import PMRSError
+from pmrs.channel import channel_target
 from pmrs.indexing import IndexerConfig, build_bundle
 from pmrs.serving.contract import read_current
 from servers import ServerProcess, wait_for, work_with_bundle
@@ -33,10 +34,10 @@ def test_two_replicas_share_the_load_and_survive_a_swap_and_a_kill(work, tmp_pat
     a = ServerProcess(work, tmp_path / "a.log", "--poll-seconds", "0.2")
     b = ServerProcess(work, tmp_path / "b.log", "--poll-seconds", "0.2")
     try:
-        with PMRSClient([a.address, b.address], timeout_s=20, retries=4) as client:
-            seen = {client.bundle_info().server for _ in range(40)}
+        with connect([a.address, b.address], timeout=20, retries=4) as client:
+            seen = {client.info().server for _ in range(40)}
             assert len(seen) == 2, seen            # both replicas took calls
-            old = client.bundle_info().version
+            old = client.info().version
             from pmrs.serving.bundle import Bundle
             from pmrs.serving.contract import current_bundle
             with Bundle.open(current_bundle(work)) as bundle:
@@ -45,11 +46,11 @@ def test_two_replicas_share_the_load_and_survive_a_swap_and_a_kill(work, tmp_pat
             stop = threading.Event()
 
             def load():
-                with PMRSClient([a.address, b.address], timeout_s=20, retries=4) as c:
+                with connect([a.address, b.address], timeout=20, retries=4) as c:
                     while not stop.is_set():
                         try:
                             assert c.recommend(user, k=5).songs
-                            c.bundle_info()
+                            c.info()
                             calls[0] += 1
                         except PMRSError as exc:
                             failures.append(exc)
@@ -63,7 +64,7 @@ def test_two_replicas_share_the_load_and_survive_a_swap_and_a_kill(work, tmp_pat
                          show_progress=False)
             new = read_current(work)
             assert new != old
-            assert wait_for(lambda: {client.bundle_info().version for _ in range(10)} == {new}, timeout=30)
+            assert wait_for(lambda: {client.info().version for _ in range(10)} == {new}, timeout=30)
             before_kill = calls[0]
             b.proc.kill()                           # kill -9 one replica under load
             b.proc.wait()

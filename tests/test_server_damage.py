@@ -13,7 +13,7 @@ from pmrs.indexing import IndexerConfig, build_bundle
 from pmrs.serving import contract
 from pmrs.v1 import recommender_pb2 as pb
 from pmrs.v1 import recommender_pb2_grpc as pb_grpc
-from server.main import serve
+from pmrs_server.main import serve
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ import pmrs
 from pmrs.telemetry import samples
 from pmrs.v1 import recommender_pb2 as pb
 from pmrs.v1 import recommender_pb2_grpc as pb_grpc
-from server.auth import Auth
-from server.main import serve
+from pmrs_server.auth import Auth
+from pmrs_server.main import serve
 
 from servers import ServerProcess, code_of, work_with_bundle, wait_for
 

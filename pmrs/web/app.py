@@ -1,12 +1,13 @@
 """The ``pmrs-web`` application (Starlette, Jinja2 templates): a real client of ``pmrs-server``.
 
-Every recommendation, song and bundle description comes through :class:`clients.PMRSClient`;
+Every recommendation, song and bundle description comes through the remote recommender
+(:func:`pmrs.connect`: :class:`pmrs.Recommender`'s verbs, result types and errors over gRPC);
 only what the API has no call for (catalog search, user id prefixes, the map's embeddings, clips
 and reports) is read from the work directory, read-only (:mod:`pmrs.web.data`). Writes carry the
 token the app was configured with (:class:`WebConfig`), never one from the page.
 
 Errors are pages (or, for the page's own requests, a message and a status): a PMRS error maps
-to its HTTP status (:data:`HTTP_STATUS`), bad input is 400, and anything unexpected is logged and
+from its gRPC code to an HTTP status (:data:`HTTP_STATUS`), bad input is 400, and anything unexpected is logged and
 answered 500 with a short message, never a traceback. Templates autoescape everything.
 """
 
@@ -30,9 +31,11 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
-from clients.stub import PMRSClient, PMRSError
+from pmrs.errors import NotFound, PMRSError
 from pmrs.live.songs import MAX_CLIP_BYTES
+from pmrs.remote import RemoteRecommender, connect
 from pmrs.serving import contract
+from pmrs.serving.recommend import Filters
 
 from .data import AUDIO_TYPES, BadQuery, WorkdirData
 
@@ -80,7 +83,7 @@ class WebConfig:
 class Web:
     """The application's state: the client, the work directory's data, the templates."""
 
-    def __init__(self, workdir, client: PMRSClient, can_write: bool, uploader: PMRSClient | None = None):
+    def __init__(self, workdir, client: RemoteRecommender, can_write: bool, uploader: RemoteRecommender | None = None):
         self.client, self.data, self.can_write = client, WorkdirData(workdir), can_write
         self.uploader = uploader or client
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
@@ -112,7 +115,7 @@ class Web:
         now = time.monotonic()
         cached = self._info
         if cached is None or now - cached[0] > INFO_TTL_S:
-            cached = self._info = (now, self.client.bundle_info())
+            cached = self._info = (now, self.client.info())
         return cached[1]
 
 
@@ -174,23 +177,24 @@ def recommendations(web: Web, q: dict) -> dict:
 
     def ask(user: str):
         """The list and (at once, on another thread) the per-genre lists."""
-        genres = web.pool.submit(web.client.recommend_by_genre, user or None, seed_song_ids=q["seeds"], k=GENRE_K)
+        genres = web.pool.submit(web.client.recommend_by_genre, user or None, q["seeds"], k=GENRE_K)
         try:
-            recs = web.client.recommend(user or None, seed_song_ids=q["seeds"], k=LIST_K,
-                                        shares=q["shares"] or None, diversity=q["diversity"],
-                                        genres=q["genres"], min_year=q["min_year"], max_year=q["max_year"])
+            recs = web.client.recommend(user or None, q["seeds"], k=LIST_K, shares=q["shares"] or None,
+                                        diversity=q["diversity"],
+                                        filters=Filters(genres=tuple(q["genres"]), min_year=q["min_year"],
+                                                        max_year=q["max_year"]))
         except BaseException:
             genres.cancel()
             raise
         return recs, genres
     try:
         recs, genres = ask(user)
-    except PMRSError as exc:
-        if exc.code != "NOT_FOUND" or not user:
+    except NotFound:
+        if not user:
             raise
         matches = [u for u in web.data.users(user, limit=2) if u != user]
         if not matches:
-            raise PMRSError("NOT_FOUND", f"no user {user!r}, and no user id starts with it") from None
+            raise NotFound(f"no user {user!r}, and no user id starts with it") from None
         user, note = matches[0], f"no user {user!r}: showing {matches[0]}, the first id that starts with it"
         recs, genres = ask(user)
     by_genre = genres.result()
@@ -203,7 +207,7 @@ def recommendations(web: Web, q: dict) -> dict:
 def index(request: Request) -> Response:
     web = _web(request)
     info = web.info()
-    sources = [i.name for i in info.indexes]
+    sources = [s.name for s in info.sources]
     q = listener_query(request, sources)
     result, error, status = None, None, 200
     if q["user"] or q["seeds"]:
@@ -226,7 +230,7 @@ def index(request: Request) -> Response:
 def fragment(request: Request) -> Response:
     """The list and tabs alone (what the page's script swaps in as sliders move)."""
     web = _web(request)
-    sources = [i.name for i in web.info().indexes]
+    sources = [s.name for s in web.info().sources]
     result = recommendations(web, listener_query(request, sources))
     return web.page(request, "_recs.html", result=result, sources=sources)
 
@@ -251,7 +255,7 @@ async def api_play(request: Request) -> Response:
         raise HTTPException(403, "this web app was started without a write token (PMRS_WRITE_TOKEN)")
     from starlette.concurrency import run_in_threadpool
     written = await run_in_threadpool(web.client.record_plays, user, {song: 1})
-    return JSONResponse({"sequence": written.sequence, "duplicate": written.duplicate})
+    return JSONResponse({"sequence": written.seq, "duplicate": written.duplicate})
 
 
 def song_page(request: Request) -> Response:
@@ -262,17 +266,15 @@ def song_page(request: Request) -> Response:
 
     def near(source: str):
         try:
-            return web.client.similar(song_id, k=NEIGHBOURS_K, mode=source)
-        except PMRSError as exc:
-            if exc.code != "NOT_FOUND":
-                raise
+            return web.client.similar_songs(song_id, k=NEIGHBOURS_K, mode=source).songs
+        except NotFound:
             return None     # the song has no vector in this source
     # one call per source, at once (the server answers them in parallel)
-    names = [index.name for index in info.indexes]
+    names = [s.name for s in info.sources]
     neighbours = dict(zip(names, web.pool.map(near, names)))
     clip = web.data.clip(song_id)
     tags = sorted(web.data.tags(song_id).items(), key=lambda kv: (-kv[1], kv[0]))[:30]
-    spaces = {index.name: index.space for index in info.indexes}
+    spaces = {s.name: s.space for s in info.sources}
     return web.page(request, "song.html", song=song, neighbours=neighbours, spaces=spaces, has_clip=clip is not None,
                     clip_type=clip[1] if clip else "", tags=tags)
 
@@ -327,7 +329,7 @@ async def upload(request: Request) -> Response:
     try:
         await run_in_threadpool(lambda: web.uploader.add_song(
             fields["song_id"], title=fields["title"], artist=fields["artist"], genre=fields["genre"],
-            year=int(fields["year"] or 0), audio=data, audio_filename=f"upload{suffix}"))
+            year=int(fields["year"] or 0), audio=data, filename=f"upload{suffix}"))
     except PMRSError as exc:
         return refuse(HTTP_STATUS.get(exc.code, 500), _message(exc))
     return RedirectResponse(f"/songs/{fields['song_id']}", status_code=303)
@@ -429,10 +431,10 @@ def create_app(workdir, target: str, *, token: str | None = None, timeout_s: flo
                cert_file: str | None = None, key_file: str | None = None,
                upload_timeout_s: float = WebConfig.upload_timeout_s) -> Starlette:
     """The application: talks to ``pmrs-server`` at ``target`` with ``token`` for writes (TLS
-    settings as :class:`clients.stub.PMRSClient`'s)."""
-    conn = {"token": token or "", "secure": tls, "ca_file": ca_file, "cert_file": cert_file, "key_file": key_file}
-    client = PMRSClient(target, timeout_s=timeout_s, retries=retries, **conn)
-    uploader = PMRSClient(target, timeout_s=upload_timeout_s, retries=retries, **conn)
+    settings as :func:`pmrs.connect`'s)."""
+    conn = {"token": token or "", "tls": tls, "ca_file": ca_file, "cert_file": cert_file, "key_file": key_file}
+    client = connect(target, timeout=timeout_s, retries=retries, **conn)
+    uploader = connect(target, timeout=upload_timeout_s, retries=retries, **conn)
     routes = [
         Route("/", index),
         Route("/fragment/recommend", fragment),

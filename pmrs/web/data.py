@@ -3,7 +3,7 @@ snapshot (catalog search), its user ids (id prefixes), its acoustic embeddings (
 clips (``pmrs extract``'s audio folder and ``live/audio``) and ``reports/``.
 
 Recommendations, songs and the bundle's description always come from ``pmrs-server`` through the
-Python client; this module only serves what the API has no call for. Everything is keyed by the
+remote recommender (:func:`pmrs.connect`); this module only serves what the API has no call for. Everything is keyed by the
 bundle version ``bundles/CURRENT`` names and rebuilt when it changes. Songs and users added live
 after that bundle (the write log's writes after its ``live_seq``) join the catalog search, the
 user suggestions and the map at once, read incrementally from the log (``_LiveAdditions``).
