@@ -74,6 +74,10 @@ def service_config(retries: int, backoff_s: float = 0.1, max_backoff_s: float = 
     return json.dumps({"methodConfig": [method]})
 
 
+#: gRPC's name-resolver schemes (https://grpc.github.io/grpc/core/md_doc_naming.html).
+TARGET_SCHEMES = ("dns", "ipv4", "ipv6", "unix", "unix-abstract", "vsock")
+
+
 def channel_target(target: str | Sequence[str]) -> tuple[str, list[tuple[str, Any]]]:
     """The gRPC target and channel options for one server or several replicas.
 
@@ -84,12 +88,14 @@ def channel_target(target: str | Sequence[str]) -> tuple[str, list[tuple[str, An
     A target with a scheme (``dns:///name:port``, ``ipv4:...``) is passed as it is, with
     ``round_robin``: a DNS name that resolves to every replica balances the same way.
     """
+    if isinstance(target, str) and target.strip().split(":", 1)[0] in TARGET_SCHEMES:
+        # gRPC's own name, which may list several addresses after one scheme
+        # (ipv4:127.0.0.1:50051,127.0.0.1:50052): passed as it is, commas and all
+        return target.strip(), [("grpc.lb_policy_name", "round_robin")]
     items = [t.strip() for t in ([target] if isinstance(target, str) else list(target)) for t in t.split(",")]
     items = [t for t in items if t]
     if not items:
         raise InvalidArgument("no target given")
-    if len(items) == 1 and ":" in items[0] and items[0].split(":", 1)[0] in ("dns", "ipv4", "ipv6", "unix"):
-        return items[0], [("grpc.lb_policy_name", "round_robin")]
     if len(items) == 1:
         return items[0], []
     import ipaddress

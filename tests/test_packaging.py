@@ -18,11 +18,6 @@ from pmrs.config import shadowed_package
 
 ROOT = Path(__file__).resolve().parents[1]
 APPLICATIONS = {"pmrs_server": "server", "pmrs_clients": "clients", "pmrs_indexer": "indexer"}
-#: An import circle between top-level parts of pmrs that predates this test (bundle building,
-#: evaluation, the live rebuild and the model stages); a new circle elsewhere fails.
-KNOWN_CIRCLE = {"indexing", "live", "recommender", "evaluation", "tuning", "training", "collaborative"}
-
-
 def _imports(path: Path, package: str) -> list[str]:
     """The absolute names of the modules ``path`` (a module of ``package``) imports."""
     parts = package.split(".")
@@ -55,27 +50,66 @@ def test_the_library_imports_no_application():
     assert not bad, sorted(bad)
 
 
-def test_no_new_import_circle_between_the_parts_of_pmrs():
-    edges: dict[str, set[str]] = {}
-    for path, package, part in _modules():
-        for name in _imports(path, package):
-            p = name.split(".")
-            if part and p[0] == "pmrs" and len(p) > 1 and p[1] != part:
-                edges.setdefault(part, set()).add(p[1].removesuffix(".py"))
+def _module_graph() -> dict[str, set[str]]:
+    """Every module of pmrs -> the modules of pmrs it imports (anywhere in it: a function's
+    import is a dependency too; ``from pkg import name`` counts ``pkg`` and, when it is a
+    module, ``pkg.name``)."""
+    names = {}
+    for path, package, _ in _modules():
+        rel = path.relative_to(ROOT).with_suffix("")
+        names[".".join(rel.parts[:-1] if rel.parts[-1] == "__init__" else rel.parts)] = (path, package)
+    graph = {}
+    for name, (path, package) in names.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            if isinstance(node, ast.ImportFrom):
+                base = _imports_of(node, package)
+                found |= {base, *(f"{base}.{a.name}" for a in node.names)}
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+        graph[name] = {m for m in found if m in names and m != name}
+    return graph
 
-    def reach(start: str) -> set[str]:
-        seen, todo = set(), [start]
-        while todo:
-            for nxt in edges.get(todo.pop(), ()):
-                if nxt not in seen:
-                    seen.add(nxt)
-                    todo.append(nxt)
-        return seen
 
-    circles = {part for part in edges if part in reach(part)}
-    assert circles <= KNOWN_CIRCLE, sorted(circles - KNOWN_CIRCLE)
-    for part in ("errors", "results", "channel", "remote", "serving", "text"):   # the vocabulary stays below
-        assert part not in circles
+def _imports_of(node: ast.ImportFrom, package: str) -> str:
+    if not node.level:
+        return node.module
+    parts = package.split(".")
+    return ".".join(parts[:len(parts) - (node.level - 1)] + ([node.module] if node.module else []))
+
+
+def test_no_import_circle_between_the_modules_of_pmrs():
+    graph = _module_graph()
+    assert "pmrs.serving.recommend" in graph and "pmrs.blend" in graph["pmrs.serving.recommend"]
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    circles = []
+
+    def visit(v: str) -> None:   # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                circles.append(sorted(comp))
+
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    assert circles == []
 
 
 def test_pyproject_installs_every_package_of_the_tree_under_its_name():

@@ -25,6 +25,10 @@ def test_targets_of_several_replicas():
     assert target == "ipv4:127.0.0.1:1,127.0.0.1:2" and ("grpc.lb_policy_name", "round_robin") in opts
     assert channel_target(["[::1]:1", "[::1]:2"])[0] == "ipv6:[::1]:1,[::1]:2"
     assert channel_target("dns:///pmrs.internal:50051")[1] == [("grpc.lb_policy_name", "round_robin")]
+    # gRPC's own name for several addresses (the replicas' docs write it so) passes as it is
+    assert channel_target("ipv4:127.0.0.1:50051,127.0.0.1:50052") == \
+        ("ipv4:127.0.0.1:50051,127.0.0.1:50052", [("grpc.lb_policy_name", "round_robin")])
+    assert channel_target("ipv6:[::1]:1,[::1]:2")[0] == "ipv6:[::1]:1,[::1]:2"
     for bad in ("a.example:1,b.example:2", "127.0.0.1:1,[::1]:2", "127.0.0.1,127.0.0.2", ""):
         with pytest.raises(ValueError):
             channel_target(bad)
@@ -37,6 +41,8 @@ def test_two_replicas_share_the_load_and_survive_a_swap_and_a_kill(work, tmp_pat
         with connect([a.address, b.address], timeout=20, retries=4) as client:
             seen = {client.info().server for _ in range(40)}
             assert len(seen) == 2, seen            # both replicas took calls
+            with connect(f"ipv4:{a.address},{b.address}", timeout=20) as named:   # gRPC's own form
+                assert len({named.info().server for _ in range(40)}) == 2
             old = client.info().version
             from pmrs.serving.bundle import Bundle
             from pmrs.serving.contract import current_bundle

@@ -285,14 +285,13 @@ def test_mutual_tls_and_a_read_token_for_every_client(work, bundle_dir, tls_file
             bare = run_loadtest(server.address, 2, 0.5, {"ping": 1.0}, engine=engine, token="",
                                 **{k: str(v) for k, v in mine.items()})
             assert bare["overall"]["ok"] == 0 and set(bare["overall"]["errors"]) == {"UNAUTHENTICATED"}
-        from starlette.testclient import TestClient
-
         from pmrs.web.app import create_app
+        from webworld import page_client
 
         for conn, status in ((mine, 200), ({"tls": True, "ca_file": tls_files["ca"]}, 503)):
             app = create_app(work, server.address, token=read, retries=0, timeout_s=3,
                              **{k: str(v) if k != "tls" else v for k, v in conn.items()})
-            with TestClient(app) as web:
+            with page_client(app) as web:
                 page = web.get("/lab")   # the bundle's description, from the server
             assert page.status_code == status, page.text[:300]
             assert (bundle_dir.name in page.text) == (status == 200)

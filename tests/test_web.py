@@ -8,13 +8,12 @@ import os
 import wave
 
 import pytest
-from starlette.testclient import TestClient
 
 from pmrs.live.songs import MAX_CLIP_BYTES
 from pmrs.web.app import create_app, markdown_blocks
 from pmrs.web.data import MAX_QUERY_CHARS, WorkdirData
 from servers import ServerProcess
-from webworld import HOSTILE, TOKEN, WebProcess, make_world
+from webworld import HOSTILE, TOKEN, WebProcess, make_world, page_client
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +30,7 @@ def server(world, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def web(world, server):
-    with TestClient(create_app(world.work, server.address, token=TOKEN), raise_server_exceptions=False) as c:
+    with page_client(create_app(world.work, server.address, token=TOKEN)) as c:
         yield c
 
 
@@ -206,7 +205,7 @@ def test_a_server_that_is_down_is_a_readable_503(world):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     app = create_app(world.work, f"127.0.0.1:{port}", timeout_s=1.0, retries=0)
-    with TestClient(app, raise_server_exceptions=False) as c:
+    with page_client(app) as c:
         for url in ("/", f"/?user={world.users[0]}", f"/songs/{world.clip_song}", "/map", "/lab",
                     f"/fragment/recommend?user={world.users[0]}"):
             r = c.get(url)
@@ -303,7 +302,7 @@ def test_bad_uploads_are_readable_with_their_status(web, world, tmp_path, case):
 
 
 def test_writes_need_the_web_apps_token(world, server):
-    with TestClient(create_app(world.work, server.address), raise_server_exceptions=False) as c:
+    with page_client(create_app(world.work, server.address)) as c:
         assert c.post("/api/play", data={"user": world.users[0], "song": world.clip_song}).status_code == 403
         r = c.post("/upload", data={"song_id": "WEB-X", "title": "T", "artist": "A"},
                    files={"clip": ("x.wav", _wav_bytes(world), "audio/wav")})
@@ -338,7 +337,7 @@ def test_reports_are_shown_and_served(world, server, tmp_path):
     (work / "reports" / "holdout-1" / "report.md").write_text("# Hold-out\n\n| k | recall |\n|---|---|\n| 10 | 0.25 |\n")
     png = b"\x89PNG\r\n\x1a\n" + os.urandom(64)
     (work / "reports" / "holdout-1" / "recall.png").write_bytes(png)
-    with TestClient(create_app(work, server.address), raise_server_exceptions=False) as c:
+    with page_client(create_app(work, server.address)) as c:
         lab = c.get("/lab").text
         assert "<td>0.25</td>" in lab and 'src="/lab/files/holdout-1/recall.png"' in lab
         r = c.get("/lab/files/holdout-1/recall.png")

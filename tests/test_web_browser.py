@@ -173,3 +173,49 @@ def test_the_map_opens_a_song(site, browser):
     browser.execute_script("arguments[0].dispatchEvent(new MouseEvent('click', {bubbles: true}))", points[0])
     wait(browser).until(lambda d: d.current_url.endswith(f"/songs/{song}"))
     assert "nobody yet" in browser.page_source
+
+
+def test_a_cross_site_form_and_fetch_from_another_origin_are_refused(site, browser, world, tmp_path):
+    # an attacker's page on another origin (localhost, another port) posts a form to pmrs-web's
+    # /api/play and fires a text/plain fetch at it; the browser sends its Origin and Fetch
+    # Metadata, and pmrs-web writes nothing
+    import http.server
+    import threading
+    from urllib.parse import urlsplit
+
+    from pmrs.live.log import WriteLog
+
+    target = site.url + "/api/play"
+    attack = (f"<!doctype html><title>win a prize</title>"
+              f"<form id=f method=post action='{target}'>"
+              f"<input name=user value='{world.users[0]}'><input name=song value='{world.clip_song}'></form>"
+              f"<script>fetch('{target}', {{method: 'POST', mode: 'no-cors', headers: {{'Content-Type': 'text/plain'}},"
+              f"body: 'user={world.users[0]}&song={world.clip_song}'}}).finally(() => document.getElementById('f').submit());"
+              f"</script>").encode()
+
+    class Attacker(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(attack)
+
+        def log_message(self, *args):
+            pass
+
+    evil = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Attacker)
+    threading.Thread(target=evil.serve_forever, daemon=True).start()
+    with WriteLog.of(world.work) as wlog:
+        before = wlog.last_seq()
+    try:
+        browser.get(f"http://localhost:{evil.server_address[1]}/")
+        wait(browser).until(lambda d: urlsplit(d.current_url).port == urlsplit(site.url).port)
+        body = browser.find_element(By.TAG_NAME, "body").text
+        assert "refused" in body and ("cross-site" in body or "another origin" in body)
+    finally:
+        evil.shutdown()
+    with WriteLog.of(world.work) as wlog:
+        assert wlog.last_seq() == before
+    # the page's own "played it" still writes (same origin)
+    browser.get(f"{site.url}/?user={world.users[0]}")
+    wait(browser).until(lambda d: len(rows(d)) == 20)

@@ -97,3 +97,17 @@ class WebProcess(WebApp):
         code = super().stop()
         self.log.close()
         return code
+
+
+#: What a same-origin request from the page itself carries, as a browser sends it.
+PAGE_ORIGIN = "http://127.0.0.1:8080"
+
+
+def page_client(app, **kwargs):
+    """Starlette's TestClient as the page's own browser: ``Host`` 127.0.0.1:8080, and on every
+    request the ``Origin`` and ``Sec-Fetch-Site`` a browser sends from the page itself (the page
+    refuses writes without them, :mod:`pmrs.web.guard`)."""
+    from starlette.testclient import TestClient
+
+    return TestClient(app, base_url=PAGE_ORIGIN, raise_server_exceptions=False,
+                      headers={"Origin": PAGE_ORIGIN, "Sec-Fetch-Site": "same-origin"}, **kwargs)

@@ -34,8 +34,7 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from .. import blend
-from ..blend import candidate_count
+from ..blend import candidate_count, pick
 from ..errors import InvalidArgument, NotFound, PMRSError
 from ..text import quote_prefix
 from .contract import (ACOUSTIC, COLLABORATIVE, MAX_K, MAX_SEEDS, NEIGHBOURS, SPARSE_NEIGHBOURS, WMF_SPACE, quotas,
@@ -417,7 +416,7 @@ def _select(bundle, cands: list["_Candidates"], quota: dict[str, int], k: int,
             diversity: float) -> list[Item]:
     """The blend (:func:`pmrs.blend.pick`) of the candidate lists; a song several lists hold is
     scored with the highest of its scores and marked with each of their sources."""
-    picks = blend.pick([(c.rows, c.scores) for c in cands], [quota[c.name] for c in cands], k, diversity,
+    picks = pick([(c.rows, c.scores) for c in cands], [quota[c.name] for c in cands], k, diversity,
                        embedding=bundle.embedding)
     if not picks:
         return []

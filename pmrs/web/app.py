@@ -21,10 +21,12 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import jinja2
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
@@ -38,6 +40,7 @@ from pmrs.serving import contract
 from pmrs.serving.recommend import Filters
 
 from .data import AUDIO_TYPES, BadQuery, WorkdirData
+from .guard import SameOriginGuard, allowed_hosts
 
 log = logging.getLogger("pmrs.web")
 HERE = Path(__file__).resolve().parent
@@ -78,6 +81,10 @@ class WebConfig:
     ca_file: str | None = None      # roots to trust (a private CA); default: the system's
     cert_file: str | None = None    # the web app's client certificate, for a server that wants one
     key_file: str | None = None
+    allowed_hosts: tuple[str, ...] = ()  # host names the page answers to besides loopback and the bind host
+    https_cert: str | None = None   # PEM certificate: serve the page over HTTPS (with https_key)
+    https_key: str | None = None
+    insecure: bool = False          # allow plain HTTP on an address other than loopback
 
 
 class Web:
@@ -106,6 +113,7 @@ class Web:
 
     def page(self, request: Request, name: str, code: int = 200, **context) -> Response:
         context.setdefault("can_write", self.can_write)
+        context.setdefault("max_clip_mib", MAX_CLIP_BYTES // 2**20)
         self._known = self.data.genres()   # (once a page: the map colours thousands of points)
         return self.templates.TemplateResponse(request, name, context, status_code=code)
 
@@ -218,7 +226,7 @@ def index(request: Request) -> Response:
                 raise
             error, status = _message(exc), HTTP_STATUS.get(exc.code, 500)
     snap = web.data.snapshot()
-    seeds = [(snap.fields(s) if snap else {}) | {"song_id": s} for s in q["seeds"]]
+    seeds = [web.data.song_fields(s) for s in q["seeds"]]
     defaults = contract.Defaults.from_manifest(snap.manifest.get("defaults") if snap else None)
     users = snap.users() if snap else []
     return web.page(request, "index.html", status, info=info, sources=sources, q=q, result=result,
@@ -292,11 +300,45 @@ def upload_form(request: Request) -> Response:
     return _web(request).page(request, "upload.html", form={}, error=None, status=200)
 
 
+
+class _TooLarge(Exception):
+    """An upload's body went past :data:`MAX_UPLOAD_BYTES` while it was read."""
+
+
+#: The largest upload body: a clip of ``MAX_CLIP_BYTES`` and the form's other fields.
+MAX_UPLOAD_BYTES = MAX_CLIP_BYTES + 64 * 1024
+
+
+def _limited(receive, limit: int):
+    """``receive`` that raises :class:`_TooLarge` as soon as the body read passes ``limit``
+    bytes: an oversized upload is refused while it streams, not after it was stored."""
+    seen = 0
+
+    async def inner():
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise _TooLarge
+        return message
+
+    return inner
+
+
 async def upload(request: Request) -> Response:
     web = _web(request)
     from starlette.concurrency import run_in_threadpool
+
+    too_large = (f"the upload is larger than {MAX_CLIP_BYTES // 2**20} MiB, the most a clip may be")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_UPLOAD_BYTES:   # refused before a byte is read
+        return web.page(request, "upload.html", 413, form={}, error=too_large, status=413)
+    request = Request(request.scope, _limited(request.receive, MAX_UPLOAD_BYTES))
     try:
         form = await request.form(max_files=1, max_fields=20, max_part_size=MAX_CLIP_BYTES + 1)
+    except _TooLarge:
+        return web.page(request, "upload.html", 413, form={}, error=too_large, status=413)
     except Exception as exc:   # a malformed or oversized multipart body
         code = 413 if "size" in str(exc).lower() else 400
         return web.page(request, "upload.html", code, form={}, error=f"the upload could not be read: {exc}",
@@ -429,9 +471,12 @@ async def on_crash(request: Request, exc: Exception) -> Response:
 def create_app(workdir, target: str, *, token: str | None = None, timeout_s: float = WebConfig.timeout_s,
                retries: int = WebConfig.retries, tls: bool = False, ca_file: str | None = None,
                cert_file: str | None = None, key_file: str | None = None,
-               upload_timeout_s: float = WebConfig.upload_timeout_s) -> Starlette:
+               upload_timeout_s: float = WebConfig.upload_timeout_s, bind_host: str = "127.0.0.1",
+               hosts: Sequence[str] = ()) -> Starlette:
     """The application: talks to ``pmrs-server`` at ``target`` with ``token`` for writes (TLS
-    settings as :func:`pmrs.connect`'s)."""
+    settings as :func:`pmrs.connect`'s). It answers only requests naming one of its hosts
+    (loopback names, ``bind_host`` and ``hosts``) and takes writes only from its own pages
+    (:mod:`pmrs.web.guard`)."""
     conn = {"token": token or "", "tls": tls, "ca_file": ca_file, "cert_file": cert_file, "key_file": key_file}
     client = connect(target, timeout=timeout_s, retries=retries, **conn)
     uploader = connect(target, timeout=upload_timeout_s, retries=retries, **conn)
@@ -463,6 +508,7 @@ def create_app(workdir, target: str, *, token: str | None = None, timeout_s: flo
             client.close()
             uploader.close()
 
-    app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
+    app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan,
+                    middleware=[Middleware(SameOriginGuard, hosts=allowed_hosts(bind_host, hosts))])
     app.state.web = web
     return app

@@ -24,6 +24,8 @@ from .app import WebConfig, create_app
 
 log = logging.getLogger("pmrs.web")
 TOKEN_ENVS = ("PMRS_WRITE_TOKEN", "PMRS_TOKEN")
+#: On SIGTERM or Ctrl-C: requests in flight get this long to finish before the process exits.
+GRACE_SECONDS = 5
 
 
 def web_token(token_file: str | None) -> str | None:
@@ -48,8 +50,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ca-file", help="PEM CA file: talk TLS to pmrs-server, trusting it")
     p.add_argument("--cert-file", help="PEM client certificate, for a server that requires one (mutual TLS)")
     p.add_argument("--key-file", help="the client certificate's PEM key")
+    p.add_argument("--allowed-host", dest="allowed_hosts", action="append",
+                   help="a host name the page answers to besides loopback and the bind address (repeatable; "
+                        "requests naming any other host are refused)")
+    p.add_argument("--https-cert", help="PEM certificate (chain): serve the page over HTTPS (with --https-key)")
+    p.add_argument("--https-key", help="the PEM private key of --https-cert")
+    p.add_argument("--insecure", action="store_true", default=None,
+                   help="allow plain HTTP on an address other than loopback (refused otherwise)")
+    p.add_argument("--log-format", choices=("text", "json"), help="log lines as text (default) or JSON objects")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     return p
+
+
+def check_bind(bind: str, https: bool, insecure: bool) -> str:
+    """The bind address's host; ``ValueError`` for plain HTTP off loopback without ``insecure``
+    (the page writes with its own token: anyone who reaches it can write), as pmrs-server refuses
+    plaintext there."""
+    import ipaddress
+
+    host = bind.rpartition(":")[0].strip("[]")
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback and not https and not insecure:
+        raise ValueError(f"pmrs-web on {bind} would serve plain HTTP off this machine; serve HTTPS "
+                         "(--https-cert, --https-key) or pass --insecure")
+    return host
 
 
 def listen(bind: str) -> socket.socket:
@@ -74,14 +101,18 @@ def _run(args: argparse.Namespace) -> int:
     import uvicorn
 
     cfg = cfgmod.build(WebConfig, "web", cfgmod.load_toml(args.config), vars(args))
+    if bool(cfg.https_cert) != bool(cfg.https_key):
+        raise ValueError("--https-cert and --https-key go together")
+    bind_host = check_bind(cfg.bind, bool(cfg.https_cert), cfg.insecure)
     workdir = cfgmod.resolve_workdir(args.workdir)
     token = web_token(cfg.token_file)
     app = create_app(workdir, cfg.target, token=token, timeout_s=cfg.timeout_s, retries=cfg.retries,
                      tls=cfg.tls, ca_file=cfg.ca_file, cert_file=cfg.cert_file, key_file=cfg.key_file,
-                     upload_timeout_s=cfg.upload_timeout_s)
+                     upload_timeout_s=cfg.upload_timeout_s, bind_host=bind_host, hosts=cfg.allowed_hosts)
     sock = listen(cfg.bind)
     host, port = sock.getsockname()[:2]
-    url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+    scheme = "https" if cfg.https_cert else "http"
+    url = f"{scheme}://{host if ':' not in host else f'[{host}]'}:{port}"
     log.info("pmrs-web for %s over %s (writes: %s)", cfg.target, workdir, "on" if token else "off, no token")
 
     class Server(uvicorn.Server):
@@ -90,7 +121,8 @@ def _run(args: argparse.Namespace) -> int:
             print(f"pmrs-web listening on {url}", flush=True)
 
     server = Server(uvicorn.Config(app, log_level="warning" if args.quiet else "info", access_log=False,
-                                   timeout_graceful_shutdown=5))
+                                   timeout_graceful_shutdown=GRACE_SECONDS, log_config=None,
+                                   ssl_certfile=cfg.https_cert, ssl_keyfile=cfg.https_key))
     # uvicorn re-raises the signal that stopped it once it has shut down; these handlers take it,
     # so SIGTERM and Ctrl-C end pmrs-web with 0 like pmrs-server
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -217,6 +217,7 @@ class _LiveAdditions:
         self.seq = int(snap.manifest.get("live_seq") or 0)
         self.songs: list[tuple[str, str, str, dict]] = []   # as _Snapshot.songs(): (id, title key, artist key, fields)
         self.song_seq: dict[str, int] = {}
+        self.fields: dict[str, dict] = {}                   # song id -> catalog fields
         self.users: list[str] = []                          # sorted
         self._user_set: set[str] = set()
         self.tags: dict[str, dict[str, float]] = {}
@@ -244,6 +245,7 @@ class _LiveAdditions:
                         sid = w.body["song_id"]
                         self.songs.append((sid, str(f["title"] or "").casefold(),
                                            str(f["artist"] or "").casefold(), f))
+                        self.fields[sid] = f
                         self.song_seq[sid] = w.seq
                         self.tags[sid] = {str(t): 1.0 for t in w.body.get("tags") or []}
                     elif w.kind == PLAYS and isinstance(w.body.get("user_id"), str):
@@ -395,6 +397,14 @@ class WorkdirData:
         if snap is None:
             return {}
         return snap.tags(song_id) or dict(self.live(snap).tags.get(song_id, {}))
+
+    def song_fields(self, song_id: str) -> dict:
+        """``{"song_id", "title", "artist", "genre", "year"}`` of a catalog song or one added live
+        ("" and 0 where unknown, also for an id nobody knows)."""
+        snap = self.snapshot()
+        found = (snap.fields(song_id) or self.live(snap).fields.get(song_id) or {}) if snap else {}
+        return {"song_id": song_id, "title": found.get("title") or "", "artist": found.get("artist") or "",
+                "genre": found.get("genre") or "", "year": found.get("year") or 0}
 
     def map_points(self) -> list[MapPoint]:
         snap = self.snapshot()
