@@ -202,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{name}", default="")
     p.add_argument("--year", type=int, default=0)
     p.add_argument("--tag", nargs="+", action="extend", default=[], metavar="TAG", help="tags")
+    p.add_argument("--request-id", help="retrying with the same id adds the song once and answers like the "
+                   "first call (default: a new id, reused by the client's own retries)")
     return parser
 
 
@@ -267,7 +269,8 @@ def _run(rec, args: argparse.Namespace) -> tuple[str, Any]:
         clip = Path(args.audio) if args.audio else None
         added = rec.add_song(args.song_id, title=args.title, artist=args.artist, release=args.release,
                              year=args.year, genre=args.genre, tags=args.tag,
-                             audio=clip.read_bytes() if clip else None, filename=clip.name if clip else "clip")
+                             audio=clip.read_bytes() if clip else None, filename=clip.name if clip else "clip",
+                             request_id=args.request_id)
         return format_song(added.song), dataclasses.asdict(added)
     if args.command == "song":
         song = rec.song(args.song_id)

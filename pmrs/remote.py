@@ -22,6 +22,7 @@ loads gRPC and the generated messages, not FAISS or torch.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -34,7 +35,7 @@ from typing import Any, Callable, TypeVar
 import grpc
 
 from .channel import MAX_RETRIES, auth_metadata, make_channel
-from .errors import InvalidArgument, from_status
+from .errors import DeadlineExceeded, InvalidArgument, Unavailable, from_status
 from .results import (AddedSong, Appended, BundleInfo, GenreList, GenreRecommendations, GenreScore, ListInfo,
                       Recommendations, ScoredSong, Song, SourceInfo)
 from .serving.contract import Defaults
@@ -50,7 +51,11 @@ _MODES = {"collaborative": pb.SIMILARITY_MODE_COLLABORATIVE, "acoustic": pb.SIMI
           MIXED: pb.SIMILARITY_MODE_MIXED, "metadata": pb.SIMILARITY_MODE_METADATA,
           "neighbours": pb.SIMILARITY_MODE_NEIGHBOURS}
 
+log = logging.getLogger(__name__)
 _R = TypeVar("_R")
+#: Tries of a write that is not answered in time (each with the call's timeout; the request id
+#: makes a repeat harmless).
+WRITE_ATTEMPTS = 3
 
 
 def connect(target: str | Sequence[str], *, token: str | None = None, tls: bool = False,
@@ -98,9 +103,10 @@ class RemoteRecommender:
     """
 
     def __init__(self, channel: grpc.Channel, *, timeout: float = 5.0, token: str | None = None,
-                 target: str | Sequence[str] = "") -> None:
+                 target: str | Sequence[str] = "", write_attempts: int = WRITE_ATTEMPTS) -> None:
         self.target = target
         self.timeout = float(timeout)
+        self.write_attempts = max(1, int(write_attempts))
         self._channel = channel
         self._metadata = auth_metadata(token)
         self._stub = pb_grpc.RecommenderStub(channel)
@@ -119,6 +125,20 @@ class RemoteRecommender:
 
     def __repr__(self) -> str:
         return f"RemoteRecommender(target={self.target!r}, timeout={self.timeout})"
+
+    def _write(self, method: Callable[..., _R], request: Any) -> _R:
+        """A write, sent again with the same request (its ``request_id``) when a try ends in
+        ``DEADLINE_EXCEEDED`` or ``UNAVAILABLE``: the server may have done the first, and then
+        answers the retry as a duplicate of it (``duplicate`` true), never ``ALREADY_EXISTS``.
+        At most ``write_attempts`` tries, each with the full ``timeout``."""
+        for attempt in range(self.write_attempts):
+            try:
+                return self._call(method, request)
+            except (DeadlineExceeded, Unavailable):
+                if attempt + 1 == self.write_attempts:
+                    raise
+                log.info("write %s not answered in time; sent again with its request id", request.request_id)
+        raise AssertionError("unreachable")
 
     def _call(self, method: Callable[..., _R], request: Any) -> _R:
         try:
@@ -208,7 +228,7 @@ class RemoteRecommender:
         req = _request(pb.RecordPlaysRequest, user_id=user_id,
                        plays=[pb.Play(song_id=s, count=_count(s, c)) for s, c in pairs],
                        request_id=request_id or uuid.uuid4().hex)
-        r = self._call(self._stub.RecordPlays, req)
+        r = self._write(self._stub.RecordPlays, req)
         return Appended(r.sequence, r.duplicate)
 
     def add_song(self, song_id: str, *, title: str = "", artist: str = "", release: str = "", year: int = 0,
@@ -216,13 +236,16 @@ class RemoteRecommender:
                  filename: str = "clip", request_id: str | None = None) -> AddedSong:
         """Add a song nobody has heard, by its fields and, optionally, its audio clip (bytes in
         any container ``pmrs extract`` reads); as :meth:`pmrs.Recommender.add_song`. Needs the
-        write token."""
+        write token. A call without a ``request_id`` gets a new one; a try that is not answered in
+        time is sent again with it (the server may have added the song meanwhile: the retry then
+        answers like the first, ``duplicate`` true)."""
         if audio is not None and not len(audio):
             raise InvalidArgument("the clip is empty")
+        clip = {} if audio is None else {"audio": bytes(audio)}
         req = _request(pb.AddSongRequest, song_id=song_id, title=title, artist=artist, release=release, year=year,
-                       genre=genre, tags=_ids(tags, "tags"), audio=bytes(audio or b""),
-                       audio_filename=filename or "clip", request_id=request_id or uuid.uuid4().hex)
-        r = self._call(self._stub.AddSong, req)
+                       genre=genre, tags=_ids(tags, "tags"), audio_filename=filename or "clip",
+                       request_id=request_id or uuid.uuid4().hex, **clip)
+        r = self._write(self._stub.AddSong, req)
         return AddedSong(_song(r.song), r.sequence, r.duplicate)
 
     def refresh(self) -> int:

@@ -312,7 +312,7 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
             hooks.check("before the write")
             added = rec.add_song(request.song_id, title=request.title, artist=request.artist,
                                 release=request.release, year=request.year, genre=request.genre,
-                                tags=list(request.tags), audio=request.audio or None,
+                                tags=list(request.tags), audio=request.audio if request.HasField("audio") else None,
                                 filename=request.audio_filename or "clip",
                                 request_id=request.request_id or None)
             return pb.AddSongResponse(song=_song(added.song), sequence=added.seq, duplicate=added.duplicate)

@@ -8,6 +8,7 @@ import pytest
 
 import pmrs
 from pmrs.interactions import INTERACTIONS_DIR, MAX_COUNT, Interactions
+from pmrs.live.log import WriteLog
 from servers import work_with_bundle
 
 
@@ -165,3 +166,89 @@ def test_one_new_song_id_sent_to_two_recommenders_at_once_is_added_once(fresh):
     assert set(outcomes) <= {"added", "exists"}, Counter(outcomes)
     assert Counter(outcomes)["added"] == len(ids)
     assert all(logged[sid] == 1 for sid in ids), logged
+
+
+# -- the same rules over gRPC -----------------------------------------------------------------
+
+TOKEN = "hardening-write-token-0123456789ab"
+
+
+@pytest.fixture()
+def served(fresh):
+    from pmrs_server.auth import Auth
+    from pmrs_server.main import serve
+
+    running = serve(fresh, bind="127.0.0.1:0", auth=Auth(write=TOKEN), metrics_bind="")
+    yield running
+    running.stop(grace=1.0)
+
+
+def test_grpc_refuses_what_the_api_refuses_with_invalid_argument(served, fresh):
+    import grpc
+
+    from pmrs.v1 import recommender_pb2 as pb
+    from pmrs.v1 import recommender_pb2_grpc as pb_grpc
+
+    stub = pb_grpc.RecommenderStub(grpc.insecure_channel(served.address))
+    md = (("authorization", f"Bearer {TOKEN}"),)
+    song = served.holder.bundle.bundle.song_id(0)
+    before = _last_seq(fresh)
+    for req in (pb.RecordPlaysRequest(user_id="x\x00", plays=[pb.Play(song_id=song, count=1)]),
+                pb.RecordPlaysRequest(user_id=" x", plays=[pb.Play(song_id=song, count=1)]),
+                pb.AddSongRequest(song_id=song + "\x00", title="t"),
+                pb.AddSongRequest(song_id="SOEMPTYCLIP00000001", title="t", audio=b"")):   # an empty clip
+        with pytest.raises(grpc.RpcError) as err:
+            (stub.AddSong if isinstance(req, pb.AddSongRequest) else stub.RecordPlays)(req, metadata=md)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, req
+    assert _last_seq(fresh) == before
+    # no clip at all is a song added by its metadata alone
+    r = stub.AddSong(pb.AddSongRequest(song_id="SONOCLIP0000000001", title="no clip"), metadata=md)
+    assert r.song.title == "no clip" and not r.song.has_audio
+
+
+def test_an_empty_clip_is_refused_by_the_client_command_too(served, tmp_path, capsys, monkeypatch):
+    from pmrs_clients.cli import main as client
+
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    monkeypatch.setenv("PMRS_TOKEN", TOKEN)
+    code = client(["--target", served.address, "add-song", "SOEMPTYCLI00000001", "--title", "t",
+                   "--audio", str(empty)])
+    assert code != 0 and "empty" in capsys.readouterr().err
+
+
+def test_a_write_retried_after_a_timeout_answers_like_the_first(fresh, monkeypatch):
+    # the server takes longer than the client waits (a slow clip): the client sends the call again
+    # with its request id and gets the song, not ALREADY_EXISTS; the log holds it once
+    import time
+
+    from pmrs.live import songs
+    from pmrs.live.log import SONG
+    from pmrs_server.auth import Auth
+    from pmrs_server.main import serve
+
+    real = songs.bundle_encoder
+
+    def slow_encoder(bundle, **kwargs):
+        encode = real(bundle, **kwargs)
+
+        def slow(body, clip):
+            time.sleep(1.5)
+            return encode(body, clip)
+        return slow
+
+    monkeypatch.setattr(songs, "bundle_encoder", slow_encoder)
+    running = serve(fresh, bind="127.0.0.1:0", auth=Auth(write=TOKEN), metrics_bind="")
+    try:
+        with pmrs.connect(running.address, token=TOKEN, timeout=1.0) as remote:
+            added = remote.add_song("SOSLOWSONG00000001", title="Slow", artist="Taker")
+        assert added.song.title == "Slow" and added.duplicate
+        with WriteLog.of(fresh) as wlog:
+            assert [w.body["song_id"] for w in wlog.since(0, kinds=(SONG,))].count("SOSLOWSONG00000001") == 1
+    finally:
+        running.stop(grace=3.0)
+
+
+def _last_seq(work) -> int:
+    with WriteLog.of(work) as wlog:
+        return wlog.last_seq()
