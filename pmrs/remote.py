@@ -215,7 +215,8 @@ class RemoteRecommender:
             source_runs=dict(m.source_runs),
             default_lists=[ListInfo(kind=dl.kind, k=dl.k, shares=in_order(dl.shares, _setting),
                                     diversity=_setting(dl.diversity)) for dl in m.default_lists],
-            defaults=defaults, live_seq=m.live_sequence, accepts_writes=m.accepts_writes, server=m.server)
+            defaults=defaults, live_seq=m.live_sequence, accepts_writes=m.accepts_writes, server=m.server,
+            metrics_url=m.metrics_url)
 
     # -- live writes --------------------------------------------------------------------------
 

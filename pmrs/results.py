@@ -151,6 +151,7 @@ class BundleInfo:
     live_seq: int = 0
     accepts_writes: bool = False
     server: str = ""
+    metrics_url: str = ""     # the answering server's Prometheus metrics ("" in process, or none)
 
 
 @dataclass(frozen=True)

@@ -33,13 +33,10 @@ from pmrs.entry import run_cli
 from pmrs.recommender import Recommender
 from pmrs.serving import contract
 from pmrs.serving.contract import CURRENT_FILE, ContractError, read_current
-
 from pmrs.live.log import LogUnavailable, WriteLog
-
-from pmrs.telemetry import serve_metrics
+from pmrs.telemetry import ServerMetrics, serve_metrics
 
 from .auth import READ_TOKEN_ENV, WRITE_TOKEN_ENV, Auth
-from .metrics import ServerMetrics
 from .servicer import SERVICE_NAME, BundleHolder, RecommenderServicer
 from .transport import WRITE_WORKERS, LoopThread, WorkerPool, recommender_handler, server_options
 
@@ -432,6 +429,7 @@ def serve(workdir: str | os.PathLike, bind: str = "127.0.0.1:50051", workers: in
         if not port:
             raise OSError(f"cannot listen on {bind}")
         servicer.identity = f"{host}:{port} pid {os.getpid()}"
+        servicer.metrics_url = endpoint.url if endpoint is not None else ""
         watcher = BundleWatcher(
             workdir, holder, poll_seconds,
             on_change=lambda bundle: loop.run(set_status(health_servicer, bundle is not None)),

@@ -240,6 +240,7 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
         self.metrics = metrics   # (server.metrics.ServerMetrics: the compute-slot queue's depth)
         self.accepts_writes = accepts_writes
         self.identity = ""   # "host:port pid N", set once the port is bound
+        self.metrics_url = ""   # where the metrics are scraped, set once their port is bound
         if compute_slots < 0:
             raise ValueError(f"compute_slots must be >= 0 (0: no limit), got {compute_slots}")
         # one slot: a plain lock (its acquire is C code; a semaphore's runs Python on each call)
@@ -335,6 +336,7 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
                                for d in info.default_lists],
                 format_version=info.format_version, live_sequence=info.live_seq,
                 accepts_writes=self.accepts_writes and info.accepts_writes, server=self.identity,
+                metrics_url=self.metrics_url,
                 defaults=pb.Defaults(k=info.defaults.k, shares=info.defaults.shares, diversity=info.defaults.diversity,
                                      similar_diversity=info.defaults.similar_diversity))
 

@@ -219,3 +219,15 @@ def test_a_cross_site_form_and_fetch_from_another_origin_are_refused(site, brows
     # the page's own "played it" still writes (same origin)
     browser.get(f"{site.url}/?user={world.users[0]}")
     wait(browser).until(lambda d: len(rows(d)) == 20)
+
+
+def test_the_lab_shows_live_figures(site, browser):
+    browser.get(site.url + "/lab")
+    wait(browser).until(lambda d: d.execute_script(
+        "return document.querySelector('#live-figures').dataset.updated || ''"))
+    captions = [c.text for c in browser.find_elements(By.CSS_SELECTOR, "#live-figures caption")]
+    assert "pmrs-server: calls" in captions and "pmrs-web: requests" in captions
+    methods = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#live-figures table')[0].querySelectorAll('tbody tr td:first-child'))"
+        ".map(td => td.textContent);")
+    assert "GetBundleInfo" in methods    # the page asked the server for the bundle it describes

@@ -167,3 +167,66 @@ def test_plain_http_off_loopback_is_refused_unless_asked(world, bind, tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env={"PMRS_WRITE_TOKEN": TOKEN,
                                                                                 "PATH": "/usr/bin:/bin"})
     assert done.returncode == 2 and "--insecure" in done.stderr and "HTTPS" in done.stderr
+
+
+# -- the page says how it is doing ---------------------------------------------------------------
+
+
+def test_the_lab_shows_the_servers_and_the_pages_figures(app, world, server):
+    with page_client(app) as c:
+        assert c.get("/", params={"user": world.users[0]}).status_code == 200
+        assert c.post("/api/play", data={"user": world.users[1], "song": world.clip_song}).status_code == 200
+        with _raw(app, Origin="http://evil.example") as evil:
+            assert evil.post("/api/play", data={"user": world.users[1], "song": world.clip_song}).status_code == 403
+        data = c.get("/lab/figures.json").json()
+        page = c.get("/lab").text
+    assert 'id="live-figures"' in page
+    web = data["web"]
+    by_route = {r["name"]: r for r in web["calls"]}
+    assert by_route["/"]["ok"] == 1 and by_route["/api/play"]["ok"] == 1
+    assert by_route["/api/play"]["errors"] == {"403": 1.0}
+    assert by_route["/"]["p50_ms"] is not None
+    assert web["counters"]["pmrs_web_writes_total"] == {"play": 1.0}
+    assert web["counters"]["pmrs_web_writes_refused_total"] == {"play,403": 1.0}
+    # the server's own figures, scraped from the address it gives in GetBundleInfo
+    srv = data["server"]
+    assert data["server_url"].startswith("http://127.0.0.1:")
+    calls = {r["name"]: r for r in srv["calls"]}
+    assert calls["Recommend"]["ok"] >= 1 and calls["RecordPlays"]["ok"] >= 1
+    assert srv["gauges"]["pmrs_bundle_loaded"] == 1.0
+    assert any(k.startswith("pmrs_bundle_info{") for k in srv["gauges"])
+
+
+def test_a_burst_of_page_loads_from_many_clients_never_fails(world, server, tmp_path):
+    # 200 song pages from 20 clients at once (once, 1 in 34 answered 500: the catalog opened per call)
+    import http.client
+    import threading
+    from urllib.parse import urlsplit
+
+    web = WebProcess(world.work, server.address, tmp_path / "w.log", env={"PMRS_WRITE_TOKEN": TOKEN})
+    statuses: list[int] = []
+    lock = threading.Lock()
+    try:
+        u = urlsplit(web.url)
+        songs = [world.clip_song, world.cold_song, world.hostile_song]
+
+        def client(i):
+            conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+            try:
+                for j in range(10):
+                    conn.request("GET", f"/songs/{songs[(i + j) % len(songs)]}")
+                    r = conn.getresponse()
+                    r.read()
+                    with lock:
+                        statuses.append(r.status)
+            finally:
+                conn.close()
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        web.stop()
+    assert len(statuses) == 200 and set(statuses) == {200}, sorted(set(statuses))

@@ -295,7 +295,7 @@ class Defaults(_message.Message):
     def __init__(self, k: _Optional[int] = ..., shares: _Optional[_Mapping[str, float]] = ..., diversity: _Optional[float] = ..., similar_diversity: _Optional[float] = ...) -> None: ...
 
 class GetBundleInfoResponse(_message.Message):
-    __slots__ = ("live_sequence", "accepts_writes", "server", "version", "created_at", "users", "songs", "songs_with_plays", "songs_with_audio", "indexes", "source_runs", "default_lists", "format_version", "defaults")
+    __slots__ = ("live_sequence", "accepts_writes", "server", "metrics_url", "version", "created_at", "users", "songs", "songs_with_plays", "songs_with_audio", "indexes", "source_runs", "default_lists", "format_version", "defaults")
     class SourceRunsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -306,6 +306,7 @@ class GetBundleInfoResponse(_message.Message):
     LIVE_SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     ACCEPTS_WRITES_FIELD_NUMBER: _ClassVar[int]
     SERVER_FIELD_NUMBER: _ClassVar[int]
+    METRICS_URL_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     USERS_FIELD_NUMBER: _ClassVar[int]
@@ -320,6 +321,7 @@ class GetBundleInfoResponse(_message.Message):
     live_sequence: int
     accepts_writes: bool
     server: str
+    metrics_url: str
     version: str
     created_at: str
     users: int
@@ -331,7 +333,7 @@ class GetBundleInfoResponse(_message.Message):
     default_lists: _containers.RepeatedCompositeFieldContainer[DefaultListInfo]
     format_version: int
     defaults: Defaults
-    def __init__(self, live_sequence: _Optional[int] = ..., accepts_writes: _Optional[bool] = ..., server: _Optional[str] = ..., version: _Optional[str] = ..., created_at: _Optional[str] = ..., users: _Optional[int] = ..., songs: _Optional[int] = ..., songs_with_plays: _Optional[int] = ..., songs_with_audio: _Optional[int] = ..., indexes: _Optional[_Iterable[_Union[IndexInfo, _Mapping]]] = ..., source_runs: _Optional[_Mapping[str, str]] = ..., default_lists: _Optional[_Iterable[_Union[DefaultListInfo, _Mapping]]] = ..., format_version: _Optional[int] = ..., defaults: _Optional[_Union[Defaults, _Mapping]] = ...) -> None: ...
+    def __init__(self, live_sequence: _Optional[int] = ..., accepts_writes: _Optional[bool] = ..., server: _Optional[str] = ..., metrics_url: _Optional[str] = ..., version: _Optional[str] = ..., created_at: _Optional[str] = ..., users: _Optional[int] = ..., songs: _Optional[int] = ..., songs_with_plays: _Optional[int] = ..., songs_with_audio: _Optional[int] = ..., indexes: _Optional[_Iterable[_Union[IndexInfo, _Mapping]]] = ..., source_runs: _Optional[_Mapping[str, str]] = ..., default_lists: _Optional[_Iterable[_Union[DefaultListInfo, _Mapping]]] = ..., format_version: _Optional[int] = ..., defaults: _Optional[_Union[Defaults, _Mapping]] = ...) -> None: ...
 
 class PingRequest(_message.Message):
     __slots__ = ()

@@ -18,12 +18,14 @@ import logging
 import math
 import re
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import jinja2
+from prometheus_client import generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -38,9 +40,11 @@ from pmrs.live.songs import MAX_CLIP_BYTES
 from pmrs.remote import RemoteRecommender, connect
 from pmrs.serving import contract
 from pmrs.serving.recommend import Filters
+from pmrs.telemetry import WebMetrics, figures
 
 from .data import AUDIO_TYPES, BadQuery, WorkdirData
 from .guard import SameOriginGuard, allowed_hosts
+from .measure import Measured
 
 log = logging.getLogger("pmrs.web")
 HERE = Path(__file__).resolve().parent
@@ -85,6 +89,8 @@ class WebConfig:
     https_cert: str | None = None   # PEM certificate: serve the page over HTTPS (with https_key)
     https_key: str | None = None
     insecure: bool = False          # allow plain HTTP on an address other than loopback
+    metrics_bind: str = "127.0.0.1:0"  # the page's Prometheus metrics (HOST:PORT; "": none)
+    metrics_public: bool = False    # allow them off loopback
 
 
 class Web:
@@ -101,6 +107,7 @@ class Web:
         self._known: list[str] = []
         self._info: tuple[float, object] | None = None
         self.pool = ThreadPoolExecutor(max_workers=CALL_THREADS, thread_name_prefix="pmrs-web-calls")
+        self.metrics = WebMetrics()
 
     def colour(self, genre: str) -> str:
         """A genre's colour: by its place among the bundle's genres (the ones it does not list
@@ -401,6 +408,28 @@ def lab(request: Request) -> Response:
     return web.page(request, "lab.html", info=info, reports=reports)
 
 
+def lab_figures(request: Request) -> Response:
+    """The figures the lab shows live (its script asks every few seconds): this page's own
+    metrics, and the served pmrs-server's, scraped from the address it gives in GetBundleInfo
+    (loopback by default: shown when this page runs on the same machine)."""
+    web = _web(request)
+    out = {"web": figures(generate_latest(web.metrics.registry).decode(), "pmrs_web_"), "server": None}
+    try:
+        url = web.info().metrics_url
+    except PMRSError as exc:
+        url, out["server_error"] = "", _message(exc)
+    if url:
+        try:
+            with urllib.request.urlopen(url, timeout=1.0) as r:
+                out["server"] = figures(r.read().decode())
+            out["server_url"] = url
+        except (OSError, ValueError) as exc:
+            out["server_error"] = f"cannot read the server's metrics at {url}: {exc}"
+    elif "server_error" not in out:
+        out["server_error"] = "the server serves no metrics (started with --metrics-bind '')"
+    return JSONResponse(out, headers={"Cache-Control": "no-store"})
+
+
 def report_file(request: Request) -> Response:
     found = _web(request).data.report_file(request.path_params["path"])
     if found is None:
@@ -492,6 +521,7 @@ def create_app(workdir, target: str, *, token: str | None = None, timeout_s: flo
         Route("/upload", upload, methods=["POST"]),
         Route("/map", map_page),
         Route("/lab", lab),
+        Route("/lab/figures.json", lab_figures),
         Route("/lab/files/{path:path}", report_file),
         Mount("/static", app=StaticFiles(directory=HERE / "static"), name="static"),
     ]
@@ -509,6 +539,7 @@ def create_app(workdir, target: str, *, token: str | None = None, timeout_s: flo
             uploader.close()
 
     app = Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan,
-                    middleware=[Middleware(SameOriginGuard, hosts=allowed_hosts(bind_host, hosts))])
+                    middleware=[Middleware(Measured, metrics=web.metrics),
+                                Middleware(SameOriginGuard, hosts=allowed_hosts(bind_host, hosts))])
     app.state.web = web
     return app

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from pmrs import config as cfgmod
 from pmrs.entry import run_cli
+from pmrs.telemetry import serve_metrics
 
 from .app import WebConfig, create_app
 
@@ -57,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--https-key", help="the PEM private key of --https-cert")
     p.add_argument("--insecure", action="store_true", default=None,
                    help="allow plain HTTP on an address other than loopback (refused otherwise)")
+    p.add_argument("--metrics-bind", help="HOST:PORT of the page's Prometheus metrics (default 127.0.0.1:0: "
+                   "loopback, any free port, printed at start; '' for none)")
+    p.add_argument("--metrics-public", action="store_true", default=None,
+                   help="allow the metrics on an address other than loopback")
     p.add_argument("--log-format", choices=("text", "json"), help="log lines as text (default) or JSON objects")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     return p
@@ -115,10 +120,15 @@ def _run(args: argparse.Namespace) -> int:
     url = f"{scheme}://{host if ':' not in host else f'[{host}]'}:{port}"
     log.info("pmrs-web for %s over %s (writes: %s)", cfg.target, workdir, "on" if token else "off, no token")
 
+    endpoint = (serve_metrics(app.state.web.metrics.registry, cfg.metrics_bind, cfg.metrics_public)
+                if cfg.metrics_bind else None)
+
     class Server(uvicorn.Server):
         async def startup(self, sockets=None) -> None:
             await super().startup(sockets)
             print(f"pmrs-web listening on {url}", flush=True)
+            if endpoint is not None:
+                print(f"pmrs-web metrics on {endpoint.url}", flush=True)
 
     server = Server(uvicorn.Config(app, log_level="warning" if args.quiet else "info", access_log=False,
                                    timeout_graceful_shutdown=GRACE_SECONDS, log_config=None,
@@ -127,7 +137,11 @@ def _run(args: argparse.Namespace) -> int:
     # so SIGTERM and Ctrl-C end pmrs-web with 0 like pmrs-server
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: log.info("stopped by %s", signal.Signals(signum).name))
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    finally:
+        if endpoint is not None:
+            endpoint.stop()
     return 0
 
 

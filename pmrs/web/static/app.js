@@ -18,6 +18,8 @@
   if (form) listener(form);
   const upload = $("#upload");
   if (upload) uploader(upload);
+  const live = $("#live-figures");
+  if (live) liveFigures(live);
 
   function listener(form) {
     const results = $("#results");
@@ -142,5 +144,52 @@
       $("#upload-status").textContent = "uploading and analysing the clip…";
       $("button[type=submit]", form).disabled = true;
     });
+  }
+
+  // -- the lab's live figures: the server's and this page's metrics, every few seconds --
+  function liveFigures(box) {
+    const el = (tag, text, cls) => { const e = document.createElement(tag); if (text !== undefined) e.textContent = text; if (cls) e.className = cls; return e; };
+    const fmt = (v) => v === null || v === undefined ? "–" : (Math.round(v * 100) / 100).toLocaleString();
+    function table(title, rows, heads) {
+      const wrap = el("div", undefined, "scroll");
+      const t = el("table", undefined, "songs");
+      const cap = el("caption", title); t.appendChild(cap);
+      const hr = el("tr"); heads.forEach((h) => hr.appendChild(el("th", h)));
+      const thead = el("thead"); thead.appendChild(hr); t.appendChild(thead);
+      const tb = el("tbody");
+      rows.forEach((r) => { const tr = el("tr"); r.forEach((c, i) => tr.appendChild(el("td", String(c), i ? "num" : ""))); tb.appendChild(tr); });
+      if (!rows.length) { const tr = el("tr"); const td = el("td", "none yet"); td.colSpan = heads.length; tr.appendChild(td); tb.appendChild(tr); }
+      t.appendChild(tb); wrap.appendChild(t); return wrap;
+    }
+    function calls(f, what) {
+      return f.calls.map((c) => [c.name, fmt(c.ok), Object.entries(c.errors).map(([k, v]) => `${k} ${fmt(v)}`).join(", ") || "–", fmt(c.p50_ms), fmt(c.p99_ms)]);
+    }
+    function counters(f, names) {
+      const rows = [];
+      names.forEach((n) => Object.entries(f.counters[n] || {}).forEach(([labels, v]) => rows.push([`${n.replace(/_total$/, "")} ${labels}`, fmt(v)])));
+      Object.entries(f.gauges).forEach(([n, v]) => rows.push([n, fmt(v)]));
+      return rows;
+    }
+    async function tick() {
+      try {
+        const resp = await fetch("/lab/figures.json", { cache: "no-store" });
+        const data = await resp.json();
+        const parts = [];
+        if (data.server) {
+          parts.push(table("pmrs-server: calls", calls(data.server), ["method", "ok", "errors", "p50 ms", "p99 ms"]));
+          parts.push(table("pmrs-server: answers, writes, bundle", counters(data.server, ["pmrs_answers_total", "pmrs_live_writes_total", "pmrs_writes_refused_total"]), ["figure", "value"]));
+        } else {
+          parts.push(el("p", data.server_error || "no server figures", "hint"));
+        }
+        parts.push(table("pmrs-web: requests", calls(data.web), ["route", "ok", "errors", "p50 ms", "p99 ms"]));
+        parts.push(table("pmrs-web: writes", counters(data.web, ["pmrs_web_writes_total", "pmrs_web_writes_refused_total"]), ["figure", "value"]));
+        box.replaceChildren(...parts);
+        box.dataset.updated = String(Date.now());
+      } catch (err) {
+        box.replaceChildren(el("p", `could not read the figures: ${err}`, "hint"));
+      }
+    }
+    tick();
+    setInterval(tick, 5000);
   }
 })();
