@@ -79,15 +79,18 @@ def run_demo(directory: Path, config_path: Path = DEMO_CONFIG) -> None:
     print(format_ingest(ingest(data, work, cfgmod.build(IngestConfig, "ingest", toml))))
     print(f"({time.perf_counter() - t:.1f} s)")
 
-    t = _step("3. pmrs evaluate --holdout (WMF vs popularity on held-out plays)")
+    t = _step("3. pmrs evaluate --holdout (PMRS as served beside the reference models, on held-out plays)")
     wmf_cfg = cfgmod.build(WMFConfig, "wmf", toml)
     report_dir = evaluate_holdout(work, wmf_cfg, cfgmod.build(HoldoutConfig, "evaluate", toml),
+                                  select=cfgmod.build(SelectConfig, "select", toml),
+                                  fixed=cfgmod.given(WMFConfig, "wmf", toml),
+                                  metadata_cfg=cfgmod.build(MetadataConfig, "metadata", toml),
                                   show_progress=False)
     metrics = read_json(report_dir / "metrics.json")
     cols = ["recall@10", "recall@50", "map@500", "ndcg@50", "auc", "coverage@50"]
     print(markdown_table(["model"] + cols,
                          [[name] + [m[c] for c in cols] for name, m in metrics["models"].items()]))
-    print(f"recall@50: WMF / popularity = {metrics['lift_over_popularity']['recall@50']}x   (report: {report_dir})")
+    print(f"recall@50: PMRS / popularity = {metrics['lift_over_popularity']['recall@50']}x   (report: {report_dir})")
     print(f"({time.perf_counter() - t:.1f} s)")
 
     t = _step("4. pmrs train-wmf on all plays, then recommendations")

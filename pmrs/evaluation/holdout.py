@@ -145,7 +145,7 @@ def evaluate_holdout(workdir: str | Path, wmf_cfg: WMFConfig, cfg: HoldoutConfig
                                       metadata_cfg=metadata_cfg)
         seconds["neighbours"] = round(time.perf_counter() - t0, 2)
         t0 = time.perf_counter()
-        icfg = replace(indexer_cfg or IndexerConfig(), default_lists=False, keep=1)
+        icfg = replace(indexer_cfg or IndexerConfig(), default_lists=False, keep=1, acoustic=False)
         bundle_dir = build_bundle(scratch, icfg, metadata_cfg=metadata_cfg, show_progress=False)
         seconds["pmrs"] = round(seconds["wmf"] + seconds["neighbours"] + time.perf_counter() - t0, 2)
 

@@ -239,6 +239,8 @@ def _acoustic_source(workdir: Path, cnn_run: str | None, acoustic_override: dict
     without a CNN run."""
     if acoustic_override is not None:
         pred = dict(acoustic_override)
+    elif not cfg.acoustic:
+        return None
     else:
         cnn_dir = resolve_cnn_run(workdir, cnn_run)
         if cnn_dir is None:

@@ -49,6 +49,8 @@ class IndexerConfig:
     default_k, default_acoustic_share, default_diversity: the request the lists answer (``k`` 0
         in a request means 10).
     list_workers: processes computing the default lists; ``None``: one per core, at most 2.
+    acoustic: add the ``acoustic`` source from the latest (or the named) CNN run's predictions
+        when the work directory has one (``False``: leave it out, as the hold-out report does).
     metadata: add the ``metadata`` source (song vectors from ``catalog.lmdb``'s metadata and
         tags, ``pmrs.metadata``, settings in ``[metadata]``) when the work directory has a catalog.
     metadata_spec: a FAISS ``index_factory`` string for the metadata index (``None``: automatic).
@@ -79,6 +81,7 @@ class IndexerConfig:
     default_acoustic_share: float = DEFAULT_SHARES[ACOUSTIC]
     default_diversity: float = DEFAULT_DIVERSITY
     list_workers: int | None = None
+    acoustic: bool = True
     metadata: bool = True
     metadata_spec: str | None = None
     default_metadata_share: float | None = None
