@@ -54,6 +54,22 @@ def save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
         raise
 
 
+
+def save_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
+    """``np.savez`` of ``arrays`` to a temp file, then rename. Object arrays are refused."""
+    path = Path(path)
+    if any(np.asarray(a).dtype == object for a in arrays.values()):
+        raise TypeError(f"refusing to save an object array to {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_path(path)
+    try:
+        with tmp.open("wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
 def load_npy(path: str | os.PathLike, mmap: bool = False) -> np.ndarray:
     """Load a ``.npy`` file without ever unpickling."""
     return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)

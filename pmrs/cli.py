@@ -121,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
                            "Last.fm similars, metadata ablation, three-source diversity sweep")
     _wmf_flags(p, seed_flag="--wmf-seed")
     p.add_argument("--split-seed", type=int, help="seed of the test users and held-out songs drawn")
+    p.add_argument("--split", choices=("random", "time"),
+                   help="hold-out: random songs of each test user (default), or their latest songs (time: "
+                        "needs plays with times; reported beside the random split)")
+    p.add_argument("--cutoff", help="time split: an ISO date; songs first played from then on are held out")
     p.add_argument("--test-users", type=float, help="count (>= 1) or share (< 1) of eligible users")
     p.add_argument("--holdout-fraction", type=float, help="share of each test user's songs removed")
     p.add_argument("--held-out-share", type=float, help="cold start: share of songs held out")

@@ -3,21 +3,29 @@
 On disk (``<workdir>/interactions/``): ``indptr.npy``, ``indices.npy``, ``counts.npy`` (the CSR
 arrays), ``user_ids.npy`` and ``song_ids.npy`` (fixed-width UTF-8 bytes, sorted, so an id maps to
 its row by binary search on a memory-mapped array with no dictionary to build), and
-``ingest_report.json``.
+``ingest_report.json``. Where the input had time (listening events, live plays), ``time.npz``
+holds, aligned with ``counts.npy`` (one value per stored pair): ``first_played`` and
+``last_played`` (epoch seconds, UTC; 0 when unknown) and ``played_ms`` (total time played, -1
+when unknown); and ``skips.npz`` a users x songs CSR of skips (plays shorter than the skip
+threshold or flagged skipped: they are not plays, and a pair may have skips and no plays).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 
-from .artifacts import load_npy, save_npy
+from .artifacts import load_npy, save_npy, save_npz
 
 SONG_IDS_FILE = "song_ids.npy"
+TIME_FILE = "time.npz"
+SKIPS_FILE = "skips.npz"
+#: What ``time.npz`` holds per stored pair.
+TIME_FIELDS = ("first_played", "last_played", "played_ms")
 INTERACTIONS_DIR = "interactions"
 #: Largest stored play count of a (user, song) pair (int32 storage). Wherever counts are added
 #: (duplicate lines, logged live plays) they are summed in int64 and capped here: a sum never wraps.
@@ -40,6 +48,15 @@ class Interactions:
     matrix: sp.csr_matrix
     user_ids: np.ndarray
     song_ids: np.ndarray
+    #: per stored pair (aligned with ``matrix.data``): first and last play (epoch s, 0 unknown),
+    #: total ms played (-1 unknown); ``None`` when the input had no time
+    time: dict[str, np.ndarray] | None = field(default=None, repr=False)
+    #: skips per (user, song), same shape as ``matrix``; ``None`` when the input says nothing of skips
+    skips: sp.csr_matrix | None = field(default=None, repr=False)
+
+    @property
+    def has_time(self) -> bool:
+        return self.time is not None and bool(np.any(self.time["last_played"] > 0))
 
     @property
     def n_users(self) -> int:
@@ -65,6 +82,14 @@ class Interactions:
         save_npy(d / "counts.npy", m.data.astype(np.int32, copy=False))
         save_npy(d / "user_ids.npy", self.user_ids)
         save_npy(d / SONG_IDS_FILE, self.song_ids)
+        for name in (TIME_FILE, SKIPS_FILE):
+            (d / name).unlink(missing_ok=True)
+        if self.time is not None:
+            save_npz(d / TIME_FILE, {k: np.asarray(self.time[k], np.int64) for k in TIME_FIELDS})
+        if self.skips is not None and self.skips.nnz:
+            s = sp.csr_matrix(self.skips)
+            save_npz(d / SKIPS_FILE, {"indptr": s.indptr.astype(np.int64), "indices": s.indices.astype(np.int32),
+                                      "counts": s.data.astype(np.int32)})
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> "Interactions":
@@ -77,7 +102,14 @@ class Interactions:
             (load_npy(d / "counts.npy"), load_npy(d / "indices.npy"), load_npy(d / "indptr.npy")),
             shape=(len(user_ids), len(song_ids)),
         )
-        return cls(matrix=matrix, user_ids=user_ids, song_ids=song_ids)
+        time = skips = None
+        if (d / TIME_FILE).is_file():
+            with np.load(d / TIME_FILE, allow_pickle=False) as z:
+                time = {k: z[k] for k in TIME_FIELDS}
+        if (d / SKIPS_FILE).is_file():
+            with np.load(d / SKIPS_FILE, allow_pickle=False) as z:
+                skips = sp.csr_matrix((z["counts"], z["indices"], z["indptr"]), shape=matrix.shape)
+        return cls(matrix=matrix, user_ids=user_ids, song_ids=song_ids, time=time, skips=skips)
 
 
 def played_song_ids(directory: str | os.PathLike) -> np.ndarray | None:

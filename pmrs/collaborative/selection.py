@@ -30,7 +30,7 @@ from ..evaluation.split import HoldoutConfig, holdout_split, make_split, validat
 from ..interactions import INTERACTIONS_DIR, Interactions
 from .neighbours import NeighboursConfig, build_neighbours
 from ..report import markdown_table
-from .wmf import WMFConfig, train_wmf
+from .wmf import WMFConfig, decayed, train_wmf
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,8 @@ class TuneConfig:
     epss: tuple[float, ...] = (0.1, 1.0, 10.0)
     regularizations: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0)
     factors: tuple[int, ...] = (16, 32, 64, 128)
+    #: half-lives (days) of a play's weight tried when the plays have times (0: no decay)
+    half_lives: tuple[float, ...] = (0.0, 30.0, 180.0, 730.0)
 
     def __post_init__(self) -> None:
         if self.trials < 0 or self.iterations < 1:
@@ -71,22 +73,30 @@ BUILD_UNITS = 26.0
 SEARCHED = ("alpha", "eps", "regularization", "factors")
 
 
-def _candidates(cfg: TuneConfig, base: WMFConfig, fixed: frozenset[str] = frozenset()) -> list[WMFConfig]:
+def searched(with_time: bool) -> tuple[str, ...]:
+    """The WMF settings a search varies: :data:`SEARCHED`, and the decay's half-life when the
+    plays have times."""
+    return (*SEARCHED, "half_life_days") if with_time else SEARCHED
+
+
+def _candidates(cfg: TuneConfig, base: WMFConfig, fixed: frozenset[str] = frozenset(),
+                with_time: bool = False) -> list[WMFConfig]:
     """The base config, then up to ``cfg.trials`` distinct random grid points; settings named in
-    ``fixed`` keep the base's value."""
+    ``fixed`` keep the base's value. ``with_time``: the half-life of the decay is searched too."""
     rng = np.random.default_rng(cfg.seed)
     out = [replace(base, iterations=cfg.iterations)]
+    names = searched(with_time)
     grids = {"alpha": cfg.alphas, "eps": cfg.epss, "regularization": cfg.regularizations,
-             "factors": cfg.factors}
-    grids = {k: (getattr(base, k),) if k in fixed else v for k, v in grids.items()}
-    seen = {tuple(getattr(base, k) for k in SEARCHED)}
+             "factors": cfg.factors, "half_life_days": cfg.half_lives}
+    grids = {k: (getattr(base, k),) if k in fixed else grids[k] for k in names}
+    seen = {tuple(getattr(base, k) for k in names)}
     grid_size = int(np.prod([len(v) for v in grids.values()]))
     while len(out) < 1 + min(cfg.trials, grid_size - 1):
-        point = tuple(type(getattr(base, k))(rng.choice(grids[k])) for k in SEARCHED)
+        point = tuple(type(getattr(base, k))(rng.choice(grids[k])) for k in names)
         if point in seen:
             continue
         seen.add(point)
-        out.append(replace(base, iterations=cfg.iterations, **dict(zip(SEARCHED, point))))
+        out.append(replace(base, iterations=cfg.iterations, **dict(zip(names, point))))
     return out
 
 
@@ -260,14 +270,17 @@ def _shape_nnz(m: sp.csr_matrix) -> tuple[int, int, int]:
 
 def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
                     fixed: frozenset[str] | set[str] = frozenset(), cfg: SelectConfig | None = None,
-                    exclude_users: np.ndarray | None = None, with_wmf: bool = True) -> Selection:
+                    exclude_users: np.ndarray | None = None, with_wmf: bool = True,
+                    ages: sp.csr_matrix | None = None) -> Selection:
     """Choose WMF settings (those not in ``fixed``; ``pmrs train-wmf``) or, with
     ``with_wmf=False``, the neighbourhood model's (``pmrs train-neighbours``) on a validation split
     of ``counts`` (users x songs play counts). How the two are mixed in a served list is chosen
     apart, through the server's blend (:mod:`pmrs.collaborative.share`).
 
     Validation users are drawn among the users not in ``exclude_users``; their held-out songs are
-    the only thing scored. Deterministic for a given input and ``cfg.seed``.
+    the only thing scored. Deterministic for a given input and ``cfg.seed``. ``ages``: each play's
+    age (``pmrs.collaborative.wmf.play_ages``) when the plays have times: the half-life of the
+    confidence's decay is then searched too, each trial training on the decayed counts.
     """
     base = base or WMFConfig()
     cfg = cfg or SelectConfig()
@@ -279,7 +292,9 @@ def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
     tcfg = TuneConfig(trials=cfg.target_trials - 1, seed=cfg.seed, metric=cfg.metric)
     iterations = (base.iterations,) if "iterations" in fixed else cfg.checkpoints
     full = _shape_nnz(counts)
-    candidates = [c for c in _candidates(tcfg, base, fixed)
+    with_time = ages is not None and with_wmf
+    names = searched(with_time)
+    candidates = [c for c in _candidates(tcfg, base, fixed, with_time)
                   if final_fit_cost(full, c.factors, min(iterations)) <= final_cap or not with_wmf]
     if not candidates:  # even the cheapest setting over the cap: the base as given
         candidates = [base]
@@ -341,8 +356,11 @@ def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
     sample = np.sort(rng.choice(pool, size=max(1, int(round(share * pool.size))), replace=False)) \
         if share < 1.0 else pool
     sub = counts[sample] if share < 1.0 else counts
+    sub_ages = None if not with_time else ages[sample] if share < 1.0 else ages
     if share < 1.0:  # the search's catalog: the songs enough sampled users played
-        sub = sub[:, np.flatnonzero(np.diff(sub.tocsc().indptr) >= cfg.sample_min_users)].tocsr()
+        kept = np.flatnonzero(np.diff(sub.tocsc().indptr) >= cfg.sample_min_users)
+        sub = sub[:, kept].tocsr()
+        sub_ages = None if sub_ages is None else sub_ages[:, kept].tocsr()
     # a sample holds no excluded user; the whole matrix keeps them, as training rows only
     exclude = None if share < 1.0 else exclude_users
     eligible_rows = np.diff(sub.indptr) >= min_len
@@ -386,11 +404,12 @@ def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
         def checkpoint(n: int, model) -> None:
             if n in its:
                 m = score(model.scores)
-                trials.append({"model": "wmf", **{k: getattr(wcfg, k) for k in SEARCHED},
+                trials.append({"model": "wmf", **{k: getattr(wcfg, k) for k in names},
                                "iterations": n, **m})
                 found.append((m[key], n))
 
-        train_wmf(val.train, wcfg, show_progress=False, after_iteration=checkpoint)
+        train_wmf(decayed(val.train, sub_ages, wcfg.half_life_days), wcfg, show_progress=False,
+                  after_iteration=checkpoint)
         trials[-1]["seconds"] = round(time.perf_counter() - t0, 3)
         for value, n in found:
             if best_wmf is None or np.nan_to_num(value, nan=-1.0) > best_wmf[0]:
@@ -413,7 +432,7 @@ def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
         if best_nb is None or np.nan_to_num(m[key], nan=-1.0) > best_nb[0]:
             best_nb = (np.nan_to_num(m[key], nan=-1.0), ncfg)
     nb_best = best_nb[1] if best_nb is not None else None
-    chosen = replace(base, **{k: getattr(wmf_best, k) for k in (*SEARCHED, "iterations") if k not in fixed})
+    chosen = replace(base, **{k: getattr(wmf_best, k) for k in (*names, "iterations") if k not in fixed})
     summary = {"metric": key, "validation_users": int(len(val.test_users)),
                "sampled_users": int(sub.shape[0]), "users": int(n_users),
                "sampled_songs": int(sub.shape[1]), "songs": int(n_songs),
@@ -424,7 +443,7 @@ def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
                "seconds": round(time.perf_counter() - t_start, 2)}
     if with_wmf:
         log.info("selected WMF %s on %d validation users (%.2f plain fits)",
-                 {k: getattr(chosen, k) for k in (*SEARCHED, "iterations")}, len(val.test_users), spent / plain)
+                 {k: getattr(chosen, k) for k in (*names, "iterations")}, len(val.test_users), spent / plain)
     else:
         log.info("selected neighbours %s on %d validation users (%.2f plain fits)", asdict(nb_best),
                  len(val.test_users), spent / plain)
@@ -439,7 +458,8 @@ def selection_table(trials: list[dict]) -> str:
     for t in trials:
         if t["model"] == "wmf":
             s = (f"factors {t['factors']}, reg {t['regularization']}, alpha {t['alpha']}, "
-                 f"eps {t['eps']}, {t['iterations']} it")
+                 f"eps {t['eps']}, {t['iterations']} it"
+                 + (f", half-life {t['half_life_days']:g} d" if t.get("half_life_days") else ""))
         else:
             s = (f"{t['similarity']}, alpha {t['alpha']}, q {t['locality']}, K {t['neighbours']}")
         rows.append([t["model"], s, t["map@500"], t["recall@50"], t["auc"]])

@@ -11,7 +11,7 @@ from ..config import WMF_ENGINES
 from ..interactions import INTERACTIONS_DIR, Interactions
 from .neighbours import NEIGHBOURS_DIR, NeighboursConfig, build_neighbours
 from .neighbours import save_run as save_neighbours_run
-from .wmf import WMF_DIR, WMFConfig, save_run, train_wmf
+from .wmf import WMF_DIR, WMFConfig, decayed, play_ages, save_run, train_wmf
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +42,12 @@ def train_wmf_run(workdir: str | Path, cfg: WMFConfig, run: str | None = None,
     t0 = time.perf_counter()
     inter = Interactions.load(workdir / INTERACTIONS_DIR)
     load_s = time.perf_counter() - t0
+    # each play's age, when the plays have times: the confidence may decay with it
+    ages = play_ages(inter.matrix, inter.time["last_played"] if inter.time else None)
     selection, select_s = None, 0.0
     if select is not None and select.enabled:
         t_sel = time.perf_counter()
-        selection = select_settings(inter.matrix, cfg, fixed, select)
+        selection = select_settings(inter.matrix, cfg, fixed, select, ages=ages)
         select_s = time.perf_counter() - t_sel
         cfg = selection.wmf
     log.info("training WMF (%s) on %d users x %d songs (%d plays), %d factors",
@@ -57,11 +59,11 @@ def train_wmf_run(workdir: str | Path, cfg: WMFConfig, run: str | None = None,
 
         spark_cfg = spark_cfg or SparkConfig()
         scratch = Path(spark_cfg.scratch_dir) if spark_cfg.scratch_dir else workdir / SPARK_DIR
-        model, info = train_wmf_spark(inter.matrix, cfg, scratch, spark_cfg, spark=spark)
+        model, info = train_wmf_spark(decayed(inter.matrix, ages, cfg.half_life_days), cfg, scratch, spark_cfg, spark=spark)
         timings = {k: info.pop(k) for k in list(info) if k.endswith("_seconds")}
         translated = {"spark": info}
     else:
-        model = train_wmf(inter.matrix, cfg, show_progress=show_progress)
+        model = train_wmf(decayed(inter.matrix, ages, cfg.half_life_days), cfg, show_progress=show_progress)
     fit_s = time.perf_counter() - t1
     run_dir = workdir / WMF_DIR / (run or new_run_name())
     chosen = {"selection": selection.as_dict()} if selection is not None else {}

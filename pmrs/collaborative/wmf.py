@@ -43,12 +43,41 @@ class WMFConfig:
     use_cg: bool = True
     threads: int = 0  # 0: every core
     calculate_loss: bool = False
+    half_life_days: float = 0.0  # a play's weight halves every this many days of age (0: no decay)
 
     def __post_init__(self) -> None:
         if self.factors < 1 or self.iterations < 1:
             raise ValueError("factors and iterations must be at least 1")
+        if self.half_life_days < 0:
+            raise ValueError("half_life_days must be >= 0 (0: no decay)")
         if self.alpha < 0 or self.eps <= 0 or self.regularization < 0:
             raise ValueError("need alpha >= 0, eps > 0 and regularization >= 0")
+
+
+def play_ages(matrix: sp.csr_matrix, last_played: np.ndarray | None) -> sp.csr_matrix | None:
+    """Each stored pair's age in days at the latest play of the data (so the same data give the
+    same model whenever it is trained), as a CSR of ``matrix``'s structure: ``age + 1`` where the
+    last play is known, ``-1`` where it is not; ``None`` without time."""
+    if last_played is None or not np.any(last_played > 0):
+        return None
+    last = np.asarray(last_played, np.int64)
+    now = int(last.max())
+    data = np.where(last > 0, (now - last) / 86400.0 + 1.0, -1.0).astype(np.float32)
+    m = sp.csr_matrix(matrix)
+    return sp.csr_matrix((data, m.indices, m.indptr), shape=m.shape)
+
+
+def decayed(counts: sp.csr_matrix, ages: sp.csr_matrix | None, half_life_days: float) -> sp.csr_matrix:
+    """Play counts weighted by ``0.5 ** (age / half_life_days)`` (:func:`play_ages`; a pair of
+    unknown time keeps its count); ``counts`` as it is without decay or without ages. ``ages``
+    may cover more pairs than ``counts`` (a split's training part of the whole matrix)."""
+    if not half_life_days or ages is None:
+        return counts
+    w = ages.copy()
+    w.data = np.where(w.data < 0, 1.0, 0.5 ** ((w.data - 1.0) / half_life_days)).astype(np.float32)
+    out = sp.csr_matrix(counts, dtype=np.float32).multiply(w).tocsr()
+    out.eliminate_zeros()
+    return out
 
 
 def confidence(counts: sp.csr_matrix, alpha: float, eps: float) -> sp.csr_matrix:

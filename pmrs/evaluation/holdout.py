@@ -26,6 +26,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 from tqdm import tqdm
 
 from ..artifacts import new_run_name, read_json, staged_dir, write_json, write_text
@@ -122,19 +123,47 @@ def evaluate_holdout(workdir: str | Path, wmf_cfg: WMFConfig, cfg: HoldoutConfig
     else chosen with ``select``) and ``build_bundle`` (``indexer_cfg``, ``metadata_cfg``: as
     ``indexer build`` takes them; no default lists, which equal the computed answers) in a scratch
     work directory under ``reports/``, removed afterwards unless ``keep_bundle`` (then the bundle
-    is moved to ``reports/<run>/served/``).
+    is moved to ``reports/<run>/served/``). With ``cfg.split == "time"`` the protocol runs twice,
+    on the time split (each test user's latest songs held out; the report's main table) and on
+    the random split beside it, every model of the report on both.
     """
+    cfg = cfg or HoldoutConfig()
+    workdir = Path(workdir)
+    inter = Interactions.load(workdir / INTERACTIONS_DIR)
+    first = inter.time["first_played"] if inter.time is not None else None
+    ks = tuple(sorted(set(cfg.ks) | set(CURVE_KS) | {10, 50, 500}))
+    (workdir / REPORTS_DIR).mkdir(parents=True, exist_ok=True)
+    kinds = ["time", "random"] if cfg.split == "time" else ["random"]
+    results = {}
+    out = workdir / REPORTS_DIR / (run or f"holdout-{new_run_name()}")
+    with staged_dir(out) as tmp:
+        for kind in kinds:
+            kcfg = replace(cfg, split=kind)
+            split = make_split(inter.matrix, kcfg, first)
+            keep = tmp / SERVED_DIR if keep_bundle and kind == kinds[0] else None
+            results[kind] = _run_split(workdir, inter, split, kcfg, ks, wmf_cfg, select, fixed, neighbours_cfg,
+                                       indexer_cfg, metadata_cfg, references, show_progress, keep)
+        metrics = results[kinds[0]]
+        if len(kinds) > 1:
+            metrics["splits"] = {k: {"models": r["models"], "data": r["data"], "best_reference": r["best_reference"],
+                                     "lift": r["lift"]} for k, r in results.items()}
+        write_json(tmp / "metrics.json", metrics)
+        _plot_recall(metrics, tmp / "recall_at_k.png")
+        write_text(tmp / "report.md", render_report(metrics, cfg.ks))
+    return out
+
+
+def _run_split(workdir: Path, inter: Interactions, split: HoldoutSplit, cfg: HoldoutConfig, ks, wmf_cfg, select,
+               fixed, neighbours_cfg, indexer_cfg, metadata_cfg, references, show_progress,
+               keep: Path | None) -> dict:
+    """The protocol on one split (:func:`evaluate_holdout`): the report's metrics of it."""
     from ..indexing.build import build_bundle
     from ..indexing.config import IndexerConfig
     from ..recommender import Recommender
 
-    cfg = cfg or HoldoutConfig()
-    workdir = Path(workdir)
-    inter = Interactions.load(workdir / INTERACTIONS_DIR)
-    split = make_split(inter.matrix, cfg)
-    ks = tuple(sorted(set(cfg.ks) | set(CURVE_KS) | {10, 50, 500}))
-    (workdir / REPORTS_DIR).mkdir(parents=True, exist_ok=True)
     scratch = scratch_workdir(workdir, inter, split.train, ".holdout-", parent=workdir / REPORTS_DIR)
+    if inter.time is not None:   # the training part keeps its plays' times (the decay may use them)
+        _train_times(inter, split).save(scratch / INTERACTIONS_DIR)
     seconds: dict[str, float] = {}
     try:
         t0 = time.perf_counter()
@@ -170,18 +199,26 @@ def evaluate_holdout(workdir: str | Path, wmf_cfg: WMFConfig, cfg: HoldoutConfig
             models[name] = evaluate_scores(fn, split, ks=ks, batch_size=cfg.batch_size, show_progress=show_progress)
             seconds[name] = fit_s
         seconds["evaluate"] = round(time.perf_counter() - t1, 2)
-        out = workdir / REPORTS_DIR / (run or f"holdout-{new_run_name()}")
         metrics = _metrics(inter, split, cfg, models, seconds, wmf_conf, nb_conf, served,
                            selected=select is not None and select.enabled)
-        with staged_dir(out) as tmp:
-            write_json(tmp / "metrics.json", metrics)
-            _plot_recall(metrics, tmp / "recall_at_k.png")
-            write_text(tmp / "report.md", render_report(metrics, cfg.ks))
-            if keep_bundle:
-                shutil.move(str(bundle_dir), str(tmp / SERVED_DIR))
+        if keep is not None:
+            shutil.move(str(bundle_dir), str(keep))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return out
+    return metrics
+
+
+def _train_times(inter: Interactions, split: HoldoutSplit) -> Interactions:
+    """The split's training part as interactions, with the times of its plays (aligned by the
+    pairs the training part kept) and the skips."""
+    m = inter.matrix
+    time_of = {}
+    for name, values in inter.time.items():
+        shifted = sp.csr_matrix((np.asarray(values, np.float64) + 2.0, m.indices, m.indptr), shape=m.shape)
+        kept = shifted.multiply(split.train != 0).tocsr()   # (+2: no value is 0, so none is dropped)
+        kept.sort_indices()
+        time_of[name] = (kept.data - 2.0).astype(np.int64)
+    return Interactions(split.train, inter.user_ids, inter.song_ids, time=time_of, skips=inter.skips)
 
 
 def _score_models(fns: dict, split: HoldoutSplit, ks, batch_size: int, show_progress) -> dict[str, dict]:
@@ -199,7 +236,7 @@ def _metrics(inter: Interactions, split: HoldoutSplit, cfg: HoldoutConfig, model
     share = nb_conf.pop("serving_share", None)
     return {
         "protocol": "holdout",
-        "data": {"users": inter.n_users, "songs": inter.n_songs, "pairs": int(inter.matrix.nnz),
+        "data": {"split": cfg.split, "users": inter.n_users, "songs": inter.n_songs, "pairs": int(inter.matrix.nnz),
                  "test_users": int(len(split.test_users)), "evaluated_users": n_eval,
                  "held_out_pairs": int(split.test.nnz)},
         "config": {"holdout": asdict(cfg), "wmf": wmf_conf, "neighbours": nb_conf,
@@ -217,6 +254,14 @@ def _metrics(inter: Interactions, split: HoldoutSplit, cfg: HoldoutConfig, model
                       "neighbours_share": share} if selected else None,
         "seconds": seconds,
     }
+
+
+def _held_out(holdout: dict, split: str) -> str:
+    if split != "time":
+        return f"{holdout['holdout_fraction']:.0%} of each one's songs held out at random"
+    if holdout.get("cutoff"):
+        return f"the songs each one first played from {holdout['cutoff']} on held out (time split)"
+    return f"the latest {holdout['holdout_fraction']:.0%} of each one's songs, by first play, held out (time split)"
 
 
 def _ratio(a: float, b: float) -> float | None:
@@ -243,10 +288,10 @@ def render_report(metrics: dict, ks) -> str:
     lift = ", ".join(f"{k} {metrics['lift'][k]}x ({metrics['best_reference'][k]})" for k in metrics["lift"])
     shares = ", ".join(f"{name} {share:.3g}" for name, share in served["default_shares"].items())
     lines = [
-        "# Hold-out evaluation",
+        "# Hold-out evaluation" + (" (time split)" if d.get("split") == "time" else ""),
         "",
         f"{d['users']:,} users x {d['songs']:,} songs ({d['pairs']:,} pairs); {d['test_users']:,} test "
-        f"users, {c['holdout']['holdout_fraction']:.0%} of each one's songs held out "
+        f"users, {_held_out(c['holdout'], d.get('split', 'random'))} "
         f"({d['held_out_pairs']:,} pairs). Candidates: every song not in the user's training row.",
         "",
         side_by_side(metrics),
@@ -272,6 +317,14 @@ def render_report(metrics: dict, ks) -> str:
         "![recall at k](recall_at_k.png)",
         "",
     ]
+    splits = metrics.get("splits") or {}
+    if "random" in splits and d.get("split") == "time":
+        r = splits["random"]
+        lines += ["## The same models on a random split", "",
+                  f"{r['data']['test_users']:,} test users, {c['holdout']['holdout_fraction']:.0%} of each one's "
+                  f"songs held out at random ({r['data']['held_out_pairs']:,} pairs): the protocol of the "
+                  "research papers, beside the time split above, the one a service lives by.", "",
+                  side_by_side({**metrics, "models": r["models"]}), ""]
     sel = metrics.get("selection") or {}
     for what in ("wmf", "neighbours"):
         found = sel.get(what)

@@ -167,6 +167,66 @@ def holdout_split(
     return split
 
 
+def time_split(
+    matrix: sp.spmatrix,
+    first_played: np.ndarray,
+    *,
+    test_users: int | float = 0.1,
+    holdout_fraction: float = 0.2,
+    cutoff: int | None = None,
+    min_songs: int = 5,
+    seed: int = 0,
+) -> HoldoutSplit:
+    """Hold out each test user's latest songs: the protocol real services use (what will they
+    listen to next?), where :func:`holdout_split` draws songs at random.
+
+    A song's time is when the user first played it (``first_played``, epoch seconds aligned with
+    the stored pairs of ``matrix``, 0 when unknown: such a pair is never held out). With
+    ``cutoff`` (epoch seconds) a test user's songs first played at or after it are held out;
+    otherwise their latest ``holdout_fraction`` (rounded, at least 1, at least 1 kept). Test
+    users are drawn at random (``seed``) among the users with at least ``max(min_songs, 2)``
+    songs of known time and, with a cut-off, songs on both sides of it. ``ValueError`` when no
+    user qualifies."""
+    if cutoff is None and not 0.0 < holdout_fraction < 1.0:
+        raise ValueError(f"holdout_fraction must be in (0, 1), got {holdout_fraction}")
+    matrix = _canonical(matrix)
+    first = np.asarray(first_played, np.int64)
+    if first.shape != (matrix.nnz,):
+        raise ValueError("first_played must hold one time per stored pair of the matrix")
+    n_users = matrix.shape[0]
+    row_of = np.repeat(np.arange(n_users), np.diff(matrix.indptr))
+    known = first > 0
+    timed = np.bincount(row_of[known], minlength=n_users)
+    eligible_mask = timed >= max(int(min_songs), 2)
+    if cutoff is not None:
+        after = np.bincount(row_of[known & (first >= cutoff)], minlength=n_users)
+        before = np.diff(matrix.indptr) - after
+        eligible_mask &= (after >= 1) & (before >= 1)
+    eligible = np.flatnonzero(eligible_mask)
+    n_test = int(test_users) if isinstance(test_users, (int, np.integer)) and not isinstance(test_users, bool) \
+        else int(round(float(test_users) * eligible.size))
+    n_test = min(n_test, eligible.size)
+    if n_test < 1:
+        raise ValueError("no user has enough plays of known time (and, with a cut-off, plays on both sides "
+                         "of it) for a time split")
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(eligible, size=n_test, replace=False)).astype(np.int64)
+    held = np.zeros(matrix.nnz, dtype=bool)
+    for u in chosen:
+        lo, hi = matrix.indptr[u], matrix.indptr[u + 1]
+        t = first[lo:hi]
+        if cutoff is not None:
+            held[lo:hi] = (t > 0) & (t >= cutoff)
+            continue
+        timed_pos = np.flatnonzero(t > 0)
+        n_hold = int(np.clip(np.rint(holdout_fraction * timed_pos.size), 1, (hi - lo) - 1))
+        latest = timed_pos[np.lexsort((timed_pos, t[timed_pos]))][::-1][:n_hold]   # ties: the later column
+        held[lo + latest] = True
+    logger.info("time split: %d test users of %d eligible, %d of %d entries held out",
+                n_test, eligible.size, int(held.sum()), matrix.nnz)
+    return HoldoutSplit(train=_select(matrix, ~held), test=_select(matrix, held), test_users=chosen)
+
+
 def validation_split(split: HoldoutSplit, **kwargs: Any) -> HoldoutSplit:
     """A holdout split of ``split.train`` whose test users are never ``split``'s test users.
 
@@ -204,15 +264,50 @@ class HoldoutConfig:
     seed: int = 0
     batch_size: int = 512
     ks: tuple[int, ...] = (10, 50, 500)
+    split: str = "random"         # "random" songs of each test user, or "time": their latest songs
+    cutoff: str | None = None     # time split: an ISO date; songs first played from then on are held out
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ks", tuple(int(k) for k in self.ks))
         if self.test_users <= 0:
             raise ValueError("test_users must be positive")
+        if self.split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {self.split!r}")
+        if self.cutoff is not None:
+            cutoff_seconds(self.cutoff)
+
+    @property
+    def cutoff_ts(self) -> int | None:
+        return None if self.cutoff is None else cutoff_seconds(self.cutoff)
 
 
-def make_split(counts, cfg: HoldoutConfig) -> HoldoutSplit:
-    """The test split of ``counts`` under ``cfg`` (capped at ``max_test_users``)."""
+#: The splits ``pmrs evaluate --holdout --split`` makes.
+SPLITS = ("random", "time")
+
+
+def cutoff_seconds(text: str) -> int:
+    """An ISO 8601 date or time (UTC unless it names a zone) as epoch seconds; ``ValueError``."""
+    import datetime as dt
+
+    try:
+        t = dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"cutoff must be an ISO 8601 date such as 2012-06-01, got {text!r}") from None
+    return int((t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)).timestamp())
+
+
+def make_split(counts, cfg: HoldoutConfig, first_played: np.ndarray | None = None) -> HoldoutSplit:
+    """The test split of ``counts`` under ``cfg`` (capped at ``max_test_users``): random songs of
+    random users, or (``cfg.split == "time"``) each test user's latest songs by ``first_played``
+    (:func:`time_split`; ``ValueError`` without times)."""
+    if cfg.split == "time":
+        if first_played is None or not np.any(np.asarray(first_played) > 0):
+            raise ValueError("a time split needs plays with times (listening events, not play counts alone)")
+        n_timed = int((np.diff(counts.indptr) >= max(cfg.min_songs, 2)).sum())
+        n_test = int(round(cfg.test_users * n_timed)) if cfg.test_users < 1 else int(cfg.test_users)
+        return time_split(counts, first_played, test_users=max(1, min(n_test, cfg.max_test_users)),
+                          holdout_fraction=cfg.holdout_fraction, cutoff=cfg.cutoff_ts,
+                          min_songs=cfg.min_songs, seed=cfg.seed)
     n_eligible = int((np.diff(counts.indptr) >= max(cfg.min_songs, 2)).sum())
     share = cfg.test_users < 1
     n_test = int(round(cfg.test_users * n_eligible)) if share else int(cfg.test_users)
