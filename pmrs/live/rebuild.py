@@ -34,10 +34,11 @@ _SAFE = re.compile(r"[^A-Za-z0-9._-]")
 
 @dataclass
 class LoggedWrites:
-    """The writes of a log up to ``upto``: plays as (user, song, count), songs' fields."""
+    """The writes of a log up to ``upto``: plays as (user, song, count, the time the write was
+    logged in epoch seconds), songs' fields."""
 
     upto: int = 0
-    plays: list[tuple[str, str, int]] = field(default_factory=list)
+    plays: list[tuple[str, str, int, float]] = field(default_factory=list)
     songs: list[dict] = field(default_factory=list)
     clips: dict[str, tuple[int, str]] = field(default_factory=dict)   # song_id -> (seq, file name)
 
@@ -50,7 +51,7 @@ def read_logged(workdir: str | os.PathLike) -> LoggedWrites | None:
         out = LoggedWrites(upto=wlog.last_seq())
         for w in wlog.since(0, upto=out.upto):
             if w.kind == PLAYS:
-                out.plays.extend((w.body["user_id"], s, int(c)) for s, c in w.body["plays"])
+                out.plays.extend((w.body["user_id"], s, int(c), w.written_at) for s, c in w.body["plays"])
             elif w.kind == SONG:
                 out.songs.append(w.body)
                 clip = wlog.clip(w.seq)
@@ -59,32 +60,41 @@ def read_logged(workdir: str | os.PathLike) -> LoggedWrites | None:
     return out
 
 
-def merge_plays(inter: Interactions, plays: list[tuple[str, str, int]]) -> Interactions:
-    """``inter`` with ``plays`` added (new users and songs get rows; counts of a pair add up)."""
+def merge_plays(inter: Interactions, plays: list[tuple]) -> Interactions:
+    """``inter`` with ``plays`` added (new users and songs get rows; counts of a pair add up in
+    int64, capped as stored). A play ``(user, song, count, logged_at)`` carries its time: the
+    pair's first and last play times take it in (``pmrs.ingest.aggregate.combine``)."""
     if not plays:
         return inter
-    users = np.asarray([p[0] for p in plays], dtype=object)
-    songs = np.asarray([p[1] for p in plays], dtype=object)
-    old_u = [u.decode() for u in inter.user_ids]
-    old_s = [s.decode() for s in inter.song_ids]
-    all_u = sorted(set(old_u) | set(users.tolist()))
-    all_s = sorted(set(old_s) | set(songs.tolist()))
-    u_index = {u: i for i, u in enumerate(all_u)}
-    s_index = {s: i for i, s in enumerate(all_s)}
-    m = inter.matrix.tocoo()
-    u_map = np.asarray([u_index[u] for u in old_u], np.int64)
-    s_map = np.asarray([s_index[s] for s in old_s], np.int64)
-    rows = np.concatenate([u_map[m.row], [u_index[u] for u in users]]).astype(np.int64)
-    cols = np.concatenate([s_map[m.col], [s_index[s] for s in songs]]).astype(np.int64)
-    vals = np.concatenate([np.asarray(m.data, np.int64), np.asarray([p[2] for p in plays], np.int64)])
-    matrix = sp.csr_matrix((vals, (rows, cols)), shape=(len(all_u), len(all_s)), dtype=np.int64)
-    matrix.sum_duplicates()   # in int64: logged plays on one pair must not wrap
-    matrix.sort_indices()
-    matrix.data = capped_counts(matrix.data)
+    from ..ingest.aggregate import combine
+
+    keys: dict[tuple[str, str], list] = {}
+    for p in plays:
+        user, song, count = p[0], p[1], int(p[2])
+        at = int(p[3]) if len(p) > 3 and p[3] else 0
+        k = keys.setdefault((user, song), [0, 0, 0])
+        k[0] += count
+        if at:
+            k[1] = at if not k[1] else min(k[1], at)
+            k[2] = max(k[2], at)
+    users = sorted({u for u, _ in keys})
+    songs = sorted({s for _, s in keys})
+    u_index = {u: i for i, u in enumerate(users)}
+    s_index = {s: i for i, s in enumerate(songs)}
+    pairs = sorted(keys, key=lambda k: (u_index[k[0]], s_index[k[1]]))
+    rows = np.asarray([u_index[u] for u, _ in pairs], np.int64)
+    cols = np.asarray([s_index[s] for _, s in pairs], np.int64)
+    vals = np.asarray([keys[k][0] for k in pairs], np.int64)
+    matrix = sp.csr_matrix((capped_counts(vals), (rows, cols)), shape=(len(users), len(songs)))
     width = lambda ids: max(1, max(len(x.encode()) for x in ids))  # noqa: E731
-    return Interactions(matrix=matrix,
-                        user_ids=np.asarray([u.encode() for u in all_u], dtype=f"S{width(all_u)}"),
-                        song_ids=np.asarray([s.encode() for s in all_s], dtype=f"S{width(all_s)}"))
+    time = {"first_played": np.asarray([keys[k][1] for k in pairs], np.int64),
+            "last_played": np.asarray([keys[k][2] for k in pairs], np.int64),
+            "played_ms": np.full(len(pairs), -1, np.int64)}
+    logged = Interactions(matrix=matrix,
+                          user_ids=np.asarray([u.encode() for u in users], dtype=f"S{width(users)}"),
+                          song_ids=np.asarray([s.encode() for s in songs], dtype=f"S{width(songs)}"),
+                          time=time)
+    return combine([inter, logged])
 
 
 def write_clips(workdir: str | os.PathLike, logged: LoggedWrites) -> Path:
