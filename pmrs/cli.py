@@ -56,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--no-audio", action="store_true", default=None)
     p.add_argument("--audio-workers", type=int)
+    p.add_argument("--format", choices=("triplets", "events-csv", "events-parquet", "events-jsonl", "spotify",
+                                        "lastfm", "listenbrainz"),
+                   help="the plays as MSD triplets (default), or as listens with times: a service's event "
+                        "table (events/), or one folder per person of Spotify, Last.fm or ListenBrainz exports")
     p.add_argument("--lastfm", choices=("json", "sqlite", "both", "none"),
                    help="Last.fm tags and similars as the JSON tree, the SQLite files, both, or none")
     g = p.add_argument_group("shape of the world")

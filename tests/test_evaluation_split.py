@@ -128,3 +128,23 @@ def test_non_csr_and_duplicate_entries_are_accepted() -> None:
 def test_bad_arguments_raise(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         holdout_split(_plays(), **kwargs)
+
+
+def test_time_split_holds_out_each_test_users_latest_songs():
+    import numpy as np
+    import scipy.sparse as sp
+
+    from pmrs.evaluation.split import time_split
+
+    m = sp.csr_matrix(np.array([[1, 2, 3, 4, 5], [1, 1, 0, 1, 1], [0, 0, 1, 1, 0]]))
+    first = np.array([10, 50, 30, 20, 40, 5, 6, 7, 8, 1, 2])   # per stored pair, row by row
+    s = time_split(m, first, test_users=3, holdout_fraction=0.4, min_songs=2)
+    assert s.test.toarray().tolist() == [[0, 2, 0, 0, 5], [0, 0, 0, 1, 1], [0, 0, 0, 1, 0]]
+    assert ((s.train + s.test) != m).nnz == 0
+    s = time_split(m, first, test_users=3, cutoff=30, min_songs=2)   # only user 0 has both sides
+    assert s.test_users.tolist() == [0] and s.test.toarray()[0].tolist() == [0, 2, 3, 0, 5]
+    unknown = np.where(np.arange(11) < 5, 0, first)                   # user 0's times unknown
+    s = time_split(m, unknown, test_users=3, holdout_fraction=0.4, min_songs=2)
+    assert 0 not in s.test_users.tolist()
+    with pytest.raises(ValueError, match="time"):
+        time_split(m, np.zeros(11, np.int64), test_users=1, min_songs=2)

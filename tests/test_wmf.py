@@ -88,3 +88,20 @@ def test_bad_config_is_rejected():
         WMFConfig(eps=0)
     with pytest.raises(ValueError):
         WMFConfig(factors=0)
+
+
+def test_a_plays_confidence_decays_with_its_age():
+    import numpy as np
+    import scipy.sparse as sp
+
+    from pmrs.collaborative.wmf import decayed, play_ages
+
+    m = sp.csr_matrix(np.array([[4, 0, 2], [0, 8, 0]], np.int32))
+    day = 86400
+    last = np.array([1000 * day, 900 * day, 0, ])   # per stored pair: newest, 100 days older, unknown
+    ages = play_ages(m, last)
+    assert np.allclose(ages.data, [1.0, 101.0, -1.0])
+    d = decayed(m, ages, half_life_days=100.0)
+    assert np.allclose(d.toarray(), [[4.0, 0, 1.0], [0, 8.0, 0]])   # half a weight per half-life; unknown kept
+    assert decayed(m, ages, 0.0) is m and decayed(m, None, 100.0) is m
+    assert play_ages(m, np.zeros(3, np.int64)) is None

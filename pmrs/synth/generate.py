@@ -11,6 +11,7 @@ import numpy as np
 from ..artifacts import write_json
 from .audio import make_styles
 from .lastfm import write_lastfm
+from .listens import write_listens
 from .files import write_audio, write_genres, write_track_metadata, write_triplets, write_unique_tracks
 from .world import SynthConfig, iter_plays, make_catalog, make_users
 
@@ -37,9 +38,17 @@ def synthesize(directory: str | Path, cfg: SynthConfig) -> dict:
     catalog = make_catalog(cfg, genre_names, rng)
     users = make_users(cfg, rng)
     play_rng = np.random.default_rng([cfg.seed, 1])
-    n_lines = write_triplets(out / "train_triplets.txt", iter_plays(cfg, catalog, users, play_rng),
-                             users.user_ids, catalog.song_ids, cfg.users)
-    log.info("wrote %d triplets", n_lines)
+    n_listens = 0
+    if cfg.format == "triplets":
+        n_lines = write_triplets(out / "train_triplets.txt", iter_plays(cfg, catalog, users, play_rng),
+                                 users.user_ids, catalog.song_ids, cfg.users)
+        log.info("wrote %d triplets", n_lines)
+    else:   # the same plays as listening events with times, in a format people's data come in
+        blocks = list(iter_plays(cfg, catalog, users, play_rng))
+        plays = tuple(np.concatenate([b[i] for b in blocks]) if blocks else np.zeros(0, np.int64) for i in range(3))
+        n_lines = len(plays[0])
+        n_listens = write_listens(out, cfg.format, plays, users.user_ids, catalog, cfg.seed)
+        log.info("wrote %d listens (%s) of %d (user, song) pairs", n_listens, cfg.format, n_lines)
     write_unique_tracks(out / "unique_tracks.txt", catalog)
     write_track_metadata(out / "track_metadata.db", catalog, np.random.default_rng([cfg.seed, 2]))
     write_genres(out / "genres.tsv", catalog)
@@ -67,7 +76,8 @@ def synthesize(directory: str | Path, cfg: SynthConfig) -> dict:
     }
     write_json(out / "truth.json", truth)
     summary = {"directory": str(out), "users": cfg.users, "songs": cfg.songs,
-               "cold_songs": int(catalog.cold.sum()), "triplets": n_lines, "clips_written": n_clips,
+               "cold_songs": int(catalog.cold.sum()), "triplets": n_lines, "format": cfg.format,
+               "listens": n_listens, "clips_written": n_clips,
                "lastfm": lastfm,
                "seconds": round(time.perf_counter() - t0, 2)}
     log.info("synthetic world: %s", summary)

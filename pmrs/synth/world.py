@@ -49,6 +49,7 @@ class SynthConfig:
     no_audio: bool = False
     audio_workers: int = 2
     lastfm: str = "json"  # Last.fm tags and similars: "json" (the tree), "sqlite", "both" or "none"
+    format: str = "triplets"  # the plays: MSD triplets, or listens with times (pmrs.synth.listens.FORMATS)
 
     def __post_init__(self) -> None:
         if self.users < 1 or self.songs < 2:
@@ -65,6 +66,10 @@ class SynthConfig:
             raise ValueError("favourite_artists and min_songs_per_user must be at least 1")
         if self.popularity_exponent < 0 or self.songs_per_user <= 0:
             raise ValueError("need popularity_exponent >= 0 and songs_per_user > 0")
+        from .listens import FORMATS
+
+        if self.format not in FORMATS:
+            raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {self.format!r}")
         if self.lastfm not in ("json", "sqlite", "both", "none"):
             raise ValueError(f"lastfm must be json, sqlite, both or none, got {self.lastfm!r}")
 
