@@ -108,6 +108,11 @@ class ExportFile:
         return self.name
 
 
+def _natural(name: str) -> list:
+    """Sort key putting ``9.jsonl`` before ``10.jsonl`` (numbers compared as numbers)."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name)]
+
+
 def _skipped(name: str) -> bool:
     return name.startswith(".") or name == "__MACOSX"
 
@@ -115,12 +120,14 @@ def _skipped(name: str) -> bool:
 def export_files(path: str | Path, dropped: Dropped | None = None) -> list[ExportFile]:
     """The files of an export at ``path`` (a folder, walked recursively; a zip; or one file), zip
     members included, in name order. A zip that cannot be opened is a
-    :data:`~pmrs.ingest.listens.BROKEN_FILE` in ``dropped`` (logged when none is given)."""
+    :data:`~pmrs.ingest.listens.BROKEN_FILE` in ``dropped`` (logged when none is given).
+    Numbers in names sort as numbers (``9.jsonl`` before ``10.jsonl``)."""
     path = Path(path)
     if not path.exists():
         raise IngestError(f"export not found: {path}")
     found = [path] if path.is_file() else sorted(
-        p for p in path.rglob("*") if p.is_file() and not any(_skipped(part) for part in p.relative_to(path).parts))
+        (p for p in path.rglob("*") if p.is_file() and not any(_skipped(part) for part in p.relative_to(path).parts)),
+        key=lambda p: _natural(str(p)))
     files: list[ExportFile] = []
     for p in found:
         if p.suffix.lower() != ".zip":
@@ -128,7 +135,7 @@ def export_files(path: str | Path, dropped: Dropped | None = None) -> list[Expor
             continue
         try:
             with zipfile.ZipFile(p) as zf:
-                members = sorted(i.filename for i in zf.infolist() if not i.is_dir())
+                members = sorted((i.filename for i in zf.infolist() if not i.is_dir()), key=_natural)
         except (zipfile.BadZipFile, OSError) as exc:
             _broken(dropped, str(p), f"not a readable zip: {exc}")
             continue
