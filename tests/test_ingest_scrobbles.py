@@ -94,7 +94,8 @@ def test_no_header_layout_from_content_semicolon_tab_and_epoch_first(tmp_path):
 
 def test_unknown_header_is_skipped_by_content(tmp_path):
     write(tmp_path / "mine.csv", "K\u00fcnstler,Album,Titel,Datum\n"
-                                 "Artist A,Album A,Song A,31 Jan 2021 12:34\nArtist B,Album B,Song B,30 Jan 2021 12:34\n")
+                                 "Artist A,Album A,Song A,31 Jan 2021 12:34\n"
+                                 "Artist B,Album B,Song B,30 Jan 2021 12:34\n")
     out = L.read_scrobbles(tmp_path, "di")
     assert out.table["title"].to_pylist() == ["Song A", "Song B"] and out.dropped.total == 0
 
@@ -123,11 +124,14 @@ def test_a_mostly_garbage_csv_raises_naming_it(tmp_path):
         L.read_scrobbles(path, "fi")
 
 
-def test_a_csv_that_is_no_scrobble_export_is_counted_as_broken(tmp_path):
+def test_a_csv_named_for_scrobbles_that_holds_none_is_broken_and_other_csvs_are_not_read(tmp_path):
+    write(tmp_path / "scrobbles-gi.csv", "name,owner\nMy list,me\n")
     write(tmp_path / "playlist.csv", "name,owner\nMy list,me\n")
+    write(tmp_path / "genres.tsv", "TRAAAAW128F429D538\trock\n")
     write(tmp_path / "ok.csv", "Artist A,Album A,Song A,31 Jan 2021 12:34\n")
     out = L.read_scrobbles(tmp_path, "gi")
     assert out.table.num_rows == 1 and out.dropped.counts == {BROKEN_FILE: 1}
+    assert sorted(f.rsplit("/", 1)[-1] for f in out.files) == ["ok.csv", "scrobbles-gi.csv"]
 
 
 def test_latin1_csv(tmp_path):

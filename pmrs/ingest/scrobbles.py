@@ -194,9 +194,12 @@ def _content_layout(rows: list[list[str]], delimiter: str, width: int) -> CsvLay
 
 
 def sniff_name(name: str) -> str | None:
-    """What a file name says: a ``.csv`` or ``.tsv`` is taken for a scrobble CSV (its content
-    decides whether it really is one); JSON pages are known by content only."""
-    return CSV if name.lower().endswith((".csv", ".tsv")) else None
+    """What a file name says: a ``.csv``/``.tsv`` naming scrobbles or Last.fm
+    (``scrobbles-<user>.csv``, ``lastfm.csv``) is a scrobble CSV even when its content says
+    nothing (it is then reported as broken); other CSVs (lastfm-to-csv names its file after the
+    user) and JSON pages are known by content only."""
+    low = name.lower()
+    return CSV if low.endswith((".csv", ".tsv")) and re.search(r"scrobble|last[._ -]?fm", low) else None
 
 
 def sniff_content(head: str) -> str | None:
