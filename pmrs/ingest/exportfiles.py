@@ -287,15 +287,17 @@ class ListenRows:
         self._cols: dict[str, list] = {c: [] for c in self._COLUMNS}
         self._where: list[tuple[str, int | None]] = []
         self._seen: set[Hashable] = set()
-        self._file = ""
+        self._file = self._first_bad = ""
         self._rows = self._bad = 0
 
     def begin(self, file: str) -> None:
-        self._file, self._rows, self._bad = file, 0, 0
+        self._file, self._rows, self._bad, self._first_bad = file, 0, 0, ""
 
     def drop(self, reason: str, row: int | None, detail: str = "") -> None:
         self._rows += 1
-        self._bad += reason == MALFORMED
+        if reason == MALFORMED:
+            self._bad += 1
+            self._first_bad = self._first_bad or f"row {row}: {detail}"
         self.dropped.add(reason, self._file, row, detail)
 
     def add(self, row: int | None, *, ts: int, artist: str | None, title: str | None, album: str | None = None,
@@ -332,9 +334,8 @@ class ListenRows:
     def end(self) -> None:
         """Raise :class:`pmrs.IngestError` when more than half the file's rows were malformed."""
         if self._bad * 2 > self._rows:
-            first = next((d for f, _, d in self.dropped.examples.get(MALFORMED, []) if f == self._file), "")
             raise IngestError(f"{self._file}: {self._bad} of {self._rows} rows are malformed "
-                              f"(first: {first}); is it the export it looks like? Remove or fix it")
+                              f"(first: {self._first_bad}); is it the export it looks like? Remove or fix it")
 
     def listens(self, fmt: str, files: list[str], now_s: float | None = None) -> Listens:
         """The kept rows as :data:`~pmrs.ingest.listens.LISTEN_SCHEMA`; times outside
@@ -357,9 +358,6 @@ class ListenRows:
                 self.dropped.add(BAD_TIME, file, row, _iso(self._cols["ts"][i]))
             table = table.filter(ok)
         return Listens(table, fmt, files, self.dropped)
-
-    def kept(self) -> int:
-        return len(self._where)
 
 
 def _iso(ts: int | None) -> str:
