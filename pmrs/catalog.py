@@ -81,6 +81,27 @@ def write_catalog(path: str | os.PathLike, songs: Iterable[tuple[str, dict]],
     os.replace(tmp, path)
 
 
+def add_songs(path: str | os.PathLike, songs: Iterable[dict]) -> int:
+    """Add songs (``{"song_id", ...fields}``) the catalog at ``path`` does not have yet, in one
+    write transaction (a song it has keeps its fields); returns how many were added."""
+    songs = list(songs)
+    if not songs:
+        return 0
+    env = lmdb.open(str(path), subdir=False, lock=False, map_size=1 << 36, max_dbs=len(_DBS))
+    added = 0
+    try:
+        db = env.open_db(_DBS[0])
+        with env.begin(write=True) as txn:
+            for s in songs:
+                fields = {k: v for k, v in s.items() if k != "song_id"}
+                added += txn.put(s["song_id"].encode(), json.dumps(fields, ensure_ascii=False).encode(), db=db,
+                                 overwrite=False)
+        env.sync(True)
+    finally:
+        env.close()
+    return added
+
+
 def snapshot_catalog(src: str | os.PathLike, dst: str | os.PathLike) -> None:
     """A serving bundle's copy of the catalog at ``src``, written atomically to ``dst``: songs,
     tracks, tags and the info, without the Last.fm similars (ingest keeps them for the metadata

@@ -17,19 +17,34 @@ def markdown_table(headers: Sequence[str], rows: Iterable[Sequence]) -> str:
 
 
 def format_ingest(report: dict) -> str:
-    t = report["triplets"]
-    out = [f"triplets: {t['path']}",
-           f"  lines {t['lines']:,}  good {t['good_lines']:,}  blank {t['blank_lines']:,}  "
-           f"malformed {t['malformed_lines']:,}  ({t['seconds']} s)",
-           f"  {t['users']:,} users x {t['songs']:,} songs, {t['nonzeros']:,} pairs, "
-           f"{t['total_plays']:,} plays; {t['duplicate_pairs_merged']:,} duplicate pairs summed"]
-    if t["filtered_users"] or t["filtered_songs"]:
-        out.append(f"  filters removed {t['filtered_users']:,} users, {t['filtered_songs']:,} songs, "
-                   f"{t['filtered_pairs']:,} pairs")
-    for reason, n in t["malformed"].items():
-        out.append(f"  skipped {n:,} line(s): {reason}")
-    for ex in t["examples"]:
-        out.append(f"    line {ex['line']}: {ex['reason']}: {ex['text']!r}")
+    out: list[str] = []
+    t = report.get("triplets")
+    if t:
+        out += [f"triplets: {t['path']}",
+                f"  lines {t['lines']:,}  good {t['good_lines']:,}  blank {t['blank_lines']:,}  "
+                f"malformed {t['malformed_lines']:,}  ({t['seconds']} s)",
+                f"  {t['users']:,} users x {t['songs']:,} songs, {t['nonzeros']:,} pairs, "
+                f"{t['total_plays']:,} plays; {t['duplicate_pairs_merged']:,} duplicate pairs summed"]
+        if t["filtered_users"] or t["filtered_songs"]:
+            out.append(f"  filters removed {t['filtered_users']:,} users, {t['filtered_songs']:,} songs, "
+                       f"{t['filtered_pairs']:,} pairs")
+        for reason, n in t["malformed"].items():
+            out.append(f"  skipped {n:,} line(s): {reason}")
+        for ex in t["examples"]:
+            out.append(f"    line {ex['line']}: {ex['reason']}: {ex['text']!r}")
+    ls = report.get("listens")
+    if ls:
+        rules = ", ".join(f"{rule} {n:,}" for rule, n in ls["events_by_rule"].items() if n)
+        out += [f"listens: {ls['events']:,} events from {ls['files']:,} file(s) ({ls['format']}), {ls['users']:,} users",
+                f"  songs found by {rules or 'no rule'}; {ls['songs_created']:,} songs added from their names; "
+                f"{ls['events_naming_no_song']:,} events name no song; {ls['ambiguous']:,} ambiguous names"]
+        for ex in ls["ambiguous_examples"][:5]:
+            out.append(f"    {ex['artist']!r} - {ex['title']!r}: {len(ex['candidates'])} songs, took {ex['chosen']}")
+        for reason, n in ls["dropped"]["by_reason"].items():
+            out.append(f"  dropped {n:,}: {reason}")
+            for ex in ls["dropped"]["examples"].get(reason, [])[:3]:
+                where = f"{ex['file']}" + (f" row {ex['row']}" if ex.get("row") is not None else "")
+                out.append(f"    {where}: {ex['detail']!r}")
     c = report.get("catalog")
     if c:
         out.append(f"catalog: {c['songs']:,} songs, {c['tracks']:,} tracks, "

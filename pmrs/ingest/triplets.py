@@ -34,6 +34,7 @@ import pyarrow.csv as pacsv
 import scipy.sparse as sp
 
 from ..interactions import MAX_COUNT, Interactions, capped_counts
+from .aggregate import MIN_PLAY_SECONDS
 from .errors import IngestError
 from .rawtext import (EMPTY_ID, ID_TOO_LONG, MAX_ID_BYTES, MAX_LINE_BYTES, NOT_UTF8, NUL_IN_ID,
                       TOO_LONG, CleanLines, check_input_file, open_stream, quote, read_head,
@@ -74,10 +75,13 @@ class IngestConfig:
     max_bad_fraction: float = 0.5
     block_size_mb: int = 16
     lastfm_max_similars: int = 50
+    min_play_seconds: float = MIN_PLAY_SECONDS   # a listen shorter than this is a skip, not a play
 
     def __post_init__(self) -> None:
         if self.lastfm_max_similars < 1:
             raise ValueError("lastfm_max_similars must be at least 1")
+        if self.min_play_seconds < 0:
+            raise ValueError("min_play_seconds must be >= 0")
 
 
 @dataclass
