@@ -230,6 +230,19 @@ def r_ingest(d: dict) -> Lines:
                                ("limits", d.get("limits")), ("within limits", d.get("within_limits"))])
 
 
+def r_events(d: dict) -> Lines:
+    jobs = (("read_events", "pmrs read_events (every column checked)"),
+            ("anchor", "DuckDB read + GROUP BY user, song (anchor)"),
+            ("pyarrow_read", "pyarrow read into Arrow"), ("duckdb_read", "DuckDB read into Arrow"))
+    rows = [[fmt, label, j.get("seconds"), j.get("rows_per_second"), j.get("peak_rss_mb")]
+            for fmt in ("csv", "parquet") for job, label in jobs
+            for j in [(d.get(fmt) or {}).get(job) or {}]]
+    out = table(["file", "job", "seconds", "rows / s", "peak MB"], rows)
+    return out + scalar_table([("events", d.get("events")), ("repeats (best kept)", d.get("repeats")),
+                               ("CSV: read_events / anchor", (d.get("csv") or {}).get("ratio_to_anchor")),
+                               ("Parquet: read_events / anchor", (d.get("parquet") or {}).get("ratio_to_anchor"))])
+
+
 def r_wmf(d: dict) -> Lines:
     ours, bare = d.get("pmrs_train_wmf", {}), d.get("bare_implicit", {})
     out = table(["run", "mean s / iteration", "total s", "peak MB"],
@@ -474,6 +487,9 @@ def r_generic(doc: Doc) -> Lines:
 SECTIONS: list[tuple[str, str, list[tuple[str, Callable[[Doc], Lines], str | None]]]] = [
     ("Ingest", "`pmrs ingest` of a Taste-Profile-shaped triplets file, against pandas parsing the same file.",
      [("ingest", r_ingest, None)]),
+    ("Listening events", "`pmrs.ingest.events.read_events` of a service's event table (CSV and Parquet), against "
+                         "DuckDB reading and grouping the same file.",
+     [("events", r_events, None)]),
     ("WMF training", "`pmrs train-wmf` (implicit's ALS) at the full shape, against bare implicit.",
      [("wmf", r_wmf, None)]),
     ("WMF on Spark", "MLlib's ALS against implicit, and the regularization translation that keeps PMRS's model.",

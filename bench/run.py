@@ -16,13 +16,15 @@
   peak memory), SimilarSongs in metadata mode against Ping (bench/metadata_bench.py ``full``)
 - web: pmrs-web's page load times in headless Chromium on the demo world (bench/web_bench.py)
 - scale: one source of 3,845,460 generated songs indexed and searched (bench/scale_bench.py)
+- events: 50M listening events as CSV and Parquet read by ``pmrs.ingest.events.read_events``
+  against DuckDB's own read and group-by of the same file (bench/events_bench.py)
 
 - select: ``train-wmf`` with settings chosen from the data against a plain 15-iteration fit, full
   shape (bench/select_bench.py; the neighbourhood build there with ``--kinds``)
 
 Last, docs/BENCHMARKS.md is rendered from every file in bench/results/ (bench/report.py).
 
-    python -m bench.run [--only ingest,wmf,extract,cnn,index,serving,select,live,replicas,neighbours,metadata,spark,web,scale]
+    python -m bench.run [--only ingest,wmf,extract,cnn,index,serving,select,live,replicas,neighbours,metadata,spark,web,scale,events]
                         [--users N --songs N] [--iterations N]
 """
 
@@ -70,7 +72,8 @@ def bench_wmf(workdir, iterations: int, command: str) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.run")
-    p.add_argument("--only", default="ingest,wmf,extract,cnn,index,serving,select,live,replicas,neighbours,metadata,spark,web,scale")
+    p.add_argument("--only", default="ingest,wmf,extract,cnn,index,serving,select,live,replicas,neighbours,metadata,spark,web,scale,"
+                                      "events")
     p.add_argument("--users", type=int, default=FULL_USERS)
     p.add_argument("--songs", type=int, default=FULL_SONGS)
     p.add_argument("--iterations", type=int, default=15)
@@ -138,6 +141,10 @@ def main(argv: list[str] | None = None) -> int:
         from bench.scale_bench import bench_scale
 
         bench_scale(command)
+    if "events" in only:
+        from bench.events_bench import bench_events
+
+        bench_events(command)
     from bench.report import write as write_report   # docs/BENCHMARKS.md from every result file
 
     print(f"wrote {write_report()}", flush=True)

@@ -6,6 +6,10 @@ A TOML file has one table per stage, named like the dataclass's ``section``::
     factors = 64
     alpha = 2.0
 
+A stage with parts has a sub-table per part, named with a dot (``[ingest.events]``: section
+``"ingest.events"``); the stage's own table then holds that part's table as a key, which its own
+settings skip (:data:`SUBSECTIONS`).
+
 The effective settings are written next to every artefact they produced (``asdict``).
 """
 
@@ -58,6 +62,20 @@ def load_toml(path: str | os.PathLike | None) -> dict[str, Any]:
         raise ValueError(f"config file {p} is not valid TOML: {exc}") from None
 
 
+#: Sub-tables a section may hold (``[ingest.events]``), read by settings of their own.
+SUBSECTIONS: dict[str, tuple[str, ...]] = {"ingest": ("events",)}
+
+
+def _table(toml: dict[str, Any] | None, section: str) -> dict[str, Any]:
+    """``toml[section]``, following dots (``"ingest.events"``); ``{}`` when absent."""
+    table: Any = toml or {}
+    for part in section.split("."):
+        table = table.get(part, {})
+        if not isinstance(table, dict):
+            raise ValueError(f"config section [{section}] must be a table")
+    return table
+
+
 def build(cls: type[T], section: str, toml: dict[str, Any] | None = None,
           overrides: dict[str, Any] | None = None) -> T:
     """Instantiate settings ``cls`` from defaults, then ``toml[section]``, then non-None overrides.
@@ -66,9 +84,10 @@ def build(cls: type[T], section: str, toml: dict[str, Any] | None = None,
     """
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     values: dict[str, Any] = {}
-    table = (toml or {}).get(section, {})
-    if not isinstance(table, dict):
-        raise ValueError(f"config section [{section}] must be a table")
+    table = dict(_table(toml, section))
+    for sub in SUBSECTIONS.get(section, ()):
+        if isinstance(table.get(sub), dict):
+            del table[sub]
     unknown = set(table) - names
     if unknown:
         raise ValueError(f"unknown setting(s) in [{section}]: {', '.join(sorted(unknown))}; "
@@ -85,7 +104,7 @@ def given(cls: type, section: str, toml: dict[str, Any] | None = None,
     """Names of the settings of ``cls`` that ``toml[section]`` or a non-None override sets: the
     ones a user fixed (settings chosen from the data leave them alone)."""
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    table = (toml or {}).get(section, {})
+    table = _table(toml, section)
     from_flags = {k for k, v in (overrides or {}).items() if v is not None and k in names}
     return frozenset((set(table) & names) | from_flags)
 
