@@ -75,12 +75,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("ingest", help="triplets + metadata into the work directory")
     _common(p)
-    p.add_argument("dir", nargs="?", help="data folder holding the standard MSD file names")
+    p.add_argument("dir", nargs="?", help="data folder: the MSD files by their standard names, people's exports (one folder per person), events/")
     p.add_argument("--triplets", help="train_triplets.txt path (overrides DIR)")
     p.add_argument("--unique-tracks", help="unique_tracks.txt path")
     p.add_argument("--track-metadata", help="track_metadata.db path")
     p.add_argument("--genres", help="genre labels (track_id<TAB>genre)")
     p.add_argument("--sid-mismatches", help="the MSD's sid_mismatches.txt: wrong song/track links to drop")
+    p.add_argument("--events", action="append", metavar="PATH",
+                   help="a service's table of listening events (CSV/TSV, gzip, Parquet or JSON Lines; a file or a "
+                        "folder of them; repeatable; default: DIR/events/); columns by name, or [ingest.events]")
+    p.add_argument("--exports", metavar="DIR",
+                   help="people's listening exports, one folder per person (DIR/<person>/...: Spotify, Last.fm, "
+                        "ListenBrainz); default: the person folders of the data folder itself")
+    p.add_argument("--min-play-seconds", type=float,
+                   help="a listen shorter than this is a skip, not a play (default 30)")
     p.add_argument("--lastfm", action="append", metavar="PATH",
                    help="Last.fm input: a JSON folder (lastfm_train/ ...), lastfm_tags.db or "
                         "lastfm_similars.db; repeat for several (replaces those found in DIR)")
@@ -192,10 +200,14 @@ def cmd_ingest(args) -> int:
     from .report import format_ingest
 
     cfg = cfgmod.build(IngestConfig, "ingest", _toml(args), vars(args))
+    from .ingest.events import EventsConfig
+
+    toml = _toml(args)
     report = ingest(args.dir, cfgmod.resolve_workdir(args.workdir), cfg, triplets=args.triplets,
                     unique_tracks=args.unique_tracks, track_metadata=args.track_metadata,
                     genres=args.genres, sid_mismatches=args.sid_mismatches, lastfm=args.lastfm,
-                    show_progress=False if args.quiet else None, live=args.live)
+                    show_progress=False if args.quiet else None, live=args.live, events=args.events,
+                    exports=args.exports, events_cfg=cfgmod.build(EventsConfig, "ingest.events", toml))
     print(format_ingest(report))
     return 0
 

@@ -12,7 +12,7 @@ from pmrs.evaluation.baselines import REFERENCE_MODELS
 from pmrs.interactions import INTERACTIONS_DIR, Interactions
 
 WORLD = ["--users", "300", "--songs", "150", "--no-audio", "-q", "--seed", "4"]
-FORMATS = ["spotify", "lastfm", "listenbrainz"]
+FORMATS = ["spotify", "lastfm", "listenbrainz", "events-csv", "events-parquet", "events-jsonl"]
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def test_an_export_gives_the_plays_of_the_triplets(tmp_path, triplets_world, fmt
     assert {k: v for k, v in got.items() if k[1] not in shared} == {k: v for k, v in want.items() if k[1] not in shared}
     assert inter.has_time and (inter.time["first_played"] > 0).all()
     assert (inter.time["first_played"] <= inter.time["last_played"]).all()
-    if fmt == "spotify":   # the only one of the three that records skips (short plays, flagged)
+    if fmt in ("spotify", "events-csv", "events-parquet", "events-jsonl"):   # the ones that record skips
         assert inter.skips is not None and inter.skips.sum() > 0
         assert (inter.time["played_ms"] >= 30_000 * inter.matrix.data).all()
 

@@ -180,7 +180,7 @@ def _read_listens(data_dir, events, exports, events_cfg, show_progress):
     if event_paths:
         from .events import EventsConfig, read_events
 
-        parts.append(read_events(event_paths, events_cfg or EventsConfig()))
+        parts += [read_events(p, events_cfg or EventsConfig()) for p in event_paths]
     if exports is not None:
         parts.append(read_personal_exports(exports, show_progress=show_progress))
     elif data_dir is not None and Path(data_dir).is_dir():
