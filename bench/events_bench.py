@@ -8,14 +8,17 @@ seconds, ``ms_played``; users and songs of the Taste Profile's shape, song popul
 a plain CSV file (no gzip) and as Parquet, cached in ``bench/data/events-N/``. For each file,
 each job in a fresh process (so its peak memory is its own), the best of ``--repeats``:
 
-- ``read_events``: PMRS's reader, every column converted and checked into ``Listens``;
+- ``ingest``: the whole ``pmrs ingest --events FILE`` (read, resolve, aggregate per user and
+  song with time, write the interactions and a catalog of the songs the events name);
+- ``read_events``: PMRS's reader alone, every column converted and checked into ``Listens``;
 - the anchor: DuckDB's own ``SELECT user_id, track_id, count(*) ... GROUP BY`` over the file;
 - what the reader was chosen on: the file read whole into an Arrow table of text columns by
   pyarrow (``pyarrow.csv`` / ``pyarrow.parquet``) and by DuckDB (``read_csv`` / ``read_parquet``,
   ``.to_arrow_table()``).
 
 Writes ``bench/results/events.json`` with seconds, rows per second and peak resident memory of
-each job, and ``ratio_to_anchor``: ``read_events`` seconds over the anchor's.
+each job, ``ratio_to_anchor``: ``read_events`` seconds over the anchor's, and
+``ingest_ratio_to_anchor``: the whole ingest's.
 """
 
 from __future__ import annotations
@@ -80,6 +83,27 @@ def job_read_events(path: str) -> dict:
             "peak_rss_mb": round(peak_rss_mb())}
 
 
+def job_ingest(path: str) -> dict:
+    """The whole of ``pmrs ingest --events FILE`` into a fresh work directory: read, resolve (every
+    track id is a song the catalog lacks: each is added), aggregate, write."""
+    import shutil
+    import tempfile
+
+    from pmrs.ingest import ingest
+
+    DATA.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="events-ingest-", dir=DATA))
+    try:
+        t0 = time.perf_counter()
+        report = ingest(None, work, events=[path], live=False, show_progress=False)
+        seconds = time.perf_counter() - t0
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    ls = report["listens"]
+    return {"seconds": round(seconds, 3), "rows": ls["events"], "users": ls["users"],
+            "songs_created": ls["songs_created"], "peak_rss_mb": round(peak_rss_mb())}
+
+
 def _duckdb_source(path: str) -> str:
     fn = "read_parquet" if path.endswith(".parquet") else "read_csv"
     return f"{fn}('{path}')"
@@ -123,7 +147,7 @@ def job_duckdb_read(path: str) -> dict:
             "peak_rss_mb": round(peak_rss_mb())}
 
 
-JOBS = {"read_events": job_read_events, "anchor": job_anchor, "pyarrow_read": job_pyarrow_read,
+JOBS = {"ingest": job_ingest, "read_events": job_read_events, "anchor": job_anchor, "pyarrow_read": job_pyarrow_read,
         "duckdb_read": job_duckdb_read}
 
 
@@ -144,7 +168,9 @@ def bench_events(command: str, n: int = 50_000_000, repeats: int = 1) -> dict:
             res[job]["rows_per_second"] = round(n / res[job]["seconds"]) if res[job]["seconds"] else None
             print(f"{fmt} {job}: {res[job]['seconds']} s, peak {res[job]['peak_rss_mb']} MB", flush=True)
         res["ratio_to_anchor"] = round(res["read_events"]["seconds"] / res["anchor"]["seconds"], 3)
-        print(f"{fmt}: read_events / anchor = {res['ratio_to_anchor']}", flush=True)
+        res["ingest_ratio_to_anchor"] = round(res["ingest"]["seconds"] / res["anchor"]["seconds"], 3)
+        print(f"{fmt}: read_events / anchor = {res['ratio_to_anchor']}, ingest / anchor = "
+              f"{res['ingest_ratio_to_anchor']}", flush=True)
         payload[fmt] = res
     write_result("events", payload, command)
     return payload

@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--track-metadata", help="track_metadata.db path")
     p.add_argument("--genres", help="genre labels (track_id<TAB>genre)")
     p.add_argument("--sid-mismatches", help="the MSD's sid_mismatches.txt: wrong song/track links to drop")
+    p.add_argument("--library", metavar="DIR",
+                   help="a music folder: its files' tags (ID3, Vorbis comments, FLAC, MP4) are catalog songs; "
+                        "`pmrs extract` then reads the same folder")
     p.add_argument("--events", action="append", metavar="PATH",
                    help="a service's table of listening events (CSV/TSV, gzip, Parquet or JSON Lines; a file or a "
                         "folder of them; repeatable; default: DIR/events/); columns by name, or [ingest.events]")
@@ -207,7 +210,8 @@ def cmd_ingest(args) -> int:
                     unique_tracks=args.unique_tracks, track_metadata=args.track_metadata,
                     genres=args.genres, sid_mismatches=args.sid_mismatches, lastfm=args.lastfm,
                     show_progress=False if args.quiet else None, live=args.live, events=args.events,
-                    exports=args.exports, events_cfg=cfgmod.build(EventsConfig, "ingest.events", toml))
+                    exports=args.exports, events_cfg=cfgmod.build(EventsConfig, "ingest.events", toml),
+                    library=args.library)
     print(format_ingest(report))
     return 0
 
@@ -382,6 +386,13 @@ def cmd_extract(args) -> int:
     fcfg = cfgmod.build(FeatureConfig, "features", toml)
     workdir = cfgmod.resolve_workdir(args.workdir)
     dirs = [args.dir] if args.dir else []
+    if not dirs and not args.live:   # the music folder `pmrs ingest --library` read, if any
+        from .interactions import INTERACTIONS_DIR
+
+        report = workdir / INTERACTIONS_DIR / "ingest_report.json"
+        folder = (json.loads(report.read_text()).get("library") or {}).get("folder") if report.is_file() else None
+        if folder:
+            dirs.append(folder)
     if args.live:
         from .live.log import LIVE_DIR
         from .live.rebuild import LIVE_AUDIO_DIR
@@ -391,7 +402,8 @@ def cmd_extract(args) -> int:
         else:
             print(f"no clips of songs added live in {live_audio} (`pmrs ingest` writes them there)")
     if not dirs:
-        raise ValueError("give an audio folder, or --live for the clips of songs added live")
+        raise ValueError("give an audio folder, or --live for the clips of songs added live (a music folder "
+                         "`pmrs ingest --library` read is the default)")
     for d in dirs:
         _extract_one_dir(extract, d, workdir, cfg, fcfg, args.quiet)
     return 0

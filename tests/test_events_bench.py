@@ -19,4 +19,7 @@ def test_generated_events_are_read_whole_by_every_job(tmp_path):
         assert ours["rows"] == 20_000 and ours["dropped"] == 0
         assert events_bench.job_pyarrow_read(str(path))["rows"] == 20_000
         assert events_bench.job_duckdb_read(str(path))["rows"] == 20_000
-        assert 0 < events_bench.job_anchor(str(path))["groups"] <= 20_000
+        groups = events_bench.job_anchor(str(path))["groups"]
+        assert 0 < groups <= 20_000
+        whole = events_bench.job_ingest(str(path))   # the whole pmrs ingest: one pair per group
+        assert whole["rows"] == 20_000 and whole["songs_created"] > 0

@@ -97,3 +97,66 @@ def test_listens_train_build_and_serve_titles_and_artists(tmp_path, capsys):
     finally:
         server.stop()
     assert all(s.title in shown and s.artist in shown for s in songs)
+
+
+def test_a_music_folder_is_the_catalog_and_the_audio(tmp_path):
+    # people's ListenBrainz exports name songs by artist and title; a tagged music folder, its
+    # files named anyhow, is the catalog they resolve to and the audio `pmrs extract` reads as is
+    import shutil
+
+    import soundfile as sf
+    from mutagen.flac import FLAC
+
+    import pmrs
+
+    data, work, music = tmp_path / "data", tmp_path / "work", tmp_path / "My Music"
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[wmf]\nfactors = 8\niterations = 3\n[cnn]\nmax_epochs = 2\nwindows_per_song_per_epoch = 2\n"
+                   "channels = [8, 16, 16, 16]\nhidden = 32\nembedding_dim = 16\nthreads = 1\n[extract]\nworkers = 1\n")
+    assert main(["synth", str(data), "--users", "150", "--songs", "60", "--genres", "3", "--clip-seconds", "4",
+                 "--cold-share", "0.2", "--audio-workers", "1", "--format", "listenbrainz", "-q"]) == 0
+    songs = _msd_songs(data)
+    music.mkdir()
+    for i, (sid, f) in enumerate(sorted(songs.items())):
+        clip = data / "audio" / f"{sid}.wav"
+        audio, sr = sf.read(clip, dtype="float32")
+        path = music / f"{i:02d} {f['artist']} - {f['title']}.flac".replace("/", "_")
+        sf.write(path, audio, sr, format="FLAC")
+        tags = FLAC(path)
+        tags["title"], tags["artist"], tags["album"] = f["title"], f["artist"], f["release"]
+        tags.save()
+    for name in ("audio", "unique_tracks.txt", "track_metadata.db", "genres.tsv", "lastfm_train", "lastfm_test"):
+        p = data / name
+        shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    common = ["--workdir", str(work), "--config", str(cfg), "-q"]
+    assert main(["ingest", str(data), "--library", str(music)] + common) == 0
+    report = json.loads((work / INTERACTIONS_DIR / "ingest_report.json").read_text())
+    assert report["library"]["folder"] == str(music.resolve())
+    assert report["listens"]["songs_created"] == 0 and report["listens"]["events_by_rule"]["names"] > 0
+    for args in (["train-wmf"], ["train-neighbours"], ["extract"], ["train-cnn"], ["predict"]):
+        assert main(args + common) == 0, args
+    features = json.loads((work / "features_report.json").read_text())
+    assert features["counts"]["extracted"] == len(songs) and not features["skipped"]
+    from pmrs.indexing import IndexerConfig, build_bundle
+
+    build_bundle(work, IndexerConfig(recall_queries=20), show_progress=False)
+    inter = Interactions.load(work / INTERACTIONS_DIR)
+    user = inter.user_ids[int(np.argmax(np.diff(inter.matrix.indptr)))].decode()
+    with pmrs.Recommender.open(work) as rec:
+        got = rec.recommend(user, k=5).songs
+        assert all(s.title and s.artist for s in got)
+        ids = [s.song_id for s in got]
+        assert all(i.startswith("lib:") for i in ids)           # the folder's own ids
+        assert any("acoustic" in rec.song(i).sources for i in ids)
+
+
+def _msd_songs(data) -> dict:
+    """The synthetic world's songs (id -> title, artist, release), from its track_metadata.db."""
+    import sqlite3
+
+    con = sqlite3.connect(data / "track_metadata.db")
+    try:
+        return {sid: {"title": t, "artist": a, "release": r}
+                for sid, t, a, r in con.execute("SELECT song_id, title, artist_name, release FROM songs")}
+    finally:
+        con.close()

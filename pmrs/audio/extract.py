@@ -89,6 +89,22 @@ class ExtractConfig:
 # ------------------------------------------------------------------------------ finding clips
 
 
+#: Written by ``pmrs ingest --library DIR`` into the work directory: which file of DIR is which song.
+LIBRARY_MAPPING_FILE = "library_mapping.tsv"
+
+
+def library_mapping(workdir: str | os.PathLike, audio_dir: Path) -> Path | None:
+    """The work directory's music-folder mapping when it maps ``audio_dir`` (the folder its first
+    line names), else ``None``."""
+    path = Path(workdir) / LIBRARY_MAPPING_FILE
+    if not path.is_file():
+        return None
+    with path.open(encoding="utf-8") as fh:
+        first = fh.readline()
+    folder = first.split("music folder ", 1)[1].rsplit(" (", 1)[0] if "music folder " in first else ""
+    return path if folder and Path(folder).resolve() == Path(audio_dir).resolve() else None
+
+
 def audio_folders(workdir: str | os.PathLike, with_reports: bool = False):
     """The audio folders ``pmrs extract`` has read into ``<workdir>``'s store, as absolute paths
     (from ``features_report.json``; a relative path an older PMRS recorded is taken from the work
@@ -346,6 +362,8 @@ def extract(audio_dir: str | os.PathLike, workdir: str | os.PathLike,
     log.info("found %d audio files under %s", len(rels), audio_dir)
 
     mapping_path = audio_dir / MAPPING_FILE
+    if not mapping_path.is_file():   # a music folder `pmrs ingest --library` read: its files' songs
+        mapping_path = library_mapping(workdir, audio_dir) or mapping_path
     mapping = read_mapping(mapping_path) if mapping_path.is_file() else {}
     if catalog_path is not None and not Path(catalog_path).is_file():
         raise FileNotFoundError(f"no catalog at {catalog_path}")

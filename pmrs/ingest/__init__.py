@@ -50,7 +50,7 @@ STANDARD_FILES = {
 def ingest(data_dir: str | Path | None, workdir: str | Path, cfg: IngestConfig | None = None,
            lastfm: Sequence[str | Path] | None = None, show_progress: bool | None = None,
            live: bool = True, events: Sequence[str | Path] | None = None, exports: str | Path | None = None,
-           events_cfg=None, **paths: str | Path | None) -> dict:
+           events_cfg=None, library: str | Path | None = None, **paths: str | Path | None) -> dict:
     """Ingest triplets and metadata; returns the report also written to ``ingest_report.json``.
 
     ``paths`` may name ``triplets``, ``unique_tracks``, ``track_metadata``, ``genres`` explicitly;
@@ -64,7 +64,10 @@ def ingest(data_dir: str | Path | None, workdir: str | Path, cfg: IngestConfig |
     ``events``: event tables (files or folders; default: ``DIR/events/`` when there is one),
     read with ``events_cfg`` (:class:`pmrs.ingest.events.EventsConfig`). ``exports``: a folder of
     people's exports (default: the person folders of ``DIR`` itself). Their listens are resolved
-    to songs and added to the triplets' plays (either may be absent, not both).
+    to songs and added to the triplets' plays (either may be absent, not both). ``library``: a
+    music folder whose files' tags are catalog songs (:mod:`pmrs.ingest.library`); listens are
+    matched against them, and ``<workdir>/library_mapping.tsv`` tells ``pmrs extract`` which
+    file is which song.
     Outputs replace the previous ones only once each is complete; bad input (a path that is not
     a readable file, a file in UTF-16, a file with no usable line, a file that is mostly garbage)
     raises :class:`IngestError` before anything is replaced.
@@ -84,6 +87,12 @@ def ingest(data_dir: str | Path | None, workdir: str | Path, cfg: IngestConfig |
     for p in lastfm_paths:
         input_kind(p)  # a path that is not a Last.fm input is an error before anything is read
     listened = _read_listens(data_dir, events, exports, events_cfg, show_progress)
+    shelf = None
+    if library is not None:
+        from .library import read_library
+
+        shelf = read_library(library, show_progress=show_progress)
+        log.info("music folder %s: %d songs", shelf.folder, len(shelf.songs))
     if files["triplets"] is None and listened is None:
         where = f"in {data_dir}" if data_dir else "(no data folder given)"
         raise IngestError(f"no plays {where}: expected {STANDARD_FILES['triplets']} (or --triplets PATH), "
@@ -97,18 +106,22 @@ def ingest(data_dir: str | Path | None, workdir: str | Path, cfg: IngestConfig |
     logged = read_logged(workdir) if live else None
 
     meta_report = None
-    logged_songs = logged.songs if logged is not None else []
+    logged_songs = (logged.songs if logged is not None else []) + \
+        ([{"song_id": sid, **fields} for sid, fields in shelf.songs.items()] if shelf is not None else [])
     if any(files[k] for k in ("unique_tracks", "track_metadata", "genres")):
         meta_report = build_catalog(workdir / CATALOG_FILE, unique_tracks=files["unique_tracks"],
                                     track_metadata=files["track_metadata"], genres=files["genres"],
                                     sid_mismatches=files["sid_mismatches"],
                                     lastfm=lastfm_paths, max_similars=cfg.lastfm_max_similars,
                                     show_progress=show_progress, extra_songs=logged_songs)
-    elif listened is None:
+    elif listened is None and shelf is None:
         log.warning("no metadata files found; catalog.lmdb not written%s",
                     "; the Last.fm input needs a catalog to map its tracks, and was skipped"
                     if lastfm_paths else "")
     resolution = None
+    if listened is None and shelf is not None and meta_report is None:   # the folder is the catalog
+        write_catalog(workdir / CATALOG_FILE, ((s["song_id"], _fields(s)) for s in logged_songs), [],
+                      {"sources": {"library": str(shelf.folder)}, "songs": len(logged_songs)})
     if listened is not None:   # resolved against the catalog; the songs they name that it lacks join it
         from .aggregate import combine, to_interactions
         from .resolve import CatalogIndex
@@ -140,6 +153,7 @@ def ingest(data_dir: str | Path | None, workdir: str | Path, cfg: IngestConfig |
         "files": {k: (str(v) if v else None) for k, v in files.items()},
         "lastfm_files": [str(p) for p in lastfm_paths],
         "triplets": trip_report.as_dict() if trip_report is not None else None,
+        "library": None if shelf is None else {"folder": str(shelf.folder), **asdict(shelf.report)},
         "listens": None if listened is None else {
             "format": listened.format, "files": len(listened.files), "events": listened.rows,
             "dropped": listened.dropped.as_dict(), **resolution.as_dict(),
@@ -158,6 +172,10 @@ def ingest(data_dir: str | Path | None, workdir: str | Path, cfg: IngestConfig |
             write_clips(workdir, logged)
             write_json(staging / LIVE_FILE, report["live"])
         replace_dir(staging, workdir / INTERACTIONS_DIR)
+        if shelf is not None:
+            from .library import write_mapping
+
+            write_mapping(shelf, workdir)
     except BaseException:
         import shutil
         shutil.rmtree(staging, ignore_errors=True)
@@ -201,4 +219,4 @@ def _catalog_items(path: Path):
 
 def _fields(song: dict) -> dict:
     return {k: song.get(k, "" if k != "year" else 0) for k in ("title", "artist", "release", "year", "genre")} | \
-        {k: song[k] for k in ("mbid", "spotify_uri") if song.get(k)}
+        {k: song[k] for k in ("mbid", "spotify_uri", "duration", "track_number", "artist_id") if song.get(k)}

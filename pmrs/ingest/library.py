@@ -66,7 +66,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from ..artifacts import write_json
-from ..audio.extract import ExtractConfig, find_clips
+from ..audio.extract import LIBRARY_MAPPING_FILE, ExtractConfig, find_clips
 from ..catalog import write_catalog
 from ..ids import id_problem
 from .errors import IngestError
@@ -77,7 +77,7 @@ __all__ = ["LIBRARY_MAPPING_FILE", "LIBRARY_REPORT_FILE", "Library", "LibraryRep
            "read_library", "read_tags", "write_library_catalog", "write_library_report", "write_mapping"]
 
 #: The mapping ``pmrs extract`` needs to read the folder, in the work directory.
-LIBRARY_MAPPING_FILE = "library_mapping.tsv"
+
 #: The report of the last library read, in the work directory.
 LIBRARY_REPORT_FILE = "library_report.json"
 

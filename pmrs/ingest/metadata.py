@@ -367,6 +367,9 @@ def build_catalog(out_path: Path, *, unique_tracks: Path | None = None,
         for key in ("title", "artist", "release", "genre"):
             s[key] = str(extra.get(key) or "")
         s["year"] = int(extra.get("year") or 0)
+        for key in ("mbid", "spotify_uri", "duration", "track_number"):   # (songs of a music folder)
+            if extra.get(key):
+                s[key] = extra[key]
         if extra.get("tags"):
             live_tags.append((extra["song_id"], {str(t): 100.0 for t in extra["tags"]}, None))
     if not songs:
