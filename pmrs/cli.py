@@ -41,6 +41,8 @@ def _wmf_flags(p: argparse.ArgumentParser, seed_flag: str = "--seed") -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .synth.world import FORMATS as SYNTH_FORMATS
+
     parser = argparse.ArgumentParser(prog="pmrs", description="PMRS: hybrid music recommendation")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -56,8 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--no-audio", action="store_true", default=None)
     p.add_argument("--audio-workers", type=int)
-    p.add_argument("--format", choices=("triplets", "events-csv", "events-parquet", "events-jsonl", "spotify",
-                                        "lastfm", "listenbrainz"),
+    p.add_argument("--format", choices=SYNTH_FORMATS,
                    help="the plays as MSD triplets (default), or as listens with times: a service's event "
                         "table (events/), or one folder per person of Spotify, Last.fm or ListenBrainz exports")
     p.add_argument("--lastfm", choices=("json", "sqlite", "both", "none"),

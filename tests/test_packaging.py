@@ -67,7 +67,8 @@ def _module_graph() -> dict[str, set[str]]:
                 found |= {base, *(f"{base}.{a.name}" for a in node.names)}
             elif isinstance(node, ast.Import):
                 found |= {a.name for a in node.names}
-        graph[name] = {m for m in found if m in names and m != name}
+        # (a module's own packages are imported before it anyway: ``from . import sibling`` is no circle)
+        graph[name] = {m for m in found if m in names and m != name and not name.startswith(m + ".")}
     return graph
 
 

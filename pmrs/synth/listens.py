@@ -33,9 +33,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ..artifacts import tmp_path as _tmp_path
-from .world import Catalog
-
-FORMATS = ("triplets", "events-csv", "events-parquet", "events-jsonl", "spotify", "lastfm", "listenbrainz")
+from .world import FORMATS, Catalog
 #: The listens span these two years (UTC).
 START = int(dt.datetime(2019, 1, 1, tzinfo=dt.timezone.utc).timestamp())
 SPAN_S = 2 * 365 * 86400

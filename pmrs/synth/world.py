@@ -28,6 +28,10 @@ _ID_ALPHABET = np.frombuffer(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", dtype=np.u
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 
 
+#: How ``pmrs synth`` writes the plays: MSD triplets, or listens with times (``pmrs.synth.listens``).
+FORMATS = ("triplets", "events-csv", "events-parquet", "events-jsonl", "spotify", "lastfm", "listenbrainz")
+
+
 @dataclass(frozen=True)
 class SynthConfig:
     """Size and shape of a synthetic world (``[synth]`` in a TOML config)."""
@@ -66,8 +70,6 @@ class SynthConfig:
             raise ValueError("favourite_artists and min_songs_per_user must be at least 1")
         if self.popularity_exponent < 0 or self.songs_per_user <= 0:
             raise ValueError("need popularity_exponent >= 0 and songs_per_user > 0")
-        from .listens import FORMATS
-
         if self.format not in FORMATS:
             raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {self.format!r}")
         if self.lastfm not in ("json", "sqlite", "both", "none"):
