@@ -33,6 +33,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from ..artifacts import tmp_path as _tmp_path
+from ..artifacts import write_text
 from .world import FORMATS, Catalog
 #: The listens span these two years (UTC).
 START = int(dt.datetime(2019, 1, 1, tzinfo=dt.timezone.utc).timestamp())
@@ -115,20 +116,20 @@ def write_listens(out: Path, fmt: str, triplets, user_ids: np.ndarray, catalog: 
                      "reason_start": "trackdone", "reason_end": "fwdbtn" if ev["skipped"][i] else "trackdone",
                      "shuffle": False, "skipped": bool(ev["skipped"][i]), "offline": False,
                      "offline_timestamp": 0, "incognito_mode": False} for i in rows]
-            _write_text(person / "Streaming_History_Audio_2019-2020_0.json", json.dumps(data, ensure_ascii=False))
+            write_text(person / "Streaming_History_Audio_2019-2020_0.json", json.dumps(data, ensure_ascii=False))
         elif fmt == "lastfm":
             lines = ["uts,utc_time,artist,artist_mbid,album,album_mbid,track,track_mbid"]
             for i in reversed([i for i in rows if not ev["skipped"][i]]):   # newest first, plays only
                 t = dt.datetime.fromtimestamp(int(ev["ts"][i]), dt.timezone.utc)
                 lines.append(",".join([str(int(ev["ts"][i])), _csv(t.strftime("%d %b %Y, %H:%M")),
                                        _csv(artists[i]), "", _csv(albums[i]), "", _csv(titles[i]), ""]))
-            _write_text(person / "scrobbles.csv", "\n".join(lines) + "\n")
+            write_text(person / "scrobbles.csv", "\n".join(lines) + "\n")
         else:   # listenbrainz: a listen is submitted once played enough; skips are not sent
             lines = [json.dumps({"listened_at": int(ev["ts"][i]), "track_metadata": {
                 "artist_name": artists[i], "track_name": titles[i], "release_name": albums[i],
                 "additional_info": {"duration_ms": int(ev["ms"][i]), "submission_client": "pmrs synth"}}},
                 ensure_ascii=False) for i in rows if not ev["skipped"][i]]
-            _write_text(person / "listens.jsonl", "\n".join(lines) + "\n")
+            write_text(person / "listens.jsonl", "\n".join(lines) + "\n")
     return len(ev["user"])
 
 
@@ -141,13 +142,3 @@ def _spotify_uris(catalog: Catalog, seed: int) -> list[str]:
 def _csv(value: str) -> str:
     v = str(value)
     return '"' + v.replace('"', '""') + '"' if any(c in v for c in ',"\n') else v
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = _tmp_path(path)
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
