@@ -88,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--events", action="append", metavar="PATH",
                    help="a service's table of listening events (CSV/TSV, gzip, Parquet or JSON Lines; a file or a "
                         "folder of them; repeatable; default: DIR/events/); columns by name, or [ingest.events]")
+    p.add_argument("--column", action="append", metavar="ROLE=NAME", dest="event_columns",
+                   help="events: the column holding ROLE (user, song_id, artist, title, album, timestamp, count, "
+                        "ms_played, seconds_played, skipped, recording_mbid, spotify_uri); repeatable; over "
+                        "[ingest.events]")
+    p.add_argument("--timezone", help="events: the zone of times written without one (default UTC)")
     p.add_argument("--exports", metavar="DIR",
                    help="people's listening exports, one folder per person (DIR/<person>/...: Spotify, Last.fm, "
                         "ListenBrainz); default: the person folders of the data folder itself")
@@ -211,7 +216,8 @@ def cmd_ingest(args) -> int:
                     unique_tracks=args.unique_tracks, track_metadata=args.track_metadata,
                     genres=args.genres, sid_mismatches=args.sid_mismatches, lastfm=args.lastfm,
                     show_progress=False if args.quiet else None, live=args.live, events=args.events,
-                    exports=args.exports, events_cfg=cfgmod.build(EventsConfig, "ingest.events", toml),
+                    exports=args.exports, events_cfg=cfgmod.build(EventsConfig, "ingest.events", toml,
+                                                                  _event_columns(args)),
                     library=args.library)
     print(format_ingest(report))
     return 0
@@ -408,6 +414,21 @@ def cmd_extract(args) -> int:
     for d in dirs:
         _extract_one_dir(extract, d, workdir, cfg, fcfg, args.quiet)
     return 0
+
+
+def _event_columns(args) -> dict:
+    """``--column ROLE=NAME`` flags (and ``--timezone``) as ``EventsConfig`` overrides."""
+    from .ingest.events import EventsConfig
+
+    roles = {f for f in EventsConfig.__dataclass_fields__ if f not in
+             ("timezone", "time_unit", "header", "delimiter", "format", "columns", "max_bad_fraction")}
+    out: dict = {"timezone": args.timezone}
+    for item in args.event_columns or ():
+        role, sep, name = item.partition("=")
+        if not sep or role.strip() not in roles or not name.strip():
+            raise ValueError(f"--column takes ROLE=NAME with ROLE one of {', '.join(sorted(roles))}, got {item!r}")
+        out[role.strip()] = (name.strip(),)
+    return out
 
 
 def _extract_one_dir(extract, audio_dir, workdir, cfg, fcfg, quiet) -> None:

@@ -160,3 +160,27 @@ def _msd_songs(data) -> dict:
                 for sid, t, a, r in con.execute("SELECT song_id, title, artist_name, release FROM songs")}
     finally:
         con.close()
+
+
+def test_event_columns_named_on_the_command_line(tmp_path):
+    # a service's own column names, mapped by flags: the same plays as the common names give
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
+    data = tmp_path / "data"
+    assert main(["synth", str(data), *WORLD, "--format", "events-csv"]) == 0
+    t = pacsv.read_csv(data / "events" / "listens.csv")
+    renamed = t.rename_columns(["listener", "band", "tune", "record", "when", "dur", "skip_flag"])
+    mine = tmp_path / "mine.csv"
+    pacsv.write_csv(renamed, mine)
+    common = ["-q", "--no-live"]
+    assert main(["ingest", str(data), "--workdir", str(tmp_path / "a")] + common) == 0
+    assert main(["ingest", str(data), "--events", str(mine), "--workdir", str(tmp_path / "b"),
+                 "--column", "user=listener", "--column", "artist=band", "--column", "title=tune",
+                 "--column", "album=record", "--column", "timestamp=when", "--column", "ms_played=dur",
+                 "--column", "skipped=skip_flag"] + common) == 0
+    a = Interactions.load(tmp_path / "a" / INTERACTIONS_DIR)
+    b = Interactions.load(tmp_path / "b" / INTERACTIONS_DIR)
+    assert _pairs(a) == _pairs(b) and np.array_equal(a.time["last_played"], b.time["last_played"])
+    assert main(["ingest", str(data), "--events", str(mine), "--column", "nosuch=x", "--workdir",
+                 str(tmp_path / "c")] + common) == 2
