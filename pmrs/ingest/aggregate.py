@@ -25,46 +25,98 @@ def to_interactions(table: pa.Table, index: CatalogIndex,
                     min_play_seconds: float = MIN_PLAY_SECONDS) -> tuple[Interactions, Resolution]:
     """Interactions from a :data:`~pmrs.ingest.listens.LISTEN_SCHEMA` table whose songs are
     resolved against ``index`` (:mod:`pmrs.ingest.resolve`; songs it creates are added to it),
-    and how they were resolved. All in Arrow's group-bys: the listens are first reduced per
-    (user, naming), the distinct namings resolved once each, then reduced per (user, song)."""
+    and how they were resolved.
+
+    Strings are handled once per distinct value: each naming column is dictionary-encoded, the
+    codes of a row are folded into one naming number, each distinct naming is resolved once (its
+    first row's values), and the rows are then reduced per (user, song) by an Arrow group-by on
+    integer codes. Memory stays a few integer columns per listen."""
+    n = table.num_rows
     one = pc.fill_null(table["count"], 1)
     short = pc.and_(pc.is_valid(table["ms_played"]), pc.less(table["ms_played"], int(min_play_seconds * 1000)))
-    skipped = pc.or_(pc.fill_null(table["skipped"], False), pc.fill_null(short, False))
-    zero = pa.scalar(0, pa.int64())
-    # the time and duration of plays only (a skip says nothing of when the song was listened to)
-    cols = {"user": table["user"],
-            **{c: pc.fill_null(table[c], "") for c in NAMING},
-            "plays": pc.if_else(skipped, zero, one), "skips": pc.if_else(skipped, one, zero),
-            "ts": pc.if_else(skipped, pa.scalar(None, table["ts"].type), table["ts"]),
-            "ms": pc.if_else(skipped, pa.scalar(None, pa.int64()), table["ms_played"]),
-            "events": pa.array(np.ones(table.num_rows, np.int64))}
-    t = pa.table(cols)
-    per_naming = t.group_by(["user", *NAMING]).aggregate(
-        [("plays", "sum"), ("skips", "sum"), ("ts", "min"), ("ts", "max"), ("ms", "sum"), ("events", "sum")])
-    namings = per_naming.group_by(list(NAMING)).aggregate([("events_sum", "sum")])
-    ids, resolution = resolve(namings, index, namings["events_sum_sum"].to_numpy(zero_copy_only=False))
-    keyed = namings.select(list(NAMING)).append_column("sid", pa.array(ids, pa.string()))
-    joined = per_naming.join(keyed, keys=list(NAMING), join_type="inner")
-    joined = joined.filter(pc.is_valid(joined["sid"]))
-    g = joined.group_by(["user", "sid"]).aggregate(
-        [("plays_sum", "sum"), ("skips_sum", "sum"), ("ts_min", "min"), ("ts_max", "max"), ("ms_sum", "sum")])
-    users = np.sort(pc.unique(g["user"]).to_numpy(zero_copy_only=False).astype(str))
-    songs = np.sort(pc.unique(g["sid"]).to_numpy(zero_copy_only=False).astype(str))
-    rows = pc.index_in(g["user"], value_set=pa.array(users)).to_numpy(zero_copy_only=False).astype(np.int64)
-    cols_ = pc.index_in(g["sid"], value_set=pa.array(songs)).to_numpy(zero_copy_only=False).astype(np.int64)
-    plays = g["plays_sum_sum"].to_numpy(zero_copy_only=False).astype(np.int64)
-    skips = g["skips_sum_sum"].to_numpy(zero_copy_only=False).astype(np.int64)
-    first, last = _epoch(g["ts_min_min"]), _epoch(g["ts_max_max"])
-    played_ms = pc.fill_null(g["ms_sum_sum"], -1).to_numpy(zero_copy_only=False).astype(np.int64)
+    skipped = _np(pc.or_(pc.fill_null(table["skipped"], False), pc.fill_null(short, False)), bool)
+    counts = _np(one, np.int64)
+    naming = _naming_numbers([table[c] for c in NAMING], n)
+    distinct, first_row, inverse = np.unique(naming, return_index=True, return_inverse=True)
+    namings = table.select(list(NAMING)).take(pa.array(first_row))
+    events = np.bincount(inverse, weights=counts.astype(np.float64), minlength=len(distinct)).astype(np.int64)
+    ids, resolution = resolve(namings, index, events)
+    del naming, distinct, first_row
+    known = np.asarray([i is not None for i in ids], bool)
+    songs = np.sort(np.unique(np.asarray([i for i in ids if i is not None], dtype=object).astype(str))) \
+        if known.any() else np.zeros(0, str)
+    song_of_naming = np.full(len(ids), -1, np.int64)
+    if known.any():
+        song_of_naming[known] = np.searchsorted(songs, np.asarray(ids[known], dtype=object).astype(str))
+    song = song_of_naming[inverse]
+    del inverse
+    user_codes = pc.dictionary_encode(table["user"]).combine_chunks()
+    users_dict = user_codes.dictionary.to_numpy(zero_copy_only=False).astype(str)
+    user_order = np.argsort(users_dict)
+    user_rank = np.empty_like(user_order)
+    user_rank[user_order] = np.arange(len(user_order))
+    user = user_rank[_np(user_codes.indices, np.int64)]
+    keep = song >= 0
+    ts = _np(pc.fill_null(pc.cast(table["ts"], pa.timestamp("s", tz="UTC")).cast(pa.int64()), 0), np.int64)
+    ms_valid = _np(pc.is_valid(table["ms_played"]), bool)
+    ms = _np(pc.fill_null(table["ms_played"], 0), np.int64)
+    # the time and duration of plays only (a skip says nothing of when the song was heard)
+    ts = np.where(skipped, 0, ts)
+    ms_valid &= ~skipped
+    plays = np.where(skipped, 0, counts)
+    skips = np.where(skipped, counts, 0)
+    users = users_dict[user_order]
+    n_songs = max(len(songs), 1)
+    key = (user * n_songs + song)[keep]
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, np.int64)
+    rows, cols_ = key[starts] // n_songs, key[starts] % n_songs   # sorted by (user, song): CSR order
+
+    def reduce(values, op):
+        return op.reduceat(values[keep][order], starts) if len(starts) else np.zeros(0, values.dtype)
+
+    plays, skips = reduce(plays, np.add), reduce(skips, np.add)
+    big = np.iinfo(np.int64).max
+    first = reduce(np.where(ts > 0, ts, big), np.minimum)
+    first[first == big] = 0
+    last = reduce(ts, np.maximum)
+    played_ms = reduce(ms * ms_valid, np.add)
+    played_ms[~reduce(ms_valid, np.logical_or)] = -1
     shape = (len(users), len(songs))
     has = plays > 0
-    order = np.lexsort((cols_[has], rows[has]))
-    matrix = sp.csr_matrix((capped_counts(plays[has][order]), (rows[has][order], cols_[has][order])), shape=shape)
-    matrix.sort_indices()
-    time = {"first_played": first[has][order], "last_played": last[has][order], "played_ms": played_ms[has][order]}
+    matrix = sp.csr_matrix((capped_counts(plays[has]), (rows[has], cols_[has])), shape=shape)
+    time = {"first_played": first[has], "last_played": last[has], "played_ms": played_ms[has]}
     sk = skips > 0
     skip_matrix = sp.csr_matrix((capped_counts(skips[sk]), (rows[sk], cols_[sk])), shape=shape)
     return Interactions(matrix, _ids(users), _ids(songs), time=time, skips=skip_matrix), resolution
+
+
+def _np(col, dtype) -> np.ndarray:
+    """An Arrow column (no nulls) as a numpy array of ``dtype``."""
+    if isinstance(col, pa.ChunkedArray):
+        col = col.combine_chunks()
+    return col.to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+
+
+def _naming_numbers(columns: list, n: int) -> np.ndarray:
+    """One int64 per row that is equal for two rows exactly when all their ``columns`` (strings,
+    nulls allowed) are: each column's dictionary codes folded in, re-numbered densely whenever the
+    next fold could overflow."""
+    key = np.zeros(n, np.int64)
+    span = 1
+    for col in columns:
+        if col.null_count == len(col):   # (an absent column: every row the same)
+            continue
+        enc = pc.dictionary_encode(col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col)
+        codes = _np(pc.fill_null(enc.indices, -1), np.int64) + 1
+        width = len(enc.dictionary) + 1
+        if span * width >= 2 ** 62:
+            _, key = np.unique(key, return_inverse=True)
+            span = int(key.max()) + 1 if n else 1
+        key = key * width + codes
+        span *= width
+    return key
 
 
 def _epoch(col) -> np.ndarray:
