@@ -231,7 +231,8 @@ def r_ingest(d: dict) -> Lines:
 
 
 def r_events(d: dict) -> Lines:
-    jobs = (("read_events", "pmrs read_events (every column checked)"),
+    jobs = (("ingest", "the whole pmrs ingest --events (read, resolve, aggregate, write)"),
+            ("read_events", "pmrs read_events (every column checked)"),
             ("anchor", "DuckDB read + GROUP BY user, song (anchor)"),
             ("pyarrow_read", "pyarrow read into Arrow"), ("duckdb_read", "DuckDB read into Arrow"))
     rows = [[fmt, label, j.get("seconds"), j.get("rows_per_second"), j.get("peak_rss_mb")]
@@ -240,7 +241,10 @@ def r_events(d: dict) -> Lines:
     out = table(["file", "job", "seconds", "rows / s", "peak MB"], rows)
     return out + scalar_table([("events", d.get("events")), ("repeats (best kept)", d.get("repeats")),
                                ("CSV: read_events / anchor", (d.get("csv") or {}).get("ratio_to_anchor")),
-                               ("Parquet: read_events / anchor", (d.get("parquet") or {}).get("ratio_to_anchor"))])
+                               ("Parquet: read_events / anchor", (d.get("parquet") or {}).get("ratio_to_anchor")),
+                               ("CSV: whole ingest / anchor", (d.get("csv") or {}).get("ingest_ratio_to_anchor")),
+                               ("Parquet: whole ingest / anchor",
+                                (d.get("parquet") or {}).get("ingest_ratio_to_anchor"))])
 
 
 def r_wmf(d: dict) -> Lines:
@@ -487,8 +491,8 @@ def r_generic(doc: Doc) -> Lines:
 SECTIONS: list[tuple[str, str, list[tuple[str, Callable[[Doc], Lines], str | None]]]] = [
     ("Ingest", "`pmrs ingest` of a Taste-Profile-shaped triplets file, against pandas parsing the same file.",
      [("ingest", r_ingest, None)]),
-    ("Listening events", "`pmrs.ingest.events.read_events` of a service's event table (CSV and Parquet), against "
-                         "DuckDB reading and grouping the same file.",
+    ("Listening events", "`pmrs ingest --events` and its reader `pmrs.ingest.events.read_events` of a service's "
+                         "event table (CSV and Parquet), against DuckDB reading and grouping the same file.",
      [("events", r_events, None)]),
     ("WMF training", "`pmrs train-wmf` (implicit's ALS) at the full shape, against bare implicit.",
      [("wmf", r_wmf, None)]),
