@@ -65,6 +65,14 @@ def load_ms(driver, url: str) -> float:
     raise RuntimeError(f"{url} did not finish loading")
 
 
+def _settle(driver, timeout_s: float = 10.0) -> None:
+    """Wait (at most ``timeout_s``) for what a page fills in after loading: the lab's live figures."""
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end and driver.execute_script(
+            "const f = document.querySelector('#live-figures'); return f !== null && !f.dataset.updated;"):
+        time.sleep(0.1)
+
+
 def screenshots(base_url: str, out_dir: str | os.PathLike, user: str, song: str,
                 prefix: str = "web-") -> list[Path]:
     """PNG screenshots of :data:`VIEWS` into ``out_dir`` (``web-listener.png``, ...); returns the
@@ -76,6 +84,7 @@ def screenshots(base_url: str, out_dir: str | os.PathLike, user: str, song: str,
     try:
         for name, path in VIEWS:
             load_ms(driver, base_url + path.format(user=user, song=song))
+            _settle(driver)
             target = out / f"{prefix}{name}.png"
             tmp = target.with_name(f".{target.stem}.partial.png")
             driver.save_screenshot(str(tmp))
