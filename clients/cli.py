@@ -62,6 +62,18 @@ def format_songs(songs: Sequence[ScoredSong]) -> str:
     return _table(header, rows, right={0, 4, 5})
 
 
+def format_reasons(songs: Sequence[ScoredSong]) -> str:
+    """Each song's reasons (``--explain``), under the table: ``rank. title`` then one line per
+    source (``source #rank in it, share``: the sentence); ``""`` when no song has any."""
+    if not any(s.reasons for s in songs):
+        return ""
+    out = ["", "why:"]
+    for i, s in enumerate(songs, 1):
+        out.append(f"{i:>4}. {_clip(s.title) or s.song_id}")
+        out += [f"        {r.source} #{r.rank} (share {r.share:.2f}): {r.text}" for r in s.reasons]
+    return "\n".join(out)
+
+
 def format_song(song: Song) -> str:
     """One song's catalog entry as aligned ``field  value`` lines."""
     fields = [("song id", song.song_id), ("title", song.title or "-"),
@@ -130,6 +142,8 @@ def read_token(path: str | None) -> str | None:
 
 
 def _filters(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--explain", action="store_true",
+                   help="say why each song is there: one reason per source that placed it, with evidence")
     p.add_argument("--acoustic-share", type=float, metavar="F",
                    help="share of the list from the acoustic source, 0 to 1")
     p.add_argument("--share", nargs="+", action="extend", default=[], metavar="SOURCE=F",
@@ -240,7 +254,7 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
         shares["acoustic"] = args.acoustic_share
     filters = pmrs.Filters(genres=tuple(args.genre), min_year=args.min_year, max_year=args.max_year,
                            exclude_artists=tuple(args.exclude_artist))
-    return {"shares": shares or None, "diversity": args.diversity, "filters": filters}
+    return {"shares": shares or None, "diversity": args.diversity, "filters": filters, "explain": args.explain}
 
 
 def _run(rec, args: argparse.Namespace) -> tuple[str, Any]:
@@ -252,10 +266,10 @@ def _run(rec, args: argparse.Namespace) -> tuple[str, Any]:
         head = f"bundle {recs.bundle_version or '-'}"
         if recs.folded_in:
             head += f"  (unknown user folded in from {len(args.seed)} seed songs)"
-        return f"{head}\n{format_songs(recs.songs)}", dataclasses.asdict(recs)
+        return f"{head}\n{format_songs(recs.songs)}{format_reasons(recs.songs)}", dataclasses.asdict(recs)
     if args.command == "similar":
         recs = rec.similar_songs(args.song_id, k=args.k, mode=args.mode, **_settings(args))
-        return format_songs(recs.songs), dataclasses.asdict(recs)
+        return format_songs(recs.songs) + format_reasons(recs.songs), dataclasses.asdict(recs)
     if args.command == "genres":
         by_genre = rec.recommend_by_genre(args.user_id or None, args.seed, k=args.k, genres=args.genre)
         text = "\n\n".join(f"{g.genre}  (confidence {g.confidence:.2f})\n{format_songs(g.songs)}"

@@ -28,6 +28,7 @@ from .results import (AddedSong, Appended, BundleInfo, GenreList, GenreRecommend
                       Recommendations, ScoredSong, Song, SourceInfo)
 from .serving import contract as C
 from .serving.bundle import Bundle
+from .serving.explain import explain as explain_items
 from .serving.recommend import (MIXED, NO_FILTERS, Filters, Item, ServingError, check_k, check_shares, check_unit,
                                 listed_items, lists_answer, recommend, similar_songs, user_query)
 from .text import quote_prefix
@@ -129,14 +130,16 @@ class Recommender:
 
     def recommend(self, user_id: str | None = None, seed_song_ids: Sequence[str] = (), k: int | None = None,
                   shares: Mapping[str, float] | None = None, diversity: float | None = None,
-                  filters: Filters | None = None, include_played: bool = False, *,
+                  filters: Filters | None = None, include_played: bool = False, explain: bool = False, *,
                   hooks: CallHooks | None = None) -> Recommendations:
         """Songs for a known user (``user_id``) or for a listener described by seed songs.
 
         k: songs to return (1 to 1000; ``None`` or 0: the default). shares: each named source's
         share of the list (``contract.resolve_shares``; ``None``: the defaults). diversity: MMR
         weight in [0, 1]. filters: restrictions on the songs. include_played: allow songs the
-        user played (or sent as seeds). Raises :class:`InvalidArgument` or :class:`NotFound`.
+        user played (or sent as seeds). explain: each song carries its reasons, one per source
+        that placed it (:mod:`pmrs.serving.explain`; the answer is computed, not looked up).
+        Raises :class:`InvalidArgument` or :class:`NotFound`.
         """
         hooks = hooks or _NO_HOOKS
         b = self.bundle
@@ -145,7 +148,7 @@ class Recommender:
         div = self.defaults.diversity if diversity is None else check_unit("diversity", diversity)
         filters = filters or NO_FILTERS
         seeds = _strs(seed_song_ids, "seed_song_ids")
-        if (user_id and not include_played and not filters.active and len(seeds) <= C.MAX_SEEDS
+        if (user_id and not include_played and not filters.active and len(seeds) <= C.MAX_SEEDS and not explain
                 and not (self.live is not None and self.live.has_user(user_id))
                 and lists_answer(b, b.lists.get("recommend"), k, share, div)):
             row = b.user_row(user_id)
@@ -156,17 +159,24 @@ class Recommender:
         with hooks.slot():
             query = user_query(view, user_id or "", seeds, include_played)
             hooks.check("before the search")
+            lists: dict | None = {} if explain else None
             items = recommend(view, query, k, share, div, filters,
-                              before_widening=_widening(hooks))
+                              before_widening=_widening(hooks), lists=lists)
+            reasons = None
+            if explain:
+                counts = None if query.folded_in else view.play_counts(view.user_row(user_id))
+                reasons = explain_items(view, items, query.profile_rows, counts, lists, share, query.vector)
         hooks.check("before the answer was ready")
-        return Recommendations(self._scored(items, view), b.version, folded_in=query.folded_in)
+        return Recommendations(self._scored(items, view, reasons), b.version, folded_in=query.folded_in)
 
     def similar_songs(self, song_id: str, k: int | None = None, mode: str = MIXED,
                       shares: Mapping[str, float] | None = None, diversity: float | None = None,
-                      filters: Filters | None = None, *, hooks: CallHooks | None = None) -> Recommendations:
+                      filters: Filters | None = None, explain: bool = False, *,
+                      hooks: CallHooks | None = None) -> Recommendations:
         """Songs similar to ``song_id`` (never itself). mode: ``"mixed"`` (every source with a
         vector for the song, blended under ``shares``) or one source's name. diversity: MMR weight
-        (``None``: the default, no re-ranking unless configured)."""
+        (``None``: the default, no re-ranking unless configured). explain: as :meth:`recommend`'s,
+        the evidence being the song itself."""
         hooks = hooks or _NO_HOOKS
         b = self.bundle
         k = self._k(k)
@@ -176,19 +186,25 @@ class Recommender:
         view = self._view()
         row = self._song_row(song_id, view)
         lists = b.lists.get("similar")
-        if (mode == MIXED and not filters.active and row < b.n_songs
+        if (mode == MIXED and not filters.active and row < b.n_songs and not explain
                 and lists_answer(b, lists, k, share, div)):
             items = listed_items(lists, row)
             if items:  # (a song without vectors has none: the computed path says why)
                 return Recommendations(self._scored(items), b.version, precomputed=True)
         with hooks.slot():
             hooks.check("before the search")
+            found: dict | None = {} if explain else None
             try:
-                items = similar_songs(view, row, k, mode, share, div, filters, before_widening=_widening(hooks))
+                items = similar_songs(view, row, k, mode, share, div, filters, before_widening=_widening(hooks),
+                                      lists=found)
             except NotFound as exc:
                 raise NotFound(f"song {quote_prefix(song_id)}: {exc}") from None
+            reasons = None
+            if explain:
+                used = share if mode == MIXED else {name: float(name == mode) for name in b.source_names}
+                reasons = explain_items(view, items, np.asarray([row], np.int64), None, found, used)
         hooks.check("before the answer was ready")
-        return Recommendations(self._scored(items, view), b.version)
+        return Recommendations(self._scored(items, view, reasons), b.version)
 
     def recommend_by_genre(self, user_id: str | None = None, seed_song_ids: Sequence[str] = (),
                            k: int | None = None, genres: Sequence[str] = (), include_played: bool = False,
@@ -353,15 +369,16 @@ class Recommender:
             raise NotFound(f"unknown song {quote_prefix(song_id)}")
         return int(row)
 
-    def _scored(self, items: Iterable[Item], view=None) -> list[ScoredSong]:
+    def _scored(self, items: Iterable[Item], view=None, reasons=None) -> list[ScoredSong]:
         items = list(items)
         if not items:
             return []
         names = self._mask_names
         songs = (view or self.bundle).songs([it.song_row for it in items], copy=False)
+        reasons = reasons or [()] * len(items)
         return [ScoredSong(s["song_id"], s["title"], s["artist"], s["genre"], int(s["year"] or 0), it.score,
-                           names[it.sources])
-                for it, s in zip(items, songs)]
+                           names[it.sources], why)
+                for it, s, why in zip(items, songs, reasons)]
 
 
 def _strs(values: Sequence[str], what: str) -> list[str]:

@@ -36,8 +36,8 @@ import grpc
 
 from .channel import MAX_RETRIES, auth_metadata, make_channel
 from .errors import DeadlineExceeded, InvalidArgument, Unavailable, from_status
-from .results import (AddedSong, Appended, BundleInfo, GenreList, GenreRecommendations, GenreScore, ListInfo,
-                      Recommendations, ScoredSong, Song, SourceInfo)
+from .results import (AddedSong, Appended, BundleInfo, Evidence, GenreList, GenreRecommendations, GenreScore, ListInfo,
+                      Reason, Recommendations, ScoredSong, Song, SourceInfo)
 from .serving.contract import Defaults
 from .serving.recommend import MIXED, Filters
 from .v1 import recommender_pb2 as pb
@@ -153,24 +153,25 @@ class RemoteRecommender:
 
     def recommend(self, user_id: str | None = None, seed_song_ids: Sequence[str] = (), k: int | None = None,
                   shares: Mapping[str, float] | None = None, diversity: float | None = None,
-                  filters: Filters | None = None, include_played: bool = False) -> Recommendations:
+                  filters: Filters | None = None, include_played: bool = False,
+                  explain: bool = False) -> Recommendations:
         """Songs for a known user (``user_id``) or for a listener described by seed songs; as
         :meth:`pmrs.Recommender.recommend`."""
         req = _request(pb.RecommendRequest, user_id=user_id or "", seed_song_ids=_ids(seed_song_ids, "seed_song_ids"),
                        k=_k(k), shares=dict(shares or {}), include_played=bool(include_played),
-                       filters=_filters(filters), diversity=diversity)
+                       filters=_filters(filters), diversity=diversity, explain=bool(explain))
         r = self._call(self._stub.Recommend, req)
         return Recommendations(_scored(r.songs), r.bundle_version, folded_in=r.folded_in, precomputed=r.precomputed)
 
     def similar_songs(self, song_id: str, k: int | None = None, mode: str = MIXED,
                       shares: Mapping[str, float] | None = None, diversity: float | None = None,
-                      filters: Filters | None = None) -> Recommendations:
+                      filters: Filters | None = None, explain: bool = False) -> Recommendations:
         """Songs similar to ``song_id`` (never itself); as :meth:`pmrs.Recommender.similar_songs`."""
         if not mode:
             raise InvalidArgument(f"mode must be {MIXED!r} or one of the bundle's sources, got {mode!r}")
         req = _request(pb.SimilarSongsRequest, song_id=song_id, k=_k(k), mode=_MODES.get(mode, 0),
                        source="" if mode == MIXED else mode, shares=dict(shares or {}), filters=_filters(filters),
-                       diversity=diversity)
+                       diversity=diversity, explain=bool(explain))
         r = self._call(self._stub.SimilarSongs, req)
         return Recommendations(_scored(r.songs), r.bundle_version, precomputed=r.precomputed)
 
@@ -322,8 +323,15 @@ def _filters(filters: Filters | None) -> pb.Filters | None:
 
 
 def _scored(songs) -> list[ScoredSong]:
-    return [ScoredSong(s.song_id, s.title, s.artist, s.genre, s.year, float(s.score), tuple(s.sources))
+    return [ScoredSong(s.song_id, s.title, s.artist, s.genre, s.year, float(s.score), tuple(s.sources),
+                       tuple(_reason(r) for r in s.reasons))
             for s in songs]
+
+
+def _reason(m: pb.Reason) -> Reason:
+    return Reason(m.source, m.rank, _setting(m.share), m.text,
+                  tuple(Evidence(e.song_id, e.title, e.artist, float(e.weight)) for e in m.evidence),
+                  tuple(m.shared))
 
 
 def _song(m: pb.Song) -> Song:

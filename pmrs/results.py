@@ -14,15 +14,42 @@ from typing import NamedTuple
 
 from .serving.contract import ACOUSTIC, COLLABORATIVE, Defaults
 
-__all__ = ["AddedSong", "Appended", "BundleInfo", "Defaults", "GenreList", "GenreRecommendations", "GenreScore",
+__all__ = ["AddedSong", "Appended", "BundleInfo", "Defaults", "Evidence", "Reason", "GenreList", "GenreRecommendations", "GenreScore",
            "ListInfo", "Recommendations", "ScoredSong", "Song", "SourceInfo"]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """A song that is part of a reason: one of the listener's songs (or the seed) and how much it
+    weighs in the reason (collaborative: its share of the score; neighbours: the stored
+    similarity; acoustic and other vector sources: the cosine of the two songs' vectors)."""
+
+    song_id: str
+    title: str
+    artist: str
+    weight: float
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why one source placed a song: the source, the song's rank among that source's candidates
+    for the request (1: its first), the source's share of the list, a sentence a listener can
+    read, and the evidence (songs, or for the metadata source the attributes it shares:
+    ``"artist: X"``, ``"genre: rock"``, ``"decade: 1990s"``)."""
+
+    source: str
+    rank: int
+    share: float
+    text: str
+    evidence: tuple[Evidence, ...] = ()
+    shared: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
 class ScoredSong:
     """A recommended song: catalog fields ("" / 0 when unknown), its score (the inner product of
     the query with the song's vector in the source that ranked it highest) and the sources whose
-    candidate lists held it, in bundle order."""
+    candidate lists held it, in bundle order; with ``explain``, one :class:`Reason` per source."""
 
     song_id: str
     title: str
@@ -31,6 +58,7 @@ class ScoredSong:
     year: int
     score: float
     sources: tuple[str, ...]
+    reasons: tuple[Reason, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -223,8 +223,14 @@ def _song(s) -> pb.Song:
 def _scored(songs) -> list[pb.ScoredSong]:
     return [pb.ScoredSong(song_id=s.song_id, title=s.title, artist=s.artist, genre=s.genre, year=s.year,
                           score=s.score, source=_LEGACY_SOURCE.get(s.sources, pb.SOURCE_UNSPECIFIED),
-                          sources=s.sources)
+                          sources=s.sources, reasons=[_reason(r) for r in s.reasons])
             for s in songs]
+
+
+def _reason(r) -> pb.Reason:
+    return pb.Reason(source=r.source, rank=r.rank, share=r.share, text=r.text, shared=r.shared,
+                     evidence=[pb.Evidence(song_id=e.song_id, title=e.title, artist=e.artist, weight=e.weight)
+                               for e in r.evidence])
 
 
 class RecommenderServicer(pb_grpc.RecommenderServicer):
@@ -265,7 +271,7 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
             r: Recommendations = rec.recommend(
                 request.user_id, request.seed_song_ids, request.k, _shares(request, rec),
                 request.diversity if request.HasField("diversity") else None, _filters(request),
-                request.include_played, hooks=hooks)
+                request.include_played, request.explain, hooks=hooks)
             return pb.RecommendResponse(songs=_scored(r.songs), bundle_version=r.bundle_version,
                                         folded_in=r.folded_in, precomputed=r.precomputed)
 
@@ -280,7 +286,7 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
                 raise InvalidArgument(f"unknown similarity mode {request.mode}")
             r = rec.similar_songs(request.song_id, request.k, mode, _shares(request, rec),
                                   request.diversity if request.HasField("diversity") else None,
-                                  _filters(request), hooks=hooks)
+                                  _filters(request), request.explain, hooks=hooks)
             return pb.SimilarSongsResponse(songs=_scored(r.songs), bundle_version=r.bundle_version,
                                            precomputed=r.precomputed)
 

@@ -57,7 +57,8 @@ def test_cli_recommend_seeds_and_json(fake, capsys):
     obj = json.loads(out)
     assert obj["folded_in"] is True and obj["bundle_version"] == "v-test"
     assert obj["songs"][0] == {"song_id": "SOAAA", "title": "First Song", "artist": "Alpha",
-                               "genre": "rock", "year": 1999, "score": 2.5, "sources": ["collaborative"]}
+                               "genre": "rock", "year": 1999, "score": 2.5, "sources": ["collaborative"],
+                               "reasons": []}
     assert list(fake.requests["Recommend"].seed_song_ids) == ["SOAAA", "SOBBB"]
 
 

@@ -26,7 +26,8 @@ class LiveView(Forwarding):
     #: holds every other member of ``SongSpace`` to an answer of this class).
     BUNDLE_OWN = frozenset({"version", "sources", "source_names", "defaults", "genres", "stand_in_sources",
                             "has_source", "search_each",
-                            "search_songs"})   # (a neighbours source learns no live songs before a rebuild)
+                            "search_songs", "similarity"})   # (a neighbours source learns no live songs
+                                                              # before a rebuild)
 
     def __init__(self, bundle, state):
         super().__init__(bundle)
@@ -231,6 +232,11 @@ class LiveView(Forwarding):
             r = np.pad(r, ((0, 0), (0, pad)), constant_values=-1)
         r[~np.isfinite(s)] = -1
         return s, r
+
+    def fold_in_terms(self, target, song_rows, counts=None, extra=None):
+        if extra is None:
+            extra = self._songs.stand_ins(self._b.stand_in_sources)
+        return self._b.fold_in_terms(target, song_rows, counts, extra=extra)
 
     def fold_in(self, song_rows, counts=None, extra=None) -> np.ndarray:
         if extra is None:

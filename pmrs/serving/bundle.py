@@ -730,6 +730,28 @@ class Bundle:
                                     [self._indexes[n] for n in self.stand_in_sources])
         return self._fold(song_rows, counts, extra)
 
+    def fold_in_terms(self, target: np.ndarray, song_rows, counts=None, extra=None) -> tuple[np.ndarray, np.ndarray]:
+        """Each of a listener's songs' term in the score of a song whose WMF-space vector is
+        ``target``: :meth:`pmrs.serving.foldin.FoldIn.contributions` over this bundle."""
+        self.fold_in(np.zeros(0, np.int64))   # (builds the fold-in once)
+        return self._fold.contributions(target, song_rows, counts, extra)
+
+    def similarity(self, name: str, from_rows, to_row: int) -> np.ndarray:
+        """``S[j, to_row]`` of neighbours source ``name`` for each ``j`` of ``from_rows`` (0 where
+        the row holds no such neighbour, or is not a song of the bundle), float32."""
+        nm = self._neighbours.get(name)
+        if nm is None:
+            raise KeyError(f"bundle {self.version} has no neighbours source {name!r}")
+        out = np.zeros(len(from_rows), np.float32)
+        for i, j in enumerate(np.asarray(from_rows, np.int64).tolist()):
+            if not 0 <= j < nm.n_songs:
+                continue
+            lo, hi = int(nm.indptr[j]), int(nm.indptr[j + 1])
+            at = np.flatnonzero(np.asarray(nm.indices[lo:hi]) == to_row)   # (a row: at most K entries)
+            if at.size:
+                out[i] = nm.data[lo + int(at[0])]
+        return out
+
     @property
     def stand_in_sources(self) -> list[str]:
         """Sources in the WMF space besides the collaborative one: their vectors stand in for the

@@ -11,6 +11,7 @@ solve: it adds ``c * l' l'^T`` (it is not in ``Y^T Y``) where a played song adds
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import Protocol, Sequence
 
 import numpy as np
@@ -55,6 +56,29 @@ class FoldIn:
         vectors)`` stand-ins for rows no source holds (songs added live). Rows with no usable
         vector are ignored; repeated rows count once without ``counts`` and add their counts with
         them; no usable row gives zeros."""
+        s = self.system(song_rows, counts, extra)
+        if s is None:
+            return np.zeros(self.primary.vectors.shape[1], dtype=np.float32)
+        return np.linalg.solve(s.a, s.vectors.T @ s.confidence).astype(np.float32)
+
+    def contributions(self, target: np.ndarray, song_rows, counts=None, extra=None) -> tuple[np.ndarray, np.ndarray]:
+        """Why a song scores what it does for this listener: the score ``target . x`` of a song
+        whose vector is ``target`` ``(k,)`` (or several, ``(n, k)``), with ``x`` the fold-in of
+        the listener's songs, is a sum over those songs, ``c_j * target' A^-1 y_j`` (the ALS
+        solve is linear in its right-hand side; implicit's ``explain`` computes the same).
+        Returns ``(rows, contributions)``: the song rows that have a vector, and ``(len(rows),)``
+        (or ``(n, len(rows))``) float64 terms that add up to the score."""
+        s = self.system(song_rows, counts, extra)
+        t = np.atleast_2d(np.asarray(target, np.float64))
+        if s is None:
+            return np.zeros(0, np.int64), np.zeros(0) if np.ndim(target) == 1 else np.zeros((len(t), 0))
+        weights = np.linalg.solve(s.a, t.T).T @ s.vectors.T * s.confidence   # (n, rows)
+        return s.rows, weights[0] if np.ndim(target) == 1 else weights
+
+    def system(self, song_rows, counts=None, extra=None) -> "System | None":
+        """The fold-in's linear system for a listener (``None`` when no song has a vector): the
+        rows used, their vectors ``(n, k)``, confidences ``(n,)`` and the matrix ``A`` ``(k, k)``;
+        ``x = A^-1 (vectors' confidence)``."""
         rows = np.asarray(song_rows, dtype=np.int64).reshape(-1)
         if counts is None:
             rows = np.unique(rows)
@@ -70,9 +94,9 @@ class FoldIn:
         pos = ix.position(rows)
         hit = pos >= 0
         y = np.asarray(ix.vectors[pos[hit]], dtype=np.float64).reshape(-1, k)
-        cy = cnt[hit]
+        y_rows, cy = rows[hit], cnt[hit]
         cold_rows, cold_cnt = rows[~hit], cnt[~hit]
-        colds, ccs = [], []
+        colds, ccs, crs = [], [], []
         for sx in self.stand_ins:
             if not len(cold_rows):
                 break
@@ -80,6 +104,7 @@ class FoldIn:
             have = spos >= 0
             colds.append(np.asarray(sx.vectors[spos[have]], dtype=np.float64).reshape(-1, k))
             ccs.append(cold_cnt[have])
+            crs.append(cold_rows[have])
             cold_rows, cold_cnt = cold_rows[~have], cold_cnt[~have]
         if extra is not None and len(cold_rows):
             xrows, xvec = extra
@@ -88,14 +113,25 @@ class FoldIn:
             have = (np.asarray(xrows)[xpos] == cold_rows) if len(xrows) else np.zeros(len(cold_rows), bool)
             colds.append(np.asarray(xvec, np.float64)[xpos[have]].reshape(-1, k))
             ccs.append(cold_cnt[have])
+            crs.append(cold_rows[have])
         cold = np.concatenate(colds) if colds else np.zeros((0, k))
         cc = np.concatenate(ccs) if ccs else np.zeros(0)
         if not len(y) and not len(cold):
-            return np.zeros(k, dtype=np.float32)
+            return None
         cfg = self.cfg
         c_y = 1.0 + cfg.alpha * np.log1p(cy / cfg.eps)       # confidences, as pmrs.collaborative.wmf.confidence
         c_c = 1.0 + cfg.alpha * np.log1p(cc / cfg.eps)
         a = (self.gram() + cfg.regularization * np.eye(k) + (y.T * (c_y - 1.0)) @ y
              + (cold.T * c_c) @ cold)
-        b = y.T @ c_y + cold.T @ c_c
-        return np.linalg.solve(a, b).astype(np.float32)
+        return System(rows=np.concatenate([y_rows, *crs]).astype(np.int64), vectors=np.concatenate([y, cold]),
+                      confidence=np.concatenate([c_y, c_c]), a=a)
+
+
+@dataclass(frozen=True)
+class System:
+    """A listener's fold-in system (:meth:`FoldIn.system`)."""
+
+    rows: np.ndarray
+    vectors: np.ndarray
+    confidence: np.ndarray
+    a: np.ndarray

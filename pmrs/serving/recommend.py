@@ -237,7 +237,7 @@ def known_user_query(bundle, user_row: int, include_played: bool = False) -> Que
 def recommend(bundle, query: Query, k: int, shares: Mapping[str, float] | None = None,
               diversity: float = 0.0, filters: Filters = NO_FILTERS, *,
               before_widening: Callable[[], None] | None = None,
-              queries: dict[str, np.ndarray] | None = None) -> list[Item]:
+              queries: dict[str, np.ndarray] | None = None, lists: dict | None = None) -> list[Item]:
     """At most ``k`` songs for ``query`` (:func:`user_query`), best first.
 
     Every source that can answer the query is searched with its query vector
@@ -252,7 +252,7 @@ def recommend(bundle, query: Query, k: int, shares: Mapping[str, float] | None =
     """
     queries = source_queries(bundle, query) if queries is None else queries
     return _blend(bundle, queries, k, check_shares(bundle, shares), diversity, query.exclude_rows, filters,
-                  before_widening)
+                  before_widening, lists)
 
 
 def recommend_for_vector(bundle, vector: np.ndarray, k: int, shares: Mapping[str, float] | None = None,
@@ -271,7 +271,7 @@ def recommend_for_vector(bundle, vector: np.ndarray, k: int, shares: Mapping[str
 def similar_songs(bundle, song_row: int, k: int, mode: str = MIXED,
                   shares: Mapping[str, float] | None = None, diversity: float = 0.0,
                   filters: Filters = NO_FILTERS, *,
-                  before_widening: Callable[[], None] | None = None) -> list[Item]:
+                  before_widening: Callable[[], None] | None = None, lists: dict | None = None) -> list[Item]:
     """At most ``k`` songs similar to the song at ``song_row`` (never the song itself), best first.
 
     ``mode``: a source's name queries that source with the song's own vector there; ``"mixed"``
@@ -304,7 +304,7 @@ def similar_songs(bundle, song_row: int, k: int, mode: str = MIXED,
         raise NotFound(f"{_WHY_MISSING.get(mode, f'the song has no {mode} vector')}; ask for another "
                        f"source or mixed similarity")
     return _blend(bundle, queries, k, resolved, diversity,
-                  np.asarray([int(song_row)], np.int64), filters, before_widening)
+                  np.asarray([int(song_row)], np.int64), filters, before_widening, lists)
 
 
 _WHY_MISSING = {COLLABORATIVE: "the song has no plays, hence no collaborative vector",
@@ -385,8 +385,8 @@ class _Candidates:
 
 
 def _blend(bundle, queries: dict[str, np.ndarray], k: int, shares: Mapping[str, float], diversity: float,
-           exclude_rows, filters: Filters, before_widening: Callable[[], None] | None = None
-           ) -> list[Item]:
+           exclude_rows, filters: Filters, before_widening: Callable[[], None] | None = None,
+           lists: dict | None = None) -> list[Item]:
     exclude = np.asarray(list(exclude_rows) if not isinstance(exclude_rows, np.ndarray) else exclude_rows,
                          np.int64)
     if exclude.size > 1 and not (exclude[1:] > exclude[:-1]).all():  # (played songs come sorted)
@@ -409,6 +409,8 @@ def _blend(bundle, queries: dict[str, np.ndarray], k: int, shares: Mapping[str, 
             before_widening()
         for c in widen:
             c.widen()
+    if lists is not None:   # each source's candidates, best first (an explanation's ranks)
+        lists.update({c.name: c.rows for c in cands})
     return _select(bundle, cands, quota, k, diversity)
 
 

@@ -69,6 +69,9 @@ class SongSpace(Protocol):
     def search_each(self, name: str, queries: np.ndarray, top: int
                     ) -> Iterator[tuple[np.ndarray, np.ndarray]]: ...
     def fold_in(self, song_rows, counts=None, extra=None) -> np.ndarray: ...   # (f,)
+    def fold_in_terms(self, target: np.ndarray, song_rows, counts=None, extra=None
+                      ) -> tuple[np.ndarray, np.ndarray]: ...   # why a WMF-space score is what it is
+    def similarity(self, name: str, from_rows, to_row: int) -> np.ndarray: ...  # a neighbours source's S[j, i]
 
 
 def members(protocol: type = SongSpace) -> tuple[str, ...]:

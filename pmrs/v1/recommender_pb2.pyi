@@ -46,7 +46,7 @@ class Filters(_message.Message):
     def __init__(self, genres: _Optional[_Iterable[str]] = ..., min_year: _Optional[int] = ..., max_year: _Optional[int] = ..., exclude_artists: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RecommendRequest(_message.Message):
-    __slots__ = ("user_id", "seed_song_ids", "k", "acoustic_share", "diversity", "include_played", "filters", "shares")
+    __slots__ = ("user_id", "seed_song_ids", "k", "acoustic_share", "diversity", "include_played", "filters", "shares", "explain")
     class SharesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -62,6 +62,7 @@ class RecommendRequest(_message.Message):
     INCLUDE_PLAYED_FIELD_NUMBER: _ClassVar[int]
     FILTERS_FIELD_NUMBER: _ClassVar[int]
     SHARES_FIELD_NUMBER: _ClassVar[int]
+    EXPLAIN_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     seed_song_ids: _containers.RepeatedScalarFieldContainer[str]
     k: int
@@ -70,10 +71,39 @@ class RecommendRequest(_message.Message):
     include_played: bool
     filters: Filters
     shares: _containers.ScalarMap[str, float]
-    def __init__(self, user_id: _Optional[str] = ..., seed_song_ids: _Optional[_Iterable[str]] = ..., k: _Optional[int] = ..., acoustic_share: _Optional[float] = ..., diversity: _Optional[float] = ..., include_played: _Optional[bool] = ..., filters: _Optional[_Union[Filters, _Mapping]] = ..., shares: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    explain: bool
+    def __init__(self, user_id: _Optional[str] = ..., seed_song_ids: _Optional[_Iterable[str]] = ..., k: _Optional[int] = ..., acoustic_share: _Optional[float] = ..., diversity: _Optional[float] = ..., include_played: _Optional[bool] = ..., filters: _Optional[_Union[Filters, _Mapping]] = ..., shares: _Optional[_Mapping[str, float]] = ..., explain: _Optional[bool] = ...) -> None: ...
+
+class Evidence(_message.Message):
+    __slots__ = ("song_id", "title", "artist", "weight")
+    SONG_ID_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    ARTIST_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    song_id: str
+    title: str
+    artist: str
+    weight: float
+    def __init__(self, song_id: _Optional[str] = ..., title: _Optional[str] = ..., artist: _Optional[str] = ..., weight: _Optional[float] = ...) -> None: ...
+
+class Reason(_message.Message):
+    __slots__ = ("source", "rank", "share", "text", "evidence", "shared")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    RANK_FIELD_NUMBER: _ClassVar[int]
+    SHARE_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    EVIDENCE_FIELD_NUMBER: _ClassVar[int]
+    SHARED_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    rank: int
+    share: float
+    text: str
+    evidence: _containers.RepeatedCompositeFieldContainer[Evidence]
+    shared: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, source: _Optional[str] = ..., rank: _Optional[int] = ..., share: _Optional[float] = ..., text: _Optional[str] = ..., evidence: _Optional[_Iterable[_Union[Evidence, _Mapping]]] = ..., shared: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ScoredSong(_message.Message):
-    __slots__ = ("song_id", "title", "artist", "genre", "year", "score", "source", "sources")
+    __slots__ = ("song_id", "title", "artist", "genre", "year", "score", "source", "sources", "reasons")
     SONG_ID_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     ARTIST_FIELD_NUMBER: _ClassVar[int]
@@ -82,6 +112,7 @@ class ScoredSong(_message.Message):
     SCORE_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     SOURCES_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
     song_id: str
     title: str
     artist: str
@@ -90,7 +121,8 @@ class ScoredSong(_message.Message):
     score: float
     source: Source
     sources: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, song_id: _Optional[str] = ..., title: _Optional[str] = ..., artist: _Optional[str] = ..., genre: _Optional[str] = ..., year: _Optional[int] = ..., score: _Optional[float] = ..., source: _Optional[_Union[Source, str]] = ..., sources: _Optional[_Iterable[str]] = ...) -> None: ...
+    reasons: _containers.RepeatedCompositeFieldContainer[Reason]
+    def __init__(self, song_id: _Optional[str] = ..., title: _Optional[str] = ..., artist: _Optional[str] = ..., genre: _Optional[str] = ..., year: _Optional[int] = ..., score: _Optional[float] = ..., source: _Optional[_Union[Source, str]] = ..., sources: _Optional[_Iterable[str]] = ..., reasons: _Optional[_Iterable[_Union[Reason, _Mapping]]] = ...) -> None: ...
 
 class RecommendResponse(_message.Message):
     __slots__ = ("songs", "bundle_version", "folded_in", "precomputed")
@@ -105,7 +137,7 @@ class RecommendResponse(_message.Message):
     def __init__(self, songs: _Optional[_Iterable[_Union[ScoredSong, _Mapping]]] = ..., bundle_version: _Optional[str] = ..., folded_in: _Optional[bool] = ..., precomputed: _Optional[bool] = ...) -> None: ...
 
 class SimilarSongsRequest(_message.Message):
-    __slots__ = ("song_id", "k", "mode", "acoustic_share", "diversity", "filters", "shares", "source")
+    __slots__ = ("song_id", "k", "mode", "acoustic_share", "diversity", "filters", "shares", "source", "explain")
     class SharesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -121,6 +153,7 @@ class SimilarSongsRequest(_message.Message):
     FILTERS_FIELD_NUMBER: _ClassVar[int]
     SHARES_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
+    EXPLAIN_FIELD_NUMBER: _ClassVar[int]
     song_id: str
     k: int
     mode: SimilarityMode
@@ -129,7 +162,8 @@ class SimilarSongsRequest(_message.Message):
     filters: Filters
     shares: _containers.ScalarMap[str, float]
     source: str
-    def __init__(self, song_id: _Optional[str] = ..., k: _Optional[int] = ..., mode: _Optional[_Union[SimilarityMode, str]] = ..., acoustic_share: _Optional[float] = ..., diversity: _Optional[float] = ..., filters: _Optional[_Union[Filters, _Mapping]] = ..., shares: _Optional[_Mapping[str, float]] = ..., source: _Optional[str] = ...) -> None: ...
+    explain: bool
+    def __init__(self, song_id: _Optional[str] = ..., k: _Optional[int] = ..., mode: _Optional[_Union[SimilarityMode, str]] = ..., acoustic_share: _Optional[float] = ..., diversity: _Optional[float] = ..., filters: _Optional[_Union[Filters, _Mapping]] = ..., shares: _Optional[_Mapping[str, float]] = ..., source: _Optional[str] = ..., explain: _Optional[bool] = ...) -> None: ...
 
 class SimilarSongsResponse(_message.Message):
     __slots__ = ("songs", "bundle_version", "precomputed")
