@@ -3,11 +3,14 @@ answers from the server, errors are readable pages with the right status, catalo
 escaped, clips are served with their MIME type and ranges, and no file outside the media and
 report folders can be reached."""
 
+import html
 import json
 import os
 import wave
 
 import pytest
+
+import pmrs
 
 from pmrs.live.songs import MAX_CLIP_BYTES
 from pmrs.web.app import create_app, markdown_blocks
@@ -39,13 +42,22 @@ def _alert(html: str) -> str:
     return html.split('role="alert"', 1)[1].split("</div>", 1)[0]
 
 
-def test_listener_view_shows_a_users_list_with_badges_scores_and_genre_tabs(web, world):
+def test_listener_view_shows_a_users_list_with_badges_scores_reasons_and_genre_tabs(web, world, server):
     r = web.get("/", params={"user": world.users[0]})
     assert r.status_code == 200
     assert r.text.count("<tr data-song=") == 20
     for source in ("collaborative", "acoustic", "metadata"):   # the bundle's sources, as badges
         assert f'class="badge src-{source}">{source}</span>' in r.text
     assert 'role="tab"' in r.text and 'role="tabpanel"' in r.text
+    # every row says why it is there, one line per source that placed it, in the server's words
+    rows = r.text.split("<tr data-song=")[1:]
+    assert all('<details class="why">' in row for row in rows)
+    with pmrs.connect(server.address) as client:
+        served = client.recommend(world.users[0], k=20, explain=True).songs
+    for row, song in zip(rows, served):
+        assert row.startswith(f'"{song.song_id}"') and song.reasons
+        for reason in song.reasons:
+            assert html.escape(reason.text) in row
     # a prefix: the first known id that starts with it, said so
     prefix = world.users[0][:3]
     r = web.get("/fragment/recommend", params={"user": prefix})

@@ -62,9 +62,13 @@ def test_typing_a_user_prefix_and_enter_shows_the_list(site, browser, world):
     wait(browser).until(lambda d: len(rows(d)) == 20)
     shown = browser.find_element(By.ID, "shown-user").text
     assert shown.startswith(world.users[0][:4])
-    badges = {b.text for b in browser.find_elements(By.CSS_SELECTOR, "#rec-list .badge")}
+    badges = {b.text for b in browser.find_elements(By.CSS_SELECTOR, "#rec-list td > .badge")}
     assert badges == {"collaborative", "acoustic", "metadata"}
     assert "user=" in browser.current_url     # the view is a link one can share
+    why = browser.find_element(By.CSS_SELECTOR, "#rec-list details.why")
+    assert not why.find_element(By.TAG_NAME, "li").is_displayed()
+    why.find_element(By.TAG_NAME, "summary").click()    # the reasons open under the title
+    assert why.find_element(By.TAG_NAME, "li").is_displayed() and why.find_element(By.TAG_NAME, "li").text
 
 
 def test_moving_a_slider_requeries(site, browser, world):

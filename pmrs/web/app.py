@@ -195,7 +195,7 @@ def recommendations(web: Web, q: dict) -> dict:
         genres = web.pool.submit(web.client.recommend_by_genre, user or None, q["seeds"], k=GENRE_K)
         try:
             recs = web.client.recommend(user or None, q["seeds"], k=LIST_K, shares=q["shares"] or None,
-                                        diversity=q["diversity"],
+                                        diversity=q["diversity"], explain=True,
                                         filters=Filters(genres=tuple(q["genres"]), min_year=q["min_year"],
                                                         max_year=q["max_year"]))
         except BaseException:
