@@ -49,6 +49,16 @@ def format_ingest(report: dict) -> str:
     if c:
         out.append(f"catalog: {c['songs']:,} songs, {c['tracks']:,} tracks, "
                    f"{c['songs_with_genre']:,} with a genre ({len(c['genres'])} genres)")
+        gf, gs = c.get("genre_file"), report.get("genre_search") or {}
+        if gf:
+            out.append(f"  genres: {gf['labels']:,} labels read from {gf['file']}, "
+                       f"{gf['tracks_matched']:,} of their tracks in the catalog")
+            not_read = [f for f in gs.get("found", []) if f != gf["file"]]
+            if not_read:
+                out.append(f"    not read: {', '.join(not_read)} ({gs['why']})")
+        elif gs.get("looked_for"):
+            out.append(f"  genres: no genre file found (looked for {', '.join(gs['looked_for'])}; "
+                       "or give --genres PATH)")
         if c.get("mismatched_links"):
             out.append(f"  removed {c['mismatched_links']:,} wrong track -> song link(s) listed in "
                        f"{c['sources'].get('sid_mismatches', 'sid_mismatches.txt')}")

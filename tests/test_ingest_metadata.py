@@ -1,3 +1,4 @@
+import json
 import sqlite3
 
 import pytest
@@ -199,3 +200,74 @@ def test_sid_mismatches_remove_the_wrong_track_links_and_are_reported(tmp_path, 
         assert cat.song_for_track("TRD") == "SO3"
         assert cat.get("SO1")["track_ids"] == ["TRA\u00b9"]
         assert cat.get("SO1")["genre"] == "Electronic"      # (still voted by its right track)
+
+
+# ---------------------------------------------------------------- issue 25: real MSD files
+
+_TAGTRAUM_HEAD = "# MSD tagtraum genre annotations\n# TRACK_ID\tMAJORITY_GENRE\tMINORITY_GENRE\n"
+
+
+def _msd_folder(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train_triplets.txt").write_text("u1\tSO1\t3\nu1\tSO2\t1\nu2\tSO3\t2\n")
+    (data / "unique_tracks.txt").write_text(
+        "TRA<SEP>SO1<SEP>Artist One<SEP>Title One\nTRB<SEP>SO2<SEP>Artist Two<SEP>Title Two\n"
+        "TRC<SEP>SO3<SEP>Artist Three<SEP>Title Three\n", encoding="utf-8")
+    return data
+
+
+def _ingest_dir(tmp_path, capfd, data) -> tuple[int, str, str]:
+    import logging
+
+    from pmrs.cli import main
+
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers[:] = []
+    try:
+        rc = main(["ingest", str(data), "--workdir", str(tmp_path / "work")])
+    finally:
+        root.handlers[:] = saved
+    out, err = capfd.readouterr()
+    return rc, out, err
+
+
+@pytest.mark.parametrize("name", ["msd_tagtraum_cd1.cls", "msd_tagtraum_cd2.cls", "msd_tagtraum_cd2c.cls"])
+def test_a_tagtraum_file_under_its_own_name_gives_majority_genres(tmp_path, capfd, name):
+    data = _msd_folder(tmp_path)
+    (data / name).write_text(_TAGTRAUM_HEAD + "TRA\tRock\tPop\nTRB\tJazz\nTRX\tBlues\n", encoding="utf-8")
+    rc, out, err = _ingest_dir(tmp_path, capfd, data)
+    assert rc == 0, err
+    assert "2 with a genre" in out
+    assert f"genres: 3 labels read from {data / name}, 2 of their tracks in the catalog" in out
+    with Catalog(tmp_path / "work" / "catalog.lmdb") as cat:
+        assert [cat.get(s)["genre"] for s in ("SO1", "SO2", "SO3")] == ["Rock", "Jazz", ""]
+
+
+def test_with_several_tagtraum_files_cd2c_is_read_and_the_others_named(tmp_path, capfd):
+    data = _msd_folder(tmp_path)
+    for name, genre in (("msd_tagtraum_cd1.cls", "Vocal"), ("msd_tagtraum_cd2.cls", "Pop"),
+                        ("msd_tagtraum_cd2c.cls", "Metal")):
+        (data / name).write_text(_TAGTRAUM_HEAD + f"TRA\t{genre}\n", encoding="utf-8")
+    rc, out, err = _ingest_dir(tmp_path, capfd, data)
+    assert rc == 0, err
+    assert f"labels read from {data / 'msd_tagtraum_cd2c.cls'}" in out
+    assert f"not read: {data / 'msd_tagtraum_cd2.cls'}, {data / 'msd_tagtraum_cd1.cls'}" in out
+    assert "reading msd_tagtraum_cd2c.cls, not msd_tagtraum_cd2.cls, msd_tagtraum_cd1.cls" in err
+    with Catalog(tmp_path / "work" / "catalog.lmdb") as cat:
+        assert cat.get("SO1")["genre"] == "Metal"
+    report = json.loads((tmp_path / "work" / "interactions" / "ingest_report.json").read_text())
+    assert report["genre_search"]["used"] == str(data / "msd_tagtraum_cd2c.cls")
+    assert report["catalog"]["genre_file"] == {"file": str(data / "msd_tagtraum_cd2c.cls"), "labels": 1,
+                                               "tracks_matched": 1}
+
+
+def test_no_genre_file_says_which_names_were_looked_for(tmp_path, capfd):
+    data = _msd_folder(tmp_path)
+    rc, out, err = _ingest_dir(tmp_path, capfd, data)
+    assert rc == 0, err
+    assert "0 with a genre" in out
+    assert ("genres: no genre file found (looked for genres.tsv, msd_tagtraum_cd2c.cls, "
+            "msd_tagtraum_cd2.cls, msd_tagtraum_cd1.cls; or give --genres PATH)") in out
+    assert "no genre file: looked for genres.tsv, msd_tagtraum_cd2c.cls" in err

@@ -3,8 +3,13 @@
 - ``unique_tracks.txt``: ``track_id<SEP>song_id<SEP>artist<SEP>title``
 - ``track_metadata.db``: SQLite, table ``songs`` (track_id, title, song_id, release, artist_id,
   artist_name, duration, year, ...); only the columns present are read
-- ``genres.tsv``: ``track_id<TAB>genre`` (tagtraum / MAGD style; ``#`` comment lines, extra
-  columns such as a minority genre are ignored)
+- genre labels, ``track_id<TAB>genre`` (``#`` comment lines; extra columns such as tagtraum's
+  minority genre are ignored, so a track gets its majority genre): ``genres.tsv``, or the
+  tagtraum files under their distributed names (``msd_tagtraum_cd2c.cls``,
+  ``msd_tagtraum_cd2.cls``, ``msd_tagtraum_cd1.cls``, unzipped). One file is read, the first
+  of :data:`GENRE_FILES` a data folder has: ``genres.tsv`` (a file someone prepared on purpose),
+  then CD2C (CD2 without its ambiguous labels), CD2 (the most labels, some ambiguous), CD1
+  (Top-MAGD's 13 labels); the others are named in the log and the report as not read.
 
 A song can have several tracks (the MSD has duplicates): its fields come from the first track
 that has them, its genre from the most frequent label among its tracks, and every track id maps
@@ -49,6 +54,20 @@ _SEP = b"<SEP>"
 WRONG_FIELDS = "wrong field count"
 UNIQUE_TRACKS_FORMAT = "track_id<SEP>song_id<SEP>artist<SEP>title"
 GENRES_FORMAT = "track_id<TAB>genre"
+#: Genre files a data folder is searched for, in order of preference (the first found is read).
+GENRE_FILES = ("genres.tsv", "msd_tagtraum_cd2c.cls", "msd_tagtraum_cd2.cls", "msd_tagtraum_cd1.cls")
+GENRE_CHOICE = ("the first found of " + ", ".join(GENRE_FILES) +
+                " (a prepared genres.tsv, then tagtraum CD2C: CD2 without its ambiguous labels, "
+                "then CD2, then CD1)")
+
+
+def find_genre_file(data_dir: str | Path | None) -> tuple[Path | None, list[Path]]:
+    """The genre file of ``data_dir`` to read (the first of :data:`GENRE_FILES` it has, or
+    ``None``) and the other genre files it has, which are not read."""
+    if data_dir is None:
+        return None, []
+    found = [Path(data_dir) / name for name in GENRE_FILES if (Path(data_dir) / name).exists()]
+    return (found[0] if found else None), found[1:]
 _TEXT_COLUMNS = ("title", "release", "artist_id", "artist_name")
 
 
@@ -68,6 +87,9 @@ class MetadataReport:
     examples: list[dict] = field(default_factory=list)
     lastfm: dict | None = None  # asdict(LastfmReport) when Last.fm input was given
     mismatched_links: int = 0   # track -> song links sid_mismatches.txt removed
+    #: the genre file read: ``{"file", "labels" (tracks labelled), "tracks_matched" (of them, tracks
+    #: the catalog maps to a song)}``; ``None`` when no genre file was given
+    genre_file: dict | None = None
 
     def bad(self, source: str, line: int, text: str | bytes, reason: str = "", *,
             unit: str = "line", counter: str = "malformed") -> None:
@@ -237,7 +259,8 @@ def _typed(value, kind: type, rowid: int, key: str, report: MetadataReport, sour
 
 
 def read_genres(path: Path, report: MetadataReport) -> dict[str, str]:
-    """``{track_id: genre}`` (the first label of a track wins); bad lines counted. Raises
+    """``{track_id: genre}``, from the second column (tagtraum's majority genre; the first label
+    of a track wins); bad lines counted. Raises
     :class:`IngestError` when the file is not readable UTF-8 text or has lines but none usable."""
     path = Path(path)
     out: dict[str, str] = {}
@@ -349,7 +372,8 @@ def build_catalog(out_path: Path, *, unique_tracks: Path | None = None,
         report.sources["genres"] = str(genres)
         by_song: dict[str, Counter] = defaultdict(Counter)
         unknown_tracks = 0
-        for track_id, genre in read_genres(genres, report).items():
+        labels = read_genres(genres, report)
+        for track_id, genre in labels.items():
             song_id = track_song.get(track_id) or (track_id if track_id in songs else None)
             if song_id is None:
                 unknown_tracks += 1
@@ -357,6 +381,10 @@ def build_catalog(out_path: Path, *, unique_tracks: Path | None = None,
             by_song[song_id][genre] += 1
         for song_id, votes in by_song.items():
             songs[song_id]["genre"] = votes.most_common(1)[0][0]
+        report.genre_file = {"file": str(genres), "labels": len(labels),
+                             "tracks_matched": len(labels) - unknown_tracks}
+        log.info("%s: %d genre labels read, %d of their tracks in the catalog", genres, len(labels),
+                 len(labels) - unknown_tracks)
         if unknown_tracks:
             log.warning("%s: %d genre labels for tracks not in the metadata", genres, unknown_tracks)
     live_tags: list = []
