@@ -66,6 +66,9 @@ def format_ingest(report: dict) -> str:
             out.append(f"  skipped {n:,} malformed line(s) or row(s) in {source}")
         for source, n in c.get("bad_values", {}).items():
             out.append(f"  dropped {n:,} value(s) of the wrong type in {source}")
+        if c.get("unknown_values"):
+            counts = ", ".join(f"{k} {n:,}" for k, n in sorted(c["unknown_values"].items()))
+            out.append(f"  unknown values (the dataset's -1, or year 0), kept as unknown: {counts}")
         for source, n in c.get("latin1_values", {}).items():
             out.append(f"  read {n:,} text value(s) that are not UTF-8 as Latin-1 in {source}")
         for ex in c["examples"]:

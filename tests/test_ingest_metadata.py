@@ -271,3 +271,21 @@ def test_no_genre_file_says_which_names_were_looked_for(tmp_path, capfd):
     assert ("genres: no genre file found (looked for genres.tsv, msd_tagtraum_cd2c.cls, "
             "msd_tagtraum_cd2.cls, msd_tagtraum_cd1.cls; or give --genres PATH)") in out
     assert "no genre file: looked for genres.tsv, msd_tagtraum_cd2c.cls" in err
+
+
+def test_the_datasets_unknown_codes_are_counted_as_unknown_not_as_wrong_types(tmp_path, capfd):
+    db = _songs_db(tmp_path / "track_metadata.db",
+                   [("TR1", "SO1", "T1", "A1", -1.0, 0), ("TR2", "SO2", "T2", "A2", 201.5, -1),
+                    ("TR3", "SO3", "T3", "A3", -1.0, 1999), ("TR4", "SO4", "T4", "A4", -7.0, 2001)])
+    rc, out, err = _cli(tmp_path, capfd, "--triplets", str(_triplets(tmp_path)), "--track-metadata", str(db))
+    assert rc == 0, err
+    assert "unknown values (the dataset's -1, or year 0), kept as unknown: duration 2, year 2" in out
+    assert "dropped 1 value(s) of the wrong type in track_metadata.db" in out   # -7.0 only
+    assert "-1.0" not in out
+    report = json.loads((tmp_path / "work" / "interactions" / "ingest_report.json").read_text())
+    assert report["catalog"]["unknown_values"] == {"duration": 2, "year": 2}
+    assert report["catalog"]["bad_values"] == {"track_metadata.db": 1}
+    with Catalog(tmp_path / "work" / "catalog.lmdb") as cat:
+        assert (cat.get("SO1")["year"], cat.get("SO1")["duration"]) == (0, 0.0)
+        assert (cat.get("SO2")["year"], cat.get("SO2")["duration"]) == (0, 201.5)
+        assert (cat.get("SO3")["year"], cat.get("SO3")["duration"]) == (1999, 0.0)

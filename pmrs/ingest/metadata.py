@@ -24,6 +24,9 @@ Bad input is counted, never fatal line by line, and never silently empties the c
   sometimes are; every byte is a Latin-1 character, so nothing is lost) and counted.
 - A year or duration of the wrong type (``"unknown"``, a blob) is dropped from its row (the row
   still maps its track) and counted with the file, rowid and value.
+- The dataset's own "unknown" codes (:data:`UNKNOWN_CODES`: ``-1`` for a duration or year, ``0``
+  for a year) are not wrong types: the value is unknown (stored as 0) and counted by field in
+  ``unknown_values``.
 - A file that has lines or rows but not one usable (a garbage ``unique_tracks.txt``, a UTF-16
   file, a ``songs`` table of integer ids) raises :class:`IngestError` before anything is written,
   so a good catalog is never replaced by an empty one.
@@ -69,6 +72,8 @@ def find_genre_file(data_dir: str | Path | None) -> tuple[Path | None, list[Path
     found = [Path(data_dir) / name for name in GENRE_FILES if (Path(data_dir) / name).exists()]
     return (found[0] if found else None), found[1:]
 _TEXT_COLUMNS = ("title", "release", "artist_id", "artist_name")
+#: The values ``track_metadata.db`` uses for "unknown", per column.
+UNKNOWN_CODES = {"duration": (-1.0,), "year": (-1, 0)}
 
 
 @dataclass
@@ -84,6 +89,8 @@ class MetadataReport:
     malformed: dict[str, int] = field(default_factory=dict)
     bad_values: dict[str, int] = field(default_factory=dict)
     latin1_values: dict[str, int] = field(default_factory=dict)
+    #: values the dataset marks unknown (:data:`UNKNOWN_CODES`), by field (``"year"``, ``"duration"``)
+    unknown_values: dict[str, int] = field(default_factory=dict)
     examples: list[dict] = field(default_factory=list)
     lastfm: dict | None = None  # asdict(LastfmReport) when Last.fm input was given
     mismatched_links: int = 0   # track -> song links sid_mismatches.txt removed
@@ -238,7 +245,8 @@ def _check_row(rowid: int, row: dict, report: MetadataReport, source: str) -> di
 
 def _typed(value, kind: type, rowid: int, key: str, report: MetadataReport, source: str):
     """``value`` as ``kind`` (year: an integer; duration: seconds, finite, not negative), or 0
-    when missing; a value that is neither is dropped and counted."""
+    when missing or unknown (:data:`UNKNOWN_CODES`, counted in ``unknown_values``); a value that
+    is neither is dropped and counted."""
     if value is None:
         return kind(0)
     number = None
@@ -249,6 +257,9 @@ def _typed(value, kind: type, rowid: int, key: str, report: MetadataReport, sour
             number = float(value.decode("ascii").strip())
         except (UnicodeDecodeError, ValueError):
             number = None
+    if number is not None and number in UNKNOWN_CODES.get(key, ()):
+        report.unknown_values[key] = report.unknown_values.get(key, 0) + 1
+        return kind(0)
     if number is not None and math.isfinite(number) and number >= 0 \
             and (kind is float or float(number).is_integer()):
         return kind(number)
@@ -256,6 +267,10 @@ def _typed(value, kind: type, rowid: int, key: str, report: MetadataReport, sour
     report.bad(source, rowid, _shown(value), f"{key} is {_kind(value)}, not {wanted}", unit="row",
                counter="bad_values")
     return kind(0)
+
+
+def _unknown_codes() -> str:
+    return "; ".join(f"{k} {' or '.join(str(v) for v in codes)}" for k, codes in UNKNOWN_CODES.items())
 
 
 def read_genres(path: Path, report: MetadataReport) -> dict[str, str]:
@@ -412,6 +427,9 @@ def build_catalog(out_path: Path, *, unique_tracks: Path | None = None,
         log.warning("%s: skipped %d malformed line(s) or row(s)", source, n)
     for source, n in report.bad_values.items():
         log.warning("%s: dropped %d value(s) of the wrong type", source, n)
+    if report.unknown_values:
+        log.info("%s: unknown values (the dataset's %s): %s", Path(track_metadata).name if track_metadata else "",
+                 _unknown_codes(), ", ".join(f"{k} {n}" for k, n in report.unknown_values.items()))
     for source, n in report.latin1_values.items():
         log.info("%s: %d text value(s) not UTF-8, read as Latin-1", source, n)
     info = {"songs": report.songs, "tracks": report.tracks, "genres": sorted(genre_counts),
