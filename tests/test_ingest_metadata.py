@@ -289,3 +289,31 @@ def test_the_datasets_unknown_codes_are_counted_as_unknown_not_as_wrong_types(tm
         assert (cat.get("SO1")["year"], cat.get("SO1")["duration"]) == (0, 0.0)
         assert (cat.get("SO2")["year"], cat.get("SO2")["duration"]) == (0, 201.5)
         assert (cat.get("SO3")["year"], cat.get("SO3")["duration"]) == (1999, 0.0)
+
+
+def test_a_mismatched_track_keeps_its_songs_title_and_artist_but_not_its_genre_or_tags(tmp_path, capfd):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train_triplets.txt").write_text("u1\tSOUMNSI12AB0182807\t3\nu1\tSOB\t1\n")
+    (data / "unique_tracks.txt").write_text(
+        "TRMMGKQ128F9325E10<SEP>SOUMNSI12AB0182807<SEP>Digital Underground<SEP>The Way We Swing\n"
+        "TRBXYZ128F93<SEP>SOB<SEP>Artist B<SEP>Title B\n", encoding="utf-8")
+    (data / "genres.tsv").write_text("TRMMGKQ128F9325E10\tRap\nTRBXYZ128F93\tRock\n", encoding="utf-8")
+    (data / "sid_mismatches.txt").write_text(   # the MSD's own line shape: two spaces around the dashes
+        "ERROR: <SOUMNSI12AB0182807 TRMMGKQ128F9325E10> Digital Underground  -  The Way We Swing  !=  "
+        "Linkwood  -  Whats up with the Underground\n", encoding="utf-8")
+    for tid, tag in (("TRMMGKQ128F9325E10", "hip hop"), ("TRBXYZ128F93", "rock")):
+        leaf = data / "lastfm_train" / tid[2] / tid[3] / tid[4]
+        leaf.mkdir(parents=True, exist_ok=True)
+        (leaf / f"{tid}.json").write_text(json.dumps(
+            {"track_id": tid, "artist": "", "title": "", "timestamp": "", "tags": [[tag, "100"]],
+             "similars": []}), encoding="utf-8")
+    rc, out, err = _ingest_dir(tmp_path, capfd, data)
+    assert rc == 0, err
+    assert "removed 1 wrong track -> song link(s)" in out
+    with Catalog(tmp_path / "work" / "catalog.lmdb") as cat:
+        song = cat.get("SOUMNSI12AB0182807")
+        assert (song["title"], song["artist"]) == ("The Way We Swing", "Digital Underground")
+        assert song["genre"] == "" and cat.tags("SOUMNSI12AB0182807") == {}
+        assert cat.song_for_track("TRMMGKQ128F9325E10") is None
+        assert (cat.get("SOB")["genre"], cat.tags("SOB")) == ("Rock", {"rock": 100.0})

@@ -338,7 +338,7 @@ def build_catalog(out_path: Path, *, unique_tracks: Path | None = None,
     when every file could be read and the result holds at least one song (:class:`IngestError`
     otherwise, with the old catalog untouched). ``sid_mismatches``: the MSD's list of wrong
     song/track matches, whose links are removed (so neither genre labels nor Last.fm data of such
-    a track reach the song). ``lastfm``: Last.fm inputs
+    a track reach the song; the song keeps the title and artist its files give it). ``lastfm``: Last.fm inputs
     (:mod:`pmrs.ingest.lastfm`), whose tags and similars (the ``max_similars`` highest scores)
     are stored per song. ``extra_songs``: songs added live (``pmrs.live``; their fields and tags,
     the tags at full weight), for ids the files do not have."""
