@@ -84,6 +84,8 @@ def format_song(song: Song) -> str:
     if song.genre_scores:
         fields.append(("genre scores", ", ".join(f"{g.genre} {g.confidence:.2f}"
                                                  for g in song.genre_scores)))
+    if song.tags:
+        fields.append(("tags", ", ".join(f"{t} ({w:g})" for t, w in song.tags)))
     w = max(len(k) for k, _ in fields)
     return "\n".join(f"{k.ljust(w)}  {v}" for k, v in fields)
 

@@ -80,7 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--triplets", help="train_triplets.txt path (overrides DIR)")
     p.add_argument("--unique-tracks", help="unique_tracks.txt path")
     p.add_argument("--track-metadata", help="track_metadata.db path")
-    p.add_argument("--genres", help="genre labels (track_id<TAB>genre)")
+    p.add_argument("--genres", help="genre labels (track_id<TAB>genre[<TAB>minority genre]); default: the "
+                   "data folder's genres.tsv, else msd_tagtraum_cd2c.cls, cd2, cd1")
     p.add_argument("--sid-mismatches", help="the MSD's sid_mismatches.txt: wrong song/track links to drop")
     p.add_argument("--library", metavar="DIR",
                    help="a music folder: its files' tags (ID3, Vorbis comments, FLAC, MP4) are catalog songs; "

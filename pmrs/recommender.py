@@ -274,9 +274,10 @@ class Recommender:
         if probs is not None and len(b.genres) == len(probs):
             order = np.argsort(-np.asarray(probs), kind="stable")
             scores = tuple(GenreScore(b.genres[i], float(probs[i])) for i in order)
+        tags = sorted(b.song_tags(row).items(), key=lambda kv: (-kv[1], kv[0]))[:C.MAX_SONG_TAGS]
         return Song(song_id=s["song_id"], title=s["title"], artist=s["artist"], release=s["release"],
                     year=int(s["year"] or 0), genre=s["genre"], sources=tuple(b.song_sources(row)),
-                    genre_scores=scores)
+                    genre_scores=scores, tags=tuple((t, float(w)) for t, w in tags))
 
     # -- live writes ------------------------------------------------------------------------------
 

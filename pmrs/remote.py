@@ -337,7 +337,8 @@ def _reason(m: pb.Reason) -> Reason:
 def _song(m: pb.Song) -> Song:
     return Song(song_id=m.song_id, title=m.title, artist=m.artist, release=m.release, year=m.year, genre=m.genre,
                 sources=tuple(m.sources),
-                genre_scores=tuple(GenreScore(g.genre, float(g.confidence)) for g in m.genre_scores))
+                genre_scores=tuple(GenreScore(g.genre, float(g.confidence)) for g in m.genre_scores),
+                tags=tuple((t.tag, float(t.weight)) for t in m.tags))
 
 
 _INT = re.compile(r"-?[0-9]+")

@@ -49,6 +49,16 @@ def format_ingest(report: dict) -> str:
     if c:
         out.append(f"catalog: {c['songs']:,} songs, {c['tracks']:,} tracks, "
                    f"{c['songs_with_genre']:,} with a genre ({len(c['genres'])} genres)")
+        gf, gs = c.get("genre_file"), report.get("genre_search") or {}
+        if gf:
+            out.append(f"  genres: {gf['labels']:,} labels read from {gf['file']}, "
+                       f"{gf['tracks_matched']:,} of their tracks in the catalog")
+            not_read = [f for f in gs.get("found", []) if f != gf["file"]]
+            if not_read:
+                out.append(f"    not read: {', '.join(not_read)} ({gs['why']})")
+        elif gs.get("looked_for"):
+            out.append(f"  genres: no genre file found (looked for {', '.join(gs['looked_for'])}; "
+                       "or give --genres PATH)")
         if c.get("mismatched_links"):
             out.append(f"  removed {c['mismatched_links']:,} wrong track -> song link(s) listed in "
                        f"{c['sources'].get('sid_mismatches', 'sid_mismatches.txt')}")
@@ -56,6 +66,9 @@ def format_ingest(report: dict) -> str:
             out.append(f"  skipped {n:,} malformed line(s) or row(s) in {source}")
         for source, n in c.get("bad_values", {}).items():
             out.append(f"  dropped {n:,} value(s) of the wrong type in {source}")
+        if c.get("unknown_values"):
+            counts = ", ".join(f"{k} {n:,}" for k, n in sorted(c["unknown_values"].items()))
+            out.append(f"  unknown values (the dataset's -1, or year 0), kept as unknown: {counts}")
         for source, n in c.get("latin1_values", {}).items():
             out.append(f"  read {n:,} text value(s) that are not UTF-8 as Latin-1 in {source}")
         for ex in c["examples"]:

@@ -87,7 +87,8 @@ class GenreScore(NamedTuple):
 @dataclass(frozen=True)
 class Song:
     """A song as the bundle knows it: catalog fields, the sources with a vector for it, and the
-    genre head's confidences (highest first; empty without audio or head)."""
+    genre head's confidences (highest first; empty without audio or head) and its Last.fm tags
+    ``(tag, weight 0-100)``, heaviest first (at most ``serving.contract.MAX_SONG_TAGS``)."""
 
     song_id: str
     title: str
@@ -97,6 +98,7 @@ class Song:
     genre: str
     sources: tuple[str, ...]
     genre_scores: tuple[GenreScore, ...] = ()
+    tags: tuple[tuple[str, float], ...] = ()
 
     @property
     def has_plays(self) -> bool:

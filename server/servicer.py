@@ -217,7 +217,8 @@ def _shares(request, rec: Recommender) -> dict[str, float] | None:
 def _song(s) -> pb.Song:
     return pb.Song(song_id=s.song_id, title=s.title, artist=s.artist, release=s.release, year=s.year,
                    genre=s.genre, has_plays=s.has_plays, has_audio=s.has_audio, sources=s.sources,
-                   genre_scores=[pb.GenreScore(genre=g, confidence=c) for g, c in s.genre_scores])
+                   genre_scores=[pb.GenreScore(genre=g, confidence=c) for g, c in s.genre_scores],
+                   tags=[pb.Tag(tag=t, weight=w) for t, w in s.tags])
 
 
 def _scored(songs) -> list[pb.ScoredSong]:

@@ -171,6 +171,23 @@ def test_recommend_by_genre_song_and_info_give_the_same_answers(local, remote, c
     assert local.defaults == remote.defaults
 
 
+def test_a_song_comes_with_its_heaviest_last_fm_tags_on_both(local, remote, catalog):
+    local, remote = synced(local, remote)
+    b = local.bundle
+    tagged = [sid for sid in catalog["songs"] if b.song_tags(b.song_row(sid))]
+    assert tagged, "the synthetic world's catalog has Last.fm tags"
+    for song_id in tagged[:5]:
+        stored = b.song_tags(b.song_row(song_id))
+        here, there = local.song(song_id), remote.song(song_id)
+        assert here.tags == there.tags and here.tags
+        assert len(here.tags) == min(len(stored), 20)
+        assert list(here.tags) == sorted(stored.items(), key=lambda kv: (-kv[1], kv[0]))[:20]
+        assert all(isinstance(t, str) and isinstance(w, float) for t, w in there.tags)
+    untagged = [sid for sid in catalog["songs"] if not b.song_tags(b.song_row(sid))]
+    if untagged:
+        assert local.song(untagged[0]).tags == remote.song(untagged[0]).tags == ()
+
+
 # -- errors -----------------------------------------------------------------------------------
 
 def test_unknown_ids_are_not_found_with_the_same_message(local, remote):
@@ -288,6 +305,7 @@ def test_an_added_song_is_found_by_both(rec, local, remote, catalog, request):
     assert len(near.songs) == 5 and new_id not in near.song_ids
     local, remote = synced(local, remote)
     same(local.song(new_id), remote.song(new_id), "the added song")
+    assert local.song(new_id).tags == tuple(sorted([("api", 100.0), (kind, 100.0)]))
     same(local.similar_songs(new_id, k=5), remote.similar_songs(new_id, k=5), "its neighbours")
     fields_only = rec.add_song(f"API-{kind}-WORDS", title="words only", genre="jazz")
     assert fields_only.song.title == "words only" and "acoustic" not in fields_only.song.sources

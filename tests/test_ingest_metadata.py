@@ -1,3 +1,4 @@
+import json
 import sqlite3
 
 import pytest
@@ -199,3 +200,120 @@ def test_sid_mismatches_remove_the_wrong_track_links_and_are_reported(tmp_path, 
         assert cat.song_for_track("TRD") == "SO3"
         assert cat.get("SO1")["track_ids"] == ["TRA\u00b9"]
         assert cat.get("SO1")["genre"] == "Electronic"      # (still voted by its right track)
+
+
+# ---------------------------------------------------------------- issue 25: real MSD files
+
+_TAGTRAUM_HEAD = "# MSD tagtraum genre annotations\n# TRACK_ID\tMAJORITY_GENRE\tMINORITY_GENRE\n"
+
+
+def _msd_folder(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train_triplets.txt").write_text("u1\tSO1\t3\nu1\tSO2\t1\nu2\tSO3\t2\n")
+    (data / "unique_tracks.txt").write_text(
+        "TRA<SEP>SO1<SEP>Artist One<SEP>Title One\nTRB<SEP>SO2<SEP>Artist Two<SEP>Title Two\n"
+        "TRC<SEP>SO3<SEP>Artist Three<SEP>Title Three\n", encoding="utf-8")
+    return data
+
+
+def _ingest_dir(tmp_path, capfd, data) -> tuple[int, str, str]:
+    import logging
+
+    from pmrs.cli import main
+
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers[:] = []
+    try:
+        rc = main(["ingest", str(data), "--workdir", str(tmp_path / "work")])
+    finally:
+        root.handlers[:] = saved
+    out, err = capfd.readouterr()
+    return rc, out, err
+
+
+@pytest.mark.parametrize("name", ["msd_tagtraum_cd1.cls", "msd_tagtraum_cd2.cls", "msd_tagtraum_cd2c.cls"])
+def test_a_tagtraum_file_under_its_own_name_gives_majority_genres(tmp_path, capfd, name):
+    data = _msd_folder(tmp_path)
+    (data / name).write_text(_TAGTRAUM_HEAD + "TRA\tRock\tPop\nTRB\tJazz\nTRX\tBlues\n", encoding="utf-8")
+    rc, out, err = _ingest_dir(tmp_path, capfd, data)
+    assert rc == 0, err
+    assert "2 with a genre" in out
+    assert f"genres: 3 labels read from {data / name}, 2 of their tracks in the catalog" in out
+    with Catalog(tmp_path / "work" / "catalog.lmdb") as cat:
+        assert [cat.get(s)["genre"] for s in ("SO1", "SO2", "SO3")] == ["Rock", "Jazz", ""]
+
+
+def test_with_several_tagtraum_files_cd2c_is_read_and_the_others_named(tmp_path, capfd):
+    data = _msd_folder(tmp_path)
+    for name, genre in (("msd_tagtraum_cd1.cls", "Vocal"), ("msd_tagtraum_cd2.cls", "Pop"),
+                        ("msd_tagtraum_cd2c.cls", "Metal")):
+        (data / name).write_text(_TAGTRAUM_HEAD + f"TRA\t{genre}\n", encoding="utf-8")
+    rc, out, err = _ingest_dir(tmp_path, capfd, data)
+    assert rc == 0, err
+    assert f"labels read from {data / 'msd_tagtraum_cd2c.cls'}" in out
+    assert f"not read: {data / 'msd_tagtraum_cd2.cls'}, {data / 'msd_tagtraum_cd1.cls'}" in out
+    assert "reading msd_tagtraum_cd2c.cls, not msd_tagtraum_cd2.cls, msd_tagtraum_cd1.cls" in err
+    with Catalog(tmp_path / "work" / "catalog.lmdb") as cat:
+        assert cat.get("SO1")["genre"] == "Metal"
+    report = json.loads((tmp_path / "work" / "interactions" / "ingest_report.json").read_text())
+    assert report["genre_search"]["used"] == str(data / "msd_tagtraum_cd2c.cls")
+    assert report["catalog"]["genre_file"] == {"file": str(data / "msd_tagtraum_cd2c.cls"), "labels": 1,
+                                               "tracks_matched": 1}
+
+
+def test_no_genre_file_says_which_names_were_looked_for(tmp_path, capfd):
+    data = _msd_folder(tmp_path)
+    rc, out, err = _ingest_dir(tmp_path, capfd, data)
+    assert rc == 0, err
+    assert "0 with a genre" in out
+    assert ("genres: no genre file found (looked for genres.tsv, msd_tagtraum_cd2c.cls, "
+            "msd_tagtraum_cd2.cls, msd_tagtraum_cd1.cls; or give --genres PATH)") in out
+    assert "no genre file: looked for genres.tsv, msd_tagtraum_cd2c.cls" in err
+
+
+def test_the_datasets_unknown_codes_are_counted_as_unknown_not_as_wrong_types(tmp_path, capfd):
+    db = _songs_db(tmp_path / "track_metadata.db",
+                   [("TR1", "SO1", "T1", "A1", -1.0, 0), ("TR2", "SO2", "T2", "A2", 201.5, -1),
+                    ("TR3", "SO3", "T3", "A3", -1.0, 1999), ("TR4", "SO4", "T4", "A4", -7.0, 2001)])
+    rc, out, err = _cli(tmp_path, capfd, "--triplets", str(_triplets(tmp_path)), "--track-metadata", str(db))
+    assert rc == 0, err
+    assert "unknown values (the dataset's -1, or year 0), kept as unknown: duration 2, year 2" in out
+    assert "dropped 1 value(s) of the wrong type in track_metadata.db" in out   # -7.0 only
+    assert "-1.0" not in out
+    report = json.loads((tmp_path / "work" / "interactions" / "ingest_report.json").read_text())
+    assert report["catalog"]["unknown_values"] == {"duration": 2, "year": 2}
+    assert report["catalog"]["bad_values"] == {"track_metadata.db": 1}
+    with Catalog(tmp_path / "work" / "catalog.lmdb") as cat:
+        assert (cat.get("SO1")["year"], cat.get("SO1")["duration"]) == (0, 0.0)
+        assert (cat.get("SO2")["year"], cat.get("SO2")["duration"]) == (0, 201.5)
+        assert (cat.get("SO3")["year"], cat.get("SO3")["duration"]) == (1999, 0.0)
+
+
+def test_a_mismatched_track_keeps_its_songs_title_and_artist_but_not_its_genre_or_tags(tmp_path, capfd):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train_triplets.txt").write_text("u1\tSOUMNSI12AB0182807\t3\nu1\tSOB\t1\n")
+    (data / "unique_tracks.txt").write_text(
+        "TRMMGKQ128F9325E10<SEP>SOUMNSI12AB0182807<SEP>Digital Underground<SEP>The Way We Swing\n"
+        "TRBXYZ128F93<SEP>SOB<SEP>Artist B<SEP>Title B\n", encoding="utf-8")
+    (data / "genres.tsv").write_text("TRMMGKQ128F9325E10\tRap\nTRBXYZ128F93\tRock\n", encoding="utf-8")
+    (data / "sid_mismatches.txt").write_text(   # the MSD's own line shape: two spaces around the dashes
+        "ERROR: <SOUMNSI12AB0182807 TRMMGKQ128F9325E10> Digital Underground  -  The Way We Swing  !=  "
+        "Linkwood  -  Whats up with the Underground\n", encoding="utf-8")
+    for tid, tag in (("TRMMGKQ128F9325E10", "hip hop"), ("TRBXYZ128F93", "rock")):
+        leaf = data / "lastfm_train" / tid[2] / tid[3] / tid[4]
+        leaf.mkdir(parents=True, exist_ok=True)
+        (leaf / f"{tid}.json").write_text(json.dumps(
+            {"track_id": tid, "artist": "", "title": "", "timestamp": "", "tags": [[tag, "100"]],
+             "similars": []}), encoding="utf-8")
+    rc, out, err = _ingest_dir(tmp_path, capfd, data)
+    assert rc == 0, err
+    assert "removed 1 wrong track -> song link(s)" in out
+    with Catalog(tmp_path / "work" / "catalog.lmdb") as cat:
+        song = cat.get("SOUMNSI12AB0182807")
+        assert (song["title"], song["artist"]) == ("The Way We Swing", "Digital Underground")
+        assert song["genre"] == "" and cat.tags("SOUMNSI12AB0182807") == {}
+        assert cat.song_for_track("TRMMGKQ128F9325E10") is None
+        assert (cat.get("SOB")["genre"], cat.tags("SOB")) == ("Rock", {"rock": 100.0})

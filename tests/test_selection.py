@@ -1,6 +1,7 @@
 """Settings from the data: the search of pmrs.collaborative.selection.select_settings and its use by train-wmf."""
 
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -113,3 +114,12 @@ def test_bad_select_config_is_rejected():
         SelectConfig(checkpoints=())
     with pytest.raises(ValueError):
         SelectConfig(min_final_share=1.5)
+
+
+def test_the_search_logs_one_summary_line_not_one_per_evaluation(caplog):
+    with caplog.at_level(logging.INFO, logger="pmrs"):
+        select_settings(world(), WMFConfig(factors=8), cfg=SMALL)
+    messages = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert not [m for m in messages if m.startswith("evaluated")]
+    summary = [m for m in messages if m.startswith("selected WMF")]
+    assert len(summary) == 1 and "validation users: 6 trials" in summary[0]   # 3 settings x 2 checkpoints

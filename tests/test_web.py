@@ -122,7 +122,7 @@ def test_catalog_text_is_escaped_everywhere(web, world):
         assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; &lt;b&gt;Ünïcödé&lt;/b&gt; 東京 &#39;q&#39;" in html
 
 
-def test_song_page_has_fields_genre_chart_neighbours_per_source_and_a_clip(web, world):
+def test_song_page_has_fields_genre_chart_neighbours_per_source_and_a_clip(web, world, server):
     r = web.get(f"/songs/{world.clip_song}")
     assert r.status_code == 200
     assert 'id="genre-chart"' in r.text and r.text.count("<rect") >= len(world.genres)
@@ -130,6 +130,14 @@ def test_song_page_has_fields_genre_chart_neighbours_per_source_and_a_clip(web, 
         part = r.text.split(f'data-source="{source}"', 1)[1].split("</section>", 1)[0]
         assert part.count("<li>") == 8
     assert f'src="/media/{world.clip_song}"' in r.text
+    import pmrs   # the tags row shows the API's tags, heaviest first
+    with pmrs.connect(server.address) as client:
+        near = client.similar_songs(world.clip_song, k=50).song_ids
+        tagged = next(s for s in [world.clip_song, *near] if client.song(s).tags)
+        tags = client.song(tagged).tags
+    page = web.get(f"/songs/{tagged}").text
+    row = page.split('<td class="tags">', 1)[1].split("</td>", 1)[0]
+    assert row == "".join(f'<span class="tag" title="{w}">{t}</span>' for t, w in tags)
     cold = web.get(f"/songs/{world.cold_song}").text
     assert "has no collaborative vector" in cold
     assert cold.split('data-source="acoustic"', 1)[1].split("</section>")[0].count("<li>") == 8

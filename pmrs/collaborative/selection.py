@@ -387,7 +387,8 @@ def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
     trials: list[dict] = []
     spent = 0.0
     best_wmf: tuple[float, WMFConfig] | None = None
-    bar = tqdm(total=len(candidates), desc="select", unit="trial", disable=None, leave=False)
+    bar = tqdm(total=(len(candidates) if with_wmf else 0) + len(n_candidates), desc="select", unit="trial",
+               disable=None, leave=False)
     t_start = time.perf_counter()
     for wcfg in candidates if with_wmf else []:
         # checkpoints whose final fit stays under the cap (the first one always counts)
@@ -395,6 +396,7 @@ def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
             or iterations[:1]
         cost = fit_cost(_shape_nnz(val.train), wcfg.factors, max(its)) + len(its) * eval_cost
         if trials and spent + cost > budget:
+            bar.update(1)
             continue  # a cheaper candidate further on may still fit
         spent += cost
         t0 = time.perf_counter()
@@ -415,11 +417,11 @@ def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
             if best_wmf is None or np.nan_to_num(value, nan=-1.0) > best_wmf[0]:
                 best_wmf = (np.nan_to_num(value, nan=-1.0), replace(wcfg, iterations=n))
         bar.update(1)
-    bar.close()
     wmf_best = best_wmf[1] if with_wmf else base
 
     best_nb = None
     for ncfg in n_candidates:
+        bar.update(1)
         if best_nb is not None and spent + build_cost + eval_cost > budget:
             continue
         spent += build_cost + eval_cost
@@ -431,6 +433,7 @@ def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
                        "seconds": round(time.perf_counter() - t0, 3)})
         if best_nb is None or np.nan_to_num(m[key], nan=-1.0) > best_nb[0]:
             best_nb = (np.nan_to_num(m[key], nan=-1.0), ncfg)
+    bar.close()
     nb_best = best_nb[1] if best_nb is not None else None
     chosen = replace(base, **{k: getattr(wmf_best, k) for k in (*names, "iterations") if k not in fixed})
     summary = {"metric": key, "validation_users": int(len(val.test_users)),
@@ -442,11 +445,12 @@ def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
                "final_fit_in_plain_fits": round(final_fit_cost(full, chosen.factors, chosen.iterations) / plain, 3),
                "seconds": round(time.perf_counter() - t_start, 2)}
     if with_wmf:
-        log.info("selected WMF %s on %d validation users (%.2f plain fits)",
-                 {k: getattr(chosen, k) for k in (*names, "iterations")}, len(val.test_users), spent / plain)
+        log.info("selected WMF %s on %d validation users: %d trials, %.2f plain fits, %.1f s",
+                 {k: getattr(chosen, k) for k in (*names, "iterations")}, len(val.test_users), len(trials),
+                 spent / plain, summary["seconds"])
     else:
-        log.info("selected neighbours %s on %d validation users (%.2f plain fits)", asdict(nb_best),
-                 len(val.test_users), spent / plain)
+        log.info("selected neighbours %s on %d validation users: %d trials, %.2f plain fits, %.1f s",
+                 asdict(nb_best), len(val.test_users), len(trials), spent / plain, summary["seconds"])
     return Selection(wmf=chosen, neighbours=nb_best, fixed=tuple(sorted(fixed)),
                      trials=trials, summary=summary)
 

@@ -172,7 +172,7 @@ def evaluate_cold_start(workdir: str | Path, wmf_cfg: WMFConfig, cnn_cfg: CNNCon
     }
     out = workdir / "reports" / (run or f"cold-start-{new_run_name()}")
     with staged_dir(out) as tmp:
-        if genre is not None:
+        if genre is not None and genre["songs"]:
             _plot_confusion(np.array(genre["confusion"]), genre_names, tmp / "genre_confusion.png")
         write_json(tmp / "metrics.json", metrics)
         write_text(tmp / "report.md", render_report(metrics))
@@ -217,7 +217,10 @@ def render_report(m: dict) -> str:
         "AUC gap closed: (AUC - AUC random) / (AUC upper bound - AUC random).", "",
     ]
     g = m.get("genre_head")
-    if g:
+    if g and g["accuracy"] is None:
+        lines += ["## Genre head on the held-out songs: accuracy not measured", "",
+                  "No held-out song has a genre label, so the genre head's accuracy is not measured.", ""]
+    elif g:
         lines += [f"## Genre head on the held-out songs: accuracy {g['accuracy']:.3f}", "",
                   markdown_table(["genre", "songs", "accuracy", "mean confidence (true genre)"],
                                  [[name, v["songs"], v["accuracy"], v["mean_confidence_true_genre"]]

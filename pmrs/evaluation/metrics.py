@@ -461,5 +461,5 @@ def evaluate_scores(
     for k in ks:
         result[f"coverage@{k}"] = float(seen[k].sum() / n_songs)
     result["auc"] = auc_sum / auc_count if auc_count else float("nan")
-    logger.info("evaluated %d test users over %d songs", n, n_songs)
+    logger.debug("evaluated %d test users over %d songs", n, n_songs)   # callers log their summary
     return result

@@ -4,7 +4,9 @@ directory.
 What a data folder holds is recognised by file names and contents; explicit paths override:
 
 - the MSD files by their standard names (``train_triplets.txt``, ``unique_tracks.txt``,
-  ``track_metadata.db``, ``genres.tsv``, and the Last.fm inputs named in
+  ``track_metadata.db``, ``sid_mismatches.txt``, a genre file: ``genres.tsv`` or tagtraum's
+  ``msd_tagtraum_cd2c.cls``, ``msd_tagtraum_cd2.cls``, ``msd_tagtraum_cd1.cls``, the first found
+  in that order, :data:`pmrs.ingest.metadata.GENRE_FILES`; and the Last.fm inputs named in
   :mod:`pmrs.ingest.lastfm`);
 - personal listening exports, one folder per person (``DIR/<person>/...``: Spotify, Last.fm,
   ListenBrainz, :mod:`pmrs.ingest.exports`), the folder's name the user id;
@@ -28,7 +30,7 @@ from ..artifacts import replace_dir, write_json
 from ..catalog import CATALOG_FILE, add_songs, write_catalog
 from ..interactions import INTERACTIONS_DIR
 from ..live.rebuild import LIVE_FILE, merge_plays, read_logged, write_clips
-from .metadata import build_catalog
+from .metadata import GENRE_CHOICE, GENRE_FILES, build_catalog, find_genre_file
 from .rawtext import check_input_file
 from .errors import IngestError
 from .lastfm import find_lastfm, input_kind
@@ -79,6 +81,12 @@ def ingest(data_dir: str | Path | None, workdir: str | Path, cfg: IngestConfig |
         given = paths.get(key)
         if given:
             files[key] = check_input_file(given, key, name)
+        elif key == "genres":
+            found, not_read = find_genre_file(data_dir)
+            files[key] = check_input_file(found, key, name) if found is not None else None
+            if not_read:
+                log.info("genre file: reading %s, not %s: %s", found.name,
+                         ", ".join(p.name for p in not_read), GENRE_CHOICE)
         elif data_dir is not None and (Path(data_dir) / name).exists():
             files[key] = check_input_file(Path(data_dir) / name, key, name)
         else:
@@ -147,11 +155,16 @@ def ingest(data_dir: str | Path | None, workdir: str | Path, cfg: IngestConfig |
                  len(logged.songs), logged.upto)
     if not lastfm_paths:
         log.info("no Last.fm input: the metadata source will have no tags")
+    genre_search = _genre_search(data_dir, paths.get("genres"), files["genres"])
+    if files["genres"] is None and meta_report is not None:
+        log.warning("no genre file: looked for %s in %s (or --genres PATH); songs get no genre",
+                    ", ".join(GENRE_FILES), data_dir if data_dir is not None else "no data folder")
 
     report = {
         "config": asdict(cfg),
         "files": {k: (str(v) if v else None) for k, v in files.items()},
         "lastfm_files": [str(p) for p in lastfm_paths],
+        "genre_search": genre_search,
         "triplets": trip_report.as_dict() if trip_report is not None else None,
         "library": None if shelf is None else {"folder": str(shelf.folder), **asdict(shelf.report)},
         "listens": None if listened is None else {
@@ -208,6 +221,16 @@ def _read_listens(data_dir, events, exports, events_cfg, show_progress):
     if not parts:
         return None
     return parts[0] if len(parts) == 1 else concat(parts, "+".join(sorted({p.format for p in parts})))
+
+
+def _genre_search(data_dir, given, used: Path | None) -> dict:
+    """How the genre file was chosen: the names looked for, the files found, the one read, why."""
+    if given:
+        return {"looked_for": [], "found": [str(used)], "used": str(used), "why": "--genres PATH"}
+    found = [] if data_dir is None else \
+        [str(Path(data_dir) / n) for n in GENRE_FILES if (Path(data_dir) / n).exists()]
+    return {"looked_for": list(GENRE_FILES), "found": found, "used": str(used) if used else None,
+            "why": GENRE_CHOICE}
 
 
 def _catalog_items(path: Path):

@@ -3,8 +3,13 @@
 - ``unique_tracks.txt``: ``track_id<SEP>song_id<SEP>artist<SEP>title``
 - ``track_metadata.db``: SQLite, table ``songs`` (track_id, title, song_id, release, artist_id,
   artist_name, duration, year, ...); only the columns present are read
-- ``genres.tsv``: ``track_id<TAB>genre`` (tagtraum / MAGD style; ``#`` comment lines, extra
-  columns such as a minority genre are ignored)
+- genre labels, ``track_id<TAB>genre`` (``#`` comment lines; extra columns such as tagtraum's
+  minority genre are ignored, so a track gets its majority genre): ``genres.tsv``, or the
+  tagtraum files under their distributed names (``msd_tagtraum_cd2c.cls``,
+  ``msd_tagtraum_cd2.cls``, ``msd_tagtraum_cd1.cls``, unzipped). One file is read, the first
+  of :data:`GENRE_FILES` a data folder has: ``genres.tsv`` (a file someone prepared on purpose),
+  then CD2C (CD2 without its ambiguous labels), CD2 (the most labels, some ambiguous), CD1
+  (Top-MAGD's 13 labels); the others are named in the log and the report as not read.
 
 A song can have several tracks (the MSD has duplicates): its fields come from the first track
 that has them, its genre from the most frequent label among its tracks, and every track id maps
@@ -19,6 +24,9 @@ Bad input is counted, never fatal line by line, and never silently empties the c
   sometimes are; every byte is a Latin-1 character, so nothing is lost) and counted.
 - A year or duration of the wrong type (``"unknown"``, a blob) is dropped from its row (the row
   still maps its track) and counted with the file, rowid and value.
+- The dataset's own "unknown" codes (:data:`UNKNOWN_CODES`: ``-1`` for a duration or year, ``0``
+  for a year) are not wrong types: the value is unknown (stored as 0) and counted by field in
+  ``unknown_values``.
 - A file that has lines or rows but not one usable (a garbage ``unique_tracks.txt``, a UTF-16
   file, a ``songs`` table of integer ids) raises :class:`IngestError` before anything is written,
   so a good catalog is never replaced by an empty one.
@@ -49,7 +57,23 @@ _SEP = b"<SEP>"
 WRONG_FIELDS = "wrong field count"
 UNIQUE_TRACKS_FORMAT = "track_id<SEP>song_id<SEP>artist<SEP>title"
 GENRES_FORMAT = "track_id<TAB>genre"
+#: Genre files a data folder is searched for, in order of preference (the first found is read).
+GENRE_FILES = ("genres.tsv", "msd_tagtraum_cd2c.cls", "msd_tagtraum_cd2.cls", "msd_tagtraum_cd1.cls")
+GENRE_CHOICE = ("the first found of " + ", ".join(GENRE_FILES) +
+                " (a prepared genres.tsv, then tagtraum CD2C: CD2 without its ambiguous labels, "
+                "then CD2, then CD1)")
+
+
+def find_genre_file(data_dir: str | Path | None) -> tuple[Path | None, list[Path]]:
+    """The genre file of ``data_dir`` to read (the first of :data:`GENRE_FILES` it has, or
+    ``None``) and the other genre files it has, which are not read."""
+    if data_dir is None:
+        return None, []
+    found = [Path(data_dir) / name for name in GENRE_FILES if (Path(data_dir) / name).exists()]
+    return (found[0] if found else None), found[1:]
 _TEXT_COLUMNS = ("title", "release", "artist_id", "artist_name")
+#: The values ``track_metadata.db`` uses for "unknown", per column.
+UNKNOWN_CODES = {"duration": (-1.0,), "year": (-1, 0)}
 
 
 @dataclass
@@ -65,9 +89,14 @@ class MetadataReport:
     malformed: dict[str, int] = field(default_factory=dict)
     bad_values: dict[str, int] = field(default_factory=dict)
     latin1_values: dict[str, int] = field(default_factory=dict)
+    #: values the dataset marks unknown (:data:`UNKNOWN_CODES`), by field (``"year"``, ``"duration"``)
+    unknown_values: dict[str, int] = field(default_factory=dict)
     examples: list[dict] = field(default_factory=list)
     lastfm: dict | None = None  # asdict(LastfmReport) when Last.fm input was given
     mismatched_links: int = 0   # track -> song links sid_mismatches.txt removed
+    #: the genre file read: ``{"file", "labels" (tracks labelled), "tracks_matched" (of them, tracks
+    #: the catalog maps to a song)}``; ``None`` when no genre file was given
+    genre_file: dict | None = None
 
     def bad(self, source: str, line: int, text: str | bytes, reason: str = "", *,
             unit: str = "line", counter: str = "malformed") -> None:
@@ -216,7 +245,8 @@ def _check_row(rowid: int, row: dict, report: MetadataReport, source: str) -> di
 
 def _typed(value, kind: type, rowid: int, key: str, report: MetadataReport, source: str):
     """``value`` as ``kind`` (year: an integer; duration: seconds, finite, not negative), or 0
-    when missing; a value that is neither is dropped and counted."""
+    when missing or unknown (:data:`UNKNOWN_CODES`, counted in ``unknown_values``); a value that
+    is neither is dropped and counted."""
     if value is None:
         return kind(0)
     number = None
@@ -227,6 +257,9 @@ def _typed(value, kind: type, rowid: int, key: str, report: MetadataReport, sour
             number = float(value.decode("ascii").strip())
         except (UnicodeDecodeError, ValueError):
             number = None
+    if number is not None and number in UNKNOWN_CODES.get(key, ()):
+        report.unknown_values[key] = report.unknown_values.get(key, 0) + 1
+        return kind(0)
     if number is not None and math.isfinite(number) and number >= 0 \
             and (kind is float or float(number).is_integer()):
         return kind(number)
@@ -236,8 +269,13 @@ def _typed(value, kind: type, rowid: int, key: str, report: MetadataReport, sour
     return kind(0)
 
 
+def _unknown_codes() -> str:
+    return "; ".join(f"{k} {' or '.join(str(v) for v in codes)}" for k, codes in UNKNOWN_CODES.items())
+
+
 def read_genres(path: Path, report: MetadataReport) -> dict[str, str]:
-    """``{track_id: genre}`` (the first label of a track wins); bad lines counted. Raises
+    """``{track_id: genre}``, from the second column (tagtraum's majority genre; the first label
+    of a track wins); bad lines counted. Raises
     :class:`IngestError` when the file is not readable UTF-8 text or has lines but none usable."""
     path = Path(path)
     out: dict[str, str] = {}
@@ -300,7 +338,7 @@ def build_catalog(out_path: Path, *, unique_tracks: Path | None = None,
     when every file could be read and the result holds at least one song (:class:`IngestError`
     otherwise, with the old catalog untouched). ``sid_mismatches``: the MSD's list of wrong
     song/track matches, whose links are removed (so neither genre labels nor Last.fm data of such
-    a track reach the song). ``lastfm``: Last.fm inputs
+    a track reach the song; the song keeps the title and artist its files give it). ``lastfm``: Last.fm inputs
     (:mod:`pmrs.ingest.lastfm`), whose tags and similars (the ``max_similars`` highest scores)
     are stored per song. ``extra_songs``: songs added live (``pmrs.live``; their fields and tags,
     the tags at full weight), for ids the files do not have."""
@@ -349,7 +387,8 @@ def build_catalog(out_path: Path, *, unique_tracks: Path | None = None,
         report.sources["genres"] = str(genres)
         by_song: dict[str, Counter] = defaultdict(Counter)
         unknown_tracks = 0
-        for track_id, genre in read_genres(genres, report).items():
+        labels = read_genres(genres, report)
+        for track_id, genre in labels.items():
             song_id = track_song.get(track_id) or (track_id if track_id in songs else None)
             if song_id is None:
                 unknown_tracks += 1
@@ -357,6 +396,10 @@ def build_catalog(out_path: Path, *, unique_tracks: Path | None = None,
             by_song[song_id][genre] += 1
         for song_id, votes in by_song.items():
             songs[song_id]["genre"] = votes.most_common(1)[0][0]
+        report.genre_file = {"file": str(genres), "labels": len(labels),
+                             "tracks_matched": len(labels) - unknown_tracks}
+        log.info("%s: %d genre labels read, %d of their tracks in the catalog", genres, len(labels),
+                 len(labels) - unknown_tracks)
         if unknown_tracks:
             log.warning("%s: %d genre labels for tracks not in the metadata", genres, unknown_tracks)
     live_tags: list = []
@@ -384,6 +427,9 @@ def build_catalog(out_path: Path, *, unique_tracks: Path | None = None,
         log.warning("%s: skipped %d malformed line(s) or row(s)", source, n)
     for source, n in report.bad_values.items():
         log.warning("%s: dropped %d value(s) of the wrong type", source, n)
+    if report.unknown_values:
+        log.info("%s: unknown values (the dataset's %s): %s", Path(track_metadata).name if track_metadata else "",
+                 _unknown_codes(), ", ".join(f"{k} {n}" for k, n in report.unknown_values.items()))
     for source, n in report.latin1_values.items():
         log.info("%s: %d text value(s) not UTF-8, read as Latin-1", source, n)
     info = {"songs": report.songs, "tracks": report.tracks, "genres": sorted(genre_counts),

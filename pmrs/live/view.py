@@ -112,6 +112,13 @@ class LiveView(Forwarding):
         n = self._b.n_songs
         return list(self._songs.catalog[int(row) - n].get("tags") or []) if int(row) >= n else []
 
+    def song_tags(self, song_row: int) -> dict[str, float]:
+        """The bundle's catalog tags of a bundle song; an added song's own tags, each at full
+        weight (100), as ingest will store them."""
+        if int(song_row) < self._b.n_songs:
+            return self._b.song_tags(song_row)
+        return {t: 100.0 for t in self.tags(song_row)}
+
     # -- vectors ------------------------------------------------------------------------------
 
     def source_size(self, name: str) -> int:

@@ -792,6 +792,13 @@ class Bundle:
                 found[r] = cache[r] = d
         return [dict(found[r]) for r in keys] if copy else [found[r] for r in keys]
 
+    def song_tags(self, song_row: int) -> dict[str, float]:
+        """The song's Last.fm tags ``{tag: weight 0-100}`` from the bundle's catalog (empty when it
+        has none, or the bundle has no catalog)."""
+        if self._catalog is None:
+            return {}
+        return self._catalog.tags(self.song_id(song_row))
+
     def __repr__(self) -> str:
         return (f"Bundle({self.version!r}, users={self.n_users}, songs={self.n_songs}, "
                 f"sources={self.source_names})")

@@ -136,6 +136,8 @@ DEFAULT_SHARES: Mapping[str, float] = {ACOUSTIC: 0.2}
 DEFAULT_DIVERSITY = 0.0
 #: SimilarSongs re-ranks only when asked, whatever Recommend's default diversity is.
 DEFAULT_SIMILAR_DIVERSITY = 0.0
+#: Tags a song's description carries at most (the heaviest; GetSong, ``Recommender.song``).
+MAX_SONG_TAGS = 20
 
 
 def _unit(name: str, value: float) -> float:

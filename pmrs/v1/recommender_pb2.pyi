@@ -225,8 +225,16 @@ class GenreScore(_message.Message):
     confidence: float
     def __init__(self, genre: _Optional[str] = ..., confidence: _Optional[float] = ...) -> None: ...
 
+class Tag(_message.Message):
+    __slots__ = ("tag", "weight")
+    TAG_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    tag: str
+    weight: float
+    def __init__(self, tag: _Optional[str] = ..., weight: _Optional[float] = ...) -> None: ...
+
 class Song(_message.Message):
-    __slots__ = ("song_id", "title", "artist", "release", "year", "genre", "has_plays", "has_audio", "genre_scores", "sources")
+    __slots__ = ("song_id", "title", "artist", "release", "year", "genre", "has_plays", "has_audio", "genre_scores", "sources", "tags")
     SONG_ID_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     ARTIST_FIELD_NUMBER: _ClassVar[int]
@@ -237,6 +245,7 @@ class Song(_message.Message):
     HAS_AUDIO_FIELD_NUMBER: _ClassVar[int]
     GENRE_SCORES_FIELD_NUMBER: _ClassVar[int]
     SOURCES_FIELD_NUMBER: _ClassVar[int]
+    TAGS_FIELD_NUMBER: _ClassVar[int]
     song_id: str
     title: str
     artist: str
@@ -247,7 +256,8 @@ class Song(_message.Message):
     has_audio: bool
     genre_scores: _containers.RepeatedCompositeFieldContainer[GenreScore]
     sources: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, song_id: _Optional[str] = ..., title: _Optional[str] = ..., artist: _Optional[str] = ..., release: _Optional[str] = ..., year: _Optional[int] = ..., genre: _Optional[str] = ..., has_plays: _Optional[bool] = ..., has_audio: _Optional[bool] = ..., genre_scores: _Optional[_Iterable[_Union[GenreScore, _Mapping]]] = ..., sources: _Optional[_Iterable[str]] = ...) -> None: ...
+    tags: _containers.RepeatedCompositeFieldContainer[Tag]
+    def __init__(self, song_id: _Optional[str] = ..., title: _Optional[str] = ..., artist: _Optional[str] = ..., release: _Optional[str] = ..., year: _Optional[int] = ..., genre: _Optional[str] = ..., has_plays: _Optional[bool] = ..., has_audio: _Optional[bool] = ..., genre_scores: _Optional[_Iterable[_Union[GenreScore, _Mapping]]] = ..., sources: _Optional[_Iterable[str]] = ..., tags: _Optional[_Iterable[_Union[Tag, _Mapping]]] = ...) -> None: ...
 
 class GetSongResponse(_message.Message):
     __slots__ = ("song",)

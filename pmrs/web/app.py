@@ -288,7 +288,7 @@ def song_page(request: Request) -> Response:
     names = [s.name for s in info.sources]
     neighbours = dict(zip(names, web.pool.map(near, names)))
     clip = web.data.clip(song_id)
-    tags = sorted(web.data.tags(song_id).items(), key=lambda kv: (-kv[1], kv[0]))[:30]
+    tags = song.tags   # (tag, weight), heaviest first, from the API
     spaces = {s.name: s.space for s in info.sources}
     return web.page(request, "song.html", song=song, neighbours=neighbours, spaces=spaces, has_clip=clip is not None,
                     clip_type=clip[1] if clip else "", tags=tags)

@@ -123,13 +123,6 @@ class _Snapshot:
                 self._songs = rows
             return self._songs
 
-    def tags(self, song_id: str) -> dict[str, float]:
-        cat = self._catalog()
-        if cat is None:
-            return {}
-        with cat:
-            return cat.tags(song_id)
-
     def fields(self, song_id: str) -> dict:
         cat = self._catalog()
         if cat is None:
@@ -220,7 +213,6 @@ class _LiveAdditions:
         self.fields: dict[str, dict] = {}                   # song id -> catalog fields
         self.users: list[str] = []                          # sorted
         self._user_set: set[str] = set()
-        self.tags: dict[str, dict[str, float]] = {}
         self._points: dict[str, MapPoint | None] = {}       # None: encoded, but no map point
         self._lock = threading.Lock()
         self._wlog: WriteLog | None = None
@@ -247,7 +239,6 @@ class _LiveAdditions:
                                            str(f["artist"] or "").casefold(), f))
                         self.fields[sid] = f
                         self.song_seq[sid] = w.seq
-                        self.tags[sid] = {str(t): 1.0 for t in w.body.get("tags") or []}
                     elif w.kind == PLAYS and isinstance(w.body.get("user_id"), str):
                         if w.body["user_id"] not in self._user_set:
                             self._user_set.add(w.body["user_id"])
@@ -391,12 +382,6 @@ class WorkdirData:
     def genres(self) -> list[str]:
         snap = self.snapshot()
         return list(snap.manifest.get("genres") or []) if snap else []
-
-    def tags(self, song_id: str) -> dict[str, float]:
-        snap = self.snapshot()
-        if snap is None:
-            return {}
-        return snap.tags(song_id) or dict(self.live(snap).tags.get(song_id, {}))
 
     def song_fields(self, song_id: str) -> dict:
         """``{"song_id", "title", "artist", "genre", "year"}`` of a catalog song or one added live
