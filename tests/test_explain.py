@@ -143,3 +143,22 @@ def test_explanations_over_grpc_and_the_command_line(work, tmp_path, capsys):
         assert "why:" in out and all(r.text in out for s in a.songs[:3] for r in s.reasons)
     finally:
         server.stop()
+
+
+def test_similarity_is_the_stored_matrix_for_many_songs_at_once(rec):
+    """Bundle.similarity (one pass over the listener's stored rows) against the matrix itself."""
+    import scipy.sparse as sp
+
+    nm = rec.bundle._neighbours["neighbours"]
+    n = nm.n_songs
+    full = sp.csr_matrix((np.asarray(nm.data), np.asarray(nm.indices), np.asarray(nm.indptr)), shape=(n, n)).toarray()
+    rng = np.random.default_rng(0)
+    src = np.concatenate([rng.choice(n, 40, replace=False), [-1, n + 5]])   # and rows that are not songs
+    dst = np.concatenate([np.flatnonzero(full[src[0]])[:5], rng.choice(n, 30, replace=False)])
+    dst = np.unique(dst)
+    got = rec.bundle.similarity("neighbours", src, dst)
+    want = np.zeros((len(dst), len(src)), np.float32)
+    ok = (src >= 0) & (src < n)
+    want[:, ok] = full[np.ix_(src[ok], dst)].T
+    assert got.shape == want.shape and np.count_nonzero(want) > 0
+    np.testing.assert_array_equal(got, want)

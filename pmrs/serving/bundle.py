@@ -736,20 +736,28 @@ class Bundle:
         self.fold_in(np.zeros(0, np.int64))   # (builds the fold-in once)
         return self._fold.contributions(target, song_rows, counts, extra)
 
-    def similarity(self, name: str, from_rows, to_row: int) -> np.ndarray:
-        """``S[j, to_row]`` of neighbours source ``name`` for each ``j`` of ``from_rows`` (0 where
-        the row holds no such neighbour, or is not a song of the bundle), float32."""
+    def similarity(self, name: str, from_rows, to_rows) -> np.ndarray:
+        """``S[j, i]`` of neighbours source ``name`` for each ``i`` of ``to_rows`` and ``j`` of
+        ``from_rows``: ``(len(to_rows), len(from_rows))`` float32, 0 where row ``j`` holds no such
+        neighbour (or is not a song of the bundle). One pass over the ``from_rows``' stored rows."""
         nm = self._neighbours.get(name)
         if nm is None:
             raise KeyError(f"bundle {self.version} has no neighbours source {name!r}")
-        out = np.zeros(len(from_rows), np.float32)
-        for i, j in enumerate(np.asarray(from_rows, np.int64).tolist()):
-            if not 0 <= j < nm.n_songs:
-                continue
-            lo, hi = int(nm.indptr[j]), int(nm.indptr[j + 1])
-            at = np.flatnonzero(np.asarray(nm.indices[lo:hi]) == to_row)   # (a row: at most K entries)
-            if at.size:
-                out[i] = nm.data[lo + int(at[0])]
+        src = np.asarray(from_rows, np.int64).reshape(-1)
+        dst = np.asarray(to_rows, np.int64).reshape(-1)
+        out = np.zeros((len(dst), len(src)), np.float32)
+        ok = (src >= 0) & (src < nm.n_songs)
+        if not ok.any() or not len(dst):
+            return out
+        which = np.flatnonzero(ok)
+        lo, hi = np.asarray(nm.indptr)[src[which]], np.asarray(nm.indptr)[src[which] + 1]
+        lengths = (hi - lo).astype(np.int64)
+        at = np.repeat(lo - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
+        cols = np.asarray(nm.indices)[at]
+        order = np.argsort(dst, kind="stable")
+        pos = np.minimum(np.searchsorted(dst[order], cols), len(dst) - 1)
+        hit = dst[order][pos] == cols
+        out[order[pos[hit]], np.repeat(which, lengths)[hit]] = np.asarray(nm.data)[at[hit]]
         return out
 
     @property

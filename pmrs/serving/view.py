@@ -72,7 +72,7 @@ class SongSpace(Protocol):
     def fold_in(self, song_rows, counts=None, extra=None) -> np.ndarray: ...   # (f,)
     def fold_in_terms(self, target: np.ndarray, song_rows, counts=None, extra=None
                       ) -> tuple[np.ndarray, np.ndarray]: ...   # why a WMF-space score is what it is
-    def similarity(self, name: str, from_rows, to_row: int) -> np.ndarray: ...  # a neighbours source's S[j, i]
+    def similarity(self, name: str, from_rows, to_rows) -> np.ndarray: ...      # a neighbours source's S[j, i], (to, from)
 
 
 def members(protocol: type = SongSpace) -> tuple[str, ...]:

@@ -1,0 +1,92 @@
+"""What explanations cost (``make bench``): computed ``Recommend`` and ``SimilarSongs`` answered by
+``pmrs.Recommender`` in this process with ``explain`` off and on, the same requests in the same
+order, interleaved call by call so that load on the machine hits both alike. In-process timing is
+the handler's own cost (over gRPC the transport adds the same milliseconds to both, so the ratio
+there is smaller). Writes ``bench/results/explain.json``.
+
+Needs a work directory with a bundle: the full shape's (``python -m bench.run --only
+ingest,wmf,index``) by default, or any other (``--workdir``).
+
+    python -m bench.explain_bench [--workdir DIR] [--calls N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import DATA, FULL_SONGS, FULL_USERS, write_result
+
+#: Each computed call sets a share (so no default list answers it): the second source's, at this.
+SHARE = 0.3
+K = 10
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1000.0
+
+
+def _summary(ms: list[float]) -> dict:
+    a = np.asarray(ms)
+    return {"mean_ms": round(float(a.mean()), 3), "p50_ms": round(float(np.percentile(a, 50)), 3),
+            "p99_ms": round(float(np.percentile(a, 99)), 3), "calls": len(ms)}
+
+
+def bench_explain(command: str, workdir: Path, calls: int = 400, seed: int = 7) -> dict:
+    import pmrs
+    from pmrs_clients.loadtest import load_ids
+    from pmrs.serving.contract import current_bundle
+
+    bundle = current_bundle(workdir)
+    users, songs = load_ids(bundle)
+    rng = np.random.default_rng(seed)
+    picked_users = [users[i].decode() for i in rng.integers(0, len(users), calls)]
+    picked_songs = [songs[i].decode() for i in rng.integers(0, len(songs), calls)]
+    with pmrs.Recommender.open(workdir) as rec:
+        info = rec.info()
+        sources = [s.name for s in info.sources]
+        shares = {sources[1]: SHARE} if len(sources) > 1 else None
+        loads = {"recommend_computed": lambda i, e: rec.recommend(picked_users[i], k=K, shares=shares, explain=e),
+                 "similar_computed": lambda i, e: rec.similar_songs(picked_songs[i], k=K, shares=shares, explain=e)}
+        results: dict = {}
+        for name, call in loads.items():
+            for i in range(min(20, calls)):          # warm-up: pages in, caches filled
+                call(i, False), call(i, True)
+            off, on = [], []
+            for i in range(calls):
+                if i % 2:                            # alternate which goes first
+                    on.append(_timed(lambda: call(i, True)))
+                    off.append(_timed(lambda: call(i, False)))
+                else:
+                    off.append(_timed(lambda: call(i, False)))
+                    on.append(_timed(lambda: call(i, True)))
+            results[name] = {"explain_off": _summary(off), "explain_on": _summary(on),
+                             "cost_of_explain": round(float(np.mean(on) / np.mean(off)) - 1.0, 3)}
+            print(f"{name:20s} off {results[name]['explain_off']['mean_ms']:.2f} ms  "
+                  f"on {results[name]['explain_on']['mean_ms']:.2f} ms  "
+                  f"(+{results[name]['cost_of_explain'] * 100:.0f}%)", flush=True)
+    payload = {"bundle": str(bundle), "bundle_version": info.version, "users": info.users, "songs": info.songs,
+               "sources": sources, "shares": shares, "k": K, "results": results,
+               "goal": "explain costs at most 0.20 on a computed Recommend at the full shape",
+               "full_shape": info.users == FULL_USERS and info.songs >= FULL_SONGS,
+               "note": "pmrs.Recommender in one process, calls one at a time, explain off and on interleaved"}
+    write_result("explain", payload, command)
+    return payload
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m bench.explain_bench")
+    p.add_argument("--workdir", type=Path, default=DATA / f"work-{FULL_USERS}x{FULL_SONGS}")
+    p.add_argument("--calls", type=int, default=400)
+    args = p.parse_args(argv)
+    bench_explain("python -m bench.explain_bench" + (f" --workdir {args.workdir}" if argv else ""),
+                  args.workdir, args.calls)
+
+
+if __name__ == "__main__":
+    main()
