@@ -375,3 +375,45 @@ def test_pmrs_recommendations_name_songs_sources_and_scores(world):
     assert c.get(f"/pmrs/v1/recommendations/{user}", params={"k": "x"}).status_code == 400
     lb = c.get(f"/1/cf/recommendation/user/{user}/recording", params={"count": 7}).json()["payload"]
     assert [m["song_id"] for m in lb["mbids"]] == expect.song_ids
+
+
+def test_a_submission_is_written_whole_or_not_at_all(world, monkeypatch):
+    """The plays of one submission go in one write log transaction: when the log cannot take
+    them (a full disk), none is written or applied, the answer is 503, and sending it again once
+    the log can be written records each listen once."""
+    c, rec, auth = world["client"], world["rec"], _auth(world["token"])
+    songs = _catalog_songs(rec, 5)
+    t = int(time.time()) - 20000
+    payload = [_listen(songs[i % 5], t + i) for i in range(400)]
+    wlog = rec.live.log
+    append_many = wlog.append_many
+
+    def on_a_full_disk(entries):   # (in the thread that writes: connections are per thread)
+        conn = wlog._conn()
+        conn.execute(f"PRAGMA max_page_count={conn.execute('PRAGMA page_count').fetchone()[0]}")
+        try:
+            return append_many(entries)
+        finally:
+            conn.execute("PRAGMA max_page_count=1073741823")
+
+    monkeypatch.setattr(wlog, "append_many", on_a_full_disk)
+    r = c.post("/1/submit-listens", headers=auth, json={"listen_type": "import", "payload": payload})
+    assert r.status_code == 503 and r.json()["code"] == 503
+    assert _log_seq(world["work"]) == 0 and USER not in rec.live.users
+    monkeypatch.undo()
+    r = c.post("/1/submit-listens", headers=auth, json={"listen_type": "import", "payload": payload})
+    assert r.status_code == 200
+    assert _log_seq(world["work"]) == 400 and rec.live.users[USER].counts.sum() == 400
+
+
+def test_record_plays_many_checks_all_then_writes_all_once(world):
+    rec = world["rec"]
+    a, b = _catalog_songs(rec, 2)
+    with pytest.raises(LookupError):   # one unknown song: nothing of the calls is written
+        rec.record_plays_many([("u1", {a.song_id: 1}, "r1"), ("u2", {"no-such-song": 1}, "r2")])
+    assert _log_seq(world["work"]) == 0
+    done = rec.record_plays_many([("u1", {a.song_id: 1}, "r1"), ("u2", {b.song_id: 2}, "r2"),
+                                  ("u1", {a.song_id: 1}, "r1")])
+    assert [d.duplicate for d in done] == [False, False, True] and done[2].seq == done[0].seq
+    assert rec.record_plays_many([("u1", {a.song_id: 1}, "r1")])[0].duplicate
+    assert rec.live.users["u1"].counts.sum() == 1 and rec.live.users["u2"].counts.sum() == 2

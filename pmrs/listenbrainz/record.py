@@ -7,11 +7,13 @@ and one play recorded through the write log, once.
   seen makes it, with the id the ingest would give it (:func:`~pmrs.ingest.resolve.new_song_id`)
   and its names, through :meth:`pmrs.Recommender.add_song` (no audio; request id
   ``lb-song:<song id>``, so two servers making it at once make it once).
-- **Once**: each listen is recorded by :meth:`pmrs.Recommender.record_plays` with a request id
+- **Once**: each listen is one play, ``record_plays`` with a request id
   derived from (user, ``listened_at``, song id): a listen sent twice, or an ``import`` that
   overlaps the listens a player sent live, is acknowledged again and applied once (the write
   log's request ids are unique across every process sharing it), and a rebuild takes each in
-  exactly once.
+  exactly once. A submission's plays go in one transaction
+  (:meth:`pmrs.Recommender.record_plays_many`): all of them or, when the log cannot be written,
+  none.
 - ``playing_now`` is checked and acknowledged, and recorded nowhere (it is not a play).
 """
 
@@ -80,9 +82,10 @@ class ListenRecorder:
         return self._index
 
     def record(self, user_id: str, listen_type: str, listens: list[Listen]) -> Recorded:
-        """Record checked ``listens`` of ``user_id`` (``playing_now``: nothing). Raises what
-        :meth:`pmrs.Recommender.record_plays` raises (e.g. ``LogUnavailable``); listens written
-        before a failure stay written, and sending the whole submission again applies the rest."""
+        """Record checked ``listens`` of ``user_id`` (``playing_now``: nothing): their plays in
+        one write log transaction, all or none. Raises what
+        :meth:`pmrs.Recommender.record_plays_many` raises (e.g. ``LogUnavailable``: no play was
+        written; songs made for the listens stay, and sending the submission again finds them)."""
         if listen_type == "playing_now":
             return Recorded()
         with self._lock:
@@ -109,13 +112,10 @@ class ListenRecorder:
                     log.info("song %s made from a listen (%s - %s)", sid, f.get("artist"), f.get("title"))
                 except AlreadyExists:   # another process made it meanwhile
                     pass
-            written = duplicates = 0
-            for x, sid in zip(listens, ids):
-                done = self.rec.record_plays(user_id, {str(sid): 1},
-                                             request_id=request_id(user_id, x.listened_at, str(sid)))
-                duplicates += done.duplicate
-                written += not done.duplicate
-            return Recorded(written, duplicates, tuple(created))
+            done = self.rec.record_plays_many([(user_id, {str(sid): 1}, request_id(user_id, x.listened_at, str(sid)))
+                                               for x, sid in zip(listens, ids)])
+            duplicates = sum(d.duplicate for d in done)
+            return Recorded(len(done) - duplicates, duplicates, tuple(created))
 
     def _known(self, song_id: str) -> bool:
         try:
