@@ -4,6 +4,7 @@ ingest resolves them, make new songs, are recorded once through the write log an
 next recommendations; bad input is refused with ListenBrainz's answers and changes nothing."""
 
 import json
+import os
 import shutil
 import threading
 import time
@@ -22,6 +23,7 @@ from pmrs.listenbrainz.cli import main as lb_main
 from pmrs.listenbrainz.payload import MAX_LISTEN_PAYLOAD_SIZE, MAX_LISTENS_PER_REQUEST
 from pmrs.listenbrainz.tokens import TOKENS_FILE, TokenStore
 from pmrs.live.log import WriteLog
+from pmrs.live.rebuild import read_logged
 from servers import work_with_bundle
 
 USER = "lb-listener"
@@ -134,6 +136,26 @@ def test_token_command_creates_lists_and_revokes(tmp_path, capsys):
     assert lb_main(["--workdir", str(tmp_path), "token", "revoke", token_id]) == 0
     assert TokenStore(tmp_path).user_of(token) is None
     assert lb_main(["--workdir", str(tmp_path), "token", "revoke", "missing"]) != 0
+
+
+def test_serve_command_answers_and_stops(world):
+    import signal
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "pmrs.listenbrainz.cli", "--workdir", str(world["work"]), "-q",
+                             "serve", "--bind", "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("pmrs-listenbrainz listening on http://127.0.0.1:"), (line, proc.stderr.read())
+        url = line.split()[-1]
+        r = requests.get(f"{url}/1/validate-token", headers=_auth(world["token"]))
+        assert r.json()["user_name"] == USER
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
 
 
 def test_serve_refuses_plain_http_off_loopback(tmp_path, capsys):
@@ -255,6 +277,7 @@ def test_listens_resolve_like_the_ingest_and_make_new_songs(world):
     view = rec.live.view()
     counts = {view.song_id(r): c for r, c in zip(user.played, user.counts)}
     assert counts == {song.song_id: 1, made: 2}
+    assert [x["song_id"] for x in read_logged(world["work"]).songs] == [made]   # the rebuild's catalog takes it in
     # a second server over the same work directory sees the song and the plays
     with pmrs.Recommender.open(world["work"], live=True) as other:
         assert other.song(made).title == "First Single"
@@ -280,6 +303,10 @@ def test_the_same_listen_is_applied_once(world):
     user = rec.live.users[USER]
     counts = {rec.bundle.song_id(r): c for r, c in zip(user.played, user.counts)}
     assert counts == {a.song_id: 2, b.song_id: 1}
+    # what the next rebuild (pmrs ingest) takes in: each listen once
+    logged = read_logged(world["work"])
+    assert sorted((u, s, c) for u, s, c, _ in logged.plays) == sorted(
+        [(USER, a.song_id, 1), (USER, a.song_id, 1), (USER, b.song_id, 1)])
 
 
 # -- bad input -----------------------------------------------------------------------------------
