@@ -161,6 +161,13 @@ def test_serve_command_answers_and_stops(world):
 def test_serve_refuses_plain_http_off_loopback(tmp_path, capsys):
     assert lb_main(["--workdir", str(tmp_path), "serve", "--bind", "0.0.0.0:0"]) != 0
     assert "insecure" in capsys.readouterr().err
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[listenbrainz]\nbind = "0.0.0.0:0"\n')
+    assert lb_main(["--workdir", str(tmp_path), "--config", str(cfg), "serve"]) != 0
+    assert "insecure" in capsys.readouterr().err
+    cfg.write_text('[listenbrainz]\nbindd = "0.0.0.0:0"\n')
+    assert lb_main(["--workdir", str(tmp_path), "--config", str(cfg), "serve"]) != 0
+    assert "bindd" in capsys.readouterr().err
 
 
 # -- validate-token ----------------------------------------------------------------------------

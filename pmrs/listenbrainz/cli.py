@@ -1,7 +1,8 @@
 """``pmrs-listenbrainz``: the ListenBrainz-compatible API of a work directory, and its tokens.
 
-``pmrs-listenbrainz serve [--workdir DIR] [--bind HOST:PORT] [--https-cert F --https-key F]
-[--insecure]`` serves :mod:`pmrs.listenbrainz.app` over a live recommender of the work directory
+``pmrs-listenbrainz [--workdir DIR] [--config FILE] serve [--bind HOST:PORT] [--https-cert F
+--https-key F] [--insecure]`` (settings in ``[listenbrainz]`` of a TOML file,
+:class:`ListenBrainzConfig`; flags override) serves :mod:`pmrs.listenbrainz.app` over a live recommender of the work directory
 (it shares the write log with pmrs-server replicas there); it binds 127.0.0.1:8100 by default,
 and another address only with HTTPS or ``--insecure`` (tokens travel in every request). Prints
 ``pmrs-listenbrainz listening on URL`` once it accepts connections.
@@ -17,26 +18,40 @@ import logging
 import signal
 import sys
 import time
+from dataclasses import dataclass
 
 from pmrs import config as cfgmod
 from pmrs.entry import run_cli
 
 log = logging.getLogger("pmrs.listenbrainz")
-DEFAULT_BIND = "127.0.0.1:8100"
 GRACE_SECONDS = 5
+
+
+@dataclass
+class ListenBrainzConfig:
+    """``[listenbrainz]`` settings of ``pmrs-listenbrainz serve`` (flags override)."""
+
+    bind: str = "127.0.0.1:8100"
+    https_cert: str | None = None   # PEM certificate (chain): serve HTTPS (with https_key)
+    https_key: str | None = None
+    insecure: bool = False          # allow plain HTTP on an address other than loopback
+
+
+DEFAULT_BIND = ListenBrainzConfig.bind
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pmrs-listenbrainz", description=__doc__.split("\n\n")[0])
     p.add_argument("--workdir", help="work directory (default: $PMRS_HOME, else ./pmrs-data)")
+    p.add_argument("--config", help="TOML config file ([listenbrainz] table); flags override it")
     p.add_argument("--log-format", choices=("text", "json"), help="log lines as text (default) or JSON objects")
     p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve", help="serve the API")
-    s.add_argument("--bind", default=DEFAULT_BIND, help=f"HOST:PORT to listen on (default {DEFAULT_BIND}; port 0: any free port)")
+    s.add_argument("--bind", help=f"HOST:PORT to listen on (default {DEFAULT_BIND}; port 0: any free port)")
     s.add_argument("--https-cert", help="PEM certificate (chain): serve HTTPS (with --https-key)")
     s.add_argument("--https-key", help="the PEM private key of --https-cert")
-    s.add_argument("--insecure", action="store_true", help="allow plain HTTP on an address other than loopback")
+    s.add_argument("--insecure", action="store_true", default=None, help="allow plain HTTP on an address other than loopback")
     t = sub.add_parser("token", help="manage users' tokens")
     tsub = t.add_subparsers(dest="token_command", required=True)
     c = tsub.add_parser("create", help="make a token for a user and print it (shown once)")
@@ -78,15 +93,17 @@ def _serve(args: argparse.Namespace) -> int:
     from .app import create_app
     from .tokens import TokenStore
 
-    if bool(args.https_cert) != bool(args.https_key):
+    cfg = cfgmod.build(ListenBrainzConfig, "listenbrainz", cfgmod.load_toml(args.config),
+                       {k: getattr(args, k, None) for k in ("bind", "https_cert", "https_key", "insecure")})
+    if bool(cfg.https_cert) != bool(cfg.https_key):
         raise ValueError("--https-cert and --https-key go together")
-    check_bind(args.bind, bool(args.https_cert), args.insecure)
+    check_bind(cfg.bind, bool(cfg.https_cert), cfg.insecure)
     workdir = cfgmod.resolve_workdir(args.workdir)
     rec = pmrs.Recommender.open(workdir, live=True)
     app = create_app(rec, TokenStore(workdir))
-    sock = listen(args.bind)
+    sock = listen(cfg.bind)
     host, port = sock.getsockname()[:2]
-    url = f"{'https' if args.https_cert else 'http'}://{host if ':' not in host else f'[{host}]'}:{port}"
+    url = f"{'https' if cfg.https_cert else 'http'}://{host if ':' not in host else f'[{host}]'}:{port}"
 
     class Server(uvicorn.Server):
         async def startup(self, sockets=None) -> None:
@@ -95,7 +112,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     server = Server(uvicorn.Config(app, log_level="warning" if args.quiet else "info", access_log=False,
                                    timeout_graceful_shutdown=GRACE_SECONDS, log_config=None,
-                                   ssl_certfile=args.https_cert, ssl_keyfile=args.https_key))
+                                   ssl_certfile=cfg.https_cert, ssl_keyfile=cfg.https_key))
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda signum, frame: log.info("stopped by %s", signal.Signals(signum).name))
     try:

@@ -18,6 +18,7 @@ ListenBrainz's message), and the whole request is refused.
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
 from dataclasses import dataclass
@@ -106,6 +107,8 @@ def check_listen(listen, listen_type: str, now_s: float) -> Listen:
             raise BadListens("JSON document must contain the key listened_at at the top level.")
         ts = listen["listened_at"]
         if isinstance(ts, str) and ts.strip().lstrip("-").isdigit():
+            ts = int(ts)   # (ListenBrainz takes int(listened_at): "1700000000" and 1700000000.5 too)
+        elif isinstance(ts, float) and math.isfinite(ts):
             ts = int(ts)
         if isinstance(ts, bool) or not isinstance(ts, int):
             raise BadListens("JSON document must contain an int value for listened_at.")

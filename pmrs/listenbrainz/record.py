@@ -65,12 +65,7 @@ class ListenRecorder:
     def index(self) -> CatalogIndex:
         """The catalog index: the bundle's catalog, then the songs added live, kept up to date."""
         if self._index is None:
-            b = self.rec.bundle
-            catalog = getattr(b, "_catalog", None)
-            if catalog is not None:
-                self._index = CatalogIndex(catalog.items())
-            else:
-                self._index = CatalogIndex((b.song_id(r), {}) for r in range(b.n_songs))
+            self._index = CatalogIndex(self.rec.bundle.catalog_items())
         songs = self.rec.live.songs   # (replaced whole by writers: this reference stays consistent)
         for i in range(self._live_indexed, len(songs)):
             fields = dict(songs.catalog[i])
@@ -128,8 +123,7 @@ class ListenRecorder:
     def recording_mbids(self, song_ids: list[str]) -> list[str | None]:
         """The recording MBID of each song: its catalog field ``mbid``, else its id
         ``mbid:<uuid>``; ``None`` when neither says."""
-        catalog = getattr(self.rec.bundle, "_catalog", None)
-        metas = catalog.get_many(song_ids) if catalog is not None else [None] * len(song_ids)
+        metas = self.rec.bundle.catalog_fields(song_ids)
         return [clean_mbid((meta or {}).get("mbid"))
                 or (clean_mbid(sid[len("mbid:"):]) if sid.startswith("mbid:") else None)
                 for sid, meta in zip(song_ids, metas)]
