@@ -451,3 +451,34 @@ def test_record_plays_many_checks_all_then_writes_all_once(world):
     assert [d.duplicate for d in done] == [False, False, True] and done[2].seq == done[0].seq
     assert rec.record_plays_many([("u1", {a.song_id: 1}, "r1")])[0].duplicate
     assert rec.live.users["u1"].counts.sum() == 1 and rec.live.users["u2"].counts.sum() == 2
+
+
+def test_a_pmrs_server_over_the_work_directory_serves_the_listens(world, tmp_path):
+    """pmrs-server replicas share the write log: a listen taken here (a new song among them) is
+    in their next answer for the user, within their poll interval."""
+    from pmrs.v1 import recommender_pb2 as pb
+    from servers import ServerProcess, wait_for
+
+    c, rec, auth = world["client"], world["rec"], _auth(world["token"])
+    server = ServerProcess(world["work"], tmp_path / "server.log")
+    try:
+        songs = _catalog_songs(rec, 2)
+        payload = [_listen(s, int(time.time()) - 100 + i) for i, s in enumerate(songs)]
+        payload.append({"listened_at": int(time.time()) - 50,
+                        "track_metadata": {"artist_name": "Server Side Band", "track_name": "Replica Song"}})
+        assert c.post("/1/submit-listens", headers=auth,
+                      json={"listen_type": "import", "payload": payload}).status_code == 200
+        made = new_song_id(None, "Server Side Band", "Replica Song")
+        here = rec.recommend(USER, k=10).song_ids
+
+        def served():
+            try:
+                got = server.stub.Recommend(pb.RecommendRequest(user_id=USER, k=10), timeout=10)
+                song = server.stub.GetSong(pb.GetSongRequest(song_id=made), timeout=10)
+            except Exception:
+                return False
+            return [s.song_id for s in got.songs] == here and song.song.title == "Replica Song"
+
+        assert wait_for(served, timeout=20), server.stderr()
+    finally:
+        server.stop()
