@@ -302,18 +302,6 @@ class Recommender:
                                   f"got {type(plays).__name__}") from None
         return self._writable().record_plays(user_id, pairs, request_id)
 
-    def record_plays_many(self, calls: Sequence[tuple[str, Mapping[str, int], str | None]]) -> list[Appended]:
-        """Several :meth:`record_plays` calls, ``(user_id, {song_id: count}, request_id)``, checked
-        first and then written in one transaction: all or none (one fsync for them all). A request
-        id already written, or repeated in ``calls``, is a duplicate and applied once. Raises as
-        :meth:`record_plays` does."""
-        try:
-            items = [(u, list(p.items()) if isinstance(p, Mapping) else [tuple(x) for x in p], r)
-                     for u, p, r in calls]
-        except (TypeError, ValueError):
-            raise InvalidArgument("calls must be (user_id, {song_id: count}, request_id) triples") from None
-        return self._writable().record_plays_many(items)
-
     def add_song(self, song_id: str, *, title: str = "", artist: str = "", release: str = "", year: int = 0,
                  genre: str = "", tags: Sequence[str] = (), audio: bytes | None = None,
                  filename: str = "clip", request_id: str | None = None) -> AddedSong:

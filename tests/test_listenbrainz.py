@@ -440,16 +440,17 @@ def test_a_submission_is_written_whole_or_not_at_all(world, monkeypatch):
     assert _log_seq(world["work"]) == 400 and rec.live.users[USER].counts.sum() == 400
 
 
-def test_record_plays_many_checks_all_then_writes_all_once(world):
+def test_live_record_plays_many_checks_all_then_writes_all_once(world):
     rec = world["rec"]
     a, b = _catalog_songs(rec, 2)
+    live = rec.live
     with pytest.raises(LookupError):   # one unknown song: nothing of the calls is written
-        rec.record_plays_many([("u1", {a.song_id: 1}, "r1"), ("u2", {"no-such-song": 1}, "r2")])
+        live.record_plays_many([("u1", [(a.song_id, 1)], "r1"), ("u2", [("no-such-song", 1)], "r2")])
     assert _log_seq(world["work"]) == 0
-    done = rec.record_plays_many([("u1", {a.song_id: 1}, "r1"), ("u2", {b.song_id: 2}, "r2"),
-                                  ("u1", {a.song_id: 1}, "r1")])
+    done = live.record_plays_many([("u1", [(a.song_id, 1)], "r1"), ("u2", [(b.song_id, 2)], "r2"),
+                                   ("u1", [(a.song_id, 1)], "r1")])
     assert [d.duplicate for d in done] == [False, False, True] and done[2].seq == done[0].seq
-    assert rec.record_plays_many([("u1", {a.song_id: 1}, "r1")])[0].duplicate
+    assert live.record_plays_many([("u1", [(a.song_id, 1)], "r1")])[0].duplicate
     assert rec.live.users["u1"].counts.sum() == 1 and rec.live.users["u2"].counts.sum() == 2
 
 

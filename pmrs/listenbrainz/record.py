@@ -12,7 +12,7 @@ and one play recorded through the write log, once.
   overlaps the listens a player sent live, is acknowledged again and applied once (the write
   log's request ids are unique across every process sharing it), and a rebuild takes each in
   exactly once. A submission's plays go in one transaction
-  (:meth:`pmrs.Recommender.record_plays_many`): all of them or, when the log cannot be written,
+  (``LiveState.record_plays_many``): all of them or, when the log cannot be written,
   none.
 - ``playing_now`` is checked and acknowledged, and recorded nowhere (it is not a play).
 """
@@ -79,7 +79,7 @@ class ListenRecorder:
     def record(self, user_id: str, listen_type: str, listens: list[Listen]) -> Recorded:
         """Record checked ``listens`` of ``user_id`` (``playing_now``: nothing): their plays in
         one write log transaction, all or none. Raises what
-        :meth:`pmrs.Recommender.record_plays_many` raises (e.g. ``LogUnavailable``: no play was
+        ``LiveState.record_plays_many`` raises (e.g. ``LogUnavailable``: no play was
         written; songs made for the listens stay, and sending the submission again finds them)."""
         if listen_type == "playing_now":
             return Recorded()
@@ -107,8 +107,9 @@ class ListenRecorder:
                     log.info("song %s made from a listen (%s - %s)", sid, f.get("artist"), f.get("title"))
                 except AlreadyExists:   # another process made it meanwhile
                     pass
-            done = self.rec.record_plays_many([(user_id, {str(sid): 1}, request_id(user_id, x.listened_at, str(sid)))
-                                               for x, sid in zip(listens, ids)])
+            calls = [(user_id, [(str(sid), 1)], request_id(user_id, x.listened_at, str(sid)))
+                     for x, sid in zip(listens, ids)]
+            done = self.rec.live.record_plays_many(calls)
             duplicates = sum(d.duplicate for d in done)
             return Recorded(len(done) - duplicates, duplicates, tuple(created))
 
