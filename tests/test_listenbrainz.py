@@ -13,6 +13,7 @@ import uuid
 import pytest
 import requests
 import uvicorn
+from servers import work_with_bundle
 from starlette.testclient import TestClient
 
 import pmrs
@@ -24,7 +25,6 @@ from pmrs.listenbrainz.payload import MAX_LISTEN_PAYLOAD_SIZE, MAX_LISTENS_PER_R
 from pmrs.listenbrainz.tokens import TOKENS_FILE, TokenStore
 from pmrs.live.log import WriteLog
 from pmrs.live.rebuild import read_logged
-from servers import work_with_bundle
 
 USER = "lb-listener"
 
@@ -457,8 +457,10 @@ def test_live_record_plays_many_checks_all_then_writes_all_once(world):
 def test_a_pmrs_server_over_the_work_directory_serves_the_listens(world, tmp_path):
     """pmrs-server replicas share the write log: a listen taken here (a new song among them) is
     in their next answer for the user, within their poll interval."""
-    from pmrs.v1 import recommender_pb2 as pb
+    import grpc
     from servers import ServerProcess, wait_for
+
+    from pmrs.v1 import recommender_pb2 as pb
 
     c, rec, auth = world["client"], world["rec"], _auth(world["token"])
     server = ServerProcess(world["work"], tmp_path / "server.log")
@@ -476,7 +478,7 @@ def test_a_pmrs_server_over_the_work_directory_serves_the_listens(world, tmp_pat
             try:
                 got = server.stub.Recommend(pb.RecommendRequest(user_id=USER, k=10), timeout=10)
                 song = server.stub.GetSong(pb.GetSongRequest(song_id=made), timeout=10)
-            except Exception:
+            except grpc.RpcError:   # (the new song not polled yet)
                 return False
             return [s.song_id for s in got.songs] == here and song.song.title == "Replica Song"
 
