@@ -17,6 +17,7 @@ import argparse
 import logging
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -101,6 +102,7 @@ def _serve(args: argparse.Namespace) -> int:
     workdir = cfgmod.resolve_workdir(args.workdir)
     rec = pmrs.Recommender.open(workdir, live=True)
     app = create_app(rec, TokenStore(workdir))
+    threading.Thread(target=app.state.recorder.warm_up, name="catalog-index", daemon=True).start()
     sock = listen(cfg.bind)
     host, port = sock.getsockname()[:2]
     url = f"{'https' if cfg.https_cert else 'http'}://{host if ':' not in host else f'[{host}]'}:{port}"

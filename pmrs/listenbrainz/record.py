@@ -62,6 +62,11 @@ class ListenRecorder:
         self._index: CatalogIndex | None = None
         self._live_indexed = 0
 
+    def warm_up(self) -> None:
+        """Build the catalog index now (a large catalog takes a while), not at the first listen."""
+        with self._lock:
+            self.index()
+
     def index(self) -> CatalogIndex:
         """The catalog index: the bundle's catalog, then the songs added live, kept up to date."""
         if self._index is None:
