@@ -20,6 +20,7 @@ import pmrs
 from pmrs.ingest.listens import MIN_LISTEN_TS
 from pmrs.ingest.resolve import new_song_id
 from pmrs.listenbrainz.app import create_app
+from pmrs.listenbrainz.cli import listening_socket
 from pmrs.listenbrainz.cli import main as lb_main
 from pmrs.listenbrainz.payload import MAX_LISTEN_PAYLOAD_SIZE, MAX_LISTENS_PER_REQUEST
 from pmrs.listenbrainz.tokens import TOKENS_FILE, TokenStore
@@ -84,10 +85,7 @@ class ServerThread:
     """The app under uvicorn on a free loopback port, in a thread (real HTTP for real clients)."""
 
     def __init__(self, app, **ssl):
-        import socket
-
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock = listening_socket("127.0.0.1:0")
         self.port = self.sock.getsockname()[1]
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", **ssl))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
@@ -156,6 +154,16 @@ def test_serve_command_answers_and_stops(world):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
+
+
+def test_the_listening_socket_sends_without_delay():
+    import socket
+
+    sock = listening_socket("127.0.0.1:0")
+    try:
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    finally:
+        sock.close()
 
 
 def test_serve_refuses_plain_http_off_loopback(tmp_path, capsys):
