@@ -235,6 +235,35 @@ class LiveState:
             raise mine.error
         return mine.result
 
+    def record_plays_many(self, calls: Sequence[tuple[str, Sequence[tuple[str, float]], str | None]]) -> list[Appended]:
+        """Several :meth:`record_plays` calls ``(user_id, plays, request_id)`` written in one
+        transaction (one fsync): every call is checked first (nothing is written when one is
+        refused), then all are logged or none; each request id already in the log, or earlier in
+        ``calls``, is a duplicate, applied once."""
+        pending = []
+        for user_id, plays, request_id in calls:
+            if request_id:
+                check_id("request_id", request_id)
+            try:
+                rows = self.check_plays(user_id, plays)
+            except NotFound:
+                self.catch_up()   # a song another process added, not polled yet?
+                rows = self.check_plays(user_id, plays)
+            body = {"user_id": user_id, "plays": [[s, _play_count(s, c)] for s, c in plays]}
+            pending.append(_Pending(user_id, rows, body, request_id))
+        if not pending:
+            return []
+        with self._queue_lock:   # (queued together: whoever commits next takes all of them)
+            self._queue.extend(pending)
+        with self._lock:
+            if not pending[0].done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                self._commit(batch)
+        if pending[0].error is not None:
+            raise pending[0].error
+        return [p.result for p in pending]
+
     def _commit(self, batch: list["_Pending"]) -> None:
         """Write ``batch`` in one transaction and apply it (holding the write lock)."""
         try:

@@ -768,6 +768,15 @@ class Bundle:
 
     # -- catalog ------------------------------------------------------------------------------
 
+    def catalog_items(self) -> Iterator[tuple[str, dict]]:
+        """Every catalog entry as stored, ``(song_id, fields)`` with all its fields (``mbid`` and
+        ``spotify_uri`` too, where the ingest found them); nothing without a catalog."""
+        return iter(()) if self._catalog is None else self._catalog.items()
+
+    def catalog_fields(self, song_ids: Sequence[str]) -> list[dict | None]:
+        """The stored catalog fields of each song id (all of them); ``None`` where unknown."""
+        return self._catalog.get_many(song_ids) if self._catalog is not None else [None] * len(song_ids)
+
     def songs(self, rows: Sequence[int] | np.ndarray, copy: bool = True) -> list[dict]:
         """Catalog fields per song row: ``{"song_id", "title", "artist", "release", "year",
         "genre"}``, with ``""`` / ``0`` where unknown (also when the bundle has no catalog).

@@ -1,0 +1,211 @@
+"""The ListenBrainz-compatible HTTP API (Starlette): players scrobble to PMRS and it learns live.
+
+Routes (the ListenBrainz ones answer as ListenBrainz does: JSON, errors ``{"code", "error"}``):
+
+- ``POST /1/submit-listens`` (``Authorization: Token <token>``): ``single``, ``import`` and
+  ``playing_now`` submissions, checked whole first (:mod:`pmrs.listenbrainz.payload`: 400 with
+  ListenBrainz's message, nothing written), then recorded (:mod:`pmrs.listenbrainz.record`);
+  ``{"status": "ok"}``. No or a bad ``Authorization`` header, an unknown or revoked token: 401.
+  The body is read up to :data:`~pmrs.listenbrainz.payload.MAX_LISTEN_PAYLOAD_SIZE` bytes and a
+  longer one refused with ListenBrainz's 400 ("Payload too large"), without reading the rest.
+- ``GET /1/validate-token``: ``{"code": 200, "message": "Token valid.", "valid": true,
+  "user_name": ...}``, or ``"Token invalid."`` / ``"valid": false`` (still 200, as ListenBrainz
+  answers); no token at all: 400. The token comes from the ``Authorization`` header, else the
+  ``token`` query parameter (ListenBrainz's older form).
+- ``GET /1/cf/recommendation/user/<user_name>/recording?count=&offset=``: the user's
+  recommendations in ListenBrainz's shape, ``{"payload": {"mbids": [{"recording_mbid", "score"}],
+  "user_name", "count", "offset", "total_mbid_count", "last_updated"}}``; a song without a known
+  MBID has ``"recording_mbid": null``; each entry also names the song (``recording_name``,
+  ``artist_name``, ``song_id``). A user PMRS does not know: 404.
+- ``GET /pmrs/v1/recommendations/<user_id>?k=``: PMRS's own answer: songs with titles, artists,
+  genres, years, scores and the sources that found them, the bundle and the write log position.
+
+Reads are open, as ListenBrainz's are (bind to loopback, or put the server behind TLS and a
+proxy that restricts them). Cross-site browser requests cannot write: a write needs the token,
+which a page elsewhere does not have, and any write that carries ``Origin`` or a
+``Sec-Fetch-Site`` other than ``none`` (the marks of a browser; players and client libraries send
+neither) is refused with 403 before its body is read. No CORS headers are sent, so other sites'
+scripts cannot read the answers either.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from ..errors import InvalidArgument, NotFound, PMRSError, Unavailable
+from .payload import MAX_LISTEN_PAYLOAD_SIZE, BadListens, parse_submission
+from .record import ListenRecorder
+from .tokens import TokenStore
+
+log = logging.getLogger("pmrs.listenbrainz")
+#: ListenBrainz's default and largest ``count`` of recommendations.
+DEFAULT_COUNT = 25
+MAX_COUNT = 1000
+
+
+def error(status: int, message: str) -> JSONResponse:
+    """A ListenBrainz error answer: ``{"code": status, "error": message}``."""
+    return JSONResponse({"code": status, "error": message}, status_code=status)
+
+
+class BrowserGuard:
+    """ASGI middleware: a write (POST) that carries the marks of a browser (``Origin``, or
+    ``Sec-Fetch-Site`` other than ``none``) is refused with 403 (module docstring)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["method"] not in ("GET", "HEAD", "OPTIONS"):
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+            site = headers.get("sec-fetch-site")
+            if "origin" in headers or (site is not None and site != "none"):
+                why = f"origin {headers['origin']}" if "origin" in headers else f"a {site} context"
+                resp = error(403, f"Requests from web pages are refused (this one came from {why}); "
+                                  "players and client libraries send no Origin header.")
+                return await resp(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
+def _token_of(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, value = header.strip().partition(" ")
+    return value.strip() if scheme.lower() == "token" and value.strip() else ""
+
+
+async def _body(request: Request, limit: int) -> bytes | None:
+    """The request body, or ``None`` as soon as it is longer than ``limit`` bytes."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        return None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(recommender, tokens: TokenStore) -> Starlette:
+    """The app over a live ``recommender`` (:meth:`pmrs.Recommender.open` with ``live=True``)
+    and the work directory's ``tokens``."""
+    recorder = ListenRecorder(recommender)
+
+    def auth(request: Request) -> str | JSONResponse:
+        token = _token_of(request)
+        if token is None:
+            return error(401, "You need to provide an Authorization header.")
+        if not token:
+            return error(401, "Provided Authorization header is invalid.")
+        user = tokens.user_of(token)
+        return user if user is not None else error(401, "Invalid authorization token.")
+
+    async def submit_listens(request: Request):
+        user = auth(request)
+        if isinstance(user, JSONResponse):
+            return user
+        raw = await _body(request, MAX_LISTEN_PAYLOAD_SIZE)
+        if raw is None:
+            return error(400, f"Payload too large. Payload cannot exceed {MAX_LISTEN_PAYLOAD_SIZE} bytes")
+        try:
+            listen_type, listens = parse_submission(raw)
+        except BadListens as exc:
+            return error(exc.status, exc.message)
+        try:
+            done = await run_in_threadpool(recorder.record, user, listen_type, listens)
+        except Unavailable as exc:
+            log.warning("listens of %s not recorded: %s", user, exc)
+            return error(503, "Cannot submit listens right now, please try again later.")
+        except InvalidArgument as exc:
+            return error(400, str(exc))
+        log.debug("%s: %d listens written, %d already there", user, done.written, done.duplicates)
+        return JSONResponse({"status": "ok"})
+
+    async def validate_token(request: Request):
+        token = _token_of(request) or request.query_params.get("token", "")
+        if not token:
+            return error(400, "You need to provide an Authorization token.")
+        user = tokens.user_of(token)
+        if user is None:
+            return JSONResponse({"code": 200, "message": "Token invalid.", "valid": False})
+        return JSONResponse({"code": 200, "message": "Token valid.", "valid": True, "user_name": user})
+
+    def _int_param(request: Request, name: str, default: int) -> int:
+        value = request.query_params.get(name)
+        if value is None:
+            return default
+        if not value.isdigit():
+            raise BadListens(f"'{name}' should be a non-negative integer")
+        return int(value)
+
+    def _recommend(user_name: str, k: int):
+        recommender.refresh()
+        if not _known_user(user_name):
+            raise NotFound(f"Cannot find user: {user_name}")
+        return recommender.recommend(user_name, k=k)
+
+    def _known_user(user_name: str) -> bool:
+        live = recommender.live
+        return (live is not None and live.has_user(user_name)) or recommender.bundle.user_row(user_name) is not None
+
+    async def cf_recordings(request: Request):
+        user_name = request.path_params["user_name"]
+        try:
+            count = min(_int_param(request, "count", DEFAULT_COUNT), MAX_COUNT)
+            offset = _int_param(request, "offset", 0)
+        except BadListens as exc:
+            return error(400, exc.message)
+        if count == 0:
+            return error(400, "'count' should be a positive integer")
+        try:
+            recs = await run_in_threadpool(_recommend, user_name, min(offset + count, MAX_COUNT))
+        except NotFound as exc:
+            return error(404, str(exc))
+        except PMRSError as exc:
+            return error(400, str(exc))
+        page = recs.songs[offset:offset + count]
+        mbids = recorder.recording_mbids([s.song_id for s in page])
+        return JSONResponse({"payload": {
+            "mbids": [{"recording_mbid": m, "score": float(s.score), "recording_name": s.title,
+                       "artist_name": s.artist, "song_id": s.song_id} for s, m in zip(page, mbids)],
+            "user_name": user_name, "count": len(page), "offset": offset,
+            "total_mbid_count": len(recs.songs), "last_updated": int(time.time())}})
+
+    async def pmrs_recommendations(request: Request):
+        user_id = request.path_params["user_id"]
+        try:
+            k = _int_param(request, "k", 0) or None
+            recs = await run_in_threadpool(_recommend, user_id, k or recommender.defaults.k)
+        except BadListens as exc:
+            return error(400, exc.message)
+        except NotFound as exc:
+            return error(404, str(exc))
+        except PMRSError as exc:
+            return error(400, str(exc))
+        return JSONResponse({
+            "user_id": user_id, "bundle_version": recs.bundle_version, "live_seq": recommender.live_seq,
+            "precomputed": recs.precomputed,
+            "songs": [{"song_id": s.song_id, "title": s.title, "artist": s.artist, "genre": s.genre,
+                       "year": s.year, "score": float(s.score), "sources": list(s.sources),
+                       "recording_mbid": m}
+                      for s, m in zip(recs.songs, recorder.recording_mbids([s.song_id for s in recs.songs]))]})
+
+    app = Starlette(routes=[
+        Route("/1/submit-listens", submit_listens, methods=["POST"]),
+        Route("/1/validate-token", validate_token, methods=["GET"]),
+        Route("/1/cf/recommendation/user/{user_name}/recording", cf_recordings, methods=["GET"]),
+        Route("/pmrs/v1/recommendations/{user_id}", pmrs_recommendations, methods=["GET"]),
+    ])
+    app.add_middleware(BrowserGuard)
+    app.state.recorder = recorder
+    return app

@@ -1,0 +1,150 @@
+"""``pmrs-listenbrainz``: the ListenBrainz-compatible API of a work directory, and its tokens.
+
+``pmrs-listenbrainz [--workdir DIR] [--config FILE] serve [--bind HOST:PORT] [--https-cert F
+--https-key F] [--insecure]`` (settings in ``[listenbrainz]`` of a TOML file,
+:class:`ListenBrainzConfig`; flags override) serves :mod:`pmrs.listenbrainz.app` over a live recommender of the work directory
+(it shares the write log with pmrs-server replicas there); it binds 127.0.0.1:8100 by default,
+and another address only with HTTPS or ``--insecure`` (tokens travel in every request). Prints
+``pmrs-listenbrainz listening on URL`` once it accepts connections.
+
+``pmrs-listenbrainz token create USER`` prints a new token for USER (once: it is stored hashed);
+``token list`` lists tokens by id; ``token revoke ID`` revokes one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass
+
+from pmrs import config as cfgmod
+from pmrs.entry import run_cli
+
+log = logging.getLogger("pmrs.listenbrainz")
+GRACE_SECONDS = 5
+
+
+@dataclass
+class ListenBrainzConfig:
+    """``[listenbrainz]`` settings of ``pmrs-listenbrainz serve`` (flags override)."""
+
+    bind: str = "127.0.0.1:8100"
+    https_cert: str | None = None   # PEM certificate (chain): serve HTTPS (with https_key)
+    https_key: str | None = None
+    insecure: bool = False          # allow plain HTTP on an address other than loopback
+
+
+DEFAULT_BIND = ListenBrainzConfig.bind
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pmrs-listenbrainz", description=__doc__.split("\n\n")[0])
+    p.add_argument("--workdir", help="work directory (default: $PMRS_HOME, else ./pmrs-data)")
+    p.add_argument("--config", help="TOML config file ([listenbrainz] table); flags override it")
+    p.add_argument("--log-format", choices=("text", "json"), help="log lines as text (default) or JSON objects")
+    p.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="serve the API")
+    s.add_argument("--bind", help=f"HOST:PORT to listen on (default {DEFAULT_BIND}; port 0: any free port)")
+    s.add_argument("--https-cert", help="PEM certificate (chain): serve HTTPS (with --https-key)")
+    s.add_argument("--https-key", help="the PEM private key of --https-cert")
+    s.add_argument("--insecure", action="store_true", default=None, help="allow plain HTTP on an address other than loopback")
+    t = sub.add_parser("token", help="manage users' tokens")
+    tsub = t.add_subparsers(dest="token_command", required=True)
+    c = tsub.add_parser("create", help="make a token for a user and print it (shown once)")
+    c.add_argument("user", help="the PMRS user id the token's listens are recorded for")
+    tsub.add_parser("list", help="list tokens (ids, users, dates; never the tokens)")
+    r = tsub.add_parser("revoke", help="revoke a token by its id")
+    r.add_argument("token_id")
+    return p
+
+
+def listening_socket(bind: str) -> socket.socket:
+    """A listening socket on ``HOST:PORT`` (:func:`pmrs.web.cli.listen`) whose connections send
+    at once (``TCP_NODELAY``, inherited by accepted sockets on Linux): uvicorn writes a response's
+    head and body apart, and with Nagle's algorithm the body waits for the client's delayed ACK,
+    40 ms a request (23 submissions a second from one client instead of about a thousand)."""
+    from pmrs.web.cli import listen
+
+    sock = listen(bind)
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def _stamp(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)) if t else "-"
+
+
+def _token(args: argparse.Namespace) -> int:
+    from .tokens import TokenStore
+
+    store = TokenStore(cfgmod.resolve_workdir(args.workdir))
+    if args.token_command == "create":
+        entry, token = store.create(args.user)
+        print(f"token {entry.token_id} for user {entry.user_id} (shown once; stored hashed):")
+        print(token)
+    elif args.token_command == "list":
+        for e in store.entries():
+            print(f"{e.token_id}\t{e.user_id}\tcreated {_stamp(e.created_at)}\t"
+                  f"{'revoked ' + _stamp(e.revoked_at) if e.revoked_at else 'active'}")
+    else:
+        e = store.revoke(args.token_id)
+        print(f"token {e.token_id} of {e.user_id} revoked")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    import pmrs
+    from pmrs.web.cli import check_bind
+
+    from .app import create_app
+    from .tokens import TokenStore
+
+    cfg = cfgmod.build(ListenBrainzConfig, "listenbrainz", cfgmod.load_toml(args.config),
+                       {k: getattr(args, k, None) for k in ("bind", "https_cert", "https_key", "insecure")})
+    if bool(cfg.https_cert) != bool(cfg.https_key):
+        raise ValueError("--https-cert and --https-key go together")
+    check_bind(cfg.bind, bool(cfg.https_cert), cfg.insecure)
+    workdir = cfgmod.resolve_workdir(args.workdir)
+    rec = pmrs.Recommender.open(workdir, live=True)
+    app = create_app(rec, TokenStore(workdir))
+    threading.Thread(target=app.state.recorder.warm_up, name="catalog-index", daemon=True).start()
+    sock = listening_socket(cfg.bind)
+    host, port = sock.getsockname()[:2]
+    url = f"{'https' if cfg.https_cert else 'http'}://{host if ':' not in host else f'[{host}]'}:{port}"
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets=None) -> None:
+            await super().startup(sockets)
+            print(f"pmrs-listenbrainz listening on {url}", flush=True)
+
+    server = Server(uvicorn.Config(app, log_level="warning" if args.quiet else "info", access_log=False,
+                                   timeout_graceful_shutdown=GRACE_SECONDS, log_config=None,
+                                   ssl_certfile=cfg.https_cert, ssl_keyfile=cfg.https_key))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: log.info("stopped by %s", signal.Signals(signum).name))
+    try:
+        server.run(sockets=[sock])
+    finally:
+        rec.close()
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    return _token(args) if args.command == "token" else _serve(args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli("pmrs-listenbrainz", build_parser(), _run, argv)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
