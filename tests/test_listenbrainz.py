@@ -20,7 +20,7 @@ import pmrs
 from pmrs.ingest.listens import MIN_LISTEN_TS
 from pmrs.ingest.resolve import new_song_id
 from pmrs.listenbrainz.app import create_app
-from pmrs.listenbrainz.cli import listening_socket
+from pmrs.web.cli import listen as listening_socket
 from pmrs.listenbrainz.cli import main as lb_main
 from pmrs.listenbrainz.payload import MAX_LISTEN_PAYLOAD_SIZE, MAX_LISTENS_PER_REQUEST
 from pmrs.listenbrainz.tokens import TOKENS_FILE, TokenStore

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-import socket
 import sys
 import threading
 import time
@@ -64,19 +63,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def listening_socket(bind: str) -> socket.socket:
-    """A listening socket on ``HOST:PORT`` (:func:`pmrs.web.cli.listen`) whose connections send
-    at once (``TCP_NODELAY``, inherited by accepted sockets on Linux): uvicorn writes a response's
-    head and body apart, and with Nagle's algorithm the body waits for the client's delayed ACK,
-    40 ms a request (23 submissions a second from one client instead of about a thousand)."""
-    from pmrs.web.cli import listen
-
-    sock = listen(bind)
-    if sock.family in (socket.AF_INET, socket.AF_INET6):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
-
-
 def _stamp(t: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t)) if t else "-"
 
@@ -105,6 +91,8 @@ def _serve(args: argparse.Namespace) -> int:
     import pmrs
     from pmrs.web.cli import check_bind
 
+    from pmrs.web.cli import listen
+
     from .app import create_app
     from .tokens import TokenStore
 
@@ -117,7 +105,7 @@ def _serve(args: argparse.Namespace) -> int:
     rec = pmrs.Recommender.open(workdir, live=True)
     app = create_app(rec, TokenStore(workdir))
     threading.Thread(target=app.state.recorder.warm_up, name="catalog-index", daemon=True).start()
-    sock = listening_socket(cfg.bind)
+    sock = listen(cfg.bind)
     host, port = sock.getsockname()[:2]
     url = f"{'https' if cfg.https_cert else 'http'}://{host if ':' not in host else f'[{host}]'}:{port}"
 

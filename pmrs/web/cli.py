@@ -85,7 +85,10 @@ def check_bind(bind: str, https: bool, insecure: bool) -> str:
 
 
 def listen(bind: str) -> socket.socket:
-    """A listening socket on ``HOST:PORT`` (port 0: any free port)."""
+    """A listening socket on ``HOST:PORT`` (port 0: any free port) whose connections send at once
+    (``TCP_NODELAY``, inherited by accepted sockets on Linux): uvicorn writes a response's head
+    and body apart, and with Nagle's algorithm the body waits for the client's delayed ACK, 40 ms
+    a request (23 requests a second from one client instead of about a thousand)."""
     host, sep, port = bind.rpartition(":")
     if not sep or not host or not port.isdigit():
         raise ValueError(f"bind address must be HOST:PORT, got {bind!r}")
@@ -98,6 +101,7 @@ def listen(bind: str) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise ValueError(f"cannot listen on {bind}: {exc.strerror or exc}") from None
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.listen(128)
     return sock
 
