@@ -373,6 +373,16 @@ def r_serving(d: dict) -> Lines:
                                ("seconds per point", d.get("duration_s_per_point"))])
 
 
+def r_explain(d: dict) -> Lines:
+    rows = [[name, get(r, "explain_off", "mean_ms"), get(r, "explain_on", "mean_ms"), get(r, "explain_off", "p99_ms"),
+             get(r, "explain_on", "p99_ms"), f"+{r.get('cost_of_explain', 0) * 100:.0f}%"]
+            for name, r in (d.get("results") or {}).items()]
+    out = table(["call", "mean ms, off", "mean ms, on", "p99 ms, off", "p99 ms, on", "cost of explain"], rows)
+    return out + scalar_table([("users x songs", [d.get("users"), d.get("songs")]), ("sources", d.get("sources")),
+                               ("shares set", d.get("shares")), ("k", d.get("k")), ("goal", d.get("goal")),
+                               ("full shape", d.get("full_shape"))])
+
+
 def r_live(d: dict) -> Lines:
     full = d.get("record_plays_full_shape") or {}
     out = table(["writers", "plays / call", "calls/s", "plays/s", "ack p50 ms", "ack p99 ms", "errors"],
@@ -507,6 +517,8 @@ SECTIONS: list[tuple[str, str, list[tuple[str, Callable[[Doc], Lines], str | Non
      [("index", r_index, None)]),
     ("Serving", "`pmrs-server` under `pmrs-loadtest` at concurrency 1 / 8 / 32, against the no-op Ping.",
      [("serving", r_serving, None)]),
+    ("Explanations", "Computed Recommend and SimilarSongs with `explain` off and on, in process as the server runs.",
+     [("explain", r_explain, None)]),
     ("Live writes", "RecordPlays through the write log (two servers over one log), AddSong of a clip.",
      [("live", r_live, None)]),
     ("Replicas", "One and two servers over one bundle under one round-robin load test.",

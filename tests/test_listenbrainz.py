@@ -20,12 +20,12 @@ import pmrs
 from pmrs.ingest.listens import MIN_LISTEN_TS
 from pmrs.ingest.resolve import new_song_id
 from pmrs.listenbrainz.app import create_app
-from pmrs.web.cli import listen as listening_socket
 from pmrs.listenbrainz.cli import main as lb_main
 from pmrs.listenbrainz.payload import MAX_LISTEN_PAYLOAD_SIZE, MAX_LISTENS_PER_REQUEST
 from pmrs.listenbrainz.tokens import TOKENS_FILE, TokenStore
 from pmrs.live.log import WriteLog
 from pmrs.live.rebuild import read_logged
+from pmrs.web.cli import listen as listening_socket
 
 USER = "lb-listener"
 

@@ -89,9 +89,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     import pmrs
-    from pmrs.web.cli import check_bind
-
-    from pmrs.web.cli import listen
+    from pmrs.web.cli import check_bind, listen
 
     from .app import create_app
     from .tokens import TokenStore

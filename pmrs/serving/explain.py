@@ -20,7 +20,7 @@ under shares, ``pmrs.blend``).
 from __future__ import annotations
 
 from collections import Counter
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
