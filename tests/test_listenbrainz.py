@@ -417,6 +417,14 @@ def test_pmrs_recommendations_name_songs_sources_and_scores(world):
     assert c.get(f"/pmrs/v1/recommendations/{user}", params={"k": "x"}).status_code == 400
     lb = c.get(f"/1/cf/recommendation/user/{user}/recording", params={"count": 7}).json()["payload"]
     assert [m["song_id"] for m in lb["mbids"]] == expect.song_ids
+    # each song says why, source by source, as pmrs.Recommender explains it; explain=0 leaves it out
+    why = rec.recommend(user, k=7, explain=True)
+    for got, want in zip(data["songs"], why.songs):
+        assert [r["text"] for r in got["reasons"]] == [r.text for r in want.reasons] != []
+        assert [r["source"] for r in got["reasons"]] == list(want.sources)
+    plain = c.get(f"/pmrs/v1/recommendations/{user}", params={"k": 7, "explain": "0"}).json()
+    assert [s["song_id"] for s in plain["songs"]] == expect.song_ids and all(s["reasons"] == [] for s in plain["songs"])
+    assert c.get(f"/pmrs/v1/recommendations/{user}", params={"explain": "maybe"}).status_code == 400
 
 
 def test_a_submission_is_written_whole_or_not_at_all(world, monkeypatch):

@@ -17,8 +17,9 @@ Routes (the ListenBrainz ones answer as ListenBrainz does: JSON, errors ``{"code
   "user_name", "count", "offset", "total_mbid_count", "last_updated"}}``; a song without a known
   MBID has ``"recording_mbid": null``; each entry also names the song (``recording_name``,
   ``artist_name``, ``song_id``). A user PMRS does not know: 404.
-- ``GET /pmrs/v1/recommendations/<user_id>?k=``: PMRS's own answer: songs with titles, artists,
-  genres, years, scores and the sources that found them, the bundle and the write log position.
+- ``GET /pmrs/v1/recommendations/<user_id>?k=&explain=``: PMRS's own answer: songs with titles,
+  artists, genres, years, scores, the sources that found them and, unless ``explain=0``, the
+  reasons each source gives (:mod:`pmrs.serving.explain`), the bundle and the write log position.
 
 Reads are open, as ListenBrainz's are (bind to loopback, or put the server behind TLS and a
 proxy that restricts them). Cross-site browser requests cannot write: a write needs the token,
@@ -96,6 +97,17 @@ async def _body(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
+#: The values a yes/no query parameter takes.
+FLAGS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+
+
+def _reason(r) -> dict:
+    """One reason (:class:`pmrs.results.Reason`) as JSON."""
+    return {"source": r.source, "rank": r.rank, "share": r.share, "text": r.text,
+            "evidence": [{"song_id": e.song_id, "title": e.title, "artist": e.artist, "weight": e.weight}
+                         for e in r.evidence], "shared": list(r.shared)}
+
+
 def create_app(recommender, tokens: TokenStore) -> Starlette:
     """The app over a live ``recommender`` (:meth:`pmrs.Recommender.open` with ``live=True``)
     and the work directory's ``tokens``."""
@@ -148,11 +160,11 @@ def create_app(recommender, tokens: TokenStore) -> Starlette:
             raise BadListens(f"'{name}' should be a non-negative integer")
         return int(value)
 
-    def _recommend(user_name: str, k: int):
+    def _recommend(user_name: str, k: int, explain: bool = False):
         recommender.refresh()
         if not _known_user(user_name):
             raise NotFound(f"Cannot find user: {user_name}")
-        return recommender.recommend(user_name, k=k)
+        return recommender.recommend(user_name, k=k, explain=explain)
 
     def _known_user(user_name: str) -> bool:
         live = recommender.live
@@ -185,7 +197,8 @@ def create_app(recommender, tokens: TokenStore) -> Starlette:
         user_id = request.path_params["user_id"]
         try:
             k = _int_param(request, "k", 0) or None
-            recs = await run_in_threadpool(_recommend, user_id, k or recommender.defaults.k)
+            explain = _flag(request, "explain", True)
+            recs = await run_in_threadpool(_recommend, user_id, k or recommender.defaults.k, explain)
         except BadListens as exc:
             return error(400, exc.message)
         except NotFound as exc:
@@ -197,8 +210,16 @@ def create_app(recommender, tokens: TokenStore) -> Starlette:
             "precomputed": recs.precomputed,
             "songs": [{"song_id": s.song_id, "title": s.title, "artist": s.artist, "genre": s.genre,
                        "year": s.year, "score": float(s.score), "sources": list(s.sources),
-                       "recording_mbid": m}
+                       "recording_mbid": m, "reasons": [_reason(r) for r in s.reasons]}
                       for s, m in zip(recs.songs, recorder.recording_mbids([s.song_id for s in recs.songs]))]})
+
+    def _flag(request: Request, name: str, default: bool) -> bool:
+        value = request.query_params.get(name)
+        if value is None:
+            return default
+        if value.lower() not in FLAGS:
+            raise BadListens(f"'{name}' should be one of {', '.join(sorted(FLAGS))}")
+        return FLAGS[value.lower()]
 
     app = Starlette(routes=[
         Route("/1/submit-listens", submit_listens, methods=["POST"]),
