@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
 import os
 import platform
 import resource
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -68,7 +72,7 @@ class TreeMemory:
         while not self._stop.wait(self.interval):
             self.sample()
 
-    def __enter__(self) -> "TreeMemory":
+    def __enter__(self) -> TreeMemory:
         self.sample()
         self._thread.start()
         return self
@@ -122,3 +126,35 @@ def write_result(name: str, payload: dict, command: str) -> Path:
     tmp.write_text(json.dumps(doc, indent=2) + "\n")
     tmp.replace(out)
     return out
+
+
+@contextlib.contextmanager
+def started(argv: list[str], env: dict | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+    """A server command (``argv``, run with this Python) that prints ``... listening on ADDRESS``
+    first: yields ``(ADDRESS, process)`` once it does; stopped (SIGTERM, then killed) on exit."""
+    proc = subprocess.Popen([sys.executable, *argv], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_WAIT_POLICY": "PASSIVE", **(env or {})})
+    try:
+        line = proc.stdout.readline()
+        if "listening on" not in line:
+            raise RuntimeError(f"{argv[1] if len(argv) > 1 else argv} did not start: {line!r}")
+        yield line.strip().rsplit(" ", 1)[-1], proc
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def workdir_bench(prog: str, run: Callable[..., dict], argv: list[str] | None = None, **counts: int) -> dict:
+    """The command line of a bench over a work directory with a bundle (``--workdir``, the full
+    shape's by default) and integer options (``counts``: name and default); calls
+    ``run(command, workdir, **counts)`` with the command line as given."""
+    p = argparse.ArgumentParser(prog=f"python -m {prog}")
+    p.add_argument("--workdir", type=Path, default=DATA / f"work-{FULL_USERS}x{FULL_SONGS}")
+    for name, default in counts.items():
+        p.add_argument(f"--{name}", type=int, default=default)
+    args = p.parse_args(argv)
+    given = sys.argv[1:] if argv is None else argv
+    return run(" ".join([f"python -m {prog}", *given]), args.workdir, **{k: getattr(args, k) for k in counts})

@@ -12,14 +12,12 @@ ingest,wmf,index``) by default, or any other (``--workdir``).
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from bench.common import DATA, FULL_SONGS, FULL_USERS, write_result
+from bench.common import FULL_SONGS, FULL_USERS, workdir_bench, write_result
 
 #: Each computed call sets a share (so no default list answers it): the second source's, at this.
 SHARE = 0.3
@@ -40,11 +38,10 @@ def _summary(ms: list[float]) -> dict:
 
 def bench_explain(command: str, workdir: Path, calls: int = 400, seed: int = 7) -> dict:
     from pmrs_clients.loadtest import load_ids
+    from threadpoolctl import threadpool_limits
 
     import pmrs
     from pmrs.serving.contract import current_bundle
-
-    from threadpoolctl import threadpool_limits
 
     threadpool_limits(1, user_api="blas")            # as pmrs-server runs (blas_threads 1)
     bundle = current_bundle(workdir)
@@ -86,12 +83,7 @@ def bench_explain(command: str, workdir: Path, calls: int = 400, seed: int = 7) 
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m bench.explain_bench")
-    p.add_argument("--workdir", type=Path, default=DATA / f"work-{FULL_USERS}x{FULL_SONGS}")
-    p.add_argument("--calls", type=int, default=400)
-    args = p.parse_args(argv)
-    given = sys.argv[1:] if argv is None else argv
-    bench_explain(" ".join(["python -m bench.explain_bench", *given]), args.workdir, args.calls)
+    workdir_bench("bench.explain_bench", bench_explain, argv, calls=400)
 
 
 if __name__ == "__main__":

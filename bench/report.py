@@ -383,6 +383,18 @@ def r_explain(d: dict) -> Lines:
                                ("full shape", d.get("full_shape"))])
 
 
+def r_listenbrainz(d: dict) -> Lines:
+    rates = d.get("rates") or {}
+    out = table(["path", "rate"], [["`single` listens, one per request", f"{fmt(rates.get('single_listens_per_s'))} listens/s"],
+                                   [f"`import` of {d.get('import_size')} listens", f"{fmt(rates.get('import_listens_per_s'))} listens/s"],
+                                   ["gRPC RecordPlays, one play per call", f"{fmt(rates.get('grpc_record_plays_calls_per_s'))} calls/s"]])
+    rows = [[name.replace("_", " "), get(v, "p50_ms"), get(v, "p99_ms"), get(v, "samples"),
+             get(v, "not_seen_within_s", "count")] for name, v in (d.get("time_to_changed_recommendations") or {}).items()]
+    out += table(["write, then the answer read", "p50 ms", "p99 ms", "samples", "not seen"], rows)
+    return out + scalar_table([("users x songs", [d.get("users"), d.get("songs")]),
+                               ("load average at end", d.get("load_average_at_end"))])
+
+
 def r_live(d: dict) -> Lines:
     full = d.get("record_plays_full_shape") or {}
     out = table(["writers", "plays / call", "calls/s", "plays/s", "ack p50 ms", "ack p99 ms", "errors"],
@@ -521,6 +533,9 @@ SECTIONS: list[tuple[str, str, list[tuple[str, Callable[[Doc], Lines], str | Non
      [("explain", r_explain, None)]),
     ("Live writes", "RecordPlays through the write log (two servers over one log), AddSong of a clip.",
      [("live", r_live, None)]),
+    ("ListenBrainz endpoint", ("Listens through `pmrs-listenbrainz` and the time to changed recommendations, "
+                               "beside RecordPlays over gRPC."),
+     [("listenbrainz", r_listenbrainz, None)]),
     ("Replicas", "One and two servers over one bundle under one round-robin load test.",
      [("replicas", r_replicas, None)]),
     ("Past the Taste Profile", "One source of ten times the Taste Profile's songs, indexed as `indexer build` does.",

@@ -11,6 +11,8 @@
   source served against Ping (bench/neighbours_bench.py)
 - explain: computed Recommend and SimilarSongs with explanations off and on, in process
   (bench/explain_bench.py)
+- listenbrainz: listens per second through the ListenBrainz-compatible endpoint and the time to
+  changed recommendations, beside RecordPlays over gRPC (bench/listenbrainz_bench.py)
 - live: RecordPlays rate and visibility across servers, AddSong to first neighbours, reads while
   writing (bench/live_bench.py); replicas: one and two servers under one load test
   (bench/replicas_bench.py)
@@ -26,7 +28,7 @@
 
 Last, docs/BENCHMARKS.md is rendered from every file in bench/results/ (bench/report.py).
 
-    python -m bench.run [--only ingest,wmf,extract,cnn,index,serving,select,live,replicas,neighbours,explain,metadata,spark,web,scale,events]
+    python -m bench.run [--only ingest,wmf,extract,cnn,index,serving,select,live,replicas,neighbours,explain,listenbrainz,metadata,spark,web,scale,events]
                         [--users N --songs N] [--iterations N]
 """
 
@@ -75,20 +77,20 @@ def bench_wmf(workdir, iterations: int, command: str) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.run")
     p.add_argument("--only", default="ingest,wmf,extract,cnn,index,serving,select,live,replicas,neighbours,explain,"
-                                      "metadata,spark,web,scale,events")
+                                      "listenbrainz,metadata,spark,web,scale,events")
     p.add_argument("--users", type=int, default=FULL_USERS)
     p.add_argument("--songs", type=int, default=FULL_SONGS)
     p.add_argument("--iterations", type=int, default=15)
     args = p.parse_args(argv)
     command = "python -m bench.run " + " ".join(argv if argv is not None else sys.argv[1:])
     only = set(args.only.split(","))
-    if only & {"ingest", "wmf", "index", "serving", "select", "live", "replicas", "neighbours", "explain"}:
+    if only & {"ingest", "wmf", "index", "serving", "select", "live", "replicas", "neighbours", "explain", "listenbrainz"}:
         world = full_shape_world(args.users, args.songs)
         workdir = DATA / f"work-{args.users}x{args.songs}"
         if "ingest" in only or not (workdir / "interactions").exists():
             shutil.rmtree(workdir, ignore_errors=True)
             bench_ingest(world, workdir, command)
-        serves = bool(only & {"index", "serving", "live", "replicas", "neighbours", "explain"})  # a model and a bundle
+        serves = bool(only & {"index", "serving", "live", "replicas", "neighbours", "explain", "listenbrainz"})  # a model and a bundle
         if "wmf" in only or (serves and not (workdir / "models" / "wmf").exists()):
             bench_wmf(workdir, args.iterations, command)
         if "index" in only or (serves and not (workdir / "bundles" / "CURRENT").exists()):
@@ -123,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
             from bench.explain_bench import bench_explain
 
             bench_explain(command, workdir)
+        if "listenbrainz" in only:
+            from bench.listenbrainz_bench import bench_listenbrainz
+
+            bench_listenbrainz(command, workdir)
     if "extract" in only:
         from bench.extract_bench import bench_extract
 

@@ -9,17 +9,11 @@ Client and server share this machine's 2 cores, so the figures include the load 
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
-from typing import Iterator
 
-from bench.common import DATA, FULL_SONGS, FULL_USERS, write_result
+from bench.common import DATA, FULL_SONGS, FULL_USERS, started, write_result
 
 CONCURRENCY = (1, 8, 32)
 #: What is loaded: (result name, method, acoustic_share; None: unset). The bundle's default lists
@@ -37,25 +31,10 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
-@contextlib.contextmanager
-def served(workdir: Path, env: dict | None = None) -> Iterator[tuple[str, subprocess.Popen]]:
+def served(workdir: Path, env: dict | None = None):
     """``pmrs-server`` over ``workdir`` on a free local port, as its own process (``env``: more
-    environment, e.g. a write token): yields ``(target, process)`` once it listens; stopped
-    (SIGTERM, then killed) on exit."""
-    proc = subprocess.Popen([sys.executable, "-m", "pmrs_server.main", "--workdir", str(workdir),
-                             "--bind", "127.0.0.1:0", "-q"], stdout=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE", **(env or {})})
-    try:
-        line = proc.stdout.readline()
-        if "listening on" not in line:
-            raise RuntimeError(f"pmrs-server did not start: {line!r}")
-        yield line.strip().rsplit(" ", 1)[-1], proc
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    environment, e.g. a write token): yields ``(target, process)`` once it listens."""
+    return started(["-m", "pmrs_server.main", "--workdir", str(workdir), "--bind", "127.0.0.1:0", "-q"], env)
 
 
 def load_point(target: str, name: str, rpc: str, concurrency: int, duration_s: float, users, songs,
@@ -82,8 +61,9 @@ def over_ping(results: dict, names) -> dict:
 
 
 def bench_serving(command: str, workdir: Path | None = None, duration_s: float = 8.0) -> dict:
-    import pmrs
     from pmrs_clients.loadtest import load_ids
+
+    import pmrs
     from pmrs.serving.contract import current_bundle
 
     workdir = workdir or DATA / f"work-{FULL_USERS}x{FULL_SONGS}"

@@ -10,6 +10,7 @@ import threading
 import time
 import uuid
 
+import numpy as np
 import pytest
 import requests
 import uvicorn
@@ -468,6 +469,14 @@ def test_live_record_plays_many_checks_all_then_writes_all_once(world):
     assert [d.duplicate for d in done] == [False, False, True] and done[2].seq == done[0].seq
     assert live.record_plays_many([("u1", [(a.song_id, 1)], "r1")])[0].duplicate
     assert rec.live.users["u1"].counts.sum() == 1 and rec.live.users["u2"].counts.sum() == 2
+    # several writes of one user in one batch: applied together (one fold-in), as one after another
+    live.record_plays_many([("u3", [(a.song_id, 1)], "r3"), ("u3", [(b.song_id, 2)], "r4"),
+                            ("u3", [(a.song_id, 3)], "r5")])
+    u3 = rec.live.users["u3"]
+    rows = [rec.bundle.song_row(a.song_id), rec.bundle.song_row(b.song_id)]
+    assert dict(zip(u3.played.tolist(), u3.counts.tolist())) == {rows[0]: 4.0, rows[1]: 2.0}
+    np.testing.assert_allclose(u3.vector, rec.bundle.fold_in(np.asarray(rows), np.asarray([4.0, 2.0])), rtol=1e-5)
+    assert rec.live.seq == _log_seq(world["work"])
 
 
 def test_a_pmrs_server_over_the_work_directory_serves_the_listens(world, tmp_path):

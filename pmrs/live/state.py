@@ -282,13 +282,20 @@ class LiveState:
             for p in batch:
                 p.error, p.done = exc, True
             return
+        by_user: dict[str, tuple[list, list[int]]] = {}   # (one fold-in per user, however many writes)
         for p, r in zip(batch, results):
             if not r.duplicate:
-                try:
-                    self._apply_plays(p.user_id, p.rows)
-                except Exception as exc:   # (durable already: the next replay applies it)
-                    log.exception("applying write %d failed", r.seq)
-                    self.skipped.append(f"write {r.seq} not applied: {exc}")
+                rows, seqs = by_user.setdefault(p.user_id, ([], []))
+                rows.extend(p.rows)
+                seqs.append(r.seq)
+        for user_id, (rows, seqs) in by_user.items():
+            try:
+                self._apply_plays(user_id, rows)
+            except Exception as exc:   # (durable already: the next replay applies it)
+                log.exception("applying writes %s failed", seqs)
+                self.skipped.extend(f"write {seq} not applied: {exc}" for seq in seqs)
+        for p, r in zip(batch, results):
+            if not r.duplicate:
                 self.seq = max(self.seq, r.seq)
             p.result, p.done = r, True
 
