@@ -510,3 +510,30 @@ def test_a_pmrs_server_over_the_work_directory_serves_the_listens(world, tmp_pat
         assert wait_for(served, timeout=20), server.stderr()
     finally:
         server.stop()
+
+
+def test_the_endpoint_follows_a_rebuild_and_keeps_its_bundle_when_the_new_one_is_broken(world, caplog):
+    from pmrs.indexing import IndexerConfig, build_bundle
+    from pmrs.serving.contract import CURRENT_FILE, bundles_dir
+
+    w, rec = world["work"], world["rec"]
+    app = create_app(rec, world["store"], w)
+    app.state.served.poll_seconds = 0
+    with TestClient(app) as c:
+        songs = _catalog_songs(rec, 3)
+        payload = [_listen(s, int(time.time()) - 100 + i) for i, s in enumerate(songs)]
+        assert c.post("/1/submit-listens", headers=_auth(world["token"]),
+                      json={"listen_type": "import", "payload": payload}).status_code == 200
+        assert c.get(f"/pmrs/v1/recommendations/{USER}").json()["bundle_version"] == rec.version
+        build_bundle(w, IndexerConfig(recall_queries=20), show_progress=False)     # a rebuild switches CURRENT
+        got = c.get(f"/pmrs/v1/recommendations/{USER}", params={"explain": "0"}).json()
+        assert got["bundle_version"] != rec.version
+        with pmrs.Recommender.open(w, live=True) as fresh:     # the listens replayed over the new bundle
+            assert got["bundle_version"] == fresh.version
+            assert [s["song_id"] for s in got["songs"]] == fresh.recommend(USER).song_ids
+        # a CURRENT naming a bundle that cannot be opened: logged, and the bundle served stays
+        (bundles_dir(w) / CURRENT_FILE).write_text("no-such-bundle\n")
+        with caplog.at_level("WARNING", logger="pmrs.listenbrainz"):
+            again = c.get(f"/pmrs/v1/recommendations/{USER}", params={"explain": "0"})
+        assert again.status_code == 200 and again.json()["bundle_version"] == got["bundle_version"]
+        assert "no-such-bundle" in caplog.text and "still serving" in caplog.text

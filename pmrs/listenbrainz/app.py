@@ -32,6 +32,7 @@ scripts cannot read the answers either.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 from starlette.applications import Starlette
@@ -41,6 +42,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from ..errors import InvalidArgument, NotFound, PMRSError, Unavailable
+from ..serving.contract import ContractError, read_current
 from .payload import MAX_LISTEN_PAYLOAD_SIZE, BadListens, parse_submission
 from .record import ListenRecorder
 from .tokens import TokenStore
@@ -108,10 +110,52 @@ def _reason(r) -> dict:
                          for e in r.evidence], "shared": list(r.shared)}
 
 
-def create_app(recommender, tokens: TokenStore) -> Starlette:
+class Served:
+    """The live recommender the app answers from, and its listen recorder. With ``workdir``, it
+    follows rebuilds: at most every ``poll_seconds``, a request looks at ``bundles/CURRENT``, and
+    when a rebuild switched it, the new bundle is opened (with the writes it does not hold yet
+    replayed) and answers from then on. A bundle that cannot be opened is logged and the one
+    served stays, as in ``pmrs-server``."""
+
+    def __init__(self, recommender, workdir=None, poll_seconds: float = 2.0):
+        self.recommender, self.recorder = recommender, ListenRecorder(recommender)
+        self.workdir, self.poll_seconds = workdir, poll_seconds
+        self._seen = read_current(workdir) if workdir is not None else None
+        self._looked = time.monotonic()
+        self._lock = threading.Lock()
+
+    def get(self) -> tuple:
+        """``(recommender, recorder)`` to answer one request with."""
+        if self.workdir is not None and time.monotonic() - self._looked >= self.poll_seconds:
+            with self._lock:
+                if time.monotonic() - self._looked >= self.poll_seconds:
+                    self._follow()
+        return self.recommender, self.recorder
+
+    def _follow(self) -> None:
+        import pmrs
+
+        self._looked = time.monotonic()
+        name = None
+        try:
+            name = read_current(self.workdir)
+            if name is None or name == self._seen:
+                return
+            rec = pmrs.Recommender.open(self.workdir, live=True)
+        except (PMRSError, ContractError, OSError, ValueError) as exc:
+            log.warning("bundle %s not opened, still serving %s: %s", name, self.recommender.version, exc)
+            return
+        recorder = ListenRecorder(rec)
+        recorder.warm_up()
+        log.info("now serving bundle %s (was %s)", rec.version, self.recommender.version)
+        self.recommender, self.recorder, self._seen = rec, recorder, name
+
+
+def create_app(recommender, tokens: TokenStore, workdir=None) -> Starlette:
     """The app over a live ``recommender`` (:meth:`pmrs.Recommender.open` with ``live=True``)
-    and the work directory's ``tokens``."""
-    recorder = ListenRecorder(recommender)
+    and the work directory's ``tokens``; with ``workdir``, the app follows its rebuilds
+    (:class:`Served`)."""
+    served = Served(recommender, workdir)
 
     def auth(request: Request) -> str | JSONResponse:
         token = _token_of(request)
@@ -134,7 +178,7 @@ def create_app(recommender, tokens: TokenStore) -> Starlette:
         except BadListens as exc:
             return error(exc.status, exc.message)
         try:
-            done = await run_in_threadpool(recorder.record, user, listen_type, listens)
+            done = await run_in_threadpool(served.get()[1].record, user, listen_type, listens)
         except Unavailable as exc:
             log.warning("listens of %s not recorded: %s", user, exc)
             return error(503, "Cannot submit listens right now, please try again later.")
@@ -160,15 +204,14 @@ def create_app(recommender, tokens: TokenStore) -> Starlette:
             raise BadListens(f"'{name}' should be a non-negative integer")
         return int(value)
 
-    def _recommend(user_name: str, k: int, explain: bool = False):
+    def _recommend(user_name: str, k: int | None, explain: bool = False):
+        """``(answer, recorder, live_seq)`` from the recommender served now."""
+        recommender, recorder = served.get()
         recommender.refresh()
-        if not _known_user(user_name):
-            raise NotFound(f"Cannot find user: {user_name}")
-        return recommender.recommend(user_name, k=k, explain=explain)
-
-    def _known_user(user_name: str) -> bool:
         live = recommender.live
-        return (live is not None and live.has_user(user_name)) or recommender.bundle.user_row(user_name) is not None
+        if not ((live is not None and live.has_user(user_name)) or recommender.bundle.user_row(user_name) is not None):
+            raise NotFound(f"Cannot find user: {user_name}")
+        return recommender.recommend(user_name, k=k, explain=explain), recorder, recommender.live_seq
 
     async def cf_recordings(request: Request):
         user_name = request.path_params["user_name"]
@@ -180,7 +223,7 @@ def create_app(recommender, tokens: TokenStore) -> Starlette:
         if count == 0:
             return error(400, "'count' should be a positive integer")
         try:
-            recs = await run_in_threadpool(_recommend, user_name, min(offset + count, MAX_COUNT))
+            recs, recorder, _ = await run_in_threadpool(_recommend, user_name, min(offset + count, MAX_COUNT))
         except NotFound as exc:
             return error(404, str(exc))
         except PMRSError as exc:
@@ -198,7 +241,7 @@ def create_app(recommender, tokens: TokenStore) -> Starlette:
         try:
             k = _int_param(request, "k", 0) or None
             explain = _flag(request, "explain", True)
-            recs = await run_in_threadpool(_recommend, user_id, k or recommender.defaults.k, explain)
+            recs, recorder, live_seq = await run_in_threadpool(_recommend, user_id, k, explain)
         except BadListens as exc:
             return error(400, exc.message)
         except NotFound as exc:
@@ -206,7 +249,7 @@ def create_app(recommender, tokens: TokenStore) -> Starlette:
         except PMRSError as exc:
             return error(400, str(exc))
         return JSONResponse({
-            "user_id": user_id, "bundle_version": recs.bundle_version, "live_seq": recommender.live_seq,
+            "user_id": user_id, "bundle_version": recs.bundle_version, "live_seq": live_seq,
             "precomputed": recs.precomputed,
             "songs": [{"song_id": s.song_id, "title": s.title, "artist": s.artist, "genre": s.genre,
                        "year": s.year, "score": float(s.score), "sources": list(s.sources),
@@ -228,5 +271,5 @@ def create_app(recommender, tokens: TokenStore) -> Starlette:
         Route("/pmrs/v1/recommendations/{user_id}", pmrs_recommendations, methods=["GET"]),
     ])
     app.add_middleware(BrowserGuard)
-    app.state.recorder = recorder
+    app.state.served = served
     return app

@@ -101,8 +101,8 @@ def _serve(args: argparse.Namespace) -> int:
     check_bind(cfg.bind, bool(cfg.https_cert), cfg.insecure)
     workdir = cfgmod.resolve_workdir(args.workdir)
     rec = pmrs.Recommender.open(workdir, live=True)
-    app = create_app(rec, TokenStore(workdir))
-    threading.Thread(target=app.state.recorder.warm_up, name="catalog-index", daemon=True).start()
+    app = create_app(rec, TokenStore(workdir), workdir)
+    threading.Thread(target=app.state.served.recorder.warm_up, name="catalog-index", daemon=True).start()
     sock = listen(cfg.bind)
     host, port = sock.getsockname()[:2]
     url = f"{'https' if cfg.https_cert else 'http'}://{host if ':' not in host else f'[{host}]'}:{port}"
@@ -120,7 +120,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         server.run(sockets=[sock])
     finally:
-        rec.close()
+        app.state.served.recommender.close()
     return 0
 
 
