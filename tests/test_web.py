@@ -7,6 +7,7 @@ import html
 import json
 import os
 import wave
+from html.parser import HTMLParser
 
 import pytest
 
@@ -231,6 +232,34 @@ def test_a_server_that_is_down_is_a_readable_503(world):
             r = c.get(url)
             assert r.status_code == 503, url
             assert "not answering" in _alert(r.text) and "Traceback" not in r.text
+
+
+class _Tags(HTMLParser):
+    """Every start tag of a page, in order, as ``(tag, attrs)``, and the text of each ``<output>``."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.tags, self.outputs, self._in_output = [], [], False
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        self._in_output = tag == "output"
+
+    def handle_data(self, data):
+        if self._in_output:
+            self.outputs.append(data)
+            self._in_output = False
+
+    def find(self, tag, **attrs):
+        return [a for t, a in self.tags if t == tag and all(a.get(k.replace("_", "-")) == v for k, v in attrs.items())]
+
+
+def test_the_favicon_is_an_icon(web):
+    r = web.get("/favicon.ico")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("image/svg+xml")
+    assert r.text.startswith("<svg") and "</svg>" in r.text
+    assert _Tags(web.get("/").text).find("link", rel="icon", href="/favicon.ico")
 
 
 def test_played_it_records_a_play_and_the_list_changes(web, world):

@@ -235,3 +235,8 @@ def test_the_lab_shows_live_figures(site, browser):
         "return Array.from(document.querySelectorAll('#live-figures table')[0].querySelectorAll('tbody tr td:first-child'))"
         ".map(td => td.textContent);")
     assert "GetBundleInfo" in methods    # the page asked the server for the bundle it describes
+
+
+def test_the_favicon_loads(site, browser):
+    browser.get(site.url + "/favicon.ico")
+    assert browser.find_elements(By.TAG_NAME, "svg")
