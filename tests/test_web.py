@@ -255,6 +255,26 @@ class _Tags(HTMLParser):
         return [a for t, a in self.tags if t == tag and all(a.get(k.replace("_", "-")) == v for k, v in attrs.items())]
 
 
+def test_the_listener_page_names_its_parts_for_assistive_technology(web, world):
+    page = _Tags(web.get("/", params={"user": world.users[0]}).text)
+    assert len(page.find("h1")) == 1
+    focusable = [(t, a) for t, a in page.tags if t in ("a", "button", "input", "select")]
+    assert focusable[0] == ("a", {"class": "skip", "href": "#results"})
+    assert page.find("div", id="results")
+    played = [a["aria-label"] for a in page.find("button", **{"class": "played"})]
+    assert len(played) == 20 and len(set(played)) == 20 and all(p.startswith("played ") for p in played)
+    tabs = page.find("button", role="tab")
+    assert len(tabs) >= 1 and [t["aria-selected"] for t in tabs] == ["true"] + ["false"] * (len(tabs) - 1)
+    panels = {a["id"] for a in page.find("div", role="tabpanel")}
+    assert {t["aria-controls"] for t in tabs} == panels
+    seeds = [s["song_id"] for s in web.get("/api/search", params={"q": "a"}).json()["songs"][:3]]
+    removes = [a["aria-label"] for a in _Tags(web.get("/", params={"seeds": ",".join(seeds)}).text)
+               .find("button", **{"class": "remove"})]
+    assert len(removes) == 3 and len(set(removes)) == 3 and all(r.startswith("remove ") for r in removes)
+    audio = _Tags(web.get(f"/songs/{world.clip_song}").text).find("audio")[0]
+    assert audio["aria-label"].startswith("clip of ")
+
+
 def test_the_favicon_is_an_icon(web):
     r = web.get("/favicon.ico")
     assert r.status_code == 200 and r.headers["content-type"].startswith("image/svg+xml")

@@ -107,8 +107,11 @@ def test_genre_tabs(site, browser, world):
     assert len(tabs) >= 2 and len(tabs) == len(panels)
     assert panels[0].is_displayed() and not panels[1].is_displayed()
     assert "%" in tabs[0].text
+    assert [t.get_attribute("aria-selected") for t in tabs[:2]] == ["true", "false"]
     tabs[1].click()
     assert panels[1].is_displayed() and not panels[0].is_displayed()
+    assert [t.get_attribute("aria-selected") for t in tabs[:2]] == ["false", "true"]
+    assert tabs[1].get_attribute("aria-controls") == panels[1].get_attribute("id")
     assert panels[1].find_elements(By.CSS_SELECTOR, "tbody tr")
 
 
@@ -235,6 +238,35 @@ def test_the_lab_shows_live_figures(site, browser):
         "return Array.from(document.querySelectorAll('#live-figures table')[0].querySelectorAll('tbody tr td:first-child'))"
         ".map(td => td.textContent);")
     assert "GetBundleInfo" in methods    # the page asked the server for the bundle it describes
+
+
+_CONTRAST = r"""
+const rgb = (c) => c.match(/[\d.]+/g).map(Number);
+const lum = (c) => { const v = rgb(c).slice(0, 3).map((x) => { x /= 255; return x <= 0.03928 ? x / 12.92 : ((x + 0.055) / 1.055) ** 2.4; });
+                     return 0.2126 * v[0] + 0.7152 * v[1] + 0.0722 * v[2]; };
+const background = (el) => { for (; el; el = el.parentElement) { const c = getComputedStyle(el).backgroundColor; const a = rgb(c);
+                               if (a.length < 4 || a[3] > 0) return c; } return "rgb(255, 255, 255)"; };
+const bad = [];
+for (const el of document.querySelectorAll("body *")) {
+  if (el.closest("[disabled], script, style, svg") || !el.getClientRects().length) continue;
+  if (![...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())) continue;
+  const [a, b] = [lum(getComputedStyle(el).color), lum(background(el))].sort((x, y) => y - x);
+  const ratio = (a + 0.05) / (b + 0.05);
+  if (ratio < 4.5) bad.push(`${el.tagName}.${el.className}: ${el.textContent.trim().slice(0, 30)} ${ratio.toFixed(2)}`);
+}
+return bad;"""
+
+
+def test_the_listener_page_reads_well_without_a_mouse_or_good_eyes(site, browser, world):
+    browser.get(f"{site.url}/?user={world.users[0]}")
+    assert browser.find_element(By.TAG_NAME, "h1").text
+    browser.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
+    first = browser.switch_to.active_element
+    assert first.text == "Skip to recommendations" and first.get_attribute("href").endswith("#results")
+    assert first.is_displayed()      # shown when focused
+    assert browser.execute_script(_CONTRAST) == []
+    browser.get(f"{site.url}/songs/{world.clip_song}")
+    assert browser.execute_script(_CONTRAST) == []
 
 
 def test_the_favicon_loads(site, browser):

@@ -10,7 +10,7 @@
     const tab = ev.target.closest(".tab");
     if (!tab) return;
     const root = tab.closest("#recs") || document;
-    $$(".tab", root).forEach((t) => t.classList.toggle("active", t === tab));
+    $$(".tab", root).forEach((t) => { t.classList.toggle("active", t === tab); t.setAttribute("aria-selected", String(t === tab)); });
     $$(".panel", root).forEach((p) => p.classList.toggle("active", p.id === tab.dataset.tab));
   });
 
