@@ -275,6 +275,19 @@ def test_the_listener_page_names_its_parts_for_assistive_technology(web, world):
     assert audio["aria-label"].startswith("clip of ")
 
 
+@pytest.mark.parametrize("params", [{}, {"share.acoustic": "0.423", "diversity": "0.377"}])
+def test_a_slider_shows_the_value_its_handle_sits_at(web, world, params):
+    page = _Tags(web.get("/", params={"user": world.users[0], **params}).text)
+    sliders = page.find("input", type="range")
+    assert len(sliders) == len(page.outputs) >= 2
+    for slider, shown in zip(sliders, page.outputs):
+        step = float(slider["step"])
+        assert slider["value"] == shown.strip()      # the label is the value, to the digit
+        assert abs(float(shown) / step - round(float(shown) / step)) < 1e-9   # and the handle can sit there
+    if params:
+        assert (page.outputs[0], page.outputs[-1]) == ("0.42", "0.38")   # share.acoustic, diversity
+
+
 def test_the_favicon_is_an_icon(web):
     r = web.get("/favicon.ico")
     assert r.status_code == 200 and r.headers["content-type"].startswith("image/svg+xml")

@@ -240,6 +240,24 @@ def test_the_lab_shows_live_figures(site, browser):
     assert "GetBundleInfo" in methods    # the page asked the server for the bundle it describes
 
 
+def test_the_shares_never_add_up_to_more_than_one(site, browser, world):
+    browser.get(f"{site.url}/?user={world.users[1]}")
+    shares = browser.find_elements(By.CSS_SELECTOR, "input.share")
+    assert len(shares) >= 2
+    for slider in shares + shares[:1]:
+        browser.execute_script("window.before = document.getElementById('recs');"
+                               "arguments[0].value = 0.7; arguments[0].dispatchEvent(new Event('input', {bubbles: true}));",
+                               slider)
+        values = [float(s.get_attribute("value")) for s in shares]
+        assert sum(values) <= 1 + 1e-9 and float(slider.get_attribute("value")) == 0.7
+        for s in shares:    # each label shows its handle's value
+            assert s.find_element(By.XPATH, "following-sibling::output").text == f"{float(s.get_attribute('value')):.2f}"
+        wait(browser).until(lambda d: d.execute_script(
+            "const r = document.getElementById('recs'); return (r && r !== window.before) || document.querySelector('#results .error');"))
+        assert not browser.find_elements(By.CSS_SELECTOR, "#results .error")
+        assert len(rows(browser)) == 20
+
+
 _CONTRAST = r"""
 const rgb = (c) => c.match(/[\d.]+/g).map(Number);
 const lum = (c) => { const v = rgb(c).slice(0, 3).map((x) => { x /= 255; return x <= 0.03928 ? x / 12.92 : ((x + 0.055) / 1.055) ** 2.4; });

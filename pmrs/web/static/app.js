@@ -56,9 +56,24 @@
     $$("input[type=range]", form).forEach((r) => {
       r.addEventListener("input", () => {
         r.dataset.moved = "1";
-        r.nextElementSibling.textContent = Number(r.value).toFixed(2);
+        if (shares.includes(r)) keepSharesAtMostOne(r);
+        shown(r);
         clearTimeout(timer); timer = setTimeout(refresh, 150);
       });
+    const shown = (r) => { r.nextElementSibling.textContent = Number(r.value).toFixed(2); };
+    const shares = $$("input.share", form);
+    // the shares may add up to 1 at most: the others shrink in proportion, rounded down to the step
+    function keepSharesAtMostOne(moved) {
+      const others = shares.filter((r) => r !== moved);
+      const rest = others.reduce((sum, r) => sum + Number(r.value), 0);
+      const room = 1 - Number(moved.value);
+      if (rest <= room + 1e-9) return;
+      others.forEach((r) => {
+        r.value = (Math.floor(Number(r.value) * room / rest * 100 + 1e-6) / 100).toFixed(2);
+        r.dataset.moved = "1";
+        shown(r);
+      });
+    }
     });
     $$("select, input[type=number]", form).forEach((el) => el.addEventListener("change", refresh));
 
