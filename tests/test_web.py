@@ -288,6 +288,13 @@ def test_a_slider_shows_the_value_its_handle_sits_at(web, world, params):
         assert (page.outputs[0], page.outputs[-1]) == ("0.42", "0.38")   # share.acoustic, diversity
 
 
+def test_a_prefix_typed_shows_the_id_it_resolved_to(web, world):
+    prefix = world.users[0][:3]
+    first = sorted(u for u in world.users if u.startswith(prefix))[0]
+    box = _Tags(web.get("/", params={"user": prefix}).text).find("input", id="user")[0]
+    assert first != prefix and box["value"] == first
+
+
 def test_the_favicon_is_an_icon(web):
     r = web.get("/favicon.ico")
     assert r.status_code == 200 and r.headers["content-type"].startswith("image/svg+xml")

@@ -62,6 +62,8 @@ def test_typing_a_user_prefix_and_enter_shows_the_list(site, browser, world):
     wait(browser).until(lambda d: len(rows(d)) == 20)
     shown = browser.find_element(By.ID, "shown-user").text
     assert shown.startswith(world.users[0][:4])
+    assert box.get_attribute("value") == shown != world.users[0][:4]   # the box says whose list it is
+    assert f"user={shown}" in browser.current_url
     badges = {b.text for b in browser.find_elements(By.CSS_SELECTOR, "#rec-list td > .badge")}
     assert badges == {"collaborative", "acoustic", "metadata"}
     assert "user=" in browser.current_url     # the view is a link one can share

@@ -46,20 +46,19 @@
         const html = await resp.text();
         if (mine !== seq) return;          // a newer request is on its way
         results.innerHTML = html;
-        status(resp.ok ? "" : "");
+        status("");
+        // a prefix resolved: the box shows the id the list is for
+        const recs = $("#recs", results), box = $("#user");
+        if (recs && recs.dataset.user && box.value.trim() && box.value.trim() !== recs.dataset.user) {
+          box.value = recs.dataset.user;
+          history.replaceState(null, "", "/?" + query().toString());
+        }
       } catch (e) {
         if (mine === seq) { results.innerHTML = '<div class="error" role="alert">The web app cannot be reached.</div>'; status(""); }
       }
     }
     form.addEventListener("submit", (ev) => { ev.preventDefault(); refresh(); });
     let timer = null;
-    $$("input[type=range]", form).forEach((r) => {
-      r.addEventListener("input", () => {
-        r.dataset.moved = "1";
-        if (shares.includes(r)) keepSharesAtMostOne(r);
-        shown(r);
-        clearTimeout(timer); timer = setTimeout(refresh, 150);
-      });
     const shown = (r) => { r.nextElementSibling.textContent = Number(r.value).toFixed(2); };
     const shares = $$("input.share", form);
     // the shares may add up to 1 at most: the others shrink in proportion, rounded down to the step
@@ -74,6 +73,13 @@
         shown(r);
       });
     }
+    $$("input[type=range]", form).forEach((r) => {
+      r.addEventListener("input", () => {
+        r.dataset.moved = "1";
+        if (shares.includes(r)) keepSharesAtMostOne(r);
+        shown(r);
+        clearTimeout(timer); timer = setTimeout(refresh, 150);
+      });
     });
     $$("select, input[type=number]", form).forEach((el) => el.addEventListener("change", refresh));
 
