@@ -267,6 +267,8 @@ def test_the_listener_page_names_its_parts_for_assistive_technology(web, world):
     assert len(tabs) >= 1 and [t["aria-selected"] for t in tabs] == ["true"] + ["false"] * (len(tabs) - 1)
     panels = {a["id"] for a in page.find("div", role="tabpanel")}
     assert {t["aria-controls"] for t in tabs} == panels
+    search = page.find("input", id="seed-search")[0]
+    assert search["role"] == "combobox" and page.find("ul", id=search["aria-controls"], role="listbox")
     seeds = [s["song_id"] for s in web.get("/api/search", params={"q": "a"}).json()["songs"][:3]]
     removes = [a["aria-label"] for a in _Tags(web.get("/", params={"seeds": ",".join(seeds)}).text)
                .find("button", **{"class": "remove"})]

@@ -242,6 +242,64 @@ def test_the_lab_shows_live_figures(site, browser):
     assert "GetBundleInfo" in methods    # the page asked the server for the bundle it describes
 
 
+def _search(site, q: str) -> list[str]:
+    import json
+    import urllib.parse
+    import urllib.request
+
+    with urllib.request.urlopen(f"{site.url}/api/search?q={urllib.parse.quote(q)}", timeout=10) as r:
+        return [s["song_id"] for s in json.load(r)["songs"]]
+
+
+def found(driver) -> list[str]:
+    return driver.execute_script("return Array.from(document.querySelectorAll('#seed-results li'))"
+                                 ".map(li => li.dataset.song || li.textContent);")
+
+
+def test_a_late_search_answer_does_not_land_under_a_newer_query(site, browser, world):
+    import time
+
+    browser.get(site.url + "/")
+    # a query typed further whose answer differs from the first one's
+    first = _search(site, "an")
+    longer = next(q for q in ("and", "ang", "ant", "ane", "ana", "ank", "ano") if first != _search(site, q) != [])
+    expected = _search(site, longer)
+    # the answer to "an" comes back late, after the answer to the longer query
+    browser.execute_script("""
+        const real = window.fetch;
+        window.fetch = (url, opts) => /[?&]q=an$/.test(String(url))
+            ? real(url).then((resp) => new Promise((ok) => setTimeout(() => ok(resp), 1000)))
+            : real(url, opts);""")
+    box = browser.find_element(By.ID, "seed-search")
+    below = browser.execute_script("return document.getElementById('results').getBoundingClientRect().top")
+    box.send_keys("an")
+    box.send_keys(longer[2:])
+    wait(browser).until(lambda d: found(d) == expected)
+    time.sleep(1.5)                   # the late answer has come, and was dropped
+    assert found(browser) == expected
+    # the answers float in a bounded box: nothing under the search moved down
+    assert browser.execute_script("return document.getElementById('results').getBoundingClientRect().top") == below
+    assert browser.execute_script("return document.getElementById('seed-results').getBoundingClientRect().height") <= 400
+
+
+def test_the_search_answers_are_reachable_with_the_keyboard(site, browser):
+    browser.get(site.url + "/")
+    box = browser.find_element(By.ID, "seed-search")
+    box.send_keys("an")
+    wait(browser).until(lambda d: len(browser.find_elements(By.CSS_SELECTOR, "#seed-results li[data-song]")) >= 2)
+    options = browser.find_elements(By.CSS_SELECTOR, "#seed-results li[role=option][data-song]")
+    box.send_keys(Keys.ARROW_DOWN, Keys.ARROW_DOWN)
+    assert box.get_attribute("aria-activedescendant") == options[1].get_attribute("id")
+    assert options[1].get_attribute("aria-selected") == "true" and options[0].get_attribute("aria-selected") == "false"
+    box.send_keys(Keys.ARROW_UP)
+    assert box.get_attribute("aria-activedescendant") == options[0].get_attribute("id")
+    seed = options[0].get_attribute("data-song")
+    box.send_keys(Keys.ENTER)
+    wait(browser).until(lambda d: len(rows(d)) == 20)
+    assert browser.find_element(By.CSS_SELECTOR, f"#seed-list li[data-song='{seed}'] button.remove").get_attribute("aria-label")
+    assert browser.current_url.endswith(f"seeds={seed}")
+
+
 def test_the_shares_never_add_up_to_more_than_one(site, browser, world):
     browser.get(f"{site.url}/?user={world.users[1]}")
     shares = browser.find_elements(By.CSS_SELECTOR, "input.share")

@@ -99,34 +99,74 @@
     const search = $("#seed-search"), found = $("#seed-results"), chips = $("#seed-list"), seeds = $("#seeds");
     const ids = () => seeds.value ? seeds.value.split(",") : [];
     function setIds(list) { seeds.value = list.join(","); }
-    search.addEventListener("keydown", (ev) => { if (ev.key === "Enter") ev.preventDefault(); });
+    // a combobox: its answers replace the list, a late answer to an older query is dropped
+    let searchSeq = 0, pending = null, active = -1;
+    const options = () => $$("li[data-song]", found);
+    function setActive(i) {
+      const opts = options();
+      active = i;
+      opts.forEach((o, j) => o.setAttribute("aria-selected", String(j === i)));
+      if (opts[i]) { search.setAttribute("aria-activedescendant", opts[i].id); opts[i].scrollIntoView({ block: "nearest" }); }
+      else search.removeAttribute("aria-activedescendant");
+    }
+    function showFound(items) {
+      found.replaceChildren(...items);
+      search.setAttribute("aria-expanded", String(items.length > 0));
+      setActive(-1);
+    }
+    function note(text) {
+      const li = document.createElement("li");
+      li.setAttribute("role", "option"); li.setAttribute("aria-disabled", "true"); li.textContent = text;
+      return li;
+    }
+    function pick(s) {
+      if (!ids().includes(s.song_id)) {
+        setIds([...ids(), s.song_id]);
+        const chip = document.createElement("li");
+        chip.dataset.song = s.song_id;
+        chip.textContent = `${s.title || s.song_id} `;
+        const x = document.createElement("button"); x.type = "button"; x.className = "remove"; x.textContent = "×";
+        x.setAttribute("aria-label", `remove ${s.title || s.song_id}`);
+        chip.append(x); chips.append(chip);
+      }
+      showFound([]); search.value = "";
+      user.value = "";
+      refresh();
+    }
+    search.addEventListener("keydown", (ev) => {
+      const n = options().length;
+      if (ev.key === "ArrowDown" && n) { ev.preventDefault(); setActive((active + 1) % n); }
+      else if (ev.key === "ArrowUp" && n) { ev.preventDefault(); setActive(active <= 0 ? n - 1 : active - 1); }
+      else if (ev.key === "Enter") { ev.preventDefault(); if (options()[active]) options()[active].click(); }
+      else if (ev.key === "Escape") showFound([]);
+    });
     search.addEventListener("input", async () => {
+      const mine = ++searchSeq;
+      if (pending) pending.abort();
+      showFound([]);
       const q = search.value.trim();
-      found.replaceChildren();
       if (q.length < 2) return;
-      const resp = await fetch("/api/search?q=" + encodeURIComponent(q));
-      const data = await resp.json();
-      if (!resp.ok) { const li = document.createElement("li"); li.textContent = data.error; found.append(li); return; }
-      if (!data.songs.length) { const li = document.createElement("li"); li.textContent = "no song matches"; found.append(li); }
-      data.songs.forEach((s) => {
+      pending = new AbortController();
+      let resp, data;
+      try {
+        resp = await fetch("/api/search?q=" + encodeURIComponent(q), { signal: pending.signal });
+        data = await resp.json();
+      } catch (e) {
+        if (mine === searchSeq) showFound([note("the search failed")]);
+        return;
+      }
+      if (mine !== searchSeq) return;
+      if (!resp.ok) { showFound([note(data.error)]); return; }
+      if (!data.songs.length) { showFound([note("no song matches")]); return; }
+      showFound(data.songs.map((s, i) => {
         const li = document.createElement("li");
+        li.id = `seed-option-${i}`;
+        li.setAttribute("role", "option");
         li.dataset.song = s.song_id;
         li.textContent = `${s.title || s.song_id} — ${s.artist}`;
-        li.addEventListener("click", () => {
-          if (!ids().includes(s.song_id)) {
-            setIds([...ids(), s.song_id]);
-            const chip = document.createElement("li");
-            chip.dataset.song = s.song_id;
-            chip.textContent = `${s.title || s.song_id} `;
-            const x = document.createElement("button"); x.type = "button"; x.className = "remove"; x.textContent = "×";
-            chip.append(x); chips.append(chip);
-          }
-          found.replaceChildren(); search.value = "";
-          user.value = "";
-          refresh();
-        });
-        found.append(li);
-      });
+        li.addEventListener("click", () => pick(s));
+        return li;
+      }));
     });
     chips.addEventListener("click", (ev) => {
       const x = ev.target.closest(".remove");
