@@ -347,6 +347,29 @@ def test_the_listener_page_reads_well_without_a_mouse_or_good_eyes(site, browser
     assert browser.execute_script(_CONTRAST) == []
 
 
+@pytest.fixture(scope="module")
+def phone():
+    driver = headless()
+    driver.set_page_load_timeout(30)
+    # (a window is never narrower than 500 px: the phone's screen is emulated)
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True})
+    yield driver
+    driver.quit()
+
+
+def test_a_phone_sees_the_page_without_scrolling_sideways(site, phone, world):
+    # (on a phone the layout viewport grows with wider content: innerWidth is 390 only when none is)
+    overflow = "return [document.documentElement.scrollWidth, window.innerWidth];"
+    wide = ("return Array.from(document.querySelectorAll('body *')).filter(e => e.getBoundingClientRect().right > 390 && !e.parentElement.closest('.scroll'))"
+            ".map(e => `${e.tagName}.${e.className}#${e.id}`);")   # what sticks out, to say so
+    phone.get(f"{site.url}/?user={world.users[0]}")
+    assert len(rows(phone)) == 20
+    assert phone.execute_script(overflow) == [390, 390], phone.execute_script(wide)
+    phone.get(f"{site.url}/songs/{world.clip_song}")
+    assert phone.execute_script(overflow) == [390, 390], phone.execute_script(wide)
+
+
 def test_the_favicon_loads(site, browser):
     browser.get(site.url + "/favicon.ico")
     assert browser.find_elements(By.TAG_NAME, "svg")
