@@ -7,6 +7,7 @@ import html
 import json
 import os
 import wave
+from html.parser import HTMLParser
 
 import pytest
 
@@ -231,6 +232,76 @@ def test_a_server_that_is_down_is_a_readable_503(world):
             r = c.get(url)
             assert r.status_code == 503, url
             assert "not answering" in _alert(r.text) and "Traceback" not in r.text
+
+
+class _Tags(HTMLParser):
+    """Every start tag of a page, in order, as ``(tag, attrs)``, and the text of each ``<output>``."""
+
+    def __init__(self, text: str):
+        super().__init__()
+        self.tags, self.outputs, self._in_output = [], [], False
+        self.feed(text)
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+        self._in_output = tag == "output"
+
+    def handle_data(self, data):
+        if self._in_output:
+            self.outputs.append(data)
+            self._in_output = False
+
+    def find(self, tag, **attrs):
+        return [a for t, a in self.tags if t == tag and all(a.get(k.replace("_", "-")) == v for k, v in attrs.items())]
+
+
+def test_the_listener_page_names_its_parts_for_assistive_technology(web, world):
+    page = _Tags(web.get("/", params={"user": world.users[0]}).text)
+    assert len(page.find("h1")) == 1
+    focusable = [(t, a) for t, a in page.tags if t in ("a", "button", "input", "select")]
+    assert focusable[0] == ("a", {"class": "skip", "href": "#results"})
+    assert page.find("div", id="results")
+    played = [a["aria-label"] for a in page.find("button", **{"class": "played"})]
+    assert len(played) == 20 and len(set(played)) == 20 and all(p.startswith("played ") for p in played)
+    tabs = page.find("button", role="tab")
+    assert len(tabs) >= 1 and [t["aria-selected"] for t in tabs] == ["true"] + ["false"] * (len(tabs) - 1)
+    panels = {a["id"] for a in page.find("div", role="tabpanel")}
+    assert {t["aria-controls"] for t in tabs} == panels
+    search = page.find("input", id="seed-search")[0]
+    assert search["role"] == "combobox" and page.find("ul", id=search["aria-controls"], role="listbox")
+    seeds = [s["song_id"] for s in web.get("/api/search", params={"q": "a"}).json()["songs"][:3]]
+    removes = [a["aria-label"] for a in _Tags(web.get("/", params={"seeds": ",".join(seeds)}).text)
+               .find("button", **{"class": "remove"})]
+    assert len(removes) == 3 and len(set(removes)) == 3 and all(r.startswith("remove ") for r in removes)
+    audio = _Tags(web.get(f"/songs/{world.clip_song}").text).find("audio")[0]
+    assert audio["aria-label"].startswith("clip of ")
+
+
+@pytest.mark.parametrize("params", [{}, {"share.acoustic": "0.423", "diversity": "0.377"}])
+def test_a_slider_shows_the_value_its_handle_sits_at(web, world, params):
+    page = _Tags(web.get("/", params={"user": world.users[0], **params}).text)
+    sliders = page.find("input", type="range")
+    assert len(sliders) == len(page.outputs) >= 2
+    for slider, shown in zip(sliders, page.outputs):
+        step = float(slider["step"])
+        assert slider["value"] == shown.strip()      # the label is the value, to the digit
+        assert abs(float(shown) / step - round(float(shown) / step)) < 1e-9   # and the handle can sit there
+    if params:
+        assert (page.outputs[0], page.outputs[-1]) == ("0.42", "0.38")   # share.acoustic, diversity
+
+
+def test_a_prefix_typed_shows_the_id_it_resolved_to(web, world):
+    prefix = world.users[0][:3]
+    first = sorted(u for u in world.users if u.startswith(prefix))[0]
+    box = _Tags(web.get("/", params={"user": prefix}).text).find("input", id="user")[0]
+    assert first != prefix and box["value"] == first
+
+
+def test_the_favicon_is_an_icon(web):
+    r = web.get("/favicon.ico")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("image/svg+xml")
+    assert r.text.startswith("<svg") and "</svg>" in r.text
+    assert _Tags(web.get("/").text).find("link", rel="icon", href="/favicon.ico")
 
 
 def test_played_it_records_a_play_and_the_list_changes(web, world):

@@ -62,6 +62,8 @@ def test_typing_a_user_prefix_and_enter_shows_the_list(site, browser, world):
     wait(browser).until(lambda d: len(rows(d)) == 20)
     shown = browser.find_element(By.ID, "shown-user").text
     assert shown.startswith(world.users[0][:4])
+    assert box.get_attribute("value") == shown != world.users[0][:4]   # the box says whose list it is
+    assert f"user={shown}" in browser.current_url
     badges = {b.text for b in browser.find_elements(By.CSS_SELECTOR, "#rec-list td > .badge")}
     assert badges == {"collaborative", "acoustic", "metadata"}
     assert "user=" in browser.current_url     # the view is a link one can share
@@ -107,8 +109,11 @@ def test_genre_tabs(site, browser, world):
     assert len(tabs) >= 2 and len(tabs) == len(panels)
     assert panels[0].is_displayed() and not panels[1].is_displayed()
     assert "%" in tabs[0].text
+    assert [t.get_attribute("aria-selected") for t in tabs[:2]] == ["true", "false"]
     tabs[1].click()
     assert panels[1].is_displayed() and not panels[0].is_displayed()
+    assert [t.get_attribute("aria-selected") for t in tabs[:2]] == ["false", "true"]
+    assert tabs[1].get_attribute("aria-controls") == panels[1].get_attribute("id")
     assert panels[1].find_elements(By.CSS_SELECTOR, "tbody tr")
 
 
@@ -235,3 +240,136 @@ def test_the_lab_shows_live_figures(site, browser):
         "return Array.from(document.querySelectorAll('#live-figures table')[0].querySelectorAll('tbody tr td:first-child'))"
         ".map(td => td.textContent);")
     assert "GetBundleInfo" in methods    # the page asked the server for the bundle it describes
+
+
+def _search(site, q: str) -> list[str]:
+    import json
+    import urllib.parse
+    import urllib.request
+
+    with urllib.request.urlopen(f"{site.url}/api/search?q={urllib.parse.quote(q)}", timeout=10) as r:
+        return [s["song_id"] for s in json.load(r)["songs"]]
+
+
+def found(driver) -> list[str]:
+    return driver.execute_script("return Array.from(document.querySelectorAll('#seed-results li'))"
+                                 ".map(li => li.dataset.song || li.textContent);")
+
+
+def test_a_late_search_answer_does_not_land_under_a_newer_query(site, browser, world):
+    import time
+
+    browser.get(site.url + "/")
+    # a query typed further whose answer differs from the first one's
+    first = _search(site, "an")
+    longer = next(q for q in ("and", "ang", "ant", "ane", "ana", "ank", "ano") if first != _search(site, q) != [])
+    expected = _search(site, longer)
+    # the answer to "an" comes back late, after the answer to the longer query
+    browser.execute_script("""
+        const real = window.fetch;
+        window.fetch = (url, opts) => /[?&]q=an$/.test(String(url))
+            ? real(url).then((resp) => new Promise((ok) => setTimeout(() => ok(resp), 1000)))
+            : real(url, opts);""")
+    box = browser.find_element(By.ID, "seed-search")
+    below = browser.execute_script("return document.getElementById('results').getBoundingClientRect().top")
+    box.send_keys("an")
+    box.send_keys(longer[2:])
+    wait(browser).until(lambda d: found(d) == expected)
+    time.sleep(1.5)                   # the late answer has come, and was dropped
+    assert found(browser) == expected
+    # the answers float in a bounded box: nothing under the search moved down
+    assert browser.execute_script("return document.getElementById('results').getBoundingClientRect().top") == below
+    assert browser.execute_script("return document.getElementById('seed-results').getBoundingClientRect().height") <= 400
+
+
+def test_the_search_answers_are_reachable_with_the_keyboard(site, browser):
+    browser.get(site.url + "/")
+    box = browser.find_element(By.ID, "seed-search")
+    box.send_keys("an")
+    wait(browser).until(lambda d: len(browser.find_elements(By.CSS_SELECTOR, "#seed-results li[data-song]")) >= 2)
+    options = browser.find_elements(By.CSS_SELECTOR, "#seed-results li[role=option][data-song]")
+    box.send_keys(Keys.ARROW_DOWN, Keys.ARROW_DOWN)
+    assert box.get_attribute("aria-activedescendant") == options[1].get_attribute("id")
+    assert options[1].get_attribute("aria-selected") == "true" and options[0].get_attribute("aria-selected") == "false"
+    box.send_keys(Keys.ARROW_UP)
+    assert box.get_attribute("aria-activedescendant") == options[0].get_attribute("id")
+    seed = options[0].get_attribute("data-song")
+    box.send_keys(Keys.ENTER)
+    wait(browser).until(lambda d: len(rows(d)) == 20)
+    assert browser.find_element(By.CSS_SELECTOR, f"#seed-list li[data-song='{seed}'] button.remove").get_attribute("aria-label")
+    assert browser.current_url.endswith(f"seeds={seed}")
+
+
+def test_the_shares_never_add_up_to_more_than_one(site, browser, world):
+    browser.get(f"{site.url}/?user={world.users[1]}")
+    shares = browser.find_elements(By.CSS_SELECTOR, "input.share")
+    assert len(shares) >= 2
+    for slider in shares + shares[:1]:
+        browser.execute_script("window.before = document.getElementById('recs');"
+                               "arguments[0].value = 0.7; arguments[0].dispatchEvent(new Event('input', {bubbles: true}));",
+                               slider)
+        values = [float(s.get_attribute("value")) for s in shares]
+        assert sum(values) <= 1 + 1e-9 and float(slider.get_attribute("value")) == 0.7
+        for s in shares:    # each label shows its handle's value
+            assert s.find_element(By.XPATH, "following-sibling::output").text == f"{float(s.get_attribute('value')):.2f}"
+        wait(browser).until(lambda d: d.execute_script(
+            "const r = document.getElementById('recs'); return (r && r !== window.before) || document.querySelector('#results .error');"))
+        assert not browser.find_elements(By.CSS_SELECTOR, "#results .error")
+        assert len(rows(browser)) == 20
+
+
+_CONTRAST = r"""
+const rgb = (c) => c.match(/[\d.]+/g).map(Number);
+const lum = (c) => { const v = rgb(c).slice(0, 3).map((x) => { x /= 255; return x <= 0.03928 ? x / 12.92 : ((x + 0.055) / 1.055) ** 2.4; });
+                     return 0.2126 * v[0] + 0.7152 * v[1] + 0.0722 * v[2]; };
+const background = (el) => { for (; el; el = el.parentElement) { const c = getComputedStyle(el).backgroundColor; const a = rgb(c);
+                               if (a.length < 4 || a[3] > 0) return c; } return "rgb(255, 255, 255)"; };
+const bad = [];
+for (const el of document.querySelectorAll("body *")) {
+  if (el.closest("[disabled], script, style, svg") || !el.getClientRects().length) continue;
+  if (![...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())) continue;
+  const [a, b] = [lum(getComputedStyle(el).color), lum(background(el))].sort((x, y) => y - x);
+  const ratio = (a + 0.05) / (b + 0.05);
+  if (ratio < 4.5) bad.push(`${el.tagName}.${el.className}: ${el.textContent.trim().slice(0, 30)} ${ratio.toFixed(2)}`);
+}
+return bad;"""
+
+
+def test_the_listener_page_reads_well_without_a_mouse_or_good_eyes(site, browser, world):
+    browser.get(f"{site.url}/?user={world.users[0]}")
+    assert browser.find_element(By.TAG_NAME, "h1").text
+    browser.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
+    first = browser.switch_to.active_element
+    assert first.text == "Skip to recommendations" and first.get_attribute("href").endswith("#results")
+    assert first.is_displayed()      # shown when focused
+    assert browser.execute_script(_CONTRAST) == []
+    browser.get(f"{site.url}/songs/{world.clip_song}")
+    assert browser.execute_script(_CONTRAST) == []
+
+
+@pytest.fixture(scope="module")
+def phone():
+    driver = headless()
+    driver.set_page_load_timeout(30)
+    # (a window is never narrower than 500 px: the phone's screen is emulated)
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True})
+    yield driver
+    driver.quit()
+
+
+def test_a_phone_sees_the_page_without_scrolling_sideways(site, phone, world):
+    # (on a phone the layout viewport grows with wider content: innerWidth is 390 only when none is)
+    overflow = "return [document.documentElement.scrollWidth, window.innerWidth];"
+    wide = ("return Array.from(document.querySelectorAll('body *')).filter(e => e.getBoundingClientRect().right > 390 && !e.parentElement.closest('.scroll'))"
+            ".map(e => `${e.tagName}.${e.className}#${e.id}`);")   # what sticks out, to say so
+    phone.get(f"{site.url}/?user={world.users[0]}")
+    assert len(rows(phone)) == 20
+    assert phone.execute_script(overflow) == [390, 390], phone.execute_script(wide)
+    phone.get(f"{site.url}/songs/{world.clip_song}")
+    assert phone.execute_script(overflow) == [390, 390], phone.execute_script(wide)
+
+
+def test_the_favicon_loads(site, browser):
+    browser.get(site.url + "/favicon.ico")
+    assert browser.find_elements(By.TAG_NAME, "svg")

@@ -250,6 +250,15 @@ def fragment(request: Request) -> Response:
     return web.page(request, "_recs.html", result=result, sources=sources)
 
 
+#: The page's icon: a note on the header's colour (browsers ask for /favicon.ico on every site).
+FAVICON = ('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" '
+           'fill="#243447"/><path d="M6 3v7.3A2 2 0 1 0 7 12V6h4V3z" fill="#fff"/></svg>')
+
+
+def favicon(request: Request) -> Response:
+    return Response(FAVICON, media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
+
+
 def api_search(request: Request) -> Response:
     web = _web(request)
     return JSONResponse({"songs": web.data.search(request.query_params.get("q", ""))})
@@ -512,6 +521,7 @@ def create_app(workdir, target: str, *, token: str | None = None, timeout_s: flo
     routes = [
         Route("/", index),
         Route("/fragment/recommend", fragment),
+        Route("/favicon.ico", favicon),
         Route("/api/search", api_search),
         Route("/api/users", api_users),
         Route("/api/play", api_play, methods=["POST"]),

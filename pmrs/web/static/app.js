@@ -10,7 +10,7 @@
     const tab = ev.target.closest(".tab");
     if (!tab) return;
     const root = tab.closest("#recs") || document;
-    $$(".tab", root).forEach((t) => t.classList.toggle("active", t === tab));
+    $$(".tab", root).forEach((t) => { t.classList.toggle("active", t === tab); t.setAttribute("aria-selected", String(t === tab)); });
     $$(".panel", root).forEach((p) => p.classList.toggle("active", p.id === tab.dataset.tab));
   });
 
@@ -46,17 +46,38 @@
         const html = await resp.text();
         if (mine !== seq) return;          // a newer request is on its way
         results.innerHTML = html;
-        status(resp.ok ? "" : "");
+        status("");
+        // a prefix resolved: the box shows the id the list is for
+        const recs = $("#recs", results), box = $("#user");
+        if (recs && recs.dataset.user && box.value.trim() && box.value.trim() !== recs.dataset.user) {
+          box.value = recs.dataset.user;
+          history.replaceState(null, "", "/?" + query().toString());
+        }
       } catch (e) {
         if (mine === seq) { results.innerHTML = '<div class="error" role="alert">The web app cannot be reached.</div>'; status(""); }
       }
     }
     form.addEventListener("submit", (ev) => { ev.preventDefault(); refresh(); });
     let timer = null;
+    const shown = (r) => { r.nextElementSibling.textContent = Number(r.value).toFixed(2); };
+    const shares = $$("input.share", form);
+    // the shares may add up to 1 at most: the others shrink in proportion, rounded down to the step
+    function keepSharesAtMostOne(moved) {
+      const others = shares.filter((r) => r !== moved);
+      const rest = others.reduce((sum, r) => sum + Number(r.value), 0);
+      const room = 1 - Number(moved.value);
+      if (rest <= room + 1e-9) return;
+      others.forEach((r) => {
+        r.value = (Math.floor(Number(r.value) * room / rest * 100 + 1e-6) / 100).toFixed(2);
+        r.dataset.moved = "1";
+        shown(r);
+      });
+    }
     $$("input[type=range]", form).forEach((r) => {
       r.addEventListener("input", () => {
         r.dataset.moved = "1";
-        r.nextElementSibling.textContent = Number(r.value).toFixed(2);
+        if (shares.includes(r)) keepSharesAtMostOne(r);
+        shown(r);
         clearTimeout(timer); timer = setTimeout(refresh, 150);
       });
     });
@@ -78,34 +99,74 @@
     const search = $("#seed-search"), found = $("#seed-results"), chips = $("#seed-list"), seeds = $("#seeds");
     const ids = () => seeds.value ? seeds.value.split(",") : [];
     function setIds(list) { seeds.value = list.join(","); }
-    search.addEventListener("keydown", (ev) => { if (ev.key === "Enter") ev.preventDefault(); });
+    // a combobox: its answers replace the list, a late answer to an older query is dropped
+    let searchSeq = 0, pending = null, active = -1;
+    const options = () => $$("li[data-song]", found);
+    function setActive(i) {
+      const opts = options();
+      active = i;
+      opts.forEach((o, j) => o.setAttribute("aria-selected", String(j === i)));
+      if (opts[i]) { search.setAttribute("aria-activedescendant", opts[i].id); opts[i].scrollIntoView({ block: "nearest" }); }
+      else search.removeAttribute("aria-activedescendant");
+    }
+    function showFound(items) {
+      found.replaceChildren(...items);
+      search.setAttribute("aria-expanded", String(items.length > 0));
+      setActive(-1);
+    }
+    function note(text) {
+      const li = document.createElement("li");
+      li.setAttribute("role", "option"); li.setAttribute("aria-disabled", "true"); li.textContent = text;
+      return li;
+    }
+    function pick(s) {
+      if (!ids().includes(s.song_id)) {
+        setIds([...ids(), s.song_id]);
+        const chip = document.createElement("li");
+        chip.dataset.song = s.song_id;
+        chip.textContent = `${s.title || s.song_id} `;
+        const x = document.createElement("button"); x.type = "button"; x.className = "remove"; x.textContent = "×";
+        x.setAttribute("aria-label", `remove ${s.title || s.song_id}`);
+        chip.append(x); chips.append(chip);
+      }
+      showFound([]); search.value = "";
+      user.value = "";
+      refresh();
+    }
+    search.addEventListener("keydown", (ev) => {
+      const n = options().length;
+      if (ev.key === "ArrowDown" && n) { ev.preventDefault(); setActive((active + 1) % n); }
+      else if (ev.key === "ArrowUp" && n) { ev.preventDefault(); setActive(active <= 0 ? n - 1 : active - 1); }
+      else if (ev.key === "Enter") { ev.preventDefault(); if (options()[active]) options()[active].click(); }
+      else if (ev.key === "Escape") showFound([]);
+    });
     search.addEventListener("input", async () => {
+      const mine = ++searchSeq;
+      if (pending) pending.abort();
+      showFound([]);
       const q = search.value.trim();
-      found.replaceChildren();
       if (q.length < 2) return;
-      const resp = await fetch("/api/search?q=" + encodeURIComponent(q));
-      const data = await resp.json();
-      if (!resp.ok) { const li = document.createElement("li"); li.textContent = data.error; found.append(li); return; }
-      if (!data.songs.length) { const li = document.createElement("li"); li.textContent = "no song matches"; found.append(li); }
-      data.songs.forEach((s) => {
+      pending = new AbortController();
+      let resp, data;
+      try {
+        resp = await fetch("/api/search?q=" + encodeURIComponent(q), { signal: pending.signal });
+        data = await resp.json();
+      } catch (e) {
+        if (mine === searchSeq) showFound([note("the search failed")]);
+        return;
+      }
+      if (mine !== searchSeq) return;
+      if (!resp.ok) { showFound([note(data.error)]); return; }
+      if (!data.songs.length) { showFound([note("no song matches")]); return; }
+      showFound(data.songs.map((s, i) => {
         const li = document.createElement("li");
+        li.id = `seed-option-${i}`;
+        li.setAttribute("role", "option");
         li.dataset.song = s.song_id;
         li.textContent = `${s.title || s.song_id} — ${s.artist}`;
-        li.addEventListener("click", () => {
-          if (!ids().includes(s.song_id)) {
-            setIds([...ids(), s.song_id]);
-            const chip = document.createElement("li");
-            chip.dataset.song = s.song_id;
-            chip.textContent = `${s.title || s.song_id} `;
-            const x = document.createElement("button"); x.type = "button"; x.className = "remove"; x.textContent = "×";
-            chip.append(x); chips.append(chip);
-          }
-          found.replaceChildren(); search.value = "";
-          user.value = "";
-          refresh();
-        });
-        found.append(li);
-      });
+        li.addEventListener("click", () => pick(s));
+        return li;
+      }));
     });
     chips.addEventListener("click", (ev) => {
       const x = ev.target.closest(".remove");
