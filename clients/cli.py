@@ -25,6 +25,7 @@ from typing import Any
 
 import pmrs
 from pmrs.entry import run_cli
+from pmrs.live.feedback import ACTIONS
 from pmrs.results import BundleInfo, ScoredSong, Song
 
 __all__ = ["build_parser", "connection_args", "format_info", "format_song", "format_songs", "main",
@@ -210,6 +211,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("plays", nargs="+", metavar="SONG_ID[=COUNT]", help="songs played (count 1 unless given)")
     p.add_argument("--request-id", help="retrying with the same id applies the plays once")
 
+    p = sub.add_parser("feedback", help="what a user thinks of a song: like, skip, dislike, hide_artist "
+                                        "(a write: needs the write token)")
+    _common(p, top=False)
+    p.add_argument("user_id", metavar="USER_ID")
+    p.add_argument("song_id", metavar="SONG_ID")
+    p.add_argument("action", choices=ACTIONS)
+    p.add_argument("--request-id", help="retrying with the same id applies it once")
+
     p = sub.add_parser("add-song", help="add a song nobody has heard (a write: needs the write token)")
     _common(p, top=False)
     p.add_argument("song_id", metavar="SONG_ID")
@@ -281,6 +290,10 @@ def _run(rec, args: argparse.Namespace) -> tuple[str, Any]:
         done = rec.record_plays(args.user_id, _plays(args.plays), request_id=args.request_id)
         note = " (a retry: recorded before)" if done.duplicate else ""
         return f"recorded as write {done.seq}{note}", dataclasses.asdict(done)
+    if args.command == "feedback":
+        done = rec.record_feedback(args.user_id, args.song_id, args.action, request_id=args.request_id)
+        note = " (a retry: recorded before)" if done.duplicate else ""
+        return f"{args.action} recorded as write {done.seq}{note}", dataclasses.asdict(done)
     if args.command == "add-song":
         clip = Path(args.audio) if args.audio else None
         added = rec.add_song(args.song_id, title=args.title, artist=args.artist, release=args.release,

@@ -22,6 +22,7 @@ from typing import Callable, ContextManager, Iterable, Mapping, Sequence
 import numpy as np
 
 from .errors import AlreadyExists, InvalidArgument, LogUnavailable, NotFound, ReadOnly
+from .live.feedback import Feedback, sink_skipped
 from .live.log import WriteLog
 from .live.state import Encoder, LiveState
 from .results import (AddedSong, Appended, BundleInfo, GenreList, GenreRecommendations, GenreScore, ListInfo,
@@ -103,6 +104,7 @@ class Recommender:
                 from .live.songs import bundle_encoder
                 encoder = bundle_encoder(bundle, warm_up=warm_up)
             state = LiveState(bundle, wlog, encoder)
+            state.load_feedback()
             state.catch_up()
         except BaseException:
             bundle.close()
@@ -148,8 +150,9 @@ class Recommender:
         div = self.defaults.diversity if diversity is None else check_unit("diversity", diversity)
         filters = filters or NO_FILTERS
         seeds = _strs(seed_song_ids, "seed_song_ids")
+        feedback = self.live.feedback_of(user_id) if self.live is not None and user_id else None
         if (user_id and not include_played and not filters.active and len(seeds) <= C.MAX_SEEDS and not explain
-                and not (self.live is not None and self.live.has_user(user_id))
+                and not (self.live is not None and self.live.has_user(user_id)) and not (feedback and feedback.narrows)
                 and lists_answer(b, b.lists.get("recommend"), k, share, div)):
             row = b.user_row(user_id)
             if row is not None:  # the default request of a known user: computed at build time
@@ -158,10 +161,14 @@ class Recommender:
         view = self._view()
         with hooks.slot():
             query = user_query(view, user_id or "", seeds, include_played)
+            if feedback is not None and feedback.narrows:   # dislikes and hidden artists: never
+                query, filters = _without_disliked(query, filters, feedback)
             hooks.check("before the search")
             lists: dict | None = {} if explain else None
             items = recommend(view, query, k, share, div, filters,
                               before_widening=_widening(hooks), lists=lists)
+            if feedback is not None and feedback.skips:     # skipped songs sink
+                items = [items[i] for i in sink_skipped([it.song_row for it in items], feedback.skips)]
             reasons = None
             if explain:
                 counts = None if query.folded_in else view.play_counts(view.user_row(user_id))
@@ -302,6 +309,16 @@ class Recommender:
                                   f"got {type(plays).__name__}") from None
         return self._writable().record_plays(user_id, pairs, request_id)
 
+    def record_feedback(self, user_id: str, song_id: str, action: str, request_id: str | None = None) -> Appended:
+        """Record what ``user_id`` thinks of ``song_id``: ``"like"`` (counts as
+        ``pmrs.live.feedback.LIKE_PLAYS`` plays), ``"skip"`` (the song sinks in the user's lists),
+        ``"dislike"`` (it never comes back to them) or ``"hide_artist"`` (no song by its artist
+        does); written durably to the write log first, applied at once, kept through rebuilds
+        (:mod:`pmrs.live.feedback`). ``request_id``: a retried call with the same id is applied
+        once. Raises :class:`InvalidArgument`, :class:`NotFound` (an unknown song),
+        :class:`ReadOnly` or ``LogUnavailable`` (nothing is recorded)."""
+        return self._writable().record_feedback(user_id, song_id, action, request_id)
+
     def add_song(self, song_id: str, *, title: str = "", artist: str = "", release: str = "", year: int = 0,
                  genre: str = "", tags: Sequence[str] = (), audio: bytes | None = None,
                  filename: str = "clip", request_id: str | None = None) -> AddedSong:
@@ -392,3 +409,15 @@ def _widening(hooks: CallHooks) -> Callable[[], None] | None:
     if hooks is _NO_HOOKS:
         return None
     return lambda: hooks.check("while the search was widened to find enough songs")
+
+
+def _without_disliked(query, filters: Filters, feedback: Feedback):
+    """``query`` and ``filters`` that also leave out the user's disliked songs and hidden artists."""
+    import dataclasses
+
+    rows = np.fromiter(feedback.disliked, np.int64, len(feedback.disliked))
+    query = dataclasses.replace(query, exclude_rows=np.union1d(np.asarray(query.exclude_rows, np.int64), rows))
+    if feedback.hidden_artists:
+        filters = Filters(genres=filters.genres, min_year=filters.min_year, max_year=filters.max_year,
+                          exclude_artists=tuple(filters.exclude_artists) + tuple(sorted(feedback.hidden_artists)))
+    return query, filters

@@ -233,6 +233,15 @@ class RemoteRecommender:
         r = self._write(self._stub.RecordPlays, req)
         return Appended(r.sequence, r.duplicate)
 
+    def record_feedback(self, user_id: str, song_id: str, action: str, request_id: str | None = None) -> Appended:
+        """Record what ``user_id`` thinks of ``song_id`` (``"like"``, ``"skip"``, ``"dislike"``,
+        ``"hide_artist"``); as :meth:`pmrs.Recommender.record_feedback`. Needs the write token. A
+        call without a ``request_id`` gets a new one, so that a retry is applied once."""
+        req = _request(pb.RecordFeedbackRequest, user_id=user_id, song_id=song_id,
+                       action=feedback_enum(action), request_id=request_id or uuid.uuid4().hex)
+        r = self._write(self._stub.RecordFeedback, req)
+        return Appended(r.sequence, r.duplicate)
+
     def add_song(self, song_id: str, *, title: str = "", artist: str = "", release: str = "", year: int = 0,
                  genre: str = "", tags: Sequence[str] = (), audio: bytes | None = None,
                  filename: str = "clip", request_id: str | None = None) -> AddedSong:
@@ -365,3 +374,23 @@ def _setting(x: float) -> float:
         if struct.unpack("f", struct.pack("f", y))[0] == x:
             return y
     return x
+
+
+def feedback_enum(action: str) -> int:
+    """The proto's ``FeedbackAction`` of a feedback action name (:data:`pmrs.live.feedback.ACTIONS`)."""
+    from .live.feedback import ACTIONS
+
+    if action not in ACTIONS:
+        raise InvalidArgument(f"action must be one of {', '.join(ACTIONS)}, got {str(action)[:40]!r}")
+    return pb.FeedbackAction.Value(f"FEEDBACK_ACTION_{action.upper()}")
+
+
+def feedback_action(value: int) -> str:
+    """The action name of a proto ``FeedbackAction`` (``InvalidArgument`` for none or an unknown one)."""
+    from .live.feedback import ACTIONS
+
+    name = pb.FeedbackAction.Name(value).removeprefix("FEEDBACK_ACTION_").lower() \
+        if value in pb.FeedbackAction.values() else ""
+    if name not in ACTIONS:
+        raise InvalidArgument(f"action must be one of {', '.join('FEEDBACK_ACTION_' + a.upper() for a in ACTIONS)}")
+    return name

@@ -119,7 +119,7 @@ def json_formatter() -> logging.Formatter:
 
 #: The Recommender methods whose answers can come from the default lists.
 ANSWERING = frozenset({"Recommend", "SimilarSongs"})
-WRITE_KINDS = {"RecordPlays": "plays", "AddSong": "song"}
+WRITE_KINDS = {"RecordPlays": "plays", "RecordFeedback": "feedback", "AddSong": "song"}
 
 
 class ServerMetrics:

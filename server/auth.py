@@ -24,7 +24,7 @@ import grpc
 
 WRITE_TOKEN_ENV = "PMRS_WRITE_TOKEN"
 READ_TOKEN_ENV = "PMRS_READ_TOKEN"
-WRITE_METHODS = frozenset({"RecordPlays", "AddSong"})
+WRITE_METHODS = frozenset({"RecordPlays", "RecordFeedback", "AddSong"})
 #: A token shorter than this is refused at start: a guessable token protects nothing.
 MIN_TOKEN_CHARS = 16
 

@@ -26,6 +26,7 @@ import grpc
 from pmrs.errors import AlreadyExists, InvalidArgument, LogUnavailable, NotFound, ReadOnly
 from pmrs.live.songs import ClipTooLarge
 from pmrs.recommender import CallHooks, Filters, Recommendations, Recommender
+from pmrs.remote import feedback_action
 from pmrs.serving.contract import ACOUSTIC, COLLABORATIVE, METADATA, NEIGHBOURS
 from pmrs.serving.recommend import MIXED, check_unit
 from pmrs.v1 import recommender_pb2 as pb
@@ -313,6 +314,14 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
             done = rec.record_plays(request.user_id, [(p.song_id, p.count) for p in request.plays],
                                     request.request_id or None)
             return pb.RecordPlaysResponse(sequence=done.seq, duplicate=done.duplicate)
+
+    @_rpc
+    def RecordFeedback(self, request: pb.RecordFeedbackRequest, context) -> pb.RecordFeedbackResponse:
+        with self._recommender(context) as (rec, hooks):
+            hooks.check("before the write")
+            done = rec.record_feedback(request.user_id, request.song_id, feedback_action(request.action),
+                                       request.request_id or None)
+            return pb.RecordFeedbackResponse(sequence=done.seq, duplicate=done.duplicate)
 
     @_rpc
     def AddSong(self, request: pb.AddSongRequest, context) -> pb.AddSongResponse:

@@ -8,7 +8,8 @@ processes on one machine append and read it at once (SQLite's locking; WAL lets 
 while one writes), so server replicas share it: each polls ``last_seq()`` and applies what is new.
 
 A write is a kind and a JSON body (``plays``: ``{"user_id", "plays": [[song_id, count], ...]}``;
-``song``: ``{"song_id", "title", ...}``), an optional client request id (unique: a retried call
+``song``: ``{"song_id", "title", ...}``; ``feedback``: ``{"user_id", "song_id", "action"}``,
+:mod:`pmrs.live.feedback`), an optional client request id (unique: a retried call
 finds its first write instead of writing twice) and, for a song, the audio clip as sent (a
 separate table, so that reading plays never reads clips). Bundles record the last ``seq`` they
 include (``manifest["live_seq"]``); a server replays only the writes after it.
@@ -38,7 +39,8 @@ LOG_FILE = "writes.sqlite"
 BUSY_TIMEOUT_SECONDS = 5.0
 PLAYS = "plays"
 SONG = "song"
-KINDS = (PLAYS, SONG)
+FEEDBACK = "feedback"
+KINDS = (PLAYS, SONG, FEEDBACK)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS writes (

@@ -1,7 +1,7 @@
 """Taking the write log into the next rebuild, so that nothing is counted twice or lost.
 
 ``pmrs ingest`` (unless ``--no-live``) reads every write up to the log's last sequence number
-``N`` at that moment: the logged plays are added to the triplets' counts, the logged songs to
+``N`` at that moment: the logged plays (and likes, as ``LIKE_PLAYS`` plays each) are added to the triplets' counts, the logged songs to
 the catalog (their fields and tags, tags at full weight), and their clips are written to
 ``<workdir>/live/audio/<song_id><ext>``, where ``pmrs extract --live`` finds them. ``N`` is
 recorded in ``interactions/live.json``; ``indexer build`` copies it into the bundle's manifest
@@ -23,7 +23,8 @@ import scipy.sparse as sp
 
 from ..artifacts import read_json
 from ..interactions import Interactions, capped_counts
-from .log import LIVE_DIR, PLAYS, SONG, WriteLog, log_path
+from .feedback import LIKE, LIKE_PLAYS
+from .log import FEEDBACK, LIVE_DIR, PLAYS, SONG, WriteLog, log_path
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ def read_logged(workdir: str | os.PathLike) -> LoggedWrites | None:
         for w in wlog.since(0, upto=out.upto):
             if w.kind == PLAYS:
                 out.plays.extend((w.body["user_id"], s, int(c), w.written_at) for s, c in w.body["plays"])
+            elif w.kind == FEEDBACK and w.body.get("action") == LIKE:   # a like trains as plays
+                out.plays.append((w.body["user_id"], w.body["song_id"], LIKE_PLAYS, w.written_at))
             elif w.kind == SONG:
                 out.songs.append(w.body)
                 clip = wlog.clip(w.seq)

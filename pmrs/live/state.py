@@ -28,7 +28,8 @@ import numpy as np
 from ..errors import AlreadyExists, InvalidArgument, NotFound
 from ..ids import check_id
 from ..text import quote_prefix
-from .log import PLAYS, SONG, Appended, LogUnavailable, Write, WriteLog
+from .feedback import ACTIONS, HIDE_ARTIST, LIKE, LIKE_PLAYS, Feedback
+from .log import FEEDBACK, PLAYS, SONG, Appended, LogUnavailable, Write, WriteLog
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,7 @@ class LiveState:
         self.users: dict[str, LiveUser] = {}
         self.user_list: list[LiveUser] = []
         self.songs = SongTable(first_row=bundle.n_songs)
+        self.feedback: dict[str, Feedback] = {}   # each user's lasting feedback (pmrs.live.feedback)
         self.skipped: list[str] = []   # writes a replay could not apply (and why)
         self._queue: list[_Pending] = []   # RecordPlays calls waiting for the next group commit
         self._queue_lock = threading.Lock()
@@ -149,7 +151,19 @@ class LiveState:
     def has_user(self, user_id: str) -> bool:
         return user_id in self.users
 
+    def feedback_of(self, user_id: str) -> Feedback | None:
+        return self.feedback.get(user_id)
+
     # -- catching up ---------------------------------------------------------------------------
+
+    def load_feedback(self) -> None:
+        """The lasting part of the feedback the bundle already took in (writes up to its
+        ``live_seq``): dislikes, hidden artists, skips (likes are in its plays already)."""
+        if self.log is None or not self.seq:
+            return
+        with self._lock:
+            for w in self.log.since(0, upto=self.seq, kinds=(FEEDBACK,)):
+                self._apply(w, lasting_only=True)
 
     def catch_up(self) -> int:
         """Apply the log's writes newer than the last applied one; returns how many."""
@@ -162,18 +176,68 @@ class LiveState:
                 n += 1
             return n
 
-    def _apply(self, w: Write) -> None:
+    def _apply(self, w: Write, lasting_only: bool = False) -> None:
         try:
             if w.kind == PLAYS:
                 self._apply_plays(w.body["user_id"], self._resolve_plays(w.body["plays"]))
             elif w.kind == SONG:
                 self._apply_song(w.body, self._replayed_song(w))
+            elif w.kind == FEEDBACK:
+                (row, _), = self._resolve_plays([(w.body["song_id"], 1)])
+                self._apply_feedback(w.body["user_id"], row, w.body["action"], w.body.get("artist", ""),
+                                     lasting_only)
         except (InvalidArgument, NotFound, KeyError, TypeError, ValueError) as exc:
             # e.g. a song added by a newer bundle's writes that this bundle cannot encode
             why = f"write {w.seq} ({w.kind}) not applied: {exc}"
             log.warning("%s", why)
             self.skipped.append(why)
-        self.seq = w.seq
+        if not lasting_only:
+            self.seq = w.seq
+
+    # -- feedback ---------------------------------------------------------------------------
+
+    def record_feedback(self, user_id: str, song_id: str, action: str, request_id: str | None = None) -> Appended:
+        """Log one feedback durably, then apply it (:mod:`pmrs.live.feedback`).
+        :class:`InvalidArgument` for a bad id or action (or hiding the artist of a song without
+        one), :class:`NotFound` for an unknown song, ``LogUnavailable`` when the log cannot take
+        it (nothing is recorded then)."""
+        check_id("user_id", user_id)
+        check_id("song_id", song_id)
+        if request_id:
+            check_id("request_id", request_id)
+        if action not in ACTIONS:
+            raise InvalidArgument(f"action must be one of {', '.join(ACTIONS)}, got {str(action)[:40]!r}")
+        with self._lock:
+            self.catch_up()
+            (row, _), = self._resolve_plays([(song_id, 1)])
+            body = {"user_id": user_id, "song_id": song_id, "action": action}
+            if action == HIDE_ARTIST:
+                artist = str(self._fields(row).get("artist") or "").strip()
+                if not artist:
+                    raise InvalidArgument(f"song {quote_prefix(song_id)} has no artist to hide")
+                body["artist"] = artist
+            if self.log is None:
+                result = Appended(self.seq + 1)
+            else:
+                result = self.log.append(FEEDBACK, body, request_id)
+                if result.duplicate:
+                    return result
+                self.catch_up_to(result.seq - 1)
+            self._apply_feedback(user_id, row, action, body.get("artist", ""))
+            self.seq = max(self.seq, result.seq)
+            return result
+
+    def _fields(self, row: int) -> dict:
+        if row < self.bundle.n_songs:
+            return self.bundle.songs([row])[0]
+        return dict(self.songs.catalog[row - self.songs.first_row])
+
+    def _apply_feedback(self, user_id: str, row: int, action: str, artist: str = "",
+                        lasting_only: bool = False) -> None:
+        if action == LIKE and not lasting_only:
+            self._apply_plays(user_id, [(row, float(LIKE_PLAYS))])
+        feedback = self.feedback.get(user_id, Feedback())
+        self.feedback = {**self.feedback, user_id: feedback.with_action(action, row, artist)}
 
     # -- plays ------------------------------------------------------------------------------
 

@@ -22,6 +22,14 @@ class SimilarityMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SIMILARITY_MODE_MIXED: _ClassVar[SimilarityMode]
     SIMILARITY_MODE_METADATA: _ClassVar[SimilarityMode]
     SIMILARITY_MODE_NEIGHBOURS: _ClassVar[SimilarityMode]
+
+class FeedbackAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FEEDBACK_ACTION_UNSPECIFIED: _ClassVar[FeedbackAction]
+    FEEDBACK_ACTION_LIKE: _ClassVar[FeedbackAction]
+    FEEDBACK_ACTION_SKIP: _ClassVar[FeedbackAction]
+    FEEDBACK_ACTION_DISLIKE: _ClassVar[FeedbackAction]
+    FEEDBACK_ACTION_HIDE_ARTIST: _ClassVar[FeedbackAction]
 SOURCE_UNSPECIFIED: Source
 SOURCE_COLLABORATIVE: Source
 SOURCE_ACOUSTIC: Source
@@ -32,6 +40,11 @@ SIMILARITY_MODE_ACOUSTIC: SimilarityMode
 SIMILARITY_MODE_MIXED: SimilarityMode
 SIMILARITY_MODE_METADATA: SimilarityMode
 SIMILARITY_MODE_NEIGHBOURS: SimilarityMode
+FEEDBACK_ACTION_UNSPECIFIED: FeedbackAction
+FEEDBACK_ACTION_LIKE: FeedbackAction
+FEEDBACK_ACTION_SKIP: FeedbackAction
+FEEDBACK_ACTION_DISLIKE: FeedbackAction
+FEEDBACK_ACTION_HIDE_ARTIST: FeedbackAction
 
 class Filters(_message.Message):
     __slots__ = ("genres", "min_year", "max_year", "exclude_artists")
@@ -406,6 +419,26 @@ class RecordPlaysRequest(_message.Message):
     def __init__(self, user_id: _Optional[str] = ..., plays: _Optional[_Iterable[_Union[Play, _Mapping]]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class RecordPlaysResponse(_message.Message):
+    __slots__ = ("sequence", "duplicate")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    duplicate: bool
+    def __init__(self, sequence: _Optional[int] = ..., duplicate: _Optional[bool] = ...) -> None: ...
+
+class RecordFeedbackRequest(_message.Message):
+    __slots__ = ("user_id", "song_id", "action", "request_id")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    SONG_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    song_id: str
+    action: FeedbackAction
+    request_id: str
+    def __init__(self, user_id: _Optional[str] = ..., song_id: _Optional[str] = ..., action: _Optional[_Union[FeedbackAction, str]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class RecordFeedbackResponse(_message.Message):
     __slots__ = ("sequence", "duplicate")
     SEQUENCE_FIELD_NUMBER: _ClassVar[int]
     DUPLICATE_FIELD_NUMBER: _ClassVar[int]

@@ -70,6 +70,11 @@ class RecommenderStub:
                 request_serializer=pmrs_dot_v1_dot_recommender__pb2.RecordPlaysRequest.SerializeToString,
                 response_deserializer=pmrs_dot_v1_dot_recommender__pb2.RecordPlaysResponse.FromString,
                 _registered_method=True)
+        self.RecordFeedback = channel.unary_unary(
+                '/pmrs.v1.Recommender/RecordFeedback',
+                request_serializer=pmrs_dot_v1_dot_recommender__pb2.RecordFeedbackRequest.SerializeToString,
+                response_deserializer=pmrs_dot_v1_dot_recommender__pb2.RecordFeedbackResponse.FromString,
+                _registered_method=True)
         self.AddSong = channel.unary_unary(
                 '/pmrs.v1.Recommender/AddSong',
                 request_serializer=pmrs_dot_v1_dot_recommender__pb2.AddSongRequest.SerializeToString,
@@ -133,6 +138,16 @@ class RecommenderServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordFeedback(self, request, context):
+        """Records what a user thinks of a song (a write: needs the write token), durable in the write
+        log first: a like counts as several plays, a skip sinks the song in the user's lists, a
+        dislike keeps it out of them and hiding an artist keeps out every song of theirs, at once
+        and after rebuilds.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def AddSong(self, request, context):
         """Adds a song nobody has heard (a write: needs the write token): catalog fields and, optionally,
         its audio clip, from which the bundle's CNN predicts its vectors. Found by GetSong and
@@ -179,6 +194,11 @@ def add_RecommenderServicer_to_server(servicer, server):
                     servicer.RecordPlays,
                     request_deserializer=pmrs_dot_v1_dot_recommender__pb2.RecordPlaysRequest.FromString,
                     response_serializer=pmrs_dot_v1_dot_recommender__pb2.RecordPlaysResponse.SerializeToString,
+            ),
+            'RecordFeedback': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordFeedback,
+                    request_deserializer=pmrs_dot_v1_dot_recommender__pb2.RecordFeedbackRequest.FromString,
+                    response_serializer=pmrs_dot_v1_dot_recommender__pb2.RecordFeedbackResponse.SerializeToString,
             ),
             'AddSong': grpc.unary_unary_rpc_method_handler(
                     servicer.AddSong,
@@ -376,6 +396,33 @@ class Recommender:
             '/pmrs.v1.Recommender/RecordPlays',
             pmrs_dot_v1_dot_recommender__pb2.RecordPlaysRequest.SerializeToString,
             pmrs_dot_v1_dot_recommender__pb2.RecordPlaysResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordFeedback(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pmrs.v1.Recommender/RecordFeedback',
+            pmrs_dot_v1_dot_recommender__pb2.RecordFeedbackRequest.SerializeToString,
+            pmrs_dot_v1_dot_recommender__pb2.RecordFeedbackResponse.FromString,
             options,
             channel_credentials,
             insecure,

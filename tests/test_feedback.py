@@ -1,0 +1,171 @@
+"""Feedback beyond plays (pmrs.live.feedback): likes, skips, dislikes and hidden artists, through
+the durable write log, at once and after the next bundle."""
+
+import shutil
+
+import numpy as np
+import pytest
+from servers import work_with_bundle
+
+import pmrs
+from pmrs.errors import InvalidArgument, NotFound
+from pmrs.indexing import IndexerConfig, build_bundle
+from pmrs.live.feedback import LIKE_PLAYS
+
+
+@pytest.fixture(scope="module")
+def base(serving_workdir, tmp_path_factory):
+    return work_with_bundle(serving_workdir, tmp_path_factory, "feedback")
+
+
+@pytest.fixture()
+def work(base, tmp_path):
+    w = tmp_path / "w"
+    shutil.copytree(base, w)
+    return w
+
+
+def _user(rec, i=5):
+    return rec.bundle.user_ids[i].decode()
+
+
+def test_a_dislike_leaves_the_list_at_once_and_after_a_new_bundle(work):
+    with pmrs.Recommender.open(work, live=True) as rec:
+        user = _user(rec)
+        before = rec.recommend(user, k=10).song_ids
+        wider = rec.recommend(user, k=30).song_ids
+        first = before[0]
+        ack = rec.record_feedback(user, first, "dislike")
+        assert ack.seq > 0 and not ack.duplicate
+        after = rec.recommend(user, k=10).song_ids
+        assert first not in after and len(after) == 10
+        assert set(after) <= set(wider) and len(set(after) & set(before)) >= 8   # the others stay
+        assert first not in rec.recommend(user, k=10, shares={"collaborative": 1.0}).song_ids
+        assert first not in rec.recommend(user, k=50, include_played=True).song_ids
+    build_bundle(work, IndexerConfig(recall_queries=20, metadata=False), show_progress=False)
+    with pmrs.Recommender.open(work, live=True) as rec:    # a new bundle, the same log
+        assert first not in rec.recommend(user, k=10).song_ids
+        assert rec.live.feedback_of(user).disliked
+
+
+def test_hiding_an_artist_removes_every_song_of_theirs(work):
+    with pmrs.Recommender.open(work, live=True) as rec:
+        user = _user(rec, 7)
+        songs = rec.recommend(user, k=30).songs
+        artist = songs[0].artist
+        assert artist
+        rec.record_feedback(user, songs[0].song_id, "hide_artist")
+        after = rec.recommend(user, k=30).songs
+        assert after and all(s.artist.casefold() != artist.casefold() for s in after)
+        assert any(s.artist == artist for s in rec.recommend(_user(rec, 8), k=200).songs)   # only for that user
+
+
+def test_a_like_counts_as_plays_and_a_skip_sinks_the_song(work):
+    with pmrs.Recommender.open(work, live=True) as rec:
+        b = rec.bundle
+        user = _user(rec, 9)
+        row = b.user_row(user)
+        new = rec.recommend(user, k=10).songs[3].song_id
+        rec.record_feedback(user, new, "like")
+        mine = rec.live.users[user]
+        rows = np.concatenate([b.played(row), [b.song_row(new)]])
+        counts = np.concatenate([b.play_counts(row), [LIKE_PLAYS]])
+        np.testing.assert_allclose(mine.vector, b.fold_in(rows, counts), rtol=1e-4, atol=1e-6)
+        assert new not in rec.recommend(user, k=10).song_ids    # liked: in the history now
+        listed = rec.recommend(user, k=10).song_ids
+        rec.record_feedback(user, listed[0], "skip")
+        assert rec.recommend(user, k=10).song_ids == listed[1:] + listed[:1]   # last now
+        rec.record_feedback(user, listed[1], "skip")
+        rec.record_feedback(user, listed[1], "skip")
+        assert rec.recommend(user, k=10).song_ids == listed[2:] + [listed[0], listed[1]]   # more skips, lower
+
+
+def test_feedback_is_checked_logged_once_and_replayed(work):
+    with pmrs.Recommender.open(work, live=True) as rec:
+        user = _user(rec, 11)
+        song = rec.recommend(user, k=1).song_ids[0]
+        for bad in ("love", "", None):
+            with pytest.raises(InvalidArgument):
+                rec.record_feedback(user, song, bad)
+        with pytest.raises(NotFound):
+            rec.record_feedback(user, "no-such-song", "dislike")
+        seq = rec.live.seq
+        assert rec.live.seq == seq   # nothing written by the refused calls
+        a = rec.record_feedback(user, song, "dislike", request_id="fb-1")
+        b = rec.record_feedback(user, song, "dislike", request_id="fb-1")
+        assert b.duplicate and b.seq == a.seq
+    with pmrs.Recommender.open(work, live=True) as other:   # another process: replayed from the log
+        assert song not in other.recommend(user, k=10).song_ids
+        assert other.live.feedback_of(user).disliked == {other.bundle.song_row(song)}
+
+
+def test_a_recommender_without_writes_refuses_feedback(work):
+    from pmrs.errors import ReadOnly
+
+    with pmrs.Recommender.open(work) as rec, pytest.raises(ReadOnly):
+        rec.record_feedback(_user(rec), rec.bundle.song_ids[0].decode(), "like")
+
+
+def test_the_rebuild_trains_on_likes_once_and_keeps_dislikes(work, serving_workdir):
+    from pmrs.cli import main
+    from pmrs.interactions import Interactions
+
+    with pmrs.Recommender.open(work, live=True) as rec:
+        user = _user(rec, 13)
+        liked, disliked = rec.recommend(user, k=2).song_ids
+        rec.record_feedback(user, liked, "like")
+        rec.record_feedback(user, disliked, "dislike")
+    data = serving_workdir.parent / "data"
+    for step in (["ingest", str(data)], ["train-wmf", "--no-select"]):
+        assert main([*step, "--workdir", str(work), "-q"]) == 0
+    inter = Interactions.load(work / "interactions")
+    u = int(np.flatnonzero(inter.user_ids == user.encode())[0])
+    s = int(np.flatnonzero(inter.song_ids == liked.encode())[0])
+    assert inter.matrix[u, s] == LIKE_PLAYS        # the like, as plays, once
+    build_bundle(work, IndexerConfig(recall_queries=20, metadata=False), show_progress=False)
+    with pmrs.Recommender.open(work, live=True) as rec:
+        assert user not in rec.live.users          # nothing left to replay: the like is in the bundle
+        assert liked in {rec.bundle.song_id(r) for r in rec.bundle.played(rec.bundle.user_row(user)).tolist()}
+        assert disliked not in rec.recommend(user, k=20).song_ids
+
+
+def test_feedback_over_grpc_needs_the_write_token_and_a_known_action(work, tmp_path):
+    import grpc
+    from servers import ServerProcess
+
+    from pmrs.errors import PermissionDenied, Unauthenticated
+    from pmrs.v1 import recommender_pb2 as pb
+    from pmrs.v1 import recommender_pb2_grpc as pb_grpc
+
+    token = "feedback-token-0123456789"
+    with pmrs.Recommender.open(work) as rec:
+        user = _user(rec, 15)
+    server = ServerProcess(work, tmp_path / "server.log", env={"PMRS_WRITE_TOKEN": token})
+    try:
+        with pmrs.connect(server.address, token=token) as remote, pmrs.connect(server.address) as anonymous:
+            first = remote.recommend(user, k=10).song_ids[0]
+            with pytest.raises((PermissionDenied, Unauthenticated)):
+                anonymous.record_feedback(user, first, "dislike")
+            with pytest.raises(InvalidArgument):
+                remote.record_feedback(user, first, "love")
+            assert not remote.record_feedback(user, first, "dislike", request_id="g-1").duplicate
+            assert remote.record_feedback(user, first, "dislike", request_id="g-1").duplicate
+            assert first not in remote.recommend(user, k=10).song_ids
+            second = remote.recommend(user, k=10).song_ids[0]
+        # pmrs-client feedback: the same write from the command line
+        from pmrs_clients import cli
+
+        (tmp_path / "token").write_text(token)
+        assert cli.main(["--target", server.address, "--json", "feedback", user, second, "dislike",
+                         "--token-file", str(tmp_path / "token")]) == 0
+        with pmrs.connect(server.address) as reader:
+            assert second not in reader.recommend(user, k=10).song_ids
+        assert cli.main(["--target", server.address, "feedback", user, second, "love"]) != 0
+        with grpc.insecure_channel(server.address) as channel:   # a generic client leaving the action unset
+            stub = pb_grpc.RecommenderStub(channel)
+            with pytest.raises(grpc.RpcError) as err:
+                stub.RecordFeedback(pb.RecordFeedbackRequest(user_id=user, song_id=first),
+                                    metadata=(("authorization", f"Bearer {token}"),))
+            assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "FEEDBACK_ACTION_LIKE" in err.value.details()
+    finally:
+        server.kill()
