@@ -17,14 +17,14 @@ from hypothesis import strategies as st  # noqa: E402
 
 from pmrs.ingest import triplets as tr  # noqa: E402
 from pmrs.ingest.errors import IngestError  # noqa: E402
-from pmrs.ingest.rawtext import (EMPTY_ID, ID_TOO_LONG, MAX_ID_BYTES, MAX_LINE_BYTES,  # noqa: E402
+from pmrs.ingest.rawtext import (EMPTY_ID, ID_TOO_LONG, MAX_ID_BYTES, MAX_LINE_BYTES, SPACE_AT_END,  # noqa: E402
                                  NOT_UTF8, NUL_IN_ID, TOO_LONG, sniff_encoding)
 
 FAST = settings(max_examples=60, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                        HealthCheck.data_too_large])
 _WS = b" \t\n\r\x0b\x0c"
-_ID_ORDER = (NUL_IN_ID, ID_TOO_LONG, EMPTY_ID)  # after "not valid UTF-8", which is per line
+_ID_ORDER = (NUL_IN_ID, ID_TOO_LONG, EMPTY_ID, SPACE_AT_END)  # after "not valid UTF-8", which is per line
 
 
 def reference(lines: list[bytes]) -> tuple[Counter, Counter, int, dict[int, str]]:
@@ -69,6 +69,8 @@ def _reason(line: bytes) -> str | None:
             problems.add(NUL_IN_ID)
         elif len(ident) > MAX_ID_BYTES:
             problems.add(ID_TOO_LONG)
+        elif ident.decode().strip() != ident.decode():   # Unicode whitespace at an end (U+00A0)
+            problems.add(SPACE_AT_END)
     for p in _ID_ORDER:
         if p in problems:
             return p
@@ -164,13 +166,15 @@ def test_every_good_line_lands_and_bad_lines_are_counted(tmp_path_factory, monke
 
 
 def _id_ok(raw: bytes) -> bool:
+    """The id rule (pmrs/ids.py) from its description: UTF-8, not empty, no NUL, at most
+    MAX_ID_BYTES, no whitespace at either end (any Unicode whitespace, such as U+00A0)."""
     if not raw or b"\x00" in raw or len(raw) > MAX_ID_BYTES:
         return False
     try:
-        raw.decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         return False
-    return True
+    return text == text.strip()
 
 
 def _as_text(raw: bytes) -> str:

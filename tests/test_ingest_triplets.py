@@ -75,6 +75,18 @@ def test_ids_with_surrounding_spaces_merge(tmp_path):
     assert dense(inter) == {("uA", "SO1"): 5}
 
 
+def test_ids_with_other_unicode_whitespace_at_an_end_are_refused_as_live_writes_are(tmp_path):
+    """A no-break space (U+00A0) or an em space at an end cannot be an id (pmrs.ids): a file's
+    line with one is counted, as RecordPlays refuses it."""
+    from pmrs.ids import SPACE_AT_END, id_problem
+
+    p = write(tmp_path, "uA\tSO1\t2\nuB\u00a0\tSO1\t1\nuC\t\u2003SO2\t1\nuD\tSO2\t4\n".encode())
+    inter, report = read_triplets(p)
+    assert dense(inter) == {("uA", "SO1"): 2, ("uD", "SO2"): 4}
+    assert report.malformed == {SPACE_AT_END: 2}
+    assert id_problem("uB\u00a0") == SPACE_AT_END
+
+
 def test_last_line_without_newline_and_quotes_are_data(tmp_path):
     p = write(tmp_path, b'"u1\tSO"1\t2\nu2\tSO2\t1')
     inter, _ = read_triplets(p)

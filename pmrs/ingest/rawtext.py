@@ -25,7 +25,7 @@ from typing import BinaryIO, Iterator
 import numpy as np
 import pyarrow as pa
 
-from ..ids import EMPTY_ID, ID_TOO_LONG, MAX_ID_BYTES, NOT_UTF8, NUL_IN_ID, id_problem
+from ..ids import EMPTY_ID, ID_TOO_LONG, MAX_ID_BYTES, NOT_UTF8, NUL_IN_ID, SPACE_AT_END, id_problem
 from .errors import IngestError
 
 __all__ = ["EMPTY_ID", "ID_TOO_LONG", "MAX_ID_BYTES", "MAX_LINE_BYTES", "NOT_UTF8", "NUL_IN_ID", "QUOTE_BYTES",

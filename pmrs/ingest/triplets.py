@@ -36,7 +36,7 @@ import scipy.sparse as sp
 from ..interactions import MAX_COUNT, Interactions, capped_counts
 from .aggregate import MIN_PLAY_SECONDS
 from .errors import IngestError
-from .rawtext import (EMPTY_ID, ID_TOO_LONG, MAX_ID_BYTES, MAX_LINE_BYTES, NOT_UTF8, NUL_IN_ID,
+from .rawtext import (EMPTY_ID, ID_TOO_LONG, MAX_ID_BYTES, MAX_LINE_BYTES, NOT_UTF8, NUL_IN_ID, SPACE_AT_END,
                       TOO_LONG, CleanLines, check_input_file, open_stream, quote, read_head,
                       sniff_encoding)
 
@@ -56,9 +56,9 @@ _EXPECTED = "expected user_id<TAB>song_id<TAB>play_count"
 
 # Why a parsed row is rejected, most important first (a row gets the first that applies, in the
 # order the line filter would find them, so both read paths give the same reasons).
-_R_TOO_LONG, _R_UTF8, _R_NUL, _R_ID_LONG, _R_BLANK, _R_EMPTY, _R_COUNT, _R_OK = range(8)
+_R_TOO_LONG, _R_UTF8, _R_NUL, _R_ID_LONG, _R_BLANK, _R_EMPTY, _R_SPACE, _R_COUNT, _R_OK = range(9)
 _REASON = {_R_TOO_LONG: TOO_LONG, _R_UTF8: NOT_UTF8, _R_NUL: NUL_IN_ID, _R_ID_LONG: ID_TOO_LONG,
-           _R_EMPTY: EMPTY_ID, _R_COUNT: BAD_COUNT}
+           _R_EMPTY: EMPTY_ID, _R_SPACE: SPACE_AT_END, _R_COUNT: BAD_COUNT}
 
 
 @dataclass(frozen=True)
@@ -455,6 +455,10 @@ def _clean_dictionary(dictionary: pa.Array) -> tuple[np.ndarray, np.ndarray, np.
     except pa.ArrowInvalid:
         rank[[not _is_utf8(b) for b in as_bytes]] = _R_UTF8
     rank[length == 0] = _R_EMPTY
+    ok = np.flatnonzero(rank == _R_OK)
+    if len(ok):   # whitespace ASCII trimming leaves (U+00A0, U+2003, ...): no id, as pmrs.ids says
+        rest = pc.utf8_trim_whitespace(pc.take(trimmed, pa.array(ok))).cast(pa.binary())
+        rank[ok[pc.binary_length(rest).to_numpy(zero_copy_only=False) != length[ok]]] = _R_SPACE
     good = rank == _R_OK
     width = max(1, int(length[good].max(initial=1)))
     keys = np.array(as_bytes, dtype=f"S{width}")  # bad entries are cut short: they are never used
