@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -76,6 +77,11 @@ def run_demo(directory: Path, config_path: Path = DEMO_CONFIG) -> None:
     print(f"({time.perf_counter() - t:.1f} s)")
 
     t = _step("2. pmrs ingest")
+    from .live.log import LIVE_DIR
+
+    if (work / LIVE_DIR).exists():   # the last demo's live writes (its added song, its plays): not this one's
+        shutil.rmtree(work / LIVE_DIR)
+        print(f"removed the last demo's write log ({work / LIVE_DIR})")
     print(format_ingest(ingest(data, work, cfgmod.build(IngestConfig, "ingest", toml))))
     print(f"({time.perf_counter() - t:.1f} s)")
 
@@ -280,6 +286,12 @@ def serve_and_query(work: Path, user: str, cold_song: str, new_clip: tuple[Path,
             kept = len({s.song_id for s in after} & {s.song_id for s in before})
             print(f"after the plays: the 3 songs just played are gone ({not set(played) & {s.song_id for s in after}}), "
                   f"{10 - kept} of the 10 songs are new\n")
+            print("Why each song is there, source by source:")
+            client("recommend", user, "-k", "5", "--explain")
+            disliked = after[0]
+            client("feedback", user, disliked.song_id, "dislike")
+            gone = disliked.song_id not in pc.recommend(user, k=10).song_ids
+            print(f"after the dislike: {disliked.title!r} is out of the list ({gone}), and stays out after rebuilds\n")
             clip, genre = new_clip
             client("add-song", "DEMO-UNHEARD-1", "--audio", str(clip), "--title", "A song nobody has heard",
                    "--artist", "Demo Artist", "--genre", genre)
