@@ -316,6 +316,19 @@ def test_played_it_records_a_play_and_the_list_changes(web, world):
     assert web.post("/api/play", data={"user": "", "song": first}).status_code == 400
 
 
+def test_feedback_from_the_page_is_written_and_the_list_reflects_it(web, world):
+    user = world.users[5]
+    before = web.get("/fragment/recommend", params={"user": user}).text
+    assert 'data-action="dislike"' in before and 'aria-label="not for me: ' in before
+    first = before.split('<tr data-song="', 1)[1].split('"', 1)[0]
+    r = web.post("/api/feedback", data={"user": user, "song": first, "action": "dislike"})
+    assert r.status_code == 200 and r.json()["sequence"] >= 1
+    assert f'<tr data-song="{first}"' not in web.get("/fragment/recommend", params={"user": user}).text
+    assert web.post("/api/feedback", data={"user": user, "song": first, "action": "love"}).status_code == 400
+    assert web.post("/api/feedback", data={"user": user, "song": "NO-SUCH-SONG", "action": "like"}).status_code == 404
+    assert web.post("/api/feedback", data={"user": "", "song": first, "action": "like"}).status_code == 400
+
+
 def _wav_bytes(world):
     return (world.audio_dir / f"{world.clip_song}.wav").read_bytes()
 

@@ -137,6 +137,18 @@ def test_played_it_removes_the_song_from_the_list(site, browser, world):
     assert "recorded a play" in browser.find_element(By.ID, "status").text
 
 
+def test_not_for_me_and_skip_change_the_list_at_once(site, browser, world):
+    browser.get(f"{site.url}/?user={world.users[4]}")
+    listed = rows(browser)
+    title = browser.find_element(By.CSS_SELECTOR, f"tr[data-song='{listed[0]}'] td a").text
+    browser.find_element(By.CSS_SELECTOR, f"button.fb[data-action='dislike'][data-song='{listed[0]}']").click()
+    wait(browser).until(lambda d: listed[0] not in rows(d) and len(rows(d)) == 20)
+    assert browser.find_element(By.ID, "status").text == f"recorded: dislike {title}"   # by title, not id
+    now = rows(browser)
+    browser.find_element(By.CSS_SELECTOR, f"button.fb[data-action='skip'][data-song='{now[0]}']").click()
+    wait(browser).until(lambda d: rows(d)[-1] == now[0])            # a skipped song sinks to the end
+
+
 def test_upload_a_clip_and_land_on_its_page(site, browser, world):
     browser.get(site.url + "/upload")
     form = browser.find_element(By.ID, "upload")

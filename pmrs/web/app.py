@@ -282,6 +282,25 @@ async def api_play(request: Request) -> Response:
     return JSONResponse({"sequence": written.seq, "duplicate": written.duplicate})
 
 
+async def api_feedback(request: Request) -> Response:
+    """A like, skip, dislike or hidden artist (:mod:`pmrs.live.feedback`) through the web app's token."""
+    from pmrs.live.feedback import ACTIONS
+
+    web = _web(request)
+    form = await request.form()
+    user, song = str(form.get("user") or "").strip(), str(form.get("song") or "").strip()
+    action = str(form.get("action") or "")
+    if not user or not song:
+        raise BadQuery("feedback needs a user and a song")
+    if action not in ACTIONS:
+        raise BadQuery(f"action must be one of {', '.join(ACTIONS)}")
+    if not web.can_write:
+        raise HTTPException(403, "this web app was started without a write token (PMRS_WRITE_TOKEN)")
+    from starlette.concurrency import run_in_threadpool
+    written = await run_in_threadpool(web.client.record_feedback, user, song, action)
+    return JSONResponse({"sequence": written.seq, "duplicate": written.duplicate})
+
+
 def song_page(request: Request) -> Response:
     web = _web(request)
     song_id = request.path_params["song_id"]
@@ -525,6 +544,7 @@ def create_app(workdir, target: str, *, token: str | None = None, timeout_s: flo
         Route("/api/search", api_search),
         Route("/api/users", api_users),
         Route("/api/play", api_play, methods=["POST"]),
+        Route("/api/feedback", api_feedback, methods=["POST"]),
         Route("/songs/{song_id}", song_page),
         Route("/media/{song_id}", media),
         Route("/upload", upload_form, methods=["GET"]),

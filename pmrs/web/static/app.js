@@ -177,23 +177,27 @@
       refresh();
     });
 
-    // "played it": record a play through the web app (its token), then refresh the list
+    // "played it", "like", "skip", "not for me": a write through the web app (its token), then
+    // the list again, which reflects it
     results.addEventListener("click", async (ev) => {
-      const b = ev.target.closest("button.played");
+      const b = ev.target.closest("button.played, button.fb");
       if (!b) return;
       b.disabled = true;
       const recs = $("#recs");
+      const what = b.classList.contains("played") ? "play" : b.dataset.action;
       const body = new URLSearchParams({ user: recs.dataset.user, song: b.dataset.song });
-      const resp = await fetch("/api/play", { method: "POST", body });
+      if (what !== "play") body.set("action", what);
+      const resp = await fetch(what === "play" ? "/api/play" : "/api/feedback", { method: "POST", body });
       if (!resp.ok) {
         const data = await resp.json().catch(() => ({ error: resp.statusText }));
-        status(`could not record the play: ${data.error}`);
+        status(`could not record the ${what}: ${data.error}`);
         b.disabled = false;
         return;
       }
+      const title = b.closest("tr").querySelector("td a").textContent;
       $("#user").value = recs.dataset.user;
       await refresh();
-      status(`recorded a play of ${b.dataset.song}`);
+      status(what === "play" ? `recorded a play of ${title}` : `recorded: ${what} ${title}`);
     });
   }
 
