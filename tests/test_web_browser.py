@@ -5,6 +5,7 @@ error pages. Without a browser these fail when ``CI`` is set (``make install`` p
 are skipped with the install hint otherwise."""
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -385,3 +386,30 @@ def test_a_phone_sees_the_page_without_scrolling_sideways(site, phone, world):
 def test_the_favicon_loads(site, browser):
     browser.get(site.url + "/favicon.ico")
     assert browser.find_elements(By.TAG_NAME, "svg")
+
+
+AXE = (Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js").read_text(encoding="utf-8")
+
+
+def _axe_serious(driver) -> list[str]:
+    """axe-core's serious and critical violations on the page shown (rule: the elements)."""
+    driver.execute_script(AXE)
+    found = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "axe.run(document, {resultTypes: ['violations']}).then(r => done(r.violations.map("
+        "v => ({id: v.id, impact: v.impact, nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))}))));")
+    return [f"{v['id']} ({v['impact']}): {v['nodes']}" for v in found if v["impact"] in ("serious", "critical")]
+
+
+@pytest.mark.parametrize("width", ["desktop", "phone"])
+def test_no_page_has_a_serious_accessibility_violation(site, browser, phone, world, width):
+    driver = browser if width == "desktop" else phone
+    pages = ["/", f"/?user={world.users[0]}", f"/?seeds={world.clip_song}", f"/songs/{world.clip_song}",
+             "/upload", "/map", "/lab", "/songs/NO-SUCH-SONG"]
+    found = {}
+    for page in pages:
+        driver.get(site.url + page)
+        if page.startswith("/?user="):
+            wait(driver).until(lambda d: len(rows(d)) == 20)
+        found[page] = _axe_serious(driver)
+    assert found == {page: [] for page in pages}

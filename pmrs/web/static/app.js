@@ -217,6 +217,9 @@
     const fmt = (v) => v === null || v === undefined ? "–" : (Math.round(v * 100) / 100).toLocaleString();
     function table(title, rows, heads) {
       const wrap = el("div", undefined, "scroll");
+      wrap.tabIndex = 0;      // a region that scrolls must be reachable with the keyboard
+      wrap.setAttribute("role", "region");
+      wrap.setAttribute("aria-label", title);
       const t = el("table", undefined, "songs");
       const cap = el("caption", title); t.appendChild(cap);
       const hr = el("tr"); heads.forEach((h) => hr.appendChild(el("th", h)));
