@@ -169,3 +169,20 @@ def test_feedback_over_grpc_needs_the_write_token_and_a_known_action(work, tmp_p
             assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "FEEDBACK_ACTION_LIKE" in err.value.details()
     finally:
         server.kill()
+
+
+def test_undo_takes_a_dislike_a_hidden_artist_and_skips_back_and_stays_undone(work):
+    with pmrs.Recommender.open(work, live=True) as rec:
+        user = _user(rec, 17)
+        listed = rec.recommend(user, k=10).song_ids
+        top = rec.recommend(user, k=10).songs[0]
+        rec.record_feedback(user, listed[0], "dislike")
+        rec.record_feedback(user, listed[1], "skip")
+        rec.record_feedback(user, listed[2], "hide_artist")
+        assert listed[0] not in rec.recommend(user, k=10).song_ids
+        for action, song in (("undo_dislike", listed[0]), ("undo_skip", listed[1]), ("undo_hide_artist", listed[2])):
+            rec.record_feedback(user, song, action)
+        assert rec.recommend(user, k=10).song_ids == listed and top.song_id == listed[0]
+        assert not rec.live.feedback_of(user).narrows
+    with pmrs.Recommender.open(work, live=True) as again:     # replayed from the log: still undone
+        assert again.recommend(user, k=10).song_ids == listed

@@ -10,6 +10,8 @@ before it is acknowledged, exactly once by request id, like a play. What each do
 - ``hide_artist``: every song by the song's artist leaves that user's lists, as a dislike does.
 - ``skip``: the song sinks below the songs the user has not skipped in that user's lists (the more
   skips, the lower), for good, as dislikes are kept.
+- ``undo_dislike``, ``undo_hide_artist``, ``undo_skip``: take the song's dislike, its artist's
+  hiding, or its skips back (a like is undone by nothing: its plays are plays).
 """
 
 from __future__ import annotations
@@ -19,7 +21,10 @@ from types import MappingProxyType
 from typing import Mapping
 
 LIKE, SKIP, DISLIKE, HIDE_ARTIST = "like", "skip", "dislike", "hide_artist"
-ACTIONS = (LIKE, SKIP, DISLIKE, HIDE_ARTIST)
+UNDO_SKIP, UNDO_DISLIKE, UNDO_HIDE_ARTIST = "undo_skip", "undo_dislike", "undo_hide_artist"
+ACTIONS = (LIKE, SKIP, DISLIKE, HIDE_ARTIST, UNDO_SKIP, UNDO_DISLIKE, UNDO_HIDE_ARTIST)
+#: The actions that name the song's artist (the write records it).
+ARTIST_ACTIONS = (HIDE_ARTIST, UNDO_HIDE_ARTIST)
 #: Plays a like counts as (serving and training).
 LIKE_PLAYS = 5
 
@@ -41,10 +46,16 @@ class Feedback:
             return Feedback(self.disliked | {row}, self.hidden_artists, self.skips, self.liked)
         if action == HIDE_ARTIST:
             return Feedback(self.disliked, self.hidden_artists | {artist.strip().casefold()}, self.skips, self.liked)
-        if action == SKIP:
+        if action in (SKIP, UNDO_SKIP):
             skips = dict(self.skips)
             skips[row] = skips.get(row, 0) + 1
+            if action == UNDO_SKIP:
+                del skips[row]
             return Feedback(self.disliked, self.hidden_artists, MappingProxyType(skips), self.liked)
+        if action == UNDO_DISLIKE:
+            return Feedback(self.disliked - {row}, self.hidden_artists, self.skips, self.liked)
+        if action == UNDO_HIDE_ARTIST:
+            return Feedback(self.disliked, self.hidden_artists - {artist.strip().casefold()}, self.skips, self.liked)
         raise ValueError(f"unknown feedback action {action!r}")
 
     @property

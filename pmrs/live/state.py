@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import AlreadyExists, InvalidArgument, NotFound
 from ..ids import check_id
 from ..text import quote_prefix
-from .feedback import ACTIONS, HIDE_ARTIST, LIKE, LIKE_PLAYS, Feedback
+from .feedback import ACTIONS, ARTIST_ACTIONS, LIKE, LIKE_PLAYS, Feedback
 from .log import FEEDBACK, PLAYS, SONG, Appended, LogUnavailable, Write, WriteLog
 
 log = logging.getLogger(__name__)
@@ -211,7 +211,7 @@ class LiveState:
             self.catch_up()
             (row, _), = self._resolve_plays([(song_id, 1)])
             body = {"user_id": user_id, "song_id": song_id, "action": action}
-            if action == HIDE_ARTIST:
+            if action in ARTIST_ACTIONS:
                 artist = str(self._fields(row).get("artist") or "").strip()
                 if not artist:
                     raise InvalidArgument(f"song {quote_prefix(song_id)} has no artist to hide")
