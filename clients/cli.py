@@ -26,7 +26,7 @@ from typing import Any
 import pmrs
 from pmrs.entry import run_cli
 from pmrs.live.feedback import ACTIONS
-from pmrs.results import BundleInfo, ScoredSong, Song
+from pmrs.results import BundleInfo, History, ScoredSong, Song
 
 __all__ = ["build_parser", "connection_args", "format_info", "format_song", "format_songs", "main",
            "read_token"]
@@ -72,6 +72,21 @@ def format_reasons(songs: Sequence[ScoredSong]) -> str:
     for i, s in enumerate(songs, 1):
         out.append(f"{i:>4}. {_clip(s.title) or s.song_id}")
         out += [f"        {r.source} #{r.rank} (share {r.share:.2f}): {r.text}" for r in s.reasons]
+    return "\n".join(out)
+
+
+def format_history(h: History) -> str:
+    """A user's history: the most played songs, then feedback and top artists and genres."""
+    out = [f"user {h.user_id}: {h.played_songs:,} songs played; most played:"]
+    out += [f"{s.plays:>6}  {_clip(s.title) or s.song_id}  ({s.artist or '-'}, {s.genre or '-'})" for s in h.songs]
+    for label, songs in (("liked", h.liked), ("disliked", h.disliked), ("skipped", h.skipped)):
+        if songs:
+            out.append(f"{label}: " + "; ".join(f"{_clip(s.title) or s.song_id} ({s.artist or '-'})" for s in songs))
+    if h.hidden_artists:
+        out.append("artists hidden: " + "; ".join(h.hidden_artists))
+    for label, counts in (("top artists", h.top_artists), ("top genres", h.top_genres)):
+        if counts:
+            out.append(f"{label}: " + ", ".join(f"{c.name} ({c.plays:,})" for c in counts))
     return "\n".join(out)
 
 
@@ -202,6 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, top=False)
     p.add_argument("song_id", metavar="SONG_ID")
 
+    p = sub.add_parser("history", help="what the server knows of a user: plays, feedback, top artists and genres")
+    _common(p, top=False)
+    p.add_argument("user_id", metavar="USER_ID")
+    p.add_argument("--limit", type=int, default=20, help="most played songs shown (default 20)")
+
     p = sub.add_parser("info", help="the bundle the server is serving")
     _common(p, top=False)
 
@@ -286,6 +306,9 @@ def _run(rec, args: argparse.Namespace) -> tuple[str, Any]:
         text = "\n\n".join(f"{g.genre}  (confidence {g.confidence:.2f})\n{format_songs(g.songs)}"
                             for g in by_genre.genres)
         return text or "(no songs)", dataclasses.asdict(by_genre)
+    if args.command == "history":
+        h = rec.history(args.user_id, limit=args.limit)
+        return format_history(h), dataclasses.asdict(h)
     if args.command == "play":
         done = rec.record_plays(args.user_id, _plays(args.plays), request_id=args.request_id)
         note = " (a retry: recorded before)" if done.duplicate else ""

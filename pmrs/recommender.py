@@ -22,11 +22,12 @@ from typing import Callable, ContextManager, Iterable, Mapping, Sequence
 import numpy as np
 
 from .errors import AlreadyExists, InvalidArgument, LogUnavailable, NotFound, ReadOnly
+from .ids import check_id
 from .live.feedback import Feedback, sink_skipped
 from .live.log import WriteLog
 from .live.state import Encoder, LiveState
-from .results import (AddedSong, Appended, BundleInfo, GenreList, GenreRecommendations, GenreScore, ListInfo,
-                      Recommendations, ScoredSong, Song, SourceInfo)
+from .results import (AddedSong, Appended, BundleInfo, GenreList, GenreRecommendations, GenreScore, History,
+                      HistorySong, ListInfo, NameCount, Recommendations, ScoredSong, Song, SourceInfo)
 from .serving import contract as C
 from .serving.bundle import Bundle
 from .serving.explain import explain as explain_items
@@ -308,6 +309,46 @@ class Recommender:
             raise InvalidArgument("plays must be {song_id: count} or (song_id, count) pairs, "
                                   f"got {type(plays).__name__}") from None
         return self._writable().record_plays(user_id, pairs, request_id)
+
+    def history(self, user_id: str, limit: int = 50) -> History:
+        """What PMRS knows of ``user_id``: the songs played (the bundle's and live plays; the
+        ``limit`` most played), liked, disliked and skipped, the artists hidden, and the top
+        artists and genres by plays. Raises :class:`NotFound` for a user with neither plays nor
+        feedback, :class:`InvalidArgument` for a ``limit`` outside 1..1000."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= C.MAX_K:
+            raise InvalidArgument(f"limit must be a whole number in 1..{C.MAX_K}, got {limit!r}")
+        check_id("user_id", user_id)
+        view = self._view()
+        row = view.user_row(user_id)
+        feedback = (self.live.feedback_of(user_id) if self.live is not None else None) or Feedback()
+        if row is None and feedback == Feedback():
+            raise NotFound(f"unknown user {quote_prefix(user_id)}")
+        played = np.asarray(view.played(row), np.int64) if row is not None else np.zeros(0, np.int64)
+        counts = np.asarray(view.play_counts(row), np.float64) if row is not None else np.zeros(0)
+        fields = dict(zip(played.tolist(), view.songs(played))) if len(played) else {}
+        artists: dict[str, float] = {}
+        genres: dict[str, float] = {}
+        for r, c in zip(played.tolist(), counts.tolist()):
+            f = fields[r]
+            if f.get("artist"):
+                artists[f["artist"]] = artists.get(f["artist"], 0) + c
+            if f.get("genre"):
+                genres[f["genre"]] = genres.get(f["genre"], 0) + c
+        plays = dict(zip(played.tolist(), counts.tolist()))
+
+        def songs(rows) -> tuple[HistorySong, ...]:
+            rows = [int(r) for r in rows]
+            return tuple(HistorySong(str(f.get("song_id", "")), str(f.get("title") or ""), str(f.get("artist") or ""),
+                                     str(f.get("genre") or ""), int(f.get("year") or 0), int(plays.get(r, 0)),
+                                     int(feedback.skips.get(r, 0)))
+                         for r, f in zip(rows, view.songs(np.asarray(rows, np.int64)) if rows else []))
+
+        def top(d: dict) -> tuple[NameCount, ...]:
+            return tuple(NameCount(n, int(c)) for n, c in sorted(d.items(), key=lambda kv: (-kv[1], kv[0]))[:10])
+
+        most = played[np.argsort(-counts, kind="stable")[:limit]]
+        return History(user_id, len(played), songs(most), songs(sorted(feedback.liked)), songs(sorted(feedback.disliked)),
+                       songs(sorted(feedback.skips)), tuple(sorted(feedback.hidden_artists)), top(artists), top(genres))
 
     def record_feedback(self, user_id: str, song_id: str, action: str, request_id: str | None = None) -> Appended:
         """Record what ``user_id`` thinks of ``song_id``: ``"like"`` (counts as

@@ -36,8 +36,8 @@ import grpc
 
 from .channel import MAX_RETRIES, auth_metadata, make_channel
 from .errors import DeadlineExceeded, InvalidArgument, Unavailable, from_status
-from .results import (AddedSong, Appended, BundleInfo, Evidence, GenreList, GenreRecommendations, GenreScore, ListInfo,
-                      Reason, Recommendations, ScoredSong, Song, SourceInfo)
+from .results import (AddedSong, Appended, BundleInfo, Evidence, GenreList, GenreRecommendations, GenreScore, History,
+                      HistorySong, ListInfo, NameCount, Reason, Recommendations, ScoredSong, Song, SourceInfo)
 from .serving.contract import Defaults
 from .serving.recommend import MIXED, Filters
 from .v1 import recommender_pb2 as pb
@@ -192,6 +192,17 @@ class RemoteRecommender:
         """The catalog entry of ``song_id``, the sources with a vector for it and its genre
         confidences; :class:`pmrs.NotFound` for an unknown id."""
         return _song(self._call(self._stub.GetSong, _request(pb.GetSongRequest, song_id=song_id)).song)
+
+    def history(self, user_id: str, limit: int = 50) -> History:
+        """What the server knows of ``user_id``; as :meth:`pmrs.Recommender.history`."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+            raise InvalidArgument(f"limit must be a whole number in 1..1000, got {limit!r}")
+        m = self._call(self._stub.GetHistory, _request(pb.GetHistoryRequest, user_id=user_id, limit=limit))
+        songs = lambda items: tuple(HistorySong(h.song_id, h.title, h.artist, h.genre, h.year, h.plays, h.skips)  # noqa: E731
+                                    for h in items)
+        counts = lambda items: tuple(NameCount(c.name, c.plays) for c in items)  # noqa: E731
+        return History(m.user_id, m.played_songs, songs(m.songs), songs(m.liked), songs(m.disliked), songs(m.skipped),
+                       tuple(m.hidden_artists), counts(m.top_artists), counts(m.top_genres))
 
     def info(self) -> BundleInfo:
         """What the server serves: the bundle's counts, sources with their index and recall,
@@ -394,3 +405,14 @@ def feedback_action(value: int) -> str:
     if name not in ACTIONS:
         raise InvalidArgument(f"action must be one of {', '.join('FEEDBACK_ACTION_' + a.upper() for a in ACTIONS)}")
     return name
+
+
+def history_message(h: History) -> "pb.GetHistoryResponse":
+    """A :class:`pmrs.results.History` as the proto's ``GetHistoryResponse`` (the server's side)."""
+    songs = lambda items: [pb.HistorySong(song_id=x.song_id, title=x.title, artist=x.artist, genre=x.genre,  # noqa: E731
+                                          year=x.year, plays=x.plays, skips=x.skips) for x in items]
+    counts = lambda items: [pb.NameCount(name=c.name, plays=c.plays) for c in items]  # noqa: E731
+    return pb.GetHistoryResponse(user_id=h.user_id, played_songs=h.played_songs, songs=songs(h.songs),
+                                 liked=songs(h.liked), disliked=songs(h.disliked), skipped=songs(h.skipped),
+                                 hidden_artists=list(h.hidden_artists), top_artists=counts(h.top_artists),
+                                 top_genres=counts(h.top_genres))

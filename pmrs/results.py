@@ -112,6 +112,45 @@ class Song:
 
 
 @dataclass(frozen=True)
+class HistorySong:
+    """A song of a user's history: its catalog names, the plays counted for the user (a like
+    counts as several) and the times they skipped it."""
+
+    song_id: str
+    title: str
+    artist: str
+    genre: str
+    year: int
+    plays: int = 0
+    skips: int = 0
+
+
+class NameCount(NamedTuple):
+    """An artist or a genre of a user's history and the plays it has there."""
+
+    name: str
+    plays: int
+
+
+@dataclass(frozen=True)
+class History:
+    """What PMRS knows of a user (:meth:`pmrs.Recommender.history`): the songs played, most
+    played first (``limit`` of them), of ``played_songs`` in all; the songs liked, disliked and
+    skipped and the artists hidden (:mod:`pmrs.live.feedback`); the top artists and genres by
+    plays."""
+
+    user_id: str
+    played_songs: int
+    songs: tuple[HistorySong, ...]
+    liked: tuple[HistorySong, ...] = ()
+    disliked: tuple[HistorySong, ...] = ()
+    skipped: tuple[HistorySong, ...] = ()
+    hidden_artists: tuple[str, ...] = ()
+    top_artists: tuple[NameCount, ...] = ()
+    top_genres: tuple[NameCount, ...] = ()
+
+
+@dataclass(frozen=True)
 class Appended:
     """An acknowledged write (:meth:`pmrs.Recommender.record_plays`): its sequence number in the
     write log, and whether the request id had been written before (then nothing new was written

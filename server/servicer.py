@@ -26,7 +26,7 @@ import grpc
 from pmrs.errors import AlreadyExists, InvalidArgument, LogUnavailable, NotFound, ReadOnly
 from pmrs.live.songs import ClipTooLarge
 from pmrs.recommender import CallHooks, Filters, Recommendations, Recommender
-from pmrs.remote import feedback_action
+from pmrs.remote import feedback_action, history_message
 from pmrs.serving.contract import ACOUSTIC, COLLABORATIVE, METADATA, NEIGHBOURS
 from pmrs.serving.recommend import MIXED, check_unit
 from pmrs.v1 import recommender_pb2 as pb
@@ -306,6 +306,11 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
     def GetSong(self, request: pb.GetSongRequest, context) -> pb.GetSongResponse:
         with self._recommender(context) as (rec, _):
             return pb.GetSongResponse(song=_song(rec.song(request.song_id)))
+
+    @_rpc
+    def GetHistory(self, request: pb.GetHistoryRequest, context) -> pb.GetHistoryResponse:
+        with self._recommender(context) as (rec, _):
+            return history_message(rec.history(request.user_id, limit=request.limit or 50))
 
     @_rpc
     def RecordPlays(self, request: pb.RecordPlaysRequest, context) -> pb.RecordPlaysResponse:

@@ -186,3 +186,46 @@ def test_undo_takes_a_dislike_a_hidden_artist_and_skips_back_and_stays_undone(wo
         assert not rec.live.feedback_of(user).narrows
     with pmrs.Recommender.open(work, live=True) as again:     # replayed from the log: still undone
         assert again.recommend(user, k=10).song_ids == listed
+
+
+def test_history_is_the_users_plays_and_feedback_in_process_and_over_grpc(work, tmp_path):
+    from servers import ServerProcess
+
+    from pmrs_clients import cli
+
+    with pmrs.Recommender.open(work, live=True) as rec:
+        b = rec.bundle
+        user = _user(rec, 19)
+        row = b.user_row(user)
+        listed = rec.recommend(user, k=4).songs
+        rec.record_feedback(user, listed[0].song_id, "like")
+        rec.record_feedback(user, listed[1].song_id, "dislike")
+        rec.record_feedback(user, listed[2].song_id, "skip")
+        rec.record_feedback(user, listed[3].song_id, "hide_artist")
+        h = rec.history(user, limit=1000)
+        counts = dict(zip((b.song_id(r) for r in b.played(row).tolist()), b.play_counts(row).tolist()))
+        counts[listed[0].song_id] = LIKE_PLAYS
+        assert h.played_songs == len(counts) and {s.song_id: s.plays for s in h.songs} == counts
+        assert [s.plays for s in h.songs] == sorted(counts.values(), reverse=True)
+        assert [s.song_id for s in h.liked] == [listed[0].song_id]
+        assert [s.song_id for s in h.disliked] == [listed[1].song_id]
+        assert [(s.song_id, s.skips) for s in h.skipped] == [(listed[2].song_id, 1)]
+        assert h.hidden_artists == (listed[3].artist.casefold(),)
+        artists: dict = {}
+        for s in h.songs:
+            artists[s.artist] = artists.get(s.artist, 0) + s.plays
+        assert h.top_artists[0].plays == max(artists.values())
+        assert len(rec.history(user, limit=3).songs) == 3
+        with pytest.raises(NotFound):
+            rec.history("nobody-at-all")
+        with pytest.raises(InvalidArgument):
+            rec.history(user, limit=0)
+    server = ServerProcess(work, tmp_path / "server.log")
+    try:
+        with pmrs.connect(server.address) as remote:
+            assert remote.history(user, limit=1000) == h
+            with pytest.raises(NotFound):
+                remote.history("nobody-at-all")
+        assert cli.main(["--target", server.address, "history", user, "--limit", "3"]) == 0
+    finally:
+        server.kill()

@@ -432,6 +432,62 @@ class RecordPlaysResponse(_message.Message):
     duplicate: bool
     def __init__(self, sequence: _Optional[int] = ..., duplicate: _Optional[bool] = ...) -> None: ...
 
+class GetHistoryRequest(_message.Message):
+    __slots__ = ("user_id", "limit")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    limit: int
+    def __init__(self, user_id: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class HistorySong(_message.Message):
+    __slots__ = ("song_id", "title", "artist", "genre", "year", "plays", "skips")
+    SONG_ID_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    ARTIST_FIELD_NUMBER: _ClassVar[int]
+    GENRE_FIELD_NUMBER: _ClassVar[int]
+    YEAR_FIELD_NUMBER: _ClassVar[int]
+    PLAYS_FIELD_NUMBER: _ClassVar[int]
+    SKIPS_FIELD_NUMBER: _ClassVar[int]
+    song_id: str
+    title: str
+    artist: str
+    genre: str
+    year: int
+    plays: int
+    skips: int
+    def __init__(self, song_id: _Optional[str] = ..., title: _Optional[str] = ..., artist: _Optional[str] = ..., genre: _Optional[str] = ..., year: _Optional[int] = ..., plays: _Optional[int] = ..., skips: _Optional[int] = ...) -> None: ...
+
+class NameCount(_message.Message):
+    __slots__ = ("name", "plays")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PLAYS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    plays: int
+    def __init__(self, name: _Optional[str] = ..., plays: _Optional[int] = ...) -> None: ...
+
+class GetHistoryResponse(_message.Message):
+    __slots__ = ("user_id", "played_songs", "songs", "liked", "disliked", "skipped", "hidden_artists", "top_artists", "top_genres")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    PLAYED_SONGS_FIELD_NUMBER: _ClassVar[int]
+    SONGS_FIELD_NUMBER: _ClassVar[int]
+    LIKED_FIELD_NUMBER: _ClassVar[int]
+    DISLIKED_FIELD_NUMBER: _ClassVar[int]
+    SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    HIDDEN_ARTISTS_FIELD_NUMBER: _ClassVar[int]
+    TOP_ARTISTS_FIELD_NUMBER: _ClassVar[int]
+    TOP_GENRES_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    played_songs: int
+    songs: _containers.RepeatedCompositeFieldContainer[HistorySong]
+    liked: _containers.RepeatedCompositeFieldContainer[HistorySong]
+    disliked: _containers.RepeatedCompositeFieldContainer[HistorySong]
+    skipped: _containers.RepeatedCompositeFieldContainer[HistorySong]
+    hidden_artists: _containers.RepeatedScalarFieldContainer[str]
+    top_artists: _containers.RepeatedCompositeFieldContainer[NameCount]
+    top_genres: _containers.RepeatedCompositeFieldContainer[NameCount]
+    def __init__(self, user_id: _Optional[str] = ..., played_songs: _Optional[int] = ..., songs: _Optional[_Iterable[_Union[HistorySong, _Mapping]]] = ..., liked: _Optional[_Iterable[_Union[HistorySong, _Mapping]]] = ..., disliked: _Optional[_Iterable[_Union[HistorySong, _Mapping]]] = ..., skipped: _Optional[_Iterable[_Union[HistorySong, _Mapping]]] = ..., hidden_artists: _Optional[_Iterable[str]] = ..., top_artists: _Optional[_Iterable[_Union[NameCount, _Mapping]]] = ..., top_genres: _Optional[_Iterable[_Union[NameCount, _Mapping]]] = ...) -> None: ...
+
 class RecordFeedbackRequest(_message.Message):
     __slots__ = ("user_id", "song_id", "action", "request_id")
     USER_ID_FIELD_NUMBER: _ClassVar[int]

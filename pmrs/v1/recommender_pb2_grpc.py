@@ -55,6 +55,11 @@ class RecommenderStub:
                 request_serializer=pmrs_dot_v1_dot_recommender__pb2.GetSongRequest.SerializeToString,
                 response_deserializer=pmrs_dot_v1_dot_recommender__pb2.GetSongResponse.FromString,
                 _registered_method=True)
+        self.GetHistory = channel.unary_unary(
+                '/pmrs.v1.Recommender/GetHistory',
+                request_serializer=pmrs_dot_v1_dot_recommender__pb2.GetHistoryRequest.SerializeToString,
+                response_deserializer=pmrs_dot_v1_dot_recommender__pb2.GetHistoryResponse.FromString,
+                _registered_method=True)
         self.GetBundleInfo = channel.unary_unary(
                 '/pmrs.v1.Recommender/GetBundleInfo',
                 request_serializer=pmrs_dot_v1_dot_recommender__pb2.GetBundleInfoRequest.SerializeToString,
@@ -110,6 +115,14 @@ class RecommenderServicer:
 
     def GetSong(self, request, context):
         """One song's catalog entry.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetHistory(self, request, context):
+        """What the server knows of a user: songs played, liked, disliked and skipped, artists hidden,
+        top artists and genres.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -179,6 +192,11 @@ def add_RecommenderServicer_to_server(servicer, server):
                     servicer.GetSong,
                     request_deserializer=pmrs_dot_v1_dot_recommender__pb2.GetSongRequest.FromString,
                     response_serializer=pmrs_dot_v1_dot_recommender__pb2.GetSongResponse.SerializeToString,
+            ),
+            'GetHistory': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetHistory,
+                    request_deserializer=pmrs_dot_v1_dot_recommender__pb2.GetHistoryRequest.FromString,
+                    response_serializer=pmrs_dot_v1_dot_recommender__pb2.GetHistoryResponse.SerializeToString,
             ),
             'GetBundleInfo': grpc.unary_unary_rpc_method_handler(
                     servicer.GetBundleInfo,
@@ -315,6 +333,33 @@ class Recommender:
             '/pmrs.v1.Recommender/GetSong',
             pmrs_dot_v1_dot_recommender__pb2.GetSongRequest.SerializeToString,
             pmrs_dot_v1_dot_recommender__pb2.GetSongResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetHistory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pmrs.v1.Recommender/GetHistory',
+            pmrs_dot_v1_dot_recommender__pb2.GetHistoryRequest.SerializeToString,
+            pmrs_dot_v1_dot_recommender__pb2.GetHistoryResponse.FromString,
             options,
             channel_credentials,
             insecure,
