@@ -329,6 +329,23 @@ def test_feedback_from_the_page_is_written_and_the_list_reflects_it(web, world):
     assert web.post("/api/feedback", data={"user": "", "song": first, "action": "like"}).status_code == 400
 
 
+def test_a_listeners_history_page_lists_feedback_and_undoes_it(web, world):
+    user = world.users[6]
+    listed = web.get("/fragment/recommend", params={"user": user}).text
+    assert f'href="/users/{user}"' in listed
+    first, second = [part.split('"', 1)[0] for part in listed.split('<tr data-song="')[1:3]]
+    for song, action in ((first, "dislike"), (second, "skip")):
+        assert web.post("/api/feedback", data={"user": user, "song": song, "action": action}).status_code == 200
+    page = web.get(f"/users/{user}").text
+    assert 'data-action="undo_dislike" data-song="' + first + '"' in page
+    assert 'data-action="undo_skip" data-song="' + second + '"' in page and "skipped 1×" in page
+    assert "Most played" in page and "Top artists" in page
+    assert web.post("/api/feedback", data={"user": user, "song": first, "action": "undo_dislike"}).status_code == 200
+    assert 'data-action="undo_dislike"' not in web.get(f"/users/{user}").text
+    assert f'<tr data-song="{first}"' in web.get("/fragment/recommend", params={"user": user}).text
+    assert web.get("/users/nobody-at-all").status_code == 404
+
+
 def _wav_bytes(world):
     return (world.audio_dir / f"{world.clip_song}.wav").read_bytes()
 

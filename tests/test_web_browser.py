@@ -150,6 +150,21 @@ def test_not_for_me_and_skip_change_the_list_at_once(site, browser, world):
     wait(browser).until(lambda d: rows(d)[-1] == now[0])            # a skipped song sinks to the end
 
 
+
+def test_undo_on_the_history_page_brings_a_song_back(site, browser, world):
+    user = world.users[7]
+    browser.get(f"{site.url}/?user={user}")
+    first = rows(browser)[0]
+    browser.find_element(By.CSS_SELECTOR, f"button.fb[data-action='dislike'][data-song='{first}']").click()
+    wait(browser).until(lambda d: first not in rows(d))
+    browser.find_element(By.LINK_TEXT, "history").click()
+    undo = wait(browser).until(EC.element_to_be_clickable((By.CSS_SELECTOR, f"button.undo[data-song='{first}']")))
+    undo.click()
+    wait(browser).until(lambda d: not d.find_elements(By.CSS_SELECTOR, f"button.undo[data-song='{first}']"))
+    browser.get(f"{site.url}/?user={user}")
+    assert first in rows(browser)
+
+
 def test_upload_a_clip_and_land_on_its_page(site, browser, world):
     browser.get(site.url + "/upload")
     form = browser.find_element(By.ID, "upload")
@@ -405,7 +420,7 @@ def _axe_serious(driver) -> list[str]:
 def test_no_page_has_a_serious_accessibility_violation(site, browser, phone, world, width):
     driver = browser if width == "desktop" else phone
     pages = ["/", f"/?user={world.users[0]}", f"/?seeds={world.clip_song}", f"/songs/{world.clip_song}",
-             "/upload", "/map", "/lab", "/songs/NO-SUCH-SONG"]
+             "/upload", "/map", "/lab", "/songs/NO-SUCH-SONG", f"/users/{world.users[7]}"]
     found = {}
     for page in pages:
         driver.get(site.url + page)

@@ -50,6 +50,8 @@ log = logging.getLogger("pmrs.web")
 HERE = Path(__file__).resolve().parent
 
 #: A PMRS error's gRPC code -> the HTTP status the page answers with.
+#: Most played songs a history page lists.
+HISTORY_K = 50
 HTTP_STATUS = {"NOT_FOUND": 404, "INVALID_ARGUMENT": 400, "ALREADY_EXISTS": 409,
                "RESOURCE_EXHAUSTED": 413, "UNAVAILABLE": 503, "DEADLINE_EXCEEDED": 504,
                "UNAUTHENTICATED": 502, "PERMISSION_DENIED": 502, "FAILED_PRECONDITION": 409}
@@ -301,6 +303,22 @@ async def api_feedback(request: Request) -> Response:
     return JSONResponse({"sequence": written.seq, "duplicate": written.duplicate})
 
 
+def user_page(request: Request) -> Response:
+    """A listener's history (plays, likes, dislikes, skips, hidden artists, top artists and
+    genres), with undo for what can be taken back."""
+    web = _web(request)
+    history = web.client.history(request.path_params["user_id"], limit=HISTORY_K)
+    hidden = []   # (artist, a song of theirs: undo_hide_artist names the artist by a song)
+    for artist in history.hidden_artists:
+        try:
+            found = web.data.search(artist)
+        except BadQuery:
+            found = []
+        song = next((s["song_id"] for s in found if str(s.get("artist", "")).casefold() == artist), None)
+        hidden.append((artist, song))
+    return web.page(request, "user.html", h=history, hidden=hidden)
+
+
 def song_page(request: Request) -> Response:
     web = _web(request)
     song_id = request.path_params["song_id"]
@@ -546,6 +564,7 @@ def create_app(workdir, target: str, *, token: str | None = None, timeout_s: flo
         Route("/api/play", api_play, methods=["POST"]),
         Route("/api/feedback", api_feedback, methods=["POST"]),
         Route("/songs/{song_id}", song_page),
+        Route("/users/{user_id}", user_page),
         Route("/media/{song_id}", media),
         Route("/upload", upload_form, methods=["GET"]),
         Route("/upload", upload, methods=["POST"]),

@@ -20,6 +20,26 @@
   if (upload) uploader(upload);
   const live = $("#live-figures");
   if (live) liveFigures(live);
+  const historyBox = $("#history");
+  if (historyBox) historyPage(historyBox);
+
+  // a listener's history: "undo" takes a dislike, a skip or a hidden artist back, then the page again
+  function historyPage(box) {
+    box.addEventListener("click", async (ev) => {
+      const b = ev.target.closest("button.undo");
+      if (!b) return;
+      b.disabled = true;
+      const body = new URLSearchParams({ user: box.dataset.user, song: b.dataset.song, action: b.dataset.action });
+      const resp = await fetch("/api/feedback", { method: "POST", body });
+      if (!resp.ok) {
+        const data = await resp.json().catch(() => ({ error: resp.statusText }));
+        $("#status").textContent = `could not undo: ${data.error}`;
+        b.disabled = false;
+        return;
+      }
+      location.reload();
+    });
+  }
 
   function listener(form) {
     const results = $("#results");
