@@ -348,6 +348,19 @@ def test_upload_lands_on_the_new_songs_page(web, world):
     assert page.text.split('data-source="acoustic"', 1)[1].split("</section>")[0].count("<li>") == 8
 
 
+def test_upload_without_an_id_gets_the_id_the_ingest_would_give(web, world):
+    from pmrs.ingest.resolve import new_song_id
+    derived = new_song_id(None, "Id-less Artist", "No Id Given")
+    r = web.post("/upload", data={"song_id": "", "title": "No Id Given", "artist": "Id-less Artist"},
+                 files={"clip": ("n.wav", _wav_bytes(world), "audio/wav")}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == f"/songs/{derived}"
+    page = web.get(f"/songs/{derived}")
+    assert page.status_code == 200 and "No Id Given" in page.text and f"<code>{derived}</code>" in page.text
+    r = web.post("/upload", data={"song_id": "", "title": "", "artist": "Only An Artist"},
+                 files={"clip": ("n.wav", _wav_bytes(world), "audio/wav")})
+    assert r.status_code == 400 and "needs a title and an artist" in _alert(r.text)
+
+
 def test_songs_and_users_added_live_are_searched_suggested_and_mapped_before_a_rebuild(web, world):
     assert web.get("/api/search", params={"q": "zyzzyva"}).json()["songs"] == []
     r = web.post("/upload", data={"song_id": "WEB-LIVE-2", "title": "Zyzzyva Nights", "artist": "Live Act",

@@ -386,10 +386,13 @@ async def upload(request: Request) -> Response:
 
     if not web.can_write:
         return refuse(403, "this web app was started without a write token (PMRS_WRITE_TOKEN), so it cannot add songs")
+    if not fields["title"] or not fields["artist"]:
+        return refuse(400, "a new song needs a title and an artist (the song id is optional)")
+    if not fields["song_id"]:   # the id the ingest would give this song
+        from pmrs.ingest.resolve import new_song_id
+        fields["song_id"] = new_song_id(None, fields["artist"], fields["title"])
     if not _SONG_ID.match(fields["song_id"]):
         return refuse(400, "a song id is 1 to 256 letters, digits, '_', '.', ':' or '-'")
-    if not fields["title"] or not fields["artist"]:
-        return refuse(400, "a new song needs a title and an artist")
     if fields["year"] and not (fields["year"].isdigit() and 0 < int(fields["year"]) < 10000):
         return refuse(400, "the year must be a year")
     if clip is None or not hasattr(clip, "read") or not clip.filename:
