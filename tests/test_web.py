@@ -457,8 +457,33 @@ def test_reports_are_shown_and_served(world, server, tmp_path):
     with page_client(create_app(work, server.address)) as c:
         lab = c.get("/lab").text
         assert "<td>0.25</td>" in lab and 'src="/lab/files/holdout-1/recall.png"' in lab
+        assert 'href="/lab/files/holdout-1/recall.png"' in lab    # each plot links to its full size
         r = c.get("/lab/files/holdout-1/recall.png")
         assert r.status_code == 200 and r.content == png and r.headers["content-type"] == "image/png"
+
+
+def test_report_images_bold_and_code_are_rendered_and_the_rest_escaped(world, server, tmp_path):
+    import shutil
+    work = tmp_path / "w"
+    run = work / "reports" / "scale-1"
+    run.mkdir(parents=True)
+    shutil.copytree(world.work / "bundles", work / "bundles")
+    (run / "report.md").write_text(
+        "# Scaling\n\n![scaling](scaling.png)\n\nThe **0** failures in `pmrs serve` <i>x</i>\n\n"
+        "![escape](../../etc/passwd) ![far](http://evil.example/x.png)\n\n| k | **n** |\n|---|---|\n| `10` | 1 |\n")
+    (run / "scaling.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (run / "other.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    with page_client(create_app(work, server.address)) as c:
+        lab = c.get("/lab").text
+    report = lab.split('data-report="scale-1"', 1)[1].split("</section>", 1)[0]
+    assert ('<a class="plot" href="/lab/files/scale-1/scaling.png"><img src="/lab/files/scale-1/scaling.png" '
+            'alt="scaling" loading="lazy"></a>') in report
+    assert "![scaling]" not in report and report.count("scaling.png") == 2   # placed once, not again below
+    assert "The <strong>0</strong> failures in <code>pmrs serve</code> &lt;i&gt;x&lt;/i&gt;" in report
+    assert "![escape](../../etc/passwd) ![far](http://evil.example/x.png)" in report   # left as text
+    assert "<th><strong>n</strong></th>" in report and "<td><code>10</code></td>" in report
+    assert 'class="scroll" tabindex="0" role="region" aria-label="scale-1: table' in report
+    assert 'src="/lab/files/scale-1/other.png"' in report    # a plot the text does not place
 
 
 def test_command_line_errors_and_the_token(tmp_path, monkeypatch):

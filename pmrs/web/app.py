@@ -23,8 +23,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
+from urllib.parse import quote
 
 import jinja2
+from markupsafe import Markup, escape
 from prometheus_client import generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -102,6 +104,7 @@ class Web:
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                                  undefined=jinja2.StrictUndefined)
         env.filters["colour"] = self.colour
+        env.filters["inline"] = inline_markdown
         self.templates = Jinja2Templates(env=env)
         self._genres: list[str] = []
         self._known: list[str] = []
@@ -435,7 +438,10 @@ def map_page(request: Request) -> Response:
 def lab(request: Request) -> Response:
     web = _web(request)
     info = web.info()
-    reports = [dict(r, blocks=markdown_blocks(r["markdown"])) for r in web.data.reports()]
+    reports = []
+    for r in web.data.reports():
+        shown = set(_IMAGE.findall(r["markdown"]))   # plots the text places are not repeated under it
+        reports.append(dict(r, blocks=markdown_blocks(r["markdown"]), plots=[p for p in r["plots"] if p not in shown]))
     return web.page(request, "lab.html", info=info, reports=reports)
 
 
@@ -466,6 +472,32 @@ def report_file(request: Request) -> Response:
     if found is None:
         raise HTTPException(404, "no such report file")
     return FileResponse(found[0], media_type=found[1])
+
+
+_IMAGE = re.compile(r"!\[[^\]]*\]\(([^)\s]+)\)")
+_INLINE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)|\*\*(.+?)\*\*|`([^`]+)`")
+_REPORT_FILE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")   # a file name inside the report's folder
+
+
+def inline_markdown(text: str, report: str) -> Markup:
+    """A report line's text, escaped, with ``**bold**``, ```code``` and ``![alt](file)`` (an image
+    in the report's own folder, linking to its full size) as HTML."""
+    out, pos = [], 0
+    for m in _INLINE.finditer(text):
+        out.append(escape(text[pos:m.start()]))
+        alt, src, bold, code = m.groups()
+        if src is not None and _REPORT_FILE.match(src):
+            url = f"/lab/files/{quote(report, safe='')}/{quote(src)}"
+            out.append(Markup('<a class="plot" href="{0}"><img src="{0}" alt="{1}" loading="lazy"></a>').format(url, alt or src))
+        elif bold is not None:
+            out.append(Markup("<strong>{0}</strong>").format(bold))
+        elif code is not None:
+            out.append(Markup("<code>{0}</code>").format(code))
+        else:
+            out.append(escape(m.group(0)))
+        pos = m.end()
+    out.append(escape(text[pos:]))
+    return Markup("").join(out)
 
 
 def markdown_blocks(text: str) -> list[tuple[str, object]]:
