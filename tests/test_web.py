@@ -124,6 +124,7 @@ def test_catalog_text_is_escaped_everywhere(web, world):
 
 
 def test_song_page_has_fields_genre_chart_neighbours_per_source_and_a_clip(web, world, server):
+    from urllib.parse import quote
     r = web.get(f"/songs/{world.clip_song}")
     assert r.status_code == 200
     assert 'id="genre-chart"' in r.text and r.text.count("<rect") >= len(world.genres)
@@ -138,10 +139,44 @@ def test_song_page_has_fields_genre_chart_neighbours_per_source_and_a_clip(web, 
         tags = client.song(tagged).tags
     page = web.get(f"/songs/{tagged}").text
     row = page.split('<td class="tags">', 1)[1].split("</td>", 1)[0]
-    assert row == "".join(f'<span class="tag" title="{w}">{t}</span>' for t, w in tags)
+    assert row == "".join(f'<a class="tag" href="/tags/{quote(t)}" title="{w}">{t}</a>' for t, w in tags)
+    tag_page = web.get(f"/tags/{quote(tags[0][0])}")      # a tag's page lists the songs tagged with it
+    assert tag_page.status_code == 200 and f'<tr data-song="{tagged}">' in tag_page.text
+    assert web.get("/tags/no-such-tag-anywhere").status_code == 404
     cold = web.get(f"/songs/{world.cold_song}").text
     assert "has no collaborative vector" in cold
     assert cold.split('data-source="acoustic"', 1)[1].split("</section>")[0].count("<li>") == 8
+
+
+def test_an_artist_page_lists_exactly_the_artists_catalog_songs_and_similar_artists(web, world):
+    from urllib.parse import quote, unquote
+
+    from pmrs.catalog import CATALOG_FILE, Catalog
+    with Catalog(world.work / CATALOG_FILE) as cat:
+        by_artist: dict[str, set[str]] = {}
+        for sid, f in cat.items():
+            by_artist.setdefault(f.get("artist") or "", set()).add(sid)
+    artist = max((a for a in by_artist if a), key=lambda a: len(by_artist[a]))
+    r = web.get(f"/artists/{quote(artist)}")
+    assert r.status_code == 200
+    listed = [t for t in _Tags(r.text.split('id="artist-songs"', 1)[1].split("</table>", 1)[0]).find("tr")
+              if "data-song" in t]
+    assert {t["data-song"] for t in listed} == by_artist[artist] and len(listed) == len(by_artist[artist])
+    similar = r.text.split('id="similar-artists"', 1)[1].split("</ol>", 1)[0]
+    assert 0 < similar.count("<li>") <= 10 and f">{html.escape(artist)}<" not in similar
+    # the hostile artist: escaped on its page, linked from its song's page and from lists
+    hostile = "Ärtist & <i>Co</i>"
+    url = f"/artists/{quote(hostile)}"
+    page = web.get(url)
+    assert page.status_code == 200 and "<i>Co</i>" not in page.text
+    assert "<h1" in page.text and "Ärtist &amp; &lt;i&gt;Co&lt;/i&gt;</h1>" in page.text
+    assert [t["data-song"] for t in _Tags(page.text).find("tr") if "data-song" in t] == [world.hostile_song]
+    song = _Tags(web.get(f"/songs/{world.hostile_song}").text)
+    assert [unquote(a["href"]) for a in song.find("a") if a["href"].startswith("/artists/")][:2] == [f"/artists/{hostile}"] * 2
+    rec = web.get("/fragment/recommend", params={"user": world.users[0]}).text
+    assert rec.count('<a href="/artists/') >= 10
+    missing = web.get("/artists/Nobody%20Of%20This%20Name")
+    assert missing.status_code == 404 and "no artist" in _alert(missing.text)
 
 
 def test_clips_are_served_with_their_type_and_ranges(web, world):

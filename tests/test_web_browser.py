@@ -428,7 +428,7 @@ def _axe_serious(driver) -> list[str]:
 def test_no_page_has_a_serious_accessibility_violation(site, browser, phone, world, wide_report, width):
     driver = browser if width == "desktop" else phone
     pages = ["/", f"/?user={world.users[0]}", f"/?seeds={world.clip_song}", f"/songs/{world.clip_song}",
-             "/upload", "/map", "/lab", "/songs/NO-SUCH-SONG"]
+             "/upload", "/map", "/lab", "/songs/NO-SUCH-SONG", "/artists/%C3%84rtist%20%26%20%3Ci%3ECo%3C/i%3E"]
     found = {}
     for page in pages:
         driver.get(site.url + page)

@@ -67,6 +67,7 @@ CALL_THREADS = 4
 INFO_TTL_S = 1.0
 #: Songs the listener's view asks for; neighbours per source on a song's page.
 LIST_K, NEIGHBOURS_K, GENRE_K = 20, 8, 5
+SIMILAR_ARTISTS = 10
 GENRE_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
                  "#7f7f7f", "#bcbd22", "#17becf")
 _SONG_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,256}$")   # ids the upload form accepts for new songs
@@ -325,6 +326,40 @@ def song_page(request: Request) -> Response:
                     clip_type=clip[1] if clip else "", tags=tags)
 
 
+def _songs_or_404(request: Request, key: str, find, missing: str) -> tuple[str, list[dict]]:
+    """The path parameter ``key`` and the catalog songs ``find`` gives for it; 404 when none."""
+    name = request.path_params[key]
+    songs = find(name)
+    if not songs:
+        raise HTTPException(404, missing.format(name[:200]))
+    return name, songs
+
+
+def artist_page(request: Request) -> Response:
+    """An artist's songs in the catalog, and the artists of their songs' neighbours, counted."""
+    web = _web(request)
+    name, songs = _songs_or_404(request, "name", web.data.artist_songs, "no artist {!r} in the catalog")
+
+    def near(song_id: str):
+        try:
+            return web.client.similar_songs(song_id, k=NEIGHBOURS_K).songs
+        except NotFound:
+            return []
+    counts: dict[str, int] = {}
+    for found in web.pool.map(near, [s["song_id"] for s in songs]):
+        for s in found:
+            if s.artist and s.artist != name:
+                counts[s.artist] = counts.get(s.artist, 0) + 1
+    similar = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:SIMILAR_ARTISTS]
+    return web.page(request, "artist.html", artist=name, songs=songs, similar=similar)
+
+
+def tag_page(request: Request) -> Response:
+    web = _web(request)
+    tag, songs = _songs_or_404(request, "tag", web.data.tag_songs, "no song tagged {!r} in the catalog")
+    return web.page(request, "artist.html", artist=tag, songs=songs, similar=None)
+
+
 def media(request: Request) -> Response:
     web = _web(request)
     found = web.data.clip(request.path_params["song_id"])
@@ -581,6 +616,8 @@ def create_app(workdir, target: str, *, token: str | None = None, timeout_s: flo
         Route("/api/play", api_play, methods=["POST"]),
         Route("/api/feedback", api_feedback, methods=["POST"]),
         Route("/songs/{song_id}", song_page),
+        Route("/artists/{name:path}", artist_page),
+        Route("/tags/{tag:path}", tag_page),
         Route("/media/{song_id}", media),
         Route("/upload", upload_form, methods=["GET"]),
         Route("/upload", upload, methods=["POST"]),
