@@ -371,6 +371,17 @@ def phone():
     driver.quit()
 
 
+HOSTILE_ARTIST = "/artists/%C3%84rtist%20%26%20%3Ci%3ECo%3C/i%3E"   # the page of webworld's hostile artist
+
+
+def _a_tag_page(world) -> str:
+    from urllib.parse import quote
+
+    from pmrs.catalog import CATALOG_FILE, Catalog
+    with Catalog(world.work / CATALOG_FILE) as cat:
+        return "/tags/" + quote(next(t for _, tags in cat.items_tags() for t in tags))
+
+
 @pytest.fixture(scope="module")
 def wide_report(world):
     """A report with a plot and a table far wider than a phone."""
@@ -391,7 +402,7 @@ def test_a_phone_sees_the_page_without_scrolling_sideways(site, phone, world, wi
     phone.get(f"{site.url}/?user={world.users[0]}")
     assert len(rows(phone)) == 20
     assert phone.execute_script(overflow) == [390, 390], phone.execute_script(wide)
-    for page in (f"/songs/{world.clip_song}", "/lab", "/map"):
+    for page in (f"/songs/{world.clip_song}", "/lab", "/map", HOSTILE_ARTIST, _a_tag_page(world)):
         phone.get(site.url + page)
         assert phone.execute_script(overflow) == [390, 390], (page, phone.execute_script(wide))
     phone.get(site.url + "/lab")
@@ -428,7 +439,7 @@ def _axe_serious(driver) -> list[str]:
 def test_no_page_has_a_serious_accessibility_violation(site, browser, phone, world, wide_report, width):
     driver = browser if width == "desktop" else phone
     pages = ["/", f"/?user={world.users[0]}", f"/?seeds={world.clip_song}", f"/songs/{world.clip_song}",
-             "/upload", "/map", "/lab", "/songs/NO-SUCH-SONG", "/artists/%C3%84rtist%20%26%20%3Ci%3ECo%3C/i%3E"]
+             "/upload", "/map", "/lab", "/songs/NO-SUCH-SONG", HOSTILE_ARTIST, _a_tag_page(world)]
     found = {}
     for page in pages:
         driver.get(site.url + page)
