@@ -124,6 +124,7 @@ def test_catalog_text_is_escaped_everywhere(web, world):
 
 
 def test_song_page_has_fields_genre_chart_neighbours_per_source_and_a_clip(web, world, server):
+    from urllib.parse import quote
     r = web.get(f"/songs/{world.clip_song}")
     assert r.status_code == 200
     assert 'id="genre-chart"' in r.text and r.text.count("<rect") >= len(world.genres)
@@ -138,10 +139,44 @@ def test_song_page_has_fields_genre_chart_neighbours_per_source_and_a_clip(web, 
         tags = client.song(tagged).tags
     page = web.get(f"/songs/{tagged}").text
     row = page.split('<td class="tags">', 1)[1].split("</td>", 1)[0]
-    assert row == "".join(f'<span class="tag" title="{w}">{t}</span>' for t, w in tags)
+    assert row == "".join(f'<a class="tag" href="/tags/{quote(t)}" title="{w}">{t}</a>' for t, w in tags)
+    tag_page = web.get(f"/tags/{quote(tags[0][0])}")      # a tag's page lists the songs tagged with it
+    assert tag_page.status_code == 200 and f'<tr data-song="{tagged}">' in tag_page.text
+    assert web.get("/tags/no-such-tag-anywhere").status_code == 404
     cold = web.get(f"/songs/{world.cold_song}").text
     assert "has no collaborative vector" in cold
     assert cold.split('data-source="acoustic"', 1)[1].split("</section>")[0].count("<li>") == 8
+
+
+def test_an_artist_page_lists_exactly_the_artists_catalog_songs_and_similar_artists(web, world):
+    from urllib.parse import quote, unquote
+
+    from pmrs.catalog import CATALOG_FILE, Catalog
+    with Catalog(world.work / CATALOG_FILE) as cat:
+        by_artist: dict[str, set[str]] = {}
+        for sid, f in cat.items():
+            by_artist.setdefault(f.get("artist") or "", set()).add(sid)
+    artist = max((a for a in by_artist if a), key=lambda a: len(by_artist[a]))
+    r = web.get(f"/artists/{quote(artist)}")
+    assert r.status_code == 200
+    listed = [t for t in _Tags(r.text.split('id="artist-songs"', 1)[1].split("</table>", 1)[0]).find("tr")
+              if "data-song" in t]
+    assert {t["data-song"] for t in listed} == by_artist[artist] and len(listed) == len(by_artist[artist])
+    similar = r.text.split('id="similar-artists"', 1)[1].split("</ol>", 1)[0]
+    assert 0 < similar.count("<li>") <= 10 and f">{html.escape(artist)}<" not in similar
+    # the hostile artist: escaped on its page, linked from its song's page and from lists
+    hostile = "Ärtist & <i>Co</i>"
+    url = f"/artists/{quote(hostile)}"
+    page = web.get(url)
+    assert page.status_code == 200 and "<i>Co</i>" not in page.text
+    assert "<h1" in page.text and "Ärtist &amp; &lt;i&gt;Co&lt;/i&gt;</h1>" in page.text
+    assert [t["data-song"] for t in _Tags(page.text).find("tr") if "data-song" in t] == [world.hostile_song]
+    song = _Tags(web.get(f"/songs/{world.hostile_song}").text)
+    assert [unquote(a["href"]) for a in song.find("a") if a["href"].startswith("/artists/")][:2] == [f"/artists/{hostile}"] * 2
+    rec = web.get("/fragment/recommend", params={"user": world.users[0]}).text
+    assert rec.count('<a href="/artists/') >= 10
+    missing = web.get("/artists/Nobody%20Of%20This%20Name")
+    assert missing.status_code == 404 and "no artist" in _alert(missing.text)
 
 
 def test_clips_are_served_with_their_type_and_ranges(web, world):
@@ -365,6 +400,19 @@ def test_upload_lands_on_the_new_songs_page(web, world):
     assert page.text.split('data-source="acoustic"', 1)[1].split("</section>")[0].count("<li>") == 8
 
 
+def test_upload_without_an_id_gets_the_id_the_ingest_would_give(web, world):
+    from pmrs.ingest.resolve import new_song_id
+    derived = new_song_id(None, "Id-less Artist", "No Id Given")
+    r = web.post("/upload", data={"song_id": "", "title": "No Id Given", "artist": "Id-less Artist"},
+                 files={"clip": ("n.wav", _wav_bytes(world), "audio/wav")}, follow_redirects=False)
+    assert r.status_code == 303 and r.headers["location"] == f"/songs/{derived}"
+    page = web.get(f"/songs/{derived}")
+    assert page.status_code == 200 and "No Id Given" in page.text and f"<code>{derived}</code>" in page.text
+    r = web.post("/upload", data={"song_id": "", "title": "", "artist": "Only An Artist"},
+                 files={"clip": ("n.wav", _wav_bytes(world), "audio/wav")})
+    assert r.status_code == 400 and "needs a title and an artist" in _alert(r.text)
+
+
 def test_songs_and_users_added_live_are_searched_suggested_and_mapped_before_a_rebuild(web, world):
     assert web.get("/api/search", params={"q": "zyzzyva"}).json()["songs"] == []
     r = web.post("/upload", data={"song_id": "WEB-LIVE-2", "title": "Zyzzyva Nights", "artist": "Live Act",
@@ -461,8 +509,33 @@ def test_reports_are_shown_and_served(world, server, tmp_path):
     with page_client(create_app(work, server.address)) as c:
         lab = c.get("/lab").text
         assert "<td>0.25</td>" in lab and 'src="/lab/files/holdout-1/recall.png"' in lab
+        assert 'href="/lab/files/holdout-1/recall.png"' in lab    # each plot links to its full size
         r = c.get("/lab/files/holdout-1/recall.png")
         assert r.status_code == 200 and r.content == png and r.headers["content-type"] == "image/png"
+
+
+def test_report_images_bold_and_code_are_rendered_and_the_rest_escaped(world, server, tmp_path):
+    import shutil
+    work = tmp_path / "w"
+    run = work / "reports" / "scale-1"
+    run.mkdir(parents=True)
+    shutil.copytree(world.work / "bundles", work / "bundles")
+    (run / "report.md").write_text(
+        "# Scaling\n\n![scaling](scaling.png)\n\nThe **0** failures in `pmrs serve` <i>x</i>\n\n"
+        "![escape](../../etc/passwd) ![far](http://evil.example/x.png)\n\n| k | **n** |\n|---|---|\n| `10` | 1 |\n")
+    (run / "scaling.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (run / "other.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    with page_client(create_app(work, server.address)) as c:
+        lab = c.get("/lab").text
+    report = lab.split('data-report="scale-1"', 1)[1].split("</section>", 1)[0]
+    assert ('<a class="plot" href="/lab/files/scale-1/scaling.png"><img src="/lab/files/scale-1/scaling.png" '
+            'alt="scaling" loading="lazy"></a>') in report
+    assert "![scaling]" not in report and report.count("scaling.png") == 2   # placed once, not again below
+    assert "The <strong>0</strong> failures in <code>pmrs serve</code> &lt;i&gt;x&lt;/i&gt;" in report
+    assert "![escape](../../etc/passwd) ![far](http://evil.example/x.png)" in report   # left as text
+    assert "<th><strong>n</strong></th>" in report and "<td><code>10</code></td>" in report
+    assert 'class="scroll" tabindex="0" role="region" aria-label="scale-1: table' in report
+    assert 'src="/lab/files/scale-1/other.png"' in report    # a plot the text does not place
 
 
 def test_command_line_errors_and_the_token(tmp_path, monkeypatch):

@@ -386,7 +386,30 @@ def phone():
     driver.quit()
 
 
-def test_a_phone_sees_the_page_without_scrolling_sideways(site, phone, world):
+HOSTILE_ARTIST = "/artists/%C3%84rtist%20%26%20%3Ci%3ECo%3C/i%3E"   # the page of webworld's hostile artist
+
+
+def _a_tag_page(world) -> str:
+    from urllib.parse import quote
+
+    from pmrs.catalog import CATALOG_FILE, Catalog
+    with Catalog(world.work / CATALOG_FILE) as cat:
+        return "/tags/" + quote(next(t for _, tags in cat.items_tags() for t in tags))
+
+
+@pytest.fixture(scope="module")
+def wide_report(world):
+    """A report with a plot and a table far wider than a phone."""
+    run = world.work / "reports" / "wide-1"
+    run.mkdir(parents=True, exist_ok=True)
+    (run / "plot.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg" width="2000" height="600">'
+                                  '<rect width="2000" height="600" fill="#2b6cb0"/></svg>')
+    cells = " | ".join(f"column-{i}-with-a-long-heading" for i in range(12))
+    (run / "report.md").write_text(f"# Wide\n\n![plot](plot.svg)\n\n| {cells} |\n|{'---|' * 12}\n| {cells} |\n")
+    return run
+
+
+def test_a_phone_sees_the_page_without_scrolling_sideways(site, phone, world, wide_report):
     # (on a phone the layout viewport grows with wider content: innerWidth is 390 only when none is)
     overflow = "return [document.documentElement.scrollWidth, window.innerWidth];"
     wide = ("return Array.from(document.querySelectorAll('body *')).filter(e => e.getBoundingClientRect().right > 390 && !e.parentElement.closest('.scroll'))"
@@ -394,8 +417,19 @@ def test_a_phone_sees_the_page_without_scrolling_sideways(site, phone, world):
     phone.get(f"{site.url}/?user={world.users[0]}")
     assert len(rows(phone)) == 20
     assert phone.execute_script(overflow) == [390, 390], phone.execute_script(wide)
-    phone.get(f"{site.url}/songs/{world.clip_song}")
-    assert phone.execute_script(overflow) == [390, 390], phone.execute_script(wide)
+    for page in (f"/songs/{world.clip_song}", "/lab", "/map", HOSTILE_ARTIST, _a_tag_page(world)):
+        phone.get(site.url + page)
+        assert phone.execute_script(overflow) == [390, 390], (page, phone.execute_script(wide))
+    phone.get(site.url + "/lab")
+    plot = phone.find_element(By.CSS_SELECTOR, ".report[data-report='wide-1'] a.plot img")
+    wait(phone).until(lambda d: plot.size["width"] > 100)
+    assert plot.size["width"] <= 390 and plot.find_element(By.XPATH, "..").get_attribute("href").endswith("/lab/files/wide-1/plot.svg")
+    phone.get(site.url + "/map")
+    for sel in ("#map a.point:not(.cold) circle", "#map a.point.cold rect"):   # points a finger can see
+        box = phone.execute_script("const r = document.querySelector(arguments[0]).getBoundingClientRect();"
+                                   "return [r.width, r.height];", sel)
+        assert min(box) >= 6, (sel, box)
+    assert phone.execute_script("return document.getElementById('map').getBoundingClientRect().width") <= 390
 
 
 def test_the_favicon_loads(site, browser):
@@ -417,10 +451,11 @@ def _axe_serious(driver) -> list[str]:
 
 
 @pytest.mark.parametrize("width", ["desktop", "phone"])
-def test_no_page_has_a_serious_accessibility_violation(site, browser, phone, world, width):
+def test_no_page_has_a_serious_accessibility_violation(site, browser, phone, world, wide_report, width):
     driver = browser if width == "desktop" else phone
     pages = ["/", f"/?user={world.users[0]}", f"/?seeds={world.clip_song}", f"/songs/{world.clip_song}",
-             "/upload", "/map", "/lab", "/songs/NO-SUCH-SONG", f"/users/{world.users[7]}"]
+             "/upload", "/map", "/lab", "/songs/NO-SUCH-SONG", HOSTILE_ARTIST, _a_tag_page(world),
+             f"/users/{world.users[7]}"]
     found = {}
     for page in pages:
         driver.get(site.url + page)

@@ -23,8 +23,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
+from urllib.parse import quote
 
 import jinja2
+from markupsafe import Markup, escape
 from prometheus_client import generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -67,6 +69,7 @@ CALL_THREADS = 4
 INFO_TTL_S = 1.0
 #: Songs the listener's view asks for; neighbours per source on a song's page.
 LIST_K, NEIGHBOURS_K, GENRE_K = 20, 8, 5
+SIMILAR_ARTISTS = 10
 GENRE_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
                  "#7f7f7f", "#bcbd22", "#17becf")
 _SONG_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,256}$")   # ids the upload form accepts for new songs
@@ -104,6 +107,7 @@ class Web:
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True,
                                  undefined=jinja2.StrictUndefined)
         env.filters["colour"] = self.colour
+        env.filters["inline"] = inline_markdown
         self.templates = Jinja2Templates(env=env)
         self._genres: list[str] = []
         self._known: list[str] = []
@@ -340,6 +344,40 @@ def song_page(request: Request) -> Response:
                     clip_type=clip[1] if clip else "", tags=tags)
 
 
+def _songs_or_404(request: Request, key: str, find, missing: str) -> tuple[str, list[dict]]:
+    """The path parameter ``key`` and the catalog songs ``find`` gives for it; 404 when none."""
+    name = request.path_params[key]
+    songs = find(name)
+    if not songs:
+        raise HTTPException(404, missing.format(name[:200]))
+    return name, songs
+
+
+def artist_page(request: Request) -> Response:
+    """An artist's songs in the catalog, and the artists of their songs' neighbours, counted."""
+    web = _web(request)
+    name, songs = _songs_or_404(request, "name", web.data.artist_songs, "no artist {!r} in the catalog")
+
+    def near(song_id: str):
+        try:
+            return web.client.similar_songs(song_id, k=NEIGHBOURS_K).songs
+        except NotFound:
+            return []
+    counts: dict[str, int] = {}
+    for found in web.pool.map(near, [s["song_id"] for s in songs]):
+        for s in found:
+            if s.artist and s.artist != name:
+                counts[s.artist] = counts.get(s.artist, 0) + 1
+    similar = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:SIMILAR_ARTISTS]
+    return web.page(request, "artist.html", artist=name, songs=songs, similar=similar)
+
+
+def tag_page(request: Request) -> Response:
+    web = _web(request)
+    tag, songs = _songs_or_404(request, "tag", web.data.tag_songs, "no song tagged {!r} in the catalog")
+    return web.page(request, "artist.html", artist=tag, songs=songs, similar=None)
+
+
 def media(request: Request) -> Response:
     web = _web(request)
     found = web.data.clip(request.path_params["song_id"])
@@ -404,10 +442,13 @@ async def upload(request: Request) -> Response:
 
     if not web.can_write:
         return refuse(403, "this web app was started without a write token (PMRS_WRITE_TOKEN), so it cannot add songs")
+    if not fields["title"] or not fields["artist"]:
+        return refuse(400, "a new song needs a title and an artist (the song id is optional)")
+    if not fields["song_id"]:   # the id the ingest would give this song
+        from pmrs.ingest.resolve import new_song_id
+        fields["song_id"] = new_song_id(None, fields["artist"], fields["title"])
     if not _SONG_ID.match(fields["song_id"]):
         return refuse(400, "a song id is 1 to 256 letters, digits, '_', '.', ':' or '-'")
-    if not fields["title"] or not fields["artist"]:
-        return refuse(400, "a new song needs a title and an artist")
     if fields["year"] and not (fields["year"].isdigit() and 0 < int(fields["year"]) < 10000):
         return refuse(400, "the year must be a year")
     if clip is None or not hasattr(clip, "read") or not clip.filename:
@@ -450,7 +491,10 @@ def map_page(request: Request) -> Response:
 def lab(request: Request) -> Response:
     web = _web(request)
     info = web.info()
-    reports = [dict(r, blocks=markdown_blocks(r["markdown"])) for r in web.data.reports()]
+    reports = []
+    for r in web.data.reports():
+        shown = set(_IMAGE.findall(r["markdown"]))   # plots the text places are not repeated under it
+        reports.append(dict(r, blocks=markdown_blocks(r["markdown"]), plots=[p for p in r["plots"] if p not in shown]))
     return web.page(request, "lab.html", info=info, reports=reports)
 
 
@@ -481,6 +525,32 @@ def report_file(request: Request) -> Response:
     if found is None:
         raise HTTPException(404, "no such report file")
     return FileResponse(found[0], media_type=found[1])
+
+
+_IMAGE = re.compile(r"!\[[^\]]*\]\(([^)\s]+)\)")
+_INLINE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)|\*\*(.+?)\*\*|`([^`]+)`")
+_REPORT_FILE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")   # a file name inside the report's folder
+
+
+def inline_markdown(text: str, report: str) -> Markup:
+    """A report line's text, escaped, with ``**bold**``, ```code``` and ``![alt](file)`` (an image
+    in the report's own folder, linking to its full size) as HTML."""
+    out, pos = [], 0
+    for m in _INLINE.finditer(text):
+        out.append(escape(text[pos:m.start()]))
+        alt, src, bold, code = m.groups()
+        if src is not None and _REPORT_FILE.match(src):
+            url = f"/lab/files/{quote(report, safe='')}/{quote(src)}"
+            out.append(Markup('<a class="plot" href="{0}"><img src="{0}" alt="{1}" loading="lazy"></a>').format(url, alt or src))
+        elif bold is not None:
+            out.append(Markup("<strong>{0}</strong>").format(bold))
+        elif code is not None:
+            out.append(Markup("<code>{0}</code>").format(code))
+        else:
+            out.append(escape(m.group(0)))
+        pos = m.end()
+    out.append(escape(text[pos:]))
+    return Markup("").join(out)
 
 
 def markdown_blocks(text: str) -> list[tuple[str, object]]:
@@ -565,6 +635,8 @@ def create_app(workdir, target: str, *, token: str | None = None, timeout_s: flo
         Route("/api/feedback", api_feedback, methods=["POST"]),
         Route("/songs/{song_id}", song_page),
         Route("/users/{user_id}", user_page),
+        Route("/artists/{name:path}", artist_page),
+        Route("/tags/{tag:path}", tag_page),
         Route("/media/{song_id}", media),
         Route("/upload", upload_form, methods=["GET"]),
         Route("/upload", upload, methods=["POST"]),

@@ -391,6 +391,27 @@ class WorkdirData:
         return {"song_id": song_id, "title": found.get("title") or "", "artist": found.get("artist") or "",
                 "genre": found.get("genre") or "", "year": found.get("year") or 0}
 
+    def artist_songs(self, artist: str) -> list[dict]:
+        """The catalog's songs (and those added live) whose artist is exactly ``artist``, as
+        :meth:`song_fields`, by title."""
+        snap = self.snapshot()
+        if snap is None or not artist:
+            return []
+        rows = [(sid, f) for sid, _, _, f in (*self.live(snap).songs, *snap.songs()) if f.get("artist") == artist]
+        songs = [{"song_id": sid, "title": f.get("title") or "", "artist": artist, "genre": f.get("genre") or "",
+                  "year": f.get("year") or 0} for sid, f in rows]
+        return sorted(songs, key=lambda s: (s["title"].casefold(), s["song_id"]))
+
+    def tag_songs(self, tag: str, limit: int = 200) -> list[dict]:
+        """The catalog's songs tagged ``tag``, as :meth:`song_fields`, the most strongly tagged first."""
+        snap = self.snapshot()
+        cat = snap._catalog() if snap else None
+        if cat is None or not tag:
+            return []
+        with cat:
+            found = sorted(((-w, sid) for sid, tags in cat.items_tags() for t, w in tags.items() if t == tag))
+        return [self.song_fields(sid) for _, sid in found[:limit]]
+
     def map_points(self) -> list[MapPoint]:
         snap = self.snapshot()
         return [*snap.map_points(), *self.live(snap).points()] if snap else []

@@ -41,6 +41,14 @@
     });
   }
 
+  const map = $("#map");
+  if (map) {
+    // the map scales to the screen; its points keep their size in CSS px (--k: viewBox units per px)
+    const fit = () => map.style.setProperty("--k", String(Math.max(1, map.viewBox.baseVal.width / (map.clientWidth || 1))));
+    fit();
+    window.addEventListener("resize", fit);
+  }
+
   function listener(form) {
     const results = $("#results");
     let seq = 0;
