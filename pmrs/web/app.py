@@ -70,6 +70,8 @@ INFO_TTL_S = 1.0
 #: Songs the listener's view asks for; neighbours per source on a song's page.
 LIST_K, NEIGHBOURS_K, GENRE_K = 20, 8, 5
 SIMILAR_ARTISTS = 10
+#: Songs of an artist whose neighbours are asked for (one SimilarSongs call each), at most.
+ARTIST_SEEDS = 20
 GENRE_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
                  "#7f7f7f", "#bcbd22", "#17becf")
 _SONG_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,256}$")   # ids the upload form accepts for new songs
@@ -354,7 +356,8 @@ def _songs_or_404(request: Request, key: str, find, missing: str) -> tuple[str, 
 
 
 def artist_page(request: Request) -> Response:
-    """An artist's songs in the catalog, and the artists of their songs' neighbours, counted."""
+    """An artist's songs in the catalog, and the artists of their songs' neighbours (of the first
+    :data:`ARTIST_SEEDS` songs: a page costs a bounded number of calls), counted."""
     web = _web(request)
     name, songs = _songs_or_404(request, "name", web.data.artist_songs, "no artist {!r} in the catalog")
 
@@ -364,7 +367,7 @@ def artist_page(request: Request) -> Response:
         except NotFound:
             return []
     counts: dict[str, int] = {}
-    for found in web.pool.map(near, [s["song_id"] for s in songs]):
+    for found in web.pool.map(near, [s["song_id"] for s in songs[:ARTIST_SEEDS]]):
         for s in found:
             if s.artist and s.artist != name:
                 counts[s.artist] = counts.get(s.artist, 0) + 1
