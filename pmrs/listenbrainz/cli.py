@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 import threading
 import time
@@ -25,7 +24,6 @@ from pmrs import config as cfgmod
 from pmrs.entry import run_cli
 
 log = logging.getLogger("pmrs.listenbrainz")
-GRACE_SECONDS = 5
 
 
 @dataclass
@@ -86,10 +84,9 @@ def _token(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
 
     import pmrs
-    from pmrs.web.cli import check_bind, listen
+    from pmrs.web.cli import check_bind, listen, serve_app
 
     from .app import create_app
     from .tokens import TokenStore
@@ -103,22 +100,8 @@ def _serve(args: argparse.Namespace) -> int:
     rec = pmrs.Recommender.open(workdir, live=True)
     app = create_app(rec, TokenStore(workdir), workdir)
     threading.Thread(target=app.state.served.recorder.warm_up, name="catalog-index", daemon=True).start()
-    sock = listen(cfg.bind)
-    host, port = sock.getsockname()[:2]
-    url = f"{'https' if cfg.https_cert else 'http'}://{host if ':' not in host else f'[{host}]'}:{port}"
-
-    class Server(uvicorn.Server):
-        async def startup(self, sockets=None) -> None:
-            await super().startup(sockets)
-            print(f"pmrs-listenbrainz listening on {url}", flush=True)
-
-    server = Server(uvicorn.Config(app, log_level="warning" if args.quiet else "info", access_log=False,
-                                   timeout_graceful_shutdown=GRACE_SECONDS, log_config=None,
-                                   ssl_certfile=cfg.https_cert, ssl_keyfile=cfg.https_key))
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda signum, frame: log.info("stopped by %s", signal.Signals(signum).name))
     try:
-        server.run(sockets=[sock])
+        serve_app(app, listen(cfg.bind), "pmrs-listenbrainz", cfg.https_cert, cfg.https_key, args.quiet)
     finally:
         app.state.served.recommender.close()
     return 0

@@ -279,25 +279,7 @@ class LiveState:
         Group commit: calls that arrive while another commits wait for the write lock, and the
         first to get it writes every waiting call in one transaction (one fsync), applies them
         in order and hands each its result."""
-        if request_id:
-            check_id("request_id", request_id)
-        try:
-            rows = self.check_plays(user_id, plays)
-        except NotFound:
-            self.catch_up()   # a song another process added, not polled yet?
-            rows = self.check_plays(user_id, plays)
-        body = {"user_id": user_id, "plays": [[s, _play_count(s, c)] for s, c in plays]}
-        mine = _Pending(user_id, rows, body, request_id)
-        with self._queue_lock:
-            self._queue.append(mine)
-        with self._lock:
-            if not mine.done:
-                with self._queue_lock:
-                    batch, self._queue = self._queue, []
-                self._commit(batch)
-        if mine.error is not None:
-            raise mine.error
-        return mine.result
+        return self.record_plays_many([(user_id, plays, request_id)])[0]
 
     def record_plays_many(self, calls: Sequence[tuple[str, Sequence[tuple[str, float]], str | None]]) -> list[Appended]:
         """Several :meth:`record_plays` calls ``(user_id, plays, request_id)`` written in one

@@ -106,8 +106,33 @@ def listen(bind: str) -> socket.socket:
     return sock
 
 
-def _run(args: argparse.Namespace) -> int:
+def serve_app(app, sock, name: str, https_cert: str | None, https_key: str | None, quiet: bool,
+              more: list[str] = ()) -> None:
+    """Serve ``app`` with uvicorn on the listening ``sock`` until SIGTERM or Ctrl-C; prints
+    ``<name> listening on <url>`` (and the ``more`` lines) once it takes connections."""
     import uvicorn
+
+    host, port = sock.getsockname()[:2]
+    url = f"{'https' if https_cert else 'http'}://{host if ':' not in host else f'[{host}]'}:{port}"
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets=None) -> None:
+            await super().startup(sockets)
+            print(f"{name} listening on {url}", flush=True)
+            for line in more:
+                print(line, flush=True)
+
+    server = Server(uvicorn.Config(app, log_level="warning" if quiet else "info", access_log=False,
+                                   timeout_graceful_shutdown=GRACE_SECONDS, log_config=None,
+                                   ssl_certfile=https_cert, ssl_keyfile=https_key))
+    # uvicorn re-raises the signal that stopped it once it has shut down; these handlers take it,
+    # so SIGTERM and Ctrl-C end the command with 0 like pmrs-server
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: log.info("stopped by %s", signal.Signals(signum).name))
+    server.run(sockets=[sock])
+
+
+def _run(args: argparse.Namespace) -> int:
 
     cfg = cfgmod.build(WebConfig, "web", cfgmod.load_toml(args.config), vars(args))
     if bool(cfg.https_cert) != bool(cfg.https_key):
@@ -119,30 +144,12 @@ def _run(args: argparse.Namespace) -> int:
                      tls=cfg.tls, ca_file=cfg.ca_file, cert_file=cfg.cert_file, key_file=cfg.key_file,
                      upload_timeout_s=cfg.upload_timeout_s, bind_host=bind_host, hosts=cfg.allowed_hosts)
     sock = listen(cfg.bind)
-    host, port = sock.getsockname()[:2]
-    scheme = "https" if cfg.https_cert else "http"
-    url = f"{scheme}://{host if ':' not in host else f'[{host}]'}:{port}"
     log.info("pmrs-web for %s over %s (writes: %s)", cfg.target, workdir, "on" if token else "off, no token")
-
     endpoint = (serve_metrics(app.state.web.metrics.registry, cfg.metrics_bind, cfg.metrics_public)
                 if cfg.metrics_bind else None)
-
-    class Server(uvicorn.Server):
-        async def startup(self, sockets=None) -> None:
-            await super().startup(sockets)
-            print(f"pmrs-web listening on {url}", flush=True)
-            if endpoint is not None:
-                print(f"pmrs-web metrics on {endpoint.url}", flush=True)
-
-    server = Server(uvicorn.Config(app, log_level="warning" if args.quiet else "info", access_log=False,
-                                   timeout_graceful_shutdown=GRACE_SECONDS, log_config=None,
-                                   ssl_certfile=cfg.https_cert, ssl_keyfile=cfg.https_key))
-    # uvicorn re-raises the signal that stopped it once it has shut down; these handlers take it,
-    # so SIGTERM and Ctrl-C end pmrs-web with 0 like pmrs-server
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda signum, frame: log.info("stopped by %s", signal.Signals(signum).name))
     try:
-        server.run(sockets=[sock])
+        serve_app(app, sock, "pmrs-web", cfg.https_cert, cfg.https_key, args.quiet,
+                  [f"pmrs-web metrics on {endpoint.url}"] if endpoint is not None else [])
     finally:
         if endpoint is not None:
             endpoint.stop()
