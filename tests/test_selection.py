@@ -123,3 +123,19 @@ def test_the_search_logs_one_summary_line_not_one_per_evaluation(caplog):
     assert not [m for m in messages if m.startswith("evaluated")]
     summary = [m for m in messages if m.startswith("selected WMF")]
     assert len(summary) == 1 and "validation users: 6 trials" in summary[0]   # 3 settings x 2 checkpoints
+
+
+def test_a_fixed_iteration_count_bounds_the_search_by_the_fit_asked_for(caplog):
+    """``train-wmf --iterations 3``: the budget is one 3-iteration fit, not one 15-iteration fit."""
+    counts = world()
+    cfg = SelectConfig(target_trials=6, checkpoints=(5, 10, 15), min_cost=0.0)
+    shape = (counts.shape[0], counts.shape[1], counts.nnz)
+    with caplog.at_level(logging.INFO, logger="pmrs"):
+        asked = select_settings(counts, WMFConfig(iterations=3), fixed={"iterations"}, cfg=cfg)
+    free = select_settings(counts, WMFConfig(), cfg=cfg)
+    assert asked.summary["plain_fit"] == {"factors": WMFConfig().factors, "iterations": 3}
+    assert asked.summary["cost_budget"] == pytest.approx(cfg.budget * fit_cost(shape, WMFConfig().factors, 3))
+    assert free.summary["cost_budget"] == pytest.approx(cfg.budget * fit_cost(shape, WMFConfig().factors, 15))
+    assert asked.wmf.iterations == 3 and {t["iterations"] for t in asked.trials if t["model"] == "wmf"} == {3}
+    line = [r.getMessage() for r in caplog.records if r.getMessage().startswith("selected WMF")]
+    assert len(line) == 1 and "x 3 iterations" in line[0] and "the search cost" in line[0]

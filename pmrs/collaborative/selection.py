@@ -163,7 +163,8 @@ class SelectConfig:
     Cost is counted in units of ``(stored pairs + ROW_UNITS x (users + songs)) x factors x
     iterations``, which ALS's time follows (measured; see ``ROW_UNITS``); a deterministic count, so the same
     data give the same search on any machine. A *plain fit* is one of the whole matrix at the
-    default factors and ``plain_iterations`` iterations. The search (its fits, its neighbour
+    default factors and ``plain_iterations`` iterations, or at the factors and iterations the
+    user fixed (:func:`plain_fit_settings`). The search (its fits, its neighbour
     builds and every scoring of the validation users, counted with ``EVAL_UNITS`` and
     ``BUILD_UNITS``) may spend ``budget`` plain fits, and only settings whose final fit on the
     whole matrix costs at most ``final_fit`` plain fits can be chosen, so a run costs at most
@@ -244,6 +245,14 @@ def final_fit_cost(matrix_shape_nnz: tuple[int, int, int], factors: int, iterati
     return fit_cost(matrix_shape_nnz, max(factors, WMFConfig().factors), iterations)
 
 
+def plain_fit_settings(base: WMFConfig, fixed: frozenset[str], cfg: SelectConfig) -> tuple[int, int]:
+    """(factors, iterations) of the *plain fit* the budget is counted in: the fit the user asked
+    for where they fixed its factors or iterations (``--iterations 3`` bounds the search by a
+    3-iteration fit, not by a default 15-iteration one), else the defaults."""
+    return (base.factors if "factors" in fixed else WMFConfig().factors,
+            base.iterations if "iterations" in fixed else cfg.plain_iterations)
+
+
 def run_caps(plain: float, cfg: SelectConfig) -> tuple[float, float]:
     """(the final fit's cap, the search's budget) in cost units, for data whose plain fit costs
     ``plain`` units: together at most ``max((budget + final_fit) x plain, min_cost)``."""
@@ -287,7 +296,8 @@ def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
     fixed = frozenset(fixed)
     counts = sp.csr_matrix(counts)
     n_users, n_songs = counts.shape
-    plain = fit_cost(_shape_nnz(counts), WMFConfig().factors, cfg.plain_iterations)
+    plain_fit = plain_fit_settings(base, fixed, cfg)
+    plain = fit_cost(_shape_nnz(counts), *plain_fit)
     final_cap, budget = run_caps(plain, cfg)
     tcfg = TuneConfig(trials=cfg.target_trials - 1, seed=cfg.seed, metric=cfg.metric)
     iterations = (base.iterations,) if "iterations" in fixed else cfg.checkpoints
@@ -440,17 +450,21 @@ def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
                "sampled_users": int(sub.shape[0]), "users": int(n_users),
                "sampled_songs": int(sub.shape[1]), "songs": int(n_songs),
                "cost_budget": budget, "cost_spent": spent, "final_fit_cap": final_cap,
+               "plain_fit": {"factors": plain_fit[0], "iterations": plain_fit[1]},
                "budget_in_plain_fits": round(budget / plain, 3), "spent_in_plain_fits": round(spent / plain, 3),
                "final_fit_cap_in_plain_fits": round(final_cap / plain, 3),
                "final_fit_in_plain_fits": round(final_fit_cost(full, chosen.factors, chosen.iterations) / plain, 3),
                "seconds": round(time.perf_counter() - t_start, 2)}
     if with_wmf:
-        log.info("selected WMF %s on %d validation users: %d trials, %.2f plain fits, %.1f s",
+        log.info("selected WMF %s on %d validation users: %d trials; the search cost %.1f s, %.2f fits of "
+                 "%d factors x %d iterations (%.2f allowed)",
                  {k: getattr(chosen, k) for k in (*names, "iterations")}, len(val.test_users), len(trials),
-                 spent / plain, summary["seconds"])
+                 summary["seconds"], spent / plain, *plain_fit, budget / plain)
     else:
-        log.info("selected neighbours %s on %d validation users: %d trials, %.2f plain fits, %.1f s",
-                 asdict(nb_best), len(val.test_users), len(trials), spent / plain, summary["seconds"])
+        log.info("selected neighbours %s on %d validation users: %d trials; the search cost %.1f s, %.2f fits "
+                 "of %d factors x %d iterations (%.2f allowed)",
+                 asdict(nb_best), len(val.test_users), len(trials), summary["seconds"], spent / plain,
+                 *plain_fit, budget / plain)
     return Selection(wmf=chosen, neighbours=nb_best, fixed=tuple(sorted(fixed)),
                      trials=trials, summary=summary)
 
