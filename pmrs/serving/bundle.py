@@ -724,17 +724,20 @@ class Bundle:
                 extra: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         """``(k,)`` float32 factors of a listener of ``song_rows`` (``counts`` times each):
         :class:`pmrs.serving.foldin.FoldIn` over this bundle's WMF-space sources."""
+        return self._folder()(song_rows, counts, extra)
+
+    def _folder(self) -> FoldIn:
+        """This bundle's :class:`FoldIn`, made on first use."""
         with self._gram_lock:
             if self._fold is None:
                 self._fold = FoldIn(self._wmf, self._indexes[C.COLLABORATIVE],
                                     [self._indexes[n] for n in self.stand_in_sources])
-        return self._fold(song_rows, counts, extra)
+        return self._fold
 
     def fold_in_terms(self, target: np.ndarray, song_rows, counts=None, extra=None) -> tuple[np.ndarray, np.ndarray]:
         """Each of a listener's songs' term in the score of a song whose WMF-space vector is
         ``target``: :meth:`pmrs.serving.foldin.FoldIn.contributions` over this bundle."""
-        self.fold_in(np.zeros(0, np.int64))   # (builds the fold-in once)
-        return self._fold.contributions(target, song_rows, counts, extra)
+        return self._folder().contributions(target, song_rows, counts, extra)
 
     def similarity(self, name: str, from_rows, to_rows) -> np.ndarray:
         """``S[j, i]`` of neighbours source ``name`` for each ``i`` of ``to_rows`` and ``j`` of

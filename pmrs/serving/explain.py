@@ -43,80 +43,113 @@ def explain(view, items: Sequence[Item], profile_rows: np.ndarray, counts: np.nd
     SimilarSongs, the collaborative source is explained like any vector source).
 
     Each source's evidence is computed for all its songs of the answer at once (one fold-in
-    system, one pass over the stored neighbours, one batch of vectors), so that asking why costs
-    a fraction of the answer."""
+    system, one pass over the stored neighbours, one batch of vectors), and catalog fields are
+    read only for the songs a reason names (and, when the metadata source placed a song, the
+    listener's songs), so that asking why costs a fraction of the answer."""
     profile = np.asarray(profile_rows, np.int64)
     rows = np.asarray([it.song_row for it in items], np.int64)
-    fields = _fields(view, np.concatenate([profile, rows]))
+    masks = np.asarray([it.sources for it in items], np.int64)
     names = list(view.source_names)
-    by_source: dict[str, dict[int, Reason]] = {}
+    found: dict[str, tuple[np.ndarray, list]] = {}
     for bit, name in enumerate(names):
-        mine = [i for i, it in enumerate(items) if it.sources >> bit & 1]
-        if not mine or name not in lists:
+        mine = np.flatnonzero(masks >> bit & 1) if len(items) else np.zeros(0, np.int64)
+        if mine.size and name in lists:
+            found[name] = (mine, _source_evidence(view, name, rows[mine], profile, counts, vector))
+    named = [r for _, picks in found.values() for p in picks if p is not None for r, _ in p[1]]
+    if METADATA in found:      # (what the placed songs share with the listener's songs)
+        named.extend(profile.tolist() + rows.tolist())
+    fields = _fields(view, np.asarray(named, np.int64))
+    mine_meta = _Profile(fields, profile) if METADATA in found else None
+    out: list[list[Reason]] = [[] for _ in items]
+    for name in names:          # (in source order: each song's reasons follow its sources)
+        if name not in found:
             continue
-        rank_of = {int(r): i + 1 for i, r in enumerate(np.asarray(lists[name]).tolist())}
+        at, picks = found[name]
+        ranks = _ranks(lists[name], rows[at])
         share = round(float(shares.get(name, 0.0)), 6)
-        placed = rows[mine]
-        texts = _source_evidence(view, name, placed, profile, counts, fields, vector)
-        by_source[name] = {int(r): Reason(name, rank_of.get(int(r), 0), share, text, ev, shared)
-                           for r, (text, ev, shared) in zip(placed.tolist(), texts)}
-    return [tuple(by_source[n][int(it.song_row)] for bit, n in enumerate(names)
-                  if n in by_source and it.sources >> bit & 1) for it in items]
+        for i, rank, pick in zip(at.tolist(), ranks.tolist(), picks):
+            text, ev, shared = _words(view, name, pick, fields, mine_meta, fields.get(int(rows[i])) or {})
+            out[i].append(Reason(name, rank, share, text, ev, shared))
+    return [tuple(r) for r in out]
 
 
-def _source_evidence(view, name: str, placed: np.ndarray, profile: np.ndarray, counts, fields, vector
-                     ) -> list[tuple[str, tuple[Evidence, ...], tuple[str, ...]]]:
-    """``(text, evidence, shared)`` for each song of ``placed`` in source ``name``."""
+def _ranks(candidates: np.ndarray, placed: np.ndarray) -> np.ndarray:
+    """Each placed row's 1-based rank in ``candidates`` (0 where it is not there)."""
+    cand = np.asarray(candidates, np.int64).reshape(-1)
+    if not cand.size or not placed.size:
+        return np.zeros(len(placed), np.int64)
+    hit = cand[:, None] == placed[None, :]
+    return np.where(hit.any(axis=0), hit.argmax(axis=0) + 1, 0)
+
+
+def _top(weights: np.ndarray, n: int, positive: bool) -> list[list[int]]:
+    """Per row of ``weights`` ``(m, p)``, the columns of its ``n`` largest (only those > 0 when
+    ``positive``), largest first; ties by column."""
+    if not weights.shape[1]:
+        return [[] for _ in range(len(weights))]
+    order = np.argsort(-weights, axis=1, kind="stable")[:, :n]
+    if not positive:
+        return order.tolist()
+    keep = np.take_along_axis(weights, order, axis=1) > 0
+    return [o[k].tolist() for o, k in zip(order, keep)]
+
+
+def _source_evidence(view, name: str, placed: np.ndarray, profile: np.ndarray, counts, vector) -> list:
+    """The evidence of each song of ``placed`` in source ``name``, as rows and weights
+    (:func:`_words` turns them into sentences): per song ``(kind, [(profile row, weight), ...])``,
+    or ``None`` when none of the listener's songs supports it in that source."""
     spec = view.sources[name]
     if spec.kind == SPARSE_NEIGHBOURS:
-        sims = view.similarity(name, profile, placed) if profile.size else np.zeros((len(placed), 0), np.float32)
-        out = []
-        for s in sims:
-            ev = tuple(_evidence(fields, int(profile[i]), float(s[i]))
-                       for i in np.argsort(-s, kind="stable")[:EVIDENCE] if s[i] > 0)
-            out.append((("often played with " + _names(ev)) if ev else "played with the listener's songs", ev, ()))
-        return out
+        if not profile.size:
+            return [None] * len(placed)
+        sims = view.similarity(name, profile, placed)
+        return [("neighbours", [(int(profile[j]), float(s[j])) for j in top]) if top else None
+                for s, top in zip(sims, _top(sims, EVIDENCE, positive=True))]
     if name == METADATA:
-        mine = _Profile(fields, profile)
-        out = []
-        for r in placed.tolist():
-            shared = tuple(mine.shared(fields.get(r) or {}))
-            out.append((("shares " + "; ".join(shared)) if shared
-                        else "close in tags and credits to the listener's songs", (), shared))
-        return out
+        return [("metadata", [])] * len(placed)
     if name == COLLABORATIVE and vector is not None and spec.space == WMF_SPACE:
+        out: list = [("terms", [])] * len(placed)
         have, targets = view.song_vectors(name, placed)
         have = np.asarray(have, bool)
-        out = [("people with the listener's taste play it", (), ())] * len(placed)
         if have.any() and profile.size:
             rows, terms = view.fold_in_terms(np.asarray(targets, np.float64), profile, counts)
             terms = np.atleast_2d(terms)
-            for at, t in zip(np.flatnonzero(have).tolist(), terms):
-                total = float(t.sum())
-                ev = tuple(_evidence(fields, int(rows[i]), float(t[i] / total) if total else 0.0)
-                           for i in np.argsort(-t, kind="stable")[:EVIDENCE] if t[i] > 0)
-                if ev:
-                    out[at] = ("listeners of " + _names(ev) + " play it too", ev, ())
+            totals = terms.sum(axis=1)
+            for at, t, total, top in zip(np.flatnonzero(have).tolist(), terms, totals.tolist(),
+                                         _top(terms, EVIDENCE, positive=True)):
+                if top:
+                    out[at] = ("terms", [(int(rows[j]), float(t[j] / total) if total else 0.0) for j in top])
         return out
     # any other vector source (and SimilarSongs' collaborative one): the nearest of the listener's
     # songs; in sound (the acoustic source), by the CNN's embeddings, which MMR compares too
     mine_v, mine_rows = _unit_vectors(view, name, profile)
-    theirs, has = _unit_vectors(view, name, placed, keep_rows=False)
-    fallback = "sounds like the listener's songs" if name == ACOUSTIC else f"close in {name}"
     if not len(mine_rows):
-        return [(fallback, (), ())] * len(placed)
+        return [None] * len(placed)
+    theirs, has = _unit_vectors(view, name, placed, keep_rows=False)
     cos = theirs @ mine_v.T                                       # (placed, profile songs with a vector)
+    tops = _top(cos, 1 if name == ACOUSTIC else EVIDENCE, positive=False)
+    return [("nearest", [(int(mine_rows[j]), float(c[j])) for j in top]) if ok else None
+            for c, ok, top in zip(cos, has, tops)]
+
+
+def _words(view, name: str, pick, fields, mine_meta, me: dict) -> tuple[str, tuple[Evidence, ...], tuple[str, ...]]:
+    """``(text, evidence, shared)`` of one song's reason in source ``name``."""
+    if name == METADATA:
+        shared = tuple(mine_meta.shared(me))
+        return (("shares " + "; ".join(shared)) if shared
+                else "close in tags and credits to the listener's songs", (), shared)
+    ev = tuple(_evidence(fields, r, w) for r, w in pick[1]) if pick is not None else ()
+    kind = view.sources[name].kind
+    if kind == SPARSE_NEIGHBOURS:
+        return (("often played with " + _names(ev)) if ev else "played with the listener's songs", ev, ())
+    if pick is not None and pick[0] == "terms":
+        return (("listeners of " + _names(ev) + " play it too") if ev
+                else "people with the listener's taste play it", ev, ())
+    if not ev:
+        return ("sounds like the listener's songs" if name == ACOUSTIC else f"close in {name}"), (), ()
     verb = ("sounds like " if name == ACOUSTIC else "played by the listeners of " if name == COLLABORATIVE
             else f"close in {name} to ")
-    out = []
-    for c, ok in zip(cos, has):
-        if not ok:
-            out.append((fallback, (), ()))
-            continue
-        ev = tuple(_evidence(fields, int(mine_rows[i]), float(c[i]))
-                   for i in np.argsort(-c, kind="stable")[:1 if name == ACOUSTIC else EVIDENCE])
-        out.append((verb + _names(ev), ev, ()))
-    return out
+    return verb + _names(ev), ev, ()
 
 
 def _unit_vectors(view, name: str, rows: np.ndarray, keep_rows: bool = True) -> tuple[np.ndarray, np.ndarray]:
