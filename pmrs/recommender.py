@@ -354,7 +354,8 @@ class Recommender:
         """Record what ``user_id`` thinks of ``song_id``: ``"like"`` (counts as
         ``pmrs.live.feedback.LIKE_PLAYS`` plays), ``"skip"`` (the song sinks in the user's lists),
         ``"dislike"`` (it never comes back to them) or ``"hide_artist"`` (no song by its artist
-        does), or takes one back (``"undo_dislike"``, ``"undo_hide_artist"``, ``"undo_skip"``); written durably to the write log first, applied at once, kept through rebuilds
+        does), or takes one back (``"undo_like"``, ``"undo_dislike"``, ``"undo_hide_artist"``,
+        ``"undo_skip"``); written durably to the write log first, applied at once, kept through rebuilds
         (:mod:`pmrs.live.feedback`). ``request_id``: a retried call with the same id is applied
         once. Raises :class:`InvalidArgument`, :class:`NotFound` (an unknown song),
         :class:`ReadOnly` or ``LogUnavailable`` (nothing is recorded)."""

@@ -229,3 +229,39 @@ def test_history_is_the_users_plays_and_feedback_in_process_and_over_grpc(work, 
         assert cli.main(["--target", server.address, "history", user, "--limit", "3"]) == 0
     finally:
         server.kill()
+
+
+def test_undoing_a_like_takes_its_plays_back_at_once_and_in_the_rebuild(work, serving_workdir):
+    from pmrs.cli import main
+    from pmrs.interactions import Interactions
+
+    with pmrs.Recommender.open(work, live=True) as rec:
+        b = rec.bundle
+        user, other = _user(rec, 19), _user(rec, 21)
+        row = b.user_row(user)
+        before = rec.recommend(user, k=10).song_ids
+        kept, undone = rec.recommend(other, k=2).song_ids
+        for song in (before[0], before[0]):          # liked twice: both likes are undone together
+            rec.record_feedback(user, song, "like")
+        rec.record_feedback(other, kept, "like")
+        rec.record_feedback(other, undone, "like")
+        assert [s.song_id for s in rec.history(user).liked] == [before[0]]
+        rec.record_feedback(user, before[0], "undo_like")
+        rec.record_feedback(other, undone, "undo_like")
+        rec.record_feedback(other, kept, "undo_dislike")          # an undo of nothing changes nothing
+        np.testing.assert_allclose(rec.live.users[user].vector, b.fold_in(b.played(row), b.play_counts(row)),
+                                   rtol=1e-4, atol=1e-6)        # back to the bundle's own plays
+        np.testing.assert_array_equal(rec.live.users[user].played, b.played(row))   # not played now
+        assert [s.song_id for s in rec.history(user).liked] == []
+        assert [s.song_id for s in rec.history(other).liked] == [kept]
+    data = serving_workdir.parent / "data"
+    for step in (["ingest", str(data)], ["train-wmf", "--no-select"]):
+        assert main([*step, "--workdir", str(work), "-q"]) == 0
+    inter = Interactions.load(work / "interactions")
+
+    def count(u, s):
+        r = int(np.flatnonzero(inter.user_ids == u.encode())[0])
+        c = np.flatnonzero(inter.song_ids == s.encode())
+        return inter.matrix[r, int(c[0])] if c.size else 0
+
+    assert count(user, before[0]) == 0 and count(other, undone) == 0 and count(other, kept) == LIKE_PLAYS

@@ -368,12 +368,15 @@ def test_a_listeners_history_page_lists_feedback_and_undoes_it(web, world):
     user = world.users[6]
     listed = web.get("/fragment/recommend", params={"user": user}).text
     assert f'href="/users/{user}"' in listed
-    first, second = [part.split('"', 1)[0] for part in listed.split('<tr data-song="')[1:3]]
-    for song, action in ((first, "dislike"), (second, "skip")):
+    first, second, third = [part.split('"', 1)[0] for part in listed.split('<tr data-song="')[1:4]]
+    for song, action in ((first, "dislike"), (second, "skip"), (third, "like")):
         assert web.post("/api/feedback", data={"user": user, "song": song, "action": action}).status_code == 200
     page = web.get(f"/users/{user}").text
     assert 'data-action="undo_dislike" data-song="' + first + '"' in page
     assert 'data-action="undo_skip" data-song="' + second + '"' in page and "skipped 1×" in page
+    assert 'data-action="undo_like" data-song="' + third + '"' in page
+    assert web.post("/api/feedback", data={"user": user, "song": third, "action": "undo_like"}).status_code == 200
+    assert 'data-action="undo_like"' not in web.get(f"/users/{user}").text
     assert "Most played" in page and "Top artists" in page
     assert web.post("/api/feedback", data={"user": user, "song": first, "action": "undo_dislike"}).status_code == 200
     assert 'data-action="undo_dislike"' not in web.get(f"/users/{user}").text

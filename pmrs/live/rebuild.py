@@ -23,7 +23,7 @@ import scipy.sparse as sp
 
 from ..artifacts import read_json
 from ..interactions import Interactions, capped_counts
-from .feedback import LIKE, LIKE_PLAYS
+from .feedback import LIKE, LIKE_PLAYS, UNDO_LIKE
 from .log import FEEDBACK, LIVE_DIR, PLAYS, SONG, WriteLog, log_path
 
 log = logging.getLogger(__name__)
@@ -50,16 +50,23 @@ def read_logged(workdir: str | os.PathLike) -> LoggedWrites | None:
         return None
     with WriteLog.of(workdir) as wlog:
         out = LoggedWrites(upto=wlog.last_seq())
+        likes: dict[tuple[str, str], list[int]] = {}   # (user, song) -> its likes' places in out.plays
+        undone: set[int] = set()
         for w in wlog.since(0, upto=out.upto):
             if w.kind == PLAYS:
                 out.plays.extend((w.body["user_id"], s, int(c), w.written_at) for s, c in w.body["plays"])
             elif w.kind == FEEDBACK and w.body.get("action") == LIKE:   # a like trains as plays
+                likes.setdefault((w.body["user_id"], w.body["song_id"]), []).append(len(out.plays))
                 out.plays.append((w.body["user_id"], w.body["song_id"], LIKE_PLAYS, w.written_at))
+            elif w.kind == FEEDBACK and w.body.get("action") == UNDO_LIKE:   # ... until undone
+                undone.update(likes.pop((w.body["user_id"], w.body["song_id"]), ()))
             elif w.kind == SONG:
                 out.songs.append(w.body)
                 clip = wlog.clip(w.seq)
                 if clip is not None:
                     out.clips[w.body["song_id"]] = (w.seq, clip[0])
+        if undone:
+            out.plays = [p for i, p in enumerate(out.plays) if i not in undone]
     return out
 
 

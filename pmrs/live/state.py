@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import AlreadyExists, InvalidArgument, NotFound
 from ..ids import check_id
 from ..text import quote_prefix
-from .feedback import ACTIONS, ARTIST_ACTIONS, LIKE, LIKE_PLAYS, Feedback
+from .feedback import ACTIONS, ARTIST_ACTIONS, LIKE, LIKE_PLAYS, UNDO_LIKE, Feedback
 from .log import FEEDBACK, PLAYS, SONG, Appended, LogUnavailable, Write, WriteLog
 
 log = logging.getLogger(__name__)
@@ -234,9 +234,11 @@ class LiveState:
 
     def _apply_feedback(self, user_id: str, row: int, action: str, artist: str = "",
                         lasting_only: bool = False) -> None:
+        feedback = self.feedback.get(user_id, Feedback())
         if action == LIKE and not lasting_only:
             self._apply_plays(user_id, [(row, float(LIKE_PLAYS))])
-        feedback = self.feedback.get(user_id, Feedback())
+        if action == UNDO_LIKE and not lasting_only and feedback.likes.get(row):
+            self._apply_plays(user_id, [(row, -float(LIKE_PLAYS * feedback.likes[row]))])
         self.feedback = {**self.feedback, user_id: feedback.with_action(action, row, artist)}
 
     # -- plays ------------------------------------------------------------------------------
@@ -369,6 +371,8 @@ class LiveState:
         allc = np.concatenate([counts, new_counts])
         uniq, inv = np.unique(allr, return_inverse=True)
         summed = np.bincount(inv, weights=allc, minlength=len(uniq))
+        kept = summed > 0                     # (an undone like's plays leave; nothing goes below 0)
+        uniq, summed = uniq[kept], summed[kept]
         vector = b.fold_in(uniq, summed, extra=self.songs.stand_ins(b.stand_in_sources))
         row = old.row if old is not None else b.n_users + len(self.user_list)
         user = LiveUser(user_id, row, brow, uniq, summed, vector)

@@ -33,6 +33,7 @@ class FeedbackAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FEEDBACK_ACTION_UNDO_SKIP: _ClassVar[FeedbackAction]
     FEEDBACK_ACTION_UNDO_DISLIKE: _ClassVar[FeedbackAction]
     FEEDBACK_ACTION_UNDO_HIDE_ARTIST: _ClassVar[FeedbackAction]
+    FEEDBACK_ACTION_UNDO_LIKE: _ClassVar[FeedbackAction]
 SOURCE_UNSPECIFIED: Source
 SOURCE_COLLABORATIVE: Source
 SOURCE_ACOUSTIC: Source
@@ -51,6 +52,7 @@ FEEDBACK_ACTION_HIDE_ARTIST: FeedbackAction
 FEEDBACK_ACTION_UNDO_SKIP: FeedbackAction
 FEEDBACK_ACTION_UNDO_DISLIKE: FeedbackAction
 FEEDBACK_ACTION_UNDO_HIDE_ARTIST: FeedbackAction
+FEEDBACK_ACTION_UNDO_LIKE: FeedbackAction
 
 class Filters(_message.Message):
     __slots__ = ("genres", "min_year", "max_year", "exclude_artists")

@@ -23,7 +23,7 @@
   const historyBox = $("#history");
   if (historyBox) historyPage(historyBox);
 
-  // a listener's history: "undo" takes a dislike, a skip or a hidden artist back, then the page again
+  // a listener's history: "undo" takes a like, a dislike, a skip or a hidden artist back, then the page again
   function historyPage(box) {
     box.addEventListener("click", async (ev) => {
       const b = ev.target.closest("button.undo");
