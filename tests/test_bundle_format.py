@@ -5,6 +5,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import pmrs
@@ -14,6 +15,19 @@ from pmrs.serving.bundle import Bundle
 FIXTURES = Path(__file__).parent / "fixtures"
 V1 = FIXTURES / "bundle_v1"
 ANSWERS = json.loads((FIXTURES / "bundle_v1_answers.json").read_text())
+
+
+#: Scores are float32 sums whose last digits move with the numpy / FAISS build (a recorded
+#: 0.20069 read 0.2007 after an upgrade); ids, order and sources must not move at all.
+SCORE_TOLERANCE = 5e-5
+
+
+def same_answer(got, want) -> bool:
+    """Whether ``got`` and a recorded answer ``want`` (``[song_id, score, sources]`` rows) name the
+    same songs in the same order from the same sources, with scores within ``SCORE_TOLERANCE``."""
+    if not isinstance(got, list) or not isinstance(want, list) or len(got) != len(want):
+        return got == want
+    return all(g[0] == w[0] and g[2] == w[2] and abs(g[1] - w[1]) <= SCORE_TOLERANCE for g, w in zip(got, want))
 
 
 def _triples(recs):
@@ -43,7 +57,7 @@ def test_recommend_answers_unchanged(rec, case):
     a = ANSWERS["recommend"][case]
     got = rec.recommend(a["user_id"], k=a["k"], shares={"acoustic": a["share"]}, diversity=a["diversity"],
                         include_played=a["include_played"], filters=pmrs.Filters(genres=tuple(a["genres"])))
-    assert _triples(got) == a["songs"]
+    assert same_answer(_triples(got), a["songs"])
 
 
 def test_similar_answers_unchanged(rec):
@@ -55,13 +69,13 @@ def test_similar_answers_unchanged(rec):
             continue
         got = rec.similar_songs(a["song_id"], k=a["k"], mode=a["mode"], shares={"acoustic": a["share"]},
                                 diversity=a["diversity"])
-        assert _triples(got) == a["songs"], a
+        assert same_answer(_triples(got), a["songs"]), a
 
 
 def test_seed_answers_unchanged(rec):
     for a in ANSWERS["seeds"]:
         got = rec.recommend(seed_song_ids=a["seeds"])
-        assert got.folded_in and _triples(got) == a["songs"]
+        assert got.folded_in and same_answer(_triples(got), a["songs"])
 
 
 def test_default_requests_come_from_the_lists_and_equal_the_computed_answer(rec):
@@ -71,7 +85,8 @@ def test_default_requests_come_from_the_lists_and_equal_the_computed_answer(rec)
         computed = rec.recommend(uid, k=10, shares={"acoustic": 0.2}, diversity=0.0,
                                  filters=pmrs.Filters(exclude_artists=("no such artist",)))
         assert listed.precomputed and not computed.precomputed
-        assert listed.songs == computed.songs
+        assert [(s.song_id, s.sources) for s in listed.songs] == [(s.song_id, s.sources) for s in computed.songs]
+        np.testing.assert_allclose([s.score for s in listed.songs], [s.score for s in computed.songs], atol=SCORE_TOLERANCE)
 
 
 def test_unknown_format_is_refused_with_a_clear_message(tmp_path):
@@ -116,7 +131,7 @@ def _differences(rec, answers, kind):
                                                   diversity=a["diversity"]))
             except pmrs.NotFound:
                 got = "NOT_FOUND"
-        if got != a["songs"]:
+        if not same_answer(got, a["songs"]):
             out.append((req, a["songs"], got))
     return out
 
