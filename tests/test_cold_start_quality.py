@@ -32,10 +32,11 @@ def test_cnn_closes_most_of_the_auc_gap_and_beats_mfcc_ridge(tmp_path):
 def test_on_songs_by_known_artists_the_combined_vector_beats_audio_alone(tmp_path):
     # the "harder" world's listeners are loyal to artists: a cold song's artist says what its
     # sound cannot (which scene, which listeners), as on a real catalog
-    synthesize(tmp_path / "data", preset_config("harder", users=800, songs=400, clip_seconds=4, seed=1))
+    synthesize(tmp_path / "data", preset_config("harder", users=800, songs=500, clip_seconds=4, seed=1))
     ingest(tmp_path / "data", tmp_path / "work")
     extract(tmp_path / "data", tmp_path / "work", ExtractConfig(), show_progress=False)
-    out = evaluate_cold_start(tmp_path / "work", WMFConfig(factors=32), CNNConfig(),
+    # 15% of the CNN's songs for validation: about 50, enough to choose the weights on
+    out = evaluate_cold_start(tmp_path / "work", WMFConfig(factors=32), CNNConfig(validation_share=0.15),
                               ColdStartConfig(seed=1), show_progress=False)
     m = json.loads((out / "metrics.json").read_text())
     models, weights = m["models"], m["cold_weights"]
