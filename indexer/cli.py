@@ -65,6 +65,20 @@ def summary(bundle_dir) -> str:
                          f"recall@10 {ix['recall_at_10']:.3f}; {ix['build_seconds']:.1f} s")
         if contract.ACOUSTIC not in m["sources"]:
             lines.append("  acoustic: none (no CNN run)")
+        ac = m["sources"].get(contract.ACOUSTIC, {}).get("settings") or {}
+        cold = ac.get("cold_start") or {}
+        if cold.get("weights"):
+            lines.append(f"  acoustic: {cold['cold_songs']} cold songs combined with the catalog ("
+                         + ", ".join(f"{p} {w:.3g}" for p, w in cold["weights"].items()) + ")")
+        elif cold:
+            lines.append(f"  acoustic: cold songs get the CNN's prediction alone ({cold['why']})")
+        if ac.get("share_from") == "fixed":
+            lines.append(f"  acoustic: default share {b.defaults.shares.get(contract.ACOUSTIC, 0):g}; "
+                         + ac["share_why"])
+        for part, v in (ac.get("undertrained") or {}).items():
+            if v and v["undertrained"]:
+                lines.append(f"  UNDERTRAINED acoustic {'genre head' if part == 'genre_head' else 'factor prediction'}"
+                             f": {v['reason']}")
         meta = m["sources"].get(contract.METADATA, {}).get("settings")
         if meta:
             lines.append(f"  metadata: {meta['songs_with_tags']} songs with tags; features "

@@ -302,9 +302,21 @@ def cmd_train_cnn(args) -> int:
                         wmf_run=args.wmf_run, run=args.run, show_progress=False if args.quiet else None)
     from .artifacts import read_json
     h = read_json(out / "history.json")
-    print(f"CNN trained on {h['n_train_songs']} songs ({h['n_val_songs']} for validation): best "
-          f"validation loss {h['best_val_loss']:.4f} at epoch {h['best_epoch']} (mean predictor "
-          f"{h['val_loss_mean_predictor']:.4f}); {h['seconds']:.0f} s on {h['device']}")
+    if h["best_val_loss"] is None:
+        print(f"CNN trained on {h['n_train_songs']} songs, no validation; {h['seconds']:.0f} s on {h['device']}")
+    else:
+        print(f"CNN trained on {h['n_train_songs']} songs ({h['n_val_songs']} for validation): best "
+              f"validation loss {h['best_val_loss']:.4f} at epoch {h['best_epoch']} (mean predictor "
+              f"{h['val_loss_mean_predictor']:.4f}); {h['seconds']:.0f} s on {h['device']}")
+    for part, v in (h.get("undertrained") or {}).items():
+        if v and v["undertrained"]:
+            print(f"UNDERTRAINED {'genre head' if part == 'genre_head' else 'factor prediction'}: {v['reason']}")
+    cold = h.get("cold_start") or {}
+    if cold.get("weights"):
+        print("cold songs' vectors: " + ", ".join(f"{p} {w:.3g}" for p, w in cold["weights"].items())
+              + f" (chosen on {cold['songs']} validation songs)")
+    elif cold:
+        print(f"cold songs' vectors: the CNN's prediction alone ({cold['why']})")
     print(f"CNN run written to {out}")
     return 0
 

@@ -220,9 +220,10 @@ class Recommender:
         """Songs for a user (or seed songs) under each genre, with per-genre confidences.
 
         The listener's top ``GENRE_CANDIDATES`` recommendations (default shares, no re-ranking)
-        are grouped by genre: a song with audio belongs to the genre its genre head finds most
-        likely, with that probability as its confidence; a song without audio to its catalog
-        genre, with confidence 1; a song with neither is left out. Each genre keeps its ``k``
+        are grouped by genre: a song with a catalog genre belongs to it, with confidence 1 (a guess
+        never overrules a known genre); a song without one, to the genre its genre head finds
+        most likely, with that probability as its confidence, unless the head learned from too
+        little (``Song.genre_warning``; its guesses file nothing); any other song is left out. Each genre keeps its ``k``
         best songs (``k``: 1 to 1000, ``None``: the default k). A genre's confidence is its share
         of the candidates' relevance weighted by those confidences, a candidate's relevance being
         its place in the blended list (1 for the first, falling linearly): the sources' raw
@@ -243,15 +244,16 @@ class Recommender:
         rows = np.asarray([it.song_row for it in items], np.int64)
         scored = self._scored(items, b)
         have, probs = b.genre_probs_many(rows)
+        guesses = not b.genre_warning   # (an undertrained head's guesses file nothing)
         genre_of: list[tuple[str, float] | None] = []
         head = iter(probs)
         for s, audio in zip(scored, have.tolist()):
             p = next(head) if audio else None
-            if p is not None and len(b.genres) == len(p):
+            if s.genre:   # a known genre is never overruled by a guess
+                genre_of.append((s.genre, 1.0))
+            elif guesses and p is not None and len(b.genres) == len(p):
                 g = int(np.argmax(p))
                 genre_of.append((b.genres[g], float(p[g])))
-            elif s.genre:
-                genre_of.append((s.genre, 1.0))
             else:
                 genre_of.append(None)
         rel = 1.0 - np.arange(len(items)) / max(len(items), 1)
@@ -285,7 +287,8 @@ class Recommender:
         tags = sorted(b.song_tags(row).items(), key=lambda kv: (-kv[1], kv[0]))[:C.MAX_SONG_TAGS]
         return Song(song_id=s["song_id"], title=s["title"], artist=s["artist"], release=s["release"],
                     year=int(s["year"] or 0), genre=s["genre"], sources=tuple(b.song_sources(row)),
-                    genre_scores=scores, tags=tuple((t, float(w)) for t, w in tags))
+                    genre_scores=scores, tags=tuple((t, float(w)) for t, w in tags),
+                    genre_warning=b.genre_warning if scores else "")
 
     # -- live writes ------------------------------------------------------------------------------
 

@@ -88,7 +88,9 @@ class GenreScore(NamedTuple):
 class Song:
     """A song as the bundle knows it: catalog fields, the sources with a vector for it, and the
     genre head's confidences (highest first; empty without audio or head) and its Last.fm tags
-    ``(tag, weight 0-100)``, heaviest first (at most ``serving.contract.MAX_SONG_TAGS``)."""
+    ``(tag, weight 0-100)``, heaviest first (at most ``serving.contract.MAX_SONG_TAGS``).
+    ``genre_warning``: why the confidences are unreliable (the genre head learned from too little,
+    ``pmrs.acoustic.undertrained``), ``""`` when nothing says so or there are none."""
 
     song_id: str
     title: str
@@ -99,6 +101,7 @@ class Song:
     sources: tuple[str, ...]
     genre_scores: tuple[GenreScore, ...] = ()
     tags: tuple[tuple[str, float], ...] = ()
+    genre_warning: str = ""   # why genre_scores should not be trusted ("" when nothing says so)
 
     @property
     def has_plays(self) -> bool:

@@ -60,7 +60,8 @@ class FakeRecommender(pb_grpc.RecommenderServicer):
             year=1999, genre="rock", has_plays=True, has_audio=True, sources=["collaborative", "acoustic"],
             genre_scores=[pb.GenreScore(genre="rock", confidence=0.75),
                           pb.GenreScore(genre="jazz", confidence=0.25)],
-            tags=[pb.Tag(tag="indie rock", weight=100), pb.Tag(tag="90s", weight=42.5)]))
+            tags=[pb.Tag(tag="indie rock", weight=100), pb.Tag(tag="90s", weight=42.5)],
+            genre_warning="the genre head learned from too little: 2 genres"))
 
     def GetBundleInfo(self, request, context):
         self._enter("GetBundleInfo", request, context)

@@ -49,6 +49,14 @@ def test_cnn_run_records_its_sources_and_reloads(work):
     assert cfg.n_factors == 8 and cfg.n_genres == 4 and cfg.max_epochs == 3
     assert history["wmf_run"].endswith("w1") and len(history["genres"]) == 4
     assert history["n_train_songs"] + history["n_val_songs"] == 64  # warm songs with audio
+    assert "validation_songs" not in history                          # (as long as a tenth of the songs)
+    # about 15 labelled songs per genre, under the rule's 20: the genre head says it learned from too little
+    counts = history["genre_train_songs"]
+    assert len(counts) == 4 and sum(counts) == history["n_train_songs"] and min(counts) < 20
+    head = history["undertrained"]["genre_head"]
+    assert head["undertrained"] and "fewer than 20 labelled training songs in" in head["reason"]
+    assert history["cold_start"] == {"weights": None, "why": history["cold_start"]["why"]}
+    assert f"{history['n_val_songs']} validation songs, fewer than the 30" in history["cold_start"]["why"]
 
 
 def test_cold_start_report(work):
@@ -57,7 +65,10 @@ def test_cold_start_report(work):
                  "--run", "cs1", "-q"]) == 0
     out = work / "reports" / "cs1"
     m = json.loads((out / "metrics.json").read_text())
+    # 5 validation songs choose no cold-start weights: the CNN's prediction is what is served and scored
     assert set(m["models"]) == {"random", "mfcc_ridge", "cnn", "genre_mean", "upper_bound"}
+    assert f"{m['cnn_training']['n_val_songs']} validation songs, fewer than the 30" in m["cold_weights"]["why"]
+    assert "Cold-start weights: not chosen" in (out / "report.md").read_text()
     for name, metrics in m["models"].items():
         assert 0.0 <= metrics["auc"] <= 1.0, name
     assert m["models"]["upper_bound"]["auc"] > m["models"]["random"]["auc"]

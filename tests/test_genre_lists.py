@@ -20,8 +20,37 @@ def rec():
         yield r
 
 
-def test_every_candidate_lands_under_its_most_likely_genre(rec):
+def _catalog_genres_unknown(monkeypatch, b):
+    songs = b.songs
+    monkeypatch.setattr(b, "songs", lambda rows, copy=True: [{**s, "genre": ""} for s in songs(rows, copy)])
+
+
+def test_a_known_genre_is_never_overruled_by_the_genre_head(rec):
     b = rec.bundle
+    user = b.user_ids[0].decode()
+    got = rec.recommend_by_genre(user, k=50)
+    contradicted = 0
+    for g in got.genres:
+        for s, conf in zip(g.songs, g.genre_confidences):
+            assert s.genre == g.genre and conf == 1.0       # every fixture song has a catalog genre
+            contradicted += b.genres[int(np.argmax(b.genre_probs(b.song_row(s.song_id))))] != s.genre
+    assert contradicted > 0                                 # (the head guesses some of them wrong)
+
+
+def test_an_undertrained_genre_head_files_nothing(rec, monkeypatch):
+    b = rec.bundle
+    _catalog_genres_unknown(monkeypatch, b)
+    monkeypatch.setattr(b, "genre_warning", "the genre head learned from too little: a test")
+    user = b.user_ids[0].decode()
+    assert rec.recommend_by_genre(user, k=50).genres == []
+    song = rec.song(b.song_id(0))
+    assert song.genre_scores and song.genre_warning.startswith("the genre head learned from too little")
+
+
+def test_a_song_without_a_known_genre_lands_under_its_most_likely_genre(rec, monkeypatch):
+    b = rec.bundle
+    _catalog_genres_unknown(monkeypatch, b)
+    assert rec.song(b.song_id(0)).genre_warning == ""
     for u in range(0, b.n_users, 7):
         user = b.user_ids[u].decode()
         got = rec.recommend_by_genre(user, k=50)

@@ -252,6 +252,8 @@ def test_get_song(server, bundle):
     conf = [g.confidence for g in song.genre_scores]
     assert len(conf) == 4 and conf == sorted(conf, reverse=True) and sum(conf) == pytest.approx(1, abs=1e-3)
     assert {g.genre for g in song.genre_scores} == set(bundle.genres)
+    # the tiny world's genre head learned from a dozen songs per genre, and GetSong says so
+    assert song.genre_warning == bundle.genre_warning and "fewer than 20 labelled training songs" in song.genre_warning
     song = server.stub.GetSong(pb.GetSongRequest(song_id=bundle.song_id(cold))).song
     assert not song.has_plays and song.has_audio
 

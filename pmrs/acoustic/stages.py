@@ -22,6 +22,7 @@ from ..catalog import CATALOG_FILE, Catalog
 from ..collaborative.wmf import WMF_DIR, load_run
 from .model import CNNConfig
 from .runs import CNN_DIR, load_cnn_run, save_cnn_run, save_predictions
+from .undertrained import verdict
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +79,42 @@ def train_cnn_run(workdir: str | Path, cfg: CNNConfig, wmf_run: str | None = Non
         model, history = train_cnn(StoreLogMels(store, ids),
                                    (ids, np.asarray(model_wmf.song_factors)[warm]),
                                    labels or None, cfg, show_progress=show_progress)
+        train_seconds = round(time.perf_counter() - t0, 2)
+        val_ids = history.pop("validation_songs")
+        cold = cold_weights(workdir, model, store, val_ids, wmf_ids, np.asarray(model_wmf.song_factors))
+    judged = verdict(history, genres)
+    for part, v in judged.items():
+        if v and v["undertrained"]:
+            log.warning("the CNN's %s learned from too little: %s", "genre head" if part == "genre_head"
+                        else "factor prediction", v["reason"])
     out = workdir / CNN_DIR / (run or new_run_name())
     save_cnn_run(model, None, history, out,
                  extra={"wmf_run": str(wmf_dir), "genres": genres, "feature_store": str(workdir / FEATURES_FILE),
-                        "train_seconds": round(time.perf_counter() - t0, 2)})
+                        "train_seconds": train_seconds, "undertrained": judged, "cold_start": cold})
     log.info("CNN run written to %s", out)
     return out
+
+
+def cold_weights(workdir: Path, model, store: FeatureStore, validation_ids: list[str], wmf_ids: list[str],
+                 wmf_factors: np.ndarray) -> dict:
+    """The weights a bundle combines a cold song's vector with (``pmrs.acoustic.cold``), chosen on
+    the CNN's validation songs: ``{"weights", "loss", ..., "choices"}``, or ``{"weights": None,
+    "why": ...}`` when too few were held out (then cold songs get the CNN's prediction alone)."""
+    from .cold import CatalogKnowledge, TooFewSongs, choose_weights
+    from .predict import predict_clips
+
+    knowledge = CatalogKnowledge.read(workdir / CATALOG_FILE)
+    audio = predict_clips(model, StoreLogMels(store, validation_ids), show_progress=False)["factors"]
+    try:
+        choices = choose_weights(knowledge, wmf_ids, wmf_factors, validation_ids, audio)
+    except TooFewSongs as exc:
+        log.warning("%s", exc)
+        return {"weights": None, "why": str(exc)}
+    best = choices["combined"]
+    log.info("cold-start weights on %d validation songs: %s (loss %.3f; audio alone %.3f, the mean %.3f)",
+             best["songs"], ", ".join(f"{p} {w:.3g}" for p, w in best["weights"].items()), best["loss"],
+             choices["audio_only"]["loss"], best["loss_mean_predictor"])
+    return {**best, "choices": {n: {k: v for k, v in c.items() if k != "coverage"} for n, c in choices.items()}}
 
 
 def predict_run(workdir: str | Path, cnn_run: str | None = None, batch_size: int = 256,

@@ -143,7 +143,9 @@ def train_cnn(log_mels: Mapping[str, np.ndarray],
     ``(model, history)``: the model with the best validation epoch's weights, in eval mode on the
     training device; ``history`` has per-epoch ``epochs`` entries (``epoch``, ``train_loss``,
     ``train_genre_loss``, ``val_loss``, ``val_genre_accuracy``, ``seconds``, ``windows_per_s``)
-    and a summary (``best_epoch``, ``best_val_loss``, ``val_loss_mean_predictor``, counts, device).
+    and a summary (``best_epoch``, ``best_val_loss``, ``val_loss_mean_predictor``, counts, device,
+    the genre head's labelled training songs per genre and its validation accuracy beside the most
+    common genre's share) and ``validation_songs``, the ids of the warm songs held out.
     """
     t_start = time.perf_counter()
     table = _target_table(targets)
@@ -280,6 +282,8 @@ def train_cnn(log_mels: Mapping[str, np.ndarray],
         model.eval()
 
     epochs_run = len(history["epochs"])
+    best_row = next((r for r in history["epochs"] if r["epoch"] == best_epoch), None)
+    lv = labels[val_idx]
     history.update({
         "best_epoch": best_epoch if n_val else epochs_run,
         "best_val_loss": best_loss if n_val else None,
@@ -287,6 +291,15 @@ def train_cnn(log_mels: Mapping[str, np.ndarray],
         "stopped_early": epochs_run < cfg.max_epochs,
         "n_train_songs": int(len(train_idx)), "n_val_songs": int(n_val),
         "n_genre_labelled": int((labels >= 0).sum()),
+        # what pmrs.acoustic.undertrained judges the genre head by
+        "genre_train_songs": (np.bincount(labels[train_idx][labels[train_idx] >= 0], minlength=n_genres).tolist()
+                              if use_genres else []),
+        "val_genre_accuracy": best_row["val_genre_accuracy"] if best_row else None,
+        "val_genre_majority_share": (float(np.bincount(lv[lv >= 0]).max() / (lv >= 0).sum())
+                                     if use_genres and (lv >= 0).any() else None),
+        # the warm songs the CNN did not train on (the cold-start weights are chosen on them);
+        # callers take it out before saving the history (it is as long as a tenth of the songs)
+        "validation_songs": [warm[i] for i in val_idx],
         "windows_per_epoch": int(per_epoch), "device": str(device),
         "seconds": time.perf_counter() - t_start,
     })

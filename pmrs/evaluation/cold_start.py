@@ -8,7 +8,11 @@ x_u . l'_j and the metrics ask whether the songs the user did play come first. C
 
 - random scores;
 - MFCC ridge: ridge regression from per-clip MFCC summary statistics (bag of features);
-- CNN: the latent-factor CNN on log-mel windows, averaged over the clip;
+- CNN (audio only): the latent-factor CNN on log-mel windows, averaged over the clip;
+- metadata only and combined: the cold vector ``pmrs.acoustic.cold`` makes of what the catalog
+  knows (the artist's, the release's, the tags' and the Last.fm similars' played songs), without
+  and with the CNN's prediction, weights chosen on the CNN's validation songs; "combined" is what
+  a bundle serves for a cold song with audio;
 - genre mean (when labels exist): each held-out song gets the mean factors of the training songs
   of its genre, a diagnostic of how much genre alone explains;
 - upper bound: WMF trained with the held-out songs' plays, x_u . y_j.
@@ -28,11 +32,13 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..acoustic.baseline import fit_ridge
+from ..acoustic.cold import PARTS, CatalogKnowledge, TooFewSongs, choose_weights, cold_parts, combine
 from ..acoustic.model import CNNConfig
 from ..acoustic.stages import StoreLogMels, genre_labels
 from ..artifacts import new_run_name, staged_dir, write_json, write_text
 from ..audio.store import FEATURES_FILE, FeatureStore
 from ..catalog import CATALOG_FILE
+from ..indexing.config import ACOUSTIC_SHARE_NOT_VALIDATED
 from ..interactions import INTERACTIONS_DIR, Interactions
 from ..report import markdown_table
 from ..collaborative.wmf import WMFConfig, train_wmf
@@ -124,6 +130,22 @@ def evaluate_cold_start(workdir: str | Path, wmf_cfg: WMFConfig, cnn_cfg: CNNCon
         pred = predict_clips(cnn, StoreLogMels(store, held_ids), show_progress=False)
         timings["cnn_seconds"] = round(time.perf_counter() - t, 2)
 
+        # the cold vector a bundle serves: audio combined with the catalog, weights chosen on
+        # the CNN's validation songs (pmrs.acoustic.cold, as `pmrs train-cnn` chooses them)
+        t = time.perf_counter()
+        val_ids = history.pop("validation_songs")
+        val_pred = predict_clips(cnn, StoreLogMels(store, val_ids), show_progress=False)["factors"]
+        knowledge = CatalogKnowledge.read(workdir / CATALOG_FILE)
+        played = np.flatnonzero(np.diff(warm_counts.tocsc().indptr) > 0)
+        played_ids = [song_ids[i] for i in played]
+        parts = cold_parts(knowledge, played_ids, partial.song_factors[played], held_ids, pred["factors"])
+        try:
+            chosen = choose_weights(knowledge, played_ids, partial.song_factors[played], val_ids, val_pred)
+            cold_vectors = {name: combine(parts, chosen[name]["weights"]) for name in ("metadata_only", "combined")}
+        except TooFewSongs as exc:   # (a bundle serves the CNN's prediction alone, and so is it scored)
+            chosen, cold_vectors = {"why": str(exc)}, {}
+        timings["cold_weights_seconds"] = round(time.perf_counter() - t, 2)
+
         t = time.perf_counter()
         ridge = fit_ridge(store.mfcc_summaries(train_ids), partial.song_factors[train_songs],
                           seed=cfg.seed)
@@ -135,6 +157,7 @@ def evaluate_cold_start(workdir: str | Path, wmf_cfg: WMFConfig, cnn_cfg: CNNCon
         "random": rng.random((len(users), n_held)).astype(np.float32),
         "mfcc_ridge": x_u @ ridge_factors.T,
         "cnn": x_u @ pred["factors"].T,
+        **{name: x_u @ v.T for name, v in cold_vectors.items()},
     }
     if labels:
         g_train = np.array([labels.get(s, -1) for s in train_ids])
@@ -166,6 +189,7 @@ def evaluate_cold_start(workdir: str | Path, wmf_cfg: WMFConfig, cnn_cfg: CNNCon
         "models": models,
         "auc_gap_closed": closed,
         "ridge_alpha": ridge.alpha,
+        "cold_weights": {**chosen, "held_out_coverage": parts.coverage()},
         "cnn_training": {k: v for k, v in history.items() if k != "epochs"},
         "genre_head": genre,
         "seconds": {**timings, "total": round(time.perf_counter() - t_start, 2)},
@@ -206,7 +230,7 @@ def render_report(m: dict) -> str:
     d = m["data"]
     ks = [k for k in m["config"]["cold_start"]["ks"] if f"map@{k}" in m["models"]["random"]]
     cols = ["auc"] + [f"{n}@{k}" for k in ks for n in ("map", "recall")]
-    rows = [[name] + [v[c] for c in cols] + [_pct(m["auc_gap_closed"].get(name))]
+    rows = [[LABELS.get(name, name)] + [v[c] for c in cols] + [_pct(m["auc_gap_closed"].get(name))]
             for name, v in m["models"].items()]
     lines = [
         "# Cold-start evaluation", "",
@@ -216,6 +240,23 @@ def render_report(m: dict) -> str:
         "", markdown_table(["model"] + cols + ["AUC gap closed"], rows), "",
         "AUC gap closed: (AUC - AUC random) / (AUC upper bound - AUC random).", "",
     ]
+    w = m.get("cold_weights")
+    if w and w.get("why"):
+        lines += ["## Cold-start weights: not chosen", "", f"{w['why']}.", ""]
+    elif w:
+        parts = [p for p in (*PARTS, "mean") if any(p in f["weights"] for f in w.values() if "weights" in f)]
+        cover = w.get("held_out_coverage") or {}
+        lines += ["## Cold-start weights, chosen on validation", "",
+                  f"Least squares against the WMF factors of {w['combined']['songs']:,} validation songs "
+                  "(played songs the CNN did not train on, their parts computed as if they were cold); "
+                  "a missing part counts as the mean factors (pmrs.acoustic.cold). Coverage: the share "
+                  "of held-out songs that have the part.", "",
+                  markdown_table(["combination"] + parts + ["validation loss", "mean predictor's"],
+                                 [[LABELS.get(name, name)] + [f["weights"].get(p, "") for p in parts]
+                                  + [f["loss"], f["loss_mean_predictor"]]
+                                  for name, f in w.items() if "weights" in f]
+                                 + [["coverage"] + [cover.get(p, "") for p in parts] + ["", ""]]), "",
+                  f"Served share of the acoustic source: {ACOUSTIC_SHARE_NOT_VALIDATED}.", ""]
     g = m.get("genre_head")
     if g and g["accuracy"] is None:
         lines += ["## Genre head on the held-out songs: accuracy not measured", "",
@@ -227,6 +268,11 @@ def render_report(m: dict) -> str:
                                   for name, v in g["per_genre"].items()]),
                   "", "![confusion matrix](genre_confusion.png)", ""]
     return "\n".join(lines)
+
+
+#: The report's names of its rows.
+LABELS = {"cnn": "audio only (CNN)", "audio_only": "audio only (CNN)", "metadata_only": "metadata only", "combined": "combined (served)",
+          "genre_mean": "genre mean", "mfcc_ridge": "MFCC ridge", "upper_bound": "upper bound (WMF)"}
 
 
 def _pct(x) -> str:

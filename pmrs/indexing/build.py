@@ -34,6 +34,7 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm.auto import tqdm
 
+from ..acoustic.cold import CatalogKnowledge, ColdModel, cold_parts, combine
 from ..acoustic.runs import CNN_DIR, WEIGHTS as CNN_WEIGHTS
 from ..artifacts import list_runs, new_run_name, read_json, resolve_run, save_npy, sha256_file, write_json
 from ..audio.store import FEATURES_FILE, FeatureStore
@@ -47,7 +48,8 @@ from ..serving import contract as C
 from ..serving.bundle import Bundle
 from ..serving.default_lists import compute_default_lists
 from ..collaborative.wmf import WMF_DIR, load_run
-from .config import DEFAULT_METADATA_SHARE, FALLBACK_NEIGHBOURS_SHARE, IndexerConfig
+from .config import (ACOUSTIC_SHARE_NOT_VALIDATED, DEFAULT_METADATA_SHARE, FALLBACK_NEIGHBOURS_SHARE,
+                     IndexerConfig)
 from .inputs import cnn_inputs, resolve_cnn_run, rows_of, sorted_order, unit_rows
 from .specs import build_chosen_index
 
@@ -233,31 +235,83 @@ def _write_default_lists(tmp: Path, manifest: dict, cfg: IndexerConfig, show_pro
 
 
 def _acoustic_source(workdir: Path, cnn_run: str | None, acoustic_override: dict | None, wmf_dir: Path,
-                     k: int, cfg: IndexerConfig) -> SourceInput | None:
+                     wmf_songs: np.ndarray, wmf_factors: np.ndarray, cfg: IndexerConfig
+                     ) -> tuple[SourceInput | None, ColdModel | None]:
     """The acoustic source from a CNN run's predictions (or ``acoustic_override``, a dict like
-    ``load_predictions``'s; without embeddings its factors' directions stand in); ``None``
-    without a CNN run."""
+    ``load_predictions``'s; without embeddings its factors' directions stand in), and the model
+    that combined its cold songs' vectors (``pmrs.acoustic.cold``, with the weights the CNN run
+    chose on validation; ``None`` when it chose none); ``(None, None)`` without a CNN run."""
+    k = wmf_factors.shape[1]
+    history: dict = {}
     if acoustic_override is not None:
         pred = dict(acoustic_override)
     elif not cfg.acoustic:
-        return None
+        return None, None
     else:
         cnn_dir = resolve_cnn_run(workdir, cnn_run)
         if cnn_dir is None:
             log.warning("no CNN run under %s: building a bundle without the acoustic source",
                         workdir / CNN_DIR)
-            return None
+            return None, None
         pred = cnn_inputs(cnn_dir, wmf_dir, k)
         pred["source"] = str(cnn_dir.resolve())
+        history = read_json(cnn_dir / "history.json") if (cnn_dir / "history.json").is_file() else {}
     factors = np.asarray(pred["factors"], dtype=np.float32)
     if factors.ndim != 2 or factors.shape[1] != k:
         raise ValueError(f"acoustic vectors have shape {factors.shape}; the WMF run has {k} factors")
     emb = pred.get("embeddings")
+    embeddings = unit_rows(factors if emb is None else emb)
+    settings, cold = _undertrained_settings(history), None
+    settings["share_from"] = "given" if cfg.default_acoustic_share != IndexerConfig.default_acoustic_share else "fixed"
+    if settings["share_from"] == "fixed":
+        settings["share_why"] = ACOUSTIC_SHARE_NOT_VALIDATED
+    weights = (history.get("cold_start") or {}).get("weights")
+    if weights:
+        factors, cold, settings["cold_start"] = _cold_vectors(workdir, pred["song_ids"], factors, wmf_songs,
+                                                             wmf_factors, weights)
+    elif acoustic_override is None:
+        why = (history.get("cold_start") or {}).get("why") or "the CNN run chose no cold-start weights (an older run)"
+        settings["cold_start"] = {"weights": None, "why": why}
+        log.warning("cold songs get the CNN's prediction alone: %s", why)
     return _checked_source(SourceInput(
         C.ACOUSTIC, pred["song_ids"], factors, C.WMF_SPACE, covers_cold=True, spec=cfg.acoustic_spec,
-        default_share=cfg.default_acoustic_share, embeddings=unit_rows(factors if emb is None else emb),
+        default_share=cfg.default_acoustic_share, embeddings=embeddings,
         genre_probs=pred.get("genre_probs"), genres=list(pred.get("genres") or []),
-        origin=pred.get("source", "injected")))
+        origin=pred.get("source", "injected"), settings=settings)), cold
+
+
+def _undertrained_settings(history: dict) -> dict:
+    """The CNN run's verdict (``pmrs.acoustic.undertrained``), logged and kept for the manifest."""
+    judged = history.get("undertrained")
+    if not judged:
+        return {}
+    for part, v in judged.items():
+        if v and v["undertrained"]:
+            log.warning("the acoustic model's %s learned from too little: %s",
+                        "genre head" if part == "genre_head" else "factor prediction", v["reason"])
+    return {"undertrained": judged}
+
+
+def _cold_vectors(workdir: Path, song_ids: np.ndarray, factors: np.ndarray, wmf_songs: np.ndarray,
+                  wmf_factors: np.ndarray, weights: dict) -> tuple[np.ndarray, ColdModel, dict]:
+    """The acoustic vectors with every song the WMF run lacks (a cold song) combined from its
+    prediction and the catalog (``pmrs.acoustic.cold``), the model that did it, and the record."""
+    ids = [s.decode() for s in np.asarray(song_ids)]
+    played = [s.decode() for s in np.asarray(wmf_songs)]
+    known = set(played)
+    cold_rows = [i for i, s in enumerate(ids) if s not in known]
+    knowledge = CatalogKnowledge.read(workdir / C.CATALOG_FILE)
+    y = np.asarray(wmf_factors)
+    out = np.array(factors, dtype=np.float32, copy=True)
+    coverage: dict = {}
+    if cold_rows:
+        parts = cold_parts(knowledge, played, y, [ids[i] for i in cold_rows], factors[cold_rows])
+        out[cold_rows] = combine(parts, weights)
+        coverage = parts.coverage()
+    log.info("%d cold songs with audio: vectors combined with the catalog (%s)", len(cold_rows),
+             ", ".join(f"{p} {w:.3g}" for p, w in weights.items()))
+    return out, ColdModel.fit(knowledge, played, y, weights), {
+        "weights": dict(weights), "cold_songs": len(cold_rows), "coverage": coverage}
 
 
 def _copy_live_models(tmp: Path, workdir: Path, acoustic: SourceInput | None) -> dict:
@@ -408,8 +462,11 @@ def _assemble(tmp: Path, workdir: Path, cfg: IndexerConfig, version: str, wmf_ru
     wmf_dir = resolve_run(workdir / WMF_DIR, wmf_run)
     model, wmf_users, wmf_songs = load_run(wmf_dir, mmap=True)
     k = model.song_factors.shape[1]
-    acoustic = _acoustic_source(workdir, cnn_run, acoustic_override, wmf_dir, k, cfg)
+    acoustic, cold = _acoustic_source(workdir, cnn_run, acoustic_override, wmf_dir, wmf_songs,
+                                      model.song_factors, cfg)
     live_models = _copy_live_models(tmp, workdir, acoustic)
+    if cold is not None and live_models.get("cnn"):   # (a song added live is combined as in the build)
+        live_models["cold"] = cold.save(tmp, C.COLD_MODEL_FILE, C.COLD_TABLE_PREFIX)
     live_models.update({s.name: s.live_model(tmp) for s in extra if s.live_model is not None})
     others = ([acoustic] if acoustic is not None else []) + [_checked_source(s) for s in extra]
     names = [C.COLLABORATIVE] + [s.name for s in others] + ([nb.name] if nb is not None else [])

@@ -13,6 +13,14 @@ DEFAULT_METADATA_SHARE = 0.1
 #: The neighbours source's share of the play-based part of a default list (collaborative +
 #: neighbours) when its run records no share chosen on validation (``pmrs.serving_share``).
 FALLBACK_NEIGHBOURS_SHARE = 0.5
+#: Why the acoustic source's default share is the fixed ``default_acoustic_share``, not chosen on
+#: validation as the neighbours and metadata shares are (recorded in the manifest, printed by
+#: ``indexer build`` and the cold-start report; docs/ARCHITECTURE.md, "Cold songs").
+ACOUSTIC_SHARE_NOT_VALIDATED = (
+    "the acoustic share is the fixed default, not chosen on validation: a validation split can hold "
+    "out only played songs, whose WMF factors trained the CNN and whose plays trained the WMF run, so "
+    "it would score how well the CNN remembers its targets; what the source is for, songs nobody "
+    "played, has no plays to score it by (the cold-start report measures their vectors instead)")
 
 
 @dataclass(frozen=True)

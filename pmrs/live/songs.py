@@ -6,7 +6,9 @@ an encoder of them: the clip's bytes are written to a private temporary file nam
 upload (the extension tells the decoder the container), decoded and featurised by the same code
 as ``pmrs extract`` (``pmrs.audio.extract.extract_one``: the same middle-of-the-track window,
 resampling, silence and length checks), and the CNN predicts the song's factors (the acoustic
-source's vector), its embedding and its genre probabilities, as ``pmrs predict`` does. A bundle
+source's vector, combined with what the bundle knows of its artist, release and tags as
+``indexer build`` combined the cold songs', ``pmrs.acoustic.cold``), its embedding and its genre
+probabilities, as ``pmrs predict`` does. A bundle
 without those models adds songs by their catalog fields alone: they are found by id but have no
 vectors (and say so in their sources).
 
@@ -73,6 +75,7 @@ class CNNEncoder:
         self.features = FeatureConfig(**{k: (tuple(v) if isinstance(v, list) else v)
                                          for k, v in raw.items() if k in names})
         self.genres = list(bundle.genres)
+        self.cold = None   # pmrs.acoustic.cold.ColdModel: the prediction combined with the catalog
         self._lock = threading.Lock()
 
     def warm_up(self) -> None:
@@ -121,6 +124,9 @@ class CNNEncoder:
         probs = None if probs is None else probs.mean(axis=0, dtype=np.float64).astype(np.float32)
         if probs is not None and len(probs) != len(self.genres):
             probs = None
+        if self.cold is not None:   # (as `indexer build` made the cold songs' vectors)
+            tags = {str(t): 100.0 for t in fields.get("tags") or ()}
+            factors = self.cold.vector(fields, tags, factors)
         return EncodedSong({C.ACOUSTIC: factors}, emb, probs)
 
 
@@ -175,6 +181,13 @@ class BundleEncoder:
                 except (OSError, ValueError, KeyError) as exc:
                     log.warning("bundle %s: cannot load its metadata model (%s); added songs get no "
                                 "metadata vector", b.version, exc)
+            if cnn is not None and models.get("cold"):
+                try:
+                    from ..acoustic.cold import ColdModel
+                    cnn.cold = ColdModel.load(Path(b.path), models["cold"]["model"])
+                except (OSError, ValueError, KeyError) as exc:
+                    log.warning("bundle %s: cannot load its cold-start model (%s); added songs get the "
+                                "CNN's prediction alone", b.version, exc)
             self._loaded = (cnn, meta)
             return self._loaded
 

@@ -329,6 +329,7 @@ class Bundle:
         self.played_counts: np.ndarray | None = (_load(path / C.PLAYED_COUNTS_FILE, self._mmap)
                                                  if (path / C.PLAYED_COUNTS_FILE).is_file() else None)
         self.genres: list[str] = list(manifest.get("genres") or [])
+        self.genre_warning: str = genre_warning(manifest)
         self.defaults = C.Defaults.from_manifest(manifest.get("defaults"))
         self.sources: dict[str, SourceSpec] = {}
         self._indexes: dict[str, _VectorIndex] = {}
@@ -822,3 +823,13 @@ class Bundle:
     def __repr__(self) -> str:
         return (f"Bundle({self.version!r}, users={self.n_users}, songs={self.n_songs}, "
                 f"sources={self.source_names})")
+
+
+def genre_warning(manifest: dict) -> str:
+    """Why the genre head's confidences should not be trusted (the CNN run's verdict,
+    ``pmrs.acoustic.undertrained``, recorded by the indexer), ``""`` when nothing says so."""
+    for src in (manifest.get("sources") or {}).values():
+        head = ((src.get("settings") or {}).get("undertrained") or {}).get("genre_head")
+        if head and head.get("undertrained"):
+            return f"the genre head learned from too little: {head.get('reason') or 'no reason recorded'}"
+    return ""

@@ -94,6 +94,10 @@ FEATURE_CONFIG_FILE = "feature_config.json"
 #: ... and the metadata source's model: vocabularies, weights and idf, and the SVD's components.
 METADATA_MODEL_FILE = "metadata_model.json"
 METADATA_COMPONENTS_FILE = "metadata_components.npy"
+#: ... and what combines a cold song's audio prediction with the catalog (``pmrs.acoustic.cold``):
+#: the weights and mean factors (JSON) and one ``(n_keys, k)`` array of key means per key part.
+COLD_MODEL_FILE = "cold_model.json"
+COLD_TABLE_PREFIX = "cold_means_"
 
 
 def source_files(name: str) -> dict[str, str]:
