@@ -91,8 +91,26 @@ def test_a_skip_changes_what_follows(rec, songs):
     plain = rec.radio(token=first.token, k=10)
     steered = rec.radio(token=first.token, k=10, session=[(skipped.song_id, "skip")])
     assert steered.song_ids != plain.song_ids and skipped.song_id not in steered.song_ids
+    # only the skipped song's nearest neighbours sink: most of what follows stays (a skipped song
+    # does not push the radio out of the genre that sounds like it)
     state = R.decode_token(steered.token)
     assert skipped.song_id in state.skipped and skipped.song_id not in state.steering()
+
+
+def test_a_skip_sinks_only_the_songs_nearest_it(rec, songs):
+    # at diversity 0 the query stays the start's: what a skip changes is the sinking alone
+    first = rec.radio(song_id=songs["played"][4], k=5, diversity=0.0, artist_gap=0)
+    skipped = first.songs[0].song_id
+    plain = rec.radio(token=first.token, k=30).song_ids
+    steered = rec.radio(token=first.token, k=30, session=[(skipped, "skip")]).song_ids
+    assert plain != steered and skipped not in steered
+    moved = [s for s in plain[:10] if s not in steered[:10]]
+    assert 0 < len(moved) <= R.SKIP_NEIGHBOURS                           # a few sink, the rest stay
+    b = rec.bundle
+    emb = b.embedding(b.song_rows(plain))
+    cos = dict(zip(plain, (emb @ b.embedding(b.song_rows([skipped]))[0]).tolist()))
+    kept = [s for s in plain[:10] if s not in moved]
+    assert min(cos[s] for s in moved) >= max(cos[s] for s in kept) - 1e-6  # and those are the nearest
 
 
 def test_a_like_steers_the_radio(rec, songs):

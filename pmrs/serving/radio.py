@@ -21,8 +21,8 @@ with seed songs, :func:`user_query`):
   weight.
 - Songs played, skipped or disliked never come back; the artists of disliked songs are left out
   for the rest of the radio (``Filters.exclude_artists``).
-- Candidates that sound like a skipped song (cosine of the CNN embeddings) sink below the others
-  by that cosine, so the neighbours of a skipped song come later.
+- The candidates that sound most like a skipped song (its :data:`SKIP_NEIGHBOURS` nearest by
+  the CNN embeddings' cosine) sink below the others, so the neighbours of a skipped song come later.
 - Artist separation: a song's artist (case-folded; songs without an artist are free) is none of
   the artists of the ``artist_gap`` songs before it, across stretches. When no candidate keeps
   the gap (a catalog of few artists), the song whose artist played longest ago comes next and the
@@ -54,6 +54,8 @@ MEMORY = 500
 DRIFT_WINDOW = 10
 #: The most artists ``artist_gap`` may ask to keep apart.
 MAX_ARTIST_GAP = 50
+#: The candidates that sound most like a skipped song, which come after the others.
+SKIP_NEIGHBOURS = 5
 #: Session songs (skipped, disliked, liked) a radio keeps steering by, each.
 MAX_STEERING = 100
 #: The most start songs a radio from an artist or a user takes (their most played first).
@@ -276,14 +278,19 @@ def pick_apart(rows: Sequence[int], artists: Sequence[str], recent: Sequence[str
 
 
 def sink_like_skipped(view, rows: np.ndarray, skipped_rows: np.ndarray) -> np.ndarray:
-    """Positions of candidate ``rows`` (best first) reordered so that songs that sound like a
-    skipped song sink: each is moved back by its largest cosine (CNN embeddings) to a skipped
-    song, in units of the whole list (a cosine of 1 puts it after every song like nothing
-    skipped)."""
+    """Positions of candidate ``rows`` (best first) reordered so that the songs that sound most
+    like a skipped song come after the others: for each skipped song its :data:`SKIP_NEIGHBOURS`
+    nearest candidates (cosine of the CNN embeddings, above 0; songs without audio are never
+    moved), each group in its own order. Only the nearest: in a world where a genre sounds alike,
+    pushing away everything similar would push away the genre the listener asked for."""
     if not len(rows) or not len(skipped_rows):
         return np.arange(len(rows))
     emb = np.asarray(view.embedding(np.asarray(rows, np.int64)), np.float32)
     away = np.asarray(view.embedding(np.asarray(skipped_rows, np.int64)), np.float32)
-    near = np.clip((emb @ away.T).max(axis=1), 0.0, 1.0) if emb.size and away.size else np.zeros(len(rows))
-    key = np.arange(len(rows)) / len(rows) + near
-    return np.argsort(key, kind="stable")
+    cos = away @ emb.T                                   # (skipped, candidates)
+    sink = np.zeros(len(rows), bool)
+    n = min(SKIP_NEIGHBOURS, len(rows))
+    for sims in cos:
+        near = np.argpartition(-sims, n - 1)[:n]
+        sink[near[sims[near] > 0]] = True
+    return np.concatenate([np.flatnonzero(~sink), np.flatnonzero(sink)])
