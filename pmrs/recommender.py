@@ -271,7 +271,8 @@ class Recommender:
             state = state.with_session(events, artists.__getitem__)
         with hooks.slot():
             anchors = self._radio_start(view, start, fresh=not token)
-            steering = [s for s in state.steering() if s not in set(anchors)]
+            at_start = set(anchors)
+            steering = [s for s in state.steering() if s not in at_start]
             seeds = anchors[:max(C.MAX_SEEDS - len(steering), 1)] + steering[:C.MAX_SEEDS - 1]
             if not seeds:
                 raise NotFound(f"the radio's start ({start.describe()}) is not in the served bundle")
