@@ -10,6 +10,7 @@ Examples
 ``pmrs-client recommend b80344d063b5ccb3212f76538f3d9e43d87dca9e -k 20 --diversity 0.3``
 ``pmrs-client recommend --seed SOAKIMP12A8C130995 SOBBMDR12A8C13253B``
 ``pmrs-client similar SOAKIMP12A8C130995 --mode acoustic``
+``pmrs-client radio --song SOAKIMP12A8C130995 -k 8``, then ``pmrs-client radio --token TOKEN --skip SONG_ID``
 ``pmrs-client --json info``
 """
 
@@ -27,6 +28,7 @@ import pmrs
 from pmrs.entry import run_cli
 from pmrs.live.feedback import ACTIONS
 from pmrs.results import BundleInfo, History, ScoredSong, Song
+from pmrs.serving.radio import SESSION_ACTIONS
 
 __all__ = ["build_parser", "connection_args", "format_info", "format_song", "format_songs", "main",
            "read_token"]
@@ -213,6 +215,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--genre", nargs="+", action="extend", default=[], metavar="G",
                    help="only these genres")
 
+    p = sub.add_parser("radio", help="the next songs of a radio from a song, an artist, seed songs or a user; "
+                                     "continue it with --token")
+    _common(p, top=False)
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--song", metavar="SONG_ID", help="start from this song")
+    start.add_argument("--artist", metavar="NAME", help="start from this artist's songs")
+    start.add_argument("--seed", nargs="+", action="extend", default=[], metavar="SONG_ID", help="start from these songs")
+    p.add_argument("--user", metavar="USER_ID", help="the listener (alone: start from their most played songs)")
+    p.add_argument("--token", help="continue the radio whose last answer printed this token")
+    p.add_argument("-k", type=int, default=10, help="number of songs (default: 10)")
+    p.add_argument("--artist-gap", type=int, metavar="N", help="songs of other artists between two of one artist")
+    p.add_argument("--diversity", type=float, metavar="F", help="how far the radio wanders from its start, 0 to 1")
+    for action in SESSION_ACTIONS:
+        p.add_argument(f"--{action}", nargs="+", action="extend", default=[], metavar="SONG_ID",
+                       help=f"songs the listener chose to {action} since the last answer (steers what comes next)")
+    p.add_argument("--explain", action="store_true", help="say why each song is there")
+
     p = sub.add_parser("song", help="one song's catalog entry")
     _common(p, top=False)
     p.add_argument("song_id", metavar="SONG_ID")
@@ -301,6 +320,13 @@ def _run(rec, args: argparse.Namespace) -> tuple[str, Any]:
     if args.command == "similar":
         recs = rec.similar_songs(args.song_id, k=args.k, mode=args.mode, **_settings(args))
         return format_songs(recs.songs) + format_reasons(recs.songs), dataclasses.asdict(recs)
+    if args.command == "radio":
+        session = [(song, action) for action in SESSION_ACTIONS for song in getattr(args, action)]
+        got = rec.radio(args.song, args.artist, args.seed, args.user, k=args.k, token=args.token,
+                        artist_gap=args.artist_gap, diversity=args.diversity, session=session, explain=args.explain)
+        note = "\n(the artist gap was relaxed: too few artists among the candidates)" if got.relaxed else ""
+        text = f"{format_songs(got.songs)}{format_reasons(got.songs)}{note}\ntoken: {got.token}"
+        return text, dataclasses.asdict(got)
     if args.command == "genres":
         by_genre = rec.recommend_by_genre(args.user_id or None, args.seed, k=args.k, genres=args.genre)
         text = "\n\n".join(f"{g.genre}  (confidence {g.confidence:.2f})\n{format_songs(g.songs)}"

@@ -16,7 +16,7 @@ from .errors import (AlreadyExists, AudioError, ContractError, DeadlineExceeded,
                      LogUnavailable, NotFound, PermissionDenied, PMRSError, ReadOnly, ResourceExhausted,
                      Unauthenticated, Unavailable)
 from .results import (AddedSong, Appended, BundleInfo, GenreList, GenreRecommendations, GenreScore, ListInfo,
-                      Recommendations, ScoredSong, Song, SourceInfo)
+                      RadioSongs, Recommendations, ScoredSong, Song, SourceInfo)
 from .serving.contract import Defaults
 from .serving.recommend import Filters
 
@@ -25,7 +25,8 @@ _LAZY = {"Recommender": "recommender", "RemoteRecommender": "remote", "connect":
 
 __all__ = ["AddedSong", "AlreadyExists", "Appended", "AudioError", "BundleInfo", "ContractError", "DeadlineExceeded",
            "Defaults", "Filters", "GenreList", "GenreRecommendations", "GenreScore", "IngestError", "InvalidArgument",
-           "ListInfo", "LogUnavailable", "NotFound", "PMRSError", "PermissionDenied", "ReadOnly", "Recommendations",
+           "ListInfo", "LogUnavailable", "NotFound", "PMRSError", "PermissionDenied", "RadioSongs", "ReadOnly",
+           "Recommendations",
            "Recommender", "RemoteRecommender", "ResourceExhausted", "ScoredSong", "Song", "SourceInfo",
            "Unauthenticated", "Unavailable", "__version__", "connect"]
 

@@ -14,6 +14,7 @@ import logging
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from .entry import set_thread_policy
@@ -208,7 +209,7 @@ def run_demo(directory: Path, config_path: Path = DEMO_CONFIG) -> None:
 
     t = _step("11. pmrs-server, the same calls over gRPC with pmrs-client, live writes, and a 10-second load test")
     new_clip = _unheard_clip(directory, cfgmod.build(SynthConfig, "synth", toml))
-    serve_and_query(work, user, cold_song, new_clip)
+    serve_and_query(work, user, cold_song, new_clip, [pred_ids[i] for i in np.flatnonzero(cold)[:20]])
     print(f"({time.perf_counter() - t:.1f} s)")
     t = _step("12. pmrs evaluate --similarity: the seed paper's similarity experiments")
     out = evaluate_similarity(work, wmf_cfg, cnn_cfg, cfgmod.build(SimilarityConfig, "similarity", toml),
@@ -244,7 +245,29 @@ def _unheard_clip(directory: Path, synth_cfg: SynthConfig) -> tuple[Path, str]:
     return path, style.name
 
 
-def serve_and_query(work: Path, user: str, cold_song: str, new_clip: tuple[Path, str]) -> None:
+def radio_from_cold(pc, client, user: str, cold_songs: list[str]) -> None:
+    """A radio from a song nobody has played (the first of ``cold_songs`` the server agrees has no
+    plays), for ``user``, with pmrs-client; then continued once with its token after a skip."""
+    start = next((s for s in cold_songs if not pc.song(s).has_plays), None)
+    if start is None:
+        print("(no song without plays to start a radio from)\n")
+        return
+    song = pc.song(start)
+    print(f"A radio from a song nobody has played, '{song.title}' by {song.artist} ({song.genre}): its audio and "
+          f"metadata place it (sources {', '.join(song.sources)}); artists kept 2 songs apart:")
+    client("radio", "--song", start, "--user", user, "-k", "8", "--explain")
+    first = pc.radio(song_id=start, user_id=user, k=8)      # (the same answer: the token to go on with)
+    skipped = first.songs[-1]
+    print(f"The listener skips '{skipped.title}': the radio goes on from the token, steered away from it")
+    client("radio", "--token", first.token, "--skip", skipped.song_id, "-k", "5")
+    after = pc.radio(token=first.token, session=[(skipped.song_id, "skip")], k=5)
+    heard = first.song_ids + after.song_ids
+    print(f"{len(heard)} songs, none twice ({len(set(heard)) == len(heard)}), the skipped song not again "
+          f"({skipped.song_id not in after.song_ids})\n")
+
+
+def serve_and_query(work: Path, user: str, cold_song: str, new_clip: tuple[Path, str],
+                    cold_songs: Sequence[str] = ()) -> None:
     """Start pmrs-server on a free port, call it with pmrs-client as a user would (reads, then
     writes: plays that change the list, a clip nobody has heard), load-test it with pmrs-loadtest,
     stop it: each program as its own process, as a user runs them."""
@@ -272,7 +295,8 @@ def serve_and_query(work: Path, user: str, cold_song: str, new_clip: tuple[Path,
             print(flush=True)
 
         def client(*args: str) -> None:
-            print(f"$ pmrs-client --target {target} {' '.join(args)}", flush=True)
+            shown = [a if len(a) <= 60 else f"{a[:24]}...{a[-8:]}" for a in args]   # (a radio token is long)
+            print(f"$ pmrs-client --target {target} {' '.join(shown)}", flush=True)
             subprocess.run(_tool("pmrs-client") + ["--target", target, *args], check=True, env=env)
             print(flush=True)
 
@@ -292,6 +316,7 @@ def serve_and_query(work: Path, user: str, cold_song: str, new_clip: tuple[Path,
             client("feedback", user, disliked.song_id, "dislike")
             gone = disliked.song_id not in pc.recommend(user, k=10).song_ids
             print(f"after the dislike: {disliked.title!r} is out of the list ({gone}), and stays out after rebuilds\n")
+            radio_from_cold(pc, client, user, [s for s in cold_songs if s not in played])
             clip, genre = new_clip
             client("add-song", "DEMO-UNHEARD-1", "--audio", str(clip), "--title", "A song nobody has heard",
                    "--artist", "Demo Artist", "--genre", genre)

@@ -16,7 +16,9 @@ the evaluation and the demo call it; the server only translates messages.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
+import threading
 from typing import Callable, ContextManager, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -27,9 +29,10 @@ from .live.feedback import Feedback, sink_skipped
 from .live.log import WriteLog
 from .live.state import Encoder, LiveState
 from .results import (AddedSong, Appended, BundleInfo, GenreList, GenreRecommendations, GenreScore, History,
-                      HistorySong, ListInfo, NameCount, Recommendations, ScoredSong, Song, SourceInfo)
+                      HistorySong, ListInfo, NameCount, RadioSongs, Recommendations, ScoredSong, Song, SourceInfo)
 from .serving import contract as C
 from .serving.bundle import Bundle
+from .serving import radio as R
 from .serving.explain import explain as explain_items
 from .serving.recommend import (MIXED, NO_FILTERS, Filters, Item, ServingError, check_k, check_shares, check_unit,
                                 listed_items, lists_answer, recommend, similar_songs, user_query)
@@ -38,7 +41,7 @@ from .text import quote_prefix
 # (the result types and errors are defined in pmrs.results and pmrs.errors; importable from here too)
 __all__ = ["AddedSong", "AlreadyExists", "Appended", "BundleInfo", "CallHooks", "Filters", "GenreList",
            "GenreRecommendations", "GenreScore", "InvalidArgument", "ListInfo", "LogUnavailable", "MIXED", "NotFound",
-           "ReadOnly", "Recommendations", "Recommender", "ScoredSong", "ServingError", "Song", "SourceInfo"]
+           "RadioSongs", "ReadOnly", "Recommendations", "Recommender", "ScoredSong", "ServingError", "Song", "SourceInfo"]
 
 
 #: Candidates drawn (per source, before grouping) for the per-genre lists.
@@ -80,6 +83,8 @@ class Recommender:
                             for m in range(1 << len(names))}
         # (default shares of sources this bundle lacks, e.g. acoustic without a CNN run, are moot)
         self._default_shares = C.resolve_shares(names, self.defaults.shares)
+        self._artists: dict[str, list[int]] | None = None   # case-folded artist -> bundle song rows
+        self._artists_lock = threading.Lock()
 
     @classmethod
     def open(cls, path: str | os.PathLike, *, verify: bool = False, threads: int | None = 1,
@@ -213,6 +218,146 @@ class Recommender:
                 reasons = explain_items(view, items, np.asarray([row], np.int64), None, found, used)
         hooks.check("before the answer was ready")
         return Recommendations(self._scored(items, view, reasons), b.version)
+
+    def radio(self, song_id: str | None = None, artist: str | None = None, seed_song_ids: Sequence[str] = (),
+              user_id: str | None = None, k: int | None = None, token: str | None = None,
+              artist_gap: int | None = None, diversity: float | None = None,
+              session: Sequence[tuple[str, str]] = (), explain: bool = False, *,
+              hooks: CallHooks | None = None) -> RadioSongs:
+        """The next ``k`` songs of a radio (:mod:`pmrs.serving.radio`): songs that never repeat,
+        keep an artist apart from itself and drift from the start as they go.
+
+        A new radio starts from one of ``song_id``, ``artist`` (the artist's songs) and
+        ``seed_song_ids``, or from ``user_id`` alone (the user's most played songs); ``user_id``
+        is also the listener: their dislikes and hidden artists stay out, their skips sink. A
+        radio goes on with the ``token`` of its last answer (a start given with it must be the
+        token's). ``session``: what the listener did since, ``(song_id, action)`` pairs with
+        action ``"skip"``, ``"dislike"`` (the song's artist is left out from then on) or
+        ``"like"`` (the song steers the radio). ``artist_gap``: songs of other artists between
+        two songs of one artist (0 to 50; ``None``: the token's, else
+        ``pmrs.serving.radio.ARTIST_GAP``); ``diversity``: how far the radio wanders from its
+        start, and the MMR weight (``None``: the token's, else ``pmrs.serving.radio.DIVERSITY``).
+        explain: each song carries its reasons (its evidence: the start and the recent songs).
+        Raises :class:`InvalidArgument` (no start or two, a token that cannot be read or that
+        another start's, a setting out of range) or :class:`NotFound` (an unknown song, artist or
+        user)."""
+        hooks = hooks or _NO_HOOKS
+        k = self._k(k)
+        events = R.check_session(session)
+        fresh = R.Start(song=song_id or "", artist=(artist or "").strip(),
+                        seeds=tuple(_strs(seed_song_ids, "seed_song_ids")), user=user_id or "")
+        if token:
+            state = R.decode_token(token)
+            s = state.start
+            if ((fresh.song and fresh.song != s.song) or (fresh.artist and fresh.artist != s.artist)
+                    or (fresh.seeds and fresh.seeds != s.seeds) or (fresh.user and fresh.user != s.user)):
+                raise InvalidArgument(f"the token continues the radio of {s.describe()}, not the start given; "
+                                      "send the token alone, or no token for a new radio")
+        else:
+            state = R.State(fresh.check())
+        if artist_gap is not None:
+            state = dataclasses.replace(state, artist_gap=R.check_gap(artist_gap))
+        if diversity is not None:
+            # (to 6 decimals: a diversity sent as a 32-bit float continues the same radio as the decimal)
+            state = dataclasses.replace(state, diversity=round(check_unit("diversity", diversity), 6))
+        view = self._view()
+        start = state.start
+        if events:
+            known = view.song_rows([song for song, _ in events])
+            if (known < 0).any():
+                missing = events[int(np.flatnonzero(known < 0)[0])][0]
+                raise NotFound(f"unknown song {quote_prefix(missing)} in the radio's session")
+            artists = {song: str(f.get("artist") or "") for (song, _), f in zip(events, view.songs(known))}
+            state = state.with_session(events, artists.__getitem__)
+        with hooks.slot():
+            anchors = self._radio_start(view, start, fresh=not token)
+            at_start = set(anchors)
+            steering = [s for s in state.steering() if s not in at_start]
+            seeds = anchors[:max(C.MAX_SEEDS - len(steering), 1)] + steering[:C.MAX_SEEDS - 1]
+            if not seeds:
+                raise NotFound(f"the radio's start ({start.describe()}) is not in the served bundle")
+            query = user_query(view, "", seeds)
+            gone = view.song_rows(list(state.played) + list(state.skipped) + list(state.disliked))
+            query = dataclasses.replace(query, exclude_rows=np.union1d(query.exclude_rows, gone[gone >= 0]))
+            filters = Filters(exclude_artists=state.avoided)
+            feedback = self.live.feedback_of(start.user) if self.live is not None and start.user else None
+            if feedback is not None and feedback.narrows:
+                query, filters = _without_disliked(query, filters, feedback)
+            share = self._default_shares
+            skipped = view.song_rows(list(state.skipped))
+            wanted = min(C.MAX_K, max(5 * k, 50))
+            while True:
+                hooks.check("before the search")
+                lists: dict = {}
+                items = recommend(view, query, wanted, share, state.diversity, filters,
+                                  before_widening=_widening(hooks), lists=lists)
+                rows = np.asarray([it.song_row for it in items], np.int64)
+                order = R.sink_like_skipped(view, rows, skipped[skipped >= 0]).tolist()
+                if feedback is not None and feedback.skips:
+                    order = [order[i] for i in sink_skipped([int(rows[j]) for j in order], feedback.skips)]
+                items = [items[i] for i in order]
+                fields = view.songs([it.song_row for it in items], copy=False)
+                artists = [str(f.get("artist") or "").strip().casefold() for f in fields]
+                taken, relaxed = R.pick_apart([it.song_row for it in items], artists, state.artists,
+                                              state.artist_gap, k)
+                if not relaxed or wanted >= C.MAX_K or len(items) < wanted:
+                    break
+                wanted = C.MAX_K    # the gap could not be kept among the first candidates: look further
+            picked = [items[i] for i in taken]
+            reasons = (explain_items(view, picked, query.profile_rows, None, lists, share, query.vector)
+                       if explain else None)
+        state = state.after([fields[i]["song_id"] for i in taken], [artists[i] for i in taken])
+        hooks.check("before the answer was ready")
+        return RadioSongs(self._scored(picked, view, reasons), R.encode_token(state), self.bundle.version, relaxed)
+
+    def _radio_start(self, view, start: R.Start, fresh: bool) -> list[str]:
+        """The song ids a radio starts from; :class:`NotFound` for an unknown song, artist or user
+        of a new radio (a continued one drops what the served bundle lacks)."""
+        if start.song or start.seeds:
+            ids = [start.song] if start.song else list(start.seeds)
+            rows = view.song_rows(ids)
+            if fresh and start.song and rows[0] < 0:
+                raise NotFound(f"unknown song {quote_prefix(start.song)}")
+            return [i for i, r in zip(ids, rows.tolist()) if r >= 0]
+        if start.artist:
+            rows = self._artist_rows(view, start.artist)
+            if fresh and not rows:
+                raise NotFound(f"no song by the artist {quote_prefix(start.artist)}")
+            return [view.song_id(r) for r in rows[:R.START_SONGS]]
+        row = view.user_row(start.user)
+        if row is None or not len(view.played(row)):
+            if fresh:
+                raise NotFound(f"unknown user {quote_prefix(start.user)} (or one with no plays to start a radio "
+                               f"from)")
+            return []
+        played = np.asarray(view.played(row), np.int64)
+        counts = np.asarray(view.play_counts(row), np.float64)
+        return [view.song_id(int(r)) for r in played[np.argsort(-counts, kind="stable")[:R.START_SONGS]]]
+
+    def _artist_rows(self, view, artist: str) -> list[int]:
+        """The song rows of ``artist`` (case-insensitive): the bundle's, from an index of its
+        catalog built on the first call (one pass over the catalog), then the songs added live."""
+        with self._artists_lock:
+            if self._artists is None:
+                ids, names = [], []
+                for song_id, fields in self.bundle.catalog_items():
+                    name = str((fields or {}).get("artist") or "").strip().casefold()
+                    if name:
+                        ids.append(song_id)
+                        names.append(name)
+                index: dict[str, list[int]] = {}
+                for name, row in zip(names, self.bundle.song_rows(ids).tolist() if ids else []):
+                    if row >= 0:
+                        index.setdefault(name, []).append(int(row))
+                self._artists = index
+        wanted = artist.strip().casefold()
+        rows = sorted(self._artists.get(wanted, []))
+        n = self.bundle.n_songs
+        if view.n_songs > n:   # songs added live
+            added = range(n, view.n_songs)
+            rows += [r for r, f in zip(added, view.songs(list(added), copy=False))
+                     if str(f.get("artist") or "").strip().casefold() == wanted]
+        return rows
 
     def recommend_by_genre(self, user_id: str | None = None, seed_song_ids: Sequence[str] = (),
                            k: int | None = None, genres: Sequence[str] = (), include_played: bool = False,

@@ -37,7 +37,8 @@ import grpc
 from .channel import MAX_RETRIES, auth_metadata, make_channel
 from .errors import DeadlineExceeded, InvalidArgument, Unavailable, from_status
 from .results import (AddedSong, Appended, BundleInfo, Evidence, GenreList, GenreRecommendations, GenreScore, History,
-                      HistorySong, ListInfo, NameCount, Reason, Recommendations, ScoredSong, Song, SourceInfo)
+                      HistorySong, ListInfo, NameCount, RadioSongs, Reason, Recommendations, ScoredSong, Song,
+                      SourceInfo)
 from .serving.contract import Defaults
 from .serving.recommend import MIXED, Filters
 from .v1 import recommender_pb2 as pb
@@ -187,6 +188,22 @@ class RemoteRecommender:
         return GenreRecommendations([GenreList(g.genre, float(g.confidence), _scored(g.songs),
                                                [float(c) for c in g.song_confidences]) for g in r.genres],
                                     r.bundle_version, folded_in=r.folded_in)
+
+    def radio(self, song_id: str | None = None, artist: str | None = None, seed_song_ids: Sequence[str] = (),
+              user_id: str | None = None, k: int | None = None, token: str | None = None,
+              artist_gap: int | None = None, diversity: float | None = None,
+              session: Sequence[tuple[str, str]] = (), explain: bool = False) -> RadioSongs:
+        """The next songs of a radio, continued with ``token``; as :meth:`pmrs.Recommender.radio`."""
+        from .serving.radio import check_gap, check_session
+
+        events = [pb.RadioEvent(song_id=song, action=feedback_enum(action)) for song, action in check_session(session)]
+        req = _request(pb.RadioRequest, song_id=song_id or "", artist=artist or "",
+                       seed_song_ids=_ids(seed_song_ids, "seed_song_ids"), user_id=user_id or "", k=_k(k),
+                       token=token or "", session=events, diversity=diversity, explain=bool(explain))
+        if artist_gap is not None:
+            req.artist_gap = check_gap(artist_gap)
+        r = self._call(self._stub.Radio, req)
+        return RadioSongs(_scored(r.songs), r.token, r.bundle_version, r.relaxed)
 
     def song(self, song_id: str) -> Song:
         """The catalog entry of ``song_id``, the sources with a vector for it and its genre

@@ -15,7 +15,7 @@ from typing import NamedTuple
 from .serving.contract import ACOUSTIC, COLLABORATIVE, Defaults
 
 __all__ = ["AddedSong", "Appended", "BundleInfo", "Defaults", "Evidence", "Reason", "GenreList", "GenreRecommendations", "GenreScore",
-           "ListInfo", "Recommendations", "ScoredSong", "Song", "SourceInfo"]
+           "ListInfo", "RadioSongs", "Recommendations", "ScoredSong", "Song", "SourceInfo"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,24 @@ class Recommendations:
     bundle_version: str
     folded_in: bool = False
     precomputed: bool = False
+
+    @property
+    def song_ids(self) -> list[str]:
+        return [s.song_id for s in self.songs]
+
+
+@dataclass(frozen=True)
+class RadioSongs:
+    """The next stretch of a radio (:meth:`pmrs.Recommender.radio`): songs in the order to play
+    them, the ``token`` that continues the radio after them (pass it back with the session's
+    skips, dislikes and likes), the bundle that answered, and whether the artist gap had to be
+    relaxed (the candidates held no song that kept it). Fewer than ``k`` songs (none at the
+    end): every song the sources reach has been played."""
+
+    songs: list[ScoredSong]
+    token: str
+    bundle_version: str
+    relaxed: bool = False
 
     @property
     def song_ids(self) -> list[str]:

@@ -303,6 +303,17 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
                 bundle_version=r.bundle_version, folded_in=r.folded_in)
 
     @_rpc
+    def Radio(self, request: pb.RadioRequest, context) -> pb.RadioResponse:
+        with self._recommender(context) as (rec, hooks):
+            r = rec.radio(request.song_id, request.artist, request.seed_song_ids, request.user_id, request.k,
+                          request.token, request.artist_gap if request.HasField("artist_gap") else None,
+                          request.diversity if request.HasField("diversity") else None,
+                          [(e.song_id, feedback_action(e.action)) for e in request.session], request.explain,
+                          hooks=hooks)
+            return pb.RadioResponse(songs=_scored(r.songs), token=r.token, bundle_version=r.bundle_version,
+                                    relaxed=r.relaxed)
+
+    @_rpc
     def GetSong(self, request: pb.GetSongRequest, context) -> pb.GetSongResponse:
         with self._recommender(context) as (rec, _):
             return pb.GetSongResponse(song=_song(rec.song(request.song_id)))

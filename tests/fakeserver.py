@@ -49,6 +49,10 @@ class FakeRecommender(pb_grpc.RecommenderServicer):
         self._enter("SimilarSongs", request, context, request.song_id)
         return pb.SimilarSongsResponse(songs=SONGS[1:], bundle_version="v-test")
 
+    def Radio(self, request, context):
+        self._enter("Radio", request, context, request.song_id)
+        return pb.RadioResponse(songs=SONGS[:2], token="r1.next", bundle_version="v-test", relaxed=True)
+
     def RecordPlays(self, request, context):
         self._enter("RecordPlays", request, context, request.user_id)
         return pb.RecordPlaysResponse(sequence=7)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 import subprocess
 import sys
 
@@ -18,8 +19,8 @@ import pmrs
 from servers import ROOT, ServerProcess, wait_for, work_with_bundle
 
 TOKEN = "api-write-token-0123456789"
-VERBS = ("recommend", "similar_songs", "recommend_by_genre", "song", "info", "record_plays", "add_song", "refresh",
-         "close")
+VERBS = ("recommend", "similar_songs", "recommend_by_genre", "radio", "song", "info", "record_plays", "add_song",
+         "refresh", "close")
 PROPERTIES = ("version", "sources", "live_seq", "defaults")
 
 
@@ -153,6 +154,43 @@ def test_similar_songs_gives_the_same_answers(local, remote, catalog):
     assert remote.similar_songs(played[0]).precomputed
 
 
+def test_radio_gives_the_same_answers_and_goes_on_from_either(local, remote, catalog):
+    local, remote = synced(local, remote)
+    played, cold = catalog["played"], catalog["cold"]
+    artist = local.song(played[0]).artist
+    requests = [dict(song_id=played[0]), dict(song_id=cold[0], k=6, explain=True),
+                dict(artist=artist.upper(), k=5, artist_gap=1), dict(seed_song_ids=played[1:4], k=7, diversity=0.8),
+                dict(user_id=catalog["users"][0], k=8), dict(song_id=played[2], user_id=catalog["users"][1], k=5)]
+    for kwargs in requests:
+        here, there = local.radio(**kwargs), remote.radio(**kwargs)
+        assert here.songs and isinstance(here, pmrs.RadioSongs), kwargs
+        same(here, there, f"radio({kwargs})")
+        # either continues the other's token, steered by the same session
+        session = [(here.songs[0].song_id, "skip"), (here.songs[-1].song_id, "dislike")]
+        same(local.radio(token=there.token, session=session, k=6), remote.radio(token=here.token, session=session, k=6),
+             f"radio({kwargs}) continued")
+
+
+def test_pmrs_client_radio_prints_the_songs_and_a_token_that_goes_on(server, local, remote, catalog, capsys):
+    from pmrs_clients import cli
+
+    local, remote = synced(local, remote)
+    start = catalog["cold"][1]
+    want = local.radio(song_id=start, k=5)
+    assert cli.main(["--target", server.address, "radio", "--song", start, "-k", "5"]) == 0
+    out = capsys.readouterr().out
+    lines = out.strip().splitlines()
+    assert [line.split()[-1] for line in lines[1:6]] == want.song_ids     # the table's song id column
+    assert lines[-1] == f"token: {want.token}"
+    skipped = want.song_ids[0]
+    assert cli.main(["--target", server.address, "--json", "radio", "--token", want.token, "--skip", skipped,
+                     "-k", "4"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert [s["song_id"] for s in got["songs"]] == local.radio(token=want.token, session=[(skipped, "skip")], k=4).song_ids
+    assert cli.main(["--target", server.address, "radio", "--token", "garbage"]) == 1
+    assert "INVALID_ARGUMENT" in capsys.readouterr().err
+
+
 def test_recommend_by_genre_song_and_info_give_the_same_answers(local, remote, catalog):
     local, remote = synced(local, remote)
     named = [g.genre.upper() for g in local.recommend_by_genre(catalog["users"][1]).genres[:2]]
@@ -192,6 +230,7 @@ def test_a_song_comes_with_its_heaviest_last_fm_tags_on_both(local, remote, cata
 
 def test_unknown_ids_are_not_found_with_the_same_message(local, remote):
     for call in (lambda r: r.recommend("no-such-user"), lambda r: r.song("NO-SUCH-SONG"),
+                 lambda r: r.radio(song_id="NO-SUCH-SONG"), lambda r: r.radio(artist="No Such Artist"),
                  lambda r: r.similar_songs("NO-SUCH-SONG"), lambda r: r.recommend(seed_song_ids=["NO-SUCH-SONG"])):
         messages = []
         for r in (local, remote):
@@ -210,8 +249,14 @@ def test_unknown_ids_are_not_found_with_the_same_message(local, remote):
     lambda r, c: r.similar_songs(c["played"][0], k=5000), lambda r, c: r.recommend_by_genre(c["users"][0], k=1001),
     lambda r, c: r.record_plays("someone", {c["played"][0]: 0}), lambda r, c: r.record_plays("someone", {}),
     lambda r, c: r.record_plays("someone", {c["played"][0]: 2.5}), lambda r, c: r.add_song("", title="x"),
+    lambda r, c: r.radio(), lambda r, c: r.radio(song_id=c["played"][0], artist="x"),
+    lambda r, c: r.radio(token="not-a-radio-token"), lambda r, c: r.radio(song_id=c["played"][0], artist_gap=51),
+    lambda r, c: r.radio(song_id=c["played"][0], diversity=-0.1),
+    lambda r, c: r.radio(song_id=c["played"][0], session=[(c["played"][1], "hide_artist")]),
+    lambda r, c: r.radio(token=r.radio(song_id=c["played"][0], k=2).token, song_id=c["played"][1]),
 ], ids=["k-over", "k-negative", "diversity", "unknown-share", "no-listener", "unknown-mode", "similar-k", "genre-k",
-        "zero-count", "no-plays", "fractional-count", "no-song-id"])
+        "zero-count", "no-plays", "fractional-count", "no-song-id", "radio-no-start", "radio-two-starts",
+        "radio-garbage-token", "radio-gap", "radio-diversity", "radio-action", "radio-other-start"])
 def test_bad_arguments_are_invalid_arguments(rec, catalog, call):
     with pytest.raises(pmrs.InvalidArgument) as err:
         call(rec, catalog)

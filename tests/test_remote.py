@@ -60,6 +60,27 @@ def test_similar_songs_names_the_mode(rec, fake, mode, enum, source):
     assert (req.mode, req.source, req.k) == (enum, source, 5)
 
 
+def test_radio_sends_the_start_the_token_and_the_session_and_leaves_unset_settings_to_the_server(rec, fake):
+    got = rec.radio(song_id="SOAAA", user_id="u1", k=2)
+    assert got == pmrs.RadioSongs([pmrs.ScoredSong("SOAAA", "First Song", "Alpha", "rock", 1999, 2.5, ("collaborative",)),
+                                   pmrs.ScoredSong("SOBBB", "Second Song", "Beta Band", "jazz", 0, 1.25,
+                                                   ("collaborative", "acoustic"))], "r1.next", "v-test", relaxed=True)
+    req = fake.requests["Radio"]
+    assert (req.song_id, req.user_id, req.k, req.token, req.artist) == ("SOAAA", "u1", 2, "", "")
+    assert not req.HasField("artist_gap") and not req.HasField("diversity") and not req.session
+    rec.radio(token=got.token, artist_gap=0, diversity=0.0, session=[("SOAAA", "skip"), ("SOBBB", "dislike"),
+                                                                     ("SOCCC", "like")])
+    req = fake.requests["Radio"]
+    assert req.token == "r1.next" and req.HasField("artist_gap") and req.artist_gap == 0 and req.HasField("diversity")
+    assert [(e.song_id, e.action) for e in req.session] == [
+        ("SOAAA", pb.FEEDBACK_ACTION_SKIP), ("SOBBB", pb.FEEDBACK_ACTION_DISLIKE), ("SOCCC", pb.FEEDBACK_ACTION_LIKE)]
+    calls = fake.calls["Radio"]
+    for bad in ({"session": [("SOAAA", "hide_artist")]}, {"artist_gap": 51}, {"artist_gap": True}):
+        with pytest.raises(pmrs.InvalidArgument):
+            rec.radio(song_id="SOAAA", **bad)
+    assert fake.calls["Radio"] == calls       # refused before any call
+
+
 def test_arguments_refused_before_any_call(rec, fake):
     with pytest.raises(pmrs.InvalidArgument, match="mode"):
         rec.similar_songs("SOAAA", mode="")

@@ -554,3 +554,48 @@ def test_command_line_errors_and_the_token(tmp_path, monkeypatch):
     assert web_token(None) == "from-the-write-variable"
     (tmp_path / "t").write_text(" from-a-file \n")
     assert web_token(str(tmp_path / "t")) == "from-a-file"
+
+
+def test_every_song_and_list_starts_a_radio(web, world):
+    from urllib.parse import quote
+
+    pages = {f"/songs/{world.clip_song}": f'href="/radio?song={world.clip_song}"',
+             f"/?user={world.users[0]}": f'href="/radio?user={world.users[0]}"',
+             f"/users/{world.users[0]}": f'href="/radio?user={world.users[0]}"',
+             "/artists/" + quote("Ärtist & <i>Co</i>"): 'href="/radio?artist=%C3%84rtist%20%26%20%3Ci%3ECo%3C/i%3E"'}
+    for page, link in pages.items():
+        r = web.get(page)
+        assert r.status_code == 200 and link in r.text, page
+    rows = web.get("/", params={"user": world.users[0]}).text.split("<tr data-song=")[1:]
+    assert rows and all('class="radio-start small" href="/radio?song=' in row and f"user={world.users[0]}" in row
+                        for row in rows)
+    seeds = web.get("/fragment/recommend", params={"seeds": world.clip_song}).text
+    assert f'href="/radio?seeds={world.clip_song}"' in seeds
+
+
+def test_a_radio_page_and_its_player_api(web, world, server):
+    r = web.get("/radio", params={"song": world.cold_song, "user": world.users[2]})
+    assert r.status_code == 200 and 'id="radio-audio"' in r.text and 'aria-label="radio: the song now playing"' in r.text
+    with pmrs.connect(server.address) as client:
+        want = client.radio(song_id=world.cold_song, user_id=world.users[2], k=10)
+    assert f'<div id="now-playing" aria-live="polite" data-song="{want.songs[0].song_id}"' in r.text
+    queued = [part.split('"', 1)[0] for part in r.text.split('<li data-song="')[1:]]
+    assert queued == want.song_ids[1:]
+    assert f'data-token="{want.token}"' in r.text
+    # the player asks for more with the token and the session; a disliked song's artist stays out
+    disliked = want.songs[1]
+    got = web.post("/api/radio", json={"token": want.token, "session": [[disliked.song_id, "dislike"]], "k": 10})
+    assert got.status_code == 200, got.text
+    data = got.json()
+    assert len(data["songs"]) == 10 and data["token"] != want.token
+    assert not {s["song_id"] for s in data["songs"]} & set(want.song_ids)
+    assert all(s["artist"].casefold() != disliked.artist.casefold() for s in data["songs"])
+    assert all(s["clip"] == f"/media/{s['song_id']}" for s in data["songs"] if s["clip"])
+    for body, words in (({"token": "garbage"}, "token"), ({}, "start"), ([1], "JSON object"),
+                        ({"token": want.token, "session": "skip"}, "session"), ({"token": want.token, "k": 1000}, "k")):
+        bad = web.post("/api/radio", json=body)
+        assert bad.status_code == 400 and words in bad.json()["error"], (body, bad.text)
+    hostile = web.get("/radio", params={"artist": "Ärtist & <i>Co</i>"})
+    assert hostile.status_code == 200 and "<i>Co</i>" not in hostile.text and "&lt;i&gt;Co&lt;/i&gt;" in hostile.text
+    assert web.get("/radio", params={"song": "NO-SUCH-SONG"}).status_code == 404
+    assert web.get("/radio").status_code == 400

@@ -417,7 +417,8 @@ def test_a_phone_sees_the_page_without_scrolling_sideways(site, phone, world, wi
     phone.get(f"{site.url}/?user={world.users[0]}")
     assert len(rows(phone)) == 20
     assert phone.execute_script(overflow) == [390, 390], phone.execute_script(wide)
-    for page in (f"/songs/{world.clip_song}", "/lab", "/map", HOSTILE_ARTIST, _a_tag_page(world)):
+    for page in (f"/songs/{world.clip_song}", "/lab", "/map", HOSTILE_ARTIST, _a_tag_page(world),
+                 f"/radio?song={world.cold_song}", "/radio?artist=" + HOSTILE_ARTIST.removeprefix("/artists/")):
         phone.get(site.url + page)
         assert phone.execute_script(overflow) == [390, 390], (page, phone.execute_script(wide))
     phone.get(site.url + "/lab")
@@ -455,7 +456,7 @@ def test_no_page_has_a_serious_accessibility_violation(site, browser, phone, wor
     driver = browser if width == "desktop" else phone
     pages = ["/", f"/?user={world.users[0]}", f"/?seeds={world.clip_song}", f"/songs/{world.clip_song}",
              "/upload", "/map", "/lab", "/songs/NO-SUCH-SONG", HOSTILE_ARTIST, _a_tag_page(world),
-             f"/users/{world.users[7]}"]
+             f"/users/{world.users[7]}", f"/radio?song={world.cold_song}&user={world.users[8]}"]
     found = {}
     for page in pages:
         driver.get(site.url + page)
@@ -463,3 +464,70 @@ def test_no_page_has_a_serious_accessibility_violation(site, browser, phone, wor
             wait(driver).until(lambda d: len(rows(d)) == 20)
         found[page] = _axe_serious(driver)
     assert found == {page: [] for page in pages}
+
+
+def _radio(driver) -> tuple[str, list[str]]:
+    """The song now playing and the songs queued after it."""
+    return driver.execute_script(
+        "return [document.getElementById('now-playing').dataset.song || '',"
+        " Array.from(document.querySelectorAll('#radio-queue li')).map(li => li.dataset.song)];")
+
+
+def _queued(driver, what: str) -> list[str]:
+    return driver.execute_script(f"return Array.from(document.querySelectorAll('#radio-queue li')).map(li => li.dataset.{what});")
+
+
+def _ended(driver) -> None:
+    """The clip now playing comes to its end (as the browser would say when it does)."""
+    driver.execute_script("document.getElementById('radio-audio').dispatchEvent(new Event('ended'));")
+
+
+@pytest.mark.parametrize("width", ["desktop", "phone"])
+def test_a_radio_plays_on_by_itself_and_skip_and_not_for_me_steer_it(site, browser, phone, world, width):
+    driver = browser if width == "desktop" else phone
+    if width == "desktop":
+        driver.set_window_size(1280, 800)
+    user = world.users[10 if width == "desktop" else 11]
+    driver.get(f"{site.url}/?user={user}")
+    wait(driver).until(lambda d: len(rows(d)) == 20)
+    first_row = rows(driver)[0]
+    driver.find_element(By.CSS_SELECTOR, f"tr[data-song='{first_row}'] a.radio-start").click()   # "radio" on a row
+    wait(driver).until(lambda d: "/radio?" in d.current_url and _radio(d)[0])
+    assert f"song={first_row}" in driver.current_url and f"user={user}" in driver.current_url
+    audio = driver.find_element(By.ID, "radio-audio")
+    assert audio.get_attribute("aria-label") and audio.get_attribute("src").endswith(f"/media/{_radio(driver)[0]}")
+    # auto-advance: each clip's end plays the next song with a clip; more are asked for as the queue runs low
+    heard = [_radio(driver)[0]]
+    for _ in range(12):
+        now, queue = _radio(driver)
+        clips = _queued(driver, "clip")
+        expected = next(s for s, c in zip(queue, clips) if c)
+        _ended(driver)
+        wait(driver).until(lambda d, expected=expected: _radio(d)[0] == expected)
+        assert driver.find_element(By.ID, "now-title").text
+        heard.append(expected)
+    wait(driver).until(lambda d: len(_radio(d)[1]) > 3)
+    assert len(set(heard)) == len(heard) == 13 and first_row not in heard      # past the first ten, none twice
+    # skip: another song plays, and the queue after it is asked again
+    now, before = _radio(driver)
+    driver.find_element(By.CSS_SELECTOR, "button.radio-act[data-action='skip']").click()
+    wait(driver).until(lambda d: "skipped" in d.find_element(By.ID, "status").text)
+    after_skip, queue = _radio(driver)
+    assert after_skip and after_skip != now and queue and not set(queue) & set(before) and now not in queue
+    # not for me: the song's artist is gone from what follows
+    artist = driver.execute_script("return document.getElementById('now-playing').dataset.artist").casefold()
+    disliked = _radio(driver)[0]
+    button = driver.find_element(By.CSS_SELECTOR, "button.radio-act[data-action='dislike']")
+    assert button.get_attribute("aria-label") == "not for me: the song now playing"
+    button.send_keys(Keys.ENTER)                 # (a button: the keyboard presses it as well)
+    wait(driver).until(lambda d: "not for me" in d.find_element(By.ID, "status").text)
+    now, queue = _radio(driver)
+    artists = [a.casefold() for a in _queued(driver, "artist")]
+    now_artist = driver.execute_script("return document.getElementById('now-playing').dataset.artist").casefold()
+    assert artist and now != disliked and queue and artist not in artists and now_artist != artist
+    assert driver.execute_script("return [document.documentElement.scrollWidth, window.innerWidth];")[0] <= \
+        driver.execute_script("return window.innerWidth;")
+    assert _axe_serious(driver) == []
+    # the listener's own feedback was written through the page: the history lists the dislike
+    driver.get(f"{site.url}/users/{user}")
+    assert driver.find_elements(By.CSS_SELECTOR, f"ul[data-kind='undo_dislike'] li[data-song='{disliked}']")

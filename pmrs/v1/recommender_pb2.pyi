@@ -232,6 +232,50 @@ class RecommendByGenreResponse(_message.Message):
     folded_in: bool
     def __init__(self, genres: _Optional[_Iterable[_Union[GenreSongs, _Mapping]]] = ..., bundle_version: _Optional[str] = ..., folded_in: _Optional[bool] = ...) -> None: ...
 
+class RadioEvent(_message.Message):
+    __slots__ = ("song_id", "action")
+    SONG_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    song_id: str
+    action: FeedbackAction
+    def __init__(self, song_id: _Optional[str] = ..., action: _Optional[_Union[FeedbackAction, str]] = ...) -> None: ...
+
+class RadioRequest(_message.Message):
+    __slots__ = ("song_id", "artist", "seed_song_ids", "user_id", "k", "token", "artist_gap", "diversity", "session", "explain")
+    SONG_ID_FIELD_NUMBER: _ClassVar[int]
+    ARTIST_FIELD_NUMBER: _ClassVar[int]
+    SEED_SONG_IDS_FIELD_NUMBER: _ClassVar[int]
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    K_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ARTIST_GAP_FIELD_NUMBER: _ClassVar[int]
+    DIVERSITY_FIELD_NUMBER: _ClassVar[int]
+    SESSION_FIELD_NUMBER: _ClassVar[int]
+    EXPLAIN_FIELD_NUMBER: _ClassVar[int]
+    song_id: str
+    artist: str
+    seed_song_ids: _containers.RepeatedScalarFieldContainer[str]
+    user_id: str
+    k: int
+    token: str
+    artist_gap: int
+    diversity: float
+    session: _containers.RepeatedCompositeFieldContainer[RadioEvent]
+    explain: bool
+    def __init__(self, song_id: _Optional[str] = ..., artist: _Optional[str] = ..., seed_song_ids: _Optional[_Iterable[str]] = ..., user_id: _Optional[str] = ..., k: _Optional[int] = ..., token: _Optional[str] = ..., artist_gap: _Optional[int] = ..., diversity: _Optional[float] = ..., session: _Optional[_Iterable[_Union[RadioEvent, _Mapping]]] = ..., explain: _Optional[bool] = ...) -> None: ...
+
+class RadioResponse(_message.Message):
+    __slots__ = ("songs", "token", "bundle_version", "relaxed")
+    SONGS_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    BUNDLE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    RELAXED_FIELD_NUMBER: _ClassVar[int]
+    songs: _containers.RepeatedCompositeFieldContainer[ScoredSong]
+    token: str
+    bundle_version: str
+    relaxed: bool
+    def __init__(self, songs: _Optional[_Iterable[_Union[ScoredSong, _Mapping]]] = ..., token: _Optional[str] = ..., bundle_version: _Optional[str] = ..., relaxed: _Optional[bool] = ...) -> None: ...
+
 class GetSongRequest(_message.Message):
     __slots__ = ("song_id",)
     SONG_ID_FIELD_NUMBER: _ClassVar[int]

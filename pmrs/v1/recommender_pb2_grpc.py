@@ -50,6 +50,11 @@ class RecommenderStub:
                 request_serializer=pmrs_dot_v1_dot_recommender__pb2.RecommendByGenreRequest.SerializeToString,
                 response_deserializer=pmrs_dot_v1_dot_recommender__pb2.RecommendByGenreResponse.FromString,
                 _registered_method=True)
+        self.Radio = channel.unary_unary(
+                '/pmrs.v1.Recommender/Radio',
+                request_serializer=pmrs_dot_v1_dot_recommender__pb2.RadioRequest.SerializeToString,
+                response_deserializer=pmrs_dot_v1_dot_recommender__pb2.RadioResponse.FromString,
+                _registered_method=True)
         self.GetSong = channel.unary_unary(
                 '/pmrs.v1.Recommender/GetSong',
                 request_serializer=pmrs_dot_v1_dot_recommender__pb2.GetSongRequest.SerializeToString,
@@ -108,6 +113,16 @@ class RecommenderServicer:
 
     def RecommendByGenre(self, request, context):
         """Songs for a user (or seed songs) under each genre, with per-genre confidence scores.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Radio(self, request, context):
+        """The next songs of a radio: from a song, an artist, seed songs or a user's most played songs,
+        songs that never repeat, keep an artist apart from itself and drift with the diversity; the
+        listener's skips, dislikes and likes (sent with the token) steer what comes next. Continued
+        with the token each answer ends with, by any server.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -187,6 +202,11 @@ def add_RecommenderServicer_to_server(servicer, server):
                     servicer.RecommendByGenre,
                     request_deserializer=pmrs_dot_v1_dot_recommender__pb2.RecommendByGenreRequest.FromString,
                     response_serializer=pmrs_dot_v1_dot_recommender__pb2.RecommendByGenreResponse.SerializeToString,
+            ),
+            'Radio': grpc.unary_unary_rpc_method_handler(
+                    servicer.Radio,
+                    request_deserializer=pmrs_dot_v1_dot_recommender__pb2.RadioRequest.FromString,
+                    response_serializer=pmrs_dot_v1_dot_recommender__pb2.RadioResponse.SerializeToString,
             ),
             'GetSong': grpc.unary_unary_rpc_method_handler(
                     servicer.GetSong,
@@ -306,6 +326,33 @@ class Recommender:
             '/pmrs.v1.Recommender/RecommendByGenre',
             pmrs_dot_v1_dot_recommender__pb2.RecommendByGenreRequest.SerializeToString,
             pmrs_dot_v1_dot_recommender__pb2.RecommendByGenreResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Radio(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pmrs.v1.Recommender/Radio',
+            pmrs_dot_v1_dot_recommender__pb2.RadioRequest.SerializeToString,
+            pmrs_dot_v1_dot_recommender__pb2.RadioResponse.FromString,
             options,
             channel_credentials,
             insecure,

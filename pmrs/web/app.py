@@ -70,6 +70,8 @@ INFO_TTL_S = 1.0
 #: Songs the listener's view asks for; neighbours per source on a song's page.
 LIST_K, NEIGHBOURS_K, GENRE_K = 20, 8, 5
 SIMILAR_ARTISTS = 10
+#: Songs a radio page asks for at a time (the player asks for more when fewer are left).
+RADIO_K = 10
 #: Songs of an artist whose neighbours are asked for (one SimilarSongs call each), at most.
 ARTIST_SEEDS = 20
 GENRE_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
@@ -221,7 +223,7 @@ def recommendations(web: Web, q: dict) -> dict:
         user, note = matches[0], f"no user {user!r}: showing {matches[0]}, the first id that starts with it"
         recs, genres = ask(user)
     by_genre = genres.result()
-    return {"user": user, "note": note, "songs": recs.songs, "folded_in": recs.folded_in,
+    return {"user": user, "seeds": q["seeds"], "note": note, "songs": recs.songs, "folded_in": recs.folded_in,
             "by_genre": by_genre, "version": recs.bundle_version}
 
 
@@ -307,6 +309,73 @@ async def api_feedback(request: Request) -> Response:
     from starlette.concurrency import run_in_threadpool
     written = await run_in_threadpool(web.client.record_feedback, user, song, action)
     return JSONResponse({"sequence": written.seq, "duplicate": written.duplicate})
+
+
+def radio_start(params) -> dict:
+    """A radio's start from a page's query string or a player's request: ``song``, ``artist``,
+    ``seeds`` (comma separated) and ``user`` (the listener; alone, the start)."""
+    def get(name: str) -> str:
+        return str(params.get(name) or "").strip()
+
+    seeds = [s.strip() for s in get("seeds").split(",") if s.strip()]
+    start = {"song_id": get("song") or None, "artist": get("artist") or None, "seed_song_ids": seeds,
+             "user_id": get("user") or None}
+    if len(seeds) > contract.MAX_SEEDS or any(len(v) > 1024 for v in (get("song"), get("artist"), get("user"))):
+        raise BadQuery("too long a start, or too many seed songs")
+    return start
+
+
+def radio_songs(web: Web, songs) -> list[dict]:
+    """A radio's songs as the player reads them: ids, names and the clip's URL (``None``: no clip)."""
+    return [{"song_id": s.song_id, "title": s.title, "artist": s.artist, "genre": s.genre, "sources": list(s.sources),
+             "clip": f"/media/{quote(s.song_id, safe='')}" if web.data.clip(s.song_id) is not None else None}
+            for s in songs]
+
+
+def radio_page(request: Request) -> Response:
+    """A radio from a song, an artist, seed songs or a user: its first songs, and the player (the
+    page's script) that plays their clips one after another and asks for more with the token."""
+    web = _web(request)
+    start = radio_start(request.query_params)
+    got = web.client.radio(**start, k=RADIO_K)
+    if start["song_id"]:
+        f = web.data.song_fields(start["song_id"])
+        title = f"a song: {f['title'] or start['song_id']}" + (f" by {f['artist']}" if f["artist"] else "")
+    elif start["artist"]:
+        title = f"an artist: {start['artist']}"
+    elif start["seed_song_ids"]:
+        title = f"{len(start['seed_song_ids'])} songs"
+    else:
+        title = f"the songs {start['user_id']} plays most"
+    return web.page(request, "radio.html", title=title, start=start, songs=radio_songs(web, got.songs),
+                    token=got.token, relaxed=got.relaxed)
+
+
+async def api_radio(request: Request) -> Response:
+    """The next songs of a radio for the player: JSON ``{"token", "session": [[song_id, action],
+    ...], "k"}`` (or a start, as the page's query string, without a token) in, ``{"songs",
+    "token"}`` out. Writes nothing (the player sends the listener's feedback to /api/feedback)."""
+    from starlette.concurrency import run_in_threadpool
+
+    web = _web(request)
+    try:
+        body = await request.json()
+    except ValueError:
+        raise BadQuery("the radio takes a JSON object") from None
+    if not isinstance(body, dict):
+        raise BadQuery("the radio takes a JSON object")
+    session = body.get("session") or []
+    if not isinstance(session, list) or not all(isinstance(e, list) and len(e) == 2 for e in session):
+        raise BadQuery("session is a list of [song_id, action] pairs")
+    k = body.get("k") or RADIO_K
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= 100:
+        raise BadQuery("k must be a whole number from 1 to 100")
+    token = body.get("token") or None
+    start = radio_start(body)
+    got = await run_in_threadpool(lambda: web.client.radio(**start, k=k, token=token,
+                                                           session=[(str(s), str(a)) for s, a in session]))
+    return JSONResponse({"songs": radio_songs(web, got.songs), "token": got.token, "relaxed": got.relaxed},
+                        headers={"Cache-Control": "no-store"})
 
 
 def user_page(request: Request) -> Response:
@@ -636,6 +705,8 @@ def create_app(workdir, target: str, *, token: str | None = None, timeout_s: flo
         Route("/api/users", api_users),
         Route("/api/play", api_play, methods=["POST"]),
         Route("/api/feedback", api_feedback, methods=["POST"]),
+        Route("/api/radio", api_radio, methods=["POST"]),
+        Route("/radio", radio_page),
         Route("/songs/{song_id}", song_page),
         Route("/users/{user_id}", user_page),
         Route("/artists/{name:path}", artist_page),

@@ -22,6 +22,109 @@
   if (live) liveFigures(live);
   const historyBox = $("#history");
   if (historyBox) historyPage(historyBox);
+  const radioBox = $("#radio");
+  if (radioBox) radioPlayer(radioBox);
+
+  // a radio: plays the queue's clips one after another, asks for more with the token when few are
+  // left; like, skip and "not for me" steer it (the songs after the current one are asked again)
+  function radioPlayer(box) {
+    const LOW = 3;                      // songs left in the queue when more are asked for
+    const audio = $("#radio-audio"), queue = $("#radio-queue"), now = $("#now-playing");
+    let token = box.dataset.token, pending = [], loading = null, ended = false;
+    const named = (s) => (s.title || s.song_id) + (s.artist ? ` by ${s.artist}` : "");
+    const text = (tag, t, cls) => { const e = document.createElement(tag); e.textContent = t; if (cls) e.className = cls; return e; };
+    function songLink(s, id) {
+      const a = text("a", s.title || s.song_id);
+      a.href = "/songs/" + encodeURIComponent(s.song_id);
+      if (id) a.id = id;
+      return a;
+    }
+    function item(s) {
+      const li = document.createElement("li");
+      li.dataset.song = s.song_id; li.dataset.title = s.title || ""; li.dataset.artist = s.artist || ""; li.dataset.clip = s.clip || "";
+      li.append(songLink(s));
+      if (s.artist) li.append(" ", text("small", s.artist));
+      if (!s.clip) li.append(" ", text("small", "(no clip)", "hint"));
+      return li;
+    }
+    const fromData = (d) => ({ song_id: d.song, title: d.title, artist: d.artist, clip: d.clip });
+    function show(s) {
+      Object.assign(now.dataset, { song: s.song_id, title: s.title || "", artist: s.artist || "", clip: s.clip || "" });
+      const line = text("p", "", "now");
+      line.append(songLink(s, "now-title"), " ", text("span", s.artist || ""));
+      line.lastChild.id = "now-artist";
+      now.replaceChildren(text("p", "Now playing", "meta"), line);
+      audio.src = s.clip;
+      audio.play().catch(() => {});   // (a browser may want a press of play first)
+    }
+    async function more() {
+      if (loading) return loading;
+      if (ended) return;
+      const session = pending;
+      pending = [];
+      loading = (async () => {
+        try {
+          const resp = await fetch("/api/radio", { method: "POST", headers: { "Content-Type": "application/json" },
+                                                   body: JSON.stringify({ token, session }) });
+          const data = await resp.json().catch(() => ({ error: resp.statusText }));
+          if (!resp.ok) { pending = session.concat(pending); status(`the radio could not go on: ${data.error}`); return; }
+          token = data.token;
+          box.dataset.token = token;
+          if (!data.songs.length) { ended = true; status("The radio has played every song it can reach."); }
+          queue.append(...data.songs.map(item));
+        } catch (e) {
+          pending = session.concat(pending);
+          status("the web app cannot be reached");
+        } finally { loading = null; }
+      })();
+      return loading;
+    }
+    // the next song with a clip; songs without one are passed over, and the page says so
+    async function next() {
+      const passed = [];
+      for (;;) {
+        if (queue.children.length <= LOW && !ended) {
+          if (!queue.children.length) await more(); else more();
+        }
+        const li = queue.firstElementChild;
+        if (!li) { now.dataset.song = ""; if (ended) status("The radio has played every song it can reach."); return; }
+        li.remove();
+        const s = fromData(li.dataset);
+        if (s.clip) {
+          show(s);
+          if (passed.length) status(`passed over ${passed.join(", ")}: no clip`);
+          return;
+        }
+        passed.push(named(s));
+      }
+    }
+    async function steer(action, button) {
+      const song = now.dataset.song;
+      if (!song) return;
+      const title = named(fromData(now.dataset));
+      button.disabled = true;
+      pending.push([song, action]);
+      if (box.dataset.feedback) {      // a known listener: their feedback lasts, too
+        const body = new URLSearchParams({ user: box.dataset.user, song, action });
+        fetch("/api/feedback", { method: "POST", body }).catch(() => {});
+      }
+      if (loading) await loading;
+      queue.replaceChildren();         // what comes next changes: ask again, steered
+      await more();
+      if (action !== "like") await next();
+      const said = { like: "liked", skip: "skipped", dislike: "not for me:" }[action];
+      status(`${said} ${title}; the songs after it changed`);
+      button.disabled = false;
+    }
+    audio.addEventListener("ended", () => next());
+    audio.addEventListener("error", () => { if (audio.getAttribute("src")) { status(`the clip of ${named(fromData(now.dataset))} cannot be played`); next(); } });
+    box.addEventListener("click", (ev) => {
+      const b = ev.target.closest("button.radio-act");
+      if (b) steer(b.dataset.action, b);
+    });
+    if (now.dataset.song && now.dataset.clip) show(fromData(now.dataset));
+    else if (now.dataset.song) next();
+  }
 
   // a listener's history: "undo" takes a like, a dislike, a skip or a hidden artist back, then the page again
   function historyPage(box) {
