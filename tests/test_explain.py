@@ -162,3 +162,18 @@ def test_similarity_is_the_stored_matrix_for_many_songs_at_once(rec):
     want[:, ok] = full[np.ix_(src[ok], dst)].T
     assert got.shape == want.shape and np.count_nonzero(want) > 0
     np.testing.assert_array_equal(got, want)
+
+
+def test_a_song_nobody_played_is_not_said_to_have_listeners(rec):
+    b = rec.bundle
+    played = b.covers("collaborative", np.arange(b.n_songs))
+    cold = [b.song_id(r) for r in np.flatnonzero(~played & b.covers("acoustic", np.arange(b.n_songs)))[:1].tolist()]
+    warm = [b.song_id(int(np.flatnonzero(played)[0]))]
+    assert cold, "the test world has songs nobody played, with predicted vectors"
+    got = rec.recommend(seed_song_ids=cold, k=5, explain=True, shares={"collaborative": 1.0})
+    why = [r for s in got.songs for r in s.reasons if r.source == "collaborative"]
+    assert why and all("nobody has played" in r.text and "listeners of" not in r.text for r in why)
+    assert all(e.song_id == cold[0] for r in why for e in r.evidence)
+    got = rec.recommend(seed_song_ids=warm, k=5, explain=True, shares={"collaborative": 1.0})
+    why = [r for s in got.songs for r in s.reasons if r.source == "collaborative"]
+    assert why and all("listeners of" in r.text for r in why)

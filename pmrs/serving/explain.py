@@ -119,6 +119,11 @@ def _source_evidence(view, name: str, placed: np.ndarray, profile: np.ndarray, c
                                          _top(terms, EVIDENCE, positive=True)):
                 if top:
                     out[at] = ("terms", [(int(rows[j]), float(t[j] / total) if total else 0.0) for j in top])
+            named = np.unique([r for p in out for r, _ in p[1]]).astype(np.int64)
+            if named.size:   # songs nobody played enter the fold-in by their predicted vectors
+                unplayed = set(named[~np.asarray(view.covers(name, named), bool)].tolist())
+                out = [("terms-predicted", p[1]) if p[1] and all(r in unplayed for r, _ in p[1]) else p
+                       for p in out]
         return out
     # any other vector source (and SimilarSongs' collaborative one): the nearest of the listener's
     # songs; in sound (the acoustic source), by the CNN's embeddings, which MMR compares too
@@ -145,6 +150,8 @@ def _words(view, name: str, pick, fields, mine_meta, me: dict) -> tuple[str, tup
     if pick is not None and pick[0] == "terms":
         return (("listeners of " + _names(ev) + " play it too") if ev
                 else "people with the listener's taste play it", ev, ())
+    if pick is not None and pick[0] == "terms-predicted":
+        return "close in taste to " + _names(ev) + " (as predicted from their sound: nobody has played them yet)", ev, ()
     if not ev:
         return ("sounds like the listener's songs" if name == ACOUSTIC else f"close in {name}"), (), ()
     verb = ("sounds like " if name == ACOUSTIC else "played by the listeners of " if name == COLLABORATIVE
