@@ -221,7 +221,8 @@ def render_challenge(metrics: dict) -> str:
     else:
         n = next(iter(metrics["models"].values()))["evaluated_users"] if metrics["models"] else 0
         body = [f"mAP@500 over the {n:,} users with a hidden song ({', '.join(metrics['hidden_files'])}), "
-                "normalised by min(500, hidden songs) as the challenge defined it.", "",
+                "normalised by min(500, hidden songs) as the challenge defined it (the hold-out report's map@k "
+                "is the same definition).", "",
                 side_by_side(metrics, METRICS)]
     return "\n".join([*head, *body, "",
                       f"`pmrs` is what the server answers each evaluation user sent their visible songs as seeds "
