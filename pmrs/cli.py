@@ -122,8 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train-neighbours", help="item-to-item neighbourhood model of the play counts")
     _common(p)
-    p.add_argument("--similarity", help="asymmetric-cosine or bm25")
+    p.add_argument("--similarity", help="asymmetric-cosine, bm25 or ease")
     p.add_argument("--alpha", type=float, help="asymmetric cosine: exponent of the candidate's user count")
+    p.add_argument("--ease-lambda", type=float, help="ease: the regularization lambda (default 500, Steck's on the MSD)")
     p.add_argument("--locality", type=float, help="similarities raised to this power")
     p.add_argument("--neighbours", type=int, help="neighbours kept per song")
     p.add_argument("--no-select", dest="select", action="store_false", default=None,
@@ -141,6 +142,9 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--similarity", action="store_true",
                       help="the paper's similarity experiments: scaling, acoustic vs metadata agreement, "
                            "Last.fm similars, metadata ablation, three-source diversity sweep")
+    mode.add_argument("--protocol", choices=("liang", "msd-challenge"),
+                      help="a published protocol, the published figures beside PMRS's: liang (Liang et al. 2018's "
+                           "MSD split: Recall@20/50, NDCG@100) or msd-challenge (Kaggle 2012's files: mAP@500)")
     _wmf_flags(p, seed_flag="--wmf-seed")
     p.add_argument("--split-seed", type=int, help="seed of the test users and held-out songs drawn")
     p.add_argument("--split", choices=("random", "time"),
@@ -150,6 +154,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-users", type=float, help="count (>= 1) or share (< 1) of eligible users")
     p.add_argument("--holdout-fraction", type=float, help="share of each test user's songs removed")
     p.add_argument("--held-out-share", type=float, help="cold start: share of songs held out")
+    g = p.add_argument_group("published protocols (--protocol)")
+    g.add_argument("--challenge-dir", help="msd-challenge: the folder of kaggle_visible_evaluation_triplets.txt, "
+                                           "kaggle_users.txt, kaggle_songs.txt and the hidden halves when present")
+    g.add_argument("--heldout-users", type=int, help="liang: validation and test users each (default 50,000, at "
+                                                     "most a quarter of the users each)")
+    g.add_argument("--min-song-users", type=int, help="liang: songs with fewer users are removed (default 200)")
+    g.add_argument("--min-user-songs", type=int, help="liang: users with fewer songs are removed (default 20)")
     p.add_argument("--keep-bundle", action="store_true",
                    help="hold-out: keep the bundle the pmrs row was served from (reports/<run>/served)")
     p.add_argument("--run", help="report name (default: a timestamp)")
@@ -371,15 +382,32 @@ def cmd_evaluate(args) -> int:
     from .indexing.config import IndexerConfig
     from .metadata import MetadataConfig
 
-    ecfg = cfgmod.build(HoldoutConfig, "evaluate", toml, _split_flags_given(args))
     ncfg = cfgmod.build(NeighboursConfig, "neighbours", toml) if "neighbours" in toml else None
-    out = evaluate_holdout(workdir, _wmf_config(args, toml), ecfg, run=args.run,
-                           show_progress=False if args.quiet else None,
-                           select=_select_config(args, toml),
-                           fixed=cfgmod.given(WMFConfig, "wmf", toml, _wmf_flags_given(args)), neighbours_cfg=ncfg,
-                           indexer_cfg=cfgmod.build(IndexerConfig, "indexer", toml),
-                           metadata_cfg=cfgmod.build(MetadataConfig, "metadata", toml),
-                           keep_bundle=args.keep_bundle)
+    common = dict(show_progress=False if args.quiet else None, select=_select_config(args, toml),
+                  fixed=cfgmod.given(WMFConfig, "wmf", toml, _wmf_flags_given(args)), neighbours_cfg=ncfg,
+                  indexer_cfg=cfgmod.build(IndexerConfig, "indexer", toml),
+                  metadata_cfg=cfgmod.build(MetadataConfig, "metadata", toml))
+    if args.protocol == "liang":
+        from .evaluation.liang import LiangConfig, evaluate_liang
+
+        out = evaluate_liang(workdir, _wmf_config(args, toml), cfgmod.build(LiangConfig, "liang", toml, vars(args)),
+                             run=args.run, **common)
+        print((out / "report.md").read_text())
+        print(f"report written to {out}")
+        return 0
+    if args.protocol == "msd-challenge":
+        from .errors import InvalidArgument
+        from .evaluation.msd_challenge import evaluate_msd_challenge
+
+        if not args.challenge_dir:
+            raise InvalidArgument("--protocol msd-challenge needs --challenge-dir (the folder of the challenge's files)")
+        out = evaluate_msd_challenge(workdir, args.challenge_dir, _wmf_config(args, toml), run=args.run, **common)
+        print((out / "report.md").read_text())
+        print(f"report written to {out}")
+        return 0
+    ecfg = cfgmod.build(HoldoutConfig, "evaluate", toml, _split_flags_given(args))
+    out = evaluate_holdout(workdir, _wmf_config(args, toml), ecfg, run=args.run, keep_bundle=args.keep_bundle,
+                           **common)
     print((out / "report.md").read_text())
     print(f"report written to {out}")
     return 0

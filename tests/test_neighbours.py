@@ -116,3 +116,20 @@ def test_bad_config_is_rejected():
         NeighboursConfig(alpha=1.5)
     with pytest.raises(ValueError):
         NeighboursConfig(threads=-1)
+
+
+def test_ease_similarity_keeps_the_largest_positive_ease_weights_of_each_song():
+    from pmrs.collaborative.ease import fit_ease
+
+    counts = sp.random(150, 40, density=0.2, random_state=3, format="csr", dtype=np.float32)
+    weights = np.maximum(fit_ease(counts, 20.0), 0.0)
+    k = 5
+    got = build_neighbours(counts, NeighboursConfig(similarity="ease", ease_lambda=20.0, neighbours=k,
+                                                    block_songs=16)).similarity.toarray()
+    for i in range(40):
+        row = weights[i]
+        want = np.sort(row[row > 0])[::-1][:k]
+        assert np.allclose(np.sort(got[i][got[i] > 0])[::-1], want, atol=1e-6), i
+        assert got[i, i] == 0.0
+    with pytest.raises(ValueError):
+        NeighboursConfig(similarity="ease", ease_lambda=0.0)

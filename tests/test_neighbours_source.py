@@ -362,3 +362,19 @@ def test_the_served_matrix_does_not_depend_on_the_runs_song_order():
     assert indptr[1] == 0 and indptr[-1] == indptr[-2] == m.nnz == len(indices)
     served = sp.csr_matrix((data, indices, indptr), shape=(len(universe), len(universe)))
     assert abs(served[1:n + 1, 1:n + 1] - m).max() == 0
+
+
+def test_several_neighbour_settings_are_chosen_with_their_share_through_the_blend(serving_workdir):
+    from pmrs.collaborative.neighbours import NeighboursConfig
+
+    inter = Interactions.load(serving_workdir / "interactions")
+    cfg = ShareConfig(shares=(0.0, 0.5, 1.0), validation_users=40)
+    settings = [NeighboursConfig(similarity="bm25", neighbours=50),
+                NeighboursConfig(similarity="ease", ease_lambda=50.0, neighbours=50)]
+    both = choose_neighbours_share(inter.matrix, nb_cfg=settings, cfg=cfg)
+    alone = [choose_neighbours_share(inter.matrix, nb_cfg=s, cfg=cfg) for s in settings]
+    # each setting's best share scores as it does alone; the pair with the best score is chosen
+    assert [f["score"] for f in both["finalists"]] == [max(t["score"] for t in a["table"]) for a in alone]
+    j = int(np.argmax([f["score"] for f in both["finalists"]]))
+    assert both["neighbours"]["similarity"] == settings[j].similarity
+    assert both["share"] == alone[j]["share"] and both["table"] == alone[j]["table"]

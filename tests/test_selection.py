@@ -50,10 +50,20 @@ def test_fixed_settings_are_not_searched_and_the_budget_holds():
 
 def test_the_neighbourhood_search_is_its_own():
     sel = select_settings(world(), cfg=SMALL, with_wmf=False)
-    assert {t["model"] for t in sel.trials} == {"neighbours"} and len(sel.trials) == 3   # 2 localities + bm25
-    best = max(sel.trials, key=lambda t: t[sel.summary["metric"]])
+    # 2 localities + bm25 + EASE at each lambda
+    assert {t["model"] for t in sel.trials} == {"neighbours"}
+    assert len(sel.trials) == 3 + len(SMALL.neighbour_ease_lambdas)
+    key = sel.summary["metric"]
+    best = max(sel.trials, key=lambda t: t[key])
     assert (sel.neighbours.similarity, sel.neighbours.alpha, sel.neighbours.locality) == \
         (best["similarity"], best["alpha"], best["locality"])
+    # the finalists: the best setting of each similarity, best first
+    assert sel.finalists[0].similarity == best["similarity"]
+    assert sorted(f.similarity for f in sel.finalists) == ["asymmetric-cosine", "bm25", "ease"]
+    for f in sel.finalists:
+        family = max((t for t in sel.trials if t["similarity"] == f.similarity), key=lambda t: t[key])
+        assert (f.alpha, f.locality, f.ease_lambda) == (family["alpha"], family["locality"],
+                                                        family.get("ease_lambda", f.ease_lambda))
 
 
 def test_a_small_budget_searches_a_sample_of_users_and_never_evaluation_users():

@@ -10,6 +10,10 @@ Two similarities, both built so that popularity does not swamp them:
 - ``bm25``: songs as documents over users, BM25-weighted as in ``implicit``'s
   ``BM25Recommender`` (``k1``, ``b``; users who played many songs count less), similarity the
   inner product of the weighted song rows.
+- ``ease``: EASE's weights (Steck 2019, :mod:`pmrs.collaborative.ease`, regularization
+  ``ease_lambda``), ``s(i, j) = B_ij``, the weight of a played song ``i`` in candidate ``j``'s
+  score; only positive weights are kept. It needs one dense song x song matrix while it is built,
+  so it is for catalogs whose matrix fits ``ease.MAX_GIB`` (the settings search skips it above).
 
 Each song keeps its ``neighbours`` best candidates: a ``(n_songs, n_songs)`` float32 CSR matrix
 ``S`` whose row ``i`` holds ``s(i, .)``. A user's scores are the sum of the rows of the songs they
@@ -36,11 +40,12 @@ import scipy.sparse as sp
 from tqdm import tqdm
 
 from ..artifacts import load_npy, read_json, save_npy, staged_dir, write_json
+from .ease import DEFAULT_LAMBDA, fit_ease
 
 log = logging.getLogger(__name__)
 
 NEIGHBOURS_DIR = Path("models") / "neighbours"
-SIMILARITIES = ("asymmetric-cosine", "bm25")
+SIMILARITIES = ("asymmetric-cosine", "bm25", "ease")
 
 
 @dataclass(frozen=True)
@@ -53,6 +58,7 @@ class NeighboursConfig:
     neighbours: int = 100    # K: candidates kept per song
     bm25_k1: float = 1.2
     bm25_b: float = 0.75
+    ease_lambda: float = DEFAULT_LAMBDA
     block_songs: int = 4096  # songs whose co-occurrence rows are computed at once (memory bound)
     threads: int = 0         # blocks computed at once, one per thread (0: every usable core)
 
@@ -65,6 +71,8 @@ class NeighboursConfig:
             raise ValueError("neighbours and block_songs must be at least 1")
         if self.threads < 0:
             raise ValueError("threads must be 0 (every usable core) or more")
+        if not self.ease_lambda > 0:
+            raise ValueError("ease_lambda must be positive")
 
 
 def _song_vectors(counts: sp.csr_matrix, cfg: NeighboursConfig) -> sp.csr_matrix:
@@ -176,6 +184,8 @@ def build_neighbours(counts: sp.csr_matrix, cfg: NeighboursConfig,
         show_progress = sys.stderr.isatty()
     t0 = time.perf_counter()
     cpu0 = time.process_time()
+    if cfg.similarity == "ease":
+        return _ease_neighbours(counts, cfg, t0, cpu0)
     items = _song_vectors(sp.csr_matrix(counts), cfg)
     n_songs = items.shape[0]
     users_per_song = np.diff(items.indptr).astype(np.float64)
@@ -210,6 +220,29 @@ def build_neighbours(counts: sp.csr_matrix, cfg: NeighboursConfig,
                            log={"build_seconds": round(seconds, 3), "build_cpu_seconds":
                                 round(time.process_time() - cpu0, 3), "threads": threads,
                                 "stored": int(sim.nnz)})
+
+
+def _ease_neighbours(counts: sp.csr_matrix, cfg: NeighboursConfig, t0: float, cpu0: float) -> NeighboursModel:
+    """The ``ease`` similarity: EASE's positive weights, the top ``cfg.neighbours`` of each row
+    (raised to ``cfg.locality``), made sparse block by block from the dense weights."""
+    weights = fit_ease(counts, cfg.ease_lambda)
+    n_songs = weights.shape[0]
+    blocks = []
+    for lo in range(0, n_songs, cfg.block_songs):
+        dense = weights[lo:lo + cfg.block_songs]
+        block = sp.csr_matrix(np.where(dense > 0, dense, 0.0).astype(np.float32))
+        if cfg.locality != 1.0:
+            block.data = (block.data ** cfg.locality).astype(np.float32)
+        blocks.append(_top_per_row(block, cfg.neighbours))
+    del weights
+    sim = sp.csr_matrix(sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix((n_songs, n_songs)),
+                        dtype=np.float32)
+    seconds = time.perf_counter() - t0
+    log.info("neighbours: %d songs, %d EASE weights kept (lambda %g), %.2fs", n_songs, sim.nnz, cfg.ease_lambda,
+             seconds)
+    return NeighboursModel(similarity=sim, config=cfg,
+                           log={"build_seconds": round(seconds, 3), "build_cpu_seconds":
+                                round(time.process_time() - cpu0, 3), "threads": 1, "stored": int(sim.nnz)})
 
 
 def save_run(model: NeighboursModel, run_dir: str | os.PathLike, song_ids: np.ndarray,

@@ -28,6 +28,9 @@ from ..artifacts import new_run_name, staged_dir, write_json, write_text
 from ..evaluation.metrics import evaluate_scores
 from ..evaluation.split import HoldoutConfig, holdout_split, make_split, validation_split
 from ..interactions import INTERACTIONS_DIR, Interactions
+from .ease import LAMBDAS as EASE_LAMBDAS
+from .ease import MAX_GIB as EASE_MAX_GIB
+from .ease import dense_gib
 from .neighbours import NeighboursConfig, build_neighbours
 from ..report import markdown_table
 from .wmf import WMFConfig, decayed, train_wmf
@@ -68,6 +71,10 @@ class TuneConfig:
 ROW_UNITS = 37.0
 EVAL_UNITS = 15.0
 BUILD_UNITS = 26.0
+#: An EASE neighbour build costs ``BUILD_UNITS`` per co-occurring pair (its Gram matrix) and
+#: ``EASE_UNITS`` x songs^3 (Cholesky and inverse, about songs^3 float32 operations at some
+#: 25 GFLOP/s on two cores; an estimate, not a measurement).
+EASE_UNITS = 0.01
 
 #: The WMF settings the search varies (each unless fixed by the user).
 SEARCHED = ("alpha", "eps", "regularization", "factors")
@@ -196,10 +203,12 @@ class SelectConfig:
     neighbour_alphas: tuple[float, ...] = (0.15, 0.3, 0.5)
     neighbour_localities: tuple[float, ...] = (1.0, 2.0, 3.0)
     neighbour_counts: tuple[int, ...] = (200,)
+    neighbour_ease_lambdas: tuple[float, ...] = EASE_LAMBDAS   # EASE, where its dense matrix fits
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("checkpoints", "neighbour_alphas", "neighbour_localities", "neighbour_counts"):
+        for name in ("checkpoints", "neighbour_alphas", "neighbour_localities", "neighbour_counts",
+                     "neighbour_ease_lambdas"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.budget < 0 or self.target_trials < 1 or not self.checkpoints:
             raise ValueError("need budget >= 0, target_trials >= 1 and at least one checkpoint")
@@ -222,6 +231,9 @@ class Selection:
     fixed: tuple[str, ...]           # WMF settings given by the user (not searched)
     trials: list[dict] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
+    #: the best neighbour setting of each similarity tried, best first (the share's choice
+    #: through the served blend picks among them: ``pmrs.collaborative.share``)
+    finalists: list = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {"wmf": asdict(self.wmf),
@@ -311,7 +323,11 @@ def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
     n_candidates = [] if with_wmf else (
         [NeighboursConfig(similarity="asymmetric-cosine", alpha=a, locality=q, neighbours=k)
          for k in cfg.neighbour_counts for a in cfg.neighbour_alphas for q in cfg.neighbour_localities]
-        + [NeighboursConfig(similarity="bm25", neighbours=k) for k in cfg.neighbour_counts])
+        + [NeighboursConfig(similarity="bm25", neighbours=k) for k in cfg.neighbour_counts]
+        + ([NeighboursConfig(similarity="ease", ease_lambda=lam, neighbours=k)
+            for k in cfg.neighbour_counts for lam in cfg.neighbour_ease_lambdas]
+           if dense_gib(n_songs) <= EASE_MAX_GIB else []))
+    n_ease = sum(c.similarity == "ease" for c in n_candidates)
 
     # Plan: the share of users to search on, so that the planned fits, neighbour builds and
     # scorings of validation users fit in the budget.
@@ -350,7 +366,7 @@ def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
         songs, pairs, squares = sample_shape(share)
         fits = fit_cost((share * pool.size, songs, pairs), mean_factors,
                         max(iterations)) * len(candidates) if with_wmf else 0.0
-        builds = len(n_candidates) * BUILD_UNITS * squares
+        builds = len(n_candidates) * BUILD_UNITS * squares + n_ease * EASE_UNITS * songs ** 3
         kept = pairs / max(share * float(lengths.sum()), 1.0)
         v = min(cfg.validation_users * share * float((kept * lengths >= min_len).sum()),
                 cfg.max_validation_users)
@@ -430,19 +446,25 @@ def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
     wmf_best = best_wmf[1] if with_wmf else base
 
     best_nb = None
+    best_of: dict[str, tuple[float, NeighboursConfig]] = {}
     for ncfg in n_candidates:
         bar.update(1)
-        if best_nb is not None and spent + build_cost + eval_cost > budget:
+        cost = build_cost + eval_cost + (EASE_UNITS * float(sub.shape[1]) ** 3 if ncfg.similarity == "ease" else 0.0)
+        if best_nb is not None and spent + cost > budget:
             continue
-        spent += build_cost + eval_cost
+        spent += cost
         t0 = time.perf_counter()
         nb = build_neighbours(val.train, ncfg, show_progress=False)
         m = score(lambda rows, nb=nb: nb.scores(val.train[np.asarray(rows)]))
         trials.append({"model": "neighbours", "similarity": ncfg.similarity, "alpha": ncfg.alpha,
-                       "locality": ncfg.locality, "neighbours": ncfg.neighbours, **m,
+                       "locality": ncfg.locality, "neighbours": ncfg.neighbours,
+                       **({"ease_lambda": ncfg.ease_lambda} if ncfg.similarity == "ease" else {}), **m,
                        "seconds": round(time.perf_counter() - t0, 3)})
         if best_nb is None or np.nan_to_num(m[key], nan=-1.0) > best_nb[0]:
             best_nb = (np.nan_to_num(m[key], nan=-1.0), ncfg)
+        family = best_of.get(ncfg.similarity)
+        if family is None or np.nan_to_num(m[key], nan=-1.0) > family[0]:
+            best_of[ncfg.similarity] = (np.nan_to_num(m[key], nan=-1.0), ncfg)
     bar.close()
     nb_best = best_nb[1] if best_nb is not None else None
     chosen = replace(base, **{k: getattr(wmf_best, k) for k in (*names, "iterations") if k not in fixed})
@@ -465,8 +487,9 @@ def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
                  "of %d factors x %d iterations (%.2f allowed)",
                  asdict(nb_best), len(val.test_users), len(trials), summary["seconds"], spent / plain,
                  *plain_fit, budget / plain)
+    finalists = [c for _, c in sorted(best_of.values(), key=lambda t: -t[0])]
     return Selection(wmf=chosen, neighbours=nb_best, fixed=tuple(sorted(fixed)),
-                     trials=trials, summary=summary)
+                     trials=trials, summary=summary, finalists=finalists)
 
 
 def selection_table(trials: list[dict]) -> str:
@@ -479,6 +502,7 @@ def selection_table(trials: list[dict]) -> str:
                  f"eps {t['eps']}, {t['iterations']} it"
                  + (f", half-life {t['half_life_days']:g} d" if t.get("half_life_days") else ""))
         else:
-            s = (f"{t['similarity']}, alpha {t['alpha']}, q {t['locality']}, K {t['neighbours']}")
+            s = (f"ease, lambda {t['ease_lambda']:g}, K {t['neighbours']}" if t["similarity"] == "ease" else
+                 f"{t['similarity']}, alpha {t['alpha']}, q {t['locality']}, K {t['neighbours']}")
         rows.append([t["model"], s, t["map@500"], t["recall@50"], t["auc"]])
     return markdown_table(headers, rows)

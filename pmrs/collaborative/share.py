@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -107,7 +108,8 @@ def _metadata_columns(metadata, song_ids: np.ndarray, n_songs: int) -> tuple[np.
 
 
 def choose_neighbours_share(counts: sp.csr_matrix, wmf_cfg: WMFConfig | None = None,
-                            nb_cfg: NeighboursConfig | None = None, cfg: ShareConfig | None = None,
+                            nb_cfg: NeighboursConfig | Sequence[NeighboursConfig] | None = None,
+                            cfg: ShareConfig | None = None,
                             show_progress: bool | None = None, song_ids: np.ndarray | None = None,
                             metadata: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
     """The neighbours source's share (module docstring) for the users x songs play counts
@@ -115,13 +117,17 @@ def choose_neighbours_share(counts: sp.csr_matrix, wmf_cfg: WMFConfig | None = N
     ``pmrs.metadata.catalog_vectors`` makes them, and ``song_ids`` naming the columns of
     ``counts``), then the metadata source's share given that one, through the same blend (its
     candidates: the songs nearest the mean metadata vector of the user's songs, as served).
+    ``nb_cfg`` may be several neighbour settings (the finalists of the settings search, one per
+    similarity): each gets its table of shares, and the setting and share with the best score
+    through the blend are chosen together (ties: the earlier setting).
     Returns ``{"share", "metric", "table": [{share, map@500, recall@50, score}],
     "metadata_share", "metadata_table", "validation_users", "sampled_users", "sampled_plays",
-    "sampled_songs", "wmf", "neighbours", "seconds"}``."""
+    "sampled_songs", "wmf", "neighbours" (the setting chosen), "finalists": [{neighbours, share,
+    score}], "seconds"}``."""
     t0 = time.perf_counter()
     cfg = cfg or ShareConfig()
     wmf_cfg = wmf_cfg or WMFConfig()
-    nb_cfg = nb_cfg or NeighboursConfig()
+    nb_cfgs = [nb_cfg] if isinstance(nb_cfg, NeighboursConfig) else list(nb_cfg or []) or [NeighboursConfig()]
     counts = sp.csr_matrix(counts)
     rng = np.random.default_rng(cfg.seed)
     n_users = counts.shape[0]
@@ -142,7 +148,7 @@ def choose_neighbours_share(counts: sp.csr_matrix, wmf_cfg: WMFConfig | None = N
     val = holdout_split(sub, test_users=n_val, holdout_fraction=cfg.holdout_fraction,
                         min_songs=cfg.min_songs, seed=cfg.seed + 1)
     wmf = train_wmf(val.train, wmf_cfg, show_progress=False)
-    nb = build_neighbours(val.train, nb_cfg, show_progress=False)
+    nbs = [build_neighbours(val.train, c, show_progress=False) for c in nb_cfgs]
     meta = None
     if metadata is not None and song_ids is not None and len(metadata[0]):
         vectors, meta_cols = _metadata_columns(metadata, np.asarray(song_ids)[sub_songs], sub.shape[1])
@@ -152,29 +158,35 @@ def choose_neighbours_share(counts: sp.csr_matrix, wmf_cfg: WMFConfig | None = N
         meta = (vectors, meta_cols, col_to_meta)
     users = val.test_users[np.diff(val.test.indptr)[val.test_users] > 0]
     train = val.train
-    candidates = {500: [], 50: []}   # per k, per user: [wmf list, neighbours list, metadata list]
+    # per k, per user: [wmf list, metadata list (or none), one neighbours list per setting]
+    candidates = {500: [], 50: []}
     for u in tqdm(users.tolist(), desc="serving shares", unit="user", disable=not show_progress,
                   leave=False):
         played = train.indices[train.indptr[u]:train.indptr[u + 1]]
         w_scores = wmf.scores(np.asarray([u]))[0]
-        n_scores = nb.scores(train[u])[0]
+        n_scores = [nb.scores(train[u])[0] for nb in nbs]
         m_scores = _metadata_scores(meta, played) if meta is not None else None
         for k in (500, 50):
             top = candidate_count(k)
-            lists = [_top_excluding(w_scores, played, top, nonzero=False),
-                     _top_excluding(n_scores, played, top, nonzero=True)]
+            m_list = None
             if m_scores is not None:
                 m_played = meta[2][played]
                 rows, sc = _top_excluding(m_scores, m_played[m_played >= 0], top, nonzero=False)
-                lists.append((meta[1][rows], sc))
-            candidates[k].append(lists)
+                m_list = (meta[1][rows], sc)
+            candidates[k].append([_top_excluding(w_scores, played, top, nonzero=False), m_list,
+                                  *[_top_excluding(n, played, top, nonzero=True) for n in n_scores]])
 
-    def score(shares: tuple[float, ...]) -> dict:
+    def score(shares: tuple[float, ...], which: int = 0) -> dict:
         got = {}
         for k in (500, 50):
             rows = np.full((len(users), k), -1, np.int64)
-            for i, lists in enumerate(candidates[k]):
-                picked = interleave(lists[:len(shares)], shares, k)
+            for i, per_user in enumerate(candidates[k]):
+                lists = [per_user[0], per_user[2 + which]] + ([per_user[1]] if len(shares) > 2 else [])
+                if len(shares) > 2 and lists[2] is None:
+                    lists, shares_u = lists[:2], shares[:2]
+                else:
+                    shares_u = shares
+                picked = interleave(lists, shares_u, k)
                 rows[i, :len(picked)] = picked
             got[k] = rows
         # a metadata song nobody played sits past the last column: no held-out song matches it
@@ -182,15 +194,19 @@ def choose_neighbours_share(counts: sp.csr_matrix, wmf_cfg: WMFConfig | None = N
         r50 = ranking_metrics(np.where(got[50] < sub.shape[1], got[50], -1), val.test, users, ks=(50,))["recall@50"]
         return {"map@500": round(m500, 5), "recall@50": round(r50, 5), "score": round(m500 + r50, 5)}
 
-    table = [{"share": s, **score((1.0 - s, s))} for s in cfg.shares]
-    best = max(table, key=lambda t: np.nan_to_num(t["score"], nan=-1.0))  # ties: the smaller share
-    out = {"share": best["share"], "metric": "map@500+recall@50", "table": table}
+    tables = [[{"share": s, **score((1.0 - s, s), which)} for s in cfg.shares] for which in range(len(nbs))]
+    bests = [max(t, key=lambda r: np.nan_to_num(r["score"], nan=-1.0)) for t in tables]  # ties: the smaller share
+    which = max(range(len(nbs)), key=lambda j: np.nan_to_num(bests[j]["score"], nan=-1.0))  # ties: the earlier
+    table, best, nb_cfg = tables[which], bests[which], nb_cfgs[which]
+    out = {"share": best["share"], "metric": "map@500+recall@50", "table": table,
+           "finalists": [{"neighbours": asdict(c), "share": b["share"], "score": b["score"]}
+                         for c, b in zip(nb_cfgs, bests)]}
     if meta is not None:
         m_table = []
         for m in cfg.metadata_shares:
             n = best["share"] * (1.0 - m)   # served: the play-based share scaled by what m leaves
             m_table.append({"metadata_share": m, "neighbours_share": round(n, 4),
-                            **score((1.0 - n - m, n, m))})
+                            **score((1.0 - n - m, n, m), which)})
         m_best = max(m_table, key=lambda t: np.nan_to_num(t["score"], nan=-1.0))
         out.update(metadata_share=m_best["metadata_share"], metadata_table=m_table)
     out.update({"validation_users": int(len(users)), "sampled_users": int(sub.shape[0]), "users": int(n_users),

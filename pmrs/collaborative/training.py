@@ -90,14 +90,22 @@ def train_neighbours_run(workdir: str | Path, cfg: NeighboursConfig | None = Non
     workdir = Path(workdir)
     inter = Interactions.load(workdir / INTERACTIONS_DIR)
     chosen = {}
+    finalists = None
     if cfg is None and select is not None and select.enabled:
         selection = select_settings(inter.matrix, cfg=select, with_wmf=False)
         cfg = selection.neighbours
+        finalists = selection.finalists or None
         chosen = {"selection": selection.as_dict()}
     cfg = cfg or NeighboursConfig()
-    model = build_neighbours(inter.matrix, cfg, show_progress=show_progress)
     if select is not None and select.enabled:
-        chosen["serving_share"] = _serving_share(workdir, inter, cfg, select, show_progress, metadata_cfg)
+        # the setting (among the search's best of each similarity) and its share, through the blend
+        share = _serving_share(workdir, inter, finalists or [cfg], select, show_progress, metadata_cfg)
+        names = set(NeighboursConfig.__dataclass_fields__)
+        cfg = NeighboursConfig(**{k: v for k, v in share["neighbours"].items() if k in names})
+        if "selection" in chosen:
+            chosen["selection"]["neighbours"] = share["neighbours"]
+        chosen["serving_share"] = share
+    model = build_neighbours(inter.matrix, cfg, show_progress=show_progress)
     run_dir = workdir / NEIGHBOURS_DIR / (run or new_run_name())
     save_neighbours_run(model, run_dir, inter.song_ids,
                         extra={"users": inter.n_users, "songs": inter.n_songs,
@@ -107,9 +115,10 @@ def train_neighbours_run(workdir: str | Path, cfg: NeighboursConfig | None = Non
     return run_dir
 
 
-def _serving_share(workdir: Path, inter: Interactions, cfg: NeighboursConfig, select, show_progress,
+def _serving_share(workdir: Path, inter: Interactions, cfg, select, show_progress,
                    metadata_cfg=None) -> dict:
-    """The neighbours source's default share in a bundle, and the metadata source's when the work
+    """The neighbours source's default share in a bundle (and its setting, when ``cfg`` is several:
+    the one whose share scores best), and the metadata source's when the work
     directory has a catalog (``metadata_cfg``: how ``indexer build`` will make its vectors),
     chosen on a validation split (:func:`pmrs.collaborative.share.choose_neighbours_share`) with
     the latest WMF run's settings (the defaults when there is none)."""

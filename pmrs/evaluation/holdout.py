@@ -35,7 +35,7 @@ from ..collaborative.training import train_neighbours_run, train_wmf_run
 from ..collaborative.wmf import WMFConfig, load_run as load_wmf_run
 from ..interactions import INTERACTIONS_DIR, Interactions, lookup_many
 from ..report import markdown_table
-from .baselines import REFERENCE_MODELS, reference_scores
+from .baselines import REFERENCE_MODELS, references as fit_references, settings_text
 from .metrics import evaluate_scores, ranking_metrics
 from .scratch import scratch_workdir
 from .split import HoldoutConfig, HoldoutSplit, make_split
@@ -146,7 +146,7 @@ def evaluate_holdout(workdir: str | Path, wmf_cfg: WMFConfig, cfg: HoldoutConfig
         metrics = results[kinds[0]]
         if len(kinds) > 1:
             metrics["splits"] = {k: {"models": r["models"], "data": r["data"], "best_reference": r["best_reference"],
-                                     "lift": r["lift"]} for k, r in results.items()}
+                                     "lift": r["lift"], "references": r["references"]} for k, r in results.items()}
         write_json(tmp / "metrics.json", metrics)
         _plot_recall(metrics, tmp / "recall_at_k.png")
         write_text(tmp / "report.md", render_report(metrics, cfg.ks))
@@ -193,14 +193,18 @@ def _run_split(workdir: Path, inter: Interactions, split: HoldoutSplit, cfg: Hol
         seconds["evaluate_pmrs"] = round(time.perf_counter() - t1, 2)
         wmf_conf = read_json(wmf_dir / "config.json")
         nb_conf = read_json(nb_dir / "config.json")
-        fitted = reference_scores(train, references, seed=wmf_model.config.seed)
+        fitted = fit_references(train, references, seed=wmf_model.config.seed, select=select)
         t1 = time.perf_counter()
-        for name, (fn, fit_s) in fitted.items():
-            models[name] = evaluate_scores(fn, split, ks=ks, batch_size=cfg.batch_size, show_progress=show_progress)
-            seconds[name] = fit_s
+        for name, ref in fitted.items():
+            if ref.fitted is None:
+                continue
+            models[name] = evaluate_scores(ref.fitted.scores, split, ks=ks, batch_size=cfg.batch_size,
+                                           show_progress=show_progress)
+            seconds[name] = ref.seconds
         seconds["evaluate"] = round(time.perf_counter() - t1, 2)
         metrics = _metrics(inter, split, cfg, models, seconds, wmf_conf, nb_conf, served,
                            selected=select is not None and select.enabled)
+        metrics["references"] = {name: ref.describe() for name, ref in fitted.items()}
         if keep is not None:
             shutil.move(str(bundle_dir), str(keep))
     finally:
@@ -277,6 +281,16 @@ def side_by_side(metrics: dict) -> str:
     return markdown_table(headers, rows)
 
 
+def references_table(refs: dict) -> str:
+    """The reference models' settings: chosen on validation (and of how many), at their
+    library's defaults, or skipped with the reason."""
+    if not refs:
+        return ""
+    rows = [[name, settings_text(ref)] for name, ref in refs.items()]
+    return "Reference models' settings (chosen on the validation split PMRS's own search draws, " \
+        "by the same metric, where a search ran):\n\n" + markdown_table(["reference", "settings"], rows)
+
+
 def render_report(metrics: dict, ks) -> str:
     d = metrics["data"]
     c = metrics["config"]
@@ -308,7 +322,10 @@ def render_report(metrics: dict, ks) -> str:
         "",
         f"Settings {c['settings']}. WMF: {w['factors']} factors, alpha {w['alpha']}, eps {w['eps']}, "
         f"regularization {w['regularization']}, {w['iterations']} iterations. Neighbours: "
-        f"{nb['similarity']}, alpha {nb['alpha']}, locality {nb['locality']}, {nb['neighbours']} per song.",
+        + (f"ease, lambda {nb['ease_lambda']:g}" if nb["similarity"] == "ease" else
+           f"{nb['similarity']}, alpha {nb['alpha']}, locality {nb['locality']}") + f", {nb['neighbours']} per song.",
+        "",
+        references_table(metrics.get("references") or {}),
         "",
         "## All metrics",
         "",

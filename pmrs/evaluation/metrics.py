@@ -463,3 +463,20 @@ def evaluate_scores(
     result["auc"] = auc_sum / auc_count if auc_count else float("nan")
     logger.debug("evaluated %d test users over %d songs", n, n_songs)   # callers log their summary
     return result
+
+
+def per_user_metrics(recommended: np.ndarray, relevant: sp.spmatrix, ks: Sequence[int]) -> dict[str, np.ndarray]:
+    """Per row of ``recommended`` (``(n, K)`` song indices, -1 = none) against the same row of
+    ``relevant`` (``(n, n_songs)``): ``precision@k``, ``recall@k``, ``map@k``, ``ndcg@k`` as in
+    this module's definitions, and ``capped_recall@k`` = hits in the top k / min(k, n_rel) (Liang
+    et al. 2018's Recall@k), each ``(n,)`` float64, NaN for a row with no relevant song."""
+    recommended = np.asarray(recommended, dtype=np.int64)
+    ks = _check_ks(ks, recommended.shape[1])
+    relevant = _canonical(relevant)
+    out = _per_user_metrics(recommended, relevant, ks)
+    hits = _relevance(recommended, relevant)
+    n_rel = np.diff(relevant.indptr)
+    for k in ks:
+        capped = hits[:, :k].sum(axis=1) / np.minimum(k, np.maximum(n_rel, 1))
+        out[f"capped_recall@{k}"] = np.where(n_rel > 0, capped, np.nan)
+    return out
