@@ -20,7 +20,7 @@ out of candidates leaves its quota to the others.
 
 from __future__ import annotations
 
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -83,27 +83,24 @@ def min_max(scores: np.ndarray) -> np.ndarray:
     return (s - lo) / (hi - lo)
 
 
-def _ranked(lists: Sequence[tuple[np.ndarray, np.ndarray]]) -> Iterator[tuple[int, int]]:
-    """Every candidate entry as ``(list index, song row)``, best normalised score first, ties in
-    list order: a lazy merge of the lists (each sorted best first), with ``rel`` as
-    :func:`min_max` computes it. A short list reads only its first few dozen entries."""
-    prepared = []
-    for rows, scores in lists:
-        sc = scores.tolist()
-        prepared.append((rows.tolist(), sc, sc[-1], sc[0] - sc[-1]))
-    pos = [0] * len(prepared)
-    while True:
-        best, best_rel = -1, 0.0
-        for j, (rows, scores, lo, span) in enumerate(prepared):
-            p = pos[j]
-            if p < len(rows):
-                rel = (scores[p] - lo) / span if span > 0 else 1.0
-                if best < 0 or rel > best_rel:   # strictly better: ties go to the earlier list
-                    best, best_rel = j, rel
-        if best < 0:
-            return
-        yield best, prepared[best][0][pos[best]]
-        pos[best] += 1
+def _ranked(lists: Sequence[tuple[np.ndarray, np.ndarray]]) -> tuple[list[int], list[int]]:
+    """Every candidate entry as ``(list indexes, song rows)``, best normalised score first, ties in
+    list order (then in each list's own order): the merge of the lists (each sorted best first)
+    by ``rel`` as :func:`min_max` computes it, as one stable sort."""
+    rels, srcs = [], []
+    for j, (rows, scores) in enumerate(lists):
+        sc = np.asarray(scores, np.float64)
+        if not sc.size:
+            continue
+        span = sc[0] - sc[-1]
+        rels.append((sc - sc[-1]) / span if span > 0 else np.ones(sc.size))
+        srcs.append(np.full(sc.size, j, np.int64))
+    if not srcs:
+        return [], []
+    src = np.concatenate(srcs)
+    rows = np.concatenate([np.asarray(r, np.int64) for r, s in lists if len(s)])
+    order = np.lexsort((src, -np.concatenate(rels)))    # stable: equal keys keep each list's order
+    return src[order].tolist(), rows[order].tolist()
 
 
 def _quota_picks(lists: Sequence[tuple[np.ndarray, np.ndarray]], left: list[int], k: int
@@ -115,14 +112,15 @@ def _quota_picks(lists: Sequence[tuple[np.ndarray, np.ndarray]], left: list[int]
     Returns ``(song row, list index)`` in pick order."""
     taken: set[int] = set()
     picks: list[tuple[int, int]] = []
-    for s, r in _ranked(lists):
-        if r not in taken and left[s] > 0:
+    srcs, rows = _ranked(lists)
+    for s, r in zip(srcs, rows):
+        if left[s] > 0 and r not in taken:
             taken.add(r)
             left[s] -= 1
             picks.append((r, s))
             if len(picks) == k:
                 return picks
-    for s, r in _ranked(lists):  # a list ran out of candidates: the others fill its share
+    for s, r in zip(srcs, rows):  # a list ran out of candidates: the others fill its share
         if r not in taken:
             taken.add(r)
             picks.append((r, s))
