@@ -31,7 +31,7 @@ from ..interactions import Interactions, lookup_many
 from ..serving.contract import MAX_SEEDS
 from .baselines import REFERENCE_MODELS
 from .baselines import references as fit_references
-from .metrics import _top_k_masked, _writable_scores
+from .metrics import top_k
 from .scratch import scratch_workdir
 
 log = logging.getLogger(__name__)
@@ -70,16 +70,9 @@ def served_lists(rec, visible: sp.csr_matrix, song_ids: np.ndarray, k: int) -> n
 
 def reference_lists(new_users, visible: sp.csr_matrix, k: int, batch_size: int = 512) -> np.ndarray:
     """``(n, k)`` int64 best columns of ``new_users(visible rows)`` scores, the visible songs
-    left out, -1 where fewer are scored above -inf."""
+    left out, -1 where fewer are scored above -inf (:func:`pmrs.evaluation.metrics.top_k`)."""
     visible = sp.csr_matrix(visible)
-    out = np.full((visible.shape[0], k), -1, np.int64)
-    for lo in range(0, visible.shape[0], batch_size):
-        rows = visible[lo:lo + batch_size]
-        scores = _writable_scores(new_users(rows), rows.shape[0], rows.shape[1])
-        counts = np.diff(rows.indptr)
-        scores[np.repeat(np.arange(rows.shape[0]), counts), rows.indices] = -np.inf
-        out[lo:lo + rows.shape[0]] = _top_k_masked(scores, k)
-    return out
+    return top_k(lambda rows: new_users(visible[rows]), np.arange(visible.shape[0]), visible, k, batch_size)
 
 
 def new_listener_lists(workdir: Path, train: Interactions, visible: sp.csr_matrix, ks, *, wmf_cfg,
