@@ -1,8 +1,9 @@
-"""What explanations cost (``make bench``): computed ``Recommend`` and ``SimilarSongs`` answered by
-``pmrs.Recommender`` in this process with ``explain`` off and on, the same requests in the same
-order, interleaved call by call so that load on the machine hits both alike. In-process timing is
-the handler's own cost (over gRPC the transport adds the same milliseconds to both, so the ratio
-there is smaller). Writes ``bench/results/explain.json``.
+"""What explanations cost (``make bench``): computed ``Recommend`` and ``SimilarSongs`` with
+``explain`` off and on, the same requests in the same order, interleaved call by call so that load
+on the machine hits both alike; answered twice: by ``pmrs.Recommender`` in this process (the
+handler's own cost) and by ``pmrs-server`` over gRPC, one call at a time from a plain stub (what a
+client waits for: the transport adds the same milliseconds to both, and an explained answer is a
+larger message). Writes ``bench/results/explain.json``.
 
 Needs a work directory with a bundle: the full shape's (``python -m bench.run --only
 ingest,wmf,index``) by default, or any other (``--workdir``).
@@ -36,6 +37,50 @@ def _summary(ms: list[float]) -> dict:
             "p99_ms": round(float(np.percentile(a, 99)), 3), "calls": len(ms)}
 
 
+def _interleaved(call, calls: int) -> dict:
+    """``call(i, explain)`` for each request ``i`` with explain off and on, after a warm-up pass
+    over the same requests (pages in, as in a running server), alternating which goes first."""
+    for i in range(calls):
+        call(i, False), call(i, True)
+    off, on = [], []
+    for i in range(calls):
+        if i % 2:
+            on.append(_timed(call, i, True))
+            off.append(_timed(call, i, False))
+        else:
+            off.append(_timed(call, i, False))
+            on.append(_timed(call, i, True))
+    return {"explain_off": _summary(off), "explain_on": _summary(on),
+            "cost_of_explain": round(float(np.mean(on) / np.mean(off)) - 1.0, 3)}
+
+
+def _print(where: str, name: str, r: dict) -> None:
+    print(f"{where:10s} {name:20s} off {r['explain_off']['mean_ms']:.2f} ms  on {r['explain_on']['mean_ms']:.2f} ms  "
+          f"(+{r['cost_of_explain'] * 100:.0f}%)", flush=True)
+
+
+def _served(workdir: Path, users: list[str], songs: list[str], shares: dict | None, calls: int) -> dict:
+    """The same loads over gRPC: ``pmrs-server`` on ``workdir``, a plain generated stub, one call
+    at a time."""
+    import grpc
+
+    from bench.serving_bench import served
+    from pmrs.v1 import recommender_pb2 as pb
+    from pmrs.v1 import recommender_pb2_grpc as pb_grpc
+
+    out = {}
+    with served(workdir) as (target, _proc), grpc.insecure_channel(target) as channel:
+        stub = pb_grpc.RecommenderStub(channel)
+        loads = {"recommend_computed": lambda i, e: stub.Recommend(
+                     pb.RecommendRequest(user_id=users[i], k=K, shares=shares, explain=e), timeout=30),
+                 "similar_computed": lambda i, e: stub.SimilarSongs(
+                     pb.SimilarSongsRequest(song_id=songs[i], k=K, shares=shares, explain=e), timeout=30)}
+        for name, call in loads.items():
+            out[name] = _interleaved(call, calls)
+            _print("over gRPC", name, out[name])
+    return out
+
+
 def bench_explain(command: str, workdir: Path, calls: int = 400, seed: int = 7) -> dict:
     from pmrs_clients.loadtest import load_ids
     from threadpoolctl import threadpool_limits
@@ -57,26 +102,15 @@ def bench_explain(command: str, workdir: Path, calls: int = 400, seed: int = 7) 
                  "similar_computed": lambda i, e: rec.similar_songs(picked_songs[i], k=K, shares=shares, explain=e)}
         results: dict = {}
         for name, call in loads.items():
-            for i in range(calls):                   # warm-up: pages in, as in a running server
-                call(i, False), call(i, True)
-            off, on = [], []
-            for i in range(calls):
-                if i % 2:                            # alternate which goes first
-                    on.append(_timed(call, i, True))
-                    off.append(_timed(call, i, False))
-                else:
-                    off.append(_timed(call, i, False))
-                    on.append(_timed(call, i, True))
-            results[name] = {"explain_off": _summary(off), "explain_on": _summary(on),
-                             "cost_of_explain": round(float(np.mean(on) / np.mean(off)) - 1.0, 3)}
-            print(f"{name:20s} off {results[name]['explain_off']['mean_ms']:.2f} ms  "
-                  f"on {results[name]['explain_on']['mean_ms']:.2f} ms  "
-                  f"(+{results[name]['cost_of_explain'] * 100:.0f}%)", flush=True)
+            results[name] = _interleaved(call, calls)
+            _print("in process", name, results[name])
+    served = _served(workdir, picked_users, picked_songs, shares, calls)
     payload = {"bundle": str(bundle), "bundle_version": info.version, "users": info.users, "songs": info.songs,
-               "sources": sources, "shares": shares, "k": K, "results": results,
+               "sources": sources, "shares": shares, "k": K, "results": results, "over_grpc": served,
                "goal": "explain costs at most 0.20 on a computed Recommend at the full shape",
                "full_shape": info.users == FULL_USERS and info.songs >= FULL_SONGS,
-               "note": "pmrs.Recommender in one process as pmrs-server runs it (1 BLAS thread, 1 FAISS thread), "
+               "note": "results: pmrs.Recommender in one process as pmrs-server runs it (1 BLAS thread, 1 FAISS "
+                       "thread); over_grpc: pmrs-server on the same bundle, a plain stub on the same machine; "
                        "calls one at a time after one warm-up pass, explain off and on interleaved"}
     write_result("explain", payload, command)
     return payload

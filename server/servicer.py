@@ -222,17 +222,17 @@ def _song(s) -> pb.Song:
                    tags=[pb.Tag(tag=t, weight=w) for t, w in s.tags], genre_warning=s.genre_warning)
 
 
-def _scored(songs) -> list[pb.ScoredSong]:
-    return [pb.ScoredSong(song_id=s.song_id, title=s.title, artist=s.artist, genre=s.genre, year=s.year,
-                          score=s.score, source=_LEGACY_SOURCE.get(s.sources, pb.SOURCE_UNSPECIFIED),
-                          sources=s.sources, reasons=[_reason(r) for r in s.reasons])
-            for s in songs]
-
-
-def _reason(r) -> pb.Reason:
-    return pb.Reason(source=r.source, rank=r.rank, share=r.share, text=r.text, shared=r.shared,
-                     evidence=[pb.Evidence(song_id=e.song_id, title=e.title, artist=e.artist, weight=e.weight)
-                               for e in r.evidence])
+def _scored(songs, into) -> None:
+    """Append ``songs`` (``pmrs.results.ScoredSong``) to the repeated ``ScoredSong`` field
+    ``into``, their reasons too; each message is built in place (``add``), not built and then
+    copied in, which halves the time of an explained answer's messages."""
+    for s in songs:
+        m = into.add(song_id=s.song_id, title=s.title, artist=s.artist, genre=s.genre, year=s.year,
+                     score=s.score, source=_LEGACY_SOURCE.get(s.sources, pb.SOURCE_UNSPECIFIED), sources=s.sources)
+        for r in s.reasons:
+            reason = m.reasons.add(source=r.source, rank=r.rank, share=r.share, text=r.text, shared=r.shared)
+            for e in r.evidence:
+                reason.evidence.add(song_id=e.song_id, title=e.title, artist=e.artist, weight=e.weight)
 
 
 class RecommenderServicer(pb_grpc.RecommenderServicer):
@@ -274,8 +274,10 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
                 request.user_id, request.seed_song_ids, request.k, _shares(request, rec),
                 request.diversity if request.HasField("diversity") else None, _filters(request),
                 request.include_played, request.explain, hooks=hooks)
-            return pb.RecommendResponse(songs=_scored(r.songs), bundle_version=r.bundle_version,
-                                        folded_in=r.folded_in, precomputed=r.precomputed)
+            out = pb.RecommendResponse(bundle_version=r.bundle_version, folded_in=r.folded_in,
+                                       precomputed=r.precomputed)
+            _scored(r.songs, out.songs)
+            return out
 
     @_rpc
     def SimilarSongs(self, request: pb.SimilarSongsRequest, context) -> pb.SimilarSongsResponse:
@@ -289,18 +291,20 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
             r = rec.similar_songs(request.song_id, request.k, mode, _shares(request, rec),
                                   request.diversity if request.HasField("diversity") else None,
                                   _filters(request), request.explain, hooks=hooks)
-            return pb.SimilarSongsResponse(songs=_scored(r.songs), bundle_version=r.bundle_version,
-                                           precomputed=r.precomputed)
+            out = pb.SimilarSongsResponse(bundle_version=r.bundle_version, precomputed=r.precomputed)
+            _scored(r.songs, out.songs)
+            return out
 
     @_rpc
     def RecommendByGenre(self, request: pb.RecommendByGenreRequest, context) -> pb.RecommendByGenreResponse:
         with self._recommender(context) as (rec, hooks):
             r = rec.recommend_by_genre(request.user_id, request.seed_song_ids, request.k, request.genres,
                                        request.include_played, hooks=hooks)
-            return pb.RecommendByGenreResponse(
-                genres=[pb.GenreSongs(genre=g.genre, confidence=g.confidence, songs=_scored(g.songs),
-                                      song_confidences=g.genre_confidences) for g in r.genres],
-                bundle_version=r.bundle_version, folded_in=r.folded_in)
+            out = pb.RecommendByGenreResponse(bundle_version=r.bundle_version, folded_in=r.folded_in)
+            for g in r.genres:
+                _scored(g.songs, out.genres.add(genre=g.genre, confidence=g.confidence,
+                                                song_confidences=g.genre_confidences).songs)
+            return out
 
     @_rpc
     def Radio(self, request: pb.RadioRequest, context) -> pb.RadioResponse:
@@ -310,8 +314,9 @@ class RecommenderServicer(pb_grpc.RecommenderServicer):
                           request.diversity if request.HasField("diversity") else None,
                           [(e.song_id, feedback_action(e.action)) for e in request.session], request.explain,
                           hooks=hooks)
-            return pb.RadioResponse(songs=_scored(r.songs), token=r.token, bundle_version=r.bundle_version,
-                                    relaxed=r.relaxed)
+            out = pb.RadioResponse(token=r.token, bundle_version=r.bundle_version, relaxed=r.relaxed)
+            _scored(r.songs, out.songs)
+            return out
 
     @_rpc
     def GetSong(self, request: pb.GetSongRequest, context) -> pb.GetSongResponse:

@@ -91,6 +91,7 @@ class _VectorIndex:
     def __init__(self, name: str, entry: dict, index: faiss.Index, rows: np.ndarray, vectors: np.ndarray):
         self.name, self.entry, self.index = name, entry, index
         self.rows, self.vectors = rows, vectors
+        self.identity = _is_identity(rows)
         self.augmented = entry.get("transform", "none") == "l2_augmented"
         # FAISS's scores are exact inner products only from an uncompressed IP index (Flat,
         # IVF-Flat, no pre-transform); otherwise candidates are re-scored from the stored vectors
@@ -112,7 +113,7 @@ class _VectorIndex:
 
     def position(self, song_rows: np.ndarray) -> np.ndarray:
         """Position (FAISS id) of each song row, -1 where the row has no vector here."""
-        return _positions(self.rows, song_rows)
+        return _positions(self.rows, song_rows, self.identity)
 
     def search(self, queries: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
         n = len(queries)
@@ -203,9 +204,20 @@ def _padded(rows: np.ndarray, scores: np.ndarray, top: int) -> tuple[np.ndarray,
     return out_s, out_r
 
 
-def _positions(rows: np.ndarray, song_rows: np.ndarray) -> np.ndarray:
-    """Position of each of ``song_rows`` in the ascending ``rows``, -1 where it is not there."""
+def _is_identity(rows: np.ndarray) -> bool:
+    """Whether the ascending, unique song ``rows`` of a source are ``0 .. n-1`` (the source holds
+    every song of the bundle: each row's position is the row itself)."""
+    return bool(len(rows)) and int(rows[0]) == 0 and int(rows[-1]) == len(rows) - 1
+
+
+def _positions(rows: np.ndarray, song_rows: np.ndarray, identity: bool = False) -> np.ndarray:
+    """Position of each of ``song_rows`` in the ascending ``rows``, -1 where it is not there
+    (``identity``: ``rows`` is ``0 .. n-1``, :func:`_is_identity`, so no search is needed)."""
     song_rows = np.asarray(song_rows, dtype=np.int64).reshape(-1)
+    if identity:
+        if not song_rows.size or (song_rows.min() >= 0 and song_rows.max() < len(rows)):
+            return song_rows.copy()
+        return np.where((song_rows >= 0) & (song_rows < len(rows)), song_rows, -1)
     if not len(rows):
         return np.full(len(song_rows), -1, np.int64)
     # searched in the rows' own dtype (int32): a wider key makes numpy cast all the rows on
@@ -228,11 +240,12 @@ class _NeighbourMatrix:
                              f"{data.shape} values for {n_songs} songs")
         lengths = np.diff(indptr)
         self.rows = np.flatnonzero(lengths > 0).astype(np.int32)   # songs with neighbours, ascending
+        self.identity = _is_identity(self.rows)
         self.width = int(lengths.max(initial=0))                   # the most neighbours of a song
         self.n_songs = n_songs
 
     def position(self, song_rows: np.ndarray) -> np.ndarray:
-        return _positions(self.rows, song_rows)
+        return _positions(self.rows, song_rows, self.identity)
 
     def scores(self, song_rows: np.ndarray, top: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(rows int64, scores float32)``: the ``top`` (``None``: all) best songs in the rows
@@ -750,18 +763,22 @@ class Bundle:
         src = np.asarray(from_rows, np.int64).reshape(-1)
         dst = np.asarray(to_rows, np.int64).reshape(-1)
         out = np.zeros((len(dst), len(src)), np.float32)
-        ok = (src >= 0) & (src < nm.n_songs)
-        if not ok.any() or not len(dst):
+        if not len(src) or not len(dst):
             return out
-        which = np.flatnonzero(ok)
-        lo, hi = np.asarray(nm.indptr)[src[which]], np.asarray(nm.indptr)[src[which] + 1]
-        lengths = (hi - lo).astype(np.int64)
+        which = None
+        if src.min() < 0 or src.max() >= nm.n_songs:    # (rows outside the bundle: no neighbours)
+            which = np.flatnonzero((src >= 0) & (src < nm.n_songs))
+            src = src[which]
+        lo = nm.indptr[src].astype(np.int64, copy=False)
+        lengths = nm.indptr[src + 1] - lo
         at = np.repeat(lo - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
-        cols = np.asarray(nm.indices)[at]
+        cols = nm.indices[at]
         order = np.argsort(dst, kind="stable")
-        pos = np.minimum(np.searchsorted(dst[order], cols), len(dst) - 1)
-        hit = dst[order][pos] == cols
-        out[order[pos[hit]], np.repeat(which, lengths)[hit]] = np.asarray(nm.data)[at[hit]]
+        ordered = dst[order]
+        pos = np.minimum(np.searchsorted(ordered, cols), len(dst) - 1)
+        hit = np.flatnonzero(ordered[pos] == cols)
+        owner = np.repeat(np.arange(len(src)) if which is None else which, lengths)[hit]
+        out[order[pos[hit]], owner] = nm.data[at[hit]]
         return out
 
     @property

@@ -47,51 +47,52 @@ def explain(view, items: Sequence[Item], profile_rows: np.ndarray, counts: np.nd
     read only for the songs a reason names (and, when the metadata source placed a song, the
     listener's songs), so that asking why costs a fraction of the answer."""
     profile = np.asarray(profile_rows, np.int64)
-    rows = np.asarray([it.song_row for it in items], np.int64)
-    masks = np.asarray([it.sources for it in items], np.int64)
-    names = list(view.source_names)
-    found: dict[str, tuple[np.ndarray, list]] = {}
-    for bit, name in enumerate(names):
-        mine = np.flatnonzero(masks >> bit & 1) if len(items) else np.zeros(0, np.int64)
-        if mine.size and name in lists:
+    rows = np.fromiter((it.song_row for it in items), np.int64, len(items))
+    masks = [it.sources for it in items]
+    found: dict[str, tuple[list[int], list]] = {}
+    for bit, name in enumerate(view.source_names):
+        mine = [i for i, m in enumerate(masks) if m >> bit & 1]
+        if mine and name in lists:
             found[name] = (mine, _source_evidence(view, name, rows[mine], profile, counts, vector))
-    named = [r for _, picks in found.values() for p in picks if p is not None for r, _ in p[1]]
+    named = {r for _, picks in found.values() for p in picks if p is not None for r, _ in p[1]}
     if METADATA in found:      # (what the placed songs share with the listener's songs)
-        named.extend(profile.tolist() + rows.tolist())
-    fields = _fields(view, np.asarray(named, np.int64))
+        named.update(profile.tolist())
+        named.update(rows.tolist())
+    keys = sorted(named)
+    fields = dict(zip(keys, view.songs(keys, copy=False))) if keys else {}
     mine_meta = _Profile(fields, profile) if METADATA in found else None
     out: list[list[Reason]] = [[] for _ in items]
-    for name in names:          # (in source order: each song's reasons follow its sources)
-        if name not in found:
-            continue
-        at, picks = found[name]
+    for name, (at, picks) in found.items():   # (in source order: each song's reasons follow its sources)
         ranks = _ranks(lists[name], rows[at])
         share = round(float(shares.get(name, 0.0)), 6)
-        for i, rank, pick in zip(at.tolist(), ranks.tolist(), picks):
+        for i, rank, pick in zip(at, ranks, picks):
             text, ev, shared = _words(view, name, pick, fields, mine_meta, fields.get(int(rows[i])) or {})
             out[i].append(Reason(name, rank, share, text, ev, shared))
     return [tuple(r) for r in out]
 
 
-def _ranks(candidates: np.ndarray, placed: np.ndarray) -> np.ndarray:
+def _ranks(candidates: np.ndarray, placed: np.ndarray) -> list[int]:
     """Each placed row's 1-based rank in ``candidates`` (0 where it is not there)."""
-    cand = np.asarray(candidates, np.int64).reshape(-1)
-    if not cand.size or not placed.size:
-        return np.zeros(len(placed), np.int64)
-    hit = cand[:, None] == placed[None, :]
-    return np.where(hit.any(axis=0), hit.argmax(axis=0) + 1, 0)
+    cand = np.asarray(candidates).reshape(-1).tolist()
+    out = []
+    for r in placed.tolist():   # (a placed song sits near the top of its list: a short scan)
+        try:
+            out.append(cand.index(r) + 1)
+        except ValueError:
+            out.append(0)
+    return out
 
 
-def _top(weights: np.ndarray, n: int, positive: bool) -> list[list[int]]:
-    """Per row of ``weights`` ``(m, p)``, the columns of its ``n`` largest (only those > 0 when
-    ``positive``), largest first; ties by column."""
+def _top(weights: np.ndarray, n: int, positive: bool) -> list[list[tuple[int, float]]]:
+    """Per row of ``weights`` ``(m, p)``, its ``n`` largest entries as ``(column, weight)``
+    (only those > 0 when ``positive``), largest first; ties by column."""
     if not weights.shape[1]:
         return [[] for _ in range(len(weights))]
     order = np.argsort(-weights, axis=1, kind="stable")[:, :n]
+    best = np.take_along_axis(weights, order, axis=1).tolist()
     if not positive:
-        return order.tolist()
-    keep = np.take_along_axis(weights, order, axis=1) > 0
-    return [o[k].tolist() for o, k in zip(order, keep)]
+        return [list(zip(o, w)) for o, w in zip(order.tolist(), best)]
+    return [[(j, x) for j, x in zip(o, w) if x > 0] for o, w in zip(order.tolist(), best)]
 
 
 def _source_evidence(view, name: str, placed: np.ndarray, profile: np.ndarray, counts, vector) -> list:
@@ -102,28 +103,29 @@ def _source_evidence(view, name: str, placed: np.ndarray, profile: np.ndarray, c
     if spec.kind == SPARSE_NEIGHBOURS:
         if not profile.size:
             return [None] * len(placed)
-        sims = view.similarity(name, profile, placed)
-        return [("neighbours", [(int(profile[j]), float(s[j])) for j in top]) if top else None
-                for s, top in zip(sims, _top(sims, EVIDENCE, positive=True))]
+        mine = profile.tolist()
+        return [("neighbours", [(mine[j], s) for j, s in top]) if top else None
+                for top in _top(view.similarity(name, profile, placed), EVIDENCE, positive=True)]
     if name == METADATA:
         return [("metadata", [])] * len(placed)
     if name == COLLABORATIVE and vector is not None and spec.space == WMF_SPACE:
         out: list = [("terms", [])] * len(placed)
         have, targets = view.song_vectors(name, placed)
-        have = np.asarray(have, bool)
-        if have.any() and profile.size:
+        if len(targets) and profile.size:
             rows, terms = view.fold_in_terms(np.asarray(targets, np.float64), profile, counts)
             terms = np.atleast_2d(terms)
-            totals = terms.sum(axis=1)
-            for at, t, total, top in zip(np.flatnonzero(have).tolist(), terms, totals.tolist(),
-                                         _top(terms, EVIDENCE, positive=True)):
+            rows = rows.tolist()
+            for at, total, top in zip(np.flatnonzero(have).tolist(), terms.sum(axis=1).tolist(),
+                                      _top(terms, EVIDENCE, positive=True)):
                 if top:
-                    out[at] = ("terms", [(int(rows[j]), float(t[j] / total) if total else 0.0) for j in top])
-            named = np.unique([r for p in out for r, _ in p[1]]).astype(np.int64)
-            if named.size:   # songs nobody played enter the fold-in by their predicted vectors
-                unplayed = set(named[~np.asarray(view.covers(name, named), bool)].tolist())
-                out = [("terms-predicted", p[1]) if p[1] and all(r in unplayed for r, _ in p[1]) else p
-                       for p in out]
+                    out[at] = ("terms", [(rows[j], t / total if total else 0.0) for j, t in top])
+            named = sorted({r for p in out for r, _ in p[1]})
+            if named:   # songs nobody played enter the fold-in by their predicted vectors
+                played = view.covers(name, named).tolist()
+                unplayed = {r for r, ok in zip(named, played) if not ok}
+                if unplayed:
+                    out = [("terms-predicted", p[1]) if p[1] and all(r in unplayed for r, _ in p[1]) else p
+                           for p in out]
         return out
     # any other vector source (and SimilarSongs' collaborative one): the nearest of the listener's
     # songs; in sound (the acoustic source), by the CNN's embeddings, which MMR compares too
@@ -131,10 +133,10 @@ def _source_evidence(view, name: str, placed: np.ndarray, profile: np.ndarray, c
     if not len(mine_rows):
         return [None] * len(placed)
     theirs, has = _unit_vectors(view, name, placed, keep_rows=False)
-    cos = theirs @ mine_v.T                                       # (placed, profile songs with a vector)
-    tops = _top(cos, 1 if name == ACOUSTIC else EVIDENCE, positive=False)
-    return [("nearest", [(int(mine_rows[j]), float(c[j])) for j in top]) if ok else None
-            for c, ok, top in zip(cos, has, tops)]
+    mine_rows = mine_rows.tolist()
+    tops = _top(theirs @ mine_v.T, 1 if name == ACOUSTIC else EVIDENCE, positive=False)
+    return [("nearest", [(mine_rows[j], c) for j, c in top]) if ok else None
+            for ok, top in zip(has.tolist(), tops)]
 
 
 def _words(view, name: str, pick, fields, mine_meta, me: dict) -> tuple[str, tuple[Evidence, ...], tuple[str, ...]]:
@@ -163,21 +165,16 @@ def _unit_vectors(view, name: str, rows: np.ndarray, keep_rows: bool = True) -> 
     """Unit vectors of ``rows`` in source ``name`` (the acoustic one: the CNN's embeddings).
     ``keep_rows``: ``(vectors of the rows that have one, those rows)``; otherwise ``(one vector
     per row, zeros where none, which rows have one)``."""
-    if name == ACOUSTIC:
+    if name == ACOUSTIC:   # (unit vectors already, zeros where a song has none)
         v = np.asarray(view.embedding(rows), np.float64)
-        have = np.linalg.norm(v, axis=1) > 0
+        have = v.any(axis=1)
     else:
         have, found = view.song_vectors(name, rows)
         have = np.asarray(have, bool)
         v = np.zeros((len(rows), np.shape(found)[1] if np.ndim(found) == 2 else 1))
         v[have] = found
-    v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+        v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
     return (v[have], rows[have]) if keep_rows else (v, have)
-
-
-def _fields(view, rows: np.ndarray) -> dict[int, dict]:
-    uniq = np.unique(rows)
-    return dict(zip(uniq.tolist(), view.songs(uniq)))
 
 
 def _evidence(fields, row: int, weight: float) -> Evidence:
