@@ -184,6 +184,45 @@ def test_ivf_override_raises_nprobe_until_recall(work, l2_reduction):
         ref = _npy(out, f"{prefix}_rows")[ref_pos]
         recall = np.mean([len(np.intersect1d(f, r)) / 10 for f, r in zip(found, ref)])
         assert recall >= 0.9  # measured on every user here, on a sample at build time
+        # a kind of query that reached the target with fewer probes searches with those
+        own = ix.get("search_params_by_queries", {})
+        for kind in ("users", "songs"):
+            reached = [t["nprobe"] for t in tried if t["recall_at_10_by_queries"][kind] >= 0.95]
+            if min(reached) < nprobe:
+                assert own[kind] == {"nprobe": min(reached)}
+            else:
+                assert kind not in own
+        assert "users" not in own    # (users are the harder queries: they set the index's nprobe)
+        songs = _npy(out, f"{prefix}_vectors")[:20]
+        with Bundle.open(out) as b:
+            got = b.search(name, songs, 10, kind="songs")
+            index = b._indexes[name].index
+            faiss.extract_index_ivf(index).nprobe = own.get("songs", {"nprobe": nprobe})["nprobe"]
+            expect = b.search(name, songs, 10)     # the same search with the index's own setting changed
+            faiss.extract_index_ivf(index).nprobe = nprobe
+        assert np.array_equal(got[1], expect[1]) and np.array_equal(got[0], expect[0])
+
+
+def test_song_queries_search_with_the_fewer_probes_they_need():
+    # clustered songs: a song's nearest songs share its list, a user's are spread over many
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(32, 16)) * 4
+    vectors = (centers[rng.integers(0, 32, 4000)] + rng.normal(size=(4000, 16))).astype(np.float32)
+    queries = {"users": rng.normal(size=(300, 16)).astype(np.float32),
+               "songs": vectors[rng.choice(4000, 300, replace=False)]}
+    index, entry = specs.build_index(vectors, "IVF64,Flat", queries, IndexerConfig())
+    nprobe, own = entry["search_params"]["nprobe"], entry["search_params_by_queries"]
+    reached = [t["nprobe"] for t in entry["recall_by_param"] if t["recall_at_10_by_queries"]["songs"] >= 0.95]
+    assert own == {"songs": {"nprobe": min(reached)}} and min(reached) < nprobe
+    # the per-call parameters search as the index would with its own nprobe set to that value
+    from pmrs.serving.bundle import _search_parameters
+
+    q = specs.augment_queries(queries["songs"]) if entry["transform"] == "l2_augmented" else queries["songs"]
+    got = index.search(q, 10, params=_search_parameters(index, own["songs"]))
+    assert faiss.extract_index_ivf(index).nprobe == nprobe       # (the shared index is untouched)
+    faiss.extract_index_ivf(index).nprobe = own["songs"]["nprobe"]
+    expect = index.search(q, 10)
+    assert np.array_equal(got[1], expect[1]) and np.array_equal(got[0], expect[0])
 
 
 def test_automatic_ivf_falls_back_to_exact_when_it_must_probe_most_lists(work):

@@ -41,6 +41,7 @@ class FakeBundle:
         self.users = rng.normal(size=(5, k)).astype(np.float32)
         self.played_rows = [np.sort(rng.choice(240, 15, replace=False)) for _ in range(5)]
         self.searches = []
+        self.kinds = []   # what each search said its queries are (contract.USER_QUERIES, SONG_QUERIES)
         self.sources = {"collaborative": SourceSpec("collaborative", 1, "wmf", False, {}),
                         "acoustic": SourceSpec("acoustic", 2, "wmf", True, {})}
         self.source_names = list(self.sources)
@@ -65,8 +66,9 @@ class FakeBundle:
         return ((self.collab_rows, self.collab_vectors) if name == "collaborative"
                 else (self.acoustic_rows, self.acoustic_vectors))
 
-    def search(self, name, queries, top):
+    def search(self, name, queries, top, kind="users"):
         self.searches.append((name, top))
+        self.kinds.append(kind)
         rows, vecs = self._table(name)
         scores = queries @ vecs.T
         order = np.argsort(-scores, axis=1, kind="stable")[:, :top]
@@ -319,11 +321,16 @@ def test_songs_without_audio_have_similarity_zero(query):
     assert set(rows_of(items)) <= set(expected[:100])
 
 
-def test_similar_songs_modes(bundle):
+def test_similar_songs_modes(bundle, query):
     warm_audio, cold = 100, 260                            # rows: both vectors / audio only
     for mode in ("collaborative", "acoustic", "mixed"):
+        bundle.kinds.clear()
         items = similar_songs(bundle, warm_audio, 10, mode=mode)
         assert len(items) == 10 and warm_audio not in rows_of(items)
+        assert bundle.kinds and set(bundle.kinds) == {"songs"}   # (a song's own vectors: song queries)
+    bundle.kinds.clear()
+    recommend_for_vector(bundle, query, 10)
+    assert bundle.kinds and set(bundle.kinds) == {"users"}
     co, _ = brute(bundle, "collaborative", bundle.collab_vector(warm_audio), [warm_audio])
     assert rows_of(similar_songs(bundle, warm_audio, 10, "collaborative")) == list(co[:10])
     ac, _ = brute(bundle, "acoustic", bundle.acoustic_vector(cold), [cold])

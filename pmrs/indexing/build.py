@@ -547,8 +547,8 @@ def _assemble(tmp: Path, workdir: Path, cfg: IndexerConfig, version: str, wmf_ru
         else:
             users_q = _profile_queries(src, rows, sampled_users, indptr, played_indices)
         n_songs_q = min(max(1, n_q // 2), len(src.vectors))
-        queries = {"users": users_q,
-                   "songs": src.vectors[np.sort(rng.choice(len(src.vectors), n_songs_q, replace=False))]}
+        queries = {C.USER_QUERIES: users_q,
+                   C.SONG_QUERIES: src.vectors[np.sort(rng.choice(len(src.vectors), n_songs_q, replace=False))]}
         index, entry = build_chosen_index(src.vectors, src.spec, queries, cfg)
         faiss.write_index(index, str(tmp / files["index"]))
         del index

@@ -221,6 +221,7 @@ def build_index(vectors: np.ndarray, spec: str, queries: np.ndarray | dict[str, 
                 lo = mid
         value, recall = hi, hi_recall
         apply_search_params(index, {param: value})
+    by_kind = params_by_queries(tried, param, value, cfg.target_recall) if param and len(groups) > 1 else {}
     if recall < cfg.target_recall:
         log.warning("%s reaches recall@%d %.4f < target %.2f%s; recorded as measured", spec, top,
                     recall, cfg.target_recall, f" even at {param}={value}" if param else "")
@@ -228,6 +229,7 @@ def build_index(vectors: np.ndarray, spec: str, queries: np.ndarray | dict[str, 
              "transform": "l2_augmented" if augmented else "none",
              "faiss_metric": "L2" if augmented else "inner_product",
              "search_params": {param: value} if param else {},
+             **({"search_params_by_queries": by_kind} if by_kind else {}),
              "vectors": n, "dimension": k, "index_dimension": int(base.shape[1]),
              "recall_at_10": round(recall, 4), "recall_queries": len(q),
              "recall_queries_by_kind": {name: len(g) for name, g in groups.items()},
@@ -239,6 +241,20 @@ def build_index(vectors: np.ndarray, spec: str, queries: np.ndarray | dict[str, 
     if augmented:
         entry["max_norm"] = max_norm
     return index, entry
+
+
+def params_by_queries(tried: list[dict], param: str, value, target: float) -> dict[str, dict]:
+    """Each kind of query's own search parameter: the smallest value tried (a ``recall_by_param``
+    entry) at which that kind reached ``target``, where it is below the index's ``value`` (song
+    queries need far fewer probes than users', so SimilarSongs need not probe as many lists)."""
+    kinds = {kind for t in tried for kind in t.get("recall_at_10_by_queries", {})}
+    out = {}
+    for kind in sorted(kinds):
+        ok = [t[param] for t in tried if param in t and t[param] <= value
+              and t.get("recall_at_10_by_queries", {}).get(kind, 0.0) >= target]
+        if ok and min(ok) < value:
+            out[kind] = {param: min(ok)}
+    return out
 
 
 def build_chosen_index(vectors: np.ndarray, spec: str | None, queries: np.ndarray | dict[str, np.ndarray],

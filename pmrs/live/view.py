@@ -16,6 +16,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from ..serving.bundle import SONG_FIELDS
+from ..serving.contract import USER_QUERIES
 from ..serving.view import Forwarding
 
 
@@ -215,17 +216,18 @@ class LiveView(Forwarding):
 
     # -- search and fold-in ----------------------------------------------------------------------
 
-    def search(self, name: str, queries: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, name: str, queries: np.ndarray, top: int, kind: str = USER_QUERIES
+               ) -> tuple[np.ndarray, np.ndarray]:
         live = self._songs.vectors.get(name)
         has = self._b.has_source(name)
         if not live or not len(live[0]):
-            return self._b.search(name, queries, top)
+            return self._b.search(name, queries, top, kind)
         q = np.atleast_2d(np.asarray(queries, np.float32))
         top = int(top)
         lrows, mat = live
         ls = q @ mat.T
         if has and self._b.source_size(name) > 0:
-            bs, br = self._b.search(name, q, min(top, self._b.source_size(name)))
+            bs, br = self._b.search(name, q, min(top, self._b.source_size(name)), kind)
             scores = np.concatenate([bs, ls], axis=1)
             rows = np.concatenate([br, np.broadcast_to(lrows, ls.shape)], axis=1)
         else:

@@ -110,12 +110,15 @@ class _VectorIndex:
             ps = faiss.ParameterSpace()
             for key, value in params.items():
                 ps.set_index_parameter(index, key, value)
+        # a kind of query that reached the recall target with a smaller parameter searches with it
+        self.params_by_kind = {kind: p for kind, own in (entry.get("search_params_by_queries") or {}).items()
+                               if (p := _search_parameters(index, own)) is not None}
 
     def position(self, song_rows: np.ndarray) -> np.ndarray:
         """Position (FAISS id) of each song row, -1 where the row has no vector here."""
         return _positions(self.rows, song_rows, self.identity)
 
-    def search(self, queries: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: np.ndarray, top: int, kind: str = C.USER_QUERIES) -> tuple[np.ndarray, np.ndarray]:
         n = len(queries)
         k = min(top, int(self.index.ntotal))
         if k <= 0 or n == 0:
@@ -124,7 +127,7 @@ class _VectorIndex:
         if self.augmented:
             q = np.zeros((n, queries.shape[1] + 1), dtype=np.float32)
             q[:, :-1] = queries
-        dist, ids = self.index.search(q, k)
+        dist, ids = self.index.search(q, k, params=self.params_by_kind.get(kind))
         if n == 1:
             return self._one(queries[0], dist[0], ids[0], top)
         missing = ids < 0
@@ -144,7 +147,8 @@ class _VectorIndex:
             rows = np.pad(rows, pad, constant_values=-1)
         return dist, rows
 
-    def search_each(self, queries: np.ndarray, top: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def search_each(self, queries: np.ndarray, top: int, kind: str = C.USER_QUERIES
+                    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """``search(queries[i:i + 1], top)`` for each query in turn, from one batched FAISS call.
 
         Equal to the one-query calls, not only close: FAISS's batch search runs the same
@@ -155,7 +159,7 @@ class _VectorIndex:
         n, k = len(queries), min(top, int(self.index.ntotal))
         if k <= 0:
             for i in range(n):
-                yield self.search(queries[i:i + 1], top)
+                yield self.search(queries[i:i + 1], top, kind)
             return
         for lo in range(0, n, SEARCH_EACH_BATCH):
             part = queries[lo:lo + SEARCH_EACH_BATCH]
@@ -166,7 +170,7 @@ class _VectorIndex:
             saved = faiss.cvar.distance_compute_blas_threshold
             faiss.cvar.distance_compute_blas_threshold = max(saved, len(part) + 1)
             try:
-                dist, ids = self.index.search(q, k)
+                dist, ids = self.index.search(q, k, params=self.params_by_kind.get(kind))
             finally:
                 faiss.cvar.distance_compute_blas_threshold = saved
             for i in range(len(part)):
@@ -202,6 +206,19 @@ def _padded(rows: np.ndarray, scores: np.ndarray, top: int) -> tuple[np.ndarray,
     out_s[0, :len(rows)] = scores
     out_r[0, :len(rows)] = rows
     return out_s, out_r
+
+
+def _search_parameters(index: faiss.Index, params: dict):
+    """FAISS's per-call search parameters for ``params`` (``{"nprobe": 8}`` for an IVF index,
+    ``{"efSearch": 64}`` for HNSW); ``None`` for other indexes or parameters (the index's own
+    settings then apply). Passed with each search, they leave the shared index untouched, so
+    concurrent calls may each use their own."""
+    inner = faiss.downcast_index(index)
+    if isinstance(inner, faiss.IndexIVF) and set(params) == {"nprobe"}:
+        return faiss.SearchParametersIVF(nprobe=int(params["nprobe"]))
+    if isinstance(inner, faiss.IndexHNSW) and set(params) == {"efSearch"}:
+        return faiss.SearchParametersHNSW(efSearch=int(params["efSearch"]))
+    return None
 
 
 def _is_identity(rows: np.ndarray) -> bool:
@@ -686,12 +703,15 @@ class Bundle:
 
     # -- search -------------------------------------------------------------------------------
 
-    def search(self, name: str, queries: np.ndarray, top: int) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, name: str, queries: np.ndarray, top: int, kind: str = C.USER_QUERIES
+               ) -> tuple[np.ndarray, np.ndarray]:
         """The ``top`` largest inner products in index ``name`` for each query.
 
         queries: ``(n, k)`` (or ``(k,)``) float32. Returns ``(scores (n, top) float32, song_rows
         (n, top) int64)``, best first, padded with ``-inf`` / ``-1`` where the index has fewer
-        vectors. ``KeyError`` for an index the bundle lacks (see ``has_source``).
+        vectors. ``kind``: what the queries are (``contract.USER_QUERIES`` or ``SONG_QUERIES``),
+        for the index's search parameters of that kind where the build recorded some.
+        ``KeyError`` for an index the bundle lacks (see ``has_source``).
         """
         ix = self._indexes.get(name)
         if ix is None:
@@ -705,7 +725,7 @@ class Bundle:
         if self.threads is not None and getattr(_omp, "threads", None) != self.threads:
             faiss.omp_set_num_threads(self.threads)
             _omp.threads = self.threads
-        return ix.search(q, top)
+        return ix.search(q, top, kind)
 
     def search_songs(self, name: str, song_rows: Sequence[int] | np.ndarray, top: int
                      ) -> tuple[np.ndarray, np.ndarray]:
@@ -719,9 +739,9 @@ class Bundle:
         rows, vals = nm.scores(np.unique(np.asarray(song_rows, np.int64)), int(top))
         return _padded(rows, vals, int(top))
 
-    def search_each(self, name: str, queries: np.ndarray, top: int
+    def search_each(self, name: str, queries: np.ndarray, top: int, kind: str = C.USER_QUERIES
                     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """``search(name, queries[i], top)`` for each row of ``queries`` ``(n, k)``, equal to it,
+        """``search(name, queries[i], top, kind)`` for each row of ``queries`` ``(n, k)``, equal to it,
         from one batched FAISS call (for batch jobs such as the default lists: it changes a
         process-wide FAISS setting for the duration of the call)."""
         ix = self._indexes.get(name)
@@ -730,7 +750,7 @@ class Bundle:
         q = np.ascontiguousarray(np.asarray(queries, dtype=np.float32))
         if q.ndim != 2 or q.shape[1] != ix.vectors.shape[1]:
             raise ValueError(f"queries must be (n, {ix.vectors.shape[1]}), got {np.shape(queries)}")
-        return ix.search_each(q, int(top))
+        return ix.search_each(q, int(top), kind)
 
     # -- fold-in ------------------------------------------------------------------------------
 

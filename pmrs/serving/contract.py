@@ -80,6 +80,11 @@ COOCCURRENCE_SPACE = "cooccurrence"
 VECTORS = "vectors"               # song vectors + a FAISS index (files: ``source_files``)
 SPARSE_NEIGHBOURS = "neighbours"  # a CSR song x song similarity matrix (files: ``neighbour_files``)
 SOURCE_KINDS = (VECTORS, SPARSE_NEIGHBOURS)
+#: Kinds of query a vector source answers, each with its recall measured at build time (an index
+#: entry's ``recall_at_10_by_queries``) and, from format 3 on, optionally its own search parameters
+#: (``search_params_by_queries``: song vectors are easier queries than users' and need fewer probes).
+USER_QUERIES = "users"            # Recommend: a user's factors, a fold-in, a profile's mean vector
+SONG_QUERIES = "songs"            # SimilarSongs: the song's own vector in that source
 MAX_SOURCES = 8                   # a list entry records its sources as a bit mask in one byte
 #: Per-song extras of the source that has them: L2-normalised embeddings for MMR re-ranking and
 #: genre-head probabilities (``GetSong``'s confidences).

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from ..blend import candidate_count
 from ..processes import exit_with_parent
 from .bundle import Bundle
-from .contract import VECTORS
+from .contract import SONG_QUERIES, USER_QUERIES, VECTORS
 from .view import MEMBERS, Forwarding
 from .recommend import (MIXED, check_k, check_shares, check_unit, known_user_query, recommend, similar_songs,
                         source_queries)
@@ -45,13 +45,13 @@ class _Prefetched(Forwarding):
     def __init__(self, bundle: Bundle):
         super().__init__(bundle)
         self._bundle = bundle
-        self.next: dict[str, tuple[int, tuple[np.ndarray, np.ndarray]]] = {}
+        self.next: dict[str, tuple[tuple[int, str], tuple[np.ndarray, np.ndarray]]] = {}   # ((top, kind), found)
 
-    def search(self, name: str, queries: np.ndarray, top: int):
+    def search(self, name: str, queries: np.ndarray, top: int, kind: str = USER_QUERIES):
         hit = self.next.pop(name, None)
-        if hit is not None and hit[0] == top:
+        if hit is not None and hit[0] == (top, kind):
             return hit[1]
-        return self._bundle.search(name, queries, top)
+        return self._bundle.search(name, queries, top, kind)
 
 
 def _empty(n: int, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -91,7 +91,7 @@ def lists_for_users(bundle: Bundle, start: int, stop: int, k: int, shares: dict[
                 batches[name] = dict(zip(have, bundle.search_each(name, vectors, t)))
     proxy = _Prefetched(bundle)
     for i, query in enumerate(users):
-        proxy.next = {name: (tops[name], found[i]) for name, found in batches.items() if i in found}
+        proxy.next = {name: ((tops[name], USER_QUERIES), found[i]) for name, found in batches.items() if i in found}
         _fill(out, i, recommend(proxy, query, k, shares, diversity, queries=per_source[i]))
     return out
 
@@ -108,10 +108,10 @@ def lists_for_songs(bundle: Bundle, start: int, stop: int, k: int, shares: dict[
     for name, t in tops.items():
         have, vectors = bundle.song_vectors(name, song_rows)
         if t > 0 and len(vectors):
-            found[name] = dict(zip(song_rows[have].tolist(), bundle.search_each(name, vectors, t)))
+            found[name] = dict(zip(song_rows[have].tolist(), bundle.search_each(name, vectors, t, SONG_QUERIES)))
     proxy = _Prefetched(bundle)
     for i, row in enumerate(song_rows.tolist()):
-        proxy.next = {name: (tops[name], hits[row]) for name, hits in found.items() if row in hits}
+        proxy.next = {name: ((tops[name], SONG_QUERIES), hits[row]) for name, hits in found.items() if row in hits}
         if proxy.next:
             _fill(out, i, similar_songs(proxy, row, k, MIXED, shares, diversity))
     return out

@@ -37,8 +37,8 @@ import numpy as np
 from ..blend import candidate_count, pick
 from ..errors import InvalidArgument, NotFound, PMRSError
 from ..text import quote_prefix
-from .contract import (ACOUSTIC, COLLABORATIVE, MAX_K, MAX_SEEDS, NEIGHBOURS, SPARSE_NEIGHBOURS, WMF_SPACE, quotas,
-                       resolve_shares)
+from .contract import (ACOUSTIC, COLLABORATIVE, MAX_K, MAX_SEEDS, NEIGHBOURS, SONG_QUERIES, SPARSE_NEIGHBOURS,
+                       USER_QUERIES, WMF_SPACE, quotas, resolve_shares)
 
 MIXED = "mixed"
 #: SimilarSongs modes besides a single source's name: every source that has the song's vector.
@@ -304,7 +304,7 @@ def similar_songs(bundle, song_row: int, k: int, mode: str = MIXED,
         raise NotFound(f"{_WHY_MISSING.get(mode, f'the song has no {mode} vector')}; ask for another "
                        f"source or mixed similarity")
     return _blend(bundle, queries, k, resolved, diversity,
-                  np.asarray([int(song_row)], np.int64), filters, before_widening, lists)
+                  np.asarray([int(song_row)], np.int64), filters, before_widening, lists, SONG_QUERIES)
 
 
 _WHY_MISSING = {COLLABORATIVE: "the song has no plays, hence no collaborative vector",
@@ -346,11 +346,11 @@ class _Candidates:
     """Searches one index for a query, dropping excluded and filtered rows, and widens on demand."""
 
     def __init__(self, bundle, name: str, query: np.ndarray, exclude: np.ndarray, filters: Filters,
-                 catalog: dict[int, dict | None], top: int):
+                 catalog: dict[int, dict | None], top: int, kind: str = USER_QUERIES):
         # a vector source is searched with a query vector; a neighbours source with song rows
         self.sparse = _sparse(bundle, name)
         self.bundle, self.name, self.query = bundle, name, query if self.sparse else query[None, :]
-        self.exclude, self.filters, self.catalog = exclude, filters, catalog
+        self.exclude, self.filters, self.catalog, self.kind = exclude, filters, catalog, kind
         self.size = _index_size(bundle, name)
         self.top = min(top, self.size)
         self.rows = np.zeros(0, np.int64)
@@ -367,8 +367,10 @@ class _Candidates:
         self._fetch()
 
     def _fetch(self) -> None:
-        search = self.bundle.search_songs if self.sparse else self.bundle.search
-        scores, rows = search(self.name, self.query, self.top)  # best first
+        if self.sparse:
+            scores, rows = self.bundle.search_songs(self.name, self.query, self.top)  # best first
+        else:
+            scores, rows = self.bundle.search(self.name, self.query, self.top, self.kind)
         scores, rows = scores[0], rows[0]
         keep = rows >= 0
         if self.exclude.size:  # sorted, unique
@@ -386,7 +388,7 @@ class _Candidates:
 
 def _blend(bundle, queries: dict[str, np.ndarray], k: int, shares: Mapping[str, float], diversity: float,
            exclude_rows, filters: Filters, before_widening: Callable[[], None] | None = None,
-           lists: dict | None = None) -> list[Item]:
+           lists: dict | None = None, kind: str = USER_QUERIES) -> list[Item]:
     exclude = np.asarray(list(exclude_rows) if not isinstance(exclude_rows, np.ndarray) else exclude_rows,
                          np.int64)
     if exclude.size > 1 and not (exclude[1:] > exclude[:-1]).all():  # (played songs come sorted)
@@ -394,7 +396,7 @@ def _blend(bundle, queries: dict[str, np.ndarray], k: int, shares: Mapping[str, 
     quota = quotas(bundle.source_names, shares, k)
     catalog: dict[int, dict | None] = {}
     top = candidate_count(k)
-    cands = [_Candidates(bundle, name, q, exclude, filters, catalog, top)
+    cands = [_Candidates(bundle, name, q, exclude, filters, catalog, top, kind)
              for name, q in queries.items() if _index_size(bundle, name) > 0]
     while True:
         # An index the blend draws from needs k survivors (then its share survives whatever the
