@@ -148,3 +148,27 @@ def test_time_split_holds_out_each_test_users_latest_songs():
     assert 0 not in s.test_users.tolist()
     with pytest.raises(ValueError, match="time"):
         time_split(m, np.zeros(11, np.int64), test_users=1, min_songs=2)
+
+
+def test_a_validation_split_is_drawn_as_its_test_split_is():
+    # a time split's settings are chosen on validation users whose latest songs are held out
+    import numpy as np
+    import scipy.sparse as sp
+
+    from pmrs.evaluation.split import draw_validation, pair_times, split_times, times_matrix
+
+    m = sp.csr_matrix(np.array([[1, 2, 3, 4, 5], [1, 1, 0, 1, 1], [0, 0, 1, 1, 0]]))
+    first = np.array([10, 50, 30, 20, 40, 5, 6, 7, 8, 1, 2])
+    kw = dict(holdout_fraction=0.4, min_songs=2, seed=0)
+    s = draw_validation(m, 2, first_played=first, exclude_users=np.array([1]), **kw)
+    assert s.test_users.tolist() == [0, 2]
+    assert s.test.toarray().tolist() == [[0, 2, 0, 0, 5], [0, 0, 0, 0, 0], [0, 0, 0, 1, 0]]
+    r = draw_validation(m, 2, exclude_users=np.array([1]), **kw)      # no times: songs at random
+    assert r.test_users.tolist() == [0, 2] and ((r.train + r.test) != m).nnz == 0
+    assert split_times("random", first) is None and split_times("time", first).tolist() == first.tolist()
+    with pytest.raises(ValueError, match="times"):
+        split_times("time", None)
+    # times travel with a slice of the matrix (a sample of users, of songs), pair for pair
+    t = times_matrix(m, np.where(np.arange(11) == 0, 0, first))       # (a time 0, unknown, is kept)
+    part = t[[0, 2]][:, [0, 2, 3]].tocsr()
+    assert pair_times(part).tolist() == [0, 30, 20, 1, 2]

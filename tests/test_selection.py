@@ -149,3 +149,28 @@ def test_a_fixed_iteration_count_bounds_the_search_by_the_fit_asked_for(caplog):
     assert asked.wmf.iterations == 3 and {t["iterations"] for t in asked.trials if t["model"] == "wmf"} == {3}
     line = [r.getMessage() for r in caplog.records if r.getMessage().startswith("selected WMF")]
     assert len(line) == 1 and "x 3 iterations" in line[0] and "the search cost" in line[0]
+
+
+def test_a_time_validation_split_holds_out_the_latest_songs():
+    # SelectConfig(split="time"): the search and the references' settings are chosen on validation
+    # users whose latest songs (by first play) are held out, as a time split's test holds them out
+    from dataclasses import replace
+
+    from pmrs.evaluation.baselines import validation_split
+
+    counts = world()
+    first = np.random.default_rng(3).integers(1, 10**9, counts.nnz)
+    cfg = replace(SMALL, split="time")
+    with pytest.raises(ValueError, match="times"):
+        select_settings(counts, cfg=cfg, with_wmf=False)
+    sel = select_settings(counts, cfg=cfg, with_wmf=False, first_played=first)
+    assert sel.summary["split"] == "time" and sel.neighbours is not None
+    val = validation_split(counts, cfg, first)
+    assert len(val.test_users) == sel.summary["validation_users"]
+    for u in val.test_users[:20]:
+        lo, hi = counts.indptr[u], counts.indptr[u + 1]
+        held = set(val.test.indices[val.test.indptr[u]:val.test.indptr[u + 1]].tolist())
+        latest = counts.indices[lo:hi][np.argsort(-first[lo:hi], kind="stable")[:len(held)]]
+        assert held == set(latest.tolist())
+    with pytest.raises(ValueError, match="split"):
+        SelectConfig(split="latest")

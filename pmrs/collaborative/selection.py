@@ -26,7 +26,8 @@ from tqdm import tqdm
 
 from ..artifacts import new_run_name, staged_dir, write_json, write_text
 from ..evaluation.metrics import evaluate_scores
-from ..evaluation.split import HoldoutConfig, holdout_split, make_split, validation_split
+from ..evaluation.split import (SPLITS, HoldoutConfig, draw_validation, make_split, pair_times, split_times,
+                                times_matrix, validation_split)
 from ..interactions import INTERACTIONS_DIR, Interactions
 from .ease import LAMBDAS as EASE_LAMBDAS
 from .ease import MAX_GIB as EASE_MAX_GIB
@@ -200,6 +201,9 @@ class SelectConfig:
     holdout_fraction: float = 0.2
     min_songs: int = 5
     metric: str = "map@500+recall@50"  # a metric, or a sum of metrics joined by "+"
+    #: how validation songs are held out: "random", or "time" (each validation user's latest
+    #: songs by first play, as a time split's test holds them out; the plays need times)
+    split: str = "random"
     neighbour_alphas: tuple[float, ...] = (0.15, 0.3, 0.5)
     neighbour_localities: tuple[float, ...] = (1.0, 2.0, 3.0)
     neighbour_counts: tuple[int, ...] = (200,)
@@ -216,6 +220,8 @@ class SelectConfig:
             raise ValueError("need final_fit > 0, min_cost >= 0 and 0 <= min_final_share <= 1")
         if self.sample_min_users < 1:
             raise ValueError("sample_min_users must be >= 1")
+        if self.split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {self.split!r}")
         for term in self.metric.split("+"):
             if "@" not in term and term != "auc":
                 raise ValueError(f"metric must be map@500, recall@50, ndcg@10, auc or a sum of them "
@@ -292,7 +298,7 @@ def _shape_nnz(m: sp.csr_matrix) -> tuple[int, int, int]:
 def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
                     fixed: frozenset[str] | set[str] = frozenset(), cfg: SelectConfig | None = None,
                     exclude_users: np.ndarray | None = None, with_wmf: bool = True,
-                    ages: sp.csr_matrix | None = None) -> Selection:
+                    ages: sp.csr_matrix | None = None, first_played: np.ndarray | None = None) -> Selection:
     """Choose WMF settings (those not in ``fixed``; ``pmrs train-wmf``) or, with
     ``with_wmf=False``, the neighbourhood model's (``pmrs train-neighbours``) on a validation split
     of ``counts`` (users x songs play counts). How the two are mixed in a served list is chosen
@@ -302,12 +308,16 @@ def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
     the only thing scored. Deterministic for a given input and ``cfg.seed``. ``ages``: each play's
     age (``pmrs.collaborative.wmf.play_ages``) when the plays have times: the half-life of the
     confidence's decay is then searched too, each trial training on the decayed counts.
+    ``first_played``: each stored pair's first play (epoch seconds, 0 unknown), which a
+    ``cfg.split == "time"`` validation split holds out by (``ValueError`` without).
     """
     base = base or WMFConfig()
     cfg = cfg or SelectConfig()
     fixed = frozenset(fixed)
     counts = sp.csr_matrix(counts)
     n_users, n_songs = counts.shape
+    firsts = split_times(cfg.split, first_played)
+    firsts = None if firsts is None else times_matrix(counts, firsts)
     plain_fit = plain_fit_settings(base, fixed, cfg)
     plain = fit_cost(_shape_nnz(counts), *plain_fit)
     final_cap, budget = run_caps(plain, cfg)
@@ -383,10 +393,12 @@ def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
         if share < 1.0 else pool
     sub = counts[sample] if share < 1.0 else counts
     sub_ages = None if not with_time else ages[sample] if share < 1.0 else ages
+    sub_firsts = None if firsts is None else firsts[sample] if share < 1.0 else firsts
     if share < 1.0:  # the search's catalog: the songs enough sampled users played
         kept = np.flatnonzero(np.diff(sub.tocsc().indptr) >= cfg.sample_min_users)
         sub = sub[:, kept].tocsr()
         sub_ages = None if sub_ages is None else sub_ages[:, kept].tocsr()
+        sub_firsts = None if sub_firsts is None else sub_firsts[:, kept].tocsr()
     # a sample holds no excluded user; the whole matrix keeps them, as training rows only
     exclude = None if share < 1.0 else exclude_users
     eligible_rows = np.diff(sub.indptr) >= min_len
@@ -396,8 +408,9 @@ def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
     n_val = int(min(max(1, round(cfg.validation_users * eligible)), cfg.max_validation_users, eligible))
     if n_val < 1:
         raise ValueError("no user has enough songs to draw a validation split from")
-    val = holdout_split(sub, test_users=n_val, holdout_fraction=cfg.holdout_fraction,
-                        min_songs=cfg.min_songs, seed=cfg.seed + 1, exclude_users=exclude)
+    val = draw_validation(sub, n_val, holdout_fraction=cfg.holdout_fraction, min_songs=cfg.min_songs,
+                          seed=cfg.seed + 1, exclude_users=exclude,
+                          first_played=None if sub_firsts is None else pair_times(sub_firsts))
     eval_cost = n_val * sub.shape[1] * EVAL_UNITS
     sub_lengths = np.diff(val.train.indptr).astype(np.float64)
     build_cost = BUILD_UNITS * float((sub_lengths ** 2).sum())
@@ -468,7 +481,7 @@ def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
     bar.close()
     nb_best = best_nb[1] if best_nb is not None else None
     chosen = replace(base, **{k: getattr(wmf_best, k) for k in (*names, "iterations") if k not in fixed})
-    summary = {"metric": key, "validation_users": int(len(val.test_users)),
+    summary = {"metric": key, "split": cfg.split, "validation_users": int(len(val.test_users)),
                "sampled_users": int(sub.shape[0]), "users": int(n_users),
                "sampled_songs": int(sub.shape[1]), "songs": int(n_songs),
                "cost_budget": budget, "cost_spent": spent, "final_fit_cap": final_cap,

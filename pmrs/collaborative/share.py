@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from ..blend import candidate_count, interleave
 from ..evaluation.metrics import ranking_metrics
-from ..evaluation.split import holdout_split
+from ..evaluation.split import SPLITS, draw_validation, pair_times, split_times, times_matrix
 from .neighbours import NeighboursConfig, build_neighbours
 from .wmf import WMFConfig, train_wmf
 
@@ -55,7 +55,8 @@ class ShareConfig:
 
     max_plays: the whole matrix up to this many stored plays; above it, a random sample of users
     holding about this many. validation_users: users whose songs are held out (at most).
-    holdout_fraction, min_songs: as ``holdout_split``.
+    holdout_fraction, min_songs: as ``holdout_split``. split: ``"random"``, or ``"time"`` (each
+    validation user's latest songs held out, as ``SelectConfig.split``).
     """
 
     shares: tuple[float, ...] = SHARES
@@ -65,6 +66,7 @@ class ShareConfig:
     holdout_fraction: float = 0.2
     min_songs: int = 5
     seed: int = 0
+    split: str = "random"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "shares", tuple(float(s) for s in self.shares))
@@ -75,6 +77,8 @@ class ShareConfig:
             raise ValueError(f"metadata_shares must be in [0, 1), got {self.metadata_shares}")
         if self.max_plays < 1 or self.validation_users < 1:
             raise ValueError("need max_plays >= 1 and validation_users >= 1")
+        if self.split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {self.split!r}")
 
 
 def _top_excluding(scores: np.ndarray, played: np.ndarray, top: int, nonzero: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -111,7 +115,8 @@ def choose_neighbours_share(counts: sp.csr_matrix, wmf_cfg: WMFConfig | None = N
                             nb_cfg: NeighboursConfig | Sequence[NeighboursConfig] | None = None,
                             cfg: ShareConfig | None = None,
                             show_progress: bool | None = None, song_ids: np.ndarray | None = None,
-                            metadata: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+                            metadata: tuple[np.ndarray, np.ndarray] | None = None,
+                            first_played: np.ndarray | None = None) -> dict:
     """The neighbours source's share (module docstring) for the users x songs play counts
     ``counts``; with ``metadata`` (the metadata source's ``(song_ids, vectors)``, as
     ``pmrs.metadata.catalog_vectors`` makes them, and ``song_ids`` naming the columns of
@@ -119,7 +124,8 @@ def choose_neighbours_share(counts: sp.csr_matrix, wmf_cfg: WMFConfig | None = N
     candidates: the songs nearest the mean metadata vector of the user's songs, as served).
     ``nb_cfg`` may be several neighbour settings (the finalists of the settings search, one per
     similarity): each gets its table of shares, and the setting and share with the best score
-    through the blend are chosen together (ties: the earlier setting).
+    through the blend are chosen together (ties: the earlier setting). ``first_played``: each
+    stored pair's first play, which a ``cfg.split == "time"`` validation split holds out by.
     Returns ``{"share", "metric", "table": [{share, map@500, recall@50, score}],
     "metadata_share", "metadata_table", "validation_users", "sampled_users", "sampled_plays",
     "sampled_songs", "wmf", "neighbours" (the setting chosen), "finalists": [{neighbours, share,
@@ -129,6 +135,8 @@ def choose_neighbours_share(counts: sp.csr_matrix, wmf_cfg: WMFConfig | None = N
     wmf_cfg = wmf_cfg or WMFConfig()
     nb_cfgs = [nb_cfg] if isinstance(nb_cfg, NeighboursConfig) else list(nb_cfg or []) or [NeighboursConfig()]
     counts = sp.csr_matrix(counts)
+    firsts = split_times(cfg.split, first_played)
+    firsts = None if firsts is None else times_matrix(counts, firsts)
     rng = np.random.default_rng(cfg.seed)
     n_users = counts.shape[0]
     n_sample = n_users if counts.nnz <= cfg.max_plays else \
@@ -139,14 +147,15 @@ def choose_neighbours_share(counts: sp.csr_matrix, wmf_cfg: WMFConfig | None = N
         sub = counts[sample]
         sub_songs = np.flatnonzero(np.diff(sub.tocsc().indptr) > 0)
         sub = sub[:, sub_songs].tocsr()
+        firsts = None if firsts is None else firsts[sample][:, sub_songs].tocsr()
     else:
         sub = counts
     eligible = int((np.diff(sub.indptr) >= max(cfg.min_songs, 2)).sum())
     n_val = min(cfg.validation_users, eligible)
     if n_val < 1:
         raise ValueError("no user has enough songs to draw a validation split from")
-    val = holdout_split(sub, test_users=n_val, holdout_fraction=cfg.holdout_fraction,
-                        min_songs=cfg.min_songs, seed=cfg.seed + 1)
+    val = draw_validation(sub, n_val, holdout_fraction=cfg.holdout_fraction, min_songs=cfg.min_songs,
+                          seed=cfg.seed + 1, first_played=None if firsts is None else pair_times(firsts))
     wmf = train_wmf(val.train, wmf_cfg, show_progress=False)
     nbs = [build_neighbours(val.train, c, show_progress=False) for c in nb_cfgs]
     meta = None
@@ -209,7 +218,7 @@ def choose_neighbours_share(counts: sp.csr_matrix, wmf_cfg: WMFConfig | None = N
                             **score((1.0 - n - m, n, m), which)})
         m_best = max(m_table, key=lambda t: np.nan_to_num(t["score"], nan=-1.0))
         out.update(metadata_share=m_best["metadata_share"], metadata_table=m_table)
-    out.update({"validation_users": int(len(users)), "sampled_users": int(sub.shape[0]), "users": int(n_users),
+    out.update({"split": cfg.split, "validation_users": int(len(users)), "sampled_users": int(sub.shape[0]), "users": int(n_users),
                 "sampled_plays": int(sub.nnz), "plays": int(counts.nnz),
                 "sampled_songs": int(sub.shape[1]), "songs": int(counts.shape[1]),
                 "wmf": asdict(wmf_cfg), "neighbours": asdict(nb_cfg),

@@ -16,6 +16,12 @@ from .wmf import WMF_DIR, WMFConfig, decayed, play_ages, save_run, train_wmf
 log = logging.getLogger(__name__)
 
 
+def first_played(inter: Interactions):
+    """Each stored play's first time (epoch seconds, 0 unknown), ``None`` when the plays have no
+    times: what a time validation split holds out by (``SelectConfig.split``)."""
+    return inter.time["first_played"] if inter.time is not None else None
+
+
 def train_wmf_run(workdir: str | Path, cfg: WMFConfig, run: str | None = None,
                   show_progress: bool | None = None, select=None,
                   fixed: frozenset[str] = frozenset(), engine: str = "implicit",
@@ -47,7 +53,7 @@ def train_wmf_run(workdir: str | Path, cfg: WMFConfig, run: str | None = None,
     selection, select_s = None, 0.0
     if select is not None and select.enabled:
         t_sel = time.perf_counter()
-        selection = select_settings(inter.matrix, cfg, fixed, select, ages=ages)
+        selection = select_settings(inter.matrix, cfg, fixed, select, ages=ages, first_played=first_played(inter))
         select_s = time.perf_counter() - t_sel
         cfg = selection.wmf
     log.info("training WMF (%s) on %d users x %d songs (%d plays), %d factors",
@@ -92,7 +98,7 @@ def train_neighbours_run(workdir: str | Path, cfg: NeighboursConfig | None = Non
     chosen = {}
     finalists = None
     if cfg is None and select is not None and select.enabled:
-        selection = select_settings(inter.matrix, cfg=select, with_wmf=False)
+        selection = select_settings(inter.matrix, cfg=select, with_wmf=False, first_played=first_played(inter))
         cfg = selection.neighbours
         finalists = selection.finalists or None
         chosen = {"selection": selection.as_dict()}
@@ -136,8 +142,9 @@ def _serving_share(workdir: Path, inter: Interactions, cfg, select, show_progres
 
         mv = catalog_vectors(workdir / CATALOG_FILE, metadata_cfg)
         metadata = (mv.song_ids, mv.vectors)
-    share_cfg = ShareConfig(seed=select.seed, holdout_fraction=select.holdout_fraction, min_songs=select.min_songs)
+    share_cfg = ShareConfig(seed=select.seed, holdout_fraction=select.holdout_fraction, min_songs=select.min_songs,
+                            split=select.split)
     out = choose_neighbours_share(inter.matrix, wmf_cfg, cfg, share_cfg, show_progress=show_progress,
-                                  song_ids=inter.song_ids, metadata=metadata)
+                                  song_ids=inter.song_ids, metadata=metadata, first_played=first_played(inter))
     out["wmf_run"] = runs[-1].name if runs else None
     return out

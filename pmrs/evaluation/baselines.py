@@ -34,7 +34,7 @@ from threadpoolctl import threadpool_limits
 
 from ..collaborative.ease import DEFAULT_LAMBDA, LAMBDAS, EaseTooLarge, fit_ease
 from .metrics import evaluate_scores, popularity_scores
-from .split import holdout_split
+from .split import draw_validation, split_times
 
 log = logging.getLogger(__name__)
 
@@ -151,16 +151,17 @@ class Reference:
                 "trials": self.trials, "skipped": self.skipped}
 
 
-def validation_split(train: sp.csr_matrix, select):
+def validation_split(train: sp.csr_matrix, select, first_played: np.ndarray | None = None):
     """The validation split PMRS's settings search draws from ``train`` when it searches the
     whole matrix (:func:`pmrs.collaborative.selection.select_settings`): the same users and songs
-    held out."""
+    held out (their latest by ``first_played``, aligned with ``train``'s pairs, when
+    ``select.split`` is ``"time"``)."""
     eligible = int((np.diff(sp.csr_matrix(train).indptr) >= max(select.min_songs, 2)).sum())
     n_val = int(min(max(1, round(select.validation_users * eligible)), select.max_validation_users, eligible))
     if n_val < 1:
         raise ValueError("no user has enough songs to draw a validation split from")
-    return holdout_split(train, test_users=n_val, holdout_fraction=select.holdout_fraction,
-                         min_songs=select.min_songs, seed=select.seed + 1)
+    return draw_validation(train, n_val, holdout_fraction=select.holdout_fraction, min_songs=select.min_songs,
+                           seed=select.seed + 1, first_played=split_times(select.split, first_played))
 
 
 def _score(fn: ScoresFn, val, metric: str) -> dict:
@@ -171,12 +172,13 @@ def _score(fn: ScoresFn, val, metric: str) -> dict:
     return {k: round(float(m[k]), 5) for k in dict.fromkeys(("map@500", "recall@50", metric))}
 
 
-def references(train: sp.csr_matrix, names=REFERENCE_MODELS, seed: int = 0, select=None) -> dict[str, Reference]:
+def references(train: sp.csr_matrix, names=REFERENCE_MODELS, seed: int = 0, select=None,
+               first_played: np.ndarray | None = None) -> dict[str, Reference]:
     """Each reference model of ``names`` fitted on ``train``; with ``select`` enabled, at the
     settings of ``GRIDS[name]`` that score best on the validation split (:func:`validation_split`,
-    by ``select.metric``), else at its defaults."""
+    by ``select.metric``; ``first_played`` for a time split), else at its defaults."""
     tune = select is not None and select.enabled
-    val = validation_split(train, select) if tune else None
+    val = validation_split(train, select, first_played) if tune else None
     out = {}
     for name in names:
         if name not in GRIDS:

@@ -141,7 +141,10 @@ def evaluate_holdout(workdir: str | Path, wmf_cfg: WMFConfig, cfg: HoldoutConfig
             kcfg = replace(cfg, split=kind)
             split = make_split(inter.matrix, kcfg, first)
             keep = tmp / SERVED_DIR if keep_bundle and kind == kinds[0] else None
-            results[kind] = _run_split(workdir, inter, split, kcfg, ks, wmf_cfg, select, fixed, neighbours_cfg,
+            # settings are chosen on a validation split drawn as this test split is (a time split's
+            # validation users have their latest songs held out)
+            kselect = replace(select, split=kind) if select is not None else None
+            results[kind] = _run_split(workdir, inter, split, kcfg, ks, wmf_cfg, kselect, fixed, neighbours_cfg,
                                        indexer_cfg, metadata_cfg, references, show_progress, keep)
         metrics = results[kinds[0]]
         if len(kinds) > 1:
@@ -162,8 +165,11 @@ def _run_split(workdir: Path, inter: Interactions, split: HoldoutSplit, cfg: Hol
     from ..recommender import Recommender
 
     scratch = scratch_workdir(workdir, inter, split.train, ".holdout-", parent=workdir / REPORTS_DIR)
-    if inter.time is not None:   # the training part keeps its plays' times (the decay may use them)
-        _train_times(inter, split).save(scratch / INTERACTIONS_DIR)
+    train_first = None
+    if inter.time is not None:   # the training part keeps its plays' times (the decay and a time split use them)
+        timed = _train_times(inter, split)
+        timed.save(scratch / INTERACTIONS_DIR)
+        train_first = timed.time["first_played"]
     seconds: dict[str, float] = {}
     try:
         t0 = time.perf_counter()
@@ -193,7 +199,8 @@ def _run_split(workdir: Path, inter: Interactions, split: HoldoutSplit, cfg: Hol
         seconds["evaluate_pmrs"] = round(time.perf_counter() - t1, 2)
         wmf_conf = read_json(wmf_dir / "config.json")
         nb_conf = read_json(nb_dir / "config.json")
-        fitted = fit_references(train, references, seed=wmf_model.config.seed, select=select)
+        fitted = fit_references(train, references, seed=wmf_model.config.seed, select=select,
+                                first_played=train_first)
         t1 = time.perf_counter()
         for name, ref in fitted.items():
             if ref.fitted is None:
@@ -349,8 +356,9 @@ def render_report(metrics: dict, ks) -> str:
             from ..collaborative.selection import selection_table
 
             lines += [f"## {what} settings search (validation split of the training part)", "",
-                      f"{found['validation_users']:,} validation users of {found['sampled_users']:,} "
-                      f"sampled; cost {found['spent_in_plain_fits']} plain fits of "
+                      f"{found['validation_users']:,} validation users"
+                      f"{' (their latest songs held out)' if found.get('split') == 'time' else ''} of "
+                      f"{found['sampled_users']:,} sampled; cost {found['spent_in_plain_fits']} plain fits of "
                       f"{found['budget_in_plain_fits']} allowed; {found['seconds']} s; scored by "
                       f"{found['metric']}.", "", selection_table(found["trials"]), ""]
     share = sel.get("neighbours_share")

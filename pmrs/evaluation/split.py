@@ -176,6 +176,7 @@ def time_split(
     cutoff: int | None = None,
     min_songs: int = 5,
     seed: int = 0,
+    exclude_users: np.ndarray | None = None,
 ) -> HoldoutSplit:
     """Hold out each test user's latest songs: the protocol real services use (what will they
     listen to next?), where :func:`holdout_split` draws songs at random.
@@ -185,8 +186,8 @@ def time_split(
     ``cutoff`` (epoch seconds) a test user's songs first played at or after it are held out;
     otherwise their latest ``holdout_fraction`` (rounded, at least 1, at least 1 kept). Test
     users are drawn at random (``seed``) among the users with at least ``max(min_songs, 2)``
-    songs of known time and, with a cut-off, songs on both sides of it. ``ValueError`` when no
-    user qualifies."""
+    songs of known time and, with a cut-off, songs on both sides of it, never among
+    ``exclude_users`` (row indices). ``ValueError`` when no user qualifies."""
     if cutoff is None and not 0.0 < holdout_fraction < 1.0:
         raise ValueError(f"holdout_fraction must be in (0, 1), got {holdout_fraction}")
     matrix = _canonical(matrix)
@@ -202,6 +203,8 @@ def time_split(
         after = np.bincount(row_of[known & (first >= cutoff)], minlength=n_users)
         before = np.diff(matrix.indptr) - after
         eligible_mask &= (after >= 1) & (before >= 1)
+    if exclude_users is not None:
+        eligible_mask[np.asarray(exclude_users, dtype=np.int64)] = False
     eligible = np.flatnonzero(eligible_mask)
     n_test = int(test_users) if isinstance(test_users, (int, np.integer)) and not isinstance(test_users, bool) \
         else int(round(float(test_users) * eligible.size))
@@ -225,6 +228,47 @@ def time_split(
     logger.info("time split: %d test users of %d eligible, %d of %d entries held out",
                 n_test, eligible.size, int(held.sum()), matrix.nnz)
     return HoldoutSplit(train=_select(matrix, ~held), test=_select(matrix, held), test_users=chosen)
+
+
+def draw_validation(matrix: sp.spmatrix, n_users: int, *, holdout_fraction: float, min_songs: int, seed: int,
+                    first_played: np.ndarray | None = None,
+                    exclude_users: np.ndarray | None = None) -> HoldoutSplit:
+    """The validation split that settings are chosen on, drawn the way the test split it stands
+    for is: ``n_users`` users (never ``exclude_users``) with a random ``holdout_fraction`` of their
+    songs held out (:func:`holdout_split`) or, given ``first_played`` (one time per stored pair
+    of ``matrix``, 0 when unknown), their latest songs (:func:`time_split`)."""
+    if first_played is None:
+        return holdout_split(matrix, test_users=n_users, holdout_fraction=holdout_fraction, min_songs=min_songs,
+                             seed=seed, exclude_users=exclude_users)
+    return time_split(matrix, first_played, test_users=n_users, holdout_fraction=holdout_fraction,
+                      min_songs=min_songs, seed=seed, exclude_users=exclude_users)
+
+
+def split_times(split: str, first_played: np.ndarray | None) -> np.ndarray | None:
+    """The times a validation split of kind ``split`` (:data:`SPLITS`) is drawn by:
+    ``first_played`` for ``"time"`` (``ValueError`` without any known time), ``None`` for
+    ``"random"``."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    if split == "random":
+        return None
+    if first_played is None or not np.any(np.asarray(first_played) > 0):
+        raise ValueError("a time split needs plays with times (listening events, not play counts alone)")
+    return np.asarray(first_played, np.int64)
+
+
+def times_matrix(matrix: sp.csr_matrix, first_played: np.ndarray) -> sp.csr_matrix:
+    """``first_played`` (one time per stored pair of ``matrix``, 0 when unknown) as a CSR of
+    ``matrix``'s structure holding each time plus one, so that no entry is 0: slice it as the
+    matrix is sliced (a sample of users, of songs) and :func:`pair_times` reads the times of the
+    slice back, aligned with its pairs."""
+    m = sp.csr_matrix(matrix)
+    return sp.csr_matrix((np.asarray(first_played, np.float64) + 1.0, m.indices, m.indptr), shape=m.shape)
+
+
+def pair_times(times: sp.csr_matrix) -> np.ndarray:
+    """The times a (sliced) :func:`times_matrix` holds, one per stored pair."""
+    return (sp.csr_matrix(times).data - 1.0).astype(np.int64)
 
 
 def validation_split(split: HoldoutSplit, **kwargs: Any) -> HoldoutSplit:
