@@ -130,8 +130,7 @@ def job_serve(bundle_dir: str) -> dict:
     out = {"open_seconds": round(open_s, 3), "rss_mb_before_open": round(rss0),
            "rss_mb_after_open": round(rss_open), "user_lookup_us": round(lookup_us, 1),
            "fold_in_ms": {"first": round(first_fold_in_ms, 2), "then": round(fold_in_ms, 3)}, "indexes": {}}
-    for name in b.source_names:
-        ix = b._indexes[name]
+    for name, ix in b._indexes.items():   # (the vector sources; a neighbours source has no index)
         vectors = np.ascontiguousarray(ix.vectors, dtype=np.float32)
         flat = faiss.IndexFlatIP(vectors.shape[1])
         flat.add(vectors)
