@@ -113,18 +113,21 @@ def _quota_picks(lists: Sequence[tuple[np.ndarray, np.ndarray]], left: list[int]
     taken: set[int] = set()
     picks: list[tuple[int, int]] = []
     srcs, rows = _ranked(lists)
-    for s, r in zip(srcs, rows):
+    add, append, need = taken.add, picks.append, k   # (locals: the share search runs this loop
+    for s, r in zip(srcs, rows):                     # for every validation user and setting)
         if left[s] > 0 and r not in taken:
-            taken.add(r)
+            add(r)
             left[s] -= 1
-            picks.append((r, s))
-            if len(picks) == k:
+            append((r, s))
+            need -= 1
+            if not need:
                 return picks
     for s, r in zip(srcs, rows):  # a list ran out of candidates: the others fill its share
         if r not in taken:
-            taken.add(r)
-            picks.append((r, s))
-            if len(picks) == k:
+            add(r)
+            append((r, s))
+            need -= 1
+            if not need:
                 break
     return picks
 
