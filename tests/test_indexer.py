@@ -200,6 +200,11 @@ def test_ivf_override_raises_nprobe_until_recall(work, l2_reduction):
             faiss.extract_index_ivf(index).nprobe = own.get("songs", {"nprobe": nprobe})["nprobe"]
             expect = b.search(name, songs, 10)     # the same search with the index's own setting changed
             faiss.extract_index_ivf(index).nprobe = nprobe
+            default = b.search(name, songs, 10)
+        # ... except where those few lists hold fewer than 10 songs: then the index's own probes
+        short = (expect[1] < 0).any(axis=1)
+        for e, d in zip(expect, default):
+            e[short] = d[short]
         assert np.array_equal(got[1], expect[1]) and np.array_equal(got[0], expect[0])
 
 
@@ -223,6 +228,18 @@ def test_song_queries_search_with_the_fewer_probes_they_need():
     faiss.extract_index_ivf(index).nprobe = own["songs"]["nprobe"]
     expect = index.search(q, 10)
     assert np.array_equal(got[1], expect[1]) and np.array_equal(got[0], expect[0])
+    faiss.extract_index_ivf(index).nprobe = nprobe
+    # a list longer than the song queries' few lists hold is searched with the index's own probes
+    from pmrs.serving.bundle import _VectorIndex
+
+    ix = _VectorIndex("collaborative", entry, index, np.arange(4000, dtype=np.int32), vectors)
+    top = 4000 // 64 * (own["songs"]["nprobe"] + 2)             # more than those lists hold
+    short = index.search(q[:5], top, params=_search_parameters(index, own["songs"]))[1]
+    long_songs, long_default = ix.search(queries["songs"][:5], top, "songs"), ix.search(queries["songs"][:5], top)
+    assert np.array_equal(long_songs[1], long_default[1]) and np.array_equal(long_songs[0], long_default[0])
+    assert (long_songs[1] >= 0).sum() > (short >= 0).sum()
+    assert [x[1].tolist() for x in ix.search_each(queries["songs"][:5], top, "songs")] == \
+        [r[None].tolist() for r in long_songs[1]]
 
 
 def test_automatic_ivf_falls_back_to_exact_when_it_must_probe_most_lists(work):

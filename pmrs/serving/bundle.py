@@ -127,7 +127,7 @@ class _VectorIndex:
         if self.augmented:
             q = np.zeros((n, queries.shape[1] + 1), dtype=np.float32)
             q[:, :-1] = queries
-        dist, ids = self.index.search(q, k, params=self.params_by_kind.get(kind))
+        dist, ids = self._searched(q, k, kind)
         if n == 1:
             return self._one(queries[0], dist[0], ids[0], top)
         missing = ids < 0
@@ -170,11 +170,24 @@ class _VectorIndex:
             saved = faiss.cvar.distance_compute_blas_threshold
             faiss.cvar.distance_compute_blas_threshold = max(saved, len(part) + 1)
             try:
-                dist, ids = self.index.search(q, k, params=self.params_by_kind.get(kind))
+                dist, ids = self._searched(q, k, kind)
             finally:
                 faiss.cvar.distance_compute_blas_threshold = saved
             for i in range(len(part)):
                 yield self._one(part[i], dist[i], ids[i], top)
+
+    def _searched(self, q: np.ndarray, k: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
+        """FAISS's search of ``q`` with ``kind``'s own parameters where the build recorded some;
+        a query they leave short of ``k`` results (fewer probed lists than a long or widened list
+        needs) is searched again with the index's own, so a kind's parameter never returns
+        fewer songs than before (row by row, so a batch gives what one-query searches give)."""
+        params = self.params_by_kind.get(kind)
+        dist, ids = self.index.search(q, k, params=params)
+        if params is not None:
+            short = np.flatnonzero((ids < 0).any(axis=1))
+            if short.size:
+                dist[short], ids[short] = self.index.search(q[short], k)
+        return dist, ids
 
     def _one(self, query: np.ndarray, dist: np.ndarray, ids: np.ndarray, top: int
              ) -> tuple[np.ndarray, np.ndarray]:
