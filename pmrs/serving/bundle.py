@@ -177,16 +177,32 @@ class _VectorIndex:
                 yield self._one(part[i], dist[i], ids[i], top)
 
     def _searched(self, q: np.ndarray, k: int, kind: str) -> tuple[np.ndarray, np.ndarray]:
-        """FAISS's search of ``q`` with ``kind``'s own parameters where the build recorded some;
-        a query they leave short of ``k`` results (fewer probed lists than a long or widened list
-        needs) is searched again with the index's own, so a kind's parameter never returns
-        fewer songs than before (row by row, so a batch gives what one-query searches give)."""
+        """FAISS's search of ``q`` with ``kind``'s own parameters where the build recorded some.
+        A query the probed lists leave short of ``k`` results (a long or widened list needs more
+        songs than a few lists hold) is searched again with the index's own parameters, then, for
+        an IVF index, with twice the lists each time up to all of them: a search returns ``k``
+        songs whenever the index holds them. Row by row, so a batch gives what one-query searches
+        give."""
         params = self.params_by_kind.get(kind)
         dist, ids = self.index.search(q, k, params=params)
-        if params is not None:
-            short = np.flatnonzero((ids < 0).any(axis=1))
-            if short.size:
-                dist[short], ids[short] = self.index.search(q[short], k)
+        short = np.flatnonzero((ids < 0).any(axis=1))
+        if not short.size:
+            return dist, ids
+        ivf = faiss.downcast_index(self.index)
+        ivf = ivf if isinstance(ivf, faiss.IndexIVF) else None   # (per-call nprobe: a bare IVF only)
+        probes = [None] if params is not None else []
+        if ivf is not None:
+            n = max(int(ivf.nprobe), 1) * 2
+            while n < ivf.nlist:
+                probes.append(n)
+                n *= 2
+            probes.append(int(ivf.nlist))
+        for nprobe in probes:
+            more = None if nprobe is None else faiss.SearchParametersIVF(nprobe=nprobe)
+            dist[short], ids[short] = self.index.search(q[short], k, params=more)
+            short = short[(ids[short] < 0).any(axis=1)]
+            if not short.size:
+                break
         return dist, ids
 
     def _one(self, query: np.ndarray, dist: np.ndarray, ids: np.ndarray, top: int
