@@ -7,7 +7,8 @@ within each source's candidate list (``pmrs.serving.recommend``). The share of t
 source is chosen the way the WMF settings are (``pmrs.collaborative.selection.select_settings``): on a validation
 split drawn from the training data, the share in ``SHARES`` whose blend of the two play-based
 sources (collaborative + neighbours) maximises mAP@500 + recall@50 of the validation users'
-held-out songs. The blend is the server's own code (``pmrs.blend.interleave``) over the lists it
+held-out songs. The blend is the server's own pick (``pmrs.blend.Interleaver``, all validation
+users at once, exactly ``pmrs.blend.pick``'s answer) over the lists it
 would search: each source's top ``max(4k, 100)`` candidates after the user's songs are left out
 (the neighbours source lists only songs with a non-zero score); mAP@500 is read from the list of
 500, recall@50 from the list of 50 (quotas differ with ``k``). When the work directory has a
@@ -35,7 +36,7 @@ import numpy as np
 import scipy.sparse as sp
 from tqdm import tqdm
 
-from ..blend import candidate_count, interleave
+from ..blend import Interleaver, candidate_count, share_quotas
 from ..evaluation.metrics import ranking_metrics
 from ..evaluation.split import SPLITS, draw_validation, pair_times, split_times, times_matrix
 from .neighbours import NeighboursConfig, build_neighbours
@@ -185,19 +186,21 @@ def choose_neighbours_share(counts: sp.csr_matrix, wmf_cfg: WMFConfig | None = N
             candidates[k].append([_top_excluding(w_scores, played, top, nonzero=False), m_list,
                                   *[_top_excluding(n, played, top, nonzero=True) for n in n_scores]])
 
+    blends: dict[tuple[int, int, bool], Interleaver] = {}
+
     def score(shares: tuple[float, ...], which: int = 0) -> dict:
         got = {}
         for k in (500, 50):
-            rows = np.full((len(users), k), -1, np.int64)
-            for i, per_user in enumerate(candidates[k]):
-                lists = [per_user[0], per_user[2 + which]] + ([per_user[1]] if len(shares) > 2 else [])
-                if len(shares) > 2 and lists[2] is None:
-                    lists, shares_u = lists[:2], shares[:2]
-                else:
-                    shares_u = shares
-                picked = interleave(lists, shares_u, k)
-                rows[i, :len(picked)] = picked
-            got[k] = rows
+            key = (k, which, len(shares) > 2)
+            if key not in blends:   # a user without a metadata list blends the other two
+                blends[key] = Interleaver([[c[0], c[2 + which]] + ([c[1]] if key[2] and c[1] is not None else [])
+                                           for c in candidates[k]], k)
+            blend = blends[key]
+            n_lists = blend.lists_of
+            quota = np.zeros((len(users), blend.n_lists), np.int64)
+            for n in np.unique(n_lists).tolist():
+                quota[n_lists == n, :n] = share_quotas(shares[:n], k)
+            got[k] = blend.pick(quota)
         # a metadata song nobody played sits past the last column: no held-out song matches it
         m500 = ranking_metrics(np.where(got[500] < sub.shape[1], got[500], -1), val.test, users, ks=(500,))["map@500"]
         r50 = ranking_metrics(np.where(got[50] < sub.shape[1], got[50], -1), val.test, users, ks=(50,))["recall@50"]
