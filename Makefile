@@ -54,8 +54,11 @@ $(VENV)/.files: FORCE
 	@find pmrs server clients indexer -type f ! -path '*/__pycache__/*' | LC_ALL=C sort > $@.new
 	@if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
 
+# The suite on both cores of the 2-core machine it is sized for (pytest-xdist; each test file
+# stays on one worker, so its module fixtures are built once); TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
 test: install java-check
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 demo: install
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pmrs.demo --dir $(DEMO_DIR)
