@@ -822,12 +822,13 @@ class Bundle:
         lengths = nm.indptr[src + 1] - lo
         at = np.repeat(lo - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
         cols = nm.indices[at]
-        order = np.argsort(dst, kind="stable")
-        ordered = dst[order]
+        order = np.argsort(dst, kind="stable")   # (searched in the stored indices' dtype: no cast of each entry)
+        ordered = np.clip(dst[order], -1, np.iinfo(cols.dtype).max).astype(cols.dtype)
         pos = np.minimum(np.searchsorted(ordered, cols), len(dst) - 1)
-        hit = np.flatnonzero(ordered[pos] == cols)
-        owner = np.repeat(np.arange(len(src)) if which is None else which, lengths)[hit]
-        out[order[pos[hit]], owner] = nm.data[at[hit]]
+        entry = np.flatnonzero(ordered[pos] == cols)
+        i = order[pos[entry]]
+        owner = np.repeat(np.arange(len(src)) if which is None else which, lengths)[entry]
+        out[i, owner] = nm.data[at[entry]]
         return out
 
     @property

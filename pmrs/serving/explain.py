@@ -47,28 +47,75 @@ def explain(view, items: Sequence[Item], profile_rows: np.ndarray, counts: np.nd
     read only for the songs a reason names (and, when the metadata source placed a song, the
     listener's songs), so that asking why costs a fraction of the answer."""
     profile = np.asarray(profile_rows, np.int64)
-    rows = np.fromiter((it.song_row for it in items), np.int64, len(items))
-    masks = [it.sources for it in items]
-    found: dict[str, tuple[list[int], list]] = {}
+    placed = [it.song_row for it in items]
+    rows = np.asarray(placed, np.int64)
+    found = []
     for bit, name in enumerate(view.source_names):
-        mine = [i for i, m in enumerate(masks) if m >> bit & 1]
-        if mine and name in lists:
-            found[name] = (mine, _source_evidence(view, name, rows[mine], profile, counts, vector))
-    named = {r for _, picks in found.values() for p in picks if p is not None for r, _ in p[1]}
-    if METADATA in found:      # (what the placed songs share with the listener's songs)
+        if name in lists:
+            mine = [i for i, it in enumerate(items) if it.sources >> bit & 1]
+            if mine:
+                found.append((name, mine, _source_evidence(view, name, rows[mine], profile, counts, vector)))
+    named = {r for _, _, picks in found for p in picks if p is not None for r, _ in p[1]}
+    metadata = any(name == METADATA for name, _, _ in found)
+    if metadata:               # (what the placed songs share with the listener's songs)
         named.update(profile.tolist())
-        named.update(rows.tolist())
-    keys = sorted(named)
+        named.update(placed)
+    keys = list(named)
     fields = dict(zip(keys, view.songs(keys, copy=False))) if keys else {}
-    mine_meta = _Profile(fields, profile) if METADATA in found else None
+    songs = _Songs(fields)
+    mine_meta = _Profile(fields, profile) if metadata else None
     out: list[list[Reason]] = [[] for _ in items]
-    for name, (at, picks) in found.items():   # (in source order: each song's reasons follow its sources)
+    for name, at, picks in found:   # (in source order: each song's reasons follow its sources)
         ranks = _ranks(lists[name], rows[at])
         share = round(float(shares.get(name, 0.0)), 6)
+        if name == METADATA:
+            for i, rank in zip(at, ranks):
+                shared = tuple(mine_meta.shared(fields.get(placed[i]) or {}))
+                text = ("shares " + "; ".join(shared)) if shared else "close in tags and credits to the listener's songs"
+                out[i].append(Reason(name, rank, share, text, (), shared))
+            continue
+        words = _sentence(view, name)
         for i, rank, pick in zip(at, ranks, picks):
-            text, ev, shared = _words(view, name, pick, fields, mine_meta, fields.get(int(rows[i])) or {})
-            out[i].append(Reason(name, rank, share, text, ev, shared))
+            if pick is None:
+                ev, kind = (), None
+            else:
+                kind, ev = pick[0], tuple([songs.evidence(r, w) for r, w in pick[1]])
+            out[i].append(Reason(name, rank, share, words(kind, ev, songs), ev, ()))
     return [tuple(r) for r in out]
+
+
+class _Songs:
+    """The catalog fields a reason names, read once per answer: a song's evidence and its name
+    in a sentence ("title (artist)")."""
+
+    def __init__(self, fields: Mapping[int, dict]):
+        self.fields = fields
+        self.known: dict[int, tuple[str, str, str]] = {}
+
+    def evidence(self, row: int, weight: float) -> Evidence:
+        got = self.known.get(row)
+        if got is None:
+            f = self.fields.get(row) or {}
+            got = self.known[row] = (str(f.get("song_id", "")), str(f.get("title") or ""), str(f.get("artist") or ""))
+        return Evidence(got[0], got[1], got[2], weight)
+
+
+def _sentence(view, name: str):
+    """The sentence of source ``name``'s reason, from its evidence: ``words(kind, evidence, songs)``
+    (``kind``: what :func:`_source_evidence` found, ``None`` when nothing)."""
+    if view.sources[name].kind == SPARSE_NEIGHBOURS:
+        return lambda kind, ev, songs: ("often played with " + _names(ev)) if ev else "played with the listener's songs"
+    verb = ("sounds like " if name == ACOUSTIC else "played by the listeners of " if name == COLLABORATIVE
+            else f"close in {name} to ")
+    bare = "sounds like the listener's songs" if name == ACOUSTIC else f"close in {name}"
+
+    def words(kind, ev, songs):
+        if kind == "terms":
+            return ("listeners of " + _names(ev) + " play it too") if ev else "people with the listener's taste play it"
+        if kind == "terms-predicted":
+            return "close in taste to " + _names(ev) + " (as predicted from their sound: nobody has played them yet)"
+        return verb + _names(ev) if ev else bare
+    return words
 
 
 def _ranks(candidates: np.ndarray, placed: np.ndarray) -> list[int]:
@@ -89,7 +136,7 @@ def _top(weights: np.ndarray, n: int, positive: bool) -> list[list[tuple[int, fl
     if not weights.shape[1]:
         return [[] for _ in range(len(weights))]
     order = np.argsort(-weights, axis=1, kind="stable")[:, :n]
-    best = np.take_along_axis(weights, order, axis=1).tolist()
+    best = weights[np.arange(len(weights))[:, None], order].tolist()
     if not positive:
         return [list(zip(o, w)) for o, w in zip(order.tolist(), best)]
     return [[(j, x) for j, x in zip(o, w) if x > 0] for o, w in zip(order.tolist(), best)]
@@ -139,28 +186,6 @@ def _source_evidence(view, name: str, placed: np.ndarray, profile: np.ndarray, c
             for ok, top in zip(has.tolist(), tops)]
 
 
-def _words(view, name: str, pick, fields, mine_meta, me: dict) -> tuple[str, tuple[Evidence, ...], tuple[str, ...]]:
-    """``(text, evidence, shared)`` of one song's reason in source ``name``."""
-    if name == METADATA:
-        shared = tuple(mine_meta.shared(me))
-        return (("shares " + "; ".join(shared)) if shared
-                else "close in tags and credits to the listener's songs", (), shared)
-    ev = tuple(_evidence(fields, r, w) for r, w in pick[1]) if pick is not None else ()
-    kind = view.sources[name].kind
-    if kind == SPARSE_NEIGHBOURS:
-        return (("often played with " + _names(ev)) if ev else "played with the listener's songs", ev, ())
-    if pick is not None and pick[0] == "terms":
-        return (("listeners of " + _names(ev) + " play it too") if ev
-                else "people with the listener's taste play it", ev, ())
-    if pick is not None and pick[0] == "terms-predicted":
-        return "close in taste to " + _names(ev) + " (as predicted from their sound: nobody has played them yet)", ev, ()
-    if not ev:
-        return ("sounds like the listener's songs" if name == ACOUSTIC else f"close in {name}"), (), ()
-    verb = ("sounds like " if name == ACOUSTIC else "played by the listeners of " if name == COLLABORATIVE
-            else f"close in {name} to ")
-    return verb + _names(ev), ev, ()
-
-
 def _unit_vectors(view, name: str, rows: np.ndarray, keep_rows: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Unit vectors of ``rows`` in source ``name`` (the acoustic one: the CNN's embeddings).
     ``keep_rows``: ``(vectors of the rows that have one, those rows)``; otherwise ``(one vector
@@ -177,11 +202,6 @@ def _unit_vectors(view, name: str, rows: np.ndarray, keep_rows: bool = True) -> 
     return (v[have], rows[have]) if keep_rows else (v, have)
 
 
-def _evidence(fields, row: int, weight: float) -> Evidence:
-    f = fields.get(row) or {}
-    return Evidence(str(f.get("song_id", "")), str(f.get("title") or ""), str(f.get("artist") or ""), weight)
-
-
 def _names(ev: Sequence[Evidence]) -> str:
     return ", ".join(f"{e.title or e.song_id}" + (f" ({e.artist})" if e.artist else "") for e in ev)
 
@@ -190,11 +210,11 @@ class _Profile:
     """The listener's songs' artists, genres and decades, counted once per request."""
 
     def __init__(self, fields, profile: np.ndarray):
-        theirs = [fields.get(int(p)) or {} for p in profile.tolist()]
+        theirs = [fields.get(p) or {} for p in profile.tolist()]
         self.n = len(theirs)
-        self.counts = {key: Counter(str(t.get(key) or "").strip().casefold() for t in theirs)
+        self.counts = {key: Counter([str(t.get(key) or "").strip().casefold() for t in theirs])
                        for key in ("artist", "genre")}
-        self.decades = Counter(int(t.get("year") or 0) // 10 * 10 for t in theirs)
+        self.decades = Counter([int(t.get("year") or 0) // 10 * 10 for t in theirs])
 
     def shared(self, me: dict) -> list[str]:
         """What a song (its catalog fields ``me``) shares with the listener's songs: artist,
