@@ -96,3 +96,23 @@ def test_evaluate_names_which_seed_a_flag_sets():
         build_parser().parse_args(["evaluate", "--holdout", "--seed", "3"])   # ambiguous: gone
     args = build_parser().parse_args(["train-wmf", "--seed", "4"])
     assert _wmf_flags_given(args)["seed"] == 4
+
+
+def test_evaluate_holdout_reports_ease_skipped_over_its_budget_and_why(world, monkeypatch):
+    from pmrs.collaborative import ease
+    from pmrs.evaluation.baselines import settings_text
+
+    _, work = world
+    monkeypatch.setattr(ease, "MAX_GIB", 1e-6)   # any catalog's EASE matrix is over this budget
+    assert main(["evaluate", "--holdout", "--workdir", str(work), "--factors", "8", "--iterations", "3",
+                 "--no-select", "--run", "ease-over", "-q"]) == 0
+    out = work / "reports" / "ease-over"
+    metrics = json.loads((out / "metrics.json").read_text())
+    with pytest.raises(ease.EaseTooLarge) as why:
+        ease.check_fits(metrics["data"]["songs"])
+    ref = metrics["references"]["ease"]
+    assert ref["skipped"] == str(why.value) and "over the budget" in ref["skipped"]
+    assert "ease" not in metrics["models"] and "ease" not in metrics["reference_models"]
+    assert metrics["references"]["popularity"]["skipped"] is None and "popularity" in metrics["models"]
+    report = (out / "report.md").read_text()
+    assert f"| ease | {settings_text(ref)} |" in report and settings_text(ref) == f"skipped: {why.value}"
