@@ -151,11 +151,12 @@ def test_a_fixed_iteration_count_bounds_the_search_by_the_fit_asked_for(caplog):
     assert len(line) == 1 and "x 3 iterations" in line[0] and "the search cost" in line[0]
 
 
-def test_a_time_validation_split_holds_out_the_latest_songs():
+def test_a_time_validation_split_holds_out_the_latest_songs(monkeypatch):
     # SelectConfig(split="time"): the search and the references' settings are chosen on validation
     # users whose latest songs (by first play) are held out, as a time split's test holds them out
     from dataclasses import replace
 
+    from pmrs.collaborative import selection
     from pmrs.evaluation.baselines import validation_split
 
     counts = world()
@@ -163,10 +164,22 @@ def test_a_time_validation_split_holds_out_the_latest_songs():
     cfg = replace(SMALL, split="time")
     with pytest.raises(ValueError, match="times"):
         select_settings(counts, cfg=cfg, with_wmf=False)
+    searched_on = []
+    real = selection.draw_validation
+
+    def draw(*args, **kwargs):
+        searched_on.append(real(*args, **kwargs))
+        return searched_on[-1]
+    monkeypatch.setattr(selection, "draw_validation", draw)
     sel = select_settings(counts, cfg=cfg, with_wmf=False, first_played=first)
     assert sel.summary["split"] == "time" and sel.neighbours is not None
+    assert sel.summary["sampled_users"] == counts.shape[0]   # the whole matrix searched
     val = validation_split(counts, cfg, first)
     assert len(val.test_users) == sel.summary["validation_users"]
+    # the references' split is the search's: same users, same songs held out
+    (search,) = searched_on
+    np.testing.assert_array_equal(search.test_users, val.test_users)
+    assert (search.test != val.test).nnz == 0 and (search.train != val.train).nnz == 0
     for u in val.test_users[:20]:
         lo, hi = counts.indptr[u], counts.indptr[u + 1]
         held = set(val.test.indices[val.test.indptr[u]:val.test.indptr[u + 1]].tolist())
