@@ -481,6 +481,10 @@ def _extract_one_dir(extract, audio_dir, workdir, cfg, fcfg, quiet) -> None:
         print(f"  skipped {reason}: {n}")
     if c["partial"]:
         print(f"  truncated files extracted from what decodes: {c['partial']}")
+    standing = report["folders"][report["audio_dir"]]["counts"]
+    if c["already_stored"]:
+        print(f"the folder so far: {standing['extracted']} extracted ({standing['partial']} truncated), "
+              f"{standing['skipped']} skipped")
     print(f"{t['clips_per_second']} clips/s, {t['realtime_factor']}x real time "
           f"({t['total_seconds']} s, {t['workers']} workers)")
     print(f"report written to {workdir / 'features_report.json'}")

@@ -362,3 +362,46 @@ def test_a_relative_folder_an_older_report_recorded_is_taken_from_the_workdir_pa
     (tmp_path / "work").mkdir()
     (tmp_path / "work" / "features_report.json").write_text(json.dumps({"audio_dir": "data/audio"}))
     assert audio_folders(tmp_path / "work") == [(tmp_path / "data" / "audio").resolve()]
+
+
+def test_a_second_run_over_the_same_folder_keeps_the_folders_record(tmp_path, capsys):
+    # a good clip, a truncated FLAC extracted from what decodes, and an unreadable file
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    sf.write(audio / f"{song(0)}.wav", clip(0), SR, subtype="PCM_16")
+    sf.write(audio / "full.flac", clip(4, seconds=8.0), SR)
+    raw = (audio / "full.flac").read_bytes()
+    (audio / "full.flac").unlink()
+    (audio / f"{song(4)}.flac").write_bytes(raw[:len(raw) // 2])
+    (audio / f"{song(6)}.wav").write_bytes(np.random.default_rng(0).bytes(5000))
+    work = tmp_path / "work"
+    key = str(audio.resolve())
+
+    def record() -> dict:
+        return json.loads((work / "features_report.json").read_text())["folders"][key]
+
+    first = extract(audio, work, ExtractConfig(workers=1), show_progress=False)
+    assert first["counts"]["extracted"] == 2 and record()["counts"]["extracted"] == 2
+
+    # the second run extracts nothing new; the folder's record still knows both bad files
+    assert main(["extract", str(audio), "--workdir", str(work), "--workers", "1", "-q"]) == 0
+    assert "the folder so far: 2 extracted (1 truncated), 1 skipped" in capsys.readouterr().out
+    second = json.loads((work / "features_report.json").read_text())
+    assert second["counts"]["extracted"] == 0 and second["counts"]["already_stored"] == 2
+    rec = record()
+    assert rec["counts"]["extracted"] == 2 and rec["counts"]["partial"] == 1
+    assert rec["last_run"] == second["counts"]
+    assert [(s["file"], s["reason"]) for s in rec["skipped"]] == [(f"{song(6)}.wav", "unreadable")]
+    assert rec["skipped"][0]["detail"]
+    assert [(p["file"], p["song_id"]) for p in rec["partial"]] == [(f"{song(4)}.flac", song(4))]
+    assert rec["partial"][0] == first["partial"][0]   # its seconds and reason as found then
+
+    # the unreadable file fixed: extracted, and off the folder's skipped list
+    sf.write(audio / f"{song(6)}.wav", clip(6), SR, subtype="PCM_16")
+    third = extract(audio, work, ExtractConfig(workers=1), show_progress=False)
+    assert third["counts"]["extracted"] == 1 and third["skipped"] == []
+    rec = record()
+    assert rec["skipped"] == [] and rec["counts"]["extracted"] == 3 and rec["counts"]["skipped"] == 0
+    assert [p["file"] for p in rec["partial"]] == [f"{song(4)}.flac"]
+    with FeatureStore(work / "features.lmdb", readonly=True) as store:
+        assert song(6) in store

@@ -96,3 +96,63 @@ def test_evaluate_names_which_seed_a_flag_sets():
         build_parser().parse_args(["evaluate", "--holdout", "--seed", "3"])   # ambiguous: gone
     args = build_parser().parse_args(["train-wmf", "--seed", "4"])
     assert _wmf_flags_given(args)["seed"] == 4
+
+
+def test_evaluate_holdout_reports_ease_skipped_over_its_budget_and_why(world, monkeypatch):
+    from pmrs.collaborative import ease
+    from pmrs.evaluation.baselines import settings_text
+
+    _, work = world
+    monkeypatch.setattr(ease, "MAX_GIB", 1e-6)   # any catalog's EASE matrix is over this budget
+    assert main(["evaluate", "--holdout", "--workdir", str(work), "--factors", "8", "--iterations", "3",
+                 "--no-select", "--run", "ease-over", "-q"]) == 0
+    out = work / "reports" / "ease-over"
+    metrics = json.loads((out / "metrics.json").read_text())
+    with pytest.raises(ease.EaseTooLarge) as why:
+        ease.check_fits(metrics["data"]["songs"])
+    ref = metrics["references"]["ease"]
+    assert ref["skipped"] == str(why.value) and "over the budget" in ref["skipped"]
+    assert "ease" not in metrics["models"] and "ease" not in metrics["reference_models"]
+    assert metrics["references"]["popularity"]["skipped"] is None and "popularity" in metrics["models"]
+    report = (out / "report.md").read_text()
+    assert f"| ease | {settings_text(ref)} |" in report and settings_text(ref) == f"skipped: {why.value}"
+
+
+def test_the_references_choose_their_settings_on_the_split_pmrs_searches(world, monkeypatch):
+    # a hold-out evaluation with settings searched: the references' validation split is the one
+    # each of PMRS's two searches (WMF, neighbours) draws from the same training part
+    from pmrs.collaborative import selection
+    from pmrs.collaborative.selection import SelectConfig
+    from pmrs.collaborative.wmf import WMFConfig
+    from pmrs.evaluation import baselines
+    from pmrs.evaluation.holdout import evaluate_holdout
+
+    drawn: dict[str, list] = {"pmrs": [], "references": []}
+
+    def spy(module, who):
+        real = module.draw_validation
+
+        def draw(*args, **kwargs):
+            val = real(*args, **kwargs)
+            drawn[who].append(val)
+            return val
+        monkeypatch.setattr(module, "draw_validation", draw)
+
+    spy(selection, "pmrs")
+    spy(baselines, "references")
+    select = SelectConfig(target_trials=2, checkpoints=(3,), neighbour_alphas=(0.5,), neighbour_localities=(1.0,),
+                          neighbour_ease_lambdas=(), seed=4)
+    _, work = world
+    out = evaluate_holdout(work, WMFConfig(factors=8), select=select, references=("implicit-cosine",),
+                           run="same-split")
+    metrics = json.loads((out / "metrics.json").read_text())
+    for search in ("wmf", "neighbours"):   # each searched the whole training part, not a sample of it
+        assert metrics["selection"][search]["sampled_users"] == metrics["data"]["users"]
+    assert len(drawn["pmrs"]) == 2 and len(drawn["references"]) == 1
+    assert metrics["references"]["implicit-cosine"]["chosen_on_validation"]
+    ref = drawn["references"][0]
+    assert len(ref.test_users) > 20
+    for val in drawn["pmrs"]:
+        np.testing.assert_array_equal(val.test_users, ref.test_users)
+        for a, b in ((val.train, ref.train), (val.test, ref.test)):
+            assert a.shape == b.shape and a.nnz == b.nnz and (a != b).nnz == 0

@@ -151,11 +151,12 @@ def test_a_fixed_iteration_count_bounds_the_search_by_the_fit_asked_for(caplog):
     assert len(line) == 1 and "x 3 iterations" in line[0] and "the search cost" in line[0]
 
 
-def test_a_time_validation_split_holds_out_the_latest_songs():
+def test_a_time_validation_split_holds_out_the_latest_songs(monkeypatch):
     # SelectConfig(split="time"): the search and the references' settings are chosen on validation
     # users whose latest songs (by first play) are held out, as a time split's test holds them out
     from dataclasses import replace
 
+    from pmrs.collaborative import selection
     from pmrs.evaluation.baselines import validation_split
 
     counts = world()
@@ -163,10 +164,22 @@ def test_a_time_validation_split_holds_out_the_latest_songs():
     cfg = replace(SMALL, split="time")
     with pytest.raises(ValueError, match="times"):
         select_settings(counts, cfg=cfg, with_wmf=False)
+    searched_on = []
+    real = selection.draw_validation
+
+    def draw(*args, **kwargs):
+        searched_on.append(real(*args, **kwargs))
+        return searched_on[-1]
+    monkeypatch.setattr(selection, "draw_validation", draw)
     sel = select_settings(counts, cfg=cfg, with_wmf=False, first_played=first)
     assert sel.summary["split"] == "time" and sel.neighbours is not None
+    assert sel.summary["sampled_users"] == counts.shape[0]   # the whole matrix searched
     val = validation_split(counts, cfg, first)
     assert len(val.test_users) == sel.summary["validation_users"]
+    # the references' split is the search's: same users, same songs held out
+    (search,) = searched_on
+    np.testing.assert_array_equal(search.test_users, val.test_users)
+    assert (search.test != val.test).nnz == 0 and (search.train != val.train).nnz == 0
     for u in val.test_users[:20]:
         lo, hi = counts.indptr[u], counts.indptr[u + 1]
         held = set(val.test.indices[val.test.indptr[u]:val.test.indptr[u + 1]].tolist())
@@ -174,3 +187,66 @@ def test_a_time_validation_split_holds_out_the_latest_songs():
         assert held == set(latest.tolist())
     with pytest.raises(ValueError, match="split"):
         SelectConfig(split="latest")
+
+
+class _Terminal:
+    """A stderr that says it is a terminal (tqdm and the fit show progress only on one)."""
+
+    def __init__(self):
+        self.parts: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.parts.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return True
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+def _search_bar_counts(text: str) -> list[tuple[int, int]]:
+    import re
+
+    from pmrs.collaborative.selection import SEARCH_PROGRESS
+
+    return [(int(a), int(b)) for a, b in re.findall(rf"{SEARCH_PROGRESS}:[^\r\n]*?(\d+)/(\d+)", text)]
+
+
+def test_the_search_shows_a_progress_bar_that_advances_and_none_when_off(monkeypatch, capsys):
+    from functools import partial
+
+    from pmrs.collaborative import selection
+
+    # every update drawn (tqdm otherwise redraws at most every 0.1 s)
+    monkeypatch.setattr(selection, "tqdm", partial(selection.tqdm, mininterval=0, miniters=1))
+    counts = world(users=200, songs=80)
+    select_settings(counts, WMFConfig(factors=8), cfg=SMALL, show_progress=True)
+    drawn = _search_bar_counts(capsys.readouterr().err)
+    assert [n for n, _ in drawn] == [0, 1, 2, 3] and {t for _, t in drawn} == {3}   # 3 settings tried
+    select_settings(counts, WMFConfig(factors=8), cfg=SMALL, show_progress=False)
+    assert capsys.readouterr().err == ""
+
+
+def test_train_wmf_shows_the_search_on_a_terminal_and_not_with_q(tmp_path, monkeypatch):
+    import sys
+
+    from pmrs.interactions import INTERACTIONS_DIR, Interactions
+
+    counts = world(users=200, songs=80).astype(np.int32)
+    Interactions(counts, np.array([f"u{i:04d}" for i in range(200)], "S"),
+                 np.array([f"s{i:04d}" for i in range(80)], "S")).save(tmp_path / INTERACTIONS_DIR)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[select]\ntarget_trials = 3\ncheckpoints = [3, 6]\n")
+    common = ["train-wmf", "--workdir", str(tmp_path), "--config", str(cfg), "--factors", "8"]
+    for quiet in (False, True):
+        terminal = _Terminal()
+        monkeypatch.setattr(sys, "stderr", terminal)
+        assert main(common + ["--run", f"q{quiet:d}"] + (["-q"] if quiet else [])) == 0
+        monkeypatch.undo()
+        drawn = _search_bar_counts(terminal.text())
+        assert (drawn[0] == (0, 3)) if not quiet else drawn == [], terminal.text()[-500:]

@@ -108,8 +108,8 @@ def library_mapping(workdir: str | os.PathLike, audio_dir: Path) -> Path | None:
 def audio_folders(workdir: str | os.PathLike, with_reports: bool = False):
     """The audio folders ``pmrs extract`` has read into ``<workdir>``'s store, as absolute paths
     (from ``features_report.json``; a relative path an older PMRS recorded is taken from the work
-    directory's parent, where ``make demo`` ran); with ``with_reports``, ``{path: its last
-    report}``."""
+    directory's parent, where ``make demo`` ran); with ``with_reports``, ``{path: its record}``
+    (:func:`folder_record`)."""
     workdir = Path(workdir)
     try:
         report = json.loads((workdir / REPORT_FILE).read_text(encoding="utf-8"))
@@ -318,6 +318,27 @@ def _run_pool(jobs: list[tuple[int, str]], cfg: FeatureConfig, workers: int,
 # ------------------------------------------------------------------------------ the stage
 
 
+def folder_record(run: dict, before: dict | None, stored_files: set[str]) -> dict:
+    """A folder's standing record after a run over it: what is known of its files, whatever
+    the run itself had left to do.
+
+    ``run`` is the run's report, ``before`` the folder's record before it (``None``: first run),
+    ``stored_files`` the found files (relative paths) whose songs the store held when the run
+    began. Every run tries each file not yet stored, so the run's ``skipped`` is the folder's:
+    a file that decodes now has left it. ``partial`` keeps the earlier runs' entries of files
+    still stored from then (their features are still those of what decoded) beside the run's
+    own. ``counts`` are the run's, except ``extracted``: the folder's files with stored
+    features, extracted by this run or before it, and ``partial``; ``last_run`` holds the run's
+    own counts.
+    """
+    kept = [p for p in (before or {}).get("partial") or [] if p.get("file") in stored_files]
+    partial = sorted(kept + run["partial"], key=lambda p: p["file"])
+    counts = dict(run["counts"], extracted=run["counts"]["extracted"] + len(stored_files),
+                  partial=len(partial))
+    return {"counts": counts, "skipped": run["skipped"], "partial": partial,
+            "last_run": run["counts"]}
+
+
 def extract(audio_dir: str | os.PathLike, workdir: str | os.PathLike,
             cfg: ExtractConfig = ExtractConfig(), feature_cfg: FeatureConfig = FeatureConfig(),
             catalog_path: str | os.PathLike | None = None,
@@ -352,8 +373,10 @@ def extract(audio_dir: str | os.PathLike, workdir: str | os.PathLike,
         was skipped (:data:`~pmrs.audio.decode.SEEK_MODES`) and ``decoded_to_skip_by_format``: the
         source formats that could not seek), ``feature_config`` and ``extract_config``: this
         run's; and ``folders``: every audio folder extracted into this store so far (absolute
-        paths) with its last run's ``counts``, ``skipped`` and ``partial`` (a run over another
-        folder, such as ``pmrs extract --live``, keeps the others' reports).
+        paths) with its standing record (:func:`folder_record`: ``counts``, ``skipped``,
+        ``partial`` of the folder as it stands, ``last_run``: its last run's counts). A run over
+        another folder, such as ``pmrs extract --live``, keeps the others' records; a run over
+        the same folder updates its record.
     """
     t_start = time.perf_counter()
     workdir = Path(workdir)
@@ -380,7 +403,7 @@ def extract(audio_dir: str | os.PathLike, workdir: str | os.PathLike,
             resolve = _Resolver(mapping, catalog, played_song_ids(workdir / INTERACTIONS_DIR))
             first_file: dict[str, str] = {}
             todo: list[tuple[str, str]] = []  # (relative file, song id)
-            already = 0
+            stored_files: set[str] = set()     # found files whose song the store already holds
             for rel in rels:
                 song, reason, detail = resolve(rel)
                 if song is None:
@@ -391,9 +414,10 @@ def extract(audio_dir: str | os.PathLike, workdir: str | os.PathLike,
                 else:
                     first_file[song] = rel.as_posix()
                     if song in store:
-                        already += 1
+                        stored_files.add(rel.as_posix())
                     else:
                         todo.append((rel.as_posix(), song))
+            already = len(stored_files)
             if already:
                 log.info("%d songs already in %s; %d to extract", already, store_path, len(todo))
 
@@ -471,8 +495,8 @@ def extract(audio_dir: str | os.PathLike, workdir: str | os.PathLike,
         "feature_config": dataclasses.asdict(feature_cfg),
         "extract_config": dict(dataclasses.asdict(cfg), extensions=list(cfg.extensions)),
     }
-    folders = {**audio_folders(workdir, with_reports=True),
-               str(audio_dir): {k: report[k] for k in ("counts", "skipped", "partial")}}
+    folders = audio_folders(workdir, with_reports=True)
+    folders[str(audio_dir)] = folder_record(report, folders.get(str(audio_dir)), stored_files)
     report["folders"] = dict(sorted(folders.items()))
     write_json(workdir / REPORT_FILE, report)
     if unseekable:

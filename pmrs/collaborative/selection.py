@@ -291,6 +291,10 @@ def _at_least(k: int, n: np.ndarray, p: float) -> np.ndarray:
     return np.clip(1.0 - below, 0.0, 1.0)
 
 
+#: The settings search's progress bar's description.
+SEARCH_PROGRESS = "select"
+
+
 def _shape_nnz(m: sp.csr_matrix) -> tuple[int, int, int]:
     return int(m.shape[0]), int(m.shape[1]), int(m.nnz)
 
@@ -298,7 +302,8 @@ def _shape_nnz(m: sp.csr_matrix) -> tuple[int, int, int]:
 def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
                     fixed: frozenset[str] | set[str] = frozenset(), cfg: SelectConfig | None = None,
                     exclude_users: np.ndarray | None = None, with_wmf: bool = True,
-                    ages: sp.csr_matrix | None = None, first_played: np.ndarray | None = None) -> Selection:
+                    ages: sp.csr_matrix | None = None, first_played: np.ndarray | None = None,
+                    show_progress: bool | None = None) -> Selection:
     """Choose WMF settings (those not in ``fixed``; ``pmrs train-wmf``) or, with
     ``with_wmf=False``, the neighbourhood model's (``pmrs train-neighbours``) on a validation split
     of ``counts`` (users x songs play counts). How the two are mixed in a served list is chosen
@@ -310,6 +315,8 @@ def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
     confidence's decay is then searched too, each trial training on the decayed counts.
     ``first_played``: each stored pair's first play (epoch seconds, 0 unknown), which a
     ``cfg.split == "time"`` validation split holds out by (``ValueError`` without).
+    ``show_progress``: a progress bar of the settings tried (:data:`SEARCH_PROGRESS`) on stderr;
+    ``None`` shows it on a terminal only.
     """
     base = base or WMFConfig()
     cfg = cfg or SelectConfig()
@@ -426,8 +433,8 @@ def select_settings(counts: sp.csr_matrix, base: WMFConfig | None = None,
     trials: list[dict] = []
     spent = 0.0
     best_wmf: tuple[float, WMFConfig] | None = None
-    bar = tqdm(total=(len(candidates) if with_wmf else 0) + len(n_candidates), desc="select", unit="trial",
-               disable=None, leave=False)
+    bar = tqdm(total=(len(candidates) if with_wmf else 0) + len(n_candidates), desc=SEARCH_PROGRESS,
+               unit="trial", disable=None if show_progress is None else not show_progress, leave=False)
     t_start = time.perf_counter()
     for wcfg in candidates if with_wmf else []:
         # checkpoints whose final fit stays under the cap (the first one always counts)

@@ -53,7 +53,8 @@ def train_wmf_run(workdir: str | Path, cfg: WMFConfig, run: str | None = None,
     selection, select_s = None, 0.0
     if select is not None and select.enabled:
         t_sel = time.perf_counter()
-        selection = select_settings(inter.matrix, cfg, fixed, select, ages=ages, first_played=first_played(inter))
+        selection = select_settings(inter.matrix, cfg, fixed, select, ages=ages, first_played=first_played(inter),
+                                    show_progress=show_progress)
         select_s = time.perf_counter() - t_sel
         cfg = selection.wmf
     log.info("training WMF (%s) on %d users x %d songs (%d plays), %d factors",
@@ -98,7 +99,8 @@ def train_neighbours_run(workdir: str | Path, cfg: NeighboursConfig | None = Non
     chosen = {}
     finalists = None
     if cfg is None and select is not None and select.enabled:
-        selection = select_settings(inter.matrix, cfg=select, with_wmf=False, first_played=first_played(inter))
+        selection = select_settings(inter.matrix, cfg=select, with_wmf=False, first_played=first_played(inter),
+                                    show_progress=show_progress)
         cfg = selection.neighbours
         finalists = selection.finalists or None
         chosen = {"selection": selection.as_dict()}

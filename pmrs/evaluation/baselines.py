@@ -11,7 +11,7 @@ own models.
 Settings: with a :class:`~pmrs.collaborative.selection.SelectConfig` that is enabled (PMRS's own
 settings are then chosen on validation too), each model's settings are chosen from ``GRIDS`` on
 the validation split PMRS's search draws from the same matrix (same users held out, same seed,
-same metric), at most ``len(GRIDS[name])`` fits each, against PMRS's dozen WMF trials and ten
+same metric; while that search runs on the whole matrix, not on a sample of its users), at most ``len(GRIDS[name])`` fits each, against PMRS's dozen WMF trials and ten
 neighbour settings; otherwise every model is at its library's defaults (EASE at the lambda Steck
 used on the MSD). A model that cannot be fitted (EASE over a catalog whose dense matrix exceeds
 its memory budget) is skipped, with the reason.
