@@ -294,8 +294,9 @@ def references_table(refs: dict) -> str:
     if not refs:
         return ""
     rows = [[name, settings_text(ref)] for name, ref in refs.items()]
-    return "Reference models' settings (chosen on the validation split PMRS's own search draws, " \
-        "by the same metric, where a search ran):\n\n" + markdown_table(["reference", "settings"], rows)
+    return "Reference models' settings (where a search ran: chosen by the same metric on a validation " \
+        "split of the training part drawn as PMRS's own search draws it, the same split unless that " \
+        "search sampled its users):\n\n" + markdown_table(["reference", "settings"], rows)
 
 
 def render_report(metrics: dict, ks) -> str:
