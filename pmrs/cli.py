@@ -161,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                      "most a quarter of the users each)")
     g.add_argument("--min-song-users", type=int, help="liang: songs with fewer users are removed (default 200)")
     g.add_argument("--min-user-songs", type=int, help="liang: users with fewer songs are removed (default 20)")
+    g.add_argument("--triplets", help="liang: the triplets file the work directory was ingested from (default: the "
+                                      "one ingest recorded), whose line order decides the held-out songs, as in vae_cf")
     p.add_argument("--keep-bundle", action="store_true",
                    help="hold-out: keep the bundle the pmrs row was served from (reports/<run>/served)")
     p.add_argument("--run", help="report name (default: a timestamp)")
@@ -391,7 +393,7 @@ def cmd_evaluate(args) -> int:
         from .evaluation.liang import LiangConfig, evaluate_liang
 
         out = evaluate_liang(workdir, _wmf_config(args, toml), cfgmod.build(LiangConfig, "liang", toml, vars(args)),
-                             run=args.run, **common)
+                             run=args.run, triplets=args.triplets, **common)
         print((out / "report.md").read_text())
         print(f"report written to {out}")
         return 0

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import scipy.sparse as sp
 from worlds import write_independent_world
@@ -13,10 +14,19 @@ from pmrs.cli import main
 from pmrs.collaborative import ease as ease_mod
 from pmrs.collaborative.selection import SelectConfig
 from pmrs.evaluation.baselines import GRIDS, references, settings_text
-from pmrs.evaluation.liang import LiangConfig, liang_split
+from pmrs.evaluation.liang import (
+    FILE_ORDER,
+    SONG_ID_ORDER,
+    LiangConfig,
+    liang_split,
+    order_sentence,
+    workdir_split,
+)
 from pmrs.evaluation.metrics import per_user_metrics
 from pmrs.evaluation.msd_challenge import HIDDEN_FILES, SUBMISSION_FILE, read_challenge
 from pmrs.evaluation.published import LIANG, MSD_CHALLENGE
+from pmrs.ingest import ingest
+from pmrs.interactions import Interactions
 
 FIXTURE = Path(__file__).parent / "fixtures" / "msd_challenge"
 
@@ -135,6 +145,108 @@ def test_liang_holds_out_a_fifth_of_each_held_out_users_songs():
     assert (np.diff(split.train.tocsc().indptr) > 0).all()      # every song is a training song
     again = liang_split(m, ids, sids, LiangConfig(min_song_users=30, min_user_songs=8, heldout_users=50))
     assert (again.test_predict != split.test_predict).nnz == 0  # the seed fixes the split
+
+
+def _vae_cf_held_out(path: Path, cfg: LiangConfig) -> dict[str, dict[str, tuple[set, set]]]:
+    """vae_cf's preprocessing, written from its description, on a triplets file: per group
+    (validation, test), each user's (fold-in, to-predict) songs."""
+    raw = pd.read_csv(path, sep="\t", names=["uid", "sid", "count"], dtype=str)
+    # a pair is one interaction: PMRS sums a repeated pair into one, at its first line (vae_cf would
+    # count the rows; the published file repeats no pair)
+    raw = raw.drop_duplicates(["uid", "sid"])
+    song_users = raw.groupby("sid").size()
+    raw = raw[raw["sid"].isin(song_users.index[song_users >= cfg.min_song_users])]
+    user_songs = raw.groupby("uid").size()
+    raw = raw[raw["uid"].isin(user_songs.index[user_songs >= cfg.min_user_songs])]
+    unique_uid = raw.groupby("uid").size().index
+    np.random.seed(cfg.seed)
+    unique_uid = unique_uid[np.random.permutation(unique_uid.size)]
+    n, held = unique_uid.size, cfg.heldout_users
+    tr_users, vd_users, te_users = unique_uid[:n - 2 * held], unique_uid[n - 2 * held:n - held], unique_uid[n - held:]
+    unique_sid = pd.unique(raw.loc[raw["uid"].isin(tr_users), "sid"])
+
+    def split_train_test_proportion(data):
+        np.random.seed(cfg.seed)
+        out = {}
+        for uid, group in data.groupby("uid"):
+            idx = np.zeros(len(group), dtype=bool)
+            if len(group) >= 5:
+                idx[np.random.choice(len(group), size=int(cfg.test_fraction * len(group)), replace=False)] = True
+            out[uid] = (set(group["sid"][~idx]), set(group["sid"][idx]))
+        return out
+
+    plays = raw[raw["sid"].isin(unique_sid)]
+    return {"validation": split_train_test_proportion(plays[plays["uid"].isin(vd_users)]),
+            "test": split_train_test_proportion(plays[plays["uid"].isin(te_users)])}
+
+
+def _pmrs_held_out(split) -> dict[str, dict[str, tuple[set, set]]]:
+    def sets(ids, fold, pred):
+        songs = [s.decode() for s in split.song_ids]
+        row = lambda m, i: {songs[j] for j in m.indices[m.indptr[i]:m.indptr[i + 1]]}
+        return {u.decode(): (row(fold, i), row(pred, i)) for i, u in enumerate(ids)}
+    return {"validation": sets(split.validation_user_ids, split.validation_fold_in, split.validation_predict),
+            "test": sets(split.test_user_ids, split.test_fold_in, split.test_predict)}
+
+
+def _shuffled_triplets(path: Path, users=90, songs=80, seed=7) -> None:
+    """Every line in random order (a user's songs far from song-id order), a few pairs repeated
+    later in the file, a few rare songs for the filters."""
+    rng = np.random.default_rng(seed)
+    pop = 1.0 / np.arange(1, songs + 1)
+    lines = []
+    for u in range(users):
+        k = int(rng.integers(3, 22))
+        for s in rng.choice(songs, size=k, replace=False, p=pop / pop.sum()):
+            lines.append(f"u{u:03d}\ts{s:03d}\t{int(rng.integers(1, 9))}")
+    lines += [lines[i] for i in rng.choice(len(lines), size=15, replace=False)]   # repeated pairs
+    lines = [lines[i] for i in rng.permutation(len(lines))]
+    path.write_text("\n".join(lines) + "\n")
+
+
+#: small enough thresholds for _shuffled_world: both filters remove songs and users
+_SMALL = LiangConfig(min_song_users=6, min_user_songs=7, heldout_users=9)
+
+
+def _shuffled_world(tmp_path) -> tuple[Path, Path]:
+    """A work directory ingested from a :func:`_shuffled_triplets` file; (the file, the work directory)."""
+    data, work = tmp_path / "data", tmp_path / "work"
+    data.mkdir()
+    _shuffled_triplets(data / "train_triplets.txt")
+    ingest(data, work, live=False)
+    return data / "train_triplets.txt", work
+
+
+def test_liang_holds_out_the_songs_vae_cf_holds_out_on_the_same_file(tmp_path):
+    triplets, work = _shuffled_world(tmp_path)
+    split = workdir_split(work, _SMALL)
+    c = split.counts
+    assert c["heldout_users"] == 9 and c["filtered_songs"] < c["songs"] and c["filtered_users"] < c["users"]
+    assert split.order == {"order": FILE_ORDER, "triplets": str(triplets.absolute()), "reason": ""}
+    want = _vae_cf_held_out(triplets, _SMALL)
+    got = _pmrs_held_out(split)
+    assert got == want
+    assert sum(len(p) for g in got.values() for _, p in g.values()) > 0
+    # the order matters on this file: walked in song-id order, other songs are held out
+    inter = Interactions.load(work / "interactions")
+    by_id = liang_split(inter.matrix, inter.user_ids, inter.song_ids, _SMALL)
+    assert by_id.order["order"] == SONG_ID_ORDER and _pmrs_held_out(by_id) != want
+    assert by_id.counts == split.counts
+
+
+def test_liang_without_the_triplets_file_draws_in_song_id_order_and_says_why(tmp_path):
+    triplets, work = _shuffled_world(tmp_path)
+    moved = tmp_path / "moved.txt"
+    triplets.rename(moved)
+    gone = workdir_split(work, _SMALL)
+    assert gone.order["order"] == SONG_ID_ORDER and "--triplets PATH" in gone.order["reason"]
+    assert f"drawn in song id order, not vae_cf's file order ({gone.order['reason']})" in order_sentence(gone.order)
+    assert workdir_split(work, _SMALL, triplets=moved).order["order"] == FILE_ORDER
+    other = tmp_path / "other.txt"      # a file missing some of the work directory's pairs
+    other.write_text("".join(line + "\n" for line in moved.read_text().splitlines()[::2]))
+    partial = workdir_split(work, _SMALL, triplets=other)
+    assert partial.order["order"] == SONG_ID_ORDER and "on no line of" in partial.order["reason"]
+    assert _pmrs_held_out(partial) == _pmrs_held_out(gone)
 
 
 def test_liang_on_too_little_data_says_what_to_lower():
@@ -272,3 +384,5 @@ def test_liang_protocol_reports_pmrs_beside_the_published_figures(tmp_path):
     for p in LIANG:
         assert p.model in report and p.source in report
     assert "0.389" in report and "| pmrs | PMRS |" in report
+    assert m["fold_in_order"]["order"] == "file" and m["fold_in_order"]["triplets"].endswith("train_triplets.txt")
+    assert f"drawn in file order, the order of their lines in {m['fold_in_order']['triplets']}" in report

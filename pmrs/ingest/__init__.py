@@ -162,7 +162,7 @@ def ingest(data_dir: str | Path | None, workdir: str | Path, cfg: IngestConfig |
 
     report = {
         "config": asdict(cfg),
-        "files": {k: (str(v) if v else None) for k, v in files.items()},
+        "files": {k: (str(Path(v).absolute()) if v else None) for k, v in files.items()},
         "lastfm_files": [str(p) for p in lastfm_paths],
         "genre_search": genre_search,
         "triplets": trip_report.as_dict() if trip_report is not None else None,
