@@ -93,7 +93,9 @@ def format_history(h: History) -> str:
 
 
 def format_song(song: Song) -> str:
-    """One song's catalog entry as aligned ``field  value`` lines."""
+    """One song's catalog entry as aligned ``field  value`` lines, then a ``warning:`` line for
+    each part of the acoustic model that learned from too little (``Song.genre_warning``,
+    ``Song.acoustic_warning``)."""
     fields = [("song id", song.song_id), ("title", song.title or "-"),
               ("artist", song.artist or "-"), ("release", song.release or "-"),
               ("year", str(song.year) if song.year else "-"), ("genre", song.genre or "-"),
@@ -105,7 +107,8 @@ def format_song(song: Song) -> str:
     if song.tags:
         fields.append(("tags", ", ".join(f"{t} ({w:g})" for t, w in song.tags)))
     w = max(len(k) for k, _ in fields)
-    return "\n".join(f"{k.ljust(w)}  {v}" for k, v in fields)
+    warnings = [f"warning: {why}" for why in (song.genre_warning, song.acoustic_warning) if why]
+    return "\n".join([f"{k.ljust(w)}  {v}" for k, v in fields] + warnings)
 
 
 def format_info(info: BundleInfo) -> str:

@@ -420,7 +420,8 @@ class Recommender:
 
     def song(self, song_id: str) -> Song:
         """The catalog entry of ``song_id``, the sources with a vector for it and its genre
-        confidences. :class:`NotFound` for an unknown id."""
+        confidences, with why those or its acoustic vector are unreliable when the acoustic model
+        learned from too little (``pmrs.acoustic.undertrained``). :class:`NotFound` for an unknown id."""
         b = self._view()
         row = self._song_row(song_id, b)
         s = b.songs([row])[0]
@@ -430,10 +431,12 @@ class Recommender:
             order = np.argsort(-np.asarray(probs), kind="stable")
             scores = tuple(GenreScore(b.genres[i], float(probs[i])) for i in order)
         tags = sorted(b.song_tags(row).items(), key=lambda kv: (-kv[1], kv[0]))[:C.MAX_SONG_TAGS]
+        sources = tuple(b.song_sources(row))
         return Song(song_id=s["song_id"], title=s["title"], artist=s["artist"], release=s["release"],
-                    year=int(s["year"] or 0), genre=s["genre"], sources=tuple(b.song_sources(row)),
+                    year=int(s["year"] or 0), genre=s["genre"], sources=sources,
                     genre_scores=scores, tags=tuple((t, float(w)) for t, w in tags),
-                    genre_warning=b.genre_warning if scores else "")
+                    genre_warning=b.genre_warning if scores else "",
+                    acoustic_warning=b.acoustic_warning if C.ACOUSTIC in sources else "")
 
     # -- live writes ------------------------------------------------------------------------------
 

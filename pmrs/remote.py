@@ -375,7 +375,8 @@ def _song(m: pb.Song) -> Song:
     return Song(song_id=m.song_id, title=m.title, artist=m.artist, release=m.release, year=m.year, genre=m.genre,
                 sources=tuple(m.sources),
                 genre_scores=tuple(GenreScore(g.genre, float(g.confidence)) for g in m.genre_scores),
-                tags=tuple((t.tag, float(t.weight)) for t in m.tags), genre_warning=m.genre_warning)
+                tags=tuple((t.tag, float(t.weight)) for t in m.tags), genre_warning=m.genre_warning,
+                acoustic_warning=m.acoustic_warning)
 
 
 _INT = re.compile(r"-?[0-9]+")

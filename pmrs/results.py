@@ -108,7 +108,10 @@ class Song:
     genre head's confidences (highest first; empty without audio or head) and its Last.fm tags
     ``(tag, weight 0-100)``, heaviest first (at most ``serving.contract.MAX_SONG_TAGS``).
     ``genre_warning``: why the confidences are unreliable (the genre head learned from too little,
-    ``pmrs.acoustic.undertrained``), ``""`` when nothing says so or there are none."""
+    ``pmrs.acoustic.undertrained``), ``""`` when nothing says so or there are none.
+    ``acoustic_warning``: why its acoustic vector (the CNN's prediction, what a song nobody played
+    is recommended by) is unreliable (the CNN's factor prediction learned from too little: no
+    better than the mean song's factors), ``""`` when nothing says so or it has no acoustic vector."""
 
     song_id: str
     title: str
@@ -120,6 +123,7 @@ class Song:
     genre_scores: tuple[GenreScore, ...] = ()
     tags: tuple[tuple[str, float], ...] = ()
     genre_warning: str = ""   # why genre_scores should not be trusted ("" when nothing says so)
+    acoustic_warning: str = ""   # why its acoustic vector should not be trusted ("" when nothing says so)
 
     @property
     def has_plays(self) -> bool:

@@ -219,7 +219,8 @@ def _song(s) -> pb.Song:
     return pb.Song(song_id=s.song_id, title=s.title, artist=s.artist, release=s.release, year=s.year,
                    genre=s.genre, has_plays=s.has_plays, has_audio=s.has_audio, sources=s.sources,
                    genre_scores=[pb.GenreScore(genre=g, confidence=c) for g, c in s.genre_scores],
-                   tags=[pb.Tag(tag=t, weight=w) for t, w in s.tags], genre_warning=s.genre_warning)
+                   tags=[pb.Tag(tag=t, weight=w) for t, w in s.tags], genre_warning=s.genre_warning,
+                   acoustic_warning=s.acoustic_warning)
 
 
 def _scored(songs, into) -> None:

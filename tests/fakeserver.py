@@ -65,7 +65,8 @@ class FakeRecommender(pb_grpc.RecommenderServicer):
             genre_scores=[pb.GenreScore(genre="rock", confidence=0.75),
                           pb.GenreScore(genre="jazz", confidence=0.25)],
             tags=[pb.Tag(tag="indie rock", weight=100), pb.Tag(tag="90s", weight=42.5)],
-            genre_warning="the genre head learned from too little: 2 genres"))
+            genre_warning="the genre head learned from too little: 2 genres",
+            acoustic_warning="the acoustic model's factor prediction learned from too little: a test"))
 
     def GetBundleInfo(self, request, context):
         self._enter("GetBundleInfo", request, context)

@@ -2,12 +2,17 @@
 synth -> ingest -> train-wmf -> extract -> train-cnn -> predict -> evaluate --cold-start."""
 
 import json
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import pmrs.acoustic.train as acoustic_train
 from pmrs.acoustic.runs import load_cnn_run, load_predictions
+from pmrs.catalog import CATALOG_FILE, Catalog, write_catalog
 from pmrs.cli import main
+from pmrs.indexing.config import ACOUSTIC_SHARE_NOT_VALIDATED
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +80,54 @@ def test_cold_start_report(work):
     assert m["data"]["held_out_songs"] == round(0.2 * 64)
     assert m["genre_head"]["songs"] == m["data"]["held_out_songs"]
     assert (out / "genre_confusion.png").stat().st_size > 0 and "AUC gap closed" in (out / "report.md").read_text()
+    assert f"Served share of the acoustic source: {ACOUSTIC_SHARE_NOT_VALIDATED}." in (out / "report.md").read_text()
+
+
+def test_train_cnn_says_which_part_learned_from_too_little(work, capsys):
+    work, cfg, _ = work
+    assert main(["train-cnn", "--run", "c-said", "--workdir", str(work), "--config", str(cfg), "-q"]) == 0
+    said = capsys.readouterr().out.splitlines()
+    judged = json.loads((work / "models" / "cnn" / "c-said" / "history.json").read_text())["undertrained"]
+    # 3 epochs on 64 songs: the factor prediction is no better than the mean factors, and the genre
+    # head had about 15 labelled songs per genre
+    assert judged["factors"]["undertrained"] and judged["genre_head"]["undertrained"]
+    assert f"UNDERTRAINED factor prediction: {judged['factors']['reason']}" in said
+    assert f"UNDERTRAINED genre head: {judged['genre_head']['reason']}" in said
+
+
+def _genres_only_for(catalog: Path, keep: set[str]) -> None:
+    """Rewrite the catalog with every song outside ``keep`` unlabelled (the rest as it was)."""
+    with Catalog(catalog) as cat:
+        songs = [(s, {**f, "genre": f.get("genre", "") if s in keep else ""}) for s, f in cat.items()]
+        tracks, info = list(cat.tracks()), cat.info()
+        tags, similars = dict(cat.items_tags()), dict(cat.items_similars())
+    write_catalog(catalog, songs, tracks, info,
+                  [(s, tags.get(s, {}), similars.get(s, {})) for s in sorted(set(tags) | set(similars))])
+
+
+def test_cold_start_report_when_no_held_out_song_has_a_genre(work, tmp_path, monkeypatch):
+    work, cfg, _ = work
+    copy = tmp_path / "work"
+    shutil.copytree(work, copy)
+    args = ["evaluate", "--cold-start", "--workdir", str(copy), "--config", str(cfg), "-q", "--run"]
+    trained_on: list[str] = []
+    train_cnn = acoustic_train.train_cnn
+
+    def spy(log_mels, targets, *rest, **kwargs):
+        trained_on.extend(targets[0])
+        return train_cnn(log_mels, targets, *rest, **kwargs)
+
+    with monkeypatch.context() as m:   # which songs the protocol trains the CNN on (it holds out the others)
+        m.setattr(acoustic_train, "train_cnn", spy)
+        assert main(args + ["labelled"]) == 0
+    assert json.loads((copy / "reports" / "labelled" / "metrics.json").read_text())["genre_head"]["songs"] > 0
+    _genres_only_for(copy / CATALOG_FILE, set(trained_on))   # the same seed holds out the same songs
+
+    assert main(args + ["unlabelled"]) == 0
+    out = copy / "reports" / "unlabelled"
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["data"]["held_out_songs"] > 0 and m["genre_head"]["songs"] == 0 and m["genre_head"]["accuracy"] is None
+    text = (out / "report.md").read_text()
+    assert "## Genre head on the held-out songs: accuracy not measured" in text
+    assert "No held-out song has a genre label" in text
+    assert not (out / "genre_confusion.png").exists() and "genre_confusion.png" not in text

@@ -343,6 +343,9 @@ def test_an_added_song_is_found_by_both(rec, local, remote, catalog, request):
     assert isinstance(added, pmrs.AddedSong) and added.seq > 0 and not added.duplicate
     assert isinstance(added.song, pmrs.Song) and added.song.has_audio and not added.song.has_plays
     assert added.song.genre_scores and isinstance(added.song.genre_scores[0], pmrs.GenreScore)
+    # the tiny world's CNN predicts factors no better than the mean song's: its vector says so
+    assert added.song.acoustic_warning == local.bundle.acoustic_warning
+    assert added.song.acoustic_warning.startswith("the acoustic model's factor prediction learned from too little")
     retried = rec.add_song(new_id, title="Unheard", audio=clip.read_bytes(), filename=clip.name,
                            request_id=f"add-{kind}")
     assert retried.duplicate and retried.seq == added.seq
@@ -354,6 +357,7 @@ def test_an_added_song_is_found_by_both(rec, local, remote, catalog, request):
     same(local.similar_songs(new_id, k=5), remote.similar_songs(new_id, k=5), "its neighbours")
     fields_only = rec.add_song(f"API-{kind}-WORDS", title="words only", genre="jazz")
     assert fields_only.song.title == "words only" and "acoustic" not in fields_only.song.sources
+    assert fields_only.song.acoustic_warning == ""   # (no acoustic vector to distrust)
 
 
 def test_answers_are_still_the_same_after_the_writes(local, remote, catalog):

@@ -235,3 +235,20 @@ def test_open_refuses_other_formats_and_corrupt_files(built, tmp_path):
         Bundle.open(copy)
     with pytest.raises(FileNotFoundError, match="indexer build"):
         Bundle.open(tmp_path / "nothing")
+
+
+def _judged(factors: bool, genre_head: bool) -> dict:
+    part = {True: {"undertrained": True, "reason": "a test reason"}, False: {"undertrained": False, "reason": ""}}
+    return {"sources": {"acoustic": {"settings": {"undertrained": {"factors": part[factors],
+                                                                   "genre_head": part[genre_head]}}}}}
+
+
+@pytest.mark.parametrize("factors,genre_head", [(True, False), (False, True), (True, True), (False, False)])
+def test_each_undertrained_part_of_the_acoustic_model_has_its_own_warning(factors, genre_head):
+    from pmrs.serving.bundle import acoustic_warning, genre_warning
+
+    m = _judged(factors, genre_head)
+    assert acoustic_warning(m) == ("the acoustic model's factor prediction learned from too little: a test reason"
+                                   if factors else "")
+    assert genre_warning(m) == ("the genre head learned from too little: a test reason" if genre_head else "")
+    assert acoustic_warning({"sources": {"acoustic": {"settings": {}}}}) == ""   # (an older bundle: no verdict)

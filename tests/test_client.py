@@ -70,6 +70,8 @@ def test_cli_similar_song_info(fake, capsys):
     code, out, _ = run_cli(capsys, "--target", fake.target, "song", "SOAAA")
     assert code == 0 and "First Song" in out and "rock 0.75" in out
     assert "tags          indie rock (100), 90s (42.5)" in out
+    assert out.splitlines()[-2:] == ["warning: the genre head learned from too little: 2 genres",
+                                     "warning: the acoustic model's factor prediction learned from too little: a test"]
     code, out, _ = run_cli(capsys, "--target", fake.target, "info")
     assert code == 0 and "v-test" in out and "IVF64,Flat" in out and "nprobe=8" in out
     assert "recommend lists  precomputed for k=10, shares collaborative=0.8 acoustic=0.2, diversity=0" in out

@@ -1,8 +1,10 @@
 """The cold-start report renders whatever the held-out songs' genre labels allow."""
 
 import numpy as np
+import pytest
 
 from pmrs.evaluation.cold_start import genre_report, render_report
+from pmrs.indexing.config import ACOUSTIC_SHARE_NOT_VALIDATED
 
 
 def _metrics(genre: dict | None) -> dict:
@@ -32,3 +34,9 @@ def test_labelled_held_out_songs_give_accuracy_and_confusion():
     text = render_report(_metrics(genre))
     assert "accuracy 0.667" in text
     assert "genre_confusion.png" in text
+
+
+@pytest.mark.parametrize("weights", [None, {"why": "5 validation songs, fewer than the 30 needed"}])
+def test_the_report_says_why_the_served_acoustic_share_is_not_chosen_on_validation(weights):
+    text = render_report({**_metrics(None), "cold_weights": weights})
+    assert f"Served share of the acoustic source: {ACOUSTIC_SHARE_NOT_VALIDATED}." in text

@@ -12,6 +12,7 @@ import pytest
 import pmrs.indexing.build as ib
 import pmrs.indexing.specs as specs
 from pmrs.indexing import IndexerConfig, build_bundle
+from pmrs.indexing.config import ACOUSTIC_SHARE_NOT_VALIDATED
 from pmrs.indexing.specs import choose_spec, exact_top, needs_l2_augmentation
 from pmrs.serving import contract
 from pmrs.serving.contract import current_bundle, list_bundles, prune_bundles
@@ -87,6 +88,10 @@ def test_bundle_layout_manifest_and_alignment(work):
     assert m["counts"] == {"users": 200, "songs": 80, "songs_with_plays": 64, "songs_with_factors": 64,
                            "songs_with_audio": 80, "plays": m["counts"]["plays"]}
     assert m["dimensions"] == {"factors": 8, "embedding": 16} and len(m["genres"]) == 4
+    # the acoustic share is not chosen on validation, and the manifest says why
+    ac = m["sources"]["acoustic"]["settings"]
+    assert (ac["share_from"], ac["share_why"]) == ("fixed", ACOUSTIC_SHARE_NOT_VALIDATED)
+    assert m["defaults"]["shares"]["acoustic"] == IndexerConfig().default_acoustic_share
     for name, n in (("collaborative", 64), ("acoustic", 80)):
         ix = m["sources"][name]["index"]
         assert (ix["spec"], ix["metric"], ix["transform"], ix["search_params"]) == \
@@ -425,6 +430,13 @@ def test_cli_build_with_toml_and_flags(work, tmp_path, capsys):
     text = capsys.readouterr().out
     out = current_bundle(work)
     assert out.name in text and "IVF4,Flat" in text and "nprobe=" in text and "l2_augmented" in text
+    share = IndexerConfig().default_acoustic_share
+    assert f"  acoustic: default share {share:g}; {ACOUSTIC_SHARE_NOT_VALIDATED}\n" in text
+    # the tiny world's CNN learned from too little, both parts (tests/test_acoustic_pipeline.py)
+    judged = json.loads((work / "models" / "cnn" / "c1" / "history.json").read_text())["undertrained"]
+    assert judged["factors"]["undertrained"] and judged["genre_head"]["undertrained"]
+    assert f"  UNDERTRAINED acoustic factor prediction: {judged['factors']['reason']}\n" in text
+    assert f"  UNDERTRAINED acoustic genre head: {judged['genre_head']['reason']}\n" in text
     m = _manifest(out)
     assert m["indexer_config"]["keep"] == 1 and m["sources"]["acoustic"]["index"]["spec"] == "HNSW8"
     assert "default lists for every user (Recommend): k=10" in text
@@ -432,6 +444,11 @@ def test_cli_build_with_toml_and_flags(work, tmp_path, capsys):
     assert len(list_bundles(work)) == 1
     assert "default_lists" not in _manifest(current_bundle(work))
     assert "default lists" not in capsys.readouterr().out
+    cfg.write_text("[indexer]\ndefault_acoustic_share = 0.3\nkeep = 1\n")   # a share given is no fixed default
+    assert main(["build", "--workdir", str(work), "--config", str(cfg), "-q", "--no-default-lists"]) == 0
+    ac = _manifest(current_bundle(work))["sources"]["acoustic"]["settings"]
+    assert ac["share_from"] == "given" and "share_why" not in ac
+    assert "acoustic: default share" not in capsys.readouterr().out
     cfg.write_text("[indexer]\nnprobe = 3\n")
     assert main(["build", "--workdir", str(work), "--config", str(cfg), "-q"]) == 2
     assert "unknown setting" in capsys.readouterr().err

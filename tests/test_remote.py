@@ -111,6 +111,7 @@ def test_song_info_and_ping(rec):
     assert song.genre_scores == (pmrs.GenreScore("rock", 0.75), pmrs.GenreScore("jazz", 0.25))
     assert song.tags == (("indie rock", 100.0), ("90s", 42.5))
     assert song.genre_warning == "the genre head learned from too little: 2 genres"
+    assert song.acoustic_warning == "the acoustic model's factor prediction learned from too little: a test"
     info = rec.info()
     assert (info.version, info.users, info.format_version) == ("v-test", 1000, 3)
     assert (info.live_seq, info.accepts_writes, info.server) == (12, True, "fake")

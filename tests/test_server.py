@@ -254,8 +254,13 @@ def test_get_song(server, bundle):
     assert {g.genre for g in song.genre_scores} == set(bundle.genres)
     # the tiny world's genre head learned from a dozen songs per genre, and GetSong says so
     assert song.genre_warning == bundle.genre_warning and "fewer than 20 labelled training songs" in song.genre_warning
+    # and its factor prediction (2 epochs) did worse on validation than the mean song's factors:
+    # every song's acoustic vector, a cold song's above all, comes with the reason
+    assert song.acoustic_warning == bundle.acoustic_warning
+    assert song.acoustic_warning.startswith("the acoustic model's factor prediction learned from too little: "
+                                            "its validation loss")
     song = server.stub.GetSong(pb.GetSongRequest(song_id=bundle.song_id(cold))).song
-    assert not song.has_plays and song.has_audio
+    assert not song.has_plays and song.has_audio and song.acoustic_warning == bundle.acoustic_warning
 
 
 def test_ping(server):

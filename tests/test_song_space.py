@@ -12,7 +12,8 @@ from pmrs.serving.view import MEMBERS, Forwarding
 def test_the_bundle_answers_every_member():
     missing = [m for m in MEMBERS if not hasattr(Bundle, m)]
     # instance attributes set in Bundle.__init__ (read from the manifest)
-    assert set(missing) <= {"version", "sources", "defaults", "genres", "genre_warning"}
+    assert set(missing) <= {"version", "sources", "defaults", "genres", "genre_warning",
+                            "acoustic_warning"}
     init = Bundle.__init__.__code__.co_names
     assert all(m in init for m in missing), missing
 

@@ -255,8 +255,8 @@ def render_report(m: dict) -> str:
                                  [[LABELS.get(name, name)] + [f["weights"].get(p, "") for p in parts]
                                   + [f["loss"], f["loss_mean_predictor"]]
                                   for name, f in w.items() if "weights" in f]
-                                 + [["coverage"] + [cover.get(p, "") for p in parts] + ["", ""]]), "",
-                  f"Served share of the acoustic source: {ACOUSTIC_SHARE_NOT_VALIDATED}.", ""]
+                                 + [["coverage"] + [cover.get(p, "") for p in parts] + ["", ""]]), ""]
+    lines += [f"Served share of the acoustic source: {ACOUSTIC_SHARE_NOT_VALIDATED}.", ""]
     g = m.get("genre_head")
     if g and g["accuracy"] is None:
         lines += ["## Genre head on the held-out songs: accuracy not measured", "",

@@ -26,6 +26,7 @@ class LiveView(Forwarding):
     #: The members live writes do not change: the bundle's own (``tests/test_song_space.py``
     #: holds every other member of ``SongSpace`` to an answer of this class).
     BUNDLE_OWN = frozenset({"version", "sources", "source_names", "defaults", "genres", "genre_warning",
+                            "acoustic_warning",
                             "stand_in_sources",
                             "has_source", "search_each",
                             "search_songs", "similarity"})   # (a neighbours source learns no live songs

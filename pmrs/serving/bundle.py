@@ -389,6 +389,7 @@ class Bundle:
                                                  if (path / C.PLAYED_COUNTS_FILE).is_file() else None)
         self.genres: list[str] = list(manifest.get("genres") or [])
         self.genre_warning: str = genre_warning(manifest)
+        self.acoustic_warning: str = acoustic_warning(manifest)
         self.defaults = C.Defaults.from_manifest(manifest.get("defaults"))
         self.sources: dict[str, SourceSpec] = {}
         self._indexes: dict[str, _VectorIndex] = {}
@@ -895,8 +896,22 @@ class Bundle:
 def genre_warning(manifest: dict) -> str:
     """Why the genre head's confidences should not be trusted (the CNN run's verdict,
     ``pmrs.acoustic.undertrained``, recorded by the indexer), ``""`` when nothing says so."""
+    why = _undertrained(manifest, "genre_head")
+    return "" if why is None else f"the genre head learned from too little: {why}"
+
+
+def acoustic_warning(manifest: dict) -> str:
+    """Why the acoustic source's vectors (the CNN's predicted factors, cold songs' included) should
+    not be trusted: the CNN's factor prediction learned from too little (its verdict,
+    ``pmrs.acoustic.undertrained``, recorded by the indexer); ``""`` when nothing says so."""
+    why = _undertrained(manifest, "factors")
+    return "" if why is None else f"the acoustic model's factor prediction learned from too little: {why}"
+
+
+def _undertrained(manifest: dict, part: str) -> str | None:
+    """The recorded reason ``part`` of the acoustic model is undertrained, ``None`` when it is not."""
     for src in (manifest.get("sources") or {}).values():
-        head = ((src.get("settings") or {}).get("undertrained") or {}).get("genre_head")
-        if head and head.get("undertrained"):
-            return f"the genre head learned from too little: {head.get('reason') or 'no reason recorded'}"
-    return ""
+        v = ((src.get("settings") or {}).get("undertrained") or {}).get(part)
+        if v and v.get("undertrained"):
+            return v.get("reason") or "no reason recorded"
+    return None

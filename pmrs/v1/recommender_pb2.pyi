@@ -299,7 +299,7 @@ class Tag(_message.Message):
     def __init__(self, tag: _Optional[str] = ..., weight: _Optional[float] = ...) -> None: ...
 
 class Song(_message.Message):
-    __slots__ = ("song_id", "title", "artist", "release", "year", "genre", "has_plays", "has_audio", "genre_scores", "sources", "tags", "genre_warning")
+    __slots__ = ("song_id", "title", "artist", "release", "year", "genre", "has_plays", "has_audio", "genre_scores", "sources", "tags", "genre_warning", "acoustic_warning")
     SONG_ID_FIELD_NUMBER: _ClassVar[int]
     TITLE_FIELD_NUMBER: _ClassVar[int]
     ARTIST_FIELD_NUMBER: _ClassVar[int]
@@ -312,6 +312,7 @@ class Song(_message.Message):
     SOURCES_FIELD_NUMBER: _ClassVar[int]
     TAGS_FIELD_NUMBER: _ClassVar[int]
     GENRE_WARNING_FIELD_NUMBER: _ClassVar[int]
+    ACOUSTIC_WARNING_FIELD_NUMBER: _ClassVar[int]
     song_id: str
     title: str
     artist: str
@@ -324,7 +325,8 @@ class Song(_message.Message):
     sources: _containers.RepeatedScalarFieldContainer[str]
     tags: _containers.RepeatedCompositeFieldContainer[Tag]
     genre_warning: str
-    def __init__(self, song_id: _Optional[str] = ..., title: _Optional[str] = ..., artist: _Optional[str] = ..., release: _Optional[str] = ..., year: _Optional[int] = ..., genre: _Optional[str] = ..., has_plays: _Optional[bool] = ..., has_audio: _Optional[bool] = ..., genre_scores: _Optional[_Iterable[_Union[GenreScore, _Mapping]]] = ..., sources: _Optional[_Iterable[str]] = ..., tags: _Optional[_Iterable[_Union[Tag, _Mapping]]] = ..., genre_warning: _Optional[str] = ...) -> None: ...
+    acoustic_warning: str
+    def __init__(self, song_id: _Optional[str] = ..., title: _Optional[str] = ..., artist: _Optional[str] = ..., release: _Optional[str] = ..., year: _Optional[int] = ..., genre: _Optional[str] = ..., has_plays: _Optional[bool] = ..., has_audio: _Optional[bool] = ..., genre_scores: _Optional[_Iterable[_Union[GenreScore, _Mapping]]] = ..., sources: _Optional[_Iterable[str]] = ..., tags: _Optional[_Iterable[_Union[Tag, _Mapping]]] = ..., genre_warning: _Optional[str] = ..., acoustic_warning: _Optional[str] = ...) -> None: ...
 
 class GetSongResponse(_message.Message):
     __slots__ = ("song",)
