@@ -7,9 +7,12 @@ One LMDB file (``subdir=False``) with these named databases:
 - ``meta``: ``info`` -> JSON summary (counts, genre names, source files)
 - ``tags``: song_id -> JSON ``{tag: weight}`` (Last.fm tags, weight 0-100), songs that have any
 - ``similars``: song_id -> JSON ``{song_id: score}`` (Last.fm similar songs, score in [0, 1])
+- ``tagged``: the ``tags`` inverted, one empty-valued key per (tag, song) pair,
+  ``tag NUL inverted weight NUL song_id`` (:func:`_tagged_key`), so a tag's songs, the most
+  strongly tagged first, are one range of keys (a tag page reads ``limit`` keys, not the catalog)
 
-``tags`` and ``similars`` came later: a catalog written before them reads as one without tags or
-similars. The file is written once under a temporary name and renamed into place, then only
+``tags``, ``similars`` and ``tagged`` came later: a catalog written before them reads as one
+without tags or similars (and :meth:`Catalog.tagged` says it has no index). The file is written once under a temporary name and renamed into place, then only
 read, so readers open it without a lock file.
 """
 
@@ -26,7 +29,9 @@ import lmdb
 from .artifacts import tmp_path
 
 CATALOG_FILE = "catalog.lmdb"
-_DBS = (b"songs", b"tracks", b"meta", b"tags", b"similars")
+_DBS = (b"songs", b"tracks", b"meta", b"tags", b"similars", b"tagged")
+#: Tag weights are stored in ``tagged`` keys as ``WEIGHT_TOP - round(weight * 1000)``, fixed width.
+_WEIGHT_TOP, _WEIGHT_DIGITS = 999_999_999, 9
 #: What a Last.fm record adds to a song: ``(song_id, tags or None, similars or None)``; a song
 #: named twice (several of its tracks) gets the union, the highest weight or score winning.
 LastfmRecord = tuple[str, dict | None, dict | None]
@@ -59,7 +64,7 @@ def write_catalog(path: str | os.PathLike, songs: Iterable[tuple[str, dict]],
     env = lmdb.open(str(tmp), subdir=False, lock=False, map_size=1 << 36, max_dbs=len(_DBS),
                     sync=False, metasync=False)
     try:
-        songs_db, tracks_db, meta_db, tags_db, similars_db = (env.open_db(name) for name in _DBS)
+        songs_db, tracks_db, meta_db, tags_db, similars_db, tagged_db = (env.open_db(name) for name in _DBS)
         with env.begin(write=True) as txn:
             for song_id, fields in songs:
                 txn.put(song_id.encode(), json.dumps(fields, ensure_ascii=False).encode(), db=songs_db)
@@ -71,6 +76,12 @@ def write_catalog(path: str | os.PathLike, songs: Iterable[tuple[str, dict]],
                     _merge(txn, tags_db, key, tags)
                 if similars:
                     _merge(txn, similars_db, key, similars, max_similars)
+            longest = env.max_key_size()
+            for key, raw in txn.cursor(db=tags_db):   # (the merged tags: each pair once)
+                for tag, weight in json.loads(raw).items():
+                    k = _tagged_key(tag, weight, key)
+                    if k is not None and len(k) <= longest:   # (a tag of ~500 bytes: not indexed)
+                        txn.put(k, b"", db=tagged_db)
             txn.put(b"info", json.dumps(info() if callable(info) else info).encode(), db=meta_db)
         env.sync(True)
     except BaseException:
@@ -79,6 +90,15 @@ def write_catalog(path: str | os.PathLike, songs: Iterable[tuple[str, dict]],
         raise
     env.close()
     os.replace(tmp, path)
+
+
+def _tagged_key(tag: str, weight: float, song_id: bytes) -> bytes | None:
+    """The ``tagged`` key of one (tag, song) pair: keys sort by tag, then weight, heaviest first,
+    then song id (``None`` for a tag holding NUL, which would blur where a tag ends)."""
+    if "\0" in tag:
+        return None
+    inverted = min(max(_WEIGHT_TOP - round(float(weight) * 1000), 0), _WEIGHT_TOP)
+    return b"%s\0%0*d\0%s" % (tag.encode(), _WEIGHT_DIGITS, inverted, song_id)
 
 
 def add_songs(path: str | os.PathLike, songs: Iterable[dict]) -> int:
@@ -154,7 +174,7 @@ class Catalog:
             shared.users += 1
         self._shared = shared
         self._env = shared.env
-        self._songs, self._tracks, self._meta, self._tags, self._similars = shared.dbs
+        self._songs, self._tracks, self._meta, self._tags, self._similars, self._tagged = shared.dbs
 
     def close(self) -> None:
         shared, self._shared = self._shared, None
@@ -218,6 +238,27 @@ class Catalog:
     def items_tags(self) -> Iterator[tuple[str, dict[str, float]]]:
         """``(song_id, tags)`` for every song with tags, in song id order."""
         yield from self._cursor(self._tags)
+
+    def tagged(self, tag: str, limit: int) -> list[tuple[str, float]] | None:
+        """The ``limit`` songs most strongly tagged ``tag`` (exactly), ``(song_id, weight)``,
+        heaviest first (ties: song id order); ``None`` for a catalog written before the index
+        (:meth:`items_tags` then has every song's tags)."""
+        if self._tagged is None:
+            return None
+        prefix = tag.encode() + b"\0"
+        out: list[tuple[str, float]] = []
+        if "\0" in tag or limit <= 0:
+            return out
+        with self._env.begin() as txn:
+            cursor = txn.cursor(db=self._tagged)
+            if not cursor.set_range(prefix):
+                return out
+            for key in cursor.iternext(keys=True, values=False):
+                if not key.startswith(prefix) or len(out) >= limit:
+                    break
+                inverted, song_id = key[len(prefix):].split(b"\0", 1)
+                out.append((song_id.decode(), (_WEIGHT_TOP - int(inverted)) / 1000))
+        return out
 
     def items_similars(self) -> Iterator[tuple[str, dict[str, float]]]:
         """``(song_id, similars)`` for every song with Last.fm similars, in song id order."""

@@ -409,8 +409,11 @@ class WorkdirData:
         if cat is None or not tag:
             return []
         with cat:
-            found = sorted(((-w, sid) for sid, tags in cat.items_tags() for t, w in tags.items() if t == tag))
-        return [self.song_fields(sid) for _, sid in found[:limit]]
+            found = cat.tagged(tag, limit)
+            if found is None:   # (a catalog written before its tag index: every song's tags)
+                found = [(sid, -w) for w, sid in sorted((-w, sid) for sid, tags in cat.items_tags()
+                                                        for t, w in tags.items() if t == tag)][:limit]
+        return [self.song_fields(sid) for sid, _ in found]
 
     def map_points(self) -> list[MapPoint]:
         snap = self.snapshot()
