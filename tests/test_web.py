@@ -599,3 +599,19 @@ def test_a_radio_page_and_its_player_api(web, world, server):
     assert hostile.status_code == 200 and "<i>Co</i>" not in hostile.text and "&lt;i&gt;Co&lt;/i&gt;" in hostile.text
     assert web.get("/radio", params={"song": "NO-SUCH-SONG"}).status_code == 404
     assert web.get("/radio").status_code == 400
+
+
+def test_search_and_artist_pages_read_the_bundles_search_text_as_the_catalog_scan_did(world, monkeypatch):
+    from pmrs.serving.contract import SONG_TEXT_FILE, current_bundle
+    from pmrs.web import data as D
+
+    assert (current_bundle(world.work) / SONG_TEXT_FILE).is_file()
+    with_text = D.WorkdirData(world.work)
+    assert with_text.snapshot().song_text() is not None
+    queries = ["a", "e", "the", "東京", "Ünï", "zzzzqqqq", world.hostile_song, world.hostile_song.lower()]
+    artists = sorted({f.get("artist") or "" for _, _, _, f in with_text.snapshot().songs()} - {""})[:5]
+    answers = ([with_text.search(q) for q in queries], [with_text.artist_songs(a) for a in artists])
+    monkeypatch.setattr(D._Snapshot, "song_text", lambda self: None)   # a bundle built before the file
+    scanned = D.WorkdirData(world.work)
+    assert answers == ([scanned.search(q) for q in queries], [scanned.artist_songs(a) for a in artists])
+    assert all(answers[1]) and any(answers[0])

@@ -39,6 +39,7 @@ from ..acoustic.runs import CNN_DIR, WEIGHTS as CNN_WEIGHTS
 from ..artifacts import list_runs, new_run_name, read_json, resolve_run, save_npy, sha256_file, write_json
 from ..audio.store import FEATURES_FILE, FeatureStore
 from ..catalog import snapshot_catalog
+from ..songtext import write_song_text
 from ..interactions import INTERACTIONS_DIR, Interactions
 from ..live.rebuild import live_seq_of
 from ..metadata import MetadataConfig, catalog_vectors
@@ -590,6 +591,7 @@ def _assemble(tmp: Path, workdir: Path, cfg: IndexerConfig, version: str, wmf_ru
     catalog = workdir / C.CATALOG_FILE
     if catalog.is_file():
         snapshot_catalog(catalog, tmp / C.CATALOG_FILE)
+        write_song_text(tmp / C.CATALOG_FILE, tmp / C.SONG_TEXT_FILE)
     else:
         log.warning("no %s: the bundle has no catalog (songs() gives ids only)", catalog)
     bar.update()

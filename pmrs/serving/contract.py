@@ -66,6 +66,7 @@ PLAYED_INDICES_FILE = "played_indices.npy"  # (plays,) int32 song rows, ascendin
 #: a bundle without it counts each played song once when a live write recomputes a user).
 PLAYED_COUNTS_FILE = "played_counts.npy"
 CATALOG_FILE = "catalog.lmdb"
+SONG_TEXT_FILE = "song_text.txt"   # the catalog's titles and artists for substring search (pmrs.songtext)
 
 # -- sources --------------------------------------------------------------------------------------
 COLLABORATIVE = "collaborative"   # WMF song factors: every bundle has it, and it comes first

@@ -31,6 +31,7 @@ import numpy as np
 
 from pmrs.audio.extract import MAPPING_FILE, audio_folders, find_clips, read_mapping
 from pmrs.catalog import Catalog
+from pmrs.songtext import SongText
 from pmrs.evaluation.holdout import REPORTS_DIR
 from pmrs.artifacts import tmp_path
 from pmrs.live.log import LIVE_DIR, PLAYS, SONG, LogUnavailable, WriteLog, log_path
@@ -93,6 +94,12 @@ class MapPoint:
     cold: bool
 
 
+def _found(song_id: str, fields: dict) -> dict:
+    """A search result: the song's id and the fields the page shows."""
+    return {"song_id": song_id, "title": fields.get("title") or "", "artist": fields.get("artist") or "",
+            "year": fields.get("year") or 0, "genre": fields.get("genre") or ""}
+
+
 class _Snapshot:
     """What one bundle version gives the page: its catalog rows, user ids, map points."""
 
@@ -101,6 +108,7 @@ class _Snapshot:
         self.manifest = json.loads((path / contract.MANIFEST_FILE).read_text(encoding="utf-8"))
         self.version = self.manifest.get("version", path.name)
         self._songs: list[tuple[str, str, str, dict]] | None = None   # (id, title key, artist key, fields)
+        self._text: SongText | bool | None = None   # (False: the bundle has no search text)
         self._users: np.ndarray | None = None
         self._map: list[MapPoint] | None = None
         self._projection: tuple[np.ndarray, np.ndarray] | None = None   # the map's (mean, 2 axes)
@@ -129,6 +137,22 @@ class _Snapshot:
             return {}
         with cat:
             return cat.get(song_id) or {}
+
+    def fields_many(self, song_ids: list[str]) -> list[dict]:
+        """:meth:`fields` of each song (``{}`` where unknown), in one read."""
+        cat = self._catalog()
+        if cat is None:
+            return [{} for _ in song_ids]
+        with cat:
+            return [f or {} for f in cat.get_many(song_ids)]
+
+    def song_text(self) -> SongText | None:
+        """The catalog's search text (``None`` in a bundle built before it: :meth:`songs` then)."""
+        with self._lock:
+            if self._text is None:
+                p = self.path / contract.SONG_TEXT_FILE
+                self._text = SongText(p) if p.is_file() else False
+            return self._text or None
 
     def users(self) -> np.ndarray:
         with self._lock:
@@ -175,10 +199,11 @@ class _Snapshot:
         song_ids = np.load(self.path / contract.SONG_IDS_FILE, mmap_mode="r", allow_pickle=False)
         collab = sources.get(contract.COLLABORATIVE, {}).get("files", {}).get("rows")
         played = set(np.load(self.path / collab, allow_pickle=False).tolist()) if collab else set()
-        catalog = {sid: f for sid, _, _, f in self.songs()}
+        ids = [song_ids[row].decode() for row in rows.tolist()]
+        catalog = dict(zip(ids, self.fields_many(ids)))   # (the points' songs only)
         out = []
         for i, row in enumerate(rows.tolist()):
-            sid = song_ids[row].decode()
+            sid = ids[i]
             genre = str(catalog.get(sid, {}).get("genre") or "")   # the label, else the genre head's guess
             if not genre and probs is not None:
                 genre = genres[int(np.argmax(probs[i]))]
@@ -350,15 +375,21 @@ class WorkdirData:
         snap = self.snapshot()
         if snap is None:
             return []
+        text = snap.song_text()
+        songs = self.live(snap).songs if text is not None else (*self.live(snap).songs, *snap.songs())
         first, rest = [], []
-        for sid, title, artist, fields in (*self.live(snap).songs, *snap.songs()):
+        for sid, title, artist, fields in songs:
             if q in title or q in artist or q == sid.casefold():
                 (first if title.startswith(q) or artist.startswith(q) or q == sid.casefold()
-                 else rest).append({"song_id": sid, "title": fields.get("title") or "",
-                                    "artist": fields.get("artist") or "", "year": fields.get("year") or 0,
-                                    "genre": fields.get("genre") or ""})
+                 else rest).append(_found(sid, fields))
                 if len(first) >= limit:
                     break
+        if text is not None and len(first) < limit:   # the catalog's, after the songs added live
+            cat_first, cat_rest = text.search(q, limit)
+            ids = cat_first + cat_rest
+            found = [_found(sid, f) for sid, f in zip(ids, snap.fields_many(ids))]
+            first += found[:len(cat_first)]
+            rest += found[len(cat_first):]
         return (first + rest)[:limit]
 
     def users(self, prefix: str, limit: int = 10) -> list[str]:
@@ -397,7 +428,13 @@ class WorkdirData:
         snap = self.snapshot()
         if snap is None or not artist:
             return []
-        rows = [(sid, f) for sid, _, _, f in (*self.live(snap).songs, *snap.songs()) if f.get("artist") == artist]
+        text = snap.song_text()
+        if text is None:
+            known = snap.songs()
+        else:   # (the songs whose artist folds the same, then the exact ones)
+            ids = text.artist(artist)
+            known = [(sid, "", "", f) for sid, f in zip(ids, snap.fields_many(ids))]
+        rows = [(sid, f) for sid, _, _, f in (*self.live(snap).songs, *known) if f.get("artist") == artist]
         songs = [{"song_id": sid, "title": f.get("title") or "", "artist": artist, "genre": f.get("genre") or "",
                   "year": f.get("year") or 0} for sid, f in rows]
         return sorted(songs, key=lambda s: (s["title"].casefold(), s["song_id"]))
