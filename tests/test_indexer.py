@@ -13,6 +13,8 @@ import pmrs.indexing.build as ib
 import pmrs.indexing.specs as specs
 from pmrs.indexing import IndexerConfig, build_bundle
 from pmrs.indexing.config import ACOUSTIC_SHARE_NOT_VALIDATED
+from pmrs.blend import candidate_count
+from pmrs.indexing.specs import FULL_ANSWERS
 from pmrs.indexing.specs import choose_spec, exact_top, needs_l2_augmentation
 from pmrs.serving import contract
 from pmrs.serving.contract import current_bundle, list_bundles, prune_bundles
@@ -189,11 +191,15 @@ def test_ivf_override_raises_nprobe_until_recall(work, l2_reduction):
         ref = _npy(out, f"{prefix}_rows")[ref_pos]
         recall = np.mean([len(np.intersect1d(f, r)) / 10 for f, r in zip(found, ref)])
         assert recall >= 0.9  # measured on every user here, on a sample at build time
-        # a kind of query that reached the target with fewer probes searches with those
+        # a kind of query that reached the target with fewer probes, whose probed lists held a
+        # default request's candidates for nearly every query, searches with those
         own = ix.get("search_params_by_queries", {})
+        full = f"full_{min(candidate_count(IndexerConfig().default_k), ix['vectors'])}_by_queries"
+        assert all(0.0 <= t[full][kind] <= 1.0 for t in tried for kind in ("users", "songs"))
         for kind in ("users", "songs"):
-            reached = [t["nprobe"] for t in tried if t["recall_at_10_by_queries"][kind] >= 0.95]
-            if min(reached) < nprobe:
+            reached = [t["nprobe"] for t in tried if t["recall_at_10_by_queries"][kind] >= 0.95
+                       and t[full][kind] >= FULL_ANSWERS]
+            if reached and min(reached) < nprobe:
                 assert own[kind] == {"nprobe": min(reached)}
             else:
                 assert kind not in own
@@ -217,13 +223,18 @@ def test_song_queries_search_with_the_fewer_probes_they_need():
     # clustered songs: a song's nearest songs share its list, a user's are spread over many
     rng = np.random.default_rng(0)
     centers = rng.normal(size=(32, 16)) * 4
-    vectors = (centers[rng.integers(0, 32, 4000)] + rng.normal(size=(4000, 16))).astype(np.float32)
+    vectors = (centers[rng.integers(0, 32, 6000)] + rng.normal(size=(6000, 16))).astype(np.float32)
     queries = {"users": rng.normal(size=(300, 16)).astype(np.float32),
-               "songs": vectors[rng.choice(4000, 300, replace=False)]}
-    index, entry = specs.build_index(vectors, "IVF64,Flat", queries, IndexerConfig())
+               "songs": vectors[rng.choice(6000, 300, replace=False)]}
+    index, entry = specs.build_index(vectors, "IVF24,Flat", queries, IndexerConfig())
     nprobe, own = entry["search_params"]["nprobe"], entry["search_params_by_queries"]
-    reached = [t["nprobe"] for t in entry["recall_by_param"] if t["recall_at_10_by_queries"]["songs"] >= 0.95]
+    full = f"full_{candidate_count(IndexerConfig().default_k)}_by_queries"
+    reached = [t["nprobe"] for t in entry["recall_by_param"] if t["recall_at_10_by_queries"]["songs"] >= 0.95
+               and t[full]["songs"] >= FULL_ANSWERS]
     assert own == {"songs": {"nprobe": min(reached)}} and min(reached) < nprobe
+    # (the recall alone was reached with fewer lists than hold a default request's candidates)
+    by_recall = [t["nprobe"] for t in entry["recall_by_param"] if t["recall_at_10_by_queries"]["songs"] >= 0.95]
+    assert min(by_recall) <= min(reached)
     # the per-call parameters search as the index would with its own nprobe set to that value
     from pmrs.serving.bundle import _search_parameters
 
@@ -237,8 +248,8 @@ def test_song_queries_search_with_the_fewer_probes_they_need():
     # a list longer than the song queries' few lists hold is searched with the index's own probes
     from pmrs.serving.bundle import _VectorIndex
 
-    ix = _VectorIndex("collaborative", entry, index, np.arange(4000, dtype=np.int32), vectors)
-    top = 4000 // 64 * (own["songs"]["nprobe"] + 2)             # more than those lists hold
+    ix = _VectorIndex("collaborative", entry, index, np.arange(6000, dtype=np.int32), vectors)
+    top = 6000 // 24 * (own["songs"]["nprobe"] + 2)             # more than those lists hold
     short = index.search(q[:5], top, params=_search_parameters(index, own["songs"]))[1]
     long_songs, long_default = ix.search(queries["songs"][:5], top, "songs"), ix.search(queries["songs"][:5], top)
     assert np.array_equal(long_songs[1], long_default[1]) and np.array_equal(long_songs[0], long_default[0])

@@ -11,6 +11,7 @@ import time
 import faiss
 import numpy as np
 
+from ..blend import candidate_count
 from .config import IndexerConfig
 
 log = logging.getLogger(__name__)
@@ -174,6 +175,9 @@ def build_index(vectors: np.ndarray, spec: str, queries: np.ndarray | dict[str, 
     add_seconds = time.perf_counter() - t0
 
     top = min(RECALL_AT, n)
+    # a default request's first search asks each source for this many candidates: a kind's own
+    # parameter must have its probed lists hold them, or each call searches twice
+    wanted = min(candidate_count(cfg.default_k), n)
     groups = queries if isinstance(queries, dict) else {"queries": queries}
     groups = {name: np.asarray(g, dtype=np.float32).reshape(-1, k) for name, g in groups.items() if len(g)}
     bounds = np.cumsum([0] + [len(g) for g in groups.values()])
@@ -194,13 +198,18 @@ def build_index(vectors: np.ndarray, spec: str, queries: np.ndarray | dict[str, 
             apply_search_params(index, {param: v})
         t1 = time.perf_counter()
         _, found = index.search(q, top)
+        ms = (time.perf_counter() - t1) * 1e3 / len(q)
         by_group = {name: recall_with_ties(found[a:b], truth[a:b], queries[a:b], vectors)
                     for name, a, b in zip(groups, bounds[:-1], bounds[1:])}
+        full = {}
+        if len(by_group) > 1:   # (the share of each kind's queries answered with `wanted` songs)
+            held = (index.search(q, wanted)[1] >= 0).all(axis=1)
+            full = {name: round(float(held[a:b].mean()), 4) for name, a, b in zip(groups, bounds[:-1], bounds[1:])}
         r = min(by_group.values())
         tried.append({**({param: v} if param else {}), "recall_at_10": round(r, 4),
-                      **({"recall_at_10_by_queries": {name: round(x, 4) for name, x in by_group.items()}}
-                         if len(by_group) > 1 else {}),
-                      "ms_per_query": round((time.perf_counter() - t1) * 1e3 / len(q), 4)})
+                      **({"recall_at_10_by_queries": {name: round(x, 4) for name, x in by_group.items()},
+                          f"full_{wanted}_by_queries": full} if len(by_group) > 1 else {}),
+                      "ms_per_query": round(ms, 4)})
         log.info("%s%s: recall@%d %.4f", spec, f" {param}={v}" if param else "", top, r)
         return r
 
@@ -221,7 +230,8 @@ def build_index(vectors: np.ndarray, spec: str, queries: np.ndarray | dict[str, 
                 lo = mid
         value, recall = hi, hi_recall
         apply_search_params(index, {param: value})
-    by_kind = params_by_queries(tried, param, value, cfg.target_recall) if param and len(groups) > 1 else {}
+    by_kind = (params_by_queries(tried, param, value, cfg.target_recall, f"full_{wanted}_by_queries")
+               if param and len(groups) > 1 else {})
     if recall < cfg.target_recall:
         log.warning("%s reaches recall@%d %.4f < target %.2f%s; recorded as measured", spec, top,
                     recall, cfg.target_recall, f" even at {param}={value}" if param else "")
@@ -243,15 +253,26 @@ def build_index(vectors: np.ndarray, spec: str, queries: np.ndarray | dict[str, 
     return index, entry
 
 
-def params_by_queries(tried: list[dict], param: str, value, target: float) -> dict[str, dict]:
+#: Share of a kind's queries whose search must return every candidate asked for at its own
+#: parameter (the rest are searched again with more probes: ``bundle._VectorIndex._searched``).
+FULL_ANSWERS = 0.99
+
+
+def params_by_queries(tried: list[dict], param: str, value, target: float, full_key: str | None = None
+                      ) -> dict[str, dict]:
     """Each kind of query's own search parameter: the smallest value tried (a ``recall_by_param``
-    entry) at which that kind reached ``target``, where it is below the index's ``value`` (song
-    queries need far fewer probes than users', so SimilarSongs need not probe as many lists)."""
+    entry) at which that kind reached ``target`` and (with ``full_key``, the entries' share of
+    queries answered with every candidate a default request asks for) at which at least
+    :data:`FULL_ANSWERS` of its queries got all their candidates, where it is below the index's
+    ``value`` (song queries need far fewer probes than users', so SimilarSongs need not probe as
+    many lists; but too few lists hold fewer songs than a request asks for, and such a query
+    is searched twice)."""
     kinds = {kind for t in tried for kind in t.get("recall_at_10_by_queries", {})}
     out = {}
     for kind in sorted(kinds):
         ok = [t[param] for t in tried if param in t and t[param] <= value
-              and t.get("recall_at_10_by_queries", {}).get(kind, 0.0) >= target]
+              and t.get("recall_at_10_by_queries", {}).get(kind, 0.0) >= target
+              and (full_key is None or t.get(full_key, {}).get(kind, 1.0) >= FULL_ANSWERS)]
         if ok and min(ok) < value:
             out[kind] = {param: min(ok)}
     return out
