@@ -28,8 +28,13 @@ PATIENCE_S = 10.0
 
 
 def lb_served(workdir: Path):
-    """``pmrs-listenbrainz serve`` over ``workdir`` on a free local port; yields ``(url, process)``."""
-    return started(["-m", "pmrs.listenbrainz.cli", "--workdir", str(workdir), "-q", "serve", "--bind", "127.0.0.1:0"])
+    """``pmrs-listenbrainz serve`` over ``workdir`` on a free local port, its rate limits out of
+    the way (the bench is one client sending as fast as it can); yields ``(url, process)``."""
+    config = workdir / "listenbrainz-bench.toml"
+    config.write_text("[listenbrainz]\nrate_limit_token = 1000000000\nrate_limit_anonymous = 1000000000\n",
+                      encoding="utf-8")
+    return started(["-m", "pmrs.listenbrainz.cli", "--workdir", str(workdir), "--config", str(config), "-q",
+                    "serve", "--bind", "127.0.0.1:0"])
 
 
 def _ms(values: list[float]) -> dict:

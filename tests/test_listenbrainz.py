@@ -537,3 +537,60 @@ def test_the_endpoint_follows_a_rebuild_and_keeps_its_bundle_when_the_new_one_is
             again = c.get(f"/pmrs/v1/recommendations/{USER}", params={"explain": "0"})
         assert again.status_code == 200 and again.json()["bundle_version"] == got["bundle_version"]
         assert "no-such-bundle" in caplog.text and "still serving" in caplog.text
+
+
+def test_every_answer_carries_listenbrainz_rate_limit_headers_and_a_client_past_it_gets_429(work, tmp_path):
+    from pmrs.listenbrainz.ratelimit import RateLimits
+
+    w = tmp_path / "w"
+    shutil.copytree(work, w)
+    now = [1000.0]
+    limits = RateLimits(window=10, with_token=5, without_token=3)
+    with pmrs.Recommender.open(w, live=True) as rec:
+        store = TokenStore(w)
+        _, token = store.create(USER)
+        _, other = store.create(USER)          # the same user's second token shares the budget
+        _, stranger = store.create("someone-else")
+        with TestClient(create_app(rec, store, limits=limits, clock=lambda: now[0])) as client:
+            def get(token=None):
+                return client.get("/1/validate-token", params={} if token else {"token": "x"},
+                                  headers=_auth(token) if token else {})
+
+            answers = [get(token) for _ in range(3)] + [get(other) for _ in range(2)]
+            assert [r.status_code for r in answers] == [200] * 5
+            assert [int(r.headers["X-RateLimit-Remaining"]) for r in answers] == [4, 3, 2, 1, 0]
+            assert all(r.headers["X-RateLimit-Limit"] == "5" and r.headers["X-RateLimit-Reset-In"] == "10"
+                       for r in answers)
+            assert abs(int(answers[0].headers["X-RateLimit-Reset"]) - (time.time() + 10)) <= 2
+            over = get(token)
+            assert over.status_code == 429 and over.json()["code"] == 429 and "try again in 10 s" in over.json()["error"]
+            assert over.headers["X-RateLimit-Remaining"] == "0"
+            assert get(stranger).status_code == 200                 # another user: a budget of their own
+            anonymous = [get() for _ in range(4)]                   # no token: the address's, lower
+            assert [r.status_code for r in anonymous] == [200, 200, 200, 429]
+            assert anonymous[0].headers["X-RateLimit-Limit"] == "3"
+            bad = client.get("/1/validate-token", headers=_auth("not-a-token"))   # counted as anonymous
+            assert bad.status_code == 429
+            now[0] += 6
+            assert get(token).headers["X-RateLimit-Reset-In"] == "4" and get(token).status_code == 429
+            now[0] += 4                                             # the window is over
+            again = get(token)
+            assert again.status_code == 200 and again.headers["X-RateLimit-Remaining"] == "4"
+            assert client.post("/1/submit-listens", headers=_auth(token), json={}).headers["X-RateLimit-Remaining"] == "3"
+
+
+def test_rate_limits_refuse_nonsense_and_forget_ended_windows_when_full():
+    from pmrs.listenbrainz.ratelimit import RateLimiter, RateLimits
+
+    with pytest.raises(ValueError):
+        RateLimits(window=0)
+    now = [0.0]
+    limiter = RateLimiter(None, RateLimits(window=1, without_token=1, max_keys=3), lambda t: None, lambda: now[0])
+    for i in range(3):
+        limiter._count(("address", str(i)), now[0])
+    now[0] = 0.5
+    limiter._count(("address", "new"), now[0])               # full of live windows: the oldest goes
+    assert set(limiter._windows) == {("address", "1"), ("address", "2"), ("address", "new")}
+    now[0] = 2.0
+    limiter._count(("address", "later"), now[0])             # the ended ones are dropped first
+    assert set(limiter._windows) == {("address", "later")}

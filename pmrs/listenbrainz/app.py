@@ -27,6 +27,9 @@ which a page elsewhere does not have, and any write that carries ``Origin`` or a
 ``Sec-Fetch-Site`` other than ``none`` (the marks of a browser; players and client libraries send
 neither) is refused with 403 before its body is read. No CORS headers are sent, so other sites'
 scripts cannot read the answers either.
+
+Every answer carries ListenBrainz's rate-limit headers, and a client past its limit is answered
+429 (:mod:`pmrs.listenbrainz.ratelimit`).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from starlette.routing import Route
 from ..errors import InvalidArgument, NotFound, PMRSError, Unavailable
 from ..serving.contract import ContractError, read_current
 from .payload import MAX_LISTEN_PAYLOAD_SIZE, BadListens, parse_submission
+from .ratelimit import RateLimiter, RateLimits
 from .record import ListenRecorder
 from .tokens import TokenStore
 
@@ -151,10 +155,12 @@ class Served:
         self.recommender, self.recorder, self._seen = rec, recorder, name
 
 
-def create_app(recommender, tokens: TokenStore, workdir=None) -> Starlette:
+def create_app(recommender, tokens: TokenStore, workdir=None, limits: RateLimits | None = None,
+               clock=None) -> Starlette:
     """The app over a live ``recommender`` (:meth:`pmrs.Recommender.open` with ``live=True``)
     and the work directory's ``tokens``; with ``workdir``, the app follows its rebuilds
-    (:class:`Served`)."""
+    (:class:`Served`). ``limits``: the rate limits every request counts against
+    (:mod:`pmrs.listenbrainz.ratelimit`; ``None``: the defaults); ``clock``: their clock (tests)."""
     served = Served(recommender, workdir)
 
     def auth(request: Request) -> str | JSONResponse:
@@ -271,5 +277,7 @@ def create_app(recommender, tokens: TokenStore, workdir=None) -> Starlette:
         Route("/pmrs/v1/recommendations/{user_id}", pmrs_recommendations, methods=["GET"]),
     ])
     app.add_middleware(BrowserGuard)
+    app.add_middleware(RateLimiter, limits=limits or RateLimits(), user_of=tokens.user_of,
+                       **({"clock": clock} if clock is not None else {}))   # (outermost: every answer)
     app.state.served = served
     return app

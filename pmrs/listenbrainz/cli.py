@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from pmrs import config as cfgmod
 from pmrs.entry import run_cli
+from pmrs.listenbrainz.ratelimit import RateLimits
 
 log = logging.getLogger("pmrs.listenbrainz")
 
@@ -34,6 +35,9 @@ class ListenBrainzConfig:
     https_cert: str | None = None   # PEM certificate (chain): serve HTTPS (with https_key)
     https_key: str | None = None
     insecure: bool = False          # allow plain HTTP on an address other than loopback
+    rate_window: float = RateLimits.window                 # seconds of a rate-limit window
+    rate_limit_token: int = RateLimits.with_token          # requests per window with a valid token
+    rate_limit_anonymous: int = RateLimits.without_token   # per window from an address without one
 
 
 DEFAULT_BIND = ListenBrainzConfig.bind
@@ -98,7 +102,9 @@ def _serve(args: argparse.Namespace) -> int:
     check_bind(cfg.bind, bool(cfg.https_cert), cfg.insecure)
     workdir = cfgmod.resolve_workdir(args.workdir)
     rec = pmrs.Recommender.open(workdir, live=True)
-    app = create_app(rec, TokenStore(workdir), workdir)
+    limits = RateLimits(window=cfg.rate_window, with_token=cfg.rate_limit_token,
+                        without_token=cfg.rate_limit_anonymous)
+    app = create_app(rec, TokenStore(workdir), workdir, limits)
     threading.Thread(target=app.state.served.recorder.warm_up, name="catalog-index", daemon=True).start()
     try:
         serve_app(app, listen(cfg.bind), "pmrs-listenbrainz", cfg.https_cert, cfg.https_key, args.quiet)
