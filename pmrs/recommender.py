@@ -37,6 +37,7 @@ from .serving.explain import explain as explain_items
 from .serving.recommend import (MIXED, NO_FILTERS, Filters, Item, ServingError, check_k, check_shares, check_unit,
                                 listed_items, lists_answer, recommend, similar_songs, user_query)
 from .text import quote_prefix
+from . import songtext
 
 # (the result types and errors are defined in pmrs.results and pmrs.errors; importable from here too)
 __all__ = ["AddedSong", "AlreadyExists", "Appended", "BundleInfo", "CallHooks", "Filters", "GenreList",
@@ -335,13 +336,16 @@ class Recommender:
         return [view.song_id(int(r)) for r in played[np.argsort(-counts, kind="stable")[:R.START_SONGS]]]
 
     def _artist_rows(self, view, artist: str) -> list[int]:
-        """The song rows of ``artist`` (case-insensitive): the bundle's, from an index of its
-        catalog built on the first call (one pass over the catalog), then the songs added live."""
+        """The song rows of ``artist`` (case-insensitive): the bundle's, from an index built on
+        the first call (from the bundle's search text, ``pmrs.songtext``; in a bundle built
+        before it, one pass over the catalog), then the songs added live."""
         with self._artists_lock:
             if self._artists is None:
                 ids, names = [], []
-                for song_id, fields in self.bundle.catalog_items():
-                    name = str((fields or {}).get("artist") or "").strip().casefold()
+                text = self.bundle.path / C.SONG_TEXT_FILE
+                found = ((sid, artist.strip()) for sid, artist in songtext.artists(text)) if text.is_file() else \
+                    ((sid, str((f or {}).get("artist") or "").strip().casefold()) for sid, f in self.bundle.catalog_items())
+                for song_id, name in found:
                     if name:
                         ids.append(song_id)
                         names.append(name)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from bisect import bisect_right
+from collections.abc import Iterator
 from pathlib import Path
 
 from .artifacts import tmp_path
@@ -41,6 +42,14 @@ def write_song_text(catalog: str | os.PathLike, path: str | os.PathLike) -> int:
         tmp.unlink(missing_ok=True)
         raise
     return n
+
+
+def artists(path: str | os.PathLike) -> Iterator[tuple[str, str]]:
+    """``(song_id, artist folded)`` of every line of the search text at ``path``, streamed."""
+    with open(path, encoding="utf-8", newline="\n") as fh:
+        for line in fh:
+            _, artist, song_id = line.rstrip("\n").split("\t")
+            yield song_id, artist
 
 
 class SongText:

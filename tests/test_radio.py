@@ -225,3 +225,18 @@ def test_the_radio_ends_when_every_song_is_played(rec, songs):
     rest = rec.radio(token=got.token, k=10)
     assert rest.songs == [] and rest.token                            # then it ends
     assert len(R.decode_token(rest.token).played) == min(n - 1, R.MEMORY)
+
+
+def test_an_artists_songs_come_from_the_bundles_search_text_as_from_its_catalog(work, monkeypatch):
+    from pmrs.serving import contract
+
+    with pmrs.Recommender.open(work) as from_text:
+        assert (from_text.bundle.path / contract.SONG_TEXT_FILE).is_file()
+        artists = sorted({str(f.get("artist") or "") for _, f in from_text.bundle.catalog_items()} - {""})
+        view = from_text._view()
+        by_text = {a: from_text._artist_rows(view, a) for a in artists[:8] + [a.upper() for a in artists[:2]]}
+    monkeypatch.setattr(contract, "SONG_TEXT_FILE", "no-such-file.txt")   # a bundle built before it
+    with pmrs.Recommender.open(work) as from_catalog:
+        view = from_catalog._view()
+        assert by_text == {a: from_catalog._artist_rows(view, a) for a in by_text}
+    assert all(by_text.values())
