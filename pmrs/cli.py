@@ -213,7 +213,7 @@ def cmd_synth(args) -> int:
     if args.preset is not None:  # defaults < preset < config file < flags
         toml = {**toml, "synth": {**preset_values(args.preset), **toml.get("synth", {})}}
     cfg = cfgmod.build(SynthConfig, "synth", toml, vars(args))
-    summary = synthesize(args.dir, cfg)
+    summary = synthesize(args.dir, cfg, show_progress=False if args.quiet else None)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -421,7 +421,8 @@ def cmd_tune(args) -> int:
     toml = _toml(args)
     workdir = cfgmod.resolve_workdir(args.workdir)
     tcfg = cfgmod.build(TuneConfig, "tune", toml, vars(args))
-    out = tune(workdir, tcfg, base=_wmf_config(argparse.Namespace(), toml), run=args.run)
+    out = tune(workdir, tcfg, base=_wmf_config(argparse.Namespace(), toml), run=args.run,
+               show_progress=False if args.quiet else None)
     print((out / "tune.md").read_text())
     print(f"best config written to {out / 'best.toml'}")
     return 0

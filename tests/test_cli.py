@@ -156,3 +156,22 @@ def test_the_references_choose_their_settings_on_the_split_pmrs_searches(world, 
         np.testing.assert_array_equal(val.test_users, ref.test_users)
         for a, b in ((val.train, ref.train), (val.test, ref.test)):
             assert a.shape == b.shape and a.nnz == b.nnz and (a != b).nnz == 0
+
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_synth_and_tune_draw_their_bars_on_a_terminal_and_none_with_q(world, tmp_path, monkeypatch, quiet):
+    import sys
+
+    from terminal import Terminal
+
+    _, work = world
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    q = ["-q"] if quiet else []
+    assert main(["synth", str(tmp_path / "d"), "--users", "40", "--songs", "30", "--no-audio", *q]) == 0
+    assert main(["tune", "--workdir", str(work), "--trials", "2", "--iterations", "2", "--run", f"bars{quiet:d}", *q]) == 0
+    monkeypatch.undo()
+    drawn = terminal.text()
+    for bar in ("triplets:", "Last.fm JSON:", "tune:"):
+        assert (bar in drawn) != quiet, (bar, drawn[-300:])

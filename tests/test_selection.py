@@ -12,6 +12,7 @@ from pmrs.synth.world import SynthConfig, iter_plays, make_catalog, make_users
 from pmrs.collaborative.selection import SelectConfig, fit_cost, run_caps, select_settings
 from pmrs.collaborative.wmf import WMFConfig, load_run
 from pmrs.collaborative.neighbours import load_run as load_neighbours
+from terminal import Terminal
 
 
 def world(users=500, songs=200, seed=0):
@@ -189,26 +190,6 @@ def test_a_time_validation_split_holds_out_the_latest_songs(monkeypatch):
         SelectConfig(split="latest")
 
 
-class _Terminal:
-    """A stderr that says it is a terminal (tqdm and the fit show progress only on one)."""
-
-    def __init__(self):
-        self.parts: list[str] = []
-
-    def write(self, text: str) -> int:
-        self.parts.append(text)
-        return len(text)
-
-    def flush(self) -> None:
-        pass
-
-    def isatty(self) -> bool:
-        return True
-
-    def text(self) -> str:
-        return "".join(self.parts)
-
-
 def _search_bar_counts(text: str) -> list[tuple[int, int]]:
     import re
 
@@ -244,7 +225,7 @@ def test_train_wmf_shows_the_search_on_a_terminal_and_not_with_q(tmp_path, monke
     cfg.write_text("[select]\ntarget_trials = 3\ncheckpoints = [3, 6]\n")
     common = ["train-wmf", "--workdir", str(tmp_path), "--config", str(cfg), "--factors", "8"]
     for quiet in (False, True):
-        terminal = _Terminal()
+        terminal = Terminal()
         monkeypatch.setattr(sys, "stderr", terminal)
         assert main(common + ["--run", f"q{quiet:d}"] + (["-q"] if quiet else [])) == 0
         monkeypatch.undo()

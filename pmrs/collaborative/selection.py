@@ -109,8 +109,9 @@ def _candidates(cfg: TuneConfig, base: WMFConfig, fixed: frozenset[str] = frozen
 
 
 def tune(workdir: str | Path, cfg: TuneConfig, base: WMFConfig | None = None,
-         holdout: HoldoutConfig | None = None, run: str | None = None) -> Path:
-    """Search, write ``models/tune/<run>/`` (``trials.json``, ``tune.md``, ``best.toml``)."""
+         holdout: HoldoutConfig | None = None, run: str | None = None, show_progress: bool | None = None) -> Path:
+    """Search, write ``models/tune/<run>/`` (``trials.json``, ``tune.md``, ``best.toml``);
+    ``show_progress``: a bar of the trials on stderr (``None``: on a terminal only)."""
     base = base or WMFConfig()
     holdout = holdout or HoldoutConfig()
     workdir = Path(workdir)
@@ -120,7 +121,8 @@ def tune(workdir: str | Path, cfg: TuneConfig, base: WMFConfig | None = None,
                            min_songs=holdout.min_songs, seed=holdout.seed + 1)
     ks = sorted({10, 50, 500} | ({int(cfg.metric.split("@")[1])} if "@" in cfg.metric else set()))
     trials = []
-    for wcfg in tqdm(_candidates(cfg, base), desc="tune", unit="trial", disable=None):
+    for wcfg in tqdm(_candidates(cfg, base), desc="tune", unit="trial",
+                     disable=None if show_progress is None else not show_progress):
         t0 = time.perf_counter()
         model = train_wmf(val.train, wcfg, show_progress=False)
         metrics = evaluate_scores(model.scores, val, ks=ks, batch_size=holdout.batch_size,

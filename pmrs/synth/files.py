@@ -26,8 +26,10 @@ SONGS_COLUMNS = ("track_id", "title", "song_id", "release", "artist_id", "artist
 
 
 def write_triplets(path: Path, blocks: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]],
-                   user_ids: np.ndarray, song_ids: np.ndarray, total_users: int) -> int:
-    """Write ``user<TAB>song<TAB>count`` lines, no header; returns the number of lines."""
+                   user_ids: np.ndarray, song_ids: np.ndarray, total_users: int,
+                   show_progress: bool | None = None) -> int:
+    """Write ``user<TAB>song<TAB>count`` lines, no header; returns the number of lines.
+    ``show_progress``: a bar on stderr (``None``: on a terminal only)."""
     users_pa = pa.array(list(map(bytes.decode, user_ids)))
     songs_pa = pa.array(list(map(bytes.decode, song_ids)))
     tmp = _tmp_path(path)
@@ -37,7 +39,8 @@ def write_triplets(path: Path, blocks: Iterable[tuple[np.ndarray, np.ndarray, np
     schema = pa.schema([("user", pa.string()), ("song", pa.string()), ("count", pa.int32())])
     try:
         with pacsv.CSVWriter(str(tmp), schema, write_options=opts) as writer, \
-                tqdm(total=total_users, unit="user", desc="triplets", leave=False, disable=None) as bar:
+                tqdm(total=total_users, unit="user", desc="triplets", leave=False,
+                     disable=None if show_progress is None else not show_progress) as bar:
             for uu, ss, cc in blocks:
                 table = pa.table([users_pa.take(pa.array(uu)), songs_pa.take(pa.array(ss)),
                                   pa.array(cc)], schema=schema)
@@ -107,7 +110,7 @@ def _render_one(args) -> None:
 
 
 def write_audio(directory: Path, cat: Catalog, styles: list, seconds: float, seed: int,
-                workers: int = 2) -> int:
+                workers: int = 2, show_progress: bool | None = None) -> int:
     """One ``<song_id>.wav`` per song (22,050 Hz mono 16-bit); resumable (existing files kept)."""
     directory.mkdir(parents=True, exist_ok=True)
     jobs = []
@@ -117,7 +120,8 @@ def write_audio(directory: Path, cat: Catalog, styles: list, seconds: float, see
             jobs.append((path, styles[cat.genre[i]], seed * 1_000_003 + i, seconds))
     if not jobs:
         return 0
-    bar = tqdm(total=len(jobs), unit="clip", desc="audio", leave=False, disable=None)
+    bar = tqdm(total=len(jobs), unit="clip", desc="audio", leave=False,
+               disable=None if show_progress is None else not show_progress)
     if workers > 1 and len(jobs) > 8:
         with ProcessPoolExecutor(max_workers=workers) as pool:
             for _ in pool.map(_render_one, jobs, chunksize=8):

@@ -21,13 +21,14 @@ log = logging.getLogger(__name__)
 TRUTH_MAX_USERS = 50_000
 
 
-def synthesize(directory: str | Path, cfg: SynthConfig) -> dict:
+def synthesize(directory: str | Path, cfg: SynthConfig, show_progress: bool | None = None) -> dict:
     """Write a complete synthetic world into ``directory``; returns a summary.
 
     Files: ``train_triplets.txt``, ``unique_tracks.txt``, ``track_metadata.db``, ``genres.tsv``,
     the Last.fm data (``lastfm_train/`` and ``lastfm_test/`` JSON trees, or ``lastfm_tags.db`` and
     ``lastfm_similars.db``, as ``cfg.lastfm`` says), ``audio/<song_id>.wav`` (unless
-    ``cfg.no_audio``) and ``truth.json``.
+    ``cfg.no_audio``) and ``truth.json``. ``show_progress``: bars on stderr for the long
+    steps (``None``: on a terminal only).
     """
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
@@ -41,7 +42,7 @@ def synthesize(directory: str | Path, cfg: SynthConfig) -> dict:
     n_listens = 0
     if cfg.format == "triplets":
         n_lines = write_triplets(out / "train_triplets.txt", iter_plays(cfg, catalog, users, play_rng),
-                                 users.user_ids, catalog.song_ids, cfg.users)
+                                 users.user_ids, catalog.song_ids, cfg.users, show_progress)
         log.info("wrote %d triplets", n_lines)
     else:   # the same plays as listening events with times, in a format people's data come in
         blocks = list(iter_plays(cfg, catalog, users, play_rng))
@@ -52,11 +53,11 @@ def synthesize(directory: str | Path, cfg: SynthConfig) -> dict:
     write_unique_tracks(out / "unique_tracks.txt", catalog)
     write_track_metadata(out / "track_metadata.db", catalog, np.random.default_rng([cfg.seed, 2]))
     write_genres(out / "genres.tsv", catalog)
-    lastfm = write_lastfm(out, catalog, cfg.scenes, cfg.lastfm, cfg.seed)
+    lastfm = write_lastfm(out, catalog, cfg.scenes, cfg.lastfm, cfg.seed, show_progress)
     n_clips = 0
     if not cfg.no_audio:
         n_clips = write_audio(out / "audio", catalog, styles, cfg.clip_seconds, cfg.seed,
-                              workers=cfg.audio_workers)
+                              workers=cfg.audio_workers, show_progress=show_progress)
     truth = {
         "config": cfg.__dict__,
         "genres": genre_names,

@@ -110,7 +110,8 @@ def json_path(root: Path, track_id: str) -> Path:
     return root / track_id[2] / track_id[3] / track_id[4] / f"{track_id}.json"
 
 
-def write_json_tree(directory: Path, cat: Catalog, data: LastfmTracks, rng: np.random.Generator) -> int:
+def write_json_tree(directory: Path, cat: Catalog, data: LastfmTracks, rng: np.random.Generator,
+                    show_progress: bool | None = None) -> int:
     """``lastfm_train/`` and ``lastfm_test/`` under ``directory`` (replaced whole); returns the
     number of files."""
     train, test = (directory / name for name in JSON_DIRS[:2])
@@ -118,7 +119,8 @@ def write_json_tree(directory: Path, cat: Catalog, data: LastfmTracks, rng: np.r
     directory.mkdir(parents=True, exist_ok=True)
     staging = {root: Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=directory)) for root in (train, test)}
     n = 0
-    for i in tqdm(range(len(cat.song_ids)), desc="Last.fm JSON", unit="track", leave=False, disable=None):
+    for i in tqdm(range(len(cat.song_ids)), desc="Last.fm JSON", unit="track", leave=False,
+                  disable=None if show_progress is None else not show_progress):
         if data.tags[i] is None:
             continue
         tid = cat.track_ids[i].decode()
@@ -176,7 +178,8 @@ def write_sqlite(directory: Path, cat: Catalog, data: LastfmTracks) -> None:
     os.replace(tmp, sims_path)
 
 
-def write_lastfm(directory: Path, cat: Catalog, n_scenes: int, fmt: str, seed: int) -> dict:
+def write_lastfm(directory: Path, cat: Catalog, n_scenes: int, fmt: str, seed: int,
+                 show_progress: bool | None = None) -> dict:
     """Write the synthetic Last.fm data in ``fmt`` (:data:`LASTFM_FORMATS`); returns counts."""
     if fmt not in LASTFM_FORMATS:
         raise ValueError(f"lastfm must be one of {', '.join(LASTFM_FORMATS)}, got {fmt!r}")
@@ -187,7 +190,7 @@ def write_lastfm(directory: Path, cat: Catalog, n_scenes: int, fmt: str, seed: i
     out = {"format": fmt, "tracks": sum(t is not None for t in data.tags),
            "tracks_with_tags": sum(bool(t) for t in data.tags)}
     if fmt in ("json", "both"):
-        out["json_files"] = write_json_tree(directory, cat, data, rng)
+        out["json_files"] = write_json_tree(directory, cat, data, rng, show_progress)
     if fmt in ("sqlite", "both"):
         write_sqlite(directory, cat, data)
     return out
