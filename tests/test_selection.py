@@ -143,12 +143,13 @@ def test_a_fixed_iteration_count_bounds_the_search_by_the_fit_asked_for(caplog):
     shape = (counts.shape[0], counts.shape[1], counts.nnz)
     with caplog.at_level(logging.INFO, logger="pmrs"):
         asked = select_settings(counts, WMFConfig(iterations=3), fixed={"iterations"}, cfg=cfg)
+    # (this search's lines only: the logger's level may be left at INFO by an earlier CLI test)
+    line = [r.getMessage() for r in caplog.records if r.getMessage().startswith("selected WMF")]
     free = select_settings(counts, WMFConfig(), cfg=cfg)
     assert asked.summary["plain_fit"] == {"factors": WMFConfig().factors, "iterations": 3}
     assert asked.summary["cost_budget"] == pytest.approx(cfg.budget * fit_cost(shape, WMFConfig().factors, 3))
     assert free.summary["cost_budget"] == pytest.approx(cfg.budget * fit_cost(shape, WMFConfig().factors, 15))
     assert asked.wmf.iterations == 3 and {t["iterations"] for t in asked.trials if t["model"] == "wmf"} == {3}
-    line = [r.getMessage() for r in caplog.records if r.getMessage().startswith("selected WMF")]
     assert len(line) == 1 and "x 3 iterations" in line[0] and "the search cost" in line[0]
 
 
