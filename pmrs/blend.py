@@ -168,7 +168,6 @@ def _mmr_picks(embedding: Callable[[np.ndarray], np.ndarray], rows: np.ndarray, 
     return picks
 
 
-
 class Interleaver:
     """:func:`pick` with ``diversity`` 0 for many users' candidate lists at once, for as many
     quota settings as asked (the share search scores ~40 settings on the same lists): the lists

@@ -438,9 +438,9 @@ def cmd_extract(args) -> int:
     workdir = cfgmod.resolve_workdir(args.workdir)
     dirs = [args.dir] if args.dir else []
     if not dirs and not args.live:   # the music folder `pmrs ingest --library` read, if any
-        from .interactions import INTERACTIONS_DIR
+        from .interactions import INGEST_REPORT_FILE, INTERACTIONS_DIR
 
-        report = workdir / INTERACTIONS_DIR / "ingest_report.json"
+        report = workdir / INTERACTIONS_DIR / INGEST_REPORT_FILE
         folder = (json.loads(report.read_text()).get("library") or {}).get("folder") if report.is_file() else None
         if folder:
             dirs.append(folder)

@@ -27,6 +27,8 @@ SKIPS_FILE = "skips.npz"
 #: What ``time.npz`` holds per stored pair.
 TIME_FIELDS = ("first_played", "last_played", "played_ms")
 INTERACTIONS_DIR = "interactions"
+#: What ingest read and found, in the interactions directory (the files read, the counts).
+INGEST_REPORT_FILE = "ingest_report.json"
 #: Largest stored play count of a (user, song) pair (int32 storage). Wherever counts are added
 #: (duplicate lines, logged live plays) they are summed in int64 and capped here: a sum never wraps.
 MAX_COUNT = 2**31 - 1

@@ -539,7 +539,7 @@ def test_the_endpoint_follows_a_rebuild_and_keeps_its_bundle_when_the_new_one_is
         assert "no-such-bundle" in caplog.text and "still serving" in caplog.text
 
 
-def test_every_answer_carries_listenbrainz_rate_limit_headers_and_a_client_past_it_gets_429(work, tmp_path):
+def test_every_answer_carries_listenbrainz_rate_limit_headers_and_a_client_past_it_gets_429(work, tmp_path, monkeypatch):
     from pmrs.listenbrainz.ratelimit import RateLimits
 
     w = tmp_path / "w"
@@ -576,7 +576,10 @@ def test_every_answer_carries_listenbrainz_rate_limit_headers_and_a_client_past_
             now[0] += 4                                             # the window is over
             again = get(token)
             assert again.status_code == 200 and again.headers["X-RateLimit-Remaining"] == "4"
+            lookups, real = [], store.user_of
+            monkeypatch.setattr(store, "user_of", lambda t: lookups.append(t) or real(t))
             assert client.post("/1/submit-listens", headers=_auth(token), json={}).headers["X-RateLimit-Remaining"] == "3"
+            assert lookups == [token]        # one token lookup for the limiter and the route together
 
 
 def test_rate_limits_refuse_nonsense_and_forget_ended_windows_when_full():

@@ -52,7 +52,7 @@ import scipy.sparse as sp
 from ..artifacts import new_run_name, staged_dir, write_json, write_text
 from ..errors import IngestError, InvalidArgument
 from ..ingest.rawtext import open_stream
-from ..interactions import INTERACTIONS_DIR, Interactions
+from ..interactions import INGEST_REPORT_FILE, INTERACTIONS_DIR, Interactions
 from ..report import markdown_table
 from .baselines import REFERENCE_MODELS, settings_text
 from .metrics import per_user_metrics
@@ -128,7 +128,7 @@ class FileOrder:
     def of_workdir(cls, workdir: str | Path, triplets: str | Path | None = None) -> FileOrder:
         """``triplets`` when given, else the triplets file ``<workdir>``'s ingest recorded."""
         if triplets is None:
-            report = Path(workdir) / INTERACTIONS_DIR / "ingest_report.json"
+            report = Path(workdir) / INTERACTIONS_DIR / INGEST_REPORT_FILE
             files = json.loads(report.read_text()).get("files", {}) if report.is_file() else {}
             triplets = files.get("triplets")
             if not triplets:

@@ -28,7 +28,7 @@ from typing import Sequence
 
 from ..artifacts import replace_dir, write_json
 from ..catalog import CATALOG_FILE, add_songs, write_catalog
-from ..interactions import INTERACTIONS_DIR
+from ..interactions import INGEST_REPORT_FILE, INTERACTIONS_DIR
 from ..live.rebuild import LIVE_FILE, merge_plays, read_logged, write_clips
 from .metadata import GENRE_CHOICE, GENRE_FILES, build_catalog, find_genre_file
 from .rawtext import check_input_file
@@ -180,7 +180,7 @@ def ingest(data_dir: str | Path | None, workdir: str | Path, cfg: IngestConfig |
     staging = Path(tempfile.mkdtemp(prefix=f".{INTERACTIONS_DIR}.", dir=workdir))
     try:
         inter.save(staging)
-        write_json(staging / "ingest_report.json", report)
+        write_json(staging / INGEST_REPORT_FILE, report)
         if logged is not None:
             write_clips(workdir, logged)
             write_json(staging / LIVE_FILE, report["live"])

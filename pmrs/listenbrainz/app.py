@@ -81,6 +81,9 @@ class BrowserGuard:
         return await self.app(scope, receive, send)
 
 
+_UNSET = object()
+
+
 def _token_of(request: Request) -> str | None:
     header = request.headers.get("authorization")
     if header is None:
@@ -163,13 +166,22 @@ def create_app(recommender, tokens: TokenStore, workdir=None, limits: RateLimits
     (:mod:`pmrs.listenbrainz.ratelimit`; ``None``: the defaults); ``clock``: their clock (tests)."""
     served = Served(recommender, workdir)
 
+    def token_user(request: Request) -> str | None:
+        """The user of the request's ``Authorization`` token, ``None`` without a valid one;
+        looked up once per request (the rate limiter asks first, the route after it)."""
+        user = getattr(request.state, "token_user", _UNSET)
+        if user is _UNSET:
+            token = _token_of(request)
+            user = request.state.token_user = tokens.user_of(token) if token else None
+        return user
+
     def auth(request: Request) -> str | JSONResponse:
         token = _token_of(request)
         if token is None:
             return error(401, "You need to provide an Authorization header.")
         if not token:
             return error(401, "Provided Authorization header is invalid.")
-        user = tokens.user_of(token)
+        user = token_user(request)
         return user if user is not None else error(401, "Invalid authorization token.")
 
     async def submit_listens(request: Request):
@@ -277,7 +289,7 @@ def create_app(recommender, tokens: TokenStore, workdir=None, limits: RateLimits
         Route("/pmrs/v1/recommendations/{user_id}", pmrs_recommendations, methods=["GET"]),
     ])
     app.add_middleware(BrowserGuard)
-    app.add_middleware(RateLimiter, limits=limits or RateLimits(), user_of=tokens.user_of,
-                       **({"clock": clock} if clock is not None else {}))   # (outermost: every answer)
+    app.add_middleware(RateLimiter, limits=limits or RateLimits(), user_of=token_user,
+                       clock=clock)   # (outermost: every answer)
     app.state.served = served
     return app

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 
@@ -40,22 +41,19 @@ class RateLimits:
 
 
 class RateLimiter:
-    """ASGI middleware applying :class:`RateLimits` (module docstring). ``user_of(token)``: the
-    user of a valid token, else ``None``; ``clock``: seconds, monotonic (a test's own)."""
+    """ASGI middleware applying :class:`RateLimits` (module docstring). ``user_of(request)``:
+    the user of the request's valid token, else ``None``; ``clock``: seconds, monotonic (``None``:
+    ``time.monotonic``; a test's own)."""
 
-    def __init__(self, app, limits: RateLimits, user_of: Callable[[str], str | None],
-                 clock: Callable[[], float] = time.monotonic):
-        self.app, self.limits, self.user_of, self.clock = app, limits, user_of, clock
+    def __init__(self, app, limits: RateLimits, user_of: Callable[[Request], str | None],
+                 clock: Callable[[], float] | None = None):
+        self.app, self.limits, self.user_of, self.clock = app, limits, user_of, clock or time.monotonic
         self._windows: dict[tuple[str, str], list] = {}   # key -> [window end, requests]
 
     def _key(self, scope) -> tuple[tuple[str, str], int]:
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                scheme, _, token = value.decode("latin-1").strip().partition(" ")
-                user = self.user_of(token.strip()) if scheme.lower() == "token" and token.strip() else None
-                if user is not None:
-                    return ("user", user), self.limits.with_token
-                break
+        user = self.user_of(Request(scope))
+        if user is not None:
+            return ("user", user), self.limits.with_token
         client = scope.get("client")
         return ("address", client[0] if client else ""), self.limits.without_token
 

@@ -80,13 +80,13 @@ def explain(view, items: Sequence[Item], profile_rows: np.ndarray, counts: np.nd
                 ev, kind = (), None
             else:
                 kind, ev = pick[0], tuple([songs.evidence(r, w) for r, w in pick[1]])
-            out[i].append(Reason(name, rank, share, words(kind, ev, songs), ev, ()))
+            out[i].append(Reason(name, rank, share, words(kind, ev), ev, ()))
     return [tuple(r) for r in out]
 
 
 class _Songs:
-    """The catalog fields a reason names, read once per answer: a song's evidence and its name
-    in a sentence ("title (artist)")."""
+    """The catalog fields of the songs an answer's reasons name, each song's turned into
+    evidence fields once however many reasons name it."""
 
     def __init__(self, fields: Mapping[int, dict]):
         self.fields = fields
@@ -101,15 +101,15 @@ class _Songs:
 
 
 def _sentence(view, name: str):
-    """The sentence of source ``name``'s reason, from its evidence: ``words(kind, evidence, songs)``
+    """The sentence of source ``name``'s reason, from its evidence: ``words(kind, evidence)``
     (``kind``: what :func:`_source_evidence` found, ``None`` when nothing)."""
     if view.sources[name].kind == SPARSE_NEIGHBOURS:
-        return lambda kind, ev, songs: ("often played with " + _names(ev)) if ev else "played with the listener's songs"
+        return lambda kind, ev: ("often played with " + _names(ev)) if ev else "played with the listener's songs"
     verb = ("sounds like " if name == ACOUSTIC else "played by the listeners of " if name == COLLABORATIVE
             else f"close in {name} to ")
     bare = "sounds like the listener's songs" if name == ACOUSTIC else f"close in {name}"
 
-    def words(kind, ev, songs):
+    def words(kind, ev):
         if kind == "terms":
             return ("listeners of " + _names(ev) + " play it too") if ev else "people with the listener's taste play it"
         if kind == "terms-predicted":
